@@ -1,0 +1,744 @@
+"""Topic and broker configuration: definitions, validation, resolution and description.
+
+Names, types, defaults, valid ranges and documentation follow Apache Kafka 4.0. Values are
+kept as strings, as Kafka keeps them (AlterConfigs and CreateTopics send strings); they are
+parsed and validated against their definition on the way in.
+
+Resolution of a topic config, first match wins (what DescribeConfigs reports as synonyms):
+
+1. the topic's own override                       source DYNAMIC_TOPIC_CONFIG (1)
+2. for each broker synonym, in Kafka's order (e.g. ``log.retention.ms``,
+   ``log.retention.minutes``, ``log.retention.hours``):
+   a dynamic per-broker value                     source DYNAMIC_BROKER_CONFIG (2)
+   a dynamic cluster-default value                source DYNAMIC_DEFAULT_BROKER_CONFIG (3)
+   the broker's config file                       source STATIC_BROKER_CONFIG (4)
+   the built-in default                           source DEFAULT_CONFIG (5)
+
+Plan limits. The control plane writes ``kastle.plan.*`` keys in the broker's config file
+(they are read-only over the Kafka protocol). They cap what a topic may be set to:
+``kastle.plan.max.retention.ms`` (``retention.ms=-1``, i.e. forever, is then refused),
+``kastle.plan.max.retention.bytes`` (per partition), ``kastle.plan.max.message.bytes`` and
+``kastle.plan.max.partitions`` (all partitions of the cluster). A value over a cap raises
+:class:`PolicyViolation` (Kafka's POLICY_VIOLATION, as Confluent Cloud answers); a value that
+is not valid at all raises :class:`InvalidConfig` (INVALID_CONFIG). Both name the key and say
+what is allowed.
+
+Deliberately unsupported: ``cleanup.policy=compact`` (INVALID_CONFIG, "not supported") and
+any ``compression.type`` other than ``producer`` (batches are stored as sent).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+INT_MAX = 2**31 - 1
+LONG_MAX = 2**63 - 1
+
+
+class ConfigType(enum.IntEnum):
+    """DescribeConfigs v3+ ``config_type``."""
+
+    UNKNOWN = 0
+    BOOLEAN = 1
+    STRING = 2
+    INT = 3
+    SHORT = 4
+    LONG = 5
+    DOUBLE = 6
+    LIST = 7
+    CLASS = 8
+    PASSWORD = 9
+
+
+class ConfigSource(enum.IntEnum):
+    """DescribeConfigs ``config_source`` / synonym ``source``."""
+
+    UNKNOWN = 0
+    DYNAMIC_TOPIC_CONFIG = 1
+    DYNAMIC_BROKER_CONFIG = 2
+    DYNAMIC_DEFAULT_BROKER_CONFIG = 3
+    STATIC_BROKER_CONFIG = 4
+    DEFAULT_CONFIG = 5
+
+
+class ResourceType(enum.IntEnum):
+    """ConfigResource.Type as the Kafka protocol numbers it."""
+
+    UNKNOWN = 0
+    TOPIC = 2
+    BROKER = 4
+    BROKER_LOGGER = 8
+
+
+class AlterOp(enum.IntEnum):
+    """IncrementalAlterConfigs ``config_operation``."""
+
+    SET = 0
+    DELETE = 1
+    APPEND = 2
+    SUBTRACT = 3
+
+
+class ConfigError(ValueError):
+    """A config key or value was refused. ``error_code`` is the Kafka error to answer with."""
+
+    error_code: ErrorCode = ErrorCode.invalid_config
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.message = message
+
+
+class InvalidConfig(ConfigError):
+    error_code = ErrorCode.invalid_config
+
+
+class PolicyViolation(ConfigError):
+    error_code = ErrorCode.policy_violation
+
+
+# ----------------------------------------------------------------------------- validators
+
+Validator = Callable[[str, Any], None]
+
+
+def at_least(minimum: int) -> Validator:
+    def check(key: str, value: Any) -> None:
+        if value is not None and value < minimum:
+            raise InvalidConfig(key, f"Invalid value {value} for configuration {key}: "
+                                     f"Value must be at least {minimum}")
+    check.allowed = f"[{minimum},...]"  # type: ignore[attr-defined]
+    return check
+
+
+def between(minimum: int, maximum: int) -> Validator:
+    def check(key: str, value: Any) -> None:
+        if value is not None and not minimum <= value <= maximum:
+            raise InvalidConfig(key, f"Invalid value {value} for configuration {key}: "
+                                     f"Value must be in [{minimum},...,{maximum}]")
+    check.allowed = f"[{minimum},...,{maximum}]"  # type: ignore[attr-defined]
+    return check
+
+
+def one_of(*choices: str, unsupported: Iterable[str] = ()) -> Validator:
+    unsupported = tuple(unsupported)
+
+    def check(key: str, value: Any) -> None:
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            if item in unsupported:
+                raise InvalidConfig(key, f"{key}={item} is not supported by this broker; "
+                                         f"allowed: {', '.join(choices)}")
+            if item not in choices:
+                raise InvalidConfig(key, f"Invalid value {item} for configuration {key}: "
+                                         f"String must be one of: {', '.join(choices)}")
+    check.allowed = ", ".join(choices)  # type: ignore[attr-defined]
+    return check
+
+
+def _non_empty_list(key: str, value: Any) -> None:
+    if isinstance(value, list) and not value:
+        raise InvalidConfig(key, f"Invalid value for configuration {key}: the list must not be empty")
+
+
+# ----------------------------------------------------------------------------- definitions
+
+@dataclass(frozen=True, slots=True)
+class Synonym:
+    """A broker key that provides a topic config's default, and how to convert its value."""
+
+    name: str
+    scale: int = 1  # broker value * scale = topic value (hours -> ms etc.)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigDef:
+    name: str
+    type: ConfigType
+    default: str | None
+    doc: str
+    validators: tuple[Validator, ...] = ()
+    synonyms: tuple[Synonym, ...] = ()
+    read_only: bool = False
+    sensitive: bool = False
+    dynamic: bool = True  # for broker keys: may be altered with AlterConfigs
+
+    def parse(self, raw: Any) -> Any:
+        """Parse a string (or a native value from a TOML file) and validate it."""
+        key = self.name
+        value: Any
+        if raw is None:
+            return None
+        try:
+            if self.type is ConfigType.BOOLEAN:
+                if isinstance(raw, bool):
+                    value = raw
+                elif str(raw).strip().lower() in ("true", "false"):
+                    value = str(raw).strip().lower() == "true"
+                else:
+                    raise ValueError
+            elif self.type in (ConfigType.INT, ConfigType.SHORT, ConfigType.LONG):
+                if isinstance(raw, bool):
+                    raise ValueError
+                value = int(str(raw).strip()) if not isinstance(raw, int) else raw
+                limit = LONG_MAX if self.type is ConfigType.LONG else INT_MAX
+                if not -limit - 1 <= value <= limit:
+                    raise ValueError
+            elif self.type is ConfigType.DOUBLE:
+                value = float(raw)
+            elif self.type is ConfigType.LIST:
+                if isinstance(raw, list | tuple):
+                    value = [str(v).strip() for v in raw]
+                else:
+                    value = [v.strip() for v in str(raw).split(",") if v.strip()]
+            else:
+                value = str(raw).strip()
+        except ValueError:
+            raise InvalidConfig(key, f"Invalid value {raw} for configuration {key}: "
+                                     f"Expected value to be {self._type_phrase()}") from None
+        for validator in self.validators:
+            validator(key, value)
+        return value
+
+    def canonical(self, raw: Any) -> str | None:
+        """Validate and return the string form Kafka would store and describe."""
+        value = self.parse(raw)
+        return format_value(value)
+
+    def _type_phrase(self) -> str:
+        return {
+            ConfigType.BOOLEAN: "either true or false",
+            ConfigType.INT: "a 32-bit integer",
+            ConfigType.SHORT: "a 16-bit integer",
+            ConfigType.LONG: "a 64-bit integer",
+            ConfigType.DOUBLE: "a double",
+            ConfigType.LIST: "a comma-separated list",
+        }.get(self.type, "a string")
+
+
+def format_value(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(value)
+    return str(value)
+
+
+_H = 3_600_000
+_M = 60_000
+
+TOPIC_CONFIG_DEFS: dict[str, ConfigDef] = {d.name: d for d in [
+    ConfigDef(
+        "cleanup.policy", ConfigType.LIST, "delete",
+        "This config designates the retention policy to use on log segments. The \"delete\" policy "
+        "(which is the default) will discard old segments when their retention time or size limit "
+        "has been reached. Only \"delete\" is supported by this broker; \"compact\" is refused.",
+        (one_of("delete", unsupported=("compact",)), _non_empty_list),
+        (Synonym("log.cleanup.policy"),)),
+    ConfigDef(
+        "compression.type", ConfigType.STRING, "producer",
+        "Specify the final compression type for a given topic. Only 'producer' is supported: batches "
+        "are retained in the original compression codec set by the producer.",
+        (one_of("producer", unsupported=("uncompressed", "gzip", "snappy", "lz4", "zstd")),),
+        (Synonym("compression.type"),)),
+    ConfigDef(
+        "max.message.bytes", ConfigType.INT, "1048588",
+        "The largest record batch size allowed by Kafka (after compression if compression is "
+        "enabled).",
+        (at_least(0),), (Synonym("message.max.bytes"),)),
+    ConfigDef(
+        "message.timestamp.type", ConfigType.STRING, "CreateTime",
+        "Define whether the timestamp in the message is message create time or log append time.",
+        (one_of("CreateTime", "LogAppendTime"),), (Synonym("log.message.timestamp.type"),)),
+    ConfigDef(
+        "min.insync.replicas", ConfigType.INT, "1",
+        "When a producer sets acks to \"all\" (or \"-1\"), this configuration specifies the minimum "
+        "number of replicas that must acknowledge a write for the write to be considered successful.",
+        (at_least(1),), (Synonym("min.insync.replicas"),)),
+    ConfigDef(
+        "retention.bytes", ConfigType.LONG, "-1",
+        "This configuration controls the maximum size a partition (which consists of log segments) "
+        "can grow to before we will discard old log segments to free up space if we are using the "
+        "\"delete\" retention policy. By default there is no size limit only a time limit.",
+        (), (Synonym("log.retention.bytes"),)),
+    ConfigDef(
+        "retention.ms", ConfigType.LONG, "604800000",
+        "This configuration controls the maximum time we will retain a log before we will discard "
+        "old log segments to free up space if we are using the \"delete\" retention policy. This "
+        "represents an SLA on how soon consumers must read their data. If set to -1, no time limit "
+        "is applied.",
+        (at_least(-1),),
+        (Synonym("log.retention.ms"), Synonym("log.retention.minutes", _M),
+         Synonym("log.retention.hours", _H))),
+    ConfigDef(
+        "segment.bytes", ConfigType.INT, "1073741824",
+        "This configuration controls the segment file size for the log. Retention and cleaning is "
+        "always done a file at a time so a larger segment size means fewer files but less granular "
+        "control over retention.",
+        (at_least(1024 * 1024),), (Synonym("log.segment.bytes"),)),
+    ConfigDef(
+        "segment.ms", ConfigType.LONG, "604800000",
+        "This configuration controls the period of time after which Kafka will force the log to roll "
+        "even if the segment file isn't full to ensure that retention can delete or compact old data.",
+        (at_least(1),), (Synonym("log.roll.ms"), Synonym("log.roll.hours", _H))),
+]}
+
+#: The topic configs this broker honours (what CreateTopics/AlterConfigs accept).
+SUPPORTED_TOPIC_CONFIGS = frozenset(TOPIC_CONFIG_DEFS)
+
+PLAN_LIMIT_KEYS = {
+    "retention.ms": "kastle.plan.max.retention.ms",
+    "retention.bytes": "kastle.plan.max.retention.bytes",
+    "max.message.bytes": "kastle.plan.max.message.bytes",
+}
+
+BROKER_CONFIG_DEFS: dict[str, ConfigDef] = {d.name: d for d in [
+    ConfigDef("auto.create.topics.enable", ConfigType.BOOLEAN, "true",
+              "Enable auto creation of topic on the server.", dynamic=False),
+    ConfigDef("compression.type", ConfigType.STRING, "producer",
+              "Specify the final compression type for a given topic. Only 'producer' is supported.",
+              (one_of("producer", unsupported=("uncompressed", "gzip", "snappy", "lz4", "zstd")),)),
+    ConfigDef("default.replication.factor", ConfigType.INT, "1",
+              "The default replication factor for automatically created topics. This broker keeps "
+              "one replica.", (between(1, 1),), read_only=True, dynamic=False),
+    ConfigDef("delete.topic.enable", ConfigType.BOOLEAN, "true",
+              "Enables delete topic. Delete topic through the admin tool will have no effect if this "
+              "config is turned off.", dynamic=False),
+    ConfigDef("log.cleanup.policy", ConfigType.LIST, "delete",
+              "The default cleanup policy for segments beyond the retention window. Only \"delete\" "
+              "is supported.", (one_of("delete", unsupported=("compact",)), _non_empty_list)),
+    ConfigDef("log.message.timestamp.type", ConfigType.STRING, "CreateTime",
+              "Define whether the timestamp in the message is message create time or log append time.",
+              (one_of("CreateTime", "LogAppendTime"),)),
+    ConfigDef("log.retention.bytes", ConfigType.LONG, "-1",
+              "The maximum size of the log before deleting it"),
+    ConfigDef("log.retention.check.interval.ms", ConfigType.LONG, "300000",
+              "The frequency in milliseconds that the log cleaner checks whether any log is eligible "
+              "for deletion", (at_least(1),), dynamic=False),
+    ConfigDef("log.retention.hours", ConfigType.INT, "168",
+              "The number of hours to keep a log file before deleting it (in hours), tertiary to "
+              "log.retention.ms property"),
+    ConfigDef("log.retention.minutes", ConfigType.INT, None,
+              "The number of minutes to keep a log file before deleting it (in minutes), secondary to "
+              "log.retention.ms property. If not set, the value in log.retention.hours is used"),
+    ConfigDef("log.retention.ms", ConfigType.LONG, None,
+              "The number of milliseconds to keep a log file before deleting it (in milliseconds), If "
+              "not set, the value in log.retention.minutes is used. If set to -1, no time limit is "
+              "applied.", (at_least(-1),)),
+    ConfigDef("log.roll.hours", ConfigType.INT, "168",
+              "The maximum time before a new log segment is rolled out (in hours), secondary to "
+              "log.roll.ms property", (at_least(1),)),
+    ConfigDef("log.roll.ms", ConfigType.LONG, None,
+              "The maximum time before a new log segment is rolled out (in milliseconds). If not set, "
+              "the value in log.roll.hours is used", (at_least(1),)),
+    ConfigDef("log.segment.bytes", ConfigType.INT, "1073741824",
+              "The maximum size of a single log file", (at_least(1024 * 1024),)),
+    ConfigDef("max.connections", ConfigType.INT, str(INT_MAX),
+              "The maximum number of connections we allow in the broker at any time.", (at_least(0),)),
+    ConfigDef("max.connections.per.ip", ConfigType.INT, str(INT_MAX),
+              "The maximum number of connections we allow from each ip address.", (at_least(0),)),
+    ConfigDef("message.max.bytes", ConfigType.INT, "1048588",
+              "The largest record batch size allowed by Kafka (after compression if compression is "
+              "enabled).", (at_least(0),)),
+    ConfigDef("min.insync.replicas", ConfigType.INT, "1",
+              "When a producer sets acks to \"all\" (or \"-1\"), min.insync.replicas specifies the "
+              "minimum number of replicas that must acknowledge a write for the write to be considered "
+              "successful.", (at_least(1),)),
+    ConfigDef("num.partitions", ConfigType.INT, "1",
+              "The default number of log partitions per topic", (at_least(1),), dynamic=False),
+    ConfigDef("quota.window.num", ConfigType.INT, "11",
+              "The number of samples to retain in memory for client quotas", (at_least(1),),
+              dynamic=False),
+    ConfigDef("quota.window.size.seconds", ConfigType.INT, "1",
+              "The time span of each sample for client quotas", (at_least(1),), dynamic=False),
+    ConfigDef("socket.request.max.bytes", ConfigType.INT, "104857600",
+              "The maximum number of bytes in a socket request", (at_least(1),), dynamic=False),
+    # Kastle-specific. Connection limit per authenticated principal (Kafka has none).
+    ConfigDef("kastle.max.connections.per.principal", ConfigType.INT, str(INT_MAX),
+              "The maximum number of connections one principal (API key) may hold on this broker.",
+              (at_least(0),)),
+    # Plan limits: written by the control plane into the config file; read-only on the wire.
+    ConfigDef("kastle.plan.max.retention.ms", ConfigType.LONG, "-1",
+              "Plan limit: the largest retention.ms a topic may have (-1: no limit). When set, "
+              "retention.ms=-1 (forever) is refused.", (at_least(-1),), read_only=True, dynamic=False),
+    ConfigDef("kastle.plan.max.retention.bytes", ConfigType.LONG, "-1",
+              "Plan limit: the largest retention.bytes a partition may have (-1: no limit). When set, "
+              "retention.bytes=-1 (unlimited) is refused.", (at_least(-1),), read_only=True,
+              dynamic=False),
+    ConfigDef("kastle.plan.max.message.bytes", ConfigType.INT, "-1",
+              "Plan limit: the largest max.message.bytes a topic may have (-1: no limit).",
+              (at_least(-1),), read_only=True, dynamic=False),
+    ConfigDef("kastle.plan.max.partitions", ConfigType.INT, "-1",
+              "Plan limit: the most partitions the cluster may hold over all topics (-1: no limit).",
+              (at_least(-1),), read_only=True, dynamic=False),
+]}
+
+
+def _assert_synonyms_defined() -> None:
+    for d in TOPIC_CONFIG_DEFS.values():
+        for s in d.synonyms:
+            assert s.name in BROKER_CONFIG_DEFS, s.name
+
+
+_assert_synonyms_defined()
+
+
+# ----------------------------------------------------------------------------- described entries
+
+@dataclass(frozen=True, slots=True)
+class DescribedSynonym:
+    name: str
+    value: str | None
+    source: ConfigSource
+
+
+@dataclass(frozen=True, slots=True)
+class DescribedConfig:
+    name: str
+    value: str | None
+    source: ConfigSource
+    read_only: bool
+    is_sensitive: bool
+    config_type: ConfigType
+    documentation: str | None
+    synonyms: tuple[DescribedSynonym, ...] = ()
+
+
+def _scaled(value: str | None, scale: int) -> str | None:
+    if value is None or scale == 1:
+        return value
+    return str(int(value) * scale)
+
+
+# ----------------------------------------------------------------------------- broker configs
+
+def _atomic_write_json(path: Path, payload: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(payload, fh, sort_keys=True, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+class BrokerConfigs:
+    """A broker's configuration: static (config file/flags), dynamic (AlterConfigs), defaults.
+
+    ``static`` holds Kafka-named keys with string or native values (from TOML). Unknown keys
+    raise :class:`InvalidConfig` so that a typo in a provisioning template fails loudly.
+    ``state_path`` (``<data-dir>/configs/broker.json``) persists dynamic values.
+    """
+
+    def __init__(self, static: Mapping[str, Any] | None = None, *, node_id: int = 0,
+                 state_path: Path | str | None = None) -> None:
+        self.node_id = node_id
+        self.static: dict[str, str] = {}
+        for key, raw in (static or {}).items():
+            self.static[key] = self._canonical_broker(key, raw)
+        self.dynamic_broker: dict[str, str] = {}
+        self.dynamic_default: dict[str, str] = {}
+        self.state_path = Path(state_path) if state_path else None
+        if self.state_path and self.state_path.exists():
+            state = json.loads(self.state_path.read_text())
+            self.dynamic_broker = {k: str(v) for k, v in state.get("broker", {}).items()}
+            self.dynamic_default = {k: str(v) for k, v in state.get("default", {}).items()}
+        self._cache: dict[str, Any] = {}
+        self.check_plan_limits()
+
+    # -- lookups
+    @staticmethod
+    def _canonical_broker(key: str, raw: Any) -> str:
+        d = BROKER_CONFIG_DEFS.get(key)
+        if d is None:
+            raise InvalidConfig(key, f"Unknown broker config {key}")
+        value = d.canonical(raw)
+        assert value is not None
+        return value
+
+    def lookup(self, key: str) -> tuple[str | None, ConfigSource]:
+        """The effective string value of a broker key and where it came from."""
+        if key in self.dynamic_broker:
+            return self.dynamic_broker[key], ConfigSource.DYNAMIC_BROKER_CONFIG
+        if key in self.dynamic_default:
+            return self.dynamic_default[key], ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG
+        if key in self.static:
+            return self.static[key], ConfigSource.STATIC_BROKER_CONFIG
+        return BROKER_CONFIG_DEFS[key].default, ConfigSource.DEFAULT_CONFIG
+
+    def get(self, key: str) -> Any:
+        try:
+            return self._cache[key]
+        except KeyError:
+            value = BROKER_CONFIG_DEFS[key].parse(self.lookup(key)[0])
+            self._cache[key] = value
+            return value
+
+    def _synonym_chain(self, key: str) -> list[DescribedSynonym]:
+        """All (name, source) pairs with a value, in Kafka's precedence order."""
+        out: list[DescribedSynonym] = []
+        names = [key]
+        if key in {"log.retention.ms", "log.retention.minutes", "log.retention.hours"}:
+            names = ["log.retention.ms", "log.retention.minutes", "log.retention.hours"]
+            names = names[names.index(key):]
+        elif key in {"log.roll.ms", "log.roll.hours"}:
+            names = ["log.roll.ms", "log.roll.hours"][["log.roll.ms", "log.roll.hours"].index(key):]
+        for name in names:
+            out.extend(self._sources(name))
+        return out
+
+    def _sources(self, name: str) -> list[DescribedSynonym]:
+        out = []
+        for layer, source in ((self.dynamic_broker, ConfigSource.DYNAMIC_BROKER_CONFIG),
+                              (self.dynamic_default, ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG),
+                              (self.static, ConfigSource.STATIC_BROKER_CONFIG)):
+            if name in layer:
+                out.append(DescribedSynonym(name, layer[name], source))
+        default = BROKER_CONFIG_DEFS[name].default
+        if default is not None:
+            out.append(DescribedSynonym(name, default, ConfigSource.DEFAULT_CONFIG))
+        return out
+
+    def topic_default(self, topic_key: str) -> tuple[str | None, ConfigSource, list[DescribedSynonym]]:
+        """The broker-provided default for a topic config, its source, and its synonyms."""
+        d = TOPIC_CONFIG_DEFS[topic_key]
+        synonyms: list[DescribedSynonym] = []
+        for syn in d.synonyms:
+            synonyms.extend(self._sources(syn.name))
+        if synonyms:
+            first = synonyms[0]
+            scale = next(s.scale for s in d.synonyms if s.name == first.name)
+            return _scaled(first.value, scale), first.source, synonyms
+        return d.default, ConfigSource.DEFAULT_CONFIG, synonyms
+
+    # -- plan limits
+    def plan_limit(self, topic_key: str) -> int | None:
+        limit_key = PLAN_LIMIT_KEYS.get(topic_key)
+        if limit_key is None:
+            return None
+        value = self.get(limit_key)
+        return None if value == -1 else value
+
+    @property
+    def max_partitions(self) -> int | None:
+        value = self.get("kastle.plan.max.partitions")
+        return None if value == -1 else value
+
+    def check_topic_value(self, topic_key: str, value: Any) -> None:
+        """Raise PolicyViolation if a parsed topic value exceeds the plan's cap."""
+        cap = self.plan_limit(topic_key)
+        if cap is None:
+            return
+        if value == -1 and topic_key != "max.message.bytes":
+            raise PolicyViolation(topic_key, f"{topic_key}=-1 (unlimited) is not allowed by the plan; "
+                                             f"the maximum is {cap}")
+        if value > cap:
+            raise PolicyViolation(topic_key, f"{topic_key}={value} exceeds the plan limit; "
+                                             f"the maximum is {cap}")
+
+    def check_plan_limits(self) -> None:
+        """The broker's own topic defaults must be within the plan (fail at startup if not)."""
+        for topic_key in PLAN_LIMIT_KEYS:
+            value, _, _ = self.topic_default(topic_key)
+            self.check_topic_value(topic_key, TOPIC_CONFIG_DEFS[topic_key].parse(value))
+
+    def check_partition_count(self, current_total: int, adding: int) -> None:
+        cap = self.max_partitions
+        if cap is not None and current_total + adding > cap:
+            raise PolicyViolation(
+                "kastle.plan.max.partitions",
+                f"Adding {adding} partition(s) would make {current_total + adding} in the cluster; "
+                f"the plan allows at most {cap}")
+
+    # -- describe
+    def describe(self, keys: Iterable[str] | None = None, *, include_synonyms: bool = False,
+                 include_documentation: bool = False) -> list[DescribedConfig]:
+        names = sorted(BROKER_CONFIG_DEFS) if keys is None else [k for k in keys if k in BROKER_CONFIG_DEFS]
+        out = []
+        for name in names:
+            d = BROKER_CONFIG_DEFS[name]
+            chain = self._synonym_chain(name)
+            value, source = self.lookup(name)
+            if value is None and chain:
+                value, source = chain[0].value, chain[0].source
+            out.append(DescribedConfig(
+                name=name, value=None if d.sensitive else value, source=source,
+                read_only=d.read_only or not d.dynamic, is_sensitive=d.sensitive,
+                config_type=d.type, documentation=d.doc if include_documentation else None,
+                synonyms=tuple(chain) if include_synonyms else ()))
+        return out
+
+    # -- alter (dynamic broker configs)
+    def _validate_dynamic(self, key: str, value: str | None) -> str | None:
+        d = BROKER_CONFIG_DEFS.get(key)
+        if d is None:
+            raise InvalidConfig(key, f"Unknown broker config {key}")
+        if d.read_only or not d.dynamic:
+            raise InvalidConfig(key, f"Cannot update {key} dynamically: it is read-only")
+        return None if value is None else d.canonical(value)
+
+    def alter(self, changes: Mapping[str, str | None], *, default: bool, replace: bool,
+              validate_only: bool = False) -> None:
+        """Apply dynamic changes (None deletes). ``replace`` = AlterConfigs (whole set)."""
+        layer = self.dynamic_default if default else self.dynamic_broker
+        new = {} if replace else dict(layer)
+        for key, value in changes.items():
+            canon = self._validate_dynamic(key, value)
+            if canon is None:
+                new.pop(key, None)
+            else:
+                new[key] = canon
+        # validate the plan limits against the would-be state
+        trial = BrokerConfigs.__new__(BrokerConfigs)
+        trial.node_id, trial.static, trial.state_path, trial._cache = self.node_id, self.static, None, {}
+        trial.dynamic_broker = self.dynamic_broker if default else new
+        trial.dynamic_default = new if default else self.dynamic_default
+        trial.check_plan_limits()
+        if validate_only:
+            return
+        if default:
+            self.dynamic_default = new
+        else:
+            self.dynamic_broker = new
+        self._cache.clear()
+        if self.state_path:
+            _atomic_write_json(self.state_path, {"broker": self.dynamic_broker,
+                                                 "default": self.dynamic_default})
+
+
+# ----------------------------------------------------------------------------- topic configs
+
+def validate_topic_config(key: str, raw: Any, broker: BrokerConfigs | None = None) -> str:
+    """Validate one topic config (name and value) and return its canonical string."""
+    d = TOPIC_CONFIG_DEFS.get(key)
+    if d is None:
+        raise InvalidConfig(key, f"Unknown topic config name: {key}. Supported: "
+                                 f"{', '.join(sorted(TOPIC_CONFIG_DEFS))}")
+    if raw is None:
+        raise InvalidConfig(key, f"Null value not supported for topic config {key}")
+    value = d.parse(raw)
+    if broker is not None:
+        broker.check_topic_value(key, value)
+    canon = format_value(value)
+    assert canon is not None
+    return canon
+
+
+def validate_topic_configs(configs: Mapping[str, Any], broker: BrokerConfigs | None = None) -> dict[str, str]:
+    """Validate a full set of topic overrides (CreateTopics, AlterConfigs)."""
+    # A key left unset inherits the broker default, which check_plan_limits already covered.
+    return {key: validate_topic_config(key, raw, broker) for key, raw in configs.items()}
+
+
+def incremental_alter(current: Mapping[str, str], ops: Iterable[tuple[str, int, str | None]],
+                      broker: BrokerConfigs | None = None) -> dict[str, str]:
+    """Apply IncrementalAlterConfigs ops to a topic's overrides; return the new overrides."""
+    new = dict(current)
+    seen: set[str] = set()
+    for key, op, raw in ops:
+        d = TOPIC_CONFIG_DEFS.get(key)
+        if d is None:
+            raise InvalidConfig(key, f"Unknown topic config name: {key}")
+        if key in seen:
+            raise InvalidConfig(key, f"Error due to duplicate config keys: {key}")
+        seen.add(key)
+        try:
+            op = AlterOp(op)
+        except ValueError:
+            raise InvalidConfig(key, f"Unknown config operation {op} for {key}") from None
+        if op is AlterOp.SET:
+            new[key] = validate_topic_config(key, raw, broker)
+        elif op is AlterOp.DELETE:
+            new.pop(key, None)
+        else:
+            if d.type is not ConfigType.LIST:
+                raise InvalidConfig(key, f"Config value append/subtract is not allowed for config "
+                                         f"key {key}: it is not a list")
+            effective = new.get(key)
+            if effective is None:
+                effective = broker.topic_default(key)[0] if broker else d.default
+            items = d.parse(effective or "")
+            delta = d.parse(raw or "")
+            if op is AlterOp.APPEND:
+                items = items + [v for v in delta if v not in items]
+            else:
+                items = [v for v in items if v not in delta]
+            new[key] = validate_topic_config(key, ",".join(items), broker)
+    return new
+
+
+@dataclass
+class TopicConfig:
+    """The effective configuration of one topic: its overrides over the broker's defaults."""
+
+    broker: BrokerConfigs
+    overrides: dict[str, str] = field(default_factory=dict)
+
+    def lookup(self, key: str) -> tuple[str | None, ConfigSource, list[DescribedSynonym]]:
+        value, source, synonyms = self.broker.topic_default(key)
+        if key in self.overrides:
+            own = DescribedSynonym(key, self.overrides[key], ConfigSource.DYNAMIC_TOPIC_CONFIG)
+            return self.overrides[key], ConfigSource.DYNAMIC_TOPIC_CONFIG, [own, *synonyms]
+        return value, source, synonyms
+
+    def get(self, key: str) -> Any:
+        return TOPIC_CONFIG_DEFS[key].parse(self.lookup(key)[0])
+
+    @property
+    def retention_ms(self) -> int:
+        return self.get("retention.ms")
+
+    @property
+    def retention_bytes(self) -> int:
+        return self.get("retention.bytes")
+
+    @property
+    def segment_bytes(self) -> int:
+        return self.get("segment.bytes")
+
+    @property
+    def segment_ms(self) -> int:
+        return self.get("segment.ms")
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self.get("max.message.bytes")
+
+    @property
+    def log_append_time(self) -> bool:
+        return self.get("message.timestamp.type") == "LogAppendTime"
+
+    def describe(self, keys: Iterable[str] | None = None, *, include_synonyms: bool = False,
+                 include_documentation: bool = False) -> list[DescribedConfig]:
+        names = sorted(TOPIC_CONFIG_DEFS) if keys is None else [k for k in keys if k in TOPIC_CONFIG_DEFS]
+        out = []
+        for name in names:
+            d = TOPIC_CONFIG_DEFS[name]
+            value, source, synonyms = self.lookup(name)
+            out.append(DescribedConfig(
+                name=name, value=value, source=source, read_only=d.read_only,
+                is_sensitive=d.sensitive, config_type=d.type,
+                documentation=d.doc if include_documentation else None,
+                synonyms=tuple(synonyms) if include_synonyms else ()))
+        return out
