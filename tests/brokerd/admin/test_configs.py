@@ -96,7 +96,8 @@ def test_plan_limits_cap_topic_configs() -> None:
 def test_incremental_alter_ops() -> None:
     b = BrokerConfigs()
     new = incremental_alter({"retention.ms": "1000"},
-                            [("retention.bytes", AlterOp.SET, "5000"), ("retention.ms", AlterOp.DELETE, None)],
+                            [("retention.bytes", AlterOp.SET, "5000"),
+                             ("retention.ms", AlterOp.DELETE, None)],
                             b)
     assert new == {"retention.bytes": "5000"}
     assert incremental_alter({}, [("cleanup.policy", AlterOp.APPEND, "delete")], b) == {
@@ -124,5 +125,5 @@ def test_broker_dynamic_alter_persists(tmp_path) -> None:
 
 
 def test_unknown_static_broker_key_fails() -> None:
-    with pytest.raises(InvalidConfig, match="log.retention.mss"):
+    with pytest.raises(InvalidConfig, match=r"log\.retention\.mss"):
         BrokerConfigs({"log.retention.mss": 1})
