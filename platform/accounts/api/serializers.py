@@ -1,0 +1,106 @@
+from rest_framework import serializers
+
+from accounts.models import ApiToken, AuditEvent, Membership, Organization, Role, User
+
+
+class OrganizationSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+
+    class Meta:
+        model = Organization
+        fields = ["id", "name", "created_at"]
+        read_only_fields = ["created_at"]
+
+
+class OrganizationUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+
+
+class UserSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+
+    class Meta:
+        model = User
+        fields = ["id", "email"]
+
+
+class SignupSerializer(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
+    password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
+    organization = serializers.CharField(max_length=100)
+
+
+class SignupResponseSerializer(serializers.Serializer):
+    token = serializers.CharField()
+    organization = OrganizationSerializer()
+    user = UserSerializer()
+
+
+class TokenCreateSerializer(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
+    password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
+    name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    organization = serializers.CharField(
+        max_length=16, required=False, help_text="Organization id, if the user belongs to several"
+    )
+
+
+class TokenSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+
+    class Meta:
+        model = ApiToken
+        fields = ["id", "name", "prefix", "created_at", "last_used_at"]
+
+
+class TokenCreatedSerializer(TokenSerializer):
+    token = serializers.CharField(help_text="Shown only in this response")
+    organization = serializers.CharField(source="organization.public_id")
+
+    class Meta(TokenSerializer.Meta):
+        fields = [*TokenSerializer.Meta.fields, "token", "organization"]
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="user.public_id", read_only=True)
+    email = serializers.EmailField(source="user.email", read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["id", "email", "role", "created_at"]
+        read_only_fields = ["created_at"]
+
+
+class MemberUpdateSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class MeSerializer(serializers.Serializer):
+    user = UserSerializer()
+    organization = OrganizationSerializer()
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor_label")
+    target = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "created_at", "actor", "action", "target", "source_ip", "details"]
+
+    def get_target(self, obj: AuditEvent) -> dict[str, str]:
+        return {"type": obj.target_type, "id": obj.target_id, "label": obj.target_label}
+
+
+class AuditEventFilterSerializer(serializers.Serializer):
+    action = serializers.CharField(
+        required=False,
+        max_length=64,
+        help_text="An action (cluster.create) or a prefix ending in a dot (cluster.)",
+    )
+    actor = serializers.CharField(required=False, max_length=254, help_text="The actor's email, or system")
+    target_type = serializers.CharField(required=False, max_length=32)
+    target_id = serializers.CharField(required=False, max_length=64)
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)

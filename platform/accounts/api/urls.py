@@ -1,0 +1,17 @@
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from . import views
+
+router = SimpleRouter(trailing_slash=False)
+router.register("members", views.MemberViewSet, basename="member")
+
+urlpatterns = [
+    path("signup", views.SignupView.as_view(), name="signup"),
+    path("auth/tokens", views.TokenListCreateView.as_view(), name="token-list"),
+    path("auth/tokens/<str:id>", views.TokenDetailView.as_view(), name="token-detail"),
+    path("me", views.MeView.as_view(), name="me"),
+    path("organization", views.OrganizationView.as_view(), name="organization"),
+    path("audit-events", views.AuditEventListView.as_view(), name="audit-event-list"),
+    *router.urls,
+]

@@ -1,0 +1,229 @@
+"""REST endpoints for sign-up, tokens, the organization, its members and the audit log."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, generics, mixins, permissions, status, viewsets
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts import selectors, services
+from accounts.audit import Actor, client_ip
+from accounts.models import Role
+from accounts.throttling import SignupRateThrottle, TokenRateThrottle
+from controlplane.api.tenancy import OrganizationScopedMixin, request_membership
+
+from . import serializers as s
+
+
+class SignupOpen(permissions.BasePermission):
+    def has_permission(self, request, view) -> bool:
+        if not settings.KASTLE_SIGNUP_OPEN:
+            raise exceptions.PermissionDenied("Sign-up is closed on this Kastle.", code="signup_closed")
+        return True
+
+
+class SignupView(APIView):
+    authentication_classes: list = []
+    permission_classes = [SignupOpen]
+    throttle_classes = [SignupRateThrottle]
+
+    @extend_schema(
+        operation_id="signup",
+        request=s.SignupSerializer,
+        responses={201: s.SignupResponseSerializer},
+        auth=[],
+        summary="Create an organization and its owner; returns a REST token",
+    )
+    def post(self, request):
+        data = s.SignupSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = services.signup(
+            email=data.validated_data["email"],
+            password=data.validated_data["password"],
+            organization_name=data.validated_data["organization"],
+            source_ip=client_ip(request),
+        )
+        body = {
+            "token": result.raw_token,
+            "organization": s.OrganizationSerializer(result.organization).data,
+            "user": s.UserSerializer(result.user).data,
+        }
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class TokenListCreateView(OrganizationScopedMixin, generics.GenericAPIView):
+    """GET: your REST tokens in this organization. POST: log in with email and password for a new token."""
+
+    serializer_class = s.TokenSerializer
+
+    def _is_post(self) -> bool:
+        return getattr(getattr(self, "request", None), "method", None) == "POST"
+
+    def get_authenticators(self):
+        if self._is_post():
+            return []
+        return super().get_authenticators()
+
+    def get_permissions(self):
+        if self._is_post():
+            return [permissions.AllowAny()]
+        return super().get_permissions()
+
+    def get_throttles(self):
+        if self._is_post():
+            return [TokenRateThrottle()]
+        return super().get_throttles()
+
+    def get_base_queryset(self):
+        return selectors.token_list(user=self.request.user, organization=self.organization)
+
+    @extend_schema(operation_id="auth_tokens_list", responses=s.TokenSerializer(many=True))
+    def get(self, request):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(s.TokenSerializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="auth_tokens_create",
+        request=s.TokenCreateSerializer,
+        responses={201: s.TokenCreatedSerializer},
+        auth=[],
+    )
+    def post(self, request):
+        data = s.TokenCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = services.user_authenticate(
+            email=data.validated_data["email"], password=data.validated_data["password"], request=request
+        )
+        if user is None:
+            raise exceptions.AuthenticationFailed("Wrong email or password.", code="invalid_credentials")
+        org_id = data.validated_data.get("organization")
+        memberships = user.memberships.select_related("organization").order_by("created_at", "id")
+        membership = (
+            memberships.filter(organization__public_id=org_id).first() if org_id else memberships.first()
+        )
+        if membership is None:
+            raise exceptions.ValidationError({"organization": ["You are not a member of this organization."]})
+        token, raw = services.token_create(
+            user=user,
+            organization=membership.organization,
+            name=data.validated_data["name"],
+            actor=Actor(user=user, ip=client_ip(request)),
+        )
+        token.token = raw
+        return Response(s.TokenCreatedSerializer(token).data, status=status.HTTP_201_CREATED)
+
+
+class TokenDetailView(OrganizationScopedMixin, generics.GenericAPIView):
+    serializer_class = s.TokenSerializer
+    lookup_field = "public_id"
+    lookup_url_kwarg = "id"
+
+    def get_base_queryset(self):
+        return selectors.token_list(user=self.request.user, organization=self.organization)
+
+    def required_role(self, request):
+        return Role.MEMBER  # everyone may revoke their own tokens
+
+    @extend_schema(operation_id="auth_tokens_retrieve", responses=s.TokenSerializer)
+    def get(self, request, id):
+        return Response(s.TokenSerializer(self.get_object()).data)
+
+    @extend_schema(operation_id="auth_tokens_destroy", responses={204: None})
+    def delete(self, request, id):
+        services.token_revoke(token=self.get_object(), actor=Actor.from_request(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MeView(OrganizationScopedMixin, APIView):
+    @extend_schema(
+        operation_id="me", responses=s.MeSerializer, summary="Who am I: user, organization and role"
+    )
+    def get(self, request):
+        membership = request_membership(request)
+        return Response(
+            {
+                "user": s.UserSerializer(request.user).data,
+                "organization": s.OrganizationSerializer(membership.organization).data,
+                "role": membership.role,
+            }
+        )
+
+
+class OrganizationView(OrganizationScopedMixin, APIView):
+    def required_role(self, request):
+        return Role.OWNER if request.method == "PATCH" else Role.MEMBER
+
+    @extend_schema(operation_id="organization_retrieve", responses=s.OrganizationSerializer)
+    def get(self, request):
+        return Response(s.OrganizationSerializer(self.organization).data)
+
+    @extend_schema(
+        operation_id="organization_update",
+        request=s.OrganizationUpdateSerializer,
+        responses=s.OrganizationSerializer,
+    )
+    def patch(self, request):
+        data = s.OrganizationUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        org = services.organization_update(
+            organization=self.organization,
+            name=data.validated_data["name"],
+            actor=Actor.from_request(request),
+        )
+        return Response(s.OrganizationSerializer(org).data)
+
+
+class MemberViewSet(
+    OrganizationScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    serializer_class = s.MemberSerializer
+    lookup_field = "user__public_id"
+    lookup_url_kwarg = "id"
+    lookup_value_regex = "[^/]+"
+    roles = {"partial_update": Role.OWNER, "destroy": Role.OWNER}
+    http_method_names = ["get", "patch", "delete", "head", "options"]
+
+    def get_base_queryset(self):
+        from accounts.models import Membership
+
+        return Membership.objects.select_related("user", "organization").order_by("id")
+
+    @extend_schema(request=s.MemberUpdateSerializer, responses=s.MemberSerializer)
+    def partial_update(self, request, *args, **kwargs):
+        membership = self.get_object()
+        data = s.MemberUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership = services.membership_update(
+            membership=membership, role=data.validated_data["role"], actor=Actor.from_request(request)
+        )
+        return Response(s.MemberSerializer(membership).data)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request, *args, **kwargs):
+        services.membership_delete(membership=self.get_object(), actor=Actor.from_request(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AuditEventListView(OrganizationScopedMixin, generics.ListAPIView):
+    serializer_class = s.AuditEventSerializer
+
+    def get_base_queryset(self):
+        from accounts.models import AuditEvent
+
+        return AuditEvent.objects.all()
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return self.get_base_queryset().none()
+        filters = s.AuditEventFilterSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        return selectors.audit_event_list(organization=self.organization, **filters.validated_data)
+
+    @extend_schema(
+        operation_id="audit_events_list",
+        parameters=[s.AuditEventFilterSerializer],
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)

@@ -1,0 +1,74 @@
+"""Reads for accounts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db.models import QuerySet
+
+from .models import ApiToken, AuditEvent, Membership, Organization, User
+from .tokens import token_digest
+
+
+def token_get_active(raw: str) -> ApiToken | None:
+    """The live token for a raw bearer string, with its user and organization, or None."""
+    return (
+        ApiToken.objects.select_related("user", "organization")
+        .filter(digest=token_digest(raw), revoked_at__isnull=True)
+        .first()
+    )
+
+
+def token_list(*, user: User, organization: Organization) -> QuerySet[ApiToken]:
+    return ApiToken.objects.filter(user=user, organization=organization, revoked_at__isnull=True)
+
+
+def membership_get(*, user: User, organization_id: int) -> Membership | None:
+    return (
+        Membership.objects.select_related("organization")
+        .filter(user=user, organization_id=organization_id)
+        .first()
+    )
+
+
+def membership_default(*, user: User) -> Membership | None:
+    return (
+        Membership.objects.select_related("organization")
+        .filter(user=user)
+        .order_by("created_at", "id")
+        .first()
+    )
+
+
+def member_list(*, organization: Organization) -> QuerySet[Membership]:
+    return Membership.objects.filter(organization=organization).select_related("user").order_by("id")
+
+
+def organizations_for_user(*, user: User) -> QuerySet[Organization]:
+    return Organization.objects.filter(memberships__user=user).order_by("id")
+
+
+def audit_event_list(
+    *,
+    organization: Organization,
+    action: str | None = None,
+    actor: str | None = None,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> QuerySet[AuditEvent]:
+    qs = AuditEvent.objects.filter(organization=organization)
+    if action:
+        qs = qs.filter(action__startswith=action) if action.endswith(".") else qs.filter(action=action)
+    if actor:
+        qs = qs.filter(actor_label__iexact=actor)
+    if target_type:
+        qs = qs.filter(target_type=target_type)
+    if target_id:
+        qs = qs.filter(target_id=target_id)
+    if since:
+        qs = qs.filter(created_at__gte=since)
+    if until:
+        qs = qs.filter(created_at__lt=until)
+    return qs.order_by("-created_at", "-id")

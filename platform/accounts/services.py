@@ -1,0 +1,199 @@
+"""Writes for accounts: sign-up, tokens, organizations, memberships."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib.auth import authenticate
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_email
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from controlplane.errors import Conflict, ValidationFailed
+
+from .audit import Actor, audit_record
+from .models import ApiToken, Membership, Organization, Role, User, UserManager
+from .tokens import generate_token, token_digest
+
+
+@dataclass(frozen=True)
+class SignupResult:
+    user: User
+    organization: Organization
+    membership: Membership
+    token: ApiToken
+    raw_token: str
+
+
+def _check_new_user(email: str, password: str) -> str:
+    email = UserManager.normalize_email(email)
+    errors: dict[str, list[str]] = {}
+    try:
+        validate_email(email)
+    except DjangoValidationError as exc:
+        errors["email"] = list(exc.messages)
+    if "email" not in errors and User.objects.filter(email=email).exists():
+        errors["email"] = ["A user with this email address already exists."]
+    try:
+        validate_password(password, user=User(email=email))
+    except DjangoValidationError as exc:
+        errors["password"] = list(exc.messages)
+    if errors:
+        raise ValidationFailed("The sign-up details are invalid.", details=errors)
+    return email
+
+
+def signup(
+    *, email: str, password: str, organization_name: str, source_ip: str | None = None
+) -> SignupResult:
+    """Create an organization, its owner and a first REST token."""
+    organization_name = organization_name.strip()
+    if not organization_name:
+        raise ValidationFailed(
+            "The sign-up details are invalid.", details={"organization": ["This field is required."]}
+        )
+    email = _check_new_user(email, password)
+    try:
+        with transaction.atomic():
+            user = User.objects.create_user(email=email, password=password)
+            organization = Organization.objects.create(name=organization_name)
+            membership = Membership.objects.create(organization=organization, user=user, role=Role.OWNER)
+            actor = Actor(user=user, ip=source_ip)
+            audit_record(
+                organization=organization,
+                actor=actor,
+                action="organization.signup",
+                target=organization,
+                details={"email": email},
+            )
+            token, raw = token_create(user=user, organization=organization, name="sign-up", actor=actor)
+    except IntegrityError as exc:  # two sign-ups with one email at once
+        raise ValidationFailed(
+            "The sign-up details are invalid.",
+            details={"email": ["A user with this email address already exists."]},
+        ) from exc
+    return SignupResult(
+        user=user, organization=organization, membership=membership, token=token, raw_token=raw
+    )
+
+
+def user_authenticate(*, email: str, password: str, request=None) -> User | None:
+    return authenticate(request, email=UserManager.normalize_email(email), password=password)
+
+
+def token_create(
+    *, user: User, organization: Organization, name: str = "", actor: Actor
+) -> tuple[ApiToken, str]:
+    """Issue a REST token; returns (token, raw). Only the digest is stored."""
+    raw = generate_token()
+    with transaction.atomic():
+        token = ApiToken.objects.create(
+            user=user, organization=organization, name=name, digest=token_digest(raw), prefix=raw[:8]
+        )
+        audit_record(
+            organization=organization, actor=actor, action="token.create", target=token, target_label=name
+        )
+    return token, raw
+
+
+def token_revoke(*, token: ApiToken, actor: Actor) -> ApiToken:
+    with transaction.atomic():
+        updated = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+            revoked_at=timezone.now()
+        )
+        token.refresh_from_db()
+        if updated:
+            audit_record(
+                organization=token.organization,
+                actor=actor,
+                action="token.revoke",
+                target=token,
+                target_label=token.name,
+            )
+    return token
+
+
+def token_touch(*, token: ApiToken, min_interval_s: int = 60) -> None:
+    """Record use, at most once a minute per token (no write per request)."""
+    now = timezone.now()
+    if token.last_used_at is None or (now - token.last_used_at).total_seconds() >= min_interval_s:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+
+
+def organization_update(*, organization: Organization, name: str, actor: Actor) -> Organization:
+    name = name.strip()
+    if not name:
+        raise ValidationFailed(
+            "The organization is invalid.", details={"name": ["This field may not be blank."]}
+        )
+    with transaction.atomic():
+        old = organization.name
+        organization.name = name
+        organization.save(update_fields=["name", "updated_at"])
+        audit_record(
+            organization=organization,
+            actor=actor,
+            action="organization.update",
+            target=organization,
+            details={"name": {"from": old, "to": name}},
+        )
+    return organization
+
+
+def _other_owners(membership: Membership) -> bool:
+    return (
+        Membership.objects.filter(organization_id=membership.organization_id, role=Role.OWNER)
+        .exclude(pk=membership.pk)
+        .exists()
+    )
+
+
+def membership_update(*, membership: Membership, role: str, actor: Actor) -> Membership:
+    role = Role(role)
+    with transaction.atomic():
+        membership = (
+            Membership.objects.select_for_update()
+            .select_related("user", "organization")
+            .get(pk=membership.pk)
+        )
+        if membership.role == Role.OWNER and role != Role.OWNER and not _other_owners(membership):
+            raise Conflict("An organization needs at least one owner.", code="last_owner")
+        old = membership.role
+        membership.role = role
+        membership.save(update_fields=["role"])
+        audit_record(
+            organization=membership.organization,
+            actor=actor,
+            action="member.update",
+            target=membership.user,
+            target_type="user",
+            target_label=membership.user.email,
+            details={"role": {"from": old, "to": role}},
+        )
+    return membership
+
+
+def membership_delete(*, membership: Membership, actor: Actor) -> None:
+    with transaction.atomic():
+        membership = (
+            Membership.objects.select_for_update()
+            .select_related("user", "organization")
+            .get(pk=membership.pk)
+        )
+        if membership.role == Role.OWNER and not _other_owners(membership):
+            raise Conflict("An organization needs at least one owner.", code="last_owner")
+        ApiToken.objects.filter(
+            user=membership.user, organization=membership.organization, revoked_at__isnull=True
+        ).update(revoked_at=timezone.now())
+        membership.delete()
+        audit_record(
+            organization=membership.organization,
+            actor=actor,
+            action="member.remove",
+            target=membership.user,
+            target_type="user",
+            target_label=membership.user.email,
+        )

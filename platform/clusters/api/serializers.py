@@ -1,0 +1,50 @@
+from rest_framework import serializers
+
+from clusters.models import Cluster
+from clusters.plans import PLANS
+
+
+class PlanSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    display_name = serializers.CharField()
+    description = serializers.CharField()
+    brokers = serializers.IntegerField()
+    max_partitions = serializers.IntegerField()
+    ingress_mbps = serializers.IntegerField(help_text="Produce throughput limit, MB/s")
+    egress_mbps = serializers.IntegerField(help_text="Fetch throughput limit, MB/s")
+    max_retention_ms = serializers.IntegerField(
+        help_text="Longest retention.ms a topic may set; -1 is unlimited"
+    )
+    max_api_keys = serializers.IntegerField()
+    max_connections = serializers.IntegerField()
+    max_message_bytes = serializers.IntegerField()
+
+
+class ClusterSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+
+    class Meta:
+        model = Cluster
+        fields = [
+            "id",
+            "name",
+            "plan",
+            "status",
+            "status_reason",
+            "bootstrap_servers",
+            "security_protocol",
+            "sasl_mechanisms",
+            "created_at",
+            "updated_at",
+            "status_changed_at",
+        ]
+        read_only_fields = fields
+
+
+class ClusterCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=64)
+    plan = serializers.ChoiceField(choices=list(PLANS))
+
+
+class ClusterUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=64)

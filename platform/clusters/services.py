@@ -1,0 +1,186 @@
+"""Writes for clusters: create, rename, delete, retry, and the lifecycle state machine.
+
+Tasks are enqueued with `transaction.on_commit`, so a rolled-back write never starts one.
+"""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.audit import SYSTEM, Actor, audit_record
+from accounts.models import Organization
+from brokerd.credentials import make_user_entry
+from controlplane.errors import Conflict, ValidationFailed
+from provisioning.tasks import cluster_deprovision, cluster_provision
+
+from .models import TRANSITIONS, Cluster, ClusterStatus
+from .plans import PLANS
+
+NAME_TAKEN = "A cluster with this name already exists in your organization."
+
+
+class InvalidTransition(Conflict):
+    code = "invalid_transition"
+
+    def __init__(self, cluster: Cluster, to: str, message: str | None = None) -> None:
+        allowed = sorted(TRANSITIONS[ClusterStatus(cluster.status)])
+        super().__init__(
+            message or f"Cluster {cluster.public_id} is {cluster.status} and cannot become {to}.",
+            details={"status": cluster.status, "requested": to, "allowed": allowed},
+        )
+
+
+def _validate_name(name: str) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise ValidationFailed("The cluster is invalid.", details={"name": ["This field may not be blank."]})
+    if len(name) > 64:
+        raise ValidationFailed("The cluster is invalid.", details={"name": ["Use at most 64 characters."]})
+    return name
+
+
+def _name_taken(organization: Organization, name: str, exclude_pk: int | None = None) -> bool:
+    qs = Cluster.objects.filter(organization=organization, name=name).exclude(status=ClusterStatus.DELETED)
+    if exclude_pk is not None:
+        qs = qs.exclude(pk=exclude_pk)
+    return qs.exists()
+
+
+def _enqueue(task, cluster_id: int) -> None:
+    transaction.on_commit(lambda: task.delay(cluster_id))
+
+
+def cluster_create(*, organization: Organization, name: str, plan: str, actor: Actor = SYSTEM) -> Cluster:
+    """A new cluster in PROVISIONING; `provisioning.cluster_provision` starts after commit."""
+    name = _validate_name(name)
+    if plan not in PLANS:
+        raise ValidationFailed(
+            "The cluster is invalid.", details={"plan": [f"Choose one of: {', '.join(PLANS)}."]}
+        )
+    if _name_taken(organization, name):
+        raise ValidationFailed("The cluster is invalid.", details={"name": [NAME_TAKEN]})
+    try:
+        with transaction.atomic():
+            cluster = Cluster(
+                organization=organization, name=name, plan=plan, status=ClusterStatus.PROVISIONING
+            )
+            cluster.internal_verifier = make_user_entry(cluster.internal_password())
+            cluster.save()
+            audit_record(
+                organization=organization,
+                actor=actor,
+                action="cluster.create",
+                target=cluster,
+                details={"plan": plan},
+            )
+            _enqueue(cluster_provision, cluster.pk)
+    except IntegrityError as exc:  # a concurrent create took the name
+        raise ValidationFailed("The cluster is invalid.", details={"name": [NAME_TAKEN]}) from exc
+    return cluster
+
+
+def cluster_update(*, cluster: Cluster, name: str, actor: Actor = SYSTEM) -> Cluster:
+    name = _validate_name(name)
+    try:
+        with transaction.atomic():
+            cluster = Cluster.objects.select_for_update().get(pk=cluster.pk)
+            if cluster.status in (ClusterStatus.DELETING, ClusterStatus.DELETED):
+                raise Conflict(
+                    f"Cluster {cluster.public_id} is {cluster.status} and can no longer be changed.",
+                    code="invalid_state",
+                    details={"status": cluster.status},
+                )
+            if name == cluster.name:
+                return cluster
+            if _name_taken(cluster.organization, name, exclude_pk=cluster.pk):
+                raise ValidationFailed("The cluster is invalid.", details={"name": [NAME_TAKEN]})
+            old = cluster.name
+            cluster.name = name
+            cluster.save(update_fields=["name", "updated_at"])
+            audit_record(
+                organization=cluster.organization,
+                actor=actor,
+                action="cluster.update",
+                target=cluster,
+                details={"name": {"from": old, "to": name}},
+            )
+    except IntegrityError as exc:
+        raise ValidationFailed("The cluster is invalid.", details={"name": [NAME_TAKEN]}) from exc
+    return cluster
+
+
+def cluster_transition(
+    *,
+    cluster: Cluster,
+    to: str,
+    reason: str = "",
+    actor: Actor = SYSTEM,
+    action: str = "cluster.status",
+    **fields,
+) -> Cluster:
+    """Move a cluster along the state table (row-locked), or raise InvalidTransition (409).
+
+    `fields` sets other columns in the same write (e.g. bootstrap_servers when RUNNING).
+    A FAILED cluster must carry a reason.
+    """
+    to = ClusterStatus(to)
+    with transaction.atomic():
+        locked = Cluster.objects.select_for_update().get(pk=cluster.pk)
+        if not locked.can_transition(to):
+            raise InvalidTransition(locked, to)
+        if to == ClusterStatus.FAILED and not reason.strip():
+            raise ValueError("a FAILED cluster needs a reason")
+        previous = locked.status
+        now = timezone.now()
+        locked.status = to
+        locked.status_reason = reason.strip() if to == ClusterStatus.FAILED else ""
+        locked.status_changed_at = now
+        if to == ClusterStatus.DELETED:
+            locked.deleted_at = now
+        for field, value in fields.items():
+            setattr(locked, field, value)
+        locked.save()
+        details = {"from": previous, "to": to}
+        if locked.status_reason:
+            details["reason"] = locked.status_reason
+        audit_record(
+            organization=locked.organization, actor=actor, action=action, target=locked, details=details
+        )
+    return locked
+
+
+def cluster_delete(*, cluster: Cluster, actor: Actor = SYSTEM) -> Cluster:
+    """DELETING now; `provisioning.cluster_deprovision` runs after commit."""
+    with transaction.atomic():
+        locked = Cluster.objects.select_for_update().get(pk=cluster.pk)
+        if locked.status == ClusterStatus.DELETING:
+            raise InvalidTransition(
+                locked, ClusterStatus.DELETING, f"Cluster {locked.public_id} is already being deleted."
+            )
+        if locked.status == ClusterStatus.DELETED:
+            raise InvalidTransition(
+                locked, ClusterStatus.DELETING, f"Cluster {locked.public_id} is already deleted."
+            )
+        cluster = cluster_transition(
+            cluster=locked, to=ClusterStatus.DELETING, actor=actor, action="cluster.delete"
+        )
+        _enqueue(cluster_deprovision, cluster.pk)
+    return cluster
+
+
+def cluster_retry(*, cluster: Cluster, actor: Actor = SYSTEM) -> Cluster:
+    """A FAILED cluster goes back to PROVISIONING and is provisioned again."""
+    with transaction.atomic():
+        locked = Cluster.objects.select_for_update().get(pk=cluster.pk)
+        if locked.status != ClusterStatus.FAILED:
+            raise InvalidTransition(
+                locked,
+                ClusterStatus.PROVISIONING,
+                f"Only a FAILED cluster can be retried; {locked.public_id} is {locked.status}.",
+            )
+        cluster = cluster_transition(
+            cluster=locked, to=ClusterStatus.PROVISIONING, actor=actor, action="cluster.retry"
+        )
+        _enqueue(cluster_provision, cluster.pk)
+    return cluster

@@ -1,0 +1,11 @@
+from django.urls import path
+
+from . import views
+
+keys = views.ApiKeyViewSet.as_view({"get": "list", "post": "create"})
+key = views.ApiKeyViewSet.as_view({"get": "retrieve", "delete": "destroy"})
+
+urlpatterns = [
+    path("clusters/<str:cluster_id>/api-keys", keys, name="api-key-list"),
+    path("clusters/<str:cluster_id>/api-keys/<str:key>", key, name="api-key-detail"),
+]

@@ -1,0 +1,78 @@
+"""REST endpoints for a cluster's API keys."""
+
+from __future__ import annotations
+
+from django.http import Http404
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.response import Response
+
+from accounts.audit import Actor
+from accounts.models import Role
+from clusters import selectors as cluster_selectors
+from clusters.models import Cluster
+from controlplane.api.tenancy import OrganizationScopedMixin
+from iam import selectors, services
+from iam.models import ApiKey
+
+from . import serializers as s
+
+CLUSTER_PARAM = OpenApiParameter(
+    "cluster_id", str, OpenApiParameter.PATH, description="The cluster's id (lkc-…)"
+)
+
+
+@extend_schema_view(
+    list=extend_schema(parameters=[CLUSTER_PARAM]),
+    retrieve=extend_schema(parameters=[CLUSTER_PARAM]),
+)
+class ApiKeyViewSet(
+    OrganizationScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    serializer_class = s.ApiKeySerializer
+    organization_field = "cluster__organization"
+    lookup_field = "key"
+    lookup_url_kwarg = "key"
+    lookup_value_regex = "[^/]+"
+    roles = {"create": Role.ADMIN, "destroy": Role.ADMIN}
+
+    def get_cluster(self) -> Cluster:
+        if not hasattr(self, "_cluster"):
+            cluster = cluster_selectors.cluster_get(
+                organization=self.organization, public_id=self.kwargs["cluster_id"]
+            )
+            if cluster is None:
+                raise Http404
+            self._cluster = cluster
+        return self._cluster
+
+    def get_base_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return ApiKey.objects.all()
+        return selectors.api_key_list(cluster=self.get_cluster())
+
+    @extend_schema(
+        parameters=[CLUSTER_PARAM],
+        request=s.ApiKeyCreateSerializer,
+        responses={201: s.ApiKeyCreatedSerializer},
+    )
+    def create(self, request, cluster_id=None):
+        cluster = self.get_cluster()
+        data = s.ApiKeyCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        api_key, secret = services.api_key_create(
+            cluster=cluster, description=data.validated_data["description"], actor=Actor.from_request(request)
+        )
+        body = {
+            "key": api_key.key,
+            "secret": secret,
+            "description": api_key.description,
+            "cluster": cluster.public_id,
+            "created_at": api_key.created_at,
+        }
+        return Response(s.ApiKeyCreatedSerializer(body).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(parameters=[CLUSTER_PARAM], responses={204: None})
+    def destroy(self, request, cluster_id=None, key=None):
+        services.api_key_revoke(api_key=self.get_object(), actor=Actor.from_request(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)

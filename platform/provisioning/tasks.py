@@ -1,0 +1,42 @@
+"""Cluster lifecycle tasks.
+
+The control plane enqueues these after commit (clusters.services). Their bodies are the
+provisioning issue's work: for now they look the cluster up and log, so they are safe to run
+(and re-run) anywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.conf import settings
+
+from clusters.models import Cluster
+
+logger = logging.getLogger(__name__)
+
+#: Lifecycle tasks run on the control queue; host-specific work goes to `host.<name>` queues.
+LIFECYCLE_QUEUE = settings.CELERY_DEFAULT_QUEUE
+
+
+@shared_task(name="provisioning.cluster_provision", queue=LIFECYCLE_QUEUE, acks_late=True)
+def cluster_provision(cluster_id: int) -> None:
+    cluster = Cluster.objects.filter(pk=cluster_id).only("public_id", "status").first()
+    if cluster is None:
+        logger.info("cluster_provision: cluster %s no longer exists", cluster_id)
+        return
+    logger.info(
+        "cluster_provision: %s is %s (placement not implemented yet)", cluster.public_id, cluster.status
+    )
+
+
+@shared_task(name="provisioning.cluster_deprovision", queue=LIFECYCLE_QUEUE, acks_late=True)
+def cluster_deprovision(cluster_id: int) -> None:
+    cluster = Cluster.objects.filter(pk=cluster_id).only("public_id", "status").first()
+    if cluster is None:
+        logger.info("cluster_deprovision: cluster %s no longer exists", cluster_id)
+        return
+    logger.info(
+        "cluster_deprovision: %s is %s (teardown not implemented yet)", cluster.public_id, cluster.status
+    )

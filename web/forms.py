@@ -1,0 +1,27 @@
+from django import forms
+from django.contrib.auth.forms import AuthenticationForm
+
+
+class SignupForm(forms.Form):
+    email = forms.EmailField(
+        max_length=254, widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True})
+    )
+    password = forms.CharField(
+        max_length=128, strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
+    )
+    organization = forms.CharField(
+        max_length=100,
+        label="Organization name",
+        widget=forms.TextInput(attrs={"autocomplete": "organization"}),
+    )
+
+
+class LoginForm(AuthenticationForm):
+    username = forms.EmailField(
+        label="Email",
+        max_length=254,
+        widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}),
+    )
+
+    def clean_username(self) -> str:
+        return self.cleaned_data["username"].strip().lower()
