@@ -1,0 +1,5 @@
+import sys
+
+from brokerd.cli import main
+
+sys.exit(main())

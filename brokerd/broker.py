@@ -1,0 +1,241 @@
+"""The broker: state shared by handlers, and the process lifecycle (start, serve, stop)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from typing import Any
+
+from brokerd import handlers
+from brokerd.admin_http import AdminServer
+from brokerd.auth import CredentialStore
+from brokerd.config import Config, Listener
+from brokerd.protocol import kio_adapter
+from brokerd.storage import Flusher, LogManager, LogSettings, Topic
+
+log = logging.getLogger("brokerd")
+
+
+class StartupError(Exception):
+    """Fatal start-up problem; the message is one line for the operator."""
+
+
+class Broker:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.node_id: int = config["node.id"]
+        self.cluster_id = ""
+        self.logs = LogManager(
+            config["data.dir"],
+            LogSettings(
+                segment_bytes=config["log.segment.bytes"],
+                segment_ms=config["log.roll.ms"],
+                index_interval_bytes=config["log.index.interval.bytes"],
+                max_message_bytes=config["message.max.bytes"],
+                timestamp_type=config["log.message.timestamp.type"],
+                retention_ms=config["log.retention.ms"],
+                retention_bytes=config["log.retention.bytes"],
+            ),
+        )
+        self.credentials = CredentialStore(config["credentials.file"])
+        self.credentials.on_removed.append(self._close_principals)
+        self.flusher: Flusher | None = None
+        self.connections: set = set()
+        self.metadata_cache: dict[Any, Any] = {}
+        self.servers: list[tuple[Listener, asyncio.AbstractServer, int]] = []
+        self.admin = AdminServer()
+        self.admin.routes["/healthz"] = self._healthz
+        self.admin_port: int | None = None
+        self.serving = False
+        self._tasks: list[asyncio.Task] = []
+        self._stop = asyncio.Event()
+        self._flex_resp: dict[tuple[int, int], bool] = {}
+        # Hooks for metering (admin issue): called on every successful produce/fetch.
+        self.produce_hooks: list = []
+        self.fetch_hooks: list = []
+
+    # --- handler helpers ----------------------------------------------------------------
+    def advertised(self, listener: Listener, bound_port: int) -> tuple[str, int]:
+        host = self.config["advertised.host"] or listener.host
+        if host in ("0.0.0.0", "::", ""):
+            host = socket.gethostname()
+        return host, bound_port
+
+    def response_header_flexible(self, api_key: int, version: int) -> bool:
+        key = (api_key, version)
+        value = self._flex_resp.get(key)
+        if value is None:
+            # ApiVersions responses always use header v0 (KIP-511).
+            value = api_key != 18 and bool(kio_adapter.response_class(api_key, version).__flexible__)
+            self._flex_resp[key] = value
+        return value
+
+    def api_versions_unsupported(self) -> bytes:
+        from brokerd.handlers.api_versions import unsupported_body
+
+        return unsupported_body()
+
+    def create_topic(self, name: str, partitions: int, configs: dict[str, str]) -> Topic:
+        return self.logs.create_topic(name, partitions, configs)
+
+    def delete_topic(self, name: str) -> None:
+        self.logs.delete_topic(name)
+
+    def topic_config_defaults(self) -> dict[str, str]:
+        d = self.logs.defaults
+        return {
+            "cleanup.policy": "delete",
+            "max.message.bytes": str(d.max_message_bytes),
+            "message.timestamp.type": d.timestamp_type,
+            "retention.bytes": str(d.retention_bytes),
+            "retention.ms": str(d.retention_ms),
+            "segment.bytes": str(d.segment_bytes),
+            "segment.ms": str(d.segment_ms),
+        }
+
+    def on_produce(self, ctx, topic: str, partition: int, nbytes: int, records: int) -> None:
+        for hook in self.produce_hooks:
+            hook(ctx, topic, partition, nbytes, records)
+
+    def on_fetch(self, ctx, topics, nbytes: int) -> None:
+        for hook in self.fetch_hooks:
+            hook(ctx, topics, nbytes)
+
+    def _close_principals(self, principals: set[str]) -> None:
+        for conn in list(self.connections):
+            if conn.principal in principals:
+                conn.close(f"credentials of {conn.principal} were removed or changed")
+
+    def _healthz(self) -> tuple[int, str, bytes]:
+        if self.serving:
+            return 200, "text/plain", b"ok\n"
+        return 503, "text/plain", b"starting\n"
+
+    # --- lifecycle ----------------------------------------------------------------------
+    async def start(self) -> None:
+        t0 = time.monotonic()
+        cfg = self.config
+        try:
+            self.logs.lock()
+            self.cluster_id = self.logs.meta(cfg["cluster.id"], self.node_id)
+            self.logs.load()
+        except OSError as exc:
+            raise StartupError(f"cannot open data directory {cfg['data.dir']}: {exc}") from None
+        try:
+            self.credentials.load_initial()
+        except (OSError, ValueError) as exc:
+            raise StartupError(str(exc)) from None
+        self.flusher = Flusher(cfg["log.flush.group.window.ms"], cfg["test.flush.journal"])
+        self.logs.on_close_segments = self.flusher.close_later
+        handlers.load_all()
+        from brokerd.server import start_listener
+
+        for listener in cfg.listeners:
+            try:
+                server = await start_listener(self, listener)
+            except OSError as exc:
+                url = f"{listener.name}://{listener.host}:{listener.port}"
+                if exc.errno == errno.EADDRINUSE:
+                    raise StartupError(
+                        f"listener {url}: port {listener.port} is already in use; stop the other process "
+                        "or choose another port"
+                    ) from None
+                raise StartupError(f"listener {url}: cannot bind: {exc.strerror}; check the host") from None
+            port = server.sockets[0].getsockname()[1]
+            self.servers.append((listener, server, port))
+            log.info("listening on %s://%s:%d", listener.name, listener.host, port)
+        if cfg.admin:
+            host, port = cfg.admin
+            try:
+                self.admin_port = await self.admin.start(host, port)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise StartupError(
+                        f"admin listener {host}:{port}: port {port} is already in use; choose another port"
+                    ) from None
+                raise StartupError(f"admin listener {host}:{port}: cannot bind: {exc.strerror}") from None
+            log.info("admin listener on http://%s:%d", host, self.admin_port)
+        self._write_runtime_files()
+        interval = cfg["credentials.poll.ms"] / 1000
+        if self.credentials.path:
+            self._tasks.append(asyncio.ensure_future(self.credentials.watch(interval)))
+        self._tasks.append(asyncio.ensure_future(self._idle_sweeper()))
+        self.serving = True
+        partitions = sum(len(t.partitions) for t in self.logs.topics.values())
+        log.info(
+            "brokerd node %d of cluster %s serving %d topic(s), %d partition(s) (%s start, %.0f ms)",
+            self.node_id, self.cluster_id, len(self.logs.topics), partitions,
+            "clean" if self.logs.clean_start else "recovered", (time.monotonic() - t0) * 1000,
+        )
+
+    def _write_runtime_files(self) -> None:
+        doc = {
+            "pid": os.getpid(),
+            "listeners": {listener.name: port for listener, _s, port in self.servers},
+            "admin": self.admin_port,
+        }
+        path = os.path.join(self.logs.data_dir, "listeners.json")
+        tmp = path + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump(doc, fh)
+        os.replace(tmp, path)
+        pidfile = self.config["pid.file"]
+        if pidfile:
+            tmp = pidfile + ".tmp"
+            with open(tmp, "w") as fh:
+                fh.write(f"{os.getpid()}\n")
+            os.replace(tmp, pidfile)
+
+    async def _idle_sweeper(self) -> None:
+        idle = self.config["connections.max.idle.ms"] / 1000
+        while True:
+            await asyncio.sleep(min(idle / 2, 30))
+            cutoff = time.monotonic() - idle
+            for conn in list(self.connections):
+                if conn.last_active < cutoff:
+                    conn.close("idle for longer than connections.max.idle.ms")
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        try:
+            await self.start()
+            await self._stop.wait()
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        self.serving = False
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for _listener, server, _port in self.servers:
+            server.close()
+        for conn in list(self.connections):
+            conn.close()
+        for _listener, server, _port in self.servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 2)
+        await self.admin.close()
+        if self.flusher is not None:
+            self.flusher.close()
+        if self.logs._lock_fd >= 0:
+            self.logs.close(clean=True)
+        pidfile = self.config["pid.file"]
+        if pidfile:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(pidfile)
+        log.info("brokerd stopped")

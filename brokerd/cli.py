@@ -1,0 +1,159 @@
+"""``brokerd`` command line.
+
+    brokerd serve --data-dir DIR --listener PLAINTEXT://127.0.0.1:9092 [--listener ...]
+                  [--credentials FILE] [--admin-listener HOST:PORT] [--advertised-host H]
+                  [--node-id N] [--cluster-id ID] [--config FILE.toml] [--set key=value ...]
+                  [--pidfile FILE] [--log-file FILE]
+    brokerd credentials set --file FILE --username NAME      (password on stdin)
+    brokerd credentials delete --file FILE --username NAME
+    brokerd settings                                          (list settings and defaults)
+
+Errors are one line on stderr naming the problem and the fix; the exit status is non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import NoReturn
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"brokerd: {message} (see '{self.prog} --help')\n")
+
+
+def _die(message: str, status: int = 1) -> NoReturn:
+    sys.stderr.write(f"brokerd: {message}\n")
+    sys.stderr.flush()
+    raise SystemExit(status)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="brokerd", description="Kastle's Kafka-protocol broker")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    sub.required = True
+
+    serve = sub.add_parser("serve", help="run the broker")
+    serve.add_argument("--config", metavar="FILE", help="TOML file with settings (Kafka names)")
+    serve.add_argument("--data-dir", metavar="DIR")
+    serve.add_argument("--listener", action="append", metavar="URL", default=None,
+                       help="PLAINTEXT://HOST:PORT or SASL_PLAINTEXT://HOST:PORT (repeatable)")
+    serve.add_argument("--credentials", metavar="FILE")
+    serve.add_argument("--admin-listener", metavar="HOST:PORT")
+    serve.add_argument("--advertised-host", metavar="HOST")
+    serve.add_argument("--node-id", metavar="N")
+    serve.add_argument("--cluster-id", metavar="ID")
+    serve.add_argument("--pidfile", metavar="FILE")
+    serve.add_argument("--log-file", metavar="FILE")
+    serve.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="any setting by its Kafka name (repeatable)")
+
+    creds = sub.add_parser("credentials", help="manage the SCRAM credentials file")
+    csub = creds.add_subparsers(dest="action", parser_class=_Parser)
+    csub.required = True
+    for action in ("set", "delete"):
+        p = csub.add_parser(action)
+        p.add_argument("--file", required=True, metavar="FILE")
+        p.add_argument("--username", required=True, metavar="NAME")
+
+    sub.add_parser("settings", help="list settings, types and defaults")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "credentials":
+        return _credentials(args)
+    if args.command == "settings":
+        from brokerd.config import SETTINGS
+
+        for s in SETTINGS.values():
+            print(f"{s.name:40} {s.type:5} {s.default!r:>14}  {s.doc}")
+        return 0
+    return 2  # pragma: no cover
+
+
+def _credentials(args: argparse.Namespace) -> int:
+    from brokerd import credentials
+
+    if not args.username or any(c in args.username for c in "\x00\n"):
+        _die("--username must be a non-empty name without NUL or newline characters", 2)
+    try:
+        if args.action == "set":
+            password = sys.stdin.readline().rstrip("\r\n")
+            if not password:
+                _die("no password on stdin; pipe it in, e.g. echo \"$SECRET\" | brokerd credentials set ...", 2)
+            credentials.set_user(args.file, args.username, password)
+        else:
+            if not credentials.delete_user(args.file, args.username):
+                sys.stderr.write(f"brokerd: user {args.username!r} was not in {args.file}; nothing to delete\n")
+    except credentials.CredentialsError as exc:
+        _die(f"credentials file {args.file}: {exc}; fix or remove the file")
+    except OSError as exc:
+        _die(f"credentials file {args.file}: {exc.strerror}; check the path and permissions")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from brokerd.config import Config, ConfigError, load_toml, parse_set
+
+    flags = {}
+    for name, value in (
+        ("data.dir", args.data_dir),
+        ("listeners", args.listener),
+        ("credentials.file", args.credentials),
+        ("admin.listener", args.admin_listener),
+        ("advertised.host", args.advertised_host),
+        ("node.id", args.node_id),
+        ("cluster.id", args.cluster_id),
+        ("pid.file", args.pidfile),
+        ("log.file", args.log_file),
+    ):
+        if value is not None:
+            flags[name] = value
+    try:
+        toml = load_toml(args.config) if args.config else {}
+        config = Config.resolve(toml=toml, sets=parse_set(args.set), flags=flags)
+    except ConfigError as exc:
+        _die(str(exc), 2)
+    _setup_logging(config)
+
+    import asyncio
+
+    from brokerd.broker import Broker, StartupError
+
+    broker = Broker(config)
+    try:
+        asyncio.run(broker.run())
+    except StartupError as exc:
+        _die(str(exc))
+    except KeyboardInterrupt:  # pragma: no cover
+        pass
+    return 0
+
+
+def _setup_logging(config) -> None:
+    import logging
+
+    level = getattr(logging, str(config["log.level"]).upper(), None)
+    if not isinstance(level, int):
+        _die(f"log.level {config['log.level']!r} is not a logging level; use DEBUG, INFO, WARNING or ERROR", 2)
+    path = config["log.file"]
+    if path:
+        try:
+            handler: logging.Handler = logging.FileHandler(path)
+        except OSError as exc:
+            _die(f"cannot open log file {path}: {exc.strerror}; check the path and permissions")
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

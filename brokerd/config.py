@@ -1,0 +1,267 @@
+"""Broker settings: Kafka's names, typed, with defaults; from a TOML file, flags and ``--set``.
+
+Precedence: command-line flags > ``--set key=value`` > the TOML file > defaults.
+
+TOML files may write Kafka names as dotted keys (``log.retention.ms = 1000``), which TOML
+turns into nested tables; they are flattened back into dotted names here. Later issues add
+their settings with :func:`register` (one line per setting).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or invalid. The message is one line, shown to the operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    name: str
+    type: str  # "bool" | "int" | "str" | "list" | "path"
+    default: Any
+    doc: str
+    minimum: int | None = None
+
+
+SETTINGS: dict[str, Setting] = {}
+ALIASES: dict[str, str] = {"log.dirs": "data.dir", "log.dir": "data.dir"}
+
+
+def register(name: str, type_: str, default: Any, doc: str, *, minimum: int | None = None) -> None:
+    SETTINGS[name] = Setting(name, type_, default, doc, minimum)
+
+
+# --- process / node -------------------------------------------------------------------
+register("data.dir", "path", None, "directory holding topic metadata and partition logs")
+register("listeners", "list", [], "listener URLs, e.g. PLAINTEXT://127.0.0.1:9092")
+register("admin.listener", "str", "", "host:port of the HTTP admin listener (/healthz)")
+register("advertised.host", "str", "", "host name advertised to clients (default: listener host)")
+register("node.id", "int", 1, "this broker's node id", minimum=0)
+register("cluster.id", "str", "", "cluster id (default: generated once and kept in data.dir)")
+register("credentials.file", "path", None, "SCRAM credentials file (brokerd/credentials.py format)")
+register("pid.file", "path", None, "write the process id here")
+register("log.file", "path", None, "write brokerd's own log here instead of stderr")
+register("log.level", "str", "INFO", "logging level of brokerd's own log")
+# --- topics -----------------------------------------------------------------------------
+register("auto.create.topics.enable", "bool", True, "create unknown topics on Metadata/Produce")
+register("num.partitions", "int", 1, "partitions of auto-created topics", minimum=1)
+register("default.replication.factor", "int", 1, "accepted for compatibility (single node)", minimum=1)
+register("delete.topic.enable", "bool", True, "allow DeleteTopics")
+# --- records and requests ---------------------------------------------------------------
+register("message.max.bytes", "int", 1048588, "largest record batch accepted", minimum=64)
+register("socket.request.max.bytes", "int", 104857600, "largest request frame accepted", minimum=1024)
+register("sasl.server.max.receive.size", "int", 524288, "largest frame before authentication", minimum=64)
+register("max.inflight.requests.per.connection", "int", 100, "pipelined requests per connection", minimum=1)
+register("sasl.enabled.mechanisms", "list", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"], "SASL mechanisms")
+register("connections.max.idle.ms", "int", 600000, "close connections idle this long", minimum=1000)
+register("fetch.max.bytes", "int", 57671680, "cap on a fetch response's bytes", minimum=1024)
+# --- logs -------------------------------------------------------------------------------
+register("log.segment.bytes", "int", 1073741824, "roll a segment at this size", minimum=1024)
+register("log.roll.ms", "int", 604800000, "roll a segment after this long", minimum=1)
+register("log.index.interval.bytes", "int", 4096, "bytes between sparse index entries", minimum=1)
+register("log.retention.ms", "int", 604800000, "delete segments older than this (-1: forever)")
+register("log.retention.bytes", "int", -1, "delete old segments beyond this size (-1: no limit)")
+register("log.retention.check.interval.ms", "int", 300000, "how often retention runs", minimum=10)
+register("log.message.timestamp.type", "str", "CreateTime", "CreateTime or LogAppendTime")
+register("log.flush.group.window.ms", "int", 2, "group fsync window for acks=all", minimum=0)
+register("credentials.poll.ms", "int", 250, "how often the credentials file is checked", minimum=10)
+# --- test hooks -------------------------------------------------------------------------
+register("test.flush.journal", "path", None, "TEST ONLY: append 'topic partition offset' per fsync")
+
+
+# Tables passed through unparsed to the modules that own them (quotas.py reads [[quotas]]).
+PASSTHROUGH = {"quotas"}
+
+
+def _kafka_config(name: str, raw: Any, source: str) -> str:
+    """Other Kafka broker configs (brokerd/configs.py): validated, kept as canonical strings."""
+    from brokerd import configs
+
+    definition = configs.BROKER_CONFIG_DEFS.get(name)
+    if definition is None:
+        raise ConfigError(f"{source}: unknown setting {name!r}; run 'brokerd settings' for the list")
+    try:
+        return definition.canonical(raw)
+    except configs.ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def _coerce(setting: Setting, value: Any, source: str) -> Any:
+    name = setting.name
+    try:
+        if setting.type == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("true", "1", "yes", "on"):
+                return True
+            if text in ("false", "0", "no", "off"):
+                return False
+            raise ValueError
+        if setting.type == "int":
+            if isinstance(value, bool):
+                raise ValueError
+            result = int(value)
+            if setting.minimum is not None and result < setting.minimum:
+                raise ConfigError(f"{source}: {name} must be >= {setting.minimum}, got {result}")
+            return result
+        if setting.type == "list":
+            if isinstance(value, list | tuple):
+                return [str(v) for v in value]
+            return [part.strip() for part in str(value).split(",") if part.strip()]
+        if setting.type == "path":
+            return str(value) if value not in (None, "") else None
+        return str(value)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{source}: {name} expects a {setting.type} value, got {value!r}"
+        ) from None
+
+
+def canonical(name: str) -> str:
+    return ALIASES.get(name, name)
+
+
+def load_toml(path: str) -> dict[str, Any]:
+    import tomllib
+
+    try:
+        with open(path, "rb") as fh:
+            return flatten(tomllib.load(fh))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; check the --config path") from None
+    except PermissionError:
+        raise ConfigError(f"config file {path} is not readable; fix its permissions") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory; pass a TOML file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML ({exc}); fix the syntax") from None
+
+
+def parse_set(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set num.partitions=3")
+        out[key.strip()] = value.strip()
+    return out
+
+
+class Config:
+    """Resolved, typed settings. Access with ``config["num.partitions"]``."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._values = values
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._values.get(name, default)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self._values)
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        toml: dict[str, Any] | None = None,
+        sets: dict[str, Any] | None = None,
+        flags: dict[str, Any] | None = None,
+    ) -> Config:
+        values = {name: s.default for name, s in SETTINGS.items()}
+        for source, layer in (("config file", toml or {}), ("--set", sets or {}), ("flag", flags or {})):
+            for raw_name, raw in layer.items():
+                name = canonical(raw_name)
+                setting = SETTINGS.get(name)
+                if setting is not None:
+                    values[name] = _coerce(setting, raw, source)
+                elif name in PASSTHROUGH:
+                    values[name] = raw
+                else:
+                    values[name] = _kafka_config(name, raw, source)
+        config = cls(values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if not self["data.dir"]:
+            raise ConfigError("no data directory; pass --data-dir DIR (or data.dir in the config file)")
+        if not self["listeners"]:
+            raise ConfigError("no listener; pass --listener PLAINTEXT://127.0.0.1:9092")
+        self.listeners = [parse_listener(url) for url in self["listeners"]]
+        names = [listener.name for listener in self.listeners]
+        if len(set(names)) != len(names):
+            raise ConfigError("two listeners use the same security protocol; give each its own")
+        if any(listener.sasl for listener in self.listeners) and not self["credentials.file"]:
+            raise ConfigError("a SASL listener needs a credentials file; pass --credentials FILE")
+        self.admin = parse_hostport(self["admin.listener"], "admin listener") if self["admin.listener"] else None
+        for mech in self["sasl.enabled.mechanisms"]:
+            if mech not in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+                raise ConfigError(f"sasl.enabled.mechanisms: unsupported mechanism {mech!r}")
+        if self["log.message.timestamp.type"] not in ("CreateTime", "LogAppendTime"):
+            raise ConfigError("log.message.timestamp.type must be CreateTime or LogAppendTime")
+        if self["credentials.file"]:
+            path = Path(self["credentials.file"])
+            if path.exists() and not path.is_file():
+                raise ConfigError(f"credentials file {path} is not a regular file; pass a JSON file")
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    name: str  # security protocol, used as the listener name
+    host: str
+    port: int
+
+    @property
+    def sasl(self) -> bool:
+        return self.name.startswith("SASL_")
+
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT")
+_LISTENER_RE = re.compile(r"^([A-Za-z_]+)://(\[[0-9a-fA-F:.]+\]|[^:/\s]*):(\d+)$")
+
+
+def parse_listener(url: str) -> Listener:
+    match = _LISTENER_RE.match(url.strip())
+    if not match:
+        raise ConfigError(
+            f"bad listener URL {url!r}; expected PROTOCOL://HOST:PORT, e.g. PLAINTEXT://127.0.0.1:9092"
+        )
+    proto, host, port_text = match.group(1).upper(), match.group(2), match.group(3)
+    if proto not in SECURITY_PROTOCOLS:
+        raise ConfigError(
+            f"bad listener URL {url!r}: protocol {proto} is not supported; use one of "
+            + ", ".join(SECURITY_PROTOCOLS)
+        )
+    port = int(port_text)
+    if port > 65535:
+        raise ConfigError(f"bad listener URL {url!r}: port {port} is out of range (0-65535)")
+    return Listener(proto, host.strip("[]") or "0.0.0.0", port)
+
+
+def parse_hostport(text: str, what: str) -> tuple[str, int]:
+    host, sep, port_text = text.strip().rpartition(":")
+    if not sep or not port_text.isdigit() or int(port_text) > 65535:
+        raise ConfigError(f"bad {what} {text!r}; expected HOST:PORT, e.g. 127.0.0.1:9644")
+    return host.strip("[]") or "0.0.0.0", int(port_text)

@@ -1,0 +1,44 @@
+"""What a handler sees: the broker, the connection and the request's version."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from brokerd.protocol import kio_adapter
+
+if TYPE_CHECKING:
+    from brokerd.broker import Broker
+    from brokerd.server import Connection
+
+
+class RequestContext:
+    __slots__ = ("api_key", "api_version", "broker", "client_id", "close_after", "conn", "correlation_id")
+
+    def __init__(
+        self, broker: Broker, conn: Connection, api_key: int, api_version: int, correlation_id: int,
+        client_id: str | None,
+    ) -> None:
+        self.broker = broker
+        self.conn = conn
+        self.api_key = api_key
+        self.api_version = api_version
+        self.correlation_id = correlation_id
+        self.client_id = client_id
+        # set by a handler to close the connection once its response is written
+        self.close_after = False
+
+    @property
+    def principal(self) -> str | None:
+        return self.conn.principal
+
+    @property
+    def mod(self) -> Any:
+        """The kio response module of this request's version (for nested classes)."""
+        return kio_adapter.response_module(self.api_key, self.api_version)
+
+    def build(self, class_name: str, /, **kwargs: Any) -> Any:
+        """Build a nested response entity by class name, dropping fields this version lacks."""
+        return kio_adapter.build(getattr(self.mod, class_name), **kwargs)
+
+    def response(self, **kwargs: Any) -> Any:
+        return kio_adapter.build(kio_adapter.response_class(self.api_key, self.api_version), **kwargs)

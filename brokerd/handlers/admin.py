@@ -1,0 +1,357 @@
+"""Admin APIs, topic configs, retention, quotas and metrics: the broker-side state and hooks.
+
+This module owns :class:`AdminState`, which the broker creates at start-up
+(``broker.admin = AdminState(broker)``), plus the hooks the core paths call:
+
+- ``before_append`` / ``append_failed`` from Produce: the usage journal entry is written
+  *before* the batch is appended (see brokerd/metrics.py for why);
+- ``after_fetch`` from Fetch: bytes out;
+- ``throttle_produce`` / ``throttle_fetch``: KIP-219 throttle times from brokerd/quotas.py;
+- ``sync_usage`` in the group fsync, before the logs are fsynced;
+- ``retention_loop``: size/time retention and DeleteRecords' log start offsets.
+
+Importing it registers the admin request types (one module per family).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from brokerd.configs import BROKER_CONFIG_DEFS, BrokerConfigs, ConfigError, TopicConfig
+from brokerd.metrics import ANONYMOUS, BrokerMetrics, UsageJournal, batch_stats
+from brokerd.quotas import (
+    FETCH,
+    PRODUCE,
+    REQUEST,
+    ConnectionLimiter,
+    QuotaManager,
+    QuotaStore,
+)
+
+log = logging.getLogger("brokerd.admin")
+
+#: brokerd settings (brokerd/config.py) that are Kafka broker configs of the same name.
+SHARED_KEYS = (
+    "auto.create.topics.enable", "num.partitions", "default.replication.factor", "delete.topic.enable",
+    "message.max.bytes", "socket.request.max.bytes", "log.segment.bytes", "log.roll.ms",
+    "log.retention.ms", "log.retention.bytes", "log.retention.check.interval.ms",
+    "log.message.timestamp.type",
+)
+#: Keys only this module knows; registered in brokerd/config.py by ``register_settings``.
+OWN_KEYS = (
+    "log.retention.hours", "log.retention.minutes", "log.roll.hours", "log.cleanup.policy",
+    "compression.type", "min.insync.replicas", "max.connections", "max.connections.per.ip",
+    "quota.window.num", "quota.window.size.seconds", "super.users",
+    "kastle.max.connections.per.principal", "kastle.plan.max.retention.ms",
+    "kastle.plan.max.retention.bytes", "kastle.plan.max.message.bytes", "kastle.plan.max.partitions",
+)
+#: Plan quotas written by provisioning: per-user (API key) defaults, Kafka's quota keys.
+QUOTA_SETTINGS = {
+    "kastle.quota.user.default.producer_byte_rate": PRODUCE,
+    "kastle.quota.user.default.consumer_byte_rate": FETCH,
+    "kastle.quota.user.default.request_percentage": REQUEST,
+}
+
+
+def register_settings(register: Any) -> None:
+    """Register this issue's settings with brokerd.config (type names as that module uses)."""
+    kinds = {1: "bool", 2: "str", 3: "int", 4: "int", 5: "int", 6: "str", 7: "str"}
+    for key in OWN_KEYS:
+        d = BROKER_CONFIG_DEFS[key]
+        register(key, kinds.get(int(d.type), "str"), None, d.doc.split(". ")[0])
+    for key in QUOTA_SETTINGS:
+        register(key, "int", None, f"plan quota: {QUOTA_SETTINGS[key]} for each user (<default> user)")
+
+
+def _static_from_settings(config: Any) -> dict[str, Any]:
+    """The Kafka broker configs an operator set (values that differ from Kafka's defaults)."""
+    static: dict[str, Any] = {}
+    for key in SHARED_KEYS + OWN_KEYS:
+        value = config.get(key)
+        if value is None:
+            continue
+        d = BROKER_CONFIG_DEFS[key]
+        canon = d.canonical(value) if not isinstance(value, list) else ",".join(value)
+        default = d.default
+        if key == "log.retention.ms" and canon == "604800000":
+            continue  # brokerd's default equals Kafka's 168 hours
+        if key == "log.roll.ms" and canon == "604800000":
+            continue
+        if canon != default:
+            static[key] = canon
+    return static
+
+
+def _super_users(value: str) -> frozenset[str]:
+    out = set()
+    for item in value.replace(",", ";").split(";"):
+        item = item.strip()
+        if item:
+            out.add(item.removeprefix("User:"))
+    return frozenset(out)
+
+
+class AdminState:
+    def __init__(self, broker: Any) -> None:
+        self.broker = broker
+        config = broker.config
+        data_dir = Path(config["data.dir"])
+        self.data_dir = data_dir
+        self.configs = BrokerConfigs(_static_from_settings(config), node_id=broker.node_id,
+                                     state_path=data_dir / "configs" / "broker.json")
+        static_quotas = []
+        for key, quota_key in QUOTA_SETTINGS.items():
+            value = config.get(key)
+            if value:
+                static_quotas.append({"entity": {"user": "<default>"}, quota_key: value})
+        self.quota_store = QuotaStore(static_quotas, path=data_dir / "quotas.json")
+        self.quotas = QuotaManager(self.quota_store, window_num=self.configs.get("quota.window.num"),
+                                   window_size_seconds=self.configs.get("quota.window.size.seconds"))
+        self.limiter = ConnectionLimiter(
+            max_connections=self.configs.get("max.connections"),
+            max_per_ip=self.configs.get("max.connections.per.ip"),
+            max_per_principal=self.configs.get("kastle.max.connections.per.principal"))
+        self.super_users = _super_users(self.configs.get("super.users"))
+        self.usage = UsageJournal(data_dir / "usage")
+        self.metrics = BrokerMetrics(self.usage, storage=self._storage_rows)
+        self._start_offsets_path = data_dir / "log-start-offsets.json"
+        self._task: asyncio.Task | None = None
+
+    # ------------------------------------------------------------------ start / stop
+    def recover(self) -> None:
+        """After storage recovery, before serving: log start offsets, topic settings, usage."""
+        logs = self.broker.logs
+        if self._start_offsets_path.exists():
+            saved = json.loads(self._start_offsets_path.read_text())
+            for key, offset in saved.items():
+                name, _, part = key.rpartition(":")
+                plog = logs.log(name, int(part))
+                if plog is not None and plog.start_offset < offset <= plog.next_offset:
+                    plog.start_offset = offset
+        for topic in logs.topics.values():
+            self.refresh_topic(topic)
+        by_id = {t.id.bytes: t for t in logs.topics.values()}
+
+        def end_offset(topic_id: bytes, partition: int) -> int | None:
+            topic = by_id.get(topic_id)
+            if topic is None or partition >= len(topic.partitions):
+                return None
+            return topic.partitions[partition].next_offset
+
+        voided = self.usage.reconcile(end_offset)
+        if voided:
+            log.info("usage journal: voided %d produce entries the log does not hold", voided)
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self.retention_loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.usage.close()
+
+    # ------------------------------------------------------------------ configs
+    def topic_config(self, topic: Any) -> TopicConfig:
+        return TopicConfig(self.configs, topic.configs)
+
+    def refresh_topic(self, topic: Any) -> None:
+        """Apply a topic's effective configs to its LogSettings (shared by its partitions)."""
+        tc = self.topic_config(topic)
+        s = topic.settings
+        try:
+            s.segment_bytes = tc.segment_bytes
+            s.segment_ms = tc.segment_ms
+            s.max_message_bytes = tc.max_message_bytes
+            s.timestamp_type = tc.get("message.timestamp.type")
+            s.retention_ms = tc.retention_ms
+            s.retention_bytes = tc.retention_bytes
+        except ConfigError as exc:  # a stored override that no longer validates: keep going
+            log.warning("topic %s: %s", topic.name, exc)
+
+    def refresh_all(self) -> None:
+        for topic in self.broker.logs.topics.values():
+            self.refresh_topic(topic)
+
+    def save_topic_configs(self, topic: Any, configs: dict[str, str]) -> None:
+        topic.configs = dict(configs)
+        self.broker.logs._save()
+        self.refresh_topic(topic)
+
+    def is_super_user(self, principal: str | None) -> bool:
+        if not self.super_users:
+            return True
+        return (principal or ANONYMOUS) in self.super_users
+
+    # ------------------------------------------------------------------ usage hooks
+    def before_append(self, ctx: Any, topic: Any, partition: int, base: int, records: bytes,
+                      count: int) -> None:
+        principal = ctx.principal or ANONYMOUS
+        self.usage.record_in(principal, [(topic.name, topic.id.bytes, partition, base, count, len(records))])
+
+    def append_failed(self, ctx: Any, topic: Any, partition: int, base: int, records: bytes,
+                      count: int) -> None:
+        principal = ctx.principal or ANONYMOUS
+        self.usage.void_in(principal, topic.name, topic.id.bytes, partition, base, count, len(records))
+
+    def after_fetch(self, ctx: Any, topics: list) -> int:
+        """Count bytes out of an encoded-to-be Fetch response; returns the total record bytes."""
+        entries = []
+        total = 0
+        for name, _topic_id, parts in topics:
+            records_n = 0
+            nbytes = 0
+            for part in parts:
+                data = part[5]
+                if data:
+                    n, size = batch_stats(data)
+                    records_n += n
+                    nbytes += size
+            if nbytes:
+                entries.append((name, records_n, nbytes))
+                total += nbytes
+        if entries:
+            self.usage.record_out(ctx.principal or ANONYMOUS, entries)
+        return total
+
+    def throttle(self, ctx: Any, quota: str, value: float) -> int:
+        principal = ctx.principal or ANONYMOUS
+        ms = self.quotas.record(quota, principal, ctx.client_id or "", value)
+        if ms:
+            self.metrics.observe_throttle(principal, quota, ms)
+        return ms
+
+    def sync_usage(self) -> None:
+        self.usage.sync()
+
+    # ------------------------------------------------------------------ storage
+    def _storage_rows(self) -> list[tuple[str, int, int]]:
+        rows = []
+        for topic in list(self.broker.logs.topics.values()):
+            for plog in topic.partitions:
+                rows.append((topic.name, plog.partition, plog.size_bytes()))
+        return rows
+
+    def save_start_offsets(self) -> None:
+        doc = {}
+        for topic in self.broker.logs.topics.values():
+            for plog in topic.partitions:
+                if plog.segments and plog.start_offset > plog.segments[0].base:
+                    doc[f"{topic.name}:{plog.partition}"] = plog.start_offset
+        tmp = self._start_offsets_path.with_suffix(".tmp")
+        with open(tmp, "w") as fh:
+            json.dump(doc, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self._start_offsets_path)
+
+    def delete_records(self, plog: Any, offset: int) -> int:
+        """Move the log start offset (DeleteRecords); returns the new low watermark."""
+        if offset > plog.start_offset:
+            plog.start_offset = offset
+            self.save_start_offsets()
+            self._delete_below_start(plog)
+        return plog.start_offset
+
+    async def retention_loop(self) -> None:
+        while True:
+            interval = self.configs.get("log.retention.check.interval.ms") / 1000.0
+            await asyncio.sleep(interval)
+            try:
+                self.run_retention()
+            except Exception:
+                log.exception("retention pass failed")
+
+    def run_retention(self, now_ms: int | None = None) -> int:
+        """One pass of size and time retention over every partition; returns segments deleted."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        deleted = 0
+        for topic in list(self.broker.logs.topics.values()):
+            s = topic.settings
+            for plog in topic.partitions:
+                deleted += self._retain(plog, s.retention_ms, s.retention_bytes, now_ms)
+        return deleted
+
+    def _retain(self, plog: Any, retention_ms: int, retention_bytes: int, now_ms: int) -> int:
+        doomed = 0
+        segments = plog.segments
+        if retention_ms >= 0:
+            for seg in segments:
+                seg.ensure_loaded()
+                newest = seg.max_ts if seg.max_ts >= 0 else int(seg.last_modified * 1000)
+                if seg.size and now_ms - newest > retention_ms:
+                    doomed += 1
+                else:
+                    break
+        if retention_bytes >= 0:
+            total = sum(seg.size for seg in segments)
+            n = 0
+            for seg in segments:
+                if total - seg.size < retention_bytes or not seg.size:
+                    break
+                total -= seg.size
+                n += 1
+            doomed = max(doomed, n)
+        if not doomed:
+            return 0
+        if doomed >= len(segments):
+            if not plog.active.size:
+                doomed = len(segments) - 1
+            else:
+                plog.roll()  # every segment expired: roll so the active one can go too
+        return self._delete_segments(plog, doomed)
+
+    def _delete_below_start(self, plog: Any) -> int:
+        segments = plog.segments
+        n = 0
+        for i in range(len(segments) - 1):
+            if segments[i + 1].base <= plog.start_offset:
+                n = i + 1
+        return self._delete_segments(plog, n) if n else 0
+
+    def _delete_segments(self, plog: Any, n: int) -> int:
+        n = min(n, len(plog.segments) - 1)
+        if n <= 0:
+            return 0
+        doomed = plog.segments[:n]
+        del plog.segments[:n]
+        plog.pending_fsync[:] = [s for s in plog.pending_fsync if s not in doomed]
+        new_start = plog.segments[0].base
+        if plog.start_offset < new_start:
+            plog.start_offset = new_start
+        with contextlib.suppress(AttributeError):
+            plog._pos_hint = (-1, -1, -1)
+        flusher = getattr(self.broker, "flusher", None)
+        if flusher is not None:
+            flusher.close_later(doomed)
+        else:
+            for seg in doomed:
+                seg.close()
+        for seg in doomed:
+            for path in (seg.path, seg.index_path, seg.timeindex_path):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+        log.info("retention: deleted %d segment(s) of %s-%d; log start offset %d",
+                 n, plog.topic, plog.partition, plog.start_offset)
+        return n
+
+
+def state(ctx: Any) -> AdminState:
+    return ctx.broker.admin
+
+
+# Register the admin request types.
+from brokerd.handlers import (  # noqa: E402
+    admin_cluster,  # noqa: F401
+    admin_configs,  # noqa: F401
+    admin_partitions,  # noqa: F401
+    admin_quotas,  # noqa: F401
+)

@@ -1,0 +1,155 @@
+"""DescribeConfigs 1-4, AlterConfigs 0-2 and IncrementalAlterConfigs 0-1 (topics and the broker).
+
+Topic configs are validated by brokerd/configs.py (Kafka's names, types, ranges; plan limits
+from the broker's ``kastle.plan.*`` settings give POLICY_VIOLATION). Broker resources are this
+broker (resource name = its node id) or the cluster default (resource name ""); altering them
+needs a super user when ``super.users`` is set. Alterations of a batch are applied per
+resource, each with its own error, as Kafka does.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from kio.schema.errors import ErrorCode
+
+from brokerd.configs import (
+    ConfigError,
+    ConfigSource,
+    ResourceType,
+    incremental_alter,
+    validate_topic_configs,
+)
+from brokerd.handlers import register
+
+_ZERO = datetime.timedelta(0)
+
+
+def _describe_entries(ctx, described, include_synonyms: bool):
+    out = []
+    for c in described:
+        synonyms = tuple(ctx.build("DescribeConfigsSynonym", name=s.name, value=s.value, source=int(s.source))
+                         for s in c.synonyms) if include_synonyms else ()
+        out.append(ctx.build(
+            "DescribeConfigsResourceResult", name=c.name, value=c.value, read_only=c.read_only,
+            config_source=int(c.source), is_sensitive=c.is_sensitive, synonyms=synonyms,
+            config_type=int(c.config_type), documentation=c.documentation,
+            is_default=c.source is ConfigSource.DEFAULT_CONFIG))
+    return tuple(out)
+
+
+def _broker_target(ctx, name: str) -> tuple[bool | None, str | None]:
+    """(is cluster default, error) for a BROKER resource name."""
+    if name == "":
+        return True, None
+    if name == str(ctx.broker.node_id):
+        return False, None
+    return None, f"Unexpected broker id, expected {ctx.broker.node_id} or empty string, but received {name}"
+
+
+@register(32, 1, 4)
+def describe_configs(request, ctx):
+    admin = ctx.broker.admin
+    synonyms = bool(getattr(request, "include_synonyms", False))
+    docs = bool(getattr(request, "include_documentation", False))
+    results = []
+    for res in request.resources:
+        keys = None if res.configuration_keys is None else list(res.configuration_keys)
+        error, message, configs = ErrorCode.none, None, ()
+        rtype = int(res.resource_type)
+        if rtype == ResourceType.TOPIC:
+            topic = ctx.broker.logs.topics.get(res.resource_name)
+            if topic is None:
+                error, message = ErrorCode.unknown_topic_or_partition, \
+                    f"Topic {res.resource_name} does not exist"
+            else:
+                described = admin.topic_config(topic).describe(
+                    keys, include_synonyms=synonyms, include_documentation=docs)
+                configs = _describe_entries(ctx, described, synonyms)
+        elif rtype == ResourceType.BROKER:
+            default, message = _broker_target(ctx, res.resource_name)
+            if message is not None:
+                error = ErrorCode.invalid_request
+            else:
+                described = admin.configs.describe(keys, include_synonyms=synonyms,
+                                                   include_documentation=docs)
+                if default:  # the cluster default: only the dynamic default values
+                    described = [c for c in described
+                                 if c.source is ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG]
+                configs = _describe_entries(ctx, described, synonyms)
+        else:
+            error, message = ErrorCode.invalid_request, f"Unsupported resource type {rtype}"
+        results.append(ctx.build(
+            "DescribeConfigsResult", error_code=error, error_message=message, resource_type=rtype,
+            resource_name=res.resource_name, configs=configs))
+    return ctx.response(throttle_time=_ZERO, results=tuple(results))
+
+
+def _alter(ctx, resources, validate_only: bool, incremental: bool):
+    admin = ctx.broker.admin
+    out = []
+    changed_broker = False
+    for res in resources:
+        rtype = int(res.resource_type)
+        error, message = ErrorCode.none, None
+        try:
+            if rtype == ResourceType.TOPIC:
+                topic = ctx.broker.logs.topics.get(res.resource_name)
+                if topic is None:
+                    error, message = ErrorCode.unknown_topic_or_partition, \
+                        f"Topic {res.resource_name} does not exist"
+                else:
+                    if incremental:
+                        new = incremental_alter(topic.configs, [
+                            (c.name, int(c.config_operation), c.value) for c in res.configs], admin.configs)
+                    else:
+                        names = [c.name for c in res.configs]
+                        dup = {n for n in names if names.count(n) > 1}
+                        if dup:
+                            raise ConfigError(sorted(dup)[0], f"Error due to duplicate config keys: "
+                                                              f"{', '.join(sorted(dup))}")
+                        new = validate_topic_configs(
+                            {c.name: c.value for c in res.configs if c.value is not None}, admin.configs)
+                    if not validate_only:
+                        admin.save_topic_configs(topic, new)
+            elif rtype == ResourceType.BROKER:
+                default, message = _broker_target(ctx, res.resource_name)
+                if message is not None:
+                    error = ErrorCode.invalid_request
+                elif not admin.is_super_user(ctx.principal):
+                    error, message = ErrorCode.cluster_authorization_failed, \
+                        "Altering broker configs needs a super user"
+                else:
+                    if incremental:
+                        changes = {}
+                        for c in res.configs:
+                            op = int(c.config_operation)
+                            if op not in (0, 1):
+                                raise ConfigError(c.name, f"Config value append/subtract is not allowed "
+                                                          f"for broker config {c.name}")
+                            changes[c.name] = c.value if op == 0 else None
+                        admin.configs.alter(changes, default=bool(default), replace=False,
+                                            validate_only=validate_only)
+                    else:
+                        admin.configs.alter({c.name: c.value for c in res.configs}, default=bool(default),
+                                            replace=True, validate_only=validate_only)
+                    changed_broker = changed_broker or not validate_only
+            else:
+                error, message = ErrorCode.invalid_request, f"Unsupported resource type {rtype}"
+        except ConfigError as exc:
+            error, message = exc.error_code, exc.message
+        out.append(ctx.build("AlterConfigsResourceResponse", error_code=error, error_message=message,
+                             resource_type=rtype, resource_name=res.resource_name))
+    if changed_broker:
+        admin.refresh_all()
+    return ctx.response(throttle_time=_ZERO, responses=tuple(out))
+
+
+@register(33, 0, 2)
+def alter_configs(request, ctx):
+    return _alter(ctx, request.resources, request.validate_only, incremental=False)
+
+
+@register(44, 0, 1)
+def incremental_alter_configs(request, ctx):
+    return _alter(ctx, request.resources, request.validate_only, incremental=True)

@@ -1,0 +1,130 @@
+"""Fetch v4-16: whole stored batches from the one containing the requested offset.
+
+Long-polls for ``max_wait_ms`` until ``min_bytes`` are available, woken by futures that
+appends resolve (never by polling). Session id is always 0 (no incremental sessions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from brokerd.handlers import register
+from brokerd.protocol.fastpath import encode_fetch_response
+from brokerd.protocol.framing import RawBody
+from brokerd.storage import OffsetOutOfRange
+
+OFFSET_OUT_OF_RANGE = 1
+UNKNOWN_TOPIC_OR_PARTITION = 3
+FETCH_SESSION_ID_NOT_FOUND = 70
+UNKNOWN_TOPIC_ID = 100
+
+
+def _collect(ctx, request, resolved):
+    """Read what is available now. Returns (topics for the encoder, total record bytes, had error)."""
+    broker = ctx.broker
+    remaining = min(request.max_bytes, broker.config["fetch.max.bytes"])
+    if remaining <= 0:
+        remaining = 1
+    total = 0
+    errors = False
+    out = []
+    for name, topic_id, topic, partitions in resolved:
+        parts = []
+        for p in partitions:
+            idx = p.partition
+            if topic is None or not 0 <= idx < len(topic.partitions):
+                err = UNKNOWN_TOPIC_ID if (ctx.api_version >= 13 and topic is None) else UNKNOWN_TOPIC_OR_PARTITION
+                parts.append((idx, err, -1, -1, -1, None))
+                errors = True
+                continue
+            plog = topic.partitions[idx]
+            records = b""
+            err = 0
+            if remaining > 0:
+                try:
+                    records = plog.read(p.fetch_offset, min(p.partition_max_bytes, remaining), min_one=total == 0)
+                except OffsetOutOfRange:
+                    err = OFFSET_OUT_OF_RANGE
+                    errors = True
+            elif not plog.start_offset <= p.fetch_offset <= plog.next_offset:
+                err = OFFSET_OUT_OF_RANGE
+                errors = True
+            n = len(records)
+            total += n
+            remaining -= n
+            hw = plog.next_offset
+            parts.append((idx, err, hw, hw, plog.start_offset, records if err == 0 else None))
+        out.append((name, topic_id, parts))
+    return out, total, errors
+
+
+def _resolve(ctx, request):
+    logs = ctx.broker.logs
+    resolved = []
+    for t in request.topics:
+        if ctx.api_version >= 13:
+            topic = logs.by_id.get(t.topic_id) if t.topic_id is not None else None
+            resolved.append((topic.name if topic else "", t.topic_id, topic, t.partitions))
+        else:
+            topic = logs.topics.get(t.topic)
+            resolved.append((t.topic, topic.id if topic else None, topic, t.partitions))
+    return resolved
+
+
+def _body(ctx, topics, total) -> RawBody:
+    parts, size = encode_fetch_response(ctx.api_version, topics)
+    ctx.broker.on_fetch(ctx, topics, total)
+    return RawBody(parts, size)
+
+
+@register(1, 4, 16)
+def handle(request, ctx):
+    if ctx.api_version >= 7 and request.session_id != 0:
+        parts, size = encode_fetch_response(ctx.api_version, [], error=FETCH_SESSION_ID_NOT_FOUND)
+        return RawBody(parts, size)
+    resolved = _resolve(ctx, request)
+    topics, total, errors = _collect(ctx, request, resolved)
+    max_wait = request.max_wait.total_seconds()
+    if total >= request.min_bytes or errors or max_wait <= 0:
+        return _body(ctx, topics, total)
+    return _long_poll(ctx, request, max_wait)
+
+
+def _wake(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+async def _long_poll(ctx, request, max_wait: float):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max_wait
+    while True:
+        remaining = deadline - loop.time()
+        if remaining <= 0 or ctx.conn.closed:
+            break
+        resolved = _resolve(ctx, request)
+        logs = [
+            topic.partitions[p.partition]
+            for _name, _tid, topic, partitions in resolved
+            if topic is not None
+            for p in partitions
+            if 0 <= p.partition < len(topic.partitions)
+        ]
+        fut = loop.create_future()
+        for plog in logs:
+            plog.waiters.append(fut)
+        timer = loop.call_later(remaining, _wake, fut)
+        try:
+            await fut
+        finally:
+            timer.cancel()
+            for plog in logs:
+                try:
+                    plog.waiters.remove(fut)
+                except ValueError:
+                    pass
+        topics, total, errors = _collect(ctx, request, _resolve(ctx, request))
+        if total >= request.min_bytes or errors:
+            return _body(ctx, topics, total)
+    topics, total, _errors = _collect(ctx, request, _resolve(ctx, request))
+    return _body(ctx, topics, total)

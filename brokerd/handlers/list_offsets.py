@@ -1,0 +1,54 @@
+"""ListOffsets v1-8: earliest (-2), latest (-1), max timestamp (-3), earliest local (-4), by time."""
+
+from __future__ import annotations
+
+import datetime
+
+from kio.schema.errors import ErrorCode
+
+from brokerd.handlers import register
+
+LATEST = -1
+EARLIEST = -2
+MAX_TIMESTAMP = -3
+EARLIEST_LOCAL = -4
+
+
+def _lookup(plog, timestamp: int, version: int) -> tuple[ErrorCode, int, int]:
+    """(error, offset, timestamp)."""
+    if timestamp == LATEST:
+        return ErrorCode.none, plog.next_offset, -1
+    if timestamp in (EARLIEST, EARLIEST_LOCAL):
+        if timestamp == EARLIEST_LOCAL and version < 8:
+            return ErrorCode.unsupported_version, -1, -1
+        return ErrorCode.none, plog.start_offset, -1
+    if timestamp == MAX_TIMESTAMP:
+        if version < 7:
+            return ErrorCode.unsupported_version, -1, -1
+        found = plog.max_timestamp()
+        return (ErrorCode.none, found[0], found[1]) if found else (ErrorCode.none, -1, -1)
+    if timestamp < 0:
+        return ErrorCode.invalid_request, -1, -1
+    found = plog.offset_for_timestamp(timestamp)
+    return (ErrorCode.none, found[0], found[1]) if found else (ErrorCode.none, -1, -1)
+
+
+@register(2, 1, 8)
+def handle(request, ctx):
+    logs = ctx.broker.logs
+    v = ctx.api_version
+    topics = []
+    for t in request.topics:
+        topic = logs.topics.get(t.name)
+        parts = []
+        for p in t.partitions:
+            if topic is None or not 0 <= p.partition_index < len(topic.partitions):
+                error, offset, ts = ErrorCode.unknown_topic_or_partition, -1, -1
+            else:
+                error, offset, ts = _lookup(topic.partitions[p.partition_index], p.timestamp, v)
+            parts.append(ctx.build(
+                "ListOffsetsPartitionResponse", partition_index=p.partition_index, error_code=error,
+                timestamp=ts, offset=offset, leader_epoch=0 if error == ErrorCode.none else -1,
+            ))
+        topics.append(ctx.build("ListOffsetsTopicResponse", name=t.name, partitions=tuple(parts)))
+    return ctx.response(throttle_time=datetime.timedelta(0), topics=tuple(topics))

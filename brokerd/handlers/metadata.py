@@ -1,0 +1,100 @@
+"""Metadata v0-12, with topic ids; auto-creates topics when allowed; caches encoded bodies."""
+
+from __future__ import annotations
+
+import datetime
+
+from kio.schema.errors import ErrorCode
+
+from brokerd.handlers import register
+from brokerd.protocol import kio_adapter
+from brokerd.storage.manager import validate_topic_name
+
+_ZERO = datetime.timedelta(0)
+NO_OPS = -(2**31)
+# READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS
+TOPIC_OPS = sum(1 << op for op in (3, 4, 5, 6, 7, 8, 10, 11))
+
+
+def _topic_entry(ctx, topic, include_ops: bool):
+    node = ctx.broker.node_id
+    parts = tuple(
+        ctx.build(
+            "MetadataResponsePartition", error_code=ErrorCode.none, partition_index=i, leader_id=node,
+            leader_epoch=0, replica_nodes=(node,), isr_nodes=(node,), offline_replicas=(),
+        )
+        for i in range(len(topic.partitions))
+    )
+    return ctx.build(
+        "MetadataResponseTopic", error_code=ErrorCode.none, name=topic.name, topic_id=topic.id,
+        is_internal=False, partitions=parts, topic_authorized_operations=TOPIC_OPS if include_ops else NO_OPS,
+    )
+
+
+def _error_entry(ctx, name, topic_id, error):
+    return ctx.build(
+        "MetadataResponseTopic", error_code=error, name=name, topic_id=topic_id, is_internal=False,
+        partitions=(), topic_authorized_operations=NO_OPS,
+    )
+
+
+@register(3, 0, 12)
+def handle(request, ctx):
+    broker = ctx.broker
+    logs = broker.logs
+    v = ctx.api_version
+    requested = request.topics
+    if v == 0 and not requested:
+        requested = None
+    allow_auto = broker.config["auto.create.topics.enable"] and (v < 4 or request.allow_auto_topic_creation)
+    include_ops = bool(getattr(request, "include_topic_authorized_operations", False))
+    wanted = None if requested is None else tuple((t.name, getattr(t, "topic_id", None)) for t in requested)
+    listener = ctx.conn.listener
+    key = (v, listener.name, ctx.conn.port, wanted, allow_auto, include_ops)
+    cache = broker.metadata_cache
+    if cache.get("generation") != logs.generation:
+        cache.clear()
+        cache["generation"] = logs.generation
+    body = cache.get(key)
+    if body is not None:
+        return body
+
+    entries = []
+    if wanted is None:
+        entries = [_topic_entry(ctx, t, include_ops) for t in logs.topics.values()]
+    else:
+        for name, topic_id in wanted:
+            if name is None:
+                topic = logs.by_id.get(topic_id) if topic_id is not None else None
+                if topic is None:
+                    entries.append(_error_entry(ctx, None, topic_id, ErrorCode.unknown_topic_id))
+                else:
+                    entries.append(_topic_entry(ctx, topic, include_ops))
+                continue
+            topic = logs.topics.get(name)
+            if topic is None:
+                if validate_topic_name(name) is not None:
+                    entries.append(_error_entry(ctx, name, None, ErrorCode.invalid_topic_exception))
+                    continue
+                if allow_auto:
+                    topic = broker.create_topic(name, broker.config["num.partitions"], {})
+                else:
+                    entries.append(_error_entry(ctx, name, None, ErrorCode.unknown_topic_or_partition))
+                    continue
+            entries.append(_topic_entry(ctx, topic, include_ops))
+    host, port = broker.advertised(listener, ctx.conn.port)
+    resp = ctx.response(
+        throttle_time=_ZERO,
+        brokers=(ctx.build("MetadataResponseBroker", node_id=broker.node_id, host=host, port=port, rack=None),),
+        cluster_id=broker.cluster_id,
+        controller_id=broker.node_id,
+        topics=tuple(entries),
+        cluster_authorized_operations=NO_OPS,
+    )
+    body = kio_adapter.encode(resp)
+    if cache.get("generation") != logs.generation:
+        cache.clear()
+        cache["generation"] = logs.generation
+    if len(cache) < 512:
+        cache[key] = body
+    return body

@@ -1,0 +1,95 @@
+"""Produce v3-11 (advertised from v0; v0-2 are refused by closing the connection, as Kafka 4 does).
+
+Batches are validated by header + CRC-32C and stamped in place; records are never decoded.
+acks=all is answered after a group fsync covering the batch; acks=1 once write() returned.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from brokerd.handlers import register
+from brokerd.protocol.fastpath import decode_produce, encode_produce_response
+from brokerd.records import BatchTooLarge, InvalidBatch, validate_and_stamp
+from brokerd.server import CloseConnection
+
+log = logging.getLogger("brokerd.produce")
+
+NONE = 0
+CORRUPT_MESSAGE = 2
+UNKNOWN_TOPIC_OR_PARTITION = 3
+MESSAGE_TOO_LARGE = 10
+INVALID_REQUIRED_ACKS = 21
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
+KAFKA_STORAGE_ERROR = 56
+
+
+@register(0, 0, 11, decode=decode_produce, refuse_below=3)
+def handle(request, ctx):
+    broker = ctx.broker
+    logs = broker.logs
+    acks = request.acks
+    version = ctx.api_version
+    results = []
+    to_flush = []
+    failed = False
+    for name, partitions in request.topics:
+        topic = logs.topics.get(name)
+        presults = []
+        for index, records in partitions:
+            error = NONE
+            message = None
+            base = -1
+            lat = -1
+            start = -1
+            if acks not in (-1, 0, 1):
+                error = INVALID_REQUIRED_ACKS
+            elif request.transactional_id is not None:
+                error = TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+                message = "transactions are not supported"
+            elif topic is None or not 0 <= index < len(topic.partitions):
+                error = UNKNOWN_TOPIC_OR_PARTITION
+            elif records is None or len(records) == 0:
+                error = CORRUPT_MESSAGE
+                message = "no records"
+            else:
+                plog = topic.partitions[index]
+                settings = topic.settings
+                append_time = int(time.time() * 1000) if settings.timestamp_type == "LogAppendTime" else None
+                try:
+                    batches, count = validate_and_stamp(
+                        records, plog.next_offset, settings.max_message_bytes, append_time
+                    )
+                    base = plog.append(records, batches, count)
+                except InvalidBatch as exc:
+                    error, message = CORRUPT_MESSAGE, str(exc)
+                except BatchTooLarge as exc:
+                    error, message = MESSAGE_TOO_LARGE, str(exc)
+                except OSError as exc:
+                    log.error("append to %s-%d failed: %s", name, index, exc)
+                    error, message = KAFKA_STORAGE_ERROR, "storage error"
+                else:
+                    lat = append_time if append_time is not None else -1
+                    start = plog.start_offset
+                    if acks == -1:
+                        to_flush.append(plog)
+                    broker.on_produce(ctx, name, index, len(records), count)
+            if error:
+                failed = True
+            presults.append((index, error, base, lat, start, message))
+        results.append((name, presults))
+    if acks == 0:
+        if failed:
+            # Kafka closes the connection so an acks=0 producer notices the failure.
+            raise CloseConnection("acks=0 produce failed")
+        return None
+    body = encode_produce_response(version, results)
+    if to_flush:
+        return _after_flush(broker.flusher.wait(to_flush), body)
+    return body
+
+
+async def _after_flush(fut, body: bytes) -> bytes:
+    await fut
+    return body

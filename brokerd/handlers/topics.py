@@ -1,0 +1,124 @@
+"""CreateTopics v2-7 (with validate_only) and DeleteTopics v1-6 (by name or id)."""
+
+from __future__ import annotations
+
+import datetime
+
+from kio.schema.errors import ErrorCode
+
+from brokerd.configs import ConfigError as TopicConfigError
+from brokerd.configs import validate_topic_config
+from brokerd.handlers import register
+from brokerd.storage.manager import validate_topic_name
+
+_ZERO = datetime.timedelta(0)
+
+
+def _config_entries(ctx, topic_configs: dict[str, str]):
+    """Resulting configs (v5+): overrides plus the defaults they apply on."""
+    broker = ctx.broker
+    defaults = broker.topic_config_defaults()
+    entries = []
+    for key in sorted(defaults):
+        if key in topic_configs:
+            value, source = topic_configs[key], 1  # TOPIC_CONFIG
+        else:
+            value, source = defaults[key], 5  # DEFAULT_CONFIG
+        entries.append(ctx.build(
+            "CreatableTopicConfigs", name=key, value=value, read_only=False, config_source=source,
+            is_sensitive=False,
+        ))
+    return tuple(entries)
+
+
+@register(19, 2, 7)
+def create_topics(request, ctx):
+    broker = ctx.broker
+    logs = broker.logs
+    results = []
+    seen: dict[str, int] = {}
+    for t in request.topics:
+        seen[t.name] = seen.get(t.name, 0) + 1
+    for t in request.topics:
+        error, message = ErrorCode.none, None
+        partitions = t.num_partitions
+        configs: dict[str, str] = {}
+        if seen[t.name] > 1:
+            error, message = ErrorCode.invalid_request, f"Topic {t.name!r} appears more than once in the request"
+        elif (msg := validate_topic_name(t.name)) is not None:
+            error, message = ErrorCode.invalid_topic_exception, msg
+        elif t.name in logs.topics:
+            error, message = ErrorCode.topic_already_exists, f"Topic '{t.name}' already exists."
+        elif t.assignments:
+            error, message = ErrorCode.invalid_request, "Manual replica assignment is not supported"
+        else:
+            if partitions == -1:
+                partitions = broker.config["num.partitions"]
+            rf = t.replication_factor
+            if partitions <= 0:
+                error, message = ErrorCode.invalid_partitions, "Number of partitions must be larger than 0."
+            elif rf not in (-1, 1):
+                error, message = (
+                    ErrorCode.invalid_replication_factor,
+                    f"Replication factor {rf} is larger than the number of brokers (1).",
+                )
+            else:
+                for c in t.configs:
+                    try:
+                        configs[c.name] = validate_topic_config(c.name, c.value)
+                    except TopicConfigError as exc:
+                        error = getattr(exc, "error_code", ErrorCode.invalid_config)
+                        message = str(exc)
+                        break
+        topic_id = None
+        if error == ErrorCode.none and not request.validate_only:
+            try:
+                topic_id = broker.create_topic(t.name, partitions, configs).id
+            except OSError as exc:
+                error, message = ErrorCode.kafka_storage_error, f"cannot create topic files: {exc.strerror}"
+        ok = error == ErrorCode.none
+        results.append(ctx.build(
+            "CreatableTopicResult",
+            name=t.name,
+            topic_id=topic_id,
+            error_code=error,
+            error_message=message,
+            topic_config_error_code=0,
+            num_partitions=partitions if ok else -1,
+            replication_factor=1 if ok else -1,
+            configs=_config_entries(ctx, configs) if ok else None,
+        ))
+    return ctx.response(throttle_time=_ZERO, topics=tuple(results))
+
+
+@register(20, 1, 6)
+def delete_topics(request, ctx):
+    broker = ctx.broker
+    logs = broker.logs
+    results = []
+    if ctx.api_version >= 6:
+        wanted = [(t.name, t.topic_id) for t in request.topics]
+    else:
+        wanted = [(name, None) for name in request.topic_names]
+    for name, topic_id in wanted:
+        error, message = ErrorCode.none, None
+        topic = None
+        if name is None and topic_id is not None:
+            topic = logs.by_id.get(topic_id)
+            if topic is None:
+                error, message = ErrorCode.unknown_topic_id, "Topic id not found"
+        elif name is not None and topic_id is not None:
+            error, message = ErrorCode.invalid_request, "Give a topic name or an id, not both"
+        else:
+            topic = logs.topics.get(name or "")
+            if topic is None:
+                error, message = ErrorCode.unknown_topic_or_partition, "This server does not host this topic"
+        if topic is not None and not broker.config["delete.topic.enable"]:
+            error, message = ErrorCode.topic_deletion_disabled, "Topic deletion is disabled."
+        elif topic is not None:
+            name, topic_id = topic.name, topic.id
+            broker.delete_topic(topic.name)
+        results.append(ctx.build(
+            "DeletableTopicResult", name=name, topic_id=topic_id, error_code=error, error_message=message,
+        ))
+    return ctx.response(throttle_time=_ZERO, responses=tuple(results))

@@ -1,0 +1,183 @@
+"""Record batches (magic v2) as opaque bytes: header parsing, validation and in-place stamping.
+
+Only the 61-byte header is ever looked at on the produce path. Records are decoded only for
+rare queries that need per-record timestamps (ListOffsets by time), never for produce/fetch.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+
+import crc32c
+
+HEADER_SIZE = 61
+LOG_OVERHEAD = 12  # base offset + batch length, the part not counted in batch length
+MIN_BATCH_LENGTH = HEADER_SIZE - LOG_OVERHEAD
+
+# base_offset, batch_length, partition_leader_epoch, magic, crc, attributes, last_offset_delta,
+# base_timestamp, max_timestamp, producer_id, producer_epoch, base_sequence, records_count
+HEADER = struct.Struct(">qiibIhiqqqhii")
+_OFFSET_LEN = struct.Struct(">qi")
+_I64 = struct.Struct(">q")
+_I32 = struct.Struct(">i")
+_U32 = struct.Struct(">I")
+_I16 = struct.Struct(">h")
+
+ATTR_COMPRESSION_MASK = 0x07
+ATTR_TIMESTAMP_TYPE = 0x08  # LogAppendTime
+ATTR_TRANSACTIONAL = 0x10
+ATTR_CONTROL = 0x20
+
+COMPRESSION_NAMES = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
+
+
+class InvalidBatch(ValueError):
+    """The records are corrupt (CRC, lengths, magic)."""
+
+
+class BatchTooLarge(ValueError):
+    """One batch exceeds message.max.bytes."""
+
+
+def validate_and_stamp(
+    records: bytearray | memoryview,
+    base_offset: int,
+    max_batch_bytes: int,
+    log_append_time: int | None = None,
+) -> tuple[list[tuple[int, int, int]], int]:
+    """Validate every batch in ``records`` (a writable buffer) and stamp offsets in place.
+
+    Returns ([(base offset, size, max timestamp)] per batch, total record count).
+    Raises InvalidBatch or BatchTooLarge.
+    """
+    view = memoryview(records)
+    total = len(view)
+    pos = 0
+    batches: list[tuple[int, int, int]] = []
+    offset = base_offset
+    unpack = HEADER.unpack_from
+    while pos < total:
+        if total - pos < HEADER_SIZE:
+            raise InvalidBatch("truncated record batch header")
+        (_bo, batch_length, _ple, magic, crc, attributes, last_delta, _bts, max_ts, _pid, _pe, _bs,
+         count) = unpack(view, pos)
+        size = batch_length + LOG_OVERHEAD
+        if magic != 2:
+            raise InvalidBatch(f"unsupported record batch magic {magic}")
+        if batch_length < MIN_BATCH_LENGTH or pos + size > total:
+            raise InvalidBatch("record batch length does not match the data")
+        if size > max_batch_bytes:
+            raise BatchTooLarge(f"record batch of {size} bytes exceeds the limit of {max_batch_bytes}")
+        if count <= 0 or last_delta != count - 1:
+            raise InvalidBatch("record count does not match the last offset delta")
+        if attributes & ATTR_COMPRESSION_MASK > 4:
+            raise InvalidBatch("unknown compression codec")
+        if crc32c.crc32c(view[pos + 21 : pos + size]) != crc:
+            raise InvalidBatch("record batch CRC mismatch")
+        batches.append((offset, size, max_ts))
+        offset += count
+        pos += size
+    if not batches:
+        raise InvalidBatch("no record batch in the produce request")
+    # Stamp only once everything is valid.
+    pos = 0
+    for i, (base, size, max_ts) in enumerate(batches):
+        _I64.pack_into(view, pos, base)
+        _I32.pack_into(view, pos + 12, 0)  # partition leader epoch
+        if log_append_time is not None:
+            (attributes,) = _I16.unpack_from(view, pos + 21)
+            _I16.pack_into(view, pos + 21, attributes | ATTR_TIMESTAMP_TYPE)
+            _I64.pack_into(view, pos + 35, log_append_time)
+            _U32.pack_into(view, pos + 17, crc32c.crc32c(view[pos + 21 : pos + size]))
+            batches[i] = (base, size, log_append_time)
+        pos += size
+    return batches, offset - base_offset
+
+
+def iter_headers(buf: bytes | memoryview, start: int = 0, end: int | None = None) -> Iterator[tuple]:
+    """Yield (position, base_offset, size, last_offset, max_timestamp, attributes) per whole batch.
+
+    Stops at the first incomplete or nonsensical header (no CRC check).
+    """
+    end = len(buf) if end is None else end
+    pos = start
+    while end - pos >= HEADER_SIZE:
+        base, length, _ple, magic, _crc, attrs, last_delta, _bts, max_ts = struct.unpack_from(
+            ">qiibIhiqq", buf, pos
+        )
+        size = length + LOG_OVERHEAD
+        if magic != 2 or length < MIN_BATCH_LENGTH or pos + size > end:
+            return
+        yield pos, base, size, base + last_delta, max_ts, attrs
+        pos += size
+
+
+def batch_crc_ok(buf: bytes | memoryview, pos: int, size: int) -> bool:
+    (crc,) = _U32.unpack_from(buf, pos + 17)
+    return crc32c.crc32c(memoryview(buf)[pos + 21 : pos + size]) == crc
+
+
+# ---------------------------------------------------------------------------------------
+# Record decoding (rare paths only)
+
+
+def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    shift = 0
+    result = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            break
+        shift += 7
+    return (result >> 1) ^ -(result & 1), pos
+
+
+def _decompress(codec: int, data: bytes) -> bytes:
+    if codec == 0:
+        return data
+    if codec == 1:
+        import gzip
+
+        return gzip.decompress(data)
+    import cramjam
+
+    if codec == 2:
+        if data[:8] == b"\x82SNAPPY\x00":  # xerial framing (Java clients)
+            out = bytearray()
+            pos = 16
+            while pos + 4 <= len(data):
+                (n,) = struct.unpack_from(">i", data, pos)
+                pos += 4
+                out += bytes(cramjam.snappy.decompress_raw(data[pos : pos + n]))
+                pos += n
+            return bytes(out)
+        return bytes(cramjam.snappy.decompress_raw(data))
+    if codec == 3:
+        return bytes(cramjam.lz4.decompress(data))
+    if codec == 4:
+        return bytes(cramjam.zstd.decompress(data))
+    raise InvalidBatch(f"unknown compression codec {codec}")
+
+
+def record_timestamps(batch: bytes) -> list[tuple[int, int]]:
+    """[(offset, timestamp)] for each record of one stored batch (decompressing if needed)."""
+    (base, _len, _ple, _magic, _crc, attrs, _ld, base_ts, max_ts, _pid, _pe, _bs, count) = (
+        HEADER.unpack_from(batch, 0)
+    )
+    if attrs & ATTR_TIMESTAMP_TYPE:
+        return [(base + i, max_ts) for i in range(count)]
+    data = _decompress(attrs & ATTR_COMPRESSION_MASK, bytes(batch[HEADER_SIZE:]))
+    out = []
+    pos = 0
+    for _ in range(count):
+        length, pos = _read_varint(data, pos)
+        end = pos + length
+        pos += 1  # attributes (int8)
+        ts_delta, pos = _read_varint(data, pos)
+        off_delta, pos = _read_varint(data, pos)
+        out.append((base + off_delta, base_ts + ts_delta))
+        pos = end
+    return out

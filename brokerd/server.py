@@ -1,0 +1,307 @@
+"""Listeners, framing and the per-connection request loop.
+
+Each connection parses frames as they arrive and dispatches them in order. Handlers may
+complete later (acks=all, fetch long-polls); responses are still written in request order.
+The number of requests in flight per connection is bounded: past the bound the connection
+stops reading until responses drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import struct
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from brokerd.config import Listener
+from brokerd.context import RequestContext
+from brokerd.handlers import REGISTRY
+from brokerd.protocol import kio_adapter
+from brokerd.protocol.framing import HEAD, SIZE, FrameError, RawBody, parse_request_header, response_prefix
+
+if TYPE_CHECKING:
+    from brokerd.broker import Broker
+
+log = logging.getLogger("brokerd.server")
+
+API_VERSIONS = 18
+SASL_HANDSHAKE = 17
+SASL_AUTHENTICATE = 36
+
+
+class CloseConnection(Exception):
+    """Raised by a handler to close the connection after its response is written."""
+
+
+class _Slot:
+    __slots__ = ("close_after", "parts", "ready")
+
+    def __init__(self) -> None:
+        self.ready = False
+        self.parts: list | None = None
+        self.close_after = False
+
+
+class Connection(asyncio.Protocol):
+    def __init__(self, broker: Broker, listener: Listener, bound_port: int) -> None:
+        self.broker = broker
+        self.listener = listener
+        self.port = bound_port
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self._buf = bytearray()
+        self._pending: deque[_Slot] = deque()
+        self._max_inflight = broker.config["max.inflight.requests.per.connection"]
+        self._max_frame = broker.config["socket.request.max.bytes"]
+        self._max_preauth = broker.config["sasl.server.max.receive.size"]
+        self._blocked = False  # waiting on a barrier request (SASL)
+        self._reading_paused = False
+        self._writing_paused = False
+        self.closed = False
+        self.principal: str | None = None
+        self.authenticated = not listener.sasl
+        self.sasl_mechanism: str | None = None
+        self.sasl_session: Any = None
+        self.legacy_sasl = False
+        self.last_active = time.monotonic()
+
+    # --- asyncio.Protocol -----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.broker.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.broker.connections.discard(self)
+        self._pending.clear()
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._update_reading()
+        self._process()
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = time.monotonic()
+        self._buf += data
+        self._process()
+
+    # --- frames ---------------------------------------------------------------------------
+    def close(self, reason: str | None = None) -> None:
+        if reason:
+            log.info("closing connection from %s (%s): %s", self.peer, self.principal or "-", reason)
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def _update_reading(self) -> None:
+        if self.transport is None or self.closed:
+            return
+        should_pause = (
+            self._writing_paused
+            or self._blocked
+            or len(self._pending) >= self._max_inflight
+            or len(self._buf) > self._max_frame + 4
+        )
+        if should_pause and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pause_reading()
+        elif not should_pause and self._reading_paused:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def _process(self) -> None:
+        buf = self._buf
+        pos = 0
+        try:
+            while not self.closed and not self._blocked and len(self._pending) < self._max_inflight:
+                if self._writing_paused:
+                    break
+                if len(buf) - pos < 4:
+                    break
+                (size,) = SIZE.unpack_from(buf, pos)
+                limit = self._max_frame if self.authenticated else self._max_preauth
+                if size < 0 or size > limit:
+                    self.close(f"frame of {size} bytes refused (limit {limit})")
+                    return
+                if len(buf) - pos - 4 < size:
+                    break
+                if size >= 2 and buf[pos + 4] == 0 and buf[pos + 5] == 0:
+                    frame = buf[pos + 4 : pos + 4 + size]  # Produce: a bytearray, batches are stamped in place
+                else:
+                    frame = bytes(buf[pos + 4 : pos + 4 + size])  # kio wants read-only buffers
+                pos += 4 + size
+                self._handle_frame(frame)
+        finally:
+            if pos:
+                del buf[:pos]
+            self._update_reading()
+
+    def _handle_frame(self, frame: bytes) -> None:
+        if self.legacy_sasl:
+            self._legacy_sasl_token(frame)
+            return
+        if len(frame) < 8:
+            self.close("truncated request header")
+            return
+        api_key, version, corr = HEAD.unpack_from(frame, 0)
+        spec = REGISTRY.get(api_key)
+        if spec is None:
+            self.close(f"unknown api key {api_key}")
+            return
+        if not spec.min_version <= version <= spec.max_version:
+            if api_key == API_VERSIONS:
+                self._add_ready(corr, False, self.broker.api_versions_unsupported())
+                return
+            self.close(f"unsupported version {version} of api key {api_key}")
+            return
+        if version < spec.refuse_below:
+            self.close(f"api key {api_key} version {version} is no longer supported; upgrade the client")
+            return
+        if not self.authenticated and not spec.pre_auth:
+            self.close(f"api key {api_key} before SASL authentication")
+            return
+        try:
+            flexible = kio_adapter.is_flexible_request(api_key, version)
+            client_id, body = parse_request_header(frame, flexible)
+            if spec.decode is not None:
+                request = spec.decode(frame, body, version)
+            else:
+                request = kio_adapter.decode_request(api_key, version, frame, body)
+        except (FrameError, kio_adapter.ProtocolError, struct.error, ValueError, IndexError) as exc:
+            self.close(f"malformed request (api key {api_key} v{version}): {exc}")
+            return
+        ctx = RequestContext(self.broker, self, api_key, version, corr, client_id)
+        try:
+            result = spec.handler(request, ctx)
+        except CloseConnection as exc:
+            self.close(str(exc))
+            return
+        except Exception:
+            log.exception("handler for api key %d v%d failed; closing the connection", api_key, version)
+            self.close()
+            return
+        flex_resp = self.broker.response_header_flexible(api_key, version)
+        if inspect.isawaitable(result):
+            slot = _Slot()
+            self._pending.append(slot)
+            if spec.barrier:
+                self._blocked = True
+            fut = asyncio.ensure_future(result)
+            fut.add_done_callback(lambda f: self._complete(slot, f, ctx, flex_resp, spec.barrier))
+        else:
+            self._add_ready(corr, flex_resp, result, ctx.close_after)
+
+    def _encode(self, corr: int, flexible: bool, result: Any) -> list | None:
+        if result is None:
+            return None
+        if isinstance(result, RawBody):
+            return [response_prefix(corr, flexible, result.size), *result.parts]
+        if isinstance(result, bytes | bytearray):
+            return [response_prefix(corr, flexible, len(result)), result]
+        body = kio_adapter.encode(result)
+        return [response_prefix(corr, flexible, len(body)), body]
+
+    def _add_ready(self, corr: int, flexible: bool, result: Any, close_after: bool = False) -> None:
+        slot = _Slot()
+        slot.parts = self._encode(corr, flexible, result)
+        slot.ready = True
+        slot.close_after = close_after
+        if not self._pending and not self.closed and not close_after:
+            if slot.parts:
+                self.transport.writelines(slot.parts)
+            return
+        self._pending.append(slot)
+        self._flush()
+
+    def _complete(self, slot: _Slot, fut: asyncio.Future, ctx: RequestContext, flexible: bool,
+                  barrier: bool) -> None:
+        if self.closed:
+            if not fut.cancelled():
+                fut.exception()  # mark retrieved
+            return
+        try:
+            result = fut.result()
+            slot.parts = self._encode(ctx.correlation_id, flexible, result)
+            slot.close_after = ctx.close_after
+        except CloseConnection as exc:
+            slot.parts = None
+            slot.close_after = True
+            log.info("closing connection from %s: %s", self.peer, exc)
+        except Exception:
+            log.exception("handler for api key %d v%d failed; closing the connection", ctx.api_key, ctx.api_version)
+            slot.parts = None
+            slot.close_after = True
+        slot.ready = True
+        if barrier:
+            self._blocked = False
+        self._flush()
+        if not self.closed:
+            self._process()
+
+    def _flush(self) -> None:
+        pending = self._pending
+        while pending and pending[0].ready:
+            slot = pending.popleft()
+            if self.closed:
+                return
+            if slot.parts:
+                self.transport.writelines(slot.parts)
+            if slot.close_after:
+                self.close()
+                return
+        self._update_reading()
+
+    # --- legacy SASL (raw tokens after SaslHandshake v0) -------------------------------------
+    def _legacy_sasl_token(self, token: bytes) -> None:
+        from brokerd.handlers.sasl import legacy_step
+
+        slot = _Slot()
+        self._pending.append(slot)
+        self._blocked = True
+
+        async def run() -> Any:
+            return await legacy_step(self, token)
+
+        fut = asyncio.ensure_future(run())
+
+        def done(f: asyncio.Future) -> None:
+            if self.closed:
+                f.exception()
+                return
+            exc = f.exception()
+            if exc is not None:
+                log.info("SASL authentication failed for %s: %s", self.peer, exc)
+                slot.parts = None
+                slot.close_after = True
+            else:
+                reply = f.result()
+                slot.parts = [SIZE.pack(len(reply)), reply]
+            slot.ready = True
+            self._blocked = False
+            self._flush()
+            if not self.closed:
+                self._process()
+
+        fut.add_done_callback(done)
+
+
+async def start_listener(broker: Broker, listener: Listener) -> asyncio.AbstractServer:
+    loop = asyncio.get_running_loop()
+    holder: dict[str, int] = {}
+
+    def factory() -> Connection:
+        return Connection(broker, listener, holder["port"])
+
+    holder["port"] = listener.port
+    server = await loop.create_server(factory, listener.host, listener.port, reuse_address=True, backlog=512)
+    holder["port"] = server.sockets[0].getsockname()[1]
+    return server

@@ -1,0 +1,221 @@
+"""A partition log: an ordered list of segments with one active segment at the end."""
+
+from __future__ import annotations
+
+import os
+import time
+from bisect import bisect_right
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from brokerd.records import HEADER, iter_headers, record_timestamps
+from brokerd.storage.segment import Segment
+
+
+@dataclass(slots=True)
+class LogSettings:
+    segment_bytes: int = 1073741824
+    segment_ms: int = 604800000
+    index_interval_bytes: int = 4096
+    max_message_bytes: int = 1048588
+    timestamp_type: str = "CreateTime"
+    retention_ms: int = 604800000
+    retention_bytes: int = -1
+
+
+class OffsetOutOfRange(Exception):
+    pass
+
+
+class PartitionLog:
+    """Appends whole, already-validated batches; reads whole batches by offset."""
+
+    __slots__ = (
+        "_on_append",
+        "_pos_hint",
+        "dir",
+        "dirty",
+        "flushed_offset",
+        "next_offset",
+        "partition",
+        "pending_fsync",
+        "segments",
+        "settings",
+        "start_offset",
+        "topic",
+        "waiters",
+    )
+
+    def __init__(self, topic: str, partition: int, directory: str, settings: LogSettings) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.dir = directory
+        self.settings = settings
+        self.segments: list[Segment] = []
+        self.next_offset = 0
+        self.start_offset = 0
+        self.flushed_offset = 0
+        self.dirty = False
+        self.pending_fsync: list[Segment] = []  # rolled segments not yet fsynced
+        self.waiters: list = []  # futures woken on append (fetch long-poll)
+        self._pos_hint: tuple[int, int, int] = (-1, -1, -1)  # (offset, segment base, position)
+        self._on_append: Callable[[PartitionLog], None] | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------
+    @classmethod
+    def open(cls, topic: str, partition: int, directory: str, settings: LogSettings, *, clean: bool) -> PartitionLog:
+        log = cls(topic, partition, directory, settings)
+        os.makedirs(directory, exist_ok=True)
+        bases: dict[int, int] = {}
+        with os.scandir(directory) as it:
+            for entry in it:
+                name = entry.name
+                if name.endswith(".log") and name[:-4].isdigit():
+                    bases[int(name[:-4])] = entry.stat().st_size
+                elif name.endswith((".tmp", ".deleted")):
+                    os.unlink(entry.path)
+        if not bases:
+            log.segments.append(Segment.create(directory, 0))
+        else:
+            ordered = sorted(bases)
+            log.segments = [Segment(directory, b, bases[b]) for b in ordered]
+            active = log.segments[-1]
+            if clean:
+                end = active.last_batch_end_offset()
+            else:
+                end = active.rebuild_from_scan(settings.index_interval_bytes, verify_crc=True)
+            if end is None:
+                end = active.base
+            log.next_offset = end
+            log.start_offset = log.segments[0].base
+        log.flushed_offset = log.next_offset
+        return log
+
+    def close(self) -> None:
+        for seg in self.segments:
+            seg.close()
+
+    # --- writing ------------------------------------------------------------------------
+    @property
+    def active(self) -> Segment:
+        return self.segments[-1]
+
+    def append(self, data: bytes | bytearray, batches: list[tuple[int, int, int]], count: int) -> int:
+        """Append whole batches already stamped with offsets from ``next_offset``.
+
+        ``batches``: (base offset, size, max timestamp). Returns the base offset.
+        """
+        base = self.next_offset
+        active = self.segments[-1]
+        if active.size and (
+            active.size + len(data) > self.settings.segment_bytes
+            or (time.time() - active.last_modified) * 1000 > self.settings.segment_ms
+        ):
+            active = self.roll()
+        active.append_batches(data, batches, self.settings.index_interval_bytes)
+        self.next_offset = base + count
+        self.dirty = True
+        if self.waiters:
+            waiters, self.waiters = self.waiters, []
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+        return base
+
+    def roll(self) -> Segment:
+        old = self.segments[-1]
+        old.seal()
+        self.pending_fsync.append(old)
+        seg = Segment.create(self.dir, self.next_offset)
+        self.segments.append(seg)
+        return seg
+
+    # --- reading ------------------------------------------------------------------------
+    def _segment_for(self, offset: int) -> int:
+        i = bisect_right([s.base for s in self.segments], offset) - 1
+        return max(i, 0)
+
+    def read(self, offset: int, max_bytes: int, min_one: bool) -> bytes:
+        """Whole batches starting with the one containing ``offset``, up to ``max_bytes``.
+
+        With ``min_one``, the first batch is returned even if larger than ``max_bytes``.
+        """
+        if offset < self.start_offset or offset > self.next_offset:
+            raise OffsetOutOfRange(offset)
+        if offset == self.next_offset:
+            return b""
+        hint_offset, hint_base, hint_pos = self._pos_hint
+        segments = self.segments
+        i = self._segment_for(offset)
+        while i < len(segments):
+            seg = segments[i]
+            if hint_offset == offset and hint_base == seg.base:
+                pos = hint_pos
+                head = seg.read_at(pos, HEADER.size)
+                if len(head) < HEADER.size:
+                    i += 1
+                    continue
+                first_size = HEADER.unpack_from(head)[1] + 12
+            else:
+                entry = seg.find_batch(offset)
+                if entry is None:
+                    i += 1
+                    continue
+                pos, first_size = entry[0], entry[2]
+            want = min(max_bytes, seg.size - pos)
+            if min_one and first_size > want:
+                want = first_size
+            if want < first_size:
+                return b""
+            data = seg.read_at(pos, want)
+            end = 0
+            last = offset
+            for bpos, _base, size, last_offset, _ts, _a in iter_headers(data):
+                end = bpos + size
+                last = last_offset
+            if end == 0:
+                return b""
+            self._pos_hint = (last + 1, seg.base, pos + end)
+            return data if end == len(data) else data[:end]
+        return b""
+
+    def wait_future(self, loop) -> object:
+        fut = loop.create_future()
+        self.waiters.append(fut)
+        return fut
+
+    # --- offsets by time ----------------------------------------------------------------
+    def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record with timestamp >= ``timestamp``."""
+        for seg in self.segments:
+            seg.ensure_loaded()
+            if seg.max_ts < timestamp:
+                continue
+            for pos, _base, size, _last, max_ts, _attrs in seg.scan(seg.timestamp_scan_start(timestamp)):
+                if max_ts >= timestamp:
+                    batch = seg.read_at(pos, size)
+                    for off, ts in record_timestamps(batch):
+                        if ts >= timestamp and off >= self.start_offset:
+                            return off, ts
+        return None
+
+    def max_timestamp(self) -> tuple[int, int] | None:
+        """(offset, timestamp) of the record with the largest timestamp."""
+        best: Segment | None = None
+        for seg in self.segments:
+            seg.ensure_loaded()
+            if seg.max_ts >= 0 and (best is None or seg.max_ts > best.max_ts):
+                best = seg
+        if best is None:
+            return None
+        entry = best.find_batch(best.max_ts_offset)
+        if entry is None:
+            return None
+        batch = best.read_at(entry[0], entry[2])
+        for off, ts in record_timestamps(batch):
+            if ts == best.max_ts:
+                return off, ts
+        return entry[3], best.max_ts
+
+    def size_bytes(self) -> int:
+        return sum(s.size for s in self.segments)
