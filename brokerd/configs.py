@@ -38,8 +38,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kio.schema.errors import ErrorCode
-
 INT_MAX = 2**31 - 1
 LONG_MAX = 2**63 - 1
 
@@ -88,10 +86,15 @@ class AlterOp(enum.IntEnum):
     SUBTRACT = 3
 
 
+# Kafka error codes (kept as ints so that this module does not import kio).
+INVALID_CONFIG = 40
+POLICY_VIOLATION = 44
+
+
 class ConfigError(ValueError):
     """A config key or value was refused. ``error_code`` is the Kafka error to answer with."""
 
-    error_code: ErrorCode = ErrorCode.invalid_config
+    error_code: int = INVALID_CONFIG
 
     def __init__(self, key: str, message: str) -> None:
         super().__init__(message)
@@ -100,11 +103,11 @@ class ConfigError(ValueError):
 
 
 class InvalidConfig(ConfigError):
-    error_code = ErrorCode.invalid_config
+    error_code = INVALID_CONFIG
 
 
 class PolicyViolation(ConfigError):
-    error_code = ErrorCode.policy_violation
+    error_code = POLICY_VIOLATION
 
 
 # ----------------------------------------------------------------------------- validators
@@ -173,7 +176,7 @@ class ConfigDef:
     sensitive: bool = False
     dynamic: bool = True  # for broker keys: may be altered with AlterConfigs
 
-    def parse(self, raw: Any) -> Any:
+    def parse(self, raw: Any, *, validate: bool = True) -> Any:
         """Parse a string (or a native value from a TOML file) and validate it."""
         key = self.name
         value: Any
@@ -206,8 +209,9 @@ class ConfigDef:
         except ValueError:
             raise InvalidConfig(key, f"Invalid value {raw} for configuration {key}: "
                                      f"Expected value to be {self._type_phrase()}") from None
-        for validator in self.validators:
-            validator(key, value)
+        if validate:
+            for validator in self.validators:
+                validator(key, value)
         return value
 
     def canonical(self, raw: Any) -> str | None:
@@ -343,8 +347,9 @@ BROKER_CONFIG_DEFS: dict[str, ConfigDef] = {d.name: d for d in [
     ConfigDef("log.roll.ms", ConfigType.LONG, None,
               "The maximum time before a new log segment is rolled out (in milliseconds). If not set, "
               "the value in log.roll.hours is used", (at_least(1),)),
+    # Operator-set; smaller than the 1 MiB a tenant may set on a topic (tests use small segments).
     ConfigDef("log.segment.bytes", ConfigType.INT, "1073741824",
-              "The maximum size of a single log file", (at_least(1024 * 1024),)),
+              "The maximum size of a single log file", (at_least(1024),)),
     ConfigDef("max.connections", ConfigType.INT, str(INT_MAX),
               "The maximum number of connections we allow in the broker at any time.", (at_least(0),)),
     ConfigDef("max.connections.per.ip", ConfigType.INT, str(INT_MAX),
@@ -365,6 +370,10 @@ BROKER_CONFIG_DEFS: dict[str, ConfigDef] = {d.name: d for d in [
               "The time span of each sample for client quotas", (at_least(1),), dynamic=False),
     ConfigDef("socket.request.max.bytes", ConfigType.INT, "104857600",
               "The maximum number of bytes in a socket request", (at_least(1),), dynamic=False),
+    ConfigDef("super.users", ConfigType.STRING, "",
+              "List of super users (User:name;User:other). When set, only they may alter broker "
+              "configs and client quotas; when empty, anyone may (development only).",
+              read_only=True, dynamic=False),
     # Kastle-specific. Connection limit per authenticated principal (Kafka has none).
     ConfigDef("kastle.max.connections.per.principal", ConfigType.INT, str(INT_MAX),
               "The maximum number of connections one principal (API key) may hold on this broker.",
@@ -393,6 +402,41 @@ def _assert_synonyms_defined() -> None:
 
 
 _assert_synonyms_defined()
+
+
+# ----------------------------------------------------------------------------- brokerd settings
+
+#: brokerd settings (brokerd/config.py) that are Kafka broker configs of the same name.
+SHARED_KEYS = (
+    "auto.create.topics.enable", "num.partitions", "default.replication.factor", "delete.topic.enable",
+    "message.max.bytes", "socket.request.max.bytes", "log.segment.bytes", "log.roll.ms",
+    "log.retention.ms", "log.retention.bytes", "log.retention.check.interval.ms",
+    "log.message.timestamp.type",
+)
+#: Keys only this module knows; registered in brokerd/config.py by ``register_settings``.
+OWN_KEYS = (
+    "log.retention.hours", "log.retention.minutes", "log.roll.hours", "log.cleanup.policy",
+    "compression.type", "min.insync.replicas", "max.connections", "max.connections.per.ip",
+    "quota.window.num", "quota.window.size.seconds", "super.users",
+    "kastle.max.connections.per.principal", "kastle.plan.max.retention.ms",
+    "kastle.plan.max.retention.bytes", "kastle.plan.max.message.bytes", "kastle.plan.max.partitions",
+)
+#: Plan quotas written by provisioning: per-user (API key) defaults, Kafka's quota keys.
+QUOTA_SETTINGS = {
+    "kastle.quota.user.default.producer_byte_rate": "producer_byte_rate",
+    "kastle.quota.user.default.consumer_byte_rate": "consumer_byte_rate",
+    "kastle.quota.user.default.request_percentage": "request_percentage",
+}
+
+
+def register_settings(register: Any) -> None:
+    """Register this issue's settings with brokerd.config (type names as that module uses)."""
+    kinds = {1: "bool", 2: "str", 3: "int", 4: "int", 5: "int", 6: "str", 7: "str"}
+    for key in OWN_KEYS:
+        d = BROKER_CONFIG_DEFS[key]
+        register(key, kinds.get(int(d.type), "str"), None, d.doc.split(". ")[0])
+    for key in QUOTA_SETTINGS:
+        register(key, "int", None, f"plan quota: {QUOTA_SETTINGS[key]} for each user (<default> user)")
 
 
 # ----------------------------------------------------------------------------- described entries
@@ -561,7 +605,7 @@ class BrokerConfigs:
         """The broker's own topic defaults must be within the plan (fail at startup if not)."""
         for topic_key in PLAN_LIMIT_KEYS:
             value, _, _ = self.topic_default(topic_key)
-            self.check_topic_value(topic_key, TOPIC_CONFIG_DEFS[topic_key].parse(value))
+            self.check_topic_value(topic_key, TOPIC_CONFIG_DEFS[topic_key].parse(value, validate=False))
 
     def check_partition_count(self, current_total: int, adding: int) -> None:
         cap = self.max_partitions
@@ -703,7 +747,10 @@ class TopicConfig:
         return value, source, synonyms
 
     def get(self, key: str) -> Any:
-        return TOPIC_CONFIG_DEFS[key].parse(self.lookup(key)[0])
+        value, source, _ = self.lookup(key)
+        # Inherited broker values were validated as broker settings (an operator may use a
+        # smaller log.segment.bytes than a tenant may set as segment.bytes).
+        return TOPIC_CONFIG_DEFS[key].parse(value, validate=source is ConfigSource.DYNAMIC_TOPIC_CONFIG)
 
     @property
     def retention_ms(self) -> int:

@@ -52,8 +52,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kio.schema.errors import ErrorCode
-
 USER = "user"
 CLIENT_ID = "client-id"
 IP = "ip"
@@ -73,10 +71,14 @@ MATCH_ANY = 2
 Entity = tuple[tuple[str, str | None], ...]
 
 
-class QuotaError(ValueError):
-    error_code: ErrorCode = ErrorCode.invalid_request
+NONE = 0
+INVALID_REQUEST = 42  # Kafka error codes, as ints: this module does not import kio
 
-    def __init__(self, message: str, error_code: ErrorCode = ErrorCode.invalid_request) -> None:
+
+class QuotaError(ValueError):
+    error_code: int = INVALID_REQUEST
+
+    def __init__(self, message: str, error_code: int = INVALID_REQUEST) -> None:
         super().__init__(message)
         self.message = message
         self.error_code = error_code
@@ -187,7 +189,7 @@ def _encode_entity(entity: Entity) -> dict[str, str | None]:
 @dataclass(frozen=True, slots=True)
 class AlterResult:
     entity: Entity
-    error_code: ErrorCode = ErrorCode.none
+    error_code: int = NONE
     error_message: str | None = None
 
 

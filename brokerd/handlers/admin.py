@@ -1,7 +1,7 @@
 """Admin APIs, topic configs, retention, quotas and metrics: the broker-side state and hooks.
 
 This module owns :class:`AdminState`, which the broker creates at start-up
-(``broker.admin = AdminState(broker)``), plus the hooks the core paths call:
+(``broker.admin_state = AdminState(broker)``), plus the hooks the core paths call:
 
 - ``before_append`` / ``append_failed`` from Produce: the usage journal entry is written
   *before* the batch is appended (see brokerd/metrics.py for why);
@@ -24,51 +24,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from brokerd.configs import BROKER_CONFIG_DEFS, BrokerConfigs, ConfigError, TopicConfig
-from brokerd.metrics import ANONYMOUS, BrokerMetrics, UsageJournal, batch_stats
-from brokerd.quotas import (
-    FETCH,
-    PRODUCE,
-    REQUEST,
-    ConnectionLimiter,
-    QuotaManager,
-    QuotaStore,
+from brokerd.configs import (
+    BROKER_CONFIG_DEFS,
+    OWN_KEYS,
+    QUOTA_SETTINGS,
+    SHARED_KEYS,
+    BrokerConfigs,
+    ConfigError,
+    TopicConfig,
 )
+from brokerd.metrics import ANONYMOUS, BrokerMetrics, UsageJournal, batch_stats
+from brokerd.quotas import ConnectionLimiter, QuotaManager, QuotaStore
 
 log = logging.getLogger("brokerd.admin")
-
-#: brokerd settings (brokerd/config.py) that are Kafka broker configs of the same name.
-SHARED_KEYS = (
-    "auto.create.topics.enable", "num.partitions", "default.replication.factor", "delete.topic.enable",
-    "message.max.bytes", "socket.request.max.bytes", "log.segment.bytes", "log.roll.ms",
-    "log.retention.ms", "log.retention.bytes", "log.retention.check.interval.ms",
-    "log.message.timestamp.type",
-)
-#: Keys only this module knows; registered in brokerd/config.py by ``register_settings``.
-OWN_KEYS = (
-    "log.retention.hours", "log.retention.minutes", "log.roll.hours", "log.cleanup.policy",
-    "compression.type", "min.insync.replicas", "max.connections", "max.connections.per.ip",
-    "quota.window.num", "quota.window.size.seconds", "super.users",
-    "kastle.max.connections.per.principal", "kastle.plan.max.retention.ms",
-    "kastle.plan.max.retention.bytes", "kastle.plan.max.message.bytes", "kastle.plan.max.partitions",
-)
-#: Plan quotas written by provisioning: per-user (API key) defaults, Kafka's quota keys.
-QUOTA_SETTINGS = {
-    "kastle.quota.user.default.producer_byte_rate": PRODUCE,
-    "kastle.quota.user.default.consumer_byte_rate": FETCH,
-    "kastle.quota.user.default.request_percentage": REQUEST,
-}
-
-
-def register_settings(register: Any) -> None:
-    """Register this issue's settings with brokerd.config (type names as that module uses)."""
-    kinds = {1: "bool", 2: "str", 3: "int", 4: "int", 5: "int", 6: "str", 7: "str"}
-    for key in OWN_KEYS:
-        d = BROKER_CONFIG_DEFS[key]
-        register(key, kinds.get(int(d.type), "str"), None, d.doc.split(". ")[0])
-    for key in QUOTA_SETTINGS:
-        register(key, "int", None, f"plan quota: {QUOTA_SETTINGS[key]} for each user (<default> user)")
-
 
 def _static_from_settings(config: Any) -> dict[str, Any]:
     """The Kafka broker configs an operator set (values that differ from Kafka's defaults)."""
@@ -345,7 +313,7 @@ class AdminState:
 
 
 def state(ctx: Any) -> AdminState:
-    return ctx.broker.admin
+    return ctx.broker.admin_state
 
 
 # Register the admin request types.

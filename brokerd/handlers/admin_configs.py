@@ -49,7 +49,7 @@ def _broker_target(ctx, name: str) -> tuple[bool | None, str | None]:
 
 @register(32, 1, 4)
 def describe_configs(request, ctx):
-    admin = ctx.broker.admin
+    admin = ctx.broker.admin_state
     synonyms = bool(getattr(request, "include_synonyms", False))
     docs = bool(getattr(request, "include_documentation", False))
     results = []
@@ -86,7 +86,7 @@ def describe_configs(request, ctx):
 
 
 def _alter(ctx, resources, validate_only: bool, incremental: bool):
-    admin = ctx.broker.admin
+    admin = ctx.broker.admin_state
     out = []
     changed_broker = False
     for res in resources:
@@ -137,7 +137,7 @@ def _alter(ctx, resources, validate_only: bool, incremental: bool):
             else:
                 error, message = ErrorCode.invalid_request, f"Unsupported resource type {rtype}"
         except ConfigError as exc:
-            error, message = exc.error_code, exc.message
+            error, message = ErrorCode(exc.error_code), exc.message
         out.append(ctx.build("AlterConfigsResourceResponse", error_code=error, error_message=message,
                              resource_type=rtype, resource_name=res.resource_name))
     if changed_broker:

@@ -1,0 +1,128 @@
+"""CreatePartitions 0-3, DeleteRecords 0-2 and OffsetForLeaderEpoch 2-4.
+
+brokerd is a single node whose every partition has leader epoch 0 (what Metadata reports), so
+OffsetForLeaderEpoch answers epoch 0 with the log end offset and any later epoch with
+UNDEFINED (-1/-1), as Kafka's leader-epoch cache does for an epoch it never had.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+
+from kio.schema.errors import ErrorCode
+
+from brokerd.configs import ConfigError
+from brokerd.handlers import register
+from brokerd.storage.log import PartitionLog
+
+_ZERO = datetime.timedelta(0)
+LEADER_EPOCH = 0
+
+
+def total_partitions(logs) -> int:
+    return sum(len(t.partitions) for t in logs.topics.values())
+
+
+def add_partitions(logs, topic, count: int) -> None:
+    """Grow ``topic`` to ``count`` partitions, durably (topics.json), and bump the metadata generation."""
+    for p in range(len(topic.partitions), count):
+        pdir = os.path.join(logs.data_dir, f"{topic.name}-{p}")
+        if os.path.exists(pdir):  # leftovers of a crash between mkdir and save
+            shutil.rmtree(pdir)
+        topic.partitions.append(PartitionLog.open(topic.name, p, pdir, topic.settings, clean=True))
+    logs._save()
+    logs.generation += 1
+
+
+@register(37, 0, 3)
+def create_partitions(request, ctx):
+    broker = ctx.broker
+    logs = broker.logs
+    admin = broker.admin_state
+    names = [t.name for t in request.topics]
+    results = []
+    adding_total = 0
+    for t in request.topics:
+        error, message = ErrorCode.none, None
+        topic = logs.topics.get(t.name)
+        if names.count(t.name) > 1:
+            error, message = ErrorCode.invalid_request, "Duplicate topic in request."
+        elif topic is None:
+            error, message = ErrorCode.unknown_topic_or_partition, f"The topic '{t.name}' does not exist."
+        elif t.count < len(topic.partitions):
+            error, message = ErrorCode.invalid_partitions, (
+                f"Topic currently has {len(topic.partitions)} partitions, which is higher than the "
+                f"requested {t.count}.")
+        elif t.count == len(topic.partitions):
+            error, message = ErrorCode.invalid_partitions, f"Topic already has {t.count} partitions."
+        elif t.assignments is not None and (
+                len(t.assignments) != t.count - len(topic.partitions)
+                or any(tuple(a.broker_ids) != (broker.node_id,) for a in t.assignments)):
+            error, message = ErrorCode.invalid_replica_assignment, (
+                f"Each new partition must be assigned to exactly broker {broker.node_id}.")
+        else:
+            adding = t.count - len(topic.partitions)
+            try:
+                admin.configs.check_partition_count(total_partitions(logs) + adding_total, adding)
+            except ConfigError as exc:
+                error, message = ErrorCode(exc.error_code), exc.message
+            else:
+                adding_total += adding
+                if not request.validate_only:
+                    try:
+                        add_partitions(logs, topic, t.count)
+                    except OSError as exc:
+                        error, message = ErrorCode.kafka_storage_error, f"cannot create partitions: {exc}"
+        results.append(ctx.build("CreatePartitionsTopicResult", name=t.name, error_code=error,
+                                 error_message=message))
+    return ctx.response(throttle_time=_ZERO, results=tuple(results))
+
+
+@register(21, 0, 2)
+def delete_records(request, ctx):
+    logs = ctx.broker.logs
+    admin = ctx.broker.admin_state
+    topics = []
+    for t in request.topics:
+        parts = []
+        for p in t.partitions:
+            plog = logs.log(t.name, p.partition_index)
+            low, error = -1, ErrorCode.none
+            if plog is None:
+                error = ErrorCode.unknown_topic_or_partition
+            else:
+                offset = plog.next_offset if p.offset == -1 else p.offset
+                if offset < 0 or offset > plog.next_offset:
+                    error = ErrorCode.offset_out_of_range
+                else:
+                    low = admin.delete_records(plog, offset)
+            parts.append(ctx.build("DeleteRecordsPartitionResult", partition_index=p.partition_index,
+                                   low_watermark=low, error_code=error))
+        topics.append(ctx.build("DeleteRecordsTopicResult", name=t.name, partitions=tuple(parts)))
+    return ctx.response(throttle_time=_ZERO, topics=tuple(topics))
+
+
+@register(23, 2, 4)
+def offset_for_leader_epoch(request, ctx):
+    logs = ctx.broker.logs
+    topics = []
+    for t in request.topics:
+        parts = []
+        for p in t.partitions:
+            plog = logs.log(t.topic, p.partition)
+            error, epoch, end = ErrorCode.none, -1, -1
+            current = int(getattr(p, "current_leader_epoch", -1))
+            if plog is None:
+                error = ErrorCode.unknown_topic_or_partition
+            elif current > LEADER_EPOCH:
+                error = ErrorCode.unknown_leader_epoch
+            elif 0 <= current < LEADER_EPOCH:
+                error = ErrorCode.fenced_leader_epoch
+            elif p.leader_epoch == LEADER_EPOCH:
+                epoch, end = LEADER_EPOCH, plog.next_offset
+            parts.append(ctx.build("EpochEndOffset", error_code=error, partition=p.partition,
+                                   leader_epoch=epoch, end_offset=end))
+        topics.append(ctx.build("OffsetForLeaderTopicResult", topic=t.topic, partitions=tuple(parts)))
+    return ctx.response(throttle_time=_ZERO, topics=tuple(topics))

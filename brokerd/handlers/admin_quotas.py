@@ -1,0 +1,56 @@
+"""DescribeClientQuotas 0-1 and AlterClientQuotas 0-1 (semantics in brokerd/quotas.py).
+
+Altering quotas needs a super user when ``super.users`` is set: a tenant's API key must not
+lift the plan's (or the spend cap's) quotas.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from kio.schema.errors import ErrorCode
+
+from brokerd.handlers import register
+from brokerd.quotas import QuotaError
+
+_ZERO = datetime.timedelta(0)
+
+
+@register(48, 0, 1)
+def describe_client_quotas(request, ctx):
+    store = ctx.broker.admin_state.quota_store
+    try:
+        found = store.describe([(c.entity_type, int(c.match_type), c.match) for c in request.components],
+                               bool(request.strict))
+    except QuotaError as exc:
+        return ctx.response(throttle_time=_ZERO, error_code=ErrorCode(exc.error_code),
+                            error_message=exc.message, entries=None)
+    entries = tuple(
+        ctx.build("EntryData",
+                  entity=tuple(ctx.build("EntityData", entity_type=t, entity_name=n) for t, n in entity),
+                  values=tuple(ctx.build("ValueData", key=k, value=float(v))
+                               for k, v in sorted(values.items())))
+        for entity, values in found)
+    return ctx.response(throttle_time=_ZERO, error_code=ErrorCode.none, error_message=None, entries=entries)
+
+
+@register(49, 0, 1)
+def alter_client_quotas(request, ctx):
+    admin = ctx.broker.admin_state
+    if not admin.is_super_user(ctx.principal):
+        entries = tuple(
+            ctx.build("EntryData", error_code=ErrorCode.cluster_authorization_failed,
+                      error_message="Altering client quotas needs a super user",
+                      entity=tuple(ctx.build("EntityData", entity_type=e.entity_type,
+                                             entity_name=e.entity_name) for e in entry.entity))
+            for entry in request.entries)
+        return ctx.response(throttle_time=_ZERO, entries=entries)
+    results = admin.quota_store.alter(
+        [([(e.entity_type, e.entity_name) for e in entry.entity],
+          [(op.key, float(op.value), bool(op.remove)) for op in entry.ops]) for entry in request.entries],
+        validate_only=bool(request.validate_only))
+    entries = tuple(
+        ctx.build("EntryData", error_code=ErrorCode(r.error_code), error_message=r.error_message,
+                  entity=tuple(ctx.build("EntityData", entity_type=t, entity_name=n) for t, n in r.entity))
+        for r in results)
+    return ctx.response(throttle_time=_ZERO, entries=entries)
