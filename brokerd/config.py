@@ -72,6 +72,10 @@ register("log.flush.group.window.ms", "int", 2, "group fsync window for acks=all
 register("credentials.poll.ms", "int", 250, "how often the credentials file is checked", minimum=10)
 # --- test hooks -------------------------------------------------------------------------
 register("test.flush.journal", "path", None, "TEST ONLY: append 'topic partition offset' per fsync")
+# --- admin issue: Kafka broker configs, plan limits and quotas (defined in brokerd/configs.py) ---
+from brokerd.configs import register_settings  # noqa: E402
+
+register_settings(register)
 
 
 # Tables passed through unparsed to the modules that own them (quotas.py reads [[quotas]]).

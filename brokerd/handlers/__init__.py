@@ -34,6 +34,7 @@ MODULES: tuple[str, ...] = (
     "brokerd.handlers.list_offsets",
     "brokerd.handlers.topics",
     "brokerd.handlers.sasl",
+    "brokerd.handlers.admin",  # admin issue: configs, partitions, records, cluster, log dirs, quotas
 )
 
 

@@ -35,6 +35,7 @@ class Flusher:
         if journal_path:
             self._journal_fd = os.open(journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         self.rounds = 0
+        self._task: asyncio.Future | None = None
 
     def wait(self, logs: list[PartitionLog]) -> asyncio.Future:
         loop = asyncio.get_running_loop()
@@ -66,7 +67,7 @@ class Flusher:
         if self._running or not self._waiters:
             return
         self._running = True
-        asyncio.ensure_future(self._round())
+        self._task = asyncio.ensure_future(self._round())
 
     async def _round(self) -> None:
         loop = asyncio.get_running_loop()
