@@ -282,6 +282,12 @@ else:
         "store_processed": False,
     }
 CELERY_TASK_DEFAULT_QUEUE = CELERY_DEFAULT_QUEUE
+# Every task's queue, by name (Celery 5.7 deprecates the per-task `queue` attribute). Host-bound
+# work is sent with an explicit queue=f"host.{name}".
+CELERY_TASK_ROUTES = {
+    "provisioning.cluster_provision": {"queue": CELERY_DEFAULT_QUEUE},
+    "provisioning.cluster_deprovision": {"queue": CELERY_DEFAULT_QUEUE},
+}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -10,17 +10,15 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from django.conf import settings
 
 from clusters.models import Cluster
 
 logger = logging.getLogger(__name__)
 
-#: Lifecycle tasks run on the control queue; host-specific work goes to `host.<name>` queues.
-LIFECYCLE_QUEUE = settings.CELERY_DEFAULT_QUEUE
+# Queues come from CELERY_TASK_ROUTES (settings): lifecycle tasks run on the control queue.
 
 
-@shared_task(name="provisioning.cluster_provision", queue=LIFECYCLE_QUEUE, acks_late=True)
+@shared_task(name="provisioning.cluster_provision", acks_late=True)
 def cluster_provision(cluster_id: int) -> None:
     cluster = Cluster.objects.filter(pk=cluster_id).only("public_id", "status").first()
     if cluster is None:
@@ -31,7 +29,7 @@ def cluster_provision(cluster_id: int) -> None:
     )
 
 
-@shared_task(name="provisioning.cluster_deprovision", queue=LIFECYCLE_QUEUE, acks_late=True)
+@shared_task(name="provisioning.cluster_deprovision", acks_late=True)
 def cluster_deprovision(cluster_id: int) -> None:
     cluster = Cluster.objects.filter(pk=cluster_id).only("public_id", "status").first()
     if cluster is None:

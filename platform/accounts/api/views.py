@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from accounts import selectors, services
 from accounts.audit import Actor, client_ip
+from accounts.authentication import BearerTokenAuthentication
 from accounts.models import Role
 from accounts.throttling import SignupRateThrottle, TokenRateThrottle
 from controlplane.api.tenancy import OrganizationScopedMixin, request_membership
@@ -62,8 +63,8 @@ class TokenListCreateView(OrganizationScopedMixin, generics.GenericAPIView):
         return getattr(getattr(self, "request", None), "method", None) == "POST"
 
     def get_authenticators(self):
-        if self._is_post():
-            return []
+        if self._is_post():  # password login: no session (so no CSRF), 401s carry the Bearer challenge
+            return [BearerTokenAuthentication()]
         return super().get_authenticators()
 
     def get_permissions(self):
