@@ -9,11 +9,9 @@ Isolation from other test runs on the same machine (PostgreSQL and Redis are sha
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import random
 import socket
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,6 +20,7 @@ import redis
 from django.conf import settings
 from django.test.utils import override_settings
 
+from tests.helpers import free_port, queued_tasks, wait_until
 from tests.platform.api import Tenant
 
 REDIS_BASE_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
@@ -146,30 +145,6 @@ def _fresh_cache(redis_url: str) -> Iterator[None]:
 
 
 # --- Celery queue inspection -------------------------------------------------------------------
-def queued_tasks(client: redis.Redis, queue: str | None = None) -> list[dict[str, Any]]:
-    """The messages waiting in a Celery queue (a Redis list), decoded to {task, args, kwargs, id}."""
-    queue = queue or settings.CELERY_DEFAULT_QUEUE
-    out = []
-    for raw in client.lrange(queue, 0, -1):
-        message = json.loads(raw)
-        headers = message.get("headers", {})
-        body = json.loads(_decode_body(message))
-        args, kwargs = (
-            (body[0], body[1]) if isinstance(body, list) else (body.get("args"), body.get("kwargs"))
-        )
-        out.append({"task": headers.get("task"), "id": headers.get("id"), "args": args, "kwargs": kwargs})
-    return list(reversed(out))  # kombu LPUSHes: oldest last
-
-
-def _decode_body(message: dict[str, Any]) -> str:
-    import base64
-
-    body = message["body"]
-    if message.get("properties", {}).get("body_encoding") == "base64":
-        return base64.b64decode(body).decode()
-    return body
-
-
 @pytest.fixture
 def celery_queue(redis_client: redis.Redis) -> Iterator[Callable[..., list[dict[str, Any]]]]:
     """`celery_queue()` lists the tasks waiting in the default queue; the queue is emptied around the test."""
@@ -179,29 +154,9 @@ def celery_queue(redis_client: redis.Redis) -> Iterator[Callable[..., list[dict[
 
 
 # --- generic helpers ---------------------------------------------------------------------------
-def wait_until(
-    predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1, message: str = ""
-) -> Any:
-    """Poll until `predicate()` is truthy; return its value, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {message or predicate}")
-        time.sleep(interval)
-
-
 @pytest.fixture(name="wait_until")
 def wait_until_fixture() -> Callable[..., Any]:
     return wait_until
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(name="free_port")
