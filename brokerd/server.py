@@ -74,11 +74,31 @@ class Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.broker.connections.add(self)
+        if not self.broker.admin_state.on_connect(self):  # admin issue: connection limits
+            self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.broker.connections.discard(self)
         self._pending.clear()
+        self.broker.admin_state.on_disconnect(self)
+
+    # --- admin issue: KIP-219 muting (quotas) ----------------------------------------------
+    _muted = False
+
+    def mute(self, ms: int) -> None:
+        """Read and process nothing more from this client for ``ms`` (responses still go out)."""
+        if ms <= 0 or self.closed:
+            return
+        self._muted = True
+        self._update_reading()
+        asyncio.get_running_loop().call_later(ms / 1000.0, self._unmute)
+
+    def _unmute(self) -> None:
+        self._muted = False
+        if not self.closed:
+            self._update_reading()
+            self._process()
 
     def pause_writing(self) -> None:
         self._writing_paused = True
@@ -107,6 +127,7 @@ class Connection(asyncio.Protocol):
             return
         should_pause = (
             self._writing_paused
+            or self._muted
             or self._blocked
             or len(self._pending) >= self._max_inflight
             or len(self._buf) > self._max_frame + 4
@@ -122,7 +143,8 @@ class Connection(asyncio.Protocol):
         buf = self._buf
         pos = 0
         try:
-            while not self.closed and not self._blocked and len(self._pending) < self._max_inflight:
+            while (not self.closed and not self._blocked and not self._muted
+                   and len(self._pending) < self._max_inflight):
                 if self._writing_paused:
                     break
                 if len(buf) - pos < 4:
@@ -146,6 +168,7 @@ class Connection(asyncio.Protocol):
             self._update_reading()
 
     def _handle_frame(self, frame: bytes) -> None:
+        started = time.perf_counter()  # admin issue: latency metrics and the request quota
         if self.legacy_sasl:
             self._legacy_sasl_token(frame)
             return
@@ -190,6 +213,7 @@ class Connection(asyncio.Protocol):
             self.close()
             return
         flex_resp = self.broker.response_header_flexible(api_key, version)
+        handler_seconds = time.perf_counter() - started
         if inspect.isawaitable(result):
             slot = _Slot()
             self._pending.append(slot)
@@ -197,8 +221,14 @@ class Connection(asyncio.Protocol):
                 self._blocked = True
             fut = asyncio.ensure_future(result)
             fut.add_done_callback(lambda f: self._complete(slot, f, ctx, flex_resp, spec.barrier))
+            fut.add_done_callback(lambda f: self._observe(f, ctx, started, handler_seconds))
         else:
             self._add_ready(corr, flex_resp, result, ctx.close_after)
+            self.broker.admin_state.on_request(ctx, started, handler_seconds, result)
+
+    def _observe(self, fut: asyncio.Future, ctx: RequestContext, started: float, seconds: float) -> None:
+        if not fut.cancelled() and fut.exception() is None:
+            self.broker.admin_state.on_request(ctx, started, seconds, fut.result())
 
     def _encode(self, corr: int, flexible: bool, result: Any) -> list | None:
         if result is None:
@@ -212,7 +242,12 @@ class Connection(asyncio.Protocol):
 
     def _add_ready(self, corr: int, flexible: bool, result: Any, close_after: bool = False) -> None:
         slot = _Slot()
-        slot.parts = self._encode(corr, flexible, result)
+        try:
+            slot.parts = self._encode(corr, flexible, result)
+        except Exception:
+            log.exception("cannot encode the response to correlation id %d; closing the connection", corr)
+            slot.parts = None
+            close_after = True
         slot.ready = True
         slot.close_after = close_after
         if not self._pending and not self.closed and not close_after:

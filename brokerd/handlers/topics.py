@@ -67,7 +67,7 @@ def create_topics(request, ctx):
                     try:
                         configs[c.name] = validate_topic_config(c.name, c.value)
                     except TopicConfigError as exc:
-                        error = getattr(exc, "error_code", ErrorCode.invalid_config)
+                        error = ErrorCode(int(getattr(exc, "error_code", ErrorCode.invalid_config)))
                         message = str(exc)
                         break
         topic_id = None
@@ -86,7 +86,7 @@ def create_topics(request, ctx):
             topic_config_error_code=0,
             num_partitions=partitions if ok else -1,
             replication_factor=1 if ok else -1,
-            configs=_config_entries(ctx, configs) if ok else None,
+            configs=_config_entries(ctx, configs) if ok and ctx.api_version >= 5 else None,
         ))
     return ctx.response(throttle_time=_ZERO, topics=tuple(results))
 
