@@ -60,6 +60,8 @@ class Broker:
         # Hooks for metering (admin issue): called on every successful produce/fetch.
         self.produce_hooks: list = []
         self.fetch_hooks: list = []
+        # Admin issue (brokerd/handlers/admin.py): configs, quotas, metrics, usage, retention.
+        self.admin_state: Any = None
 
     # --- handler helpers ----------------------------------------------------------------
     def advertised(self, listener: Listener, bound_port: int) -> tuple[str, int]:
@@ -135,6 +137,7 @@ class Broker:
         self.flusher = Flusher(cfg["log.flush.group.window.ms"], cfg["test.flush.journal"])
         self.logs.on_close_segments = self.flusher.close_later
         handlers.load_all()
+        self._start_admin_state()
         from brokerd.server import start_listener
 
         for listener in cfg.listeners:
@@ -174,6 +177,20 @@ class Broker:
             self.node_id, self.cluster_id, len(self.logs.topics), partitions,
             "clean" if self.logs.clean_start else "recovered", (time.monotonic() - t0) * 1000,
         )
+
+    def _start_admin_state(self) -> None:
+        """Admin issue: broker/topic configs, quotas, metrics and the usage journal."""
+        from brokerd.handlers.admin import AdminState
+
+        try:
+            self.admin_state = AdminState(self)
+            self.admin_state.recover()
+        except (OSError, ValueError) as exc:
+            raise StartupError(f"admin state: {exc}") from None
+        assert self.flusher is not None
+        self.flusher.pre_sync.append(self.admin_state.usage_fds)  # usage journal fsynced first
+        self.admin.routes["/metrics"] = self.admin_state.metrics_route
+        self._tasks.append(asyncio.ensure_future(self.admin_state.retention_loop()))
 
     def _write_runtime_files(self) -> None:
         doc = {
@@ -230,6 +247,8 @@ class Broker:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 2)
         await self.admin.close()
+        if self.admin_state is not None:
+            self.admin_state.close()
         if self.flusher is not None:
             self.flusher.close()
         if self.logs._lock_fd >= 0:

@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from crc32c import crc32c
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
@@ -444,6 +444,7 @@ class BrokerMetrics:
     content_type = CONTENT_TYPE_LATEST
 
     def __init__(self, journal: UsageJournal, *, storage: StorageSource | None = None) -> None:
+        disable_created_metrics()  # no *_created series: they double the scrape for nothing
         self.journal = journal
         self.storage = storage
         r = self.registry = CollectorRegistry(auto_describe=False)

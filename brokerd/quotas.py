@@ -406,6 +406,14 @@ class QuotaManager:
         throttle = (rate - resolved.bound) / resolved.bound * meter.window_size_ms(now)
         return int(min(round(throttle), self.max_throttle_ms))
 
+    def unrecord(self, key: str, user: str, client_id: str, value: float,
+                 now_ms: float | None = None) -> None:
+        """Take back a recorded value (Kafka un-records a fetch it answers empty)."""
+        resolved = self.resolve(key, user, client_id)
+        meter = None if resolved is None else self._meters.get(resolved.meter)
+        if meter is not None:
+            meter.record(-value, self._clock() if now_ms is None else now_ms)
+
     def record_produce(self, user: str, client_id: str, nbytes: int, now_ms: float | None = None) -> int:
         return self.record(PRODUCE, user, client_id, nbytes, now_ms)
 

@@ -33,8 +33,8 @@ from brokerd.configs import (
     ConfigError,
     TopicConfig,
 )
-from brokerd.metrics import ANONYMOUS, BrokerMetrics, UsageJournal, batch_stats
-from brokerd.quotas import ConnectionLimiter, QuotaManager, QuotaStore
+from brokerd.metrics import ANONYMOUS, BrokerMetrics, UsageJournal, batch_stats, error_counts
+from brokerd.quotas import ConnectionLimiter, ConnectionLimitExceeded, QuotaManager, QuotaStore
 
 log = logging.getLogger("brokerd.admin")
 
@@ -90,7 +90,6 @@ class AdminState:
         self.usage = UsageJournal(data_dir / "usage")
         self.metrics = BrokerMetrics(self.usage, storage=self._storage_rows)
         self._start_offsets_path = data_dir / "log-start-offsets.json"
-        self._task: asyncio.Task | None = None
 
     # ------------------------------------------------------------------ start / stop
     def recover(self) -> None:
@@ -117,15 +116,17 @@ class AdminState:
         if voided:
             log.info("usage journal: voided %d produce entries the log does not hold", voided)
 
-    def start(self) -> None:
-        self._task = asyncio.ensure_future(self.retention_loop())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    def close(self) -> None:
+        """Clean shutdown: fold the usage journal into a snapshot."""
         self.usage.close()
+
+    def usage_fds(self) -> list[int]:
+        """The usage journal's fd, for the group fsync (fsynced before the logs)."""
+        fd = self.usage._fd
+        return [] if fd is None else [fd]
+
+    def metrics_route(self) -> tuple[int, str, bytes]:
+        return 200, self.metrics.content_type, self.metrics.render()
 
     # ------------------------------------------------------------------ configs
     def topic_config(self, topic: Any) -> TopicConfig:
@@ -197,8 +198,71 @@ class AdminState:
             self.metrics.observe_throttle(principal, quota, ms)
         return ms
 
+    def throttle_fetch(self, ctx: Any, nbytes: int) -> int:
+        """Kafka's fetch quota: if over, un-record (the response goes out empty) and throttle."""
+        principal = ctx.principal or ANONYMOUS
+        client_id = ctx.client_id or ""
+        ms = self.quotas.record("consumer_byte_rate", principal, client_id, nbytes)
+        if ms:
+            self.quotas.unrecord("consumer_byte_rate", principal, client_id, nbytes)
+            self.metrics.observe_throttle(principal, "consumer_byte_rate", ms)
+        return ms
+
     def sync_usage(self) -> None:
         self.usage.sync()
+
+    # ------------------------------------------------------------------ connections / requests
+    def on_connect(self, conn: Any) -> bool:
+        """A socket was accepted; False means refuse it (a connection limit)."""
+        ip = conn.peer.rpartition(":")[0]
+        try:
+            self.limiter.open(ip)
+        except ConnectionLimitExceeded as exc:
+            self.metrics.connections_rejected.labels("limit").inc()
+            log.warning("refusing connection from %s: %s", conn.peer, exc)
+            return False
+        conn._admin_ip = ip
+        self.metrics.connections.labels(conn.listener.name).inc()
+        self.metrics.connections_opened.labels(conn.listener.name).inc()
+        return True
+
+    def on_disconnect(self, conn: Any) -> None:
+        ip = getattr(conn, "_admin_ip", None)
+        if ip is None:
+            return
+        conn._admin_ip = None
+        counted = getattr(conn, "_admin_principal", None)
+        self.limiter.close(ip, counted)
+        if counted is not None:
+            self.metrics.principal_connections.labels(counted).dec()
+        self.metrics.connections.labels(conn.listener.name).dec()
+
+    def on_authenticated(self, conn: Any, principal: str) -> str | None:
+        """SASL succeeded. Returns an error (close the connection) if over the per-principal limit."""
+        try:
+            self.limiter.authenticate(principal)
+        except ConnectionLimitExceeded as exc:
+            self.metrics.connections_rejected.labels("principal").inc()
+            return str(exc)
+        conn._admin_principal = principal
+        self.metrics.principal_connections.labels(principal).inc()
+        self.usage.touch(principal)
+        return None
+
+    def on_request(self, ctx: Any, started: float, handler_seconds: float, result: Any) -> None:
+        """A request was answered: metrics, last-seen, and the request-time quota (mutes)."""
+        api = _api_name(ctx.api_key)
+        errors = None
+        if result is not None and not isinstance(result, bytes | bytearray | memoryview) \
+                and hasattr(type(result), "__dataclass_fields__"):
+            errors = error_counts(result)
+        self.metrics.observe_request(api, time.perf_counter() - started, errors)
+        principal = ctx.principal or ANONYMOUS
+        self.usage.touch(principal)
+        ms = self.quotas.record("request_percentage", principal, ctx.client_id or "", handler_seconds * 100.0)
+        if ms:
+            self.metrics.observe_throttle(principal, "request_percentage", ms)
+            ctx.conn.mute(ms)
 
     # ------------------------------------------------------------------ storage
     def _storage_rows(self) -> list[tuple[str, int, int]]:
@@ -235,6 +299,7 @@ class AdminState:
             await asyncio.sleep(interval)
             try:
                 self.run_retention()
+                self.usage.maybe_rotate()
             except Exception:
                 log.exception("retention pass failed")
 
@@ -310,6 +375,19 @@ class AdminState:
         log.info("retention: deleted %d segment(s) of %s-%d; log start offset %d",
                  n, plog.topic, plog.partition, plog.start_offset)
         return n
+
+
+_API_NAMES: dict[int, str] = {}
+
+
+def _api_name(api_key: int) -> str:
+    name = _API_NAMES.get(api_key)
+    if name is None:
+        from kio.schema.index import api_key_map
+
+        words = api_key_map.get(api_key, str(api_key)).split("_")
+        name = _API_NAMES[api_key] = "".join(w.title() for w in words)
+    return name
 
 
 def state(ctx: Any) -> AdminState:

@@ -72,7 +72,18 @@ def _resolve(ctx, request):
 
 
 def _body(ctx, topics, total) -> RawBody:
-    parts, size = encode_fetch_response(ctx.api_version, topics)
+    # Admin issue: count bytes out (usage journal) and apply the fetch quota (KIP-219).
+    # Over quota, Kafka answers with no records (un-recording them) and the throttle time.
+    admin = ctx.broker.admin_state
+    throttle = admin.throttle_fetch(ctx, total) if total else 0
+    if throttle:
+        ctx.conn.mute(throttle)
+        topics = [(name, tid, [(*p[:5], b"" if p[5] else p[5]) for p in parts])
+                  for name, tid, parts in topics]
+        total = 0
+    elif total:
+        admin.after_fetch(ctx, topics)
+    parts, size = encode_fetch_response(ctx.api_version, topics, throttle)
     ctx.broker.on_fetch(ctx, topics, total)
     return RawBody(parts, size)
 

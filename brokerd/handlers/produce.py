@@ -34,6 +34,8 @@ def handle(request, ctx):
     results = []
     to_flush = []
     failed = False
+    admin = broker.admin_state  # admin issue: usage journal and quotas
+    appended = 0
     for name, partitions in request.topics:
         topic = logs.topics.get(name)
         presults = []
@@ -57,10 +59,14 @@ def handle(request, ctx):
                 plog = topic.partitions[index]
                 settings = topic.settings
                 append_time = int(time.time() * 1000) if settings.timestamp_type == "LogAppendTime" else None
+                journaled = False
                 try:
                     batches, count = validate_and_stamp(
                         records, plog.next_offset, settings.max_message_bytes, append_time
                     )
+                    # Usage is journaled before the append (see brokerd/metrics.py).
+                    admin.before_append(ctx, topic, index, plog.next_offset, records, count)
+                    journaled = True
                     base = plog.append(records, batches, count)
                 except InvalidBatch as exc:
                     error, message = CORRUPT_MESSAGE, str(exc)
@@ -69,22 +75,29 @@ def handle(request, ctx):
                 except OSError as exc:
                     log.error("append to %s-%d failed: %s", name, index, exc)
                     error, message = KAFKA_STORAGE_ERROR, "storage error"
+                    if journaled:
+                        admin.append_failed(ctx, topic, index, plog.next_offset, records, count)
                 else:
                     lat = append_time if append_time is not None else -1
                     start = plog.start_offset
                     if acks == -1:
                         to_flush.append(plog)
                     broker.on_produce(ctx, name, index, len(records), count)
+                    appended += len(records)
             if error:
                 failed = True
             presults.append((index, error, base, lat, start, message))
         results.append((name, presults))
+    # KIP-219: answer with throttle_time_ms and mute the connection that long; nothing is dropped.
+    throttle = admin.throttle(ctx, "producer_byte_rate", appended) if appended else 0
+    if throttle:
+        ctx.conn.mute(throttle)
     if acks == 0:
         if failed:
             # Kafka closes the connection so an acks=0 producer notices the failure.
             raise CloseConnection("acks=0 produce failed")
         return None
-    body = encode_produce_response(version, results)
+    body = encode_produce_response(version, results, throttle)
     if to_flush:
         return _after_flush(broker.flusher.wait(to_flush), body)
     return body

@@ -35,6 +35,8 @@ class Flusher:
         if journal_path:
             self._journal_fd = os.open(journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         self.rounds = 0
+        # Admin issue: fds fsynced before the logs' in every round (the usage journal).
+        self.pre_sync: list = []
         self._task: asyncio.Future | None = None
 
     def wait(self, logs: list[PartitionLog]) -> asyncio.Future:
@@ -82,8 +84,9 @@ class Flusher:
             jobs.append((plog, plog.next_offset, fds, rolled))
             plog.dirty = False
         error: BaseException | None = None
+        first = [fd for get_fds in self.pre_sync for fd in get_fds()]
         try:
-            await loop.run_in_executor(self._pool, _fsync_all, [fd for job in jobs for fd in job[2]])
+            await loop.run_in_executor(self._pool, _fsync_all, first + [fd for job in jobs for fd in job[2]])
         except BaseException as exc:  # an fsync failure must never ack
             error = exc
             log.error("fsync failed: %s", exc)
