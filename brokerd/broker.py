@@ -62,6 +62,8 @@ class Broker:
         self.fetch_hooks: list = []
         # Admin issue (brokerd/handlers/admin.py): configs, quotas, metrics, usage, retention.
         self.admin_state: Any = None
+        # Groups issue (brokerd/handlers/groups.py): group coordinator, offsets, producer state.
+        self.groups: Any = None
 
     # --- handler helpers ----------------------------------------------------------------
     def advertised(self, listener: Listener, bound_port: int) -> tuple[str, int]:
@@ -138,6 +140,7 @@ class Broker:
         self.logs.on_close_segments = self.flusher.close_later
         handlers.load_all()
         self._start_admin_state()
+        self._start_groups()
         from brokerd.server import start_listener
 
         for listener in cfg.listeners:
@@ -191,6 +194,15 @@ class Broker:
         self.flusher.pre_sync.append(self.admin_state.usage_fds)  # usage journal fsynced first
         self.admin.routes["/metrics"] = self.admin_state.metrics_route
         self._tasks.append(asyncio.ensure_future(self.admin_state.retention_loop()))
+
+    def _start_groups(self) -> None:
+        """Groups issue: load groups, committed offsets and idempotent-producer state."""
+        from brokerd.handlers import groups as groups_issue
+
+        try:
+            groups_issue.start(self)
+        except (OSError, ValueError) as exc:
+            raise StartupError(f"group coordinator state: {exc}") from None
 
     def _write_runtime_files(self) -> None:
         doc = {
@@ -247,6 +259,8 @@ class Broker:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 2)
         await self.admin.close()
+        if self.groups is not None:
+            await self.groups.stop()
         if self.admin_state is not None:
             self.admin_state.close()
         if self.flusher is not None:

@@ -70,7 +70,19 @@ register("log.retention.check.interval.ms", "int", 300000, "how often retention 
 register("log.message.timestamp.type", "str", "CreateTime", "CreateTime or LogAppendTime")
 register("log.flush.group.window.ms", "int", 2, "group fsync window for acks=all", minimum=0)
 register("credentials.poll.ms", "int", 250, "how often the credentials file is checked", minimum=10)
+# --- groups issue: coordinator, committed offsets, idempotent producers ----------------------
+register("group.min.session.timeout.ms", "int", 6000, "smallest member session timeout", minimum=1)
+register("group.max.session.timeout.ms", "int", 1800000, "largest member session timeout", minimum=1)
+register("group.initial.rebalance.delay.ms", "int", 3000, "delay of a new group's first rebalance", minimum=0)
+register("group.max.size", "int", 2147483647, "members allowed in one group", minimum=1)
+register("offsets.retention.minutes", "int", 10080, "keep an empty group's offsets this long", minimum=1)
+register("offsets.retention.check.interval.ms", "int", 600000, "how often offset expiry runs", minimum=1)
+register("offset.metadata.max.bytes", "int", 4096, "largest commit metadata string", minimum=0)
+register("offsets.commit.flush.window.ms", "int", 1, "group fsync window for offset commits", minimum=0)
+register("producer.id.expiration.ms", "int", 86400000, "forget an idle producer's sequence state", minimum=1)
 # --- test hooks -------------------------------------------------------------------------
+register("test.fault.produce.drop.after.append", "int", 0,
+         "TEST ONLY: close the connection after every Nth idempotent append, before responding")
 register("test.flush.journal", "path", None, "TEST ONLY: append 'topic partition offset' per fsync")
 # --- admin issue: Kafka broker configs, plan limits and quotas (defined in brokerd/configs.py) ---
 from brokerd.configs import register_settings  # noqa: E402

@@ -142,6 +142,12 @@ class GroupCoordinator:
 
     async def start(self) -> None:
         """Load groups and committed offsets, then start serving (and the expiry timer)."""
+        self.start_nowait()
+
+    def start_nowait(self) -> None:
+        """:meth:`start` without awaiting (it never blocks on the loop); needs a running loop."""
+        if self._active:
+            return
         self._loop = asyncio.get_running_loop()
         self._loading = True
         started = time.perf_counter()

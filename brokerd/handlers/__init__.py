@@ -35,6 +35,7 @@ MODULES: tuple[str, ...] = (
     "brokerd.handlers.topics",
     "brokerd.handlers.sasl",
     "brokerd.handlers.admin",  # admin issue: configs, partitions, records, cluster, log dirs, quotas
+    "brokerd.handlers.groups",  # groups issue: coordinator, offsets, InitProducerId
 )
 
 

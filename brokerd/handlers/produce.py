@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 
+from brokerd.handlers import groups as idempotence  # groups issue
 from brokerd.handlers import register
 from brokerd.protocol.fastpath import decode_produce, encode_produce_response
 from brokerd.records import BatchTooLarge, InvalidBatch, validate_and_stamp
@@ -64,10 +65,16 @@ def handle(request, ctx):
                     batches, count = validate_and_stamp(
                         records, plog.next_offset, settings.max_message_bytes, append_time
                     )
-                    # Usage is journaled before the append (see brokerd/metrics.py).
-                    admin.before_append(ctx, topic, index, plog.next_offset, records, count)
-                    journaled = True
-                    base = plog.append(records, batches, count)
+                    # groups issue: idempotent-producer sequence check (a retry returns its offset)
+                    base = idempotence.check_produce(ctx, name, index, records)
+                    if base is None:
+                        # Usage is journaled before the append (see brokerd/metrics.py).
+                        admin.before_append(ctx, topic, index, plog.next_offset, records, count)
+                        journaled = True
+                        base = plog.append(records, batches, count)
+                        idempotence.produce_appended(ctx, name, index, records, batches)
+                except idempotence.ProduceRefused as exc:
+                    error, message = exc.code, str(exc)
                 except InvalidBatch as exc:
                     error, message = CORRUPT_MESSAGE, str(exc)
                 except BatchTooLarge as exc:
