@@ -12,7 +12,7 @@ from brokerd.handlers import register
 _ZERO = datetime.timedelta(0)
 NO_OPS = -(2**31)
 # ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE, CREATE
-CLUSTER_OPS = sum(1 << op for op in (4, 7, 8, 9, 10, 11, 12))
+CLUSTER_OPS = sum(1 << op for op in (5, 7, 8, 9, 10, 11, 12))
 
 
 @register(60, 0, 1)
