@@ -195,6 +195,7 @@ def test_delete_records(broker, admin, kp_admin) -> None:
         p, _ = fetch(w, "dr", 0, 4)
         assert p.error_code == 0 and p.log_start_offset == 4
     # the log start offset survives a restart
+    kp_admin.close()  # before the restart: kafka-python leaks a socket reconnecting otherwise
     broker.restart()
     with Wire(broker.port) as w:
         p, _ = fetch(w, "dr", 0, 4)
