@@ -18,7 +18,7 @@ from brokerd.admin_http import AdminServer
 from brokerd.auth import CredentialStore
 from brokerd.config import Config, Listener
 from brokerd.protocol import kio_adapter
-from brokerd.storage import Flusher, LogManager, LogSettings, Topic
+from brokerd.storage import Flusher, LogManager, LogSettings, StorageError, Topic
 
 log = logging.getLogger("brokerd")
 
@@ -57,6 +57,7 @@ class Broker:
         self._tasks: list[asyncio.Task] = []
         self._stop = asyncio.Event()
         self._flex_resp: dict[tuple[int, int], bool] = {}
+        self.on_serving: list = []  # callables run once the broker serves
         # Hooks for metering (admin issue): called on every successful produce/fetch.
         self.produce_hooks: list = []
         self.fetch_hooks: list = []
@@ -130,6 +131,8 @@ class Broker:
             self.logs.lock()
             self.cluster_id = self.logs.meta(cfg["cluster.id"], self.node_id)
             self.logs.load()
+        except StorageError as exc:
+            raise StartupError(str(exc)) from None
         except OSError as exc:
             raise StartupError(f"cannot open data directory {cfg['data.dir']}: {exc}") from None
         try:
@@ -174,6 +177,8 @@ class Broker:
             self._tasks.append(asyncio.ensure_future(self.credentials.watch(interval)))
         self._tasks.append(asyncio.ensure_future(self._idle_sweeper()))
         self.serving = True
+        for callback in self.on_serving:
+            callback()
         partitions = sum(len(t.partitions) for t in self.logs.topics.values())
         log.info(
             "brokerd node %d of cluster %s serving %d topic(s), %d partition(s) (%s start, %.0f ms)",

@@ -119,24 +119,38 @@ def _serve(args: argparse.Namespace) -> int:
         config = Config.resolve(toml=toml, sets=parse_set(args.set), flags=flags)
     except ConfigError as exc:
         _die(str(exc), 2)
-    _setup_logging(config)
+    release_log, discard_log = _setup_logging(config)
 
     import asyncio
 
     from brokerd.broker import Broker, StartupError
 
     broker = Broker(config)
+    broker.on_serving.append(release_log)
     try:
         asyncio.run(broker.run())
     except StartupError as exc:
+        discard_log()
         _die(str(exc))
+    except Exception as exc:
+        import logging
+
+        logging.getLogger("brokerd").exception("brokerd failed")
+        discard_log()
+        _die(f"brokerd failed: {exc!r}; see the log for the traceback")
     except KeyboardInterrupt:  # pragma: no cover
         pass
     return 0
 
 
-def _setup_logging(config) -> None:
+def _setup_logging(config):
+    """Configure brokerd's log. Returns (run once serving, run if the start fails).
+
+    Without a log file, start-up log lines are held back until the broker serves, so a failed
+    start prints exactly one line (the error) on stderr.
+    """
     import logging
+    import logging.handlers
 
     level = getattr(logging, str(config["log.level"]).upper(), None)
     if not isinstance(level, int):
@@ -151,8 +165,23 @@ def _setup_logging(config) -> None:
         handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
-    root.addHandler(handler)
     root.setLevel(level)
+    if path:
+        root.addHandler(handler)
+        return (lambda: None), (lambda: None)
+    held = logging.handlers.MemoryHandler(100_000, flushLevel=logging.CRITICAL + 1, target=handler)
+    root.addHandler(held)
+
+    def release() -> None:
+        held.flush()
+        root.removeHandler(held)
+        root.addHandler(handler)
+
+    def discard() -> None:
+        held.buffer.clear()
+        root.removeHandler(held)
+
+    return release, discard
 
 
 if __name__ == "__main__":  # pragma: no cover
