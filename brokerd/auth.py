@@ -160,7 +160,9 @@ class SaslSession:
             gs2, sep, bare = text.partition(",")
             authz, sep2, bare = bare.partition(",")
             if not sep or not sep2 or gs2 not in ("n", "y"):
-                raise AuthenticationFailed("Invalid SCRAM client first message (channel binding not supported)")
+                raise AuthenticationFailed(
+                    "Invalid SCRAM client first message (channel binding not supported)"
+                )
             attrs = _parse_attrs(bare)
             if "n" not in attrs or "r" not in attrs:
                 raise AuthenticationFailed("Invalid SCRAM client first message")
@@ -175,9 +177,7 @@ class SaslSession:
                 raise AuthenticationFailed("Authentication failed: Invalid user credentials")
             verifier = credentials.ScramVerifier.from_json(self.mechanism, entry[self.mechanism])
             nonce = attrs["r"] + base64.b64encode(secrets.token_bytes(18)).decode()
-            server_first = (
-                f"r={nonce},s={base64.b64encode(verifier.salt).decode()},i={verifier.iterations}"
-            )
+            server_first = f"r={nonce},s={base64.b64encode(verifier.salt).decode()},i={verifier.iterations}"
             self._scram = {
                 "user": user,
                 "verifier": verifier,

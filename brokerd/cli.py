@@ -37,8 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the broker")
     serve.add_argument("--config", metavar="FILE", help="TOML file with settings (Kafka names)")
     serve.add_argument("--data-dir", metavar="DIR")
-    serve.add_argument("--listener", action="append", metavar="URL", default=None,
-                       help="PLAINTEXT://HOST:PORT or SASL_PLAINTEXT://HOST:PORT (repeatable)")
+    serve.add_argument(
+        "--listener",
+        action="append",
+        metavar="URL",
+        default=None,
+        help="PLAINTEXT://HOST:PORT or SASL_PLAINTEXT://HOST:PORT (repeatable)",
+    )
     serve.add_argument("--credentials", metavar="FILE")
     serve.add_argument("--admin-listener", metavar="HOST:PORT")
     serve.add_argument("--advertised-host", metavar="HOST")
@@ -46,8 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--cluster-id", metavar="ID")
     serve.add_argument("--pidfile", metavar="FILE")
     serve.add_argument("--log-file", metavar="FILE")
-    serve.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="any setting by its Kafka name (repeatable)")
+    serve.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any setting by its Kafka name (repeatable)",
+    )
 
     creds = sub.add_parser("credentials", help="manage the SCRAM credentials file")
     csub = creds.add_subparsers(dest="action", parser_class=_Parser)
@@ -85,11 +95,13 @@ def _credentials(args: argparse.Namespace) -> int:
         if args.action == "set":
             password = sys.stdin.readline().rstrip("\r\n")
             if not password:
-                _die("no password on stdin; pipe it in, e.g. echo \"$SECRET\" | brokerd credentials set ...", 2)
+                _die('no password on stdin; pipe it in, e.g. echo "$SECRET" | brokerd credentials set ...', 2)
             credentials.set_user(args.file, args.username, password)
         else:
             if not credentials.delete_user(args.file, args.username):
-                sys.stderr.write(f"brokerd: user {args.username!r} was not in {args.file}; nothing to delete\n")
+                sys.stderr.write(
+                    f"brokerd: user {args.username!r} was not in {args.file}; nothing to delete\n"
+                )
     except credentials.CredentialsError as exc:
         _die(f"credentials file {args.file}: {exc}; fix or remove the file")
     except OSError as exc:
@@ -154,7 +166,9 @@ def _setup_logging(config):
 
     level = getattr(logging, str(config["log.level"]).upper(), None)
     if not isinstance(level, int):
-        _die(f"log.level {config['log.level']!r} is not a logging level; use DEBUG, INFO, WARNING or ERROR", 2)
+        _die(
+            f"log.level {config['log.level']!r} is not a logging level; use DEBUG, INFO, WARNING or ERROR", 2
+        )
     path = config["log.file"]
     if path:
         try:

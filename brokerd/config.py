@@ -231,7 +231,8 @@ class Config:
             raise ConfigError("two listeners use the same security protocol; give each its own")
         if any(listener.sasl for listener in self.listeners) and not self["credentials.file"]:
             raise ConfigError("a SASL listener needs a credentials file; pass --credentials FILE")
-        self.admin = parse_hostport(self["admin.listener"], "admin listener") if self["admin.listener"] else None
+        admin = self["admin.listener"]
+        self.admin = parse_hostport(admin, "admin listener") if admin else None
         for mech in self["sasl.enabled.mechanisms"]:
             if mech not in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
                 raise ConfigError(f"sasl.enabled.mechanisms: unsupported mechanism {mech!r}")

@@ -15,7 +15,12 @@ class RequestContext:
     __slots__ = ("api_key", "api_version", "broker", "client_id", "close_after", "conn", "correlation_id")
 
     def __init__(
-        self, broker: Broker, conn: Connection, api_key: int, api_version: int, correlation_id: int,
+        self,
+        broker: Broker,
+        conn: Connection,
+        api_key: int,
+        api_version: int,
+        correlation_id: int,
         client_id: str | None,
     ) -> None:
         self.broker = broker

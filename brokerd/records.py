@@ -60,8 +60,9 @@ def validate_and_stamp(
     while pos < total:
         if total - pos < HEADER_SIZE:
             raise InvalidBatch("truncated record batch header")
-        (_bo, batch_length, _ple, magic, crc, attributes, last_delta, _bts, max_ts, _pid, _pe, _bs,
-         count) = unpack(view, pos)
+        (_bo, batch_length, _ple, magic, crc, attributes, last_delta, _bts, max_ts, _pid, _pe, _bs, count) = (
+            unpack(view, pos)
+        )
         size = batch_length + LOG_OVERHEAD
         if magic != 2:
             raise InvalidBatch(f"unsupported record batch magic {magic}")
@@ -82,7 +83,7 @@ def validate_and_stamp(
         raise InvalidBatch("no record batch in the produce request")
     # Stamp only once everything is valid.
     pos = 0
-    for i, (base, size, max_ts) in enumerate(batches):
+    for i, (base, size, _max_ts) in enumerate(batches):
         _I64.pack_into(view, pos, base)
         _I32.pack_into(view, pos + 12, 0)  # partition leader epoch
         if log_append_time is not None:
@@ -164,8 +165,8 @@ def _decompress(codec: int, data: bytes) -> bytes:
 
 def record_timestamps(batch: bytes) -> list[tuple[int, int]]:
     """[(offset, timestamp)] for each record of one stored batch (decompressing if needed)."""
-    (base, _len, _ple, _magic, _crc, attrs, _ld, base_ts, max_ts, _pid, _pe, _bs, count) = (
-        HEADER.unpack_from(batch, 0)
+    (base, _len, _ple, _magic, _crc, attrs, _ld, base_ts, max_ts, _pid, _pe, _bs, count) = HEADER.unpack_from(
+        batch, 0
     )
     if attrs & ATTR_TIMESTAMP_TYPE:
         return [(base + i, max_ts) for i in range(count)]

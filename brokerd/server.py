@@ -143,8 +143,12 @@ class Connection(asyncio.Protocol):
         buf = self._buf
         pos = 0
         try:
-            while (not self.closed and not self._blocked and not self._muted
-                   and len(self._pending) < self._max_inflight):
+            while (
+                not self.closed
+                and not self._blocked
+                and not self._muted
+                and len(self._pending) < self._max_inflight
+            ):
                 if self._writing_paused:
                     break
                 if len(buf) - pos < 4:
@@ -157,7 +161,9 @@ class Connection(asyncio.Protocol):
                 if len(buf) - pos - 4 < size:
                     break
                 if size >= 2 and buf[pos + 4] == 0 and buf[pos + 5] == 0:
-                    frame = buf[pos + 4 : pos + 4 + size]  # Produce: a bytearray, batches are stamped in place
+                    frame = buf[
+                        pos + 4 : pos + 4 + size
+                    ]  # Produce: a bytearray, batches are stamped in place
                 else:
                     frame = bytes(buf[pos + 4 : pos + 4 + size])  # kio wants read-only buffers
                 pos += 4 + size
@@ -257,8 +263,9 @@ class Connection(asyncio.Protocol):
         self._pending.append(slot)
         self._flush()
 
-    def _complete(self, slot: _Slot, fut: asyncio.Future, ctx: RequestContext, flexible: bool,
-                  barrier: bool) -> None:
+    def _complete(
+        self, slot: _Slot, fut: asyncio.Future, ctx: RequestContext, flexible: bool, barrier: bool
+    ) -> None:
         if self.closed:
             if not fut.cancelled():
                 fut.exception()  # mark retrieved
@@ -272,7 +279,9 @@ class Connection(asyncio.Protocol):
             slot.close_after = True
             log.info("closing connection from %s: %s", self.peer, exc)
         except Exception:
-            log.exception("handler for api key %d v%d failed; closing the connection", ctx.api_key, ctx.api_version)
+            log.exception(
+                "handler for api key %d v%d failed; closing the connection", ctx.api_key, ctx.api_version
+            )
             slot.parts = None
             slot.close_after = True
         slot.ready = True

@@ -31,7 +31,7 @@ def _body(version: int) -> bytes:
 def unsupported_body() -> bytes:
     """KIP-511: an unsupported version gets a v0 response with UNSUPPORTED_VERSION and our range."""
     mod = kio_adapter.response_module(API_KEY, 0)
-    spec = [t for t in version_table() if t[0] == API_KEY][0]
+    spec = next(t for t in version_table() if t[0] == API_KEY)
     resp = mod.ApiVersionsResponse(
         error_code=ErrorCode.unsupported_version,
         api_keys=(mod.ApiVersion(api_key=API_KEY, min_version=spec[1], max_version=spec[2]),),

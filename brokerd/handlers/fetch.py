@@ -7,6 +7,7 @@ appends resolve (never by polling). Session id is always 0 (no incremental sessi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from brokerd.handlers import register
 from brokerd.protocol.fastpath import encode_fetch_response
@@ -33,7 +34,11 @@ def _collect(ctx, request, resolved):
         for p in partitions:
             idx = p.partition
             if topic is None or not 0 <= idx < len(topic.partitions):
-                err = UNKNOWN_TOPIC_ID if (ctx.api_version >= 13 and topic is None) else UNKNOWN_TOPIC_OR_PARTITION
+                err = (
+                    UNKNOWN_TOPIC_ID
+                    if (ctx.api_version >= 13 and topic is None)
+                    else UNKNOWN_TOPIC_OR_PARTITION
+                )
                 parts.append((idx, err, -1, -1, -1, None))
                 errors = True
                 continue
@@ -42,7 +47,9 @@ def _collect(ctx, request, resolved):
             err = 0
             if remaining > 0:
                 try:
-                    records = plog.read(p.fetch_offset, min(p.partition_max_bytes, remaining), min_one=total == 0)
+                    records = plog.read(
+                        p.fetch_offset, min(p.partition_max_bytes, remaining), min_one=total == 0
+                    )
                 except OffsetOutOfRange:
                     err = OFFSET_OUT_OF_RANGE
                     errors = True
@@ -78,8 +85,9 @@ def _body(ctx, topics, total) -> RawBody:
     throttle = admin.throttle_fetch(ctx, total) if total else 0
     if throttle:
         ctx.conn.mute(throttle)
-        topics = [(name, tid, [(*p[:5], b"" if p[5] else p[5]) for p in parts])
-                  for name, tid, parts in topics]
+        topics = [
+            (name, tid, [(*p[:5], b"" if p[5] else p[5]) for p in parts]) for name, tid, parts in topics
+        ]
         total = 0
     elif total:
         admin.after_fetch(ctx, topics)
@@ -130,10 +138,8 @@ async def _long_poll(ctx, request, max_wait: float):
         finally:
             timer.cancel()
             for plog in logs:
-                try:
+                with contextlib.suppress(ValueError):
                     plog.waiters.remove(fut)
-                except ValueError:
-                    pass
         topics, total, errors = _collect(ctx, request, _resolve(ctx, request))
         if total >= request.min_bytes or errors:
             return _body(ctx, topics, total)

@@ -46,9 +46,15 @@ def handle(request, ctx):
                 error, offset, ts = ErrorCode.unknown_topic_or_partition, -1, -1
             else:
                 error, offset, ts = _lookup(topic.partitions[p.partition_index], p.timestamp, v)
-            parts.append(ctx.build(
-                "ListOffsetsPartitionResponse", partition_index=p.partition_index, error_code=error,
-                timestamp=ts, offset=offset, leader_epoch=0 if error == ErrorCode.none else -1,
-            ))
+            parts.append(
+                ctx.build(
+                    "ListOffsetsPartitionResponse",
+                    partition_index=p.partition_index,
+                    error_code=error,
+                    timestamp=ts,
+                    offset=offset,
+                    leader_epoch=0 if error == ErrorCode.none else -1,
+                )
+            )
         topics.append(ctx.build("ListOffsetsTopicResponse", name=t.name, partitions=tuple(parts)))
     return ctx.response(throttle_time=datetime.timedelta(0), topics=tuple(topics))

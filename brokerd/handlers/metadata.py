@@ -20,21 +20,37 @@ def _topic_entry(ctx, topic, include_ops: bool):
     node = ctx.broker.node_id
     parts = tuple(
         ctx.build(
-            "MetadataResponsePartition", error_code=ErrorCode.none, partition_index=i, leader_id=node,
-            leader_epoch=0, replica_nodes=(node,), isr_nodes=(node,), offline_replicas=(),
+            "MetadataResponsePartition",
+            error_code=ErrorCode.none,
+            partition_index=i,
+            leader_id=node,
+            leader_epoch=0,
+            replica_nodes=(node,),
+            isr_nodes=(node,),
+            offline_replicas=(),
         )
         for i in range(len(topic.partitions))
     )
     return ctx.build(
-        "MetadataResponseTopic", error_code=ErrorCode.none, name=topic.name, topic_id=topic.id,
-        is_internal=False, partitions=parts, topic_authorized_operations=TOPIC_OPS if include_ops else NO_OPS,
+        "MetadataResponseTopic",
+        error_code=ErrorCode.none,
+        name=topic.name,
+        topic_id=topic.id,
+        is_internal=False,
+        partitions=parts,
+        topic_authorized_operations=TOPIC_OPS if include_ops else NO_OPS,
     )
 
 
 def _error_entry(ctx, name, topic_id, error):
     return ctx.build(
-        "MetadataResponseTopic", error_code=error, name=name, topic_id=topic_id, is_internal=False,
-        partitions=(), topic_authorized_operations=NO_OPS,
+        "MetadataResponseTopic",
+        error_code=error,
+        name=name,
+        topic_id=topic_id,
+        is_internal=False,
+        partitions=(),
+        topic_authorized_operations=NO_OPS,
     )
 
 
@@ -85,7 +101,9 @@ def handle(request, ctx):
     host, port = broker.advertised(listener, ctx.conn.port)
     resp = ctx.response(
         throttle_time=_ZERO,
-        brokers=(ctx.build("MetadataResponseBroker", node_id=broker.node_id, host=host, port=port, rack=None),),
+        brokers=(
+            ctx.build("MetadataResponseBroker", node_id=broker.node_id, host=host, port=port, rack=None),
+        ),
         cluster_id=broker.cluster_id,
         controller_id=broker.node_id,
         topics=tuple(entries),

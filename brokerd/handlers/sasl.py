@@ -62,7 +62,9 @@ async def authenticate(request, ctx):
     if done:
         _authenticated(conn, session.principal)
     return ctx.response(
-        error_code=ErrorCode.none, error_message=None, auth_bytes=reply,
+        error_code=ErrorCode.none,
+        error_message=None,
+        auth_bytes=reply,
         session_lifetime=datetime.timedelta(0),
     )
 

@@ -24,10 +24,16 @@ def _config_entries(ctx, topic_configs: dict[str, str]):
             value, source = topic_configs[key], 1  # TOPIC_CONFIG
         else:
             value, source = defaults[key], 5  # DEFAULT_CONFIG
-        entries.append(ctx.build(
-            "CreatableTopicConfigs", name=key, value=value, read_only=False, config_source=source,
-            is_sensitive=False,
-        ))
+        entries.append(
+            ctx.build(
+                "CreatableTopicConfigs",
+                name=key,
+                value=value,
+                read_only=False,
+                config_source=source,
+                is_sensitive=False,
+            )
+        )
     return tuple(entries)
 
 
@@ -44,7 +50,10 @@ def create_topics(request, ctx):
         partitions = t.num_partitions
         configs: dict[str, str] = {}
         if seen[t.name] > 1:
-            error, message = ErrorCode.invalid_request, f"Topic {t.name!r} appears more than once in the request"
+            error, message = (
+                ErrorCode.invalid_request,
+                f"Topic {t.name!r} appears more than once in the request",
+            )
         elif (msg := validate_topic_name(t.name)) is not None:
             error, message = ErrorCode.invalid_topic_exception, msg
         elif t.name in logs.topics:
@@ -77,17 +86,19 @@ def create_topics(request, ctx):
             except OSError as exc:
                 error, message = ErrorCode.kafka_storage_error, f"cannot create topic files: {exc.strerror}"
         ok = error == ErrorCode.none
-        results.append(ctx.build(
-            "CreatableTopicResult",
-            name=t.name,
-            topic_id=topic_id,
-            error_code=error,
-            error_message=message,
-            topic_config_error_code=0,
-            num_partitions=partitions if ok else -1,
-            replication_factor=1 if ok else -1,
-            configs=_config_entries(ctx, configs) if ok and ctx.api_version >= 5 else None,
-        ))
+        results.append(
+            ctx.build(
+                "CreatableTopicResult",
+                name=t.name,
+                topic_id=topic_id,
+                error_code=error,
+                error_message=message,
+                topic_config_error_code=0,
+                num_partitions=partitions if ok else -1,
+                replication_factor=1 if ok else -1,
+                configs=_config_entries(ctx, configs) if ok and ctx.api_version >= 5 else None,
+            )
+        )
     return ctx.response(throttle_time=_ZERO, topics=tuple(results))
 
 
@@ -118,7 +129,13 @@ def delete_topics(request, ctx):
         elif topic is not None:
             name, topic_id = topic.name, topic.id
             broker.delete_topic(topic.name)
-        results.append(ctx.build(
-            "DeletableTopicResult", name=name, topic_id=topic_id, error_code=error, error_message=message,
-        ))
+        results.append(
+            ctx.build(
+                "DeletableTopicResult",
+                name=name,
+                topic_id=topic_id,
+                error_code=error,
+                error_message=message,
+            )
+        )
     return ctx.response(throttle_time=_ZERO, responses=tuple(results))

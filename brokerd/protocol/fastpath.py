@@ -177,8 +177,9 @@ _Q = struct.Struct(">q")
 _FETCH_TOP_V7 = struct.Struct(">ihi")  # throttle, error, session id
 
 
-def encode_fetch_response(version: int, topics: list, throttle_ms: int = 0, error: int = 0,
-                          session_id: int = 0) -> tuple[list, int]:
+def encode_fetch_response(
+    version: int, topics: list, throttle_ms: int = 0, error: int = 0, session_id: int = 0
+) -> tuple[list, int]:
     """``topics``: [(name, topic_id, [(partition, error, hw, lso, log_start, records bytes | None)])].
 
     Returns (buffers, total size).

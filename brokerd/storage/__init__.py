@@ -4,4 +4,12 @@ from brokerd.storage.flush import Flusher
 from brokerd.storage.log import LogSettings, OffsetOutOfRange, PartitionLog
 from brokerd.storage.manager import LogManager, StorageError, Topic
 
-__all__ = ["Flusher", "LogManager", "LogSettings", "OffsetOutOfRange", "PartitionLog", "StorageError", "Topic"]
+__all__ = [
+    "Flusher",
+    "LogManager",
+    "LogSettings",
+    "OffsetOutOfRange",
+    "PartitionLog",
+    "StorageError",
+    "Topic",
+]

@@ -33,7 +33,9 @@ class Flusher:
         self._deferred_close: list[Segment] = []
         self._journal_fd = -1
         if journal_path:
-            self._journal_fd = os.open(journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+            self._journal_fd = os.open(
+                journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644
+            )
         self.rounds = 0
         # Admin issue: fds fsynced before the logs' in every round (the usage journal).
         self.pre_sync: list = []

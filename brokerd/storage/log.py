@@ -63,7 +63,9 @@ class PartitionLog:
 
     # --- lifecycle ----------------------------------------------------------------------
     @classmethod
-    def open(cls, topic: str, partition: int, directory: str, settings: LogSettings, *, clean: bool) -> PartitionLog:
+    def open(
+        cls, topic: str, partition: int, directory: str, settings: LogSettings, *, clean: bool
+    ) -> PartitionLog:
         log = cls(topic, partition, directory, settings)
         os.makedirs(directory, exist_ok=True)
         bases: dict[int, int] = {}

@@ -124,7 +124,8 @@ class LogManager:
         except BlockingIOError:
             os.close(fd)
             raise DataDirLocked(
-                f"data directory {self.data_dir} is in use by another brokerd; stop it or use another --data-dir"
+                f"data directory {self.data_dir} is in use by another brokerd; "
+                "stop it or use another --data-dir"
             ) from None
         self._lock_fd = fd
 

@@ -166,12 +166,19 @@ class Segment:
 
     def _rewrite_indexes(self) -> None:
         for path, data in (
-            (self.index_path, b"".join(
-                _IDX.pack(o - self.base, p) for o, p in zip(self.idx_offsets, self.idx_positions, strict=True)
-            )),
-            (self.timeindex_path, b"".join(
-                _TIDX.pack(t, o - self.base) for t, o in zip(self.tidx_ts, self.tidx_offsets, strict=True)
-            )),
+            (
+                self.index_path,
+                b"".join(
+                    _IDX.pack(o - self.base, p)
+                    for o, p in zip(self.idx_offsets, self.idx_positions, strict=True)
+                ),
+            ),
+            (
+                self.timeindex_path,
+                b"".join(
+                    _TIDX.pack(t, o - self.base) for t, o in zip(self.tidx_ts, self.tidx_offsets, strict=True)
+                ),
+            ),
         ):
             with open(path, "wb") as fh:
                 fh.write(data)
@@ -194,7 +201,9 @@ class Segment:
         self.bytes_since_index += size
         return idx, tidx
 
-    def append_batches(self, data: bytes | bytearray, batches: list[tuple[int, int, int]], interval: int) -> None:
+    def append_batches(
+        self, data: bytes | bytearray, batches: list[tuple[int, int, int]], interval: int
+    ) -> None:
         """Write ``data`` (whole batches) at the end. ``batches``: (base offset, size, max ts)."""
         pos = self.size
         os.pwrite(self.fd, data, pos)
@@ -239,7 +248,9 @@ class Segment:
                 return
             off = 0
             while len(chunk) - off >= HEADER_SIZE:
-                base, length, _ple, magic, _crc, attrs, last_delta, _bts, max_ts = _SCAN.unpack_from(chunk, off)
+                base, length, _ple, magic, _crc, attrs, last_delta, _bts, max_ts = _SCAN.unpack_from(
+                    chunk, off
+                )
                 size = length + LOG_OVERHEAD
                 if magic != 2 or length < MIN_BATCH_LENGTH or pos + off + size > end:
                     return

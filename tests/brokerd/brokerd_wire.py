@@ -33,8 +33,9 @@ def _varint(n: int) -> bytes:
     return _uvarint((n << 1) ^ (n >> 63))
 
 
-def make_batch(records: list[tuple[bytes | None, bytes | None]], *, timestamp: int | None = None,
-               base_offset: int = 0) -> bytes:
+def make_batch(
+    records: list[tuple[bytes | None, bytes | None]], *, timestamp: int | None = None, base_offset: int = 0
+) -> bytes:
     """An uncompressed v2 record batch with correct CRC-32C."""
     ts = int(time.time() * 1000) if timestamp is None else timestamp
     body = bytearray()

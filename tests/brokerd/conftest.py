@@ -119,7 +119,11 @@ class Broker:
         env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         with open(self.stderr_path, "ab") as err:
             self.proc = subprocess.Popen(
-                self.command(), cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                self.command(),
+                cwd=REPO,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
                 stderr=err,
             )
         self._wait_ready(timeout)
@@ -200,8 +204,9 @@ class Broker:
         conf.update(extra)
         return conf
 
-    def sasl_config(self, mechanism: str = "PLAIN", user: str = "alice", password: str | None = None,
-                    **extra: object) -> dict:
+    def sasl_config(
+        self, mechanism: str = "PLAIN", user: str = "alice", password: str | None = None, **extra: object
+    ) -> dict:
         conf = {
             "bootstrap.servers": self.sasl_bootstrap,
             "security.protocol": "SASL_PLAINTEXT",

@@ -9,14 +9,21 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, Broker
 from confluent_kafka.admin import AdminClient
+from conftest import REPO, Broker
 
 
 def run(*args: str, stdin: str | None = None, timeout: float = 20) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "brokerd", *args], input=stdin, capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "brokerd", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=REPO,
+    )
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:
@@ -29,17 +36,29 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--data-dir", "D", "--listener", "PLAINTEXT://127.0.0.1:0", "--bogus"], "unrecognized arguments: --bogus"),
+        (
+            ["--data-dir", "D", "--listener", "PLAINTEXT://127.0.0.1:0", "--bogus"],
+            "unrecognized arguments: --bogus",
+        ),
         (["--data-dir", "D", "--listener", "127.0.0.1:9092"], "PROTOCOL://HOST:PORT"),
         (["--data-dir", "D", "--listener", "SSL://127.0.0.1:9092"], "not supported"),
         (["--data-dir", "D", "--listener", "PLAINTEXT://127.0.0.1:99999"], "out of range"),
         (["--data-dir", "D"], "--listener"),
         (["--listener", "PLAINTEXT://127.0.0.1:0"], "--data-dir"),
         (["--config", "/nonexistent/brokerd.toml"], "does not exist"),
-        (["--data-dir", "D", "--listener", "PLAINTEXT://127.0.0.1:0", "--set", "no.such=1"], "unknown setting"),
-        (["--data-dir", "D", "--listener", "PLAINTEXT://127.0.0.1:0", "--set", "num.partitions=x"], "num.partitions"),
+        (
+            ["--data-dir", "D", "--listener", "PLAINTEXT://127.0.0.1:0", "--set", "no.such=1"],
+            "unknown setting",
+        ),
+        (
+            ["--data-dir", "D", "--listener", "PLAINTEXT://127.0.0.1:0", "--set", "num.partitions=x"],
+            "num.partitions",
+        ),
         (["--data-dir", "D", "--listener", "SASL_PLAINTEXT://127.0.0.1:0"], "credentials"),
-        (["--data-dir", "D", "--listener", "PLAINTEXT://127.0.0.1:0", "--admin-listener", "nope"], "HOST:PORT"),
+        (
+            ["--data-dir", "D", "--listener", "PLAINTEXT://127.0.0.1:0", "--admin-listener", "nope"],
+            "HOST:PORT",
+        ),
     ],
 )
 def test_bad_invocations_print_one_line(tmp_path, args: list[str], expected: str) -> None:
@@ -52,28 +71,53 @@ def test_port_in_use_and_locked_data_dir(broker, tmp_path) -> None:
     listener = f"PLAINTEXT://127.0.0.1:{broker.port}"
     line = one_line_error(run("serve", "--data-dir", str(tmp_path / "d"), "--listener", listener))
     assert "already in use" in line
-    line = one_line_error(run("serve", "--data-dir", str(broker.data_dir), "--listener", "PLAINTEXT://127.0.0.1:0"))
+    line = one_line_error(
+        run("serve", "--data-dir", str(broker.data_dir), "--listener", "PLAINTEXT://127.0.0.1:0")
+    )
     assert "in use by another brokerd" in line
 
 
 def test_unreadable_or_invalid_files(tmp_path) -> None:
     bad = tmp_path / "creds.json"
     bad.write_text("{not json")
-    line = one_line_error(run("serve", "--data-dir", str(tmp_path / "d"), "--listener", "SASL_PLAINTEXT://127.0.0.1:0",
-                              "--credentials", str(bad)))
+    line = one_line_error(
+        run(
+            "serve",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--listener",
+            "SASL_PLAINTEXT://127.0.0.1:0",
+            "--credentials",
+            str(bad),
+        )
+    )
     assert "creds.json" in line
     toml = tmp_path / "b.toml"
     toml.write_text("num.partitions = [")
     assert "not valid TOML" in one_line_error(run("serve", "--config", str(toml)))
-    line = one_line_error(run("serve", "--data-dir", str(tmp_path / "d"), "--listener", "PLAINTEXT://127.0.0.1:0",
-                              "--log-file", str(tmp_path / "no" / "such" / "dir" / "x.log")))
+    line = one_line_error(
+        run(
+            "serve",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--listener",
+            "PLAINTEXT://127.0.0.1:0",
+            "--log-file",
+            str(tmp_path / "no" / "such" / "dir" / "x.log"),
+        )
+    )
     assert "log file" in line
 
 
 def test_credentials_commands(tmp_path) -> None:
     path = tmp_path / "creds.json"
-    assert run("credentials", "set", "--file", str(path), "--username", "ak1", stdin="s3cret-pass\n").returncode == 0
-    assert run("credentials", "set", "--file", str(path), "--username", "ak2", stdin="other\n").returncode == 0
+    assert (
+        run("credentials", "set", "--file", str(path), "--username", "ak1", stdin="s3cret-pass\n").returncode
+        == 0
+    )
+    assert (
+        run("credentials", "set", "--file", str(path), "--username", "ak2", stdin="other\n").returncode == 0
+    )
     text = path.read_text()
     assert "s3cret-pass" not in text
     users = json.loads(text)["users"]
@@ -81,12 +125,18 @@ def test_credentials_commands(tmp_path) -> None:
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     assert run("credentials", "delete", "--file", str(path), "--username", "ak2").returncode == 0
     assert set(json.loads(path.read_text())["users"]) == {"ak1"}
-    assert "no password" in one_line_error(run("credentials", "set", "--file", str(path), "--username", "x", stdin=""))
+    assert "no password" in one_line_error(
+        run("credentials", "set", "--file", str(path), "--username", "x", stdin="")
+    )
 
 
 def test_toml_config_flags_override_and_pidfile(tmp_path) -> None:
-    b = Broker(tmp_path, config_toml='num.partitions = 3\n[auto.create.topics]\nenable = true\n',
-               settings={"num.partitions": 2}, extra_args=["--pidfile", str(tmp_path / "b.pid")])
+    b = Broker(
+        tmp_path,
+        config_toml="num.partitions = 3\n[auto.create.topics]\nenable = true\n",
+        settings={"num.partitions": 2},
+        extra_args=["--pidfile", str(tmp_path / "b.pid")],
+    )
     b.start()
     try:
         assert (tmp_path / "b.pid").read_text().strip() == str(b.pid)

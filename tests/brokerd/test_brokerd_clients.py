@@ -39,10 +39,14 @@ def produce_confluent(bootstrap: str, topic: str, messages: list[dict], **conf: 
 
 
 def consume_assigned(bootstrap: str, topic: str, partitions: int, expected: int, timeout: float = 15) -> list:
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False,
-        "fetch.wait.max.ms": 50,
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "unused",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 50,
+        }
+    )
     try:
         consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
         out = []
@@ -64,8 +68,12 @@ def test_confluent_keys_headers_codecs_across_partitions(broker, codec: str) -> 
     topic = f"orders-{codec}"
     create_topic(broker.bootstrap, topic, 3)
     messages = [
-        {"key": f"k{i}".encode(), "value": f"value-{i}-".encode() * 20, "partition": i % 3,
-         "headers": [("h", f"{i}".encode()), ("empty", b"")]}
+        {
+            "key": f"k{i}".encode(),
+            "value": f"value-{i}-".encode() * 20,
+            "partition": i % 3,
+            "headers": [("h", f"{i}".encode()), ("empty", b"")],
+        }
         for i in range(60)
     ]
     delivered = produce_confluent(broker.bootstrap, topic, messages, **{"compression.type": codec})
@@ -91,7 +99,9 @@ def test_timestamps_and_list_offsets_by_time(broker) -> None:
     stamps = [base + i * 1000 for i in range(10)]
     stamps[4] = base + 50_000  # the max timestamp sits at offset 4
     for ts in stamps:
-        produce_confluent(broker.bootstrap, topic, [{"value": str(ts).encode(), "timestamp": ts}], **{"linger.ms": 0})
+        produce_confluent(
+            broker.bootstrap, topic, [{"value": str(ts).encode(), "timestamp": ts}], **{"linger.ms": 0}
+        )
     got = consume_assigned(broker.bootstrap, topic, 1, 10)
     assert [m.timestamp()[1] for m in got] == stamps
     consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "x"})
@@ -197,12 +207,21 @@ def test_aiokafka_produce_and_consume(broker) -> None:
         await producer.start()
         try:
             for i in range(20):
-                await producer.send_and_wait("aio", f"v{i}".encode(), key=f"k{i}".encode(), partition=i % 2,
-                                             headers=[("n", str(i).encode())])
+                await producer.send_and_wait(
+                    "aio",
+                    f"v{i}".encode(),
+                    key=f"k{i}".encode(),
+                    partition=i % 2,
+                    headers=[("n", str(i).encode())],
+                )
         finally:
             await producer.stop()
-        consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False,
-                                    auto_offset_reset="earliest", fetch_max_wait_ms=50)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=broker.bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=50,
+        )
         await consumer.start()
         try:
             consumer.assign([ATP("aio", 0), ATP("aio", 1)])
@@ -226,17 +245,27 @@ def test_kafka_python_produce_and_consume(broker) -> None:
 
     create_topic(broker.bootstrap, "kpy", 2)
     # kafka-python 3 defaults to idempotence, which needs InitProducerId (the groups/idempotence issue)
-    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", compression_type="lz4",
-                             enable_idempotence=False)
+    producer = KafkaProducer(
+        bootstrap_servers=broker.bootstrap, acks="all", compression_type="lz4", enable_idempotence=False
+    )
     try:
-        futures = [producer.send("kpy", key=f"k{i}".encode(), value=f"v{i}".encode(), partition=i % 2,
-                                 headers=[("n", b"1")]) for i in range(20)]
+        futures = [
+            producer.send(
+                "kpy", key=f"k{i}".encode(), value=f"v{i}".encode(), partition=i % 2, headers=[("n", b"1")]
+            )
+            for i in range(20)
+        ]
         metas = [f.get(timeout=10) for f in futures]
     finally:
         producer.close()
     assert sorted(m.offset for m in metas if m.partition == 0) == list(range(10))
-    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False,
-                             auto_offset_reset="earliest", consumer_timeout_ms=3000, fetch_max_wait_ms=50)
+    consumer = KafkaConsumer(
+        bootstrap_servers=broker.bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+        fetch_max_wait_ms=50,
+    )
     try:
         consumer.assign([KTP("kpy", 0), KTP("kpy", 1)])
         got = list(consumer)
@@ -248,12 +277,21 @@ def test_kafka_python_produce_and_consume(broker) -> None:
 
 def test_kcat_produce_consume_and_metadata(broker) -> None:
     lines = "\n".join(f"key{i}:value{i}" for i in range(10)) + "\n"
-    subprocess.run(["kcat", "-P", "-b", broker.bootstrap, "-t", "kc", "-K:", "-z", "snappy"],
-                   input=lines.encode(), check=True, timeout=30)
-    out = subprocess.run(["kcat", "-C", "-b", broker.bootstrap, "-t", "kc", "-e", "-f", "%o %k %s\n"],
-                         capture_output=True, check=True, timeout=30).stdout.decode()
+    subprocess.run(
+        ["kcat", "-P", "-b", broker.bootstrap, "-t", "kc", "-K:", "-z", "snappy"],
+        input=lines.encode(),
+        check=True,
+        timeout=30,
+    )
+    out = subprocess.run(
+        ["kcat", "-C", "-b", broker.bootstrap, "-t", "kc", "-e", "-f", "%o %k %s\n"],
+        capture_output=True,
+        check=True,
+        timeout=30,
+    ).stdout.decode()
     assert out.splitlines() == [f"{i} key{i} value{i}" for i in range(10)]
-    meta = subprocess.run(["kcat", "-L", "-b", broker.bootstrap, "-t", "kc"], capture_output=True, check=True,
-                          timeout=30).stdout.decode()
+    meta = subprocess.run(
+        ["kcat", "-L", "-b", broker.bootstrap, "-t", "kc"], capture_output=True, check=True, timeout=30
+    ).stdout.decode()
     assert f"broker 1 at {broker.bootstrap}" in meta
     assert 'topic "kc" with 1 partitions' in meta

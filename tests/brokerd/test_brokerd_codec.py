@@ -32,9 +32,12 @@ def _metadata_v12_with_unknown_tags() -> tuple[bytes, object]:
     assert raw[topic_tags_at] == 0 and raw[-1] == 0
     tagged = (
         raw[:topic_tags_at]
-        + bytes([2, 7, 1]) + b"z" + bytes([9, 0])  # two unknown tags in the nested struct
+        + bytes([2, 7, 1])
+        + b"z"
+        + bytes([9, 0])  # two unknown tags in the nested struct
         + raw[topic_tags_at + 1 : -1]
-        + bytes([1, 3, 2]) + b"qq"  # one unknown tag at the top level
+        + bytes([1, 3, 2])
+        + b"qq"  # one unknown tag at the top level
     )
     return tagged, req
 
@@ -54,12 +57,31 @@ def test_adapter_keeps_known_tagged_fields() -> None:
     cls = request_class(1, 12)  # Fetch v12: cluster_id is tag 0
     mod = kio_adapter.request_module(1, 12)
     req = cls(
-        cluster_id="c1", replica_id=-1, max_wait=datetime.timedelta(milliseconds=5), min_bytes=1,
-        max_bytes=100, isolation_level=0, session_id=0, session_epoch=-1,
-        topics=(mod.FetchTopic(topic="t", partitions=(mod.FetchPartition(
-            partition=0, current_leader_epoch=-1, fetch_offset=3, last_fetched_epoch=-1,
-            log_start_offset=-1, partition_max_bytes=10),)),),
-        forgotten_topics_data=(), rack_id="",
+        cluster_id="c1",
+        replica_id=-1,
+        max_wait=datetime.timedelta(milliseconds=5),
+        min_bytes=1,
+        max_bytes=100,
+        isolation_level=0,
+        session_id=0,
+        session_epoch=-1,
+        topics=(
+            mod.FetchTopic(
+                topic="t",
+                partitions=(
+                    mod.FetchPartition(
+                        partition=0,
+                        current_leader_epoch=-1,
+                        fetch_offset=3,
+                        last_fetched_epoch=-1,
+                        log_start_offset=-1,
+                        partition_max_bytes=10,
+                    ),
+                ),
+            ),
+        ),
+        forgotten_topics_data=(),
+        rack_id="",
     )
     raw = encode(req)
     known = bytes([1, 0, 3, 3]) + b"c1"  # one tag: cluster_id (tag 0), compact string "c1"
@@ -80,19 +102,27 @@ def test_produce_request_fast_decoder_matches_kio(version: int) -> None:
     mod = kio_adapter.request_module(0, version)
     batch = make_batch([(b"k", b"v")])
     req = kio_adapter.build(
-        cls, transactional_id=None, acks=-1, timeout=datetime.timedelta(milliseconds=1500),
+        cls,
+        transactional_id=None,
+        acks=-1,
+        timeout=datetime.timedelta(milliseconds=1500),
         topic_data=(
-            mod.TopicProduceData(name="a", partition_data=(
-                mod.PartitionProduceData(index=0, records=batch),
-                mod.PartitionProduceData(index=2, records=None),
-            )),
+            mod.TopicProduceData(
+                name="a",
+                partition_data=(
+                    mod.PartitionProduceData(index=0, records=batch),
+                    mod.PartitionProduceData(index=2, records=None),
+                ),
+            ),
             mod.TopicProduceData(name="bb", partition_data=()),
         ),
     )
     raw = bytearray(b"prefix" + encode(req))
     decoded = decode_produce(raw, 6, version)
     assert decoded.acks == -1 and decoded.timeout_ms == 1500 and decoded.transactional_id is None
-    assert [(name, [(i, None if r is None else bytes(r)) for i, r in parts]) for name, parts in decoded.topics] == [
+    assert [
+        (name, [(i, None if r is None else bytes(r)) for i, r in parts]) for name, parts in decoded.topics
+    ] == [
         ("a", [(0, batch), (2, None)]),
         ("bb", []),
     ]
@@ -105,12 +135,24 @@ def test_produce_response_fast_encoder_matches_kio(version: int) -> None:
     partitions = [(0, 0, 42, -1, 0, None), (1, 2, -1, -1, -1, "CRC mismatch")]
     expected = kio_adapter.build(
         cls,
-        responses=(mod.TopicProduceResponse(name="t", partition_responses=tuple(
-            kio_adapter.build(
-                mod.PartitionProduceResponse, index=i, error_code=ErrorCode(e), base_offset=b,
-                log_append_time=None, log_start_offset=s, record_errors=(), error_message=m,
-            ) for i, e, b, _lat, s, m in partitions
-        )),),
+        responses=(
+            mod.TopicProduceResponse(
+                name="t",
+                partition_responses=tuple(
+                    kio_adapter.build(
+                        mod.PartitionProduceResponse,
+                        index=i,
+                        error_code=ErrorCode(e),
+                        base_offset=b,
+                        log_append_time=None,
+                        log_start_offset=s,
+                        record_errors=(),
+                        error_message=m,
+                    )
+                    for i, e, b, _lat, s, m in partitions
+                ),
+            ),
+        ),
         throttle_time=datetime.timedelta(0),
     )
     assert encode_produce_response(version, [("t", partitions)]) == encode(expected)
@@ -124,15 +166,31 @@ def test_fetch_response_fast_encoder_matches_kio(version: int) -> None:
     batch = make_batch([(None, b"x" * 10)])
     parts = [(0, 0, 5, 5, 0, batch), (1, 1, 7, 7, 2, None), (2, 0, 0, 0, 0, b"")]
     expected = kio_adapter.build(
-        cls, throttle_time=datetime.timedelta(0), error_code=ErrorCode.none, session_id=0,
-        responses=(kio_adapter.build(
-            mod.FetchableTopicResponse, topic="t", topic_id=tid,
-            partitions=tuple(kio_adapter.build(
-                mod.PartitionData, partition_index=p, error_code=ErrorCode(e), high_watermark=hw,
-                last_stable_offset=lso, log_start_offset=ls, aborted_transactions=(),
-                preferred_read_replica=-1, records=r,
-            ) for p, e, hw, lso, ls, r in parts),
-        ),),
+        cls,
+        throttle_time=datetime.timedelta(0),
+        error_code=ErrorCode.none,
+        session_id=0,
+        responses=(
+            kio_adapter.build(
+                mod.FetchableTopicResponse,
+                topic="t",
+                topic_id=tid,
+                partitions=tuple(
+                    kio_adapter.build(
+                        mod.PartitionData,
+                        partition_index=p,
+                        error_code=ErrorCode(e),
+                        high_watermark=hw,
+                        last_stable_offset=lso,
+                        log_start_offset=ls,
+                        aborted_transactions=(),
+                        preferred_read_replica=-1,
+                        records=r,
+                    )
+                    for p, e, hw, lso, ls, r in parts
+                ),
+            ),
+        ),
     )
     buffers, size = encode_fetch_response(version, [("t", tid, parts)])
     assert b"".join(buffers) == encode(expected)
@@ -152,7 +210,7 @@ def test_validate_and_stamp_assigns_offsets_in_place() -> None:
 def test_log_append_time_restamps_timestamp_and_crc() -> None:
     data = bytearray(make_batch([(b"a", b"1")], timestamp=1000))
     validate_and_stamp(data, 0, 1 << 20, log_append_time=5000)
-    attrs, = struct.unpack_from(">h", data, 21)
+    (attrs,) = struct.unpack_from(">h", data, 21)
     assert attrs & 0x08
     assert struct.unpack_from(">q", data, 35)[0] == 5000
     assert struct.unpack_from(">I", data, 17)[0] == crc32c.crc32c(bytes(data[21:]))
@@ -188,8 +246,14 @@ def test_record_timestamps_of_compressed_batches() -> None:
 
 
 def test_settings_precedence_and_kafka_names() -> None:
-    toml = flatten({"num": {"partitions": 3}, "auto.create.topics.enable": False, "listeners": ["PLAINTEXT://:0"],
-                    "log": {"dirs": "/tmp/x", "segment.bytes": 2048}})
+    toml = flatten(
+        {
+            "num": {"partitions": 3},
+            "auto.create.topics.enable": False,
+            "listeners": ["PLAINTEXT://:0"],
+            "log": {"dirs": "/tmp/x", "segment.bytes": 2048},
+        }
+    )
     cfg = Config.resolve(toml=toml, sets={"num.partitions": "5"}, flags={"node.id": "7"})
     assert cfg["num.partitions"] == 5
     assert cfg["auto.create.topics.enable"] is False

@@ -47,10 +47,19 @@ class Journal:
 
 
 def read_all(bootstrap: str, topic: str) -> dict[int, list]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "verify", "enable.auto.commit": False,
-                         "fetch.wait.max.ms": 10})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "verify",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 10,
+        }
+    )
     try:
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(PARTITIONS)}
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in range(PARTITIONS)
+        }
         consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
         out: dict[int, list] = {p: [] for p in range(PARTITIONS)}
         deadline = time.monotonic() + 20
@@ -66,10 +75,12 @@ def read_all(bootstrap: str, topic: str) -> dict[int, list]:
 
 def test_kill_dash_nine_loses_no_acknowledged_record(broker_factory, tmp_path) -> None:
     journal_path = tmp_path / "flush.journal"
-    broker = broker_factory(settings={
-        "test.flush.journal": journal_path,
-        "log.segment.bytes": 256 * 1024,  # rolls segments during the test too
-    })
+    broker = broker_factory(
+        settings={
+            "test.flush.journal": journal_path,
+            "log.segment.bytes": 256 * 1024,  # rolls segments during the test too
+        }
+    )
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     for topic in ("all", "one"):
         admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(10)
@@ -91,18 +102,36 @@ def test_kill_dash_nine_loses_no_acknowledged_record(broker_factory, tmp_path) -
 
     for _round in range(ROUNDS):
         producers = {
-            "all": Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 1,
-                             "message.timeout.ms": 3000, "enable.idempotence": False}),
-            "one": Producer({"bootstrap.servers": broker.bootstrap, "acks": 1, "linger.ms": 1,
-                             "message.timeout.ms": 3000, "enable.idempotence": False}),
+            "all": Producer(
+                {
+                    "bootstrap.servers": broker.bootstrap,
+                    "acks": "all",
+                    "linger.ms": 1,
+                    "message.timeout.ms": 3000,
+                    "enable.idempotence": False,
+                }
+            ),
+            "one": Producer(
+                {
+                    "bootstrap.servers": broker.bootstrap,
+                    "acks": 1,
+                    "linger.ms": 1,
+                    "message.timeout.ms": 3000,
+                    "enable.idempotence": False,
+                }
+            ),
         }
         kill_at = time.monotonic() + rng.uniform(0.05, 0.3)
         while time.monotonic() < kill_at:
             for topic, producer in producers.items():
                 for _ in range(20):
                     counter += 1
-                    producer.produce(topic, f"{topic}-{counter}".encode() * 4, partition=counter % PARTITIONS,
-                                     on_delivery=on_delivery)
+                    producer.produce(
+                        topic,
+                        f"{topic}-{counter}".encode() * 4,
+                        partition=counter % PARTITIONS,
+                        on_delivery=on_delivery,
+                    )
                 producer.poll(0)
             time.sleep(0.002)
         broker.kill()

@@ -48,8 +48,11 @@ def test_aiokafka_and_kafka_python_sasl(sasl_broker, mechanism: str) -> None:
 
     async def produce(password: str) -> int:
         producer = AIOKafkaProducer(
-            bootstrap_servers=sasl_broker.sasl_bootstrap, security_protocol="SASL_PLAINTEXT",
-            sasl_mechanism=mechanism, sasl_plain_username="alice", sasl_plain_password=password,
+            bootstrap_servers=sasl_broker.sasl_bootstrap,
+            security_protocol="SASL_PLAINTEXT",
+            sasl_mechanism=mechanism,
+            sasl_plain_username="alice",
+            sasl_plain_password=password,
             request_timeout_ms=5000,
         )
         try:
@@ -64,9 +67,14 @@ def test_aiokafka_and_kafka_python_sasl(sasl_broker, mechanism: str) -> None:
         asyncio.run(produce("wrong"))
 
     consumer = KafkaConsumer(
-        bootstrap_servers=sasl_broker.sasl_bootstrap, security_protocol="SASL_PLAINTEXT",
-        sasl_mechanism=mechanism, sasl_plain_username="alice", sasl_plain_password="alice-secret",
-        enable_auto_commit=False, auto_offset_reset="earliest", consumer_timeout_ms=2000,
+        bootstrap_servers=sasl_broker.sasl_bootstrap,
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism=mechanism,
+        sasl_plain_username="alice",
+        sasl_plain_password="alice-secret",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=2000,
     )
     try:
         consumer.assign([KTP("aio-secure", 0)])
@@ -140,7 +148,9 @@ def test_credentials_reload_and_revocation(sasl_broker) -> None:
     deadline = t0 + 3
     while True:
         try:
-            list_topics(sasl_broker.sasl_config("SCRAM-SHA-256", user="bob", password="bob-secret"), timeout=2)
+            list_topics(
+                sasl_broker.sasl_config("SCRAM-SHA-256", user="bob", password="bob-secret"), timeout=2
+            )
             break
         except KafkaException:
             assert time.monotonic() < deadline, "new user not accepted"

@@ -14,7 +14,9 @@ def read_offsets(port: int, topic: str, partition_max_bytes: int = 10 << 20) -> 
     offset = 0
     with Wire(port) as w:
         while True:
-            part = w.request(fetch_request(topic, offset, partition_max_bytes=partition_max_bytes)).responses[0]
+            part = w.request(fetch_request(topic, offset, partition_max_bytes=partition_max_bytes)).responses[
+                0
+            ]
             records = part.partitions[0].records
             if not records:
                 return out
@@ -42,8 +44,11 @@ def test_restart_keeps_data_topics_and_ids(broker_factory) -> None:
         b.restart(crash=crash)
         assert read_offsets(b.port, "keep") == before
         with Wire(b.port) as w:
-            md = w.request(request_class(3, 12)(
-                topics=None, allow_auto_topic_creation=False, include_topic_authorized_operations=False))
+            md = w.request(
+                request_class(3, 12)(
+                    topics=None, allow_auto_topic_creation=False, include_topic_authorized_operations=False
+                )
+            )
             topics = {t.name: t for t in md.topics}
             assert set(topics) == {"keep"}
             assert topics["keep"].topic_id == topic_id

@@ -25,7 +25,10 @@ def create(wire: Wire, name: str, partitions: int = 1, configs: dict | None = No
     cls = request_class(19, version)
     mod = kio_adapter.request_module(19, version)
     topic = mod.CreatableTopic(
-        name=name, num_partitions=partitions, replication_factor=1, assignments=(),
+        name=name,
+        num_partitions=partitions,
+        replication_factor=1,
+        assignments=(),
         configs=tuple(mod.CreatableTopicConfig(name=k, value=v) for k, v in (configs or {}).items()),
     )
     return wire.request(kio_adapter.build(cls, topics=(topic,), timeout=5000 * MS, validate_only=False))
@@ -35,9 +38,15 @@ def produce(wire: Wire, topic: str, partition: int, records: bytes, acks: int = 
     cls = request_class(0, version)
     mod = kio_adapter.request_module(0, version)
     req = kio_adapter.build(
-        cls, transactional_id=None, acks=acks, timeout=5000 * MS,
-        topic_data=(mod.TopicProduceData(name=topic, partition_data=(
-            mod.PartitionProduceData(index=partition, records=records),)),),
+        cls,
+        transactional_id=None,
+        acks=acks,
+        timeout=5000 * MS,
+        topic_data=(
+            mod.TopicProduceData(
+                name=topic, partition_data=(mod.PartitionProduceData(index=partition, records=records),)
+            ),
+        ),
     )
     return req
 
@@ -47,16 +56,40 @@ def produce_one(wire: Wire, topic: str, partition: int, records: bytes, **kw):
     return resp.responses[0].partition_responses[0]
 
 
-def fetch_request(topic: str, offset: int, *, max_wait_ms: int = 0, min_bytes: int = 1, max_bytes: int = 10 << 20,
-                  partition_max_bytes: int = 10 << 20, version: int = 12, session_id: int = 0):
+def fetch_request(
+    topic: str,
+    offset: int,
+    *,
+    max_wait_ms: int = 0,
+    min_bytes: int = 1,
+    max_bytes: int = 10 << 20,
+    partition_max_bytes: int = 10 << 20,
+    version: int = 12,
+    session_id: int = 0,
+):
     cls = request_class(1, version)
     mod = kio_adapter.request_module(1, version)
-    part = kio_adapter.build(mod.FetchPartition, partition=0, current_leader_epoch=-1, fetch_offset=offset,
-                             last_fetched_epoch=-1, log_start_offset=-1, partition_max_bytes=partition_max_bytes)
+    part = kio_adapter.build(
+        mod.FetchPartition,
+        partition=0,
+        current_leader_epoch=-1,
+        fetch_offset=offset,
+        last_fetched_epoch=-1,
+        log_start_offset=-1,
+        partition_max_bytes=partition_max_bytes,
+    )
     return kio_adapter.build(
-        cls, replica_id=-1, max_wait=max_wait_ms * MS, min_bytes=min_bytes, max_bytes=max_bytes, isolation_level=0,
-        session_id=session_id, session_epoch=-1, topics=(mod.FetchTopic(topic=topic, partitions=(part,)),),
-        forgotten_topics_data=(), rack_id="",
+        cls,
+        replica_id=-1,
+        max_wait=max_wait_ms * MS,
+        min_bytes=min_bytes,
+        max_bytes=max_bytes,
+        isolation_level=0,
+        session_id=session_id,
+        session_epoch=-1,
+        topics=(mod.FetchTopic(topic=topic, partitions=(part,)),),
+        forgotten_topics_data=(),
+        rack_id="",
     )
 
 
@@ -117,8 +150,11 @@ def test_unknown_tagged_fields_are_skipped(wire) -> None:
 
     # Metadata v12 with an unknown tag inside a nested topic struct
     mod = kio_adapter.request_module(3, 12)
-    req = mod.MetadataRequest(topics=(mod.MetadataRequestTopic(topic_id=None, name="tagged"),),
-                              allow_auto_topic_creation=True, include_topic_authorized_operations=False)
+    req = mod.MetadataRequest(
+        topics=(mod.MetadataRequestTopic(topic_id=None, name="tagged"),),
+        allow_auto_topic_creation=True,
+        include_topic_authorized_operations=False,
+    )
     raw = encode(req)
     at = 1 + 16 + 1 + len("tagged")
     raw = raw[:at] + bytes([1, 5, 2]) + b"hi" + raw[at + 1 :]
@@ -222,22 +258,43 @@ def test_fetch_by_topic_id_and_delete_by_id(broker) -> None:
         topic_id = create(w, "byid").topics[0].topic_id
         produce_one(w, "byid", 0, make_batch([(None, b"x")]))
         mod = kio_adapter.request_module(1, 13)
-        part = kio_adapter.build(mod.FetchPartition, partition=0, current_leader_epoch=-1, fetch_offset=0,
-                                 last_fetched_epoch=-1, log_start_offset=-1, partition_max_bytes=1 << 20)
+        part = kio_adapter.build(
+            mod.FetchPartition,
+            partition=0,
+            current_leader_epoch=-1,
+            fetch_offset=0,
+            last_fetched_epoch=-1,
+            log_start_offset=-1,
+            partition_max_bytes=1 << 20,
+        )
         req = kio_adapter.build(
-            request_class(1, 13), replica_id=-1, max_wait=0 * MS, min_bytes=1, max_bytes=1 << 20,
-            isolation_level=0, session_id=0, session_epoch=-1,
-            topics=(mod.FetchTopic(topic_id=topic_id, partitions=(part,)),), forgotten_topics_data=(), rack_id="",
+            request_class(1, 13),
+            replica_id=-1,
+            max_wait=0 * MS,
+            min_bytes=1,
+            max_bytes=1 << 20,
+            isolation_level=0,
+            session_id=0,
+            session_epoch=-1,
+            topics=(mod.FetchTopic(topic_id=topic_id, partitions=(part,)),),
+            forgotten_topics_data=(),
+            rack_id="",
         )
         resp = w.request(req)
         assert resp.responses[0].topic_id == topic_id
         assert batch_offsets(resp.responses[0].partitions[0].records) == [(0, 1)]
-        md = w.request(request_class(3, 12)(topics=None, allow_auto_topic_creation=False,
-                                            include_topic_authorized_operations=False))
+        md = w.request(
+            request_class(3, 12)(
+                topics=None, allow_auto_topic_creation=False, include_topic_authorized_operations=False
+            )
+        )
         assert {t.name: t.topic_id for t in md.topics}["byid"] == topic_id
         dmod = kio_adapter.request_module(20, 6)
-        resp = w.request(request_class(20, 6)(topics=(dmod.DeleteTopicState(name=None, topic_id=topic_id),),
-                                              timeout=5000 * MS))
+        resp = w.request(
+            request_class(20, 6)(
+                topics=(dmod.DeleteTopicState(name=None, topic_id=topic_id),), timeout=5000 * MS
+            )
+        )
         assert resp.responses[0].error_code == 0 and resp.responses[0].name == "byid"
         resp = w.request(req)
         assert resp.responses[0].partitions[0].error_code == 100  # UNKNOWN_TOPIC_ID
@@ -251,9 +308,20 @@ def test_list_offsets_specs(broker) -> None:
         mod = kio_adapter.request_module(2, 8)
 
         def lookup(ts: int) -> tuple[int, int, int]:
-            req = request_class(2, 8)(replica_id=-1, isolation_level=0, topics=(mod.ListOffsetsTopic(
-                name="lo", partitions=(mod.ListOffsetsPartition(partition_index=0, current_leader_epoch=-1,
-                                                                timestamp=ts),)),))
+            req = request_class(2, 8)(
+                replica_id=-1,
+                isolation_level=0,
+                topics=(
+                    mod.ListOffsetsTopic(
+                        name="lo",
+                        partitions=(
+                            mod.ListOffsetsPartition(
+                                partition_index=0, current_leader_epoch=-1, timestamp=ts
+                            ),
+                        ),
+                    ),
+                ),
+            )
             p = w.request(req).topics[0].partitions[0]
             return p.error_code, p.offset, p.timestamp
 
