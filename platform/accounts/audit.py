@@ -46,7 +46,8 @@ def client_ip(request: Any) -> str | None:
 
 def audit_record(
     *,
-    organization: Organization | None,
+    organization: Organization | None = None,
+    organization_id: int | None = None,
     actor: Actor,
     action: str,
     target: models.Model | None = None,
@@ -61,8 +62,10 @@ def audit_record(
             getattr(target, "public_id", None) or getattr(target, "key", None) or target.pk
         )
         target_label = target_label or str(getattr(target, "name", "") or "")[:200]
+    if organization is not None:
+        organization_id = organization.pk
     return AuditEvent.objects.create(
-        organization=organization,
+        organization_id=organization_id,
         actor=actor.user,
         actor_label=actor.label,
         action=action,
