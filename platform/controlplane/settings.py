@@ -105,6 +105,7 @@ INSTALLED_APPS = [
     "clusters",
     "iam",
     "provisioning",
+    "topics",
     "web",
 ]
 
@@ -260,7 +261,7 @@ KASTLE_TRUST_X_FORWARDED_FOR = env_bool("KASTLE_TRUST_X_FORWARDED_FOR", False)
 KASTLE_HOST_NAME = os.environ.get("KASTLE_HOST_NAME", "local")
 KASTLE_HOST_ADDRESS = os.environ.get("KASTLE_HOST_ADDRESS", "127.0.0.1")
 # Dotted paths of callables run by `manage.py up` after its children stopped (e.g. stop local brokers).
-KASTLE_UP_SHUTDOWN_HOOKS: list[str] = []
+KASTLE_UP_SHUTDOWN_HOOKS: list[str] = ["provisioning.services.stop_local_brokers"]
 
 # --- Celery ---------------------------------------------------------------------------------------
 CELERY_DEFAULT_QUEUE = "kastle"
@@ -287,6 +288,7 @@ CELERY_TASK_DEFAULT_QUEUE = CELERY_DEFAULT_QUEUE
 CELERY_TASK_ROUTES = {
     "provisioning.cluster_provision": {"queue": CELERY_DEFAULT_QUEUE},
     "provisioning.cluster_deprovision": {"queue": CELERY_DEFAULT_QUEUE},
+    "provisioning.reconcile": {"queue": CELERY_DEFAULT_QUEUE},
 }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -297,7 +299,15 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_BEAT_SCHEDULE: dict = {}
+KASTLE_RECONCILE_INTERVAL = float(os.environ.get("KASTLE_RECONCILE_INTERVAL") or 3.0)
+CELERY_BEAT_SCHEDULE: dict = {
+    # Desired state (PostgreSQL) -> machines: restart crashed brokers, finish stuck clusters, remove orphans.
+    "provisioning-reconcile": {
+        "task": "provisioning.reconcile",
+        "schedule": KASTLE_RECONCILE_INTERVAL,
+        "options": {"expires": KASTLE_RECONCILE_INTERVAL * 2},
+    },
+}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # --- logging --------------------------------------------------------------------------------------

@@ -14,6 +14,13 @@ from controlplane.ids import new_api_key, new_api_secret
 from .models import ApiKey
 
 
+def _sync_credentials_on_commit(cluster_id: int) -> None:
+    """After commit, the cluster's hosts rewrite its credentials file (provisioning)."""
+    from provisioning.services import credentials_changed
+
+    transaction.on_commit(lambda: credentials_changed(cluster_id))
+
+
 def api_key_create(*, cluster: Cluster, description: str = "", actor: Actor = SYSTEM) -> tuple[ApiKey, str]:
     """Issue a key for a cluster; returns (key, secret). Only SCRAM verifiers of the secret are kept."""
     description = (description or "").strip()
@@ -63,6 +70,7 @@ def api_key_create(*, cluster: Cluster, description: str = "", actor: Actor = SY
             target_label=description,
             details={"cluster": locked.public_id},
         )
+        _sync_credentials_on_commit(locked.pk)
     return api_key, secret
 
 
@@ -83,4 +91,5 @@ def api_key_revoke(*, api_key: ApiKey, actor: Actor = SYSTEM) -> ApiKey:
                 target_label=api_key.description,
                 details={"cluster": api_key.cluster.public_id},
             )
+            _sync_credentials_on_commit(api_key.cluster_id)
     return api_key

@@ -1,40 +1,222 @@
-"""Cluster lifecycle tasks.
+"""Provisioning tasks. Each takes ids, refetches, calls one service, and is safe to run twice.
 
-The control plane enqueues these after commit (clusters.services). Their bodies are the
-provisioning issue's work: for now they look the cluster up and log, so they are safe to run
-(and re-run) anywhere.
+Control queue (`settings.CELERY_DEFAULT_QUEUE`):
+  provisioning.cluster_provision(cluster_id)     place, then start on the host (see services)
+  provisioning.cluster_deprovision(cluster_id)   stop, collect, remove, free ports, DELETED
+  provisioning.reconcile()                       beat, every KASTLE_RECONCILE_INTERVAL seconds
+Host queue `host.<name>` (first argument: the host's name):
+  provisioning.host_provision(host, cluster_id, owner)
+  provisioning.host_deprovision(host, cluster_id, owner)
+  provisioning.credentials_sync(host, cluster_id)
+  provisioning.host_reconcile(host)
+
+Transient errors are retried with exponential backoff; when retries are exhausted the cluster
+becomes FAILED with a reason for the tenant. A worker killed mid-task is covered by the
+operation lease and `provisioning.reconcile`, not by Celery redelivery.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from typing import Any
 
-from celery import shared_task
+from celery import current_app, shared_task
+from celery.signals import worker_ready, worker_shutdown
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections
 
-from clusters.models import Cluster
+from . import conf, placement, services
 
 logger = logging.getLogger(__name__)
 
-# Queues come from CELERY_TASK_ROUTES (settings): lifecycle tasks run on the control queue.
+#: Lifecycle tasks run on the control queue (settings.CELERY_TASK_ROUTES); host-specific work goes to
+#: `host.<name>` queues, chosen per call by `send_to_host`.
+LIFECYCLE_QUEUE = settings.CELERY_DEFAULT_QUEUE
+MAX_RETRIES = 5
+TRANSIENT = (services.TransientError, DatabaseError, TimeoutError, OSError)
 
 
-@shared_task(name="provisioning.cluster_provision", acks_late=True)
-def cluster_provision(cluster_id: int) -> None:
-    cluster = Cluster.objects.filter(pk=cluster_id).only("public_id", "status").first()
-    if cluster is None:
-        logger.info("cluster_provision: cluster %s no longer exists", cluster_id)
-        return
-    logger.info(
-        "cluster_provision: %s is %s (placement not implemented yet)", cluster.public_id, cluster.status
+def backoff(retries: int) -> float:
+    """1, 2, 4, 8, 16 s: about half a minute in all before a cluster is FAILED."""
+    return float(min(2**retries, 30))
+
+
+def host_queue(host_name: str) -> str:
+    return f"host.{host_name}"
+
+
+def send_to_host(task_name: str, host_name: str, *args: Any, **options: Any) -> None:
+    """Send a host task to `host.<name>`; the host's name is its first argument."""
+    current_app.send_task(task_name, args=(host_name, *args), queue=host_queue(host_name), **options)
+
+
+def _log_start(what: str, cluster_id: int) -> None:
+    from clusters.models import Cluster
+
+    row = Cluster.objects.filter(pk=cluster_id).values_list("public_id", "status").first()
+    if row is None:
+        logger.info("%s: cluster %s no longer exists", what, cluster_id)
+    else:
+        logger.info("%s: %s is %s", what, *row)
+
+
+def _run(task, cluster_id: int, owner: str, fn, *, what: str, retry_options: dict | None = None):
+    try:
+        return fn()
+    except services.PermanentError as exc:
+        services.fail_cluster(cluster_id, str(exc))
+        return "failed"
+    except TRANSIENT as exc:
+        reason = str(exc) or exc.__class__.__name__
+        services.operation_note(cluster_id, reason)
+        attempts = task.request.retries + 1
+        if task.request.called_directly or task.request.retries >= task.max_retries:
+            services.fail_cluster(cluster_id, f"{reason} (gave up {what} after {attempts} attempts)")
+            return "failed"
+        countdown = backoff(task.request.retries)
+        services.operation_renew(cluster_id, owner, countdown + conf.operation_lease())
+        logger.warning("%s of cluster %s: %s; retrying in %.0fs", what, cluster_id, reason, countdown)
+        raise task.retry(exc=exc, countdown=countdown, **(retry_options or {})) from exc
+    except Exception:
+        logger.exception("%s of cluster %s failed unexpectedly", what, cluster_id)
+        services.fail_cluster(
+            cluster_id, f"An internal error stopped the {what}; the operators have the details in the logs."
+        )
+        return "failed"
+
+
+@shared_task(
+    bind=True,
+    name="provisioning.cluster_provision",
+    acks_late=True,
+    max_retries=MAX_RETRIES,
+)
+def cluster_provision(self, cluster_id: int) -> str:
+    _log_start("cluster_provision", cluster_id)
+    owner = self.request.id or services.new_owner()
+    return _run(self, cluster_id, owner, lambda: services.provision(cluster_id, owner), what="provisioning")
+
+
+@shared_task(
+    bind=True,
+    name="provisioning.cluster_deprovision",
+    acks_late=True,
+    max_retries=MAX_RETRIES,
+)
+def cluster_deprovision(self, cluster_id: int) -> str:
+    _log_start("cluster_deprovision", cluster_id)
+    owner = self.request.id or services.new_owner()
+    return _run(self, cluster_id, owner, lambda: services.deprovision(cluster_id, owner), what="deletion")
+
+
+@shared_task(bind=True, name="provisioning.host_provision", acks_late=True, max_retries=MAX_RETRIES)
+def host_provision(self, host_name: str, cluster_id: int, owner: str) -> str:
+    if not _is_local(host_name, "host_provision"):
+        return "misrouted"
+    return _run(
+        self,
+        cluster_id,
+        owner,
+        lambda: services.host_provision(cluster_id, owner, host_name=host_name),
+        what="provisioning",
+        retry_options={"queue": host_queue(host_name)},
     )
 
 
-@shared_task(name="provisioning.cluster_deprovision", acks_late=True)
-def cluster_deprovision(cluster_id: int) -> None:
-    cluster = Cluster.objects.filter(pk=cluster_id).only("public_id", "status").first()
-    if cluster is None:
-        logger.info("cluster_deprovision: cluster %s no longer exists", cluster_id)
-        return
-    logger.info(
-        "cluster_deprovision: %s is %s (teardown not implemented yet)", cluster.public_id, cluster.status
+@shared_task(bind=True, name="provisioning.host_deprovision", acks_late=True, max_retries=MAX_RETRIES)
+def host_deprovision(self, host_name: str, cluster_id: int, owner: str) -> str:
+    if not _is_local(host_name, "host_deprovision"):
+        return "misrouted"
+    return _run(
+        self,
+        cluster_id,
+        owner,
+        lambda: services.host_deprovision(cluster_id, owner, host_name=host_name),
+        what="deletion",
+        retry_options={"queue": host_queue(host_name)},
     )
+
+
+@shared_task(bind=True, name="provisioning.credentials_sync", acks_late=True, max_retries=MAX_RETRIES)
+def credentials_sync(self, host_name: str, cluster_id: int) -> bool:
+    """Rewrite a cluster's credentials file on this host (reconciliation also repairs it)."""
+    if not _is_local(host_name, "credentials_sync"):
+        return False
+    try:
+        return services.host_sync_credentials(cluster_id, host_name=host_name)
+    except TRANSIENT as exc:
+        countdown = backoff(self.request.retries) / 4
+        raise self.retry(exc=exc, countdown=countdown, queue=host_queue(host_name)) from exc
+
+
+@shared_task(name="provisioning.host_reconcile", acks_late=True, ignore_result=True)
+def host_reconcile(host_name: str) -> dict:
+    if not _is_local(host_name, "host_reconcile"):
+        return {}
+    return services.reconcile_host(host_name)
+
+
+@shared_task(name="provisioning.reconcile", acks_late=True, ignore_result=True)
+def reconcile() -> dict:
+    return services.reconcile_control()
+
+
+def _is_local(host_name: str, what: str) -> bool:
+    if host_name == conf.host_name():
+        return True
+    logger.error(
+        "%s for host %s reached a worker of host %s; check the worker's -Q and KASTLE_HOST_NAME",
+        what,
+        host_name,
+        conf.host_name(),
+    )
+    return False
+
+
+# --- host registration and heartbeat (the host's worker) ----------------------------------------
+class Heartbeat(threading.Thread):
+    """Registers this host, then keeps its heartbeat fresh (re-registering if its row vanished)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name=f"kastle-heartbeat-{name}", daemon=True)
+        self.host_name = name
+        self.stopping = threading.Event()
+        self.registered = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                close_old_connections()
+                if not self.registered.is_set() or not placement.host_heartbeat(self.host_name):
+                    host = placement.host_register_local()
+                    if not self.registered.is_set():
+                        logger.info("host %s registered: %s", host.name, host)
+                        self.registered.set()
+                        # Adopt or restart this host's brokers now, not at the next beat.
+                        send_to_host("provisioning.host_reconcile", host.name, expires=30)
+            except Exception:
+                logger.exception("host %s heartbeat failed", self.host_name)
+            self.stopping.wait(conf.heartbeat_interval())
+        close_old_connections()
+
+
+_heartbeat: Heartbeat | None = None
+
+
+@worker_ready.connect
+def _register_host(sender=None, **kwargs) -> None:
+    global _heartbeat
+    app = getattr(sender, "app", None) or current_app
+    consume = set(app.amqp.queues.consume_from or {})
+    name = conf.host_name()
+    if host_queue(name) not in consume:
+        return  # a control-plane-only worker
+    _heartbeat = Heartbeat(name)
+    _heartbeat.start()
+
+
+@worker_shutdown.connect
+def _stop_heartbeat(**kwargs) -> None:
+    if _heartbeat is not None:
+        _heartbeat.stopping.set()

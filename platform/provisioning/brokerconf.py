@@ -1,0 +1,150 @@
+"""Render a broker's TOML config from its cluster's plan, and its cluster's credentials file.
+
+Pure functions plus atomic writes; no process control. Plan limits become broker settings
+(Kafka names, brokerd/config.py and brokerd/configs.py) and per-user default client quotas.
+Settings this brokerd does not know are left out (and logged), so the control plane and a
+broker of another version never disagree into a broker that refuses to start.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from brokerd import credentials as brokerd_credentials
+from clusters.models import INTERNAL_USERNAME
+from clusters.plans import DAY_MS, Plan
+
+logger = logging.getLogger(__name__)
+
+MB = 1024 * 1024
+#: Retention for topics that do not set one: Kafka's 7 days, capped by the plan.
+DEFAULT_RETENTION_MS = 7 * DAY_MS
+
+
+def plan_settings(plan: Plan) -> dict[str, Any]:
+    """The broker settings a plan implies."""
+    retention = DEFAULT_RETENTION_MS
+    if plan.max_retention_ms >= 0:
+        retention = min(retention, plan.max_retention_ms)
+    return {
+        # Hosted Kafka: topics are created deliberately (REST, portal, AdminClient), never by a typo.
+        "auto.create.topics.enable": False,
+        "log.retention.ms": retention,
+        "message.max.bytes": plan.max_message_bytes,
+        "max.connections": plan.max_connections,
+        "kastle.plan.max.partitions": plan.max_partitions,
+        "kastle.plan.max.retention.ms": plan.max_retention_ms,
+        "kastle.plan.max.message.bytes": plan.max_message_bytes,
+        # Per API key (Kafka's <default> user) byte rates: the plan's ingress/egress.
+        "kastle.quota.user.default.producer_byte_rate": plan.ingress_mbps * MB,
+        "kastle.quota.user.default.consumer_byte_rate": plan.egress_mbps * MB,
+        # Only the control plane's credential may alter broker configs and client quotas.
+        "super.users": f"User:{INTERNAL_USERNAME}",
+    }
+
+
+def broker_settings(
+    *,
+    public_id: str,
+    plan: Plan,
+    node_id: int,
+    address: str,
+    port: int,
+    admin_port: int,
+    data_dir: Path,
+    credentials_file: Path,
+) -> dict[str, Any]:
+    settings: dict[str, Any] = {
+        "node.id": node_id,
+        "cluster.id": public_id,
+        "data.dir": str(data_dir),
+        "listeners": [f"SASL_PLAINTEXT://{address}:{port}"],
+        "advertised.host": address,
+        "admin.listener": f"{address}:{admin_port}",
+        "credentials.file": str(credentials_file),
+        "sasl.enabled.mechanisms": ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"],
+    }
+    settings.update(plan_settings(plan))
+    return known_settings(settings)
+
+
+def known_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """Drop the settings this brokerd does not know (logged: the broker would refuse them)."""
+    try:
+        from brokerd.config import SETTINGS
+    except ImportError:  # pragma: no cover - brokerd ships with the control plane
+        return settings
+    try:
+        from brokerd.configs import BROKER_CONFIG_DEFS
+    except ImportError:  # pragma: no cover
+        BROKER_CONFIG_DEFS = {}
+    kept = {k: v for k, v in settings.items() if k in SETTINGS or k in BROKER_CONFIG_DEFS}
+    dropped = sorted(set(settings) - set(kept))
+    if dropped:
+        logger.warning("brokerd does not know these settings yet; not rendering them: %s", ", ".join(dropped))
+    return kept
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))  # a TOML basic string: JSON's escapes are valid TOML
+
+
+def render_toml(settings: dict[str, Any]) -> str:
+    """Dotted Kafka names as quoted keys (one key each, not nested tables)."""
+    lines = ["# Written by Kastle provisioning; changes are overwritten.", ""]
+    for key in sorted(settings):
+        lines.append(f"{json.dumps(key)} = {_toml_value(settings[key])}")
+    return "\n".join(lines) + "\n"
+
+
+def validate(text: str) -> None:
+    """Parse the rendered config as brokerd will (raises brokerd.config.ConfigError)."""
+    import tomllib
+
+    from brokerd.config import Config, flatten
+
+    Config.resolve(toml=flatten(tomllib.loads(text)))
+
+
+def write_if_changed(path: Path, text: str, mode: int = 0o600) -> bool:
+    """Atomically replace `path` with `text` unless it already holds exactly that."""
+    try:
+        if path.read_text() == text:
+            return False
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return True
+
+
+def write_credentials(path: Path, users: dict[str, dict[str, Any]]) -> bool:
+    """brokerd.credentials.write_atomic, skipped when the file already holds these users."""
+    try:
+        if brokerd_credentials.load(path) == users:
+            return False
+    except (OSError, ValueError):
+        pass
+    brokerd_credentials.write_atomic(path, users)
+    return True

@@ -1,0 +1,122 @@
+"""The control plane's Kafka admin client for a cluster: confluent-kafka with the internal credential.
+
+The broker is the source of truth for topics, configs, groups and offsets; the REST API reads
+and writes them through the Kafka protocol, exactly as a tenant's AdminClient would. Clients
+are cached per cluster and bootstrap address (librdkafka handles are thread-safe and keep
+their connections), so a REST call does not pay a SASL handshake each time.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
+
+from clusters.models import Cluster, ClusterStatus
+from controlplane.errors import Conflict, ServiceError
+
+REQUEST_TIMEOUT_S = 10.0
+_CACHE_SIZE = 64
+_cache: OrderedDict[tuple[str, str], AdminClient] = OrderedDict()
+_lock = threading.Lock()
+
+
+class ClusterNotRunning(Conflict):
+    code = "cluster_not_running"
+
+    def __init__(self, cluster: Cluster) -> None:
+        super().__init__(
+            f"Cluster {cluster.public_id} is {cluster.status}; "
+            "its topics can be managed only while it is RUNNING.",
+            details={"status": cluster.status},
+        )
+
+
+class ClusterUnavailable(ServiceError):
+    """The cluster's brokers did not answer (503: try again shortly)."""
+
+    status_code = 503
+    code = "cluster_unavailable"
+
+
+def client_config(cluster: Cluster) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": cluster.bootstrap_servers,
+        "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanism": "SCRAM-SHA-256",
+        "sasl.username": cluster.internal_username,
+        "sasl.password": cluster.internal_password(),
+        "client.id": "kastle-control-plane",
+        "socket.timeout.ms": int(REQUEST_TIMEOUT_S * 1000),
+        "socket.connection.setup.timeout.ms": int(REQUEST_TIMEOUT_S * 1000),
+        "reconnect.backoff.max.ms": 1000,
+    }
+
+
+def admin_client(cluster: Cluster) -> AdminClient:
+    """A cached AdminClient for a RUNNING cluster (409 otherwise)."""
+    if cluster.status != ClusterStatus.RUNNING or not cluster.bootstrap_servers:
+        forget(cluster)
+        raise ClusterNotRunning(cluster)
+    key = (cluster.public_id, cluster.bootstrap_servers)
+    with _lock:
+        client = _cache.get(key)
+        if client is not None:
+            _cache.move_to_end(key)
+            return client
+        client = AdminClient(client_config(cluster))
+        _cache[key] = client
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return client
+
+
+def forget(cluster: Cluster) -> None:
+    with _lock:
+        for key in [k for k in _cache if k[0] == cluster.public_id]:
+            del _cache[key]
+
+
+def kafka_error(exc: BaseException) -> KafkaError | None:
+    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
+        return exc.args[0]
+    return None
+
+
+TRANSPORT_ERRORS = {
+    KafkaError._TRANSPORT,
+    KafkaError._TIMED_OUT,
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._RESOLVE,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.NETWORK_EXCEPTION,
+    KafkaError._AUTHENTICATION,
+    KafkaError.SASL_AUTHENTICATION_FAILED,
+    KafkaError.BROKER_NOT_AVAILABLE,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.NOT_CONTROLLER,
+}
+
+
+def unavailable(cluster: Cluster, err: KafkaError | None = None) -> ClusterUnavailable:
+    detail = f" ({err.str()})" if err is not None else ""
+    return ClusterUnavailable(
+        f"Cluster {cluster.public_id} did not answer{detail}; try again in a few seconds.",
+        details={"kafka_error": err.name() if err is not None else "timeout"},
+    )
+
+
+def result(cluster: Cluster, future, timeout: float = REQUEST_TIMEOUT_S + 5):
+    """Wait for an admin future; connection trouble becomes 503, other Kafka errors propagate."""
+    try:
+        return future.result(timeout=timeout)
+    except KafkaException as exc:
+        err = kafka_error(exc)
+        if err is not None and err.code() in TRANSPORT_ERRORS:
+            raise unavailable(cluster, err) from exc
+        raise
+    except TimeoutError as exc:  # concurrent.futures.TimeoutError
+        raise unavailable(cluster) from exc

@@ -1,0 +1,177 @@
+"""Hosts and placement: which host runs a broker, on which ports.
+
+- A host is *live* while its worker's heartbeat is fresh (`conf.host_timeout()`).
+- A broker occupies a host's capacity while it holds a client-port lease.
+- Ports come from the host's range; `PortLease(host, port)` is unique, so two brokers never
+  get the same port on a host, whoever races whom (the loser retries with the next port).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+
+from clusters.models import Broker, BrokerStatus, Cluster, Host
+
+from . import conf
+from .models import PortLease, PortPurpose
+
+logger = logging.getLogger(__name__)
+
+
+class NoHostAvailable(Exception):
+    """No live host has room; transient (a host may come back or free up)."""
+
+
+class NoPortAvailable(Exception):
+    """The host's port range is exhausted."""
+
+
+# --- hosts ----------------------------------------------------------------------------------
+def host_register(*, name: str, address: str, port_min: int, port_max: int, capacity: int) -> Host:
+    """Create or update a host and stamp its heartbeat (its worker calls this when it starts)."""
+    host, _ = Host.objects.update_or_create(
+        name=name,
+        defaults={
+            "address": address,
+            "port_min": port_min,
+            "port_max": port_max,
+            "capacity": capacity,
+            "heartbeat_at": timezone.now(),
+        },
+    )
+    return host
+
+
+def host_register_local() -> Host:
+    port_min, port_max = conf.host_ports()
+    return host_register(
+        name=conf.host_name(),
+        address=conf.host_address(),
+        port_min=port_min,
+        port_max=port_max,
+        capacity=conf.host_capacity(),
+    )
+
+
+def host_heartbeat(name: str) -> bool:
+    """Refresh a host's heartbeat; False if the host row is gone (the caller re-registers)."""
+    return bool(Host.objects.filter(name=name).update(heartbeat_at=timezone.now()))
+
+
+def live_hosts() -> QuerySet[Host]:
+    cutoff = timezone.now() - timedelta(seconds=conf.host_timeout())
+    return Host.objects.filter(heartbeat_at__gte=cutoff)
+
+
+def host_is_live(host: Host) -> bool:
+    return live_hosts().filter(pk=host.pk).exists()
+
+
+# --- ports ----------------------------------------------------------------------------------
+def _lease_one(broker: Broker, host: Host, purpose: str, exclude: set[int]) -> int:
+    taken = set(PortLease.objects.filter(host=host).values_list("port", flat=True))
+    for port in range(host.port_min, host.port_max + 1):
+        if port in taken or port in exclude:
+            continue
+        try:
+            with transaction.atomic():
+                PortLease.objects.create(host=host, port=port, broker=broker, purpose=purpose)
+        except IntegrityError:  # someone else took it a moment ago
+            taken.add(port)
+            continue
+        return port
+    raise NoPortAvailable(f"host {host.name} has no free port in {host.port_min}-{host.port_max}")
+
+
+def lease_ports(broker: Broker, host: Host, *, exclude: set[int] | frozenset[int] = frozenset()) -> Broker:
+    """Give `broker` a client and an admin port on `host` (keeping leases it has unless excluded)."""
+    exclude = set(exclude)
+    with transaction.atomic():
+        leases = {lease.purpose: lease for lease in PortLease.objects.filter(broker=broker)}
+        for purpose, lease in list(leases.items()):
+            if lease.host_id != host.pk or lease.port in exclude:
+                lease.delete()
+                del leases[purpose]
+        ports = {purpose: lease.port for purpose, lease in leases.items()}
+        for purpose in (PortPurpose.CLIENT, PortPurpose.ADMIN):
+            if purpose not in ports:
+                ports[purpose] = _lease_one(broker, host, purpose, exclude)
+        broker.host = host
+        broker.port = ports[PortPurpose.CLIENT]
+        broker.admin_port = ports[PortPurpose.ADMIN]
+        broker.save(update_fields=["host", "port", "admin_port", "updated_at"])
+    return broker
+
+
+def release_ports(broker: Broker) -> None:
+    with transaction.atomic():
+        PortLease.objects.filter(broker=broker).delete()
+        Broker.objects.filter(pk=broker.pk).update(port=None, admin_port=None, pid=None)
+    broker.port = broker.admin_port = broker.pid = None
+
+
+# --- placement --------------------------------------------------------------------------------
+def _choose_host(exclude: set[int]) -> Host:
+    candidates = (
+        live_hosts()
+        .exclude(pk__in=exclude)
+        .annotate(load=Count("port_leases", filter=Q(port_leases__purpose=PortPurpose.CLIENT)))
+        .order_by("load", "name")
+    )
+    for host in candidates:
+        if host.load < host.capacity:
+            return host
+    raise NoHostAvailable(
+        "No broker host has room for this cluster right now "
+        f"({'no live host' if not live_hosts().exists() else 'all live hosts are full'})."
+    )
+
+
+def _lock_host_with_room(prefer_not: set[int]) -> Host:
+    """A live host with room, row-locked so concurrent placements see each other's leases.
+
+    Brokers of one cluster go to different hosts when there are enough (anti-affinity).
+    """
+    for _ in range(10):
+        try:
+            host = _choose_host(exclude=prefer_not)
+        except NoHostAvailable:
+            host = _choose_host(exclude=set())
+        locked = Host.objects.select_for_update().get(pk=host.pk)
+        load = PortLease.objects.filter(host=locked, purpose=PortPurpose.CLIENT).count()
+        if load < locked.capacity:
+            return locked
+    raise NoHostAvailable("No broker host has room for this cluster right now (all live hosts are full).")
+
+
+def place_cluster(cluster: Cluster) -> list[Broker]:
+    """Brokers of `cluster` placed on live hosts with ports (idempotent: kept where they are).
+
+    A broker that never ran and whose host is no longer live moves to another host.
+    """
+    with transaction.atomic():
+        Cluster.objects.select_for_update().get(pk=cluster.pk)
+        brokers = []
+        used_hosts: set[int] = set()
+        for node_id in range(1, cluster.plan_limits.brokers + 1):
+            broker, _ = Broker.objects.get_or_create(cluster=cluster, node_id=node_id)
+            has_lease = PortLease.objects.filter(broker=broker).exists()
+            if broker.host_id and has_lease:
+                if broker.status in (BrokerStatus.PENDING,) and not host_is_live(broker.host):
+                    release_ports(broker)
+                else:
+                    brokers.append(broker)
+                    used_hosts.add(broker.host_id)
+                    continue
+            host = _lock_host_with_room(prefer_not=used_hosts)
+            lease_ports(broker, host)
+            broker.status = BrokerStatus.PENDING
+            broker.save(update_fields=["status", "updated_at"])
+            used_hosts.add(host.pk)
+            brokers.append(broker)
+    return brokers

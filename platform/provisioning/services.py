@@ -1,0 +1,579 @@
+"""Provisioning writes: drive clusters through PROVISIONING and DELETING, converge hosts.
+
+Two kinds of functions:
+- *control* steps (`provision`, `deprovision`, `reconcile_control`) run on any worker of the
+  control queue: they place brokers, hand the host work to the host, and watch for stuck
+  clusters;
+- *host* steps (`host_provision`, `host_deprovision`, `host_sync_credentials`,
+  `reconcile_host`) run on the host's own worker (queue `host.<name>`), because they touch
+  its processes and files.
+
+A control step runs the host step inline when this worker is that host's worker (one queue
+hop less, and no polling delay on the embedded filesystem transport); otherwise it sends the
+host task to `host.<name>`. The host step finishes the operation (RUNNING or DELETED).
+Every step is idempotent and serialised per cluster (row locks in the database, an flock on
+the host), so running one twice — a retry, a reconciliation re-drive — is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.audit import SYSTEM
+from clusters import services as cluster_services
+from clusters.models import Broker, BrokerStatus, Cluster, ClusterStatus, Host
+from iam import selectors as iam_selectors
+from iam.models import ApiKey
+
+from . import brokerconf, conf, placement, supervisor
+from .models import ClusterOperation, OperationKind, PortLease, PortPurpose
+from .signals import broker_final_state
+from .supervisor import BrokerPaths, BrokerStartError
+
+logger = logging.getLogger(__name__)
+
+
+class TransientError(Exception):
+    """Worth retrying with backoff (a host may come back, a port may free up)."""
+
+
+class PermanentError(Exception):
+    """Retrying will not help; the cluster becomes FAILED with this message as the reason."""
+
+
+# --- where am I -------------------------------------------------------------------------------
+def local_host_name() -> str | None:
+    """This process's host, if it is a worker consuming `host.<KASTLE_HOST_NAME>`."""
+    try:
+        from celery import current_app
+
+        consume = current_app.amqp.queues.consume_from or {}
+    except Exception:  # not a worker
+        return None
+    name = conf.host_name()
+    return name if f"host.{name}" in consume else None
+
+
+def host_root(host: Host | str) -> Path:
+    return conf.host_root(host if isinstance(host, str) else host.name)
+
+
+def broker_paths(broker: Broker) -> BrokerPaths:
+    return BrokerPaths.of(host_root(broker.host), broker.cluster.public_id, broker.node_id)
+
+
+# --- operation leases -----------------------------------------------------------------------
+def new_owner() -> str:
+    return uuid.uuid4().hex
+
+
+def operation_claim(cluster: Cluster, kind: str, owner: str) -> bool:
+    """Take (or keep) the cluster's operation lease. False if another live task holds it."""
+    now = timezone.now()
+    with transaction.atomic():
+        Cluster.objects.select_for_update().get(pk=cluster.pk)
+        op, created = ClusterOperation.objects.get_or_create(
+            cluster=cluster, defaults={"kind": kind, "owner": owner}
+        )
+        if not created:
+            if op.kind != kind:
+                op.kind, op.redrives, op.last_error = kind, 0, ""
+            elif op.owner and op.owner != owner and op.lease_until and op.lease_until > now:
+                return False
+        op.owner = owner
+        op.lease_until = now + timedelta(seconds=conf.operation_lease())
+        op.save()
+    return True
+
+
+def operation_renew(cluster_id: int, owner: str, seconds: float | None = None) -> None:
+    seconds = conf.operation_lease() if seconds is None else seconds
+    ClusterOperation.objects.filter(cluster_id=cluster_id, owner=owner).update(
+        lease_until=timezone.now() + timedelta(seconds=seconds), updated_at=timezone.now()
+    )
+
+
+def operation_note(cluster_id: int, error: str) -> None:
+    ClusterOperation.objects.filter(cluster_id=cluster_id).update(last_error=error[:2000])
+
+
+def _operation_done(cluster: Cluster) -> None:
+    ClusterOperation.objects.filter(cluster=cluster).delete()
+
+
+def fail_cluster(cluster_id: int, reason: str) -> Cluster | None:
+    """PROVISIONING/DELETING -> FAILED with a reason for the tenant (no-op in other states)."""
+    with transaction.atomic():
+        cluster = Cluster.objects.select_for_update().filter(pk=cluster_id).first()
+        if cluster is None or cluster.status not in (ClusterStatus.PROVISIONING, ClusterStatus.DELETING):
+            return cluster
+        cluster = cluster_services.cluster_transition(
+            cluster=cluster, to=ClusterStatus.FAILED, reason=reason, actor=SYSTEM
+        )
+        _operation_done(cluster)
+    logger.warning("cluster %s FAILED: %s", cluster.public_id, reason)
+    return cluster
+
+
+# --- provision --------------------------------------------------------------------------------
+def provision(cluster_id: int, owner: str, *, send=None) -> str:
+    """Control step: place the brokers, then start them on their hosts (inline if this is one)."""
+    cluster = Cluster.objects.filter(pk=cluster_id).first()
+    if cluster is None or cluster.status != ClusterStatus.PROVISIONING:
+        return "skipped"
+    if not operation_claim(cluster, OperationKind.PROVISION, owner):
+        return "busy"
+    try:
+        brokers = placement.place_cluster(cluster)
+    except placement.NoHostAvailable as exc:
+        raise TransientError(str(exc)) from exc
+    except placement.NoPortAvailable as exc:
+        raise TransientError(f"No free port for the broker: {exc}.") from exc
+    local = local_host_name()
+    placed = Broker.objects.filter(pk__in=[b.pk for b in brokers]).select_related("host")
+    hosts = {b.host.name for b in placed}
+    result = "sent"
+    for name in sorted(hosts):
+        if name == local:
+            result = host_provision(cluster_id, owner, host_name=name)
+        else:
+            (send or _send_host)("provisioning.host_provision", name, cluster_id, owner)
+    return result
+
+
+def _send_host(task_name: str, host_name: str, *args: Any) -> None:
+    from .tasks import send_to_host
+
+    send_to_host(task_name, host_name, *args)
+
+
+def host_provision(cluster_id: int, owner: str, *, host_name: str) -> str:
+    """Host step: render config and credentials, start brokerd, wait for health; RUNNING when all are."""
+    cluster = Cluster.objects.filter(pk=cluster_id).first()
+    if cluster is None or cluster.status != ClusterStatus.PROVISIONING:
+        return "skipped"
+    operation_claim(cluster, OperationKind.PROVISION, owner)
+    brokers = list(
+        Broker.objects.filter(cluster=cluster, host__name=host_name).select_related("host", "cluster")
+    )
+    root = host_root(host_name)
+    with supervisor.cluster_lock(root, cluster.public_id):
+        cluster.refresh_from_db()
+        if cluster.status != ClusterStatus.PROVISIONING:
+            return "skipped"
+        sync_credentials_locked(cluster, root)
+        for broker in brokers:
+            ensure_running(broker, tick=lambda: operation_renew(cluster_id, owner))
+    return "running" if mark_running_if_ready(cluster_id) else "started"
+
+
+def mark_running_if_ready(cluster_id: int) -> bool:
+    with transaction.atomic():
+        cluster = Cluster.objects.select_for_update().get(pk=cluster_id)
+        if cluster.status != ClusterStatus.PROVISIONING:
+            return cluster.status == ClusterStatus.RUNNING
+        brokers = list(cluster.brokers.select_related("host").order_by("node_id"))
+        if not brokers or any(b.status != BrokerStatus.RUNNING or not b.port for b in brokers):
+            return False
+        cluster_services.cluster_transition(
+            cluster=cluster,
+            to=ClusterStatus.RUNNING,
+            actor=SYSTEM,
+            bootstrap_servers=_bootstrap(brokers),
+            security_protocol="SASL_PLAINTEXT",
+        )
+        _operation_done(cluster)
+    logger.info("cluster %s RUNNING", cluster.public_id)
+    return True
+
+
+def _bootstrap(brokers: list[Broker]) -> str:
+    return ",".join(f"{b.host.address}:{b.port}" for b in brokers)
+
+
+def render_config(broker: Broker, paths: BrokerPaths) -> str:
+    text = brokerconf.render_toml(
+        brokerconf.broker_settings(
+            public_id=broker.cluster.public_id,
+            plan=broker.cluster.plan_limits,
+            node_id=broker.node_id,
+            address=broker.host.address,
+            port=broker.port,
+            admin_port=broker.admin_port,
+            data_dir=paths.data,
+            credentials_file=paths.credentials,
+        )
+    )
+    try:
+        brokerconf.validate(text)
+    except ValueError as exc:  # brokerd.config.ConfigError: our rendering is wrong
+        raise PermanentError(
+            f"The broker configuration is invalid ({exc}); the operators must fix it."
+        ) from exc
+    return text
+
+
+def ensure_running(broker: Broker, *, tick=None, attempts: int = 3) -> int:
+    """Make this host's brokerd for `broker` run and answer /healthz; adopt it if it already does.
+
+    Call with the cluster lock held. Returns the pid.
+    """
+    paths = broker_paths(broker)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    timeout = conf.broker_start_timeout()
+    pid = supervisor.running_pid(paths, hint=broker.pid)
+    if pid is not None:
+        brokerconf.write_if_changed(paths.config, render_config(broker, paths))  # applies at next start
+        deadline = time.monotonic() + min(timeout, 10.0)
+        while time.monotonic() < deadline:  # it may still be starting up
+            if supervisor.healthz(broker.host.address, broker.admin_port):
+                _broker_running(broker, pid)
+                return pid
+            if not supervisor.is_brokerd_for(pid, paths.config):
+                break
+            time.sleep(0.05)
+        if supervisor.is_brokerd_for(pid, paths.config):
+            logger.warning("brokerd %s of %s is unhealthy; restarting it", pid, broker)
+            supervisor.stop_pid(pid, paths, timeout=5)
+    last: BrokerStartError | None = None
+    for _ in range(attempts):
+        busy = {
+            p for p in (broker.port, broker.admin_port) if not supervisor.port_is_free(broker.host.address, p)
+        }
+        if busy:
+            _move_ports(broker, busy)
+        brokerconf.write_if_changed(paths.config, render_config(broker, paths))
+        proc = supervisor.spawn(paths)
+        Broker.objects.filter(pk=broker.pk).update(
+            pid=proc.pid, status=BrokerStatus.STARTING, updated_at=timezone.now()
+        )
+        try:
+            pid = supervisor.wait_healthy(
+                paths, proc, broker.host.address, broker.admin_port, timeout, tick=tick
+            )
+        except BrokerStartError as exc:
+            last = exc
+            logger.warning("brokerd for %s did not start: %s", broker, exc.message)
+            if exc.port_in_use:
+                _move_ports(broker, {broker.port, broker.admin_port})
+                continue
+            break
+        _broker_running(broker, pid)
+        logger.info("brokerd for %s started (pid %s, port %s)", broker, pid, broker.port)
+        return pid
+    Broker.objects.filter(pk=broker.pk).update(status=BrokerStatus.FAILED, pid=None)
+    assert last is not None
+    raise TransientError(f"The broker process did not start: {last.message}")
+
+
+def _broker_running(broker: Broker, pid: int) -> None:
+    broker.pid, broker.status = pid, BrokerStatus.RUNNING
+    Broker.objects.filter(pk=broker.pk).update(
+        pid=pid, status=BrokerStatus.RUNNING, updated_at=timezone.now()
+    )
+
+
+def _move_ports(broker: Broker, busy: set[int]) -> None:
+    """Another process holds one of the broker's ports: lease others (and re-advertise)."""
+    logger.warning("ports %s of %s are in use by another process; leasing others", sorted(busy), broker)
+    taken = set(busy)
+    for _ in range(20):
+        placement.lease_ports(broker, broker.host, exclude=taken)
+        now_busy = {
+            p for p in (broker.port, broker.admin_port) if not supervisor.port_is_free(broker.host.address, p)
+        }
+        if not now_busy:
+            break
+        taken |= now_busy
+    with transaction.atomic():
+        cluster = Cluster.objects.select_for_update().get(pk=broker.cluster_id)
+        if cluster.bootstrap_servers:
+            brokers = list(cluster.brokers.select_related("host").order_by("node_id"))
+            Cluster.objects.filter(pk=cluster.pk).update(bootstrap_servers=_bootstrap(brokers))
+
+
+# --- deprovision -----------------------------------------------------------------------------
+def deprovision(cluster_id: int, owner: str, *, send=None) -> str:
+    """Control step: stop and remove the brokers on their hosts; DELETED when none is left."""
+    cluster = Cluster.objects.filter(pk=cluster_id).first()
+    if cluster is None or cluster.status != ClusterStatus.DELETING:
+        return "skipped"
+    if not operation_claim(cluster, OperationKind.DEPROVISION, owner):
+        return "busy"
+    hosts = set(
+        Broker.objects.filter(cluster=cluster, host__isnull=False).values_list("host__name", flat=True)
+    )
+    local = local_host_name()
+    result = "sent"
+    for name in sorted(hosts):
+        host = Host.objects.get(name=name)
+        if name == local:
+            result = host_deprovision(cluster_id, owner, host_name=name)
+        elif not placement.host_is_live(host) and not _holds_leases(cluster, host):
+            continue  # nothing left there
+        elif not placement.host_is_live(host):
+            raise TransientError(
+                f"Host {name} is not responding, so the cluster's broker there cannot be removed yet."
+            )
+        else:
+            (send or _send_host)("provisioning.host_deprovision", name, cluster_id, owner)
+    if not hosts or all(not _holds_leases(cluster, Host.objects.get(name=n)) for n in hosts):
+        result = "deleted" if finish_deleted_if_done(cluster_id) else result
+    return result
+
+
+def _holds_leases(cluster: Cluster, host: Host) -> bool:
+    return PortLease.objects.filter(broker__cluster=cluster, host=host).exists()
+
+
+def host_deprovision(cluster_id: int, owner: str, *, host_name: str) -> str:
+    """Host step: collect final state, stop brokerd, remove data, free ports."""
+    cluster = Cluster.objects.filter(pk=cluster_id).first()
+    if cluster is None or cluster.status != ClusterStatus.DELETING:
+        return "skipped"
+    operation_claim(cluster, OperationKind.DEPROVISION, owner)
+    root = host_root(host_name)
+    brokers = list(
+        Broker.objects.filter(cluster=cluster, host__name=host_name).select_related("host", "cluster")
+    )
+    with supervisor.cluster_lock(root, cluster.public_id):
+        for broker in brokers:
+            teardown_broker(broker)
+        supervisor.remove_tree(supervisor.cluster_dir(root, cluster.public_id))
+    return "deleted" if finish_deleted_if_done(cluster_id) else "stopped"
+
+
+def teardown_broker(broker: Broker) -> None:
+    paths = broker_paths(broker)
+    pid = supervisor.running_pid(paths, hint=broker.pid)
+    metrics = None
+    if pid and broker.admin_port:
+        metrics = supervisor.fetch_metrics(broker.host.address, broker.admin_port)
+    if pid:
+        supervisor.stop_pid(pid, paths, timeout=10)
+    # Final state: the last /metrics scrape and the data dir (usage journal) before removal.
+    broker_final_state.send(sender=Broker, broker=broker, metrics=metrics, data_dir=paths.data)
+    supervisor.remove_tree(paths.root)
+    placement.release_ports(broker)
+    Broker.objects.filter(pk=broker.pk).update(status=BrokerStatus.STOPPED, pid=None)
+
+
+def finish_deleted_if_done(cluster_id: int) -> bool:
+    with transaction.atomic():
+        cluster = Cluster.objects.select_for_update().get(pk=cluster_id)
+        if cluster.status != ClusterStatus.DELETING:
+            return cluster.status == ClusterStatus.DELETED
+        if PortLease.objects.filter(broker__cluster=cluster).exists():
+            return False
+        ApiKey.objects.filter(cluster=cluster, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        cluster_services.cluster_transition(cluster=cluster, to=ClusterStatus.DELETED, actor=SYSTEM)
+        _operation_done(cluster)
+    logger.info("cluster %s DELETED", cluster.public_id)
+    return True
+
+
+# --- credentials ------------------------------------------------------------------------------
+def credentials_changed(cluster_id: int) -> None:
+    """After a key is created or revoked (on commit): rewrite the file on each of the cluster's hosts."""
+    names = (
+        PortLease.objects.filter(broker__cluster_id=cluster_id, purpose=PortPurpose.CLIENT)
+        .values_list("host__name", flat=True)
+        .distinct()
+    )
+    for name in names:
+        _send_host("provisioning.credentials_sync", name, cluster_id)
+
+
+def sync_credentials_locked(cluster: Cluster, root: Path) -> bool:
+    """Write the cluster's credentials file on this host (caller holds the cluster lock)."""
+    users = iam_selectors.cluster_credential_entries(cluster=cluster)
+    path = supervisor.cluster_dir(root, cluster.public_id) / "credentials.json"
+    return brokerconf.write_credentials(path, users)
+
+
+def host_sync_credentials(cluster_id: int, *, host_name: str) -> bool:
+    cluster = Cluster.objects.filter(pk=cluster_id).first()
+    if cluster is None or cluster.status not in (
+        ClusterStatus.PROVISIONING,
+        ClusterStatus.RUNNING,
+        ClusterStatus.FAILED,
+    ):
+        return False
+    root = host_root(host_name)
+    if not supervisor.cluster_dir(root, cluster.public_id).is_dir():
+        return False  # not started here yet: provisioning writes the file
+    with supervisor.cluster_lock(root, cluster.public_id):
+        cluster.refresh_from_db()
+        if cluster.status == ClusterStatus.DELETED:
+            return False
+        return sync_credentials_locked(cluster, root)
+
+
+# --- reconciliation: control -------------------------------------------------------------------
+def reconcile_control(*, send_lifecycle=None, send_host=None) -> dict[str, list[str]]:
+    """Drive clusters nobody is driving; fan host reconciliation out to live hosts."""
+    from .tasks import cluster_deprovision, cluster_provision
+
+    now = timezone.now()
+    report: dict[str, list[str]] = {"redriven": [], "failed": [], "hosts": []}
+    stuck = Cluster.objects.filter(status__in=[ClusterStatus.PROVISIONING, ClusterStatus.DELETING])
+    for cluster in stuck:
+        provisioning = cluster.status == ClusterStatus.PROVISIONING
+        kind = OperationKind.PROVISION if provisioning else OperationKind.DEPROVISION
+        op = ClusterOperation.objects.filter(cluster=cluster).first()
+        if op is not None and op.kind == kind:
+            if op.lease_until and op.lease_until > now:
+                continue  # someone is on it
+            if op.lease_until is None and op.owner == "" and op.updated_at > now - _grace():
+                continue  # just re-driven; its task is queued
+        elif cluster.status_changed_at > now - _grace():
+            continue  # its task is probably still queued
+        redrives = op.redrives if (op is not None and op.kind == kind) else 0
+        if redrives >= conf.MAX_REDRIVES:
+            verb = "Provisioning" if kind == OperationKind.PROVISION else "Deletion"
+            detail = f" Last error: {op.last_error}" if op is not None and op.last_error else ""
+            fail_cluster(
+                cluster.pk,
+                f"{verb} did not finish: it was interrupted {redrives} times (the worker handling it "
+                f"stopped).{detail}",
+            )
+            report["failed"].append(cluster.public_id)
+            continue
+        with transaction.atomic():
+            locked, _ = ClusterOperation.objects.select_for_update().get_or_create(
+                cluster=cluster, defaults={"kind": kind}
+            )
+            if locked.kind != kind:
+                locked.kind, locked.redrives = kind, 0
+            locked.redrives += 1
+            locked.owner, locked.lease_until = "", None
+            locked.save()
+        task = cluster_provision if kind == OperationKind.PROVISION else cluster_deprovision
+        logger.warning("reconcile: %s of %s was left unfinished; driving it again", kind, cluster.public_id)
+        (send_lifecycle or (lambda t, cid: t.delay(cid)))(task, cluster.pk)
+        report["redriven"].append(cluster.public_id)
+    local = local_host_name()
+    for host in placement.live_hosts():
+        report["hosts"].append(host.name)
+        if host.name == local:
+            reconcile_host(host.name)
+        else:
+            (send_host or _send_reconcile)(host.name)
+    return report
+
+
+def _grace() -> timedelta:
+    return timedelta(seconds=conf.unclaimed_grace())
+
+
+def _send_reconcile(host_name: str) -> None:
+    from .tasks import send_to_host
+
+    send_to_host("provisioning.host_reconcile", host_name, expires=conf.reconcile_interval() * 3)
+
+
+# --- reconciliation: host ----------------------------------------------------------------------
+def reconcile_host(host_name: str) -> dict[str, list[str]]:
+    """Converge this host's brokerd processes and directories to the database.
+
+    - RUNNING cluster: its brokerd runs (restarted if it died; adopted if it already runs,
+      checked by pidfile and command line) and its credentials file is current;
+    - FAILED cluster: its brokerd is stopped (data kept for a retry);
+    - PROVISIONING / DELETING: left to the lifecycle task (reconcile_control re-drives it);
+    - anything under this host's root with no cluster behind it: stopped and removed.
+    """
+    report: dict[str, list[str]] = {"started": [], "adopted": [], "stopped": [], "removed": [], "synced": []}
+    host = Host.objects.filter(name=host_name).first()
+    if host is None:
+        return report
+    root = host_root(host_name)
+    with supervisor.file_lock(root / ".reconcile.lock", blocking=False) as acquired:
+        if not acquired:
+            return report
+        brokers = list(
+            Broker.objects.filter(host=host, port_leases__purpose=PortPurpose.CLIENT)
+            .select_related("cluster", "host")
+            .distinct()
+        )
+        for broker in brokers:
+            try:
+                _reconcile_broker(broker, root, report)
+            except Exception:
+                logger.exception("reconcile: broker %s", broker)
+        _remove_orphans(host, root, report)
+    if any(report.values()):
+        logger.info("reconcile %s: %s", host_name, {k: v for k, v in report.items() if v})
+    return report
+
+
+def _reconcile_broker(broker: Broker, root: Path, report: dict[str, list[str]]) -> None:
+    cluster = broker.cluster
+    paths = broker_paths(broker)
+    label = f"{cluster.public_id}/{broker.node_id}"
+    if cluster.status == ClusterStatus.RUNNING:
+        with supervisor.cluster_lock(root, cluster.public_id, blocking=False) as acquired:
+            if not acquired:
+                return
+            if sync_credentials_locked(cluster, root):
+                report["synced"].append(cluster.public_id)
+            pid = supervisor.running_pid(paths, hint=broker.pid)
+            if pid is not None and broker.pid == pid and broker.status == BrokerStatus.RUNNING:
+                return
+            new_pid = ensure_running(broker)
+            report["adopted" if new_pid == pid else "started"].append(label)
+    elif cluster.status in (ClusterStatus.FAILED, ClusterStatus.DELETED):
+        with supervisor.cluster_lock(root, cluster.public_id, blocking=False) as acquired:
+            if acquired and supervisor.stop_broker(paths):
+                Broker.objects.filter(pk=broker.pk).update(status=BrokerStatus.STOPPED, pid=None)
+                report["stopped"].append(label)
+
+
+def _remove_orphans(host: Host, root: Path, report: dict[str, list[str]]) -> None:
+    def wanted(public_id: str) -> bool:
+        return (
+            PortLease.objects.filter(broker__cluster__public_id=public_id, host=host)
+            .exclude(broker__cluster__status=ClusterStatus.DELETED)
+            .exists()
+        )
+
+    for config, pid in supervisor.brokerd_processes(root).items():
+        public_id = config.parent.parent.name
+        if not wanted(public_id):
+            with supervisor.cluster_lock(root, public_id, blocking=False) as acquired:
+                paths = BrokerPaths(config.parent)
+                if acquired and not wanted(public_id) and supervisor.stop_pid(pid, paths):
+                    report["stopped"].append(f"{public_id} (orphan pid {pid})")
+    clusters = supervisor.clusters_root(root)
+    if not clusters.is_dir():
+        return
+    for entry in clusters.iterdir():
+        if not entry.is_dir() or wanted(entry.name):
+            continue
+        try:
+            if time.time() - entry.stat().st_mtime < 2.0:
+                continue  # just created: its lease may not be visible to us yet
+        except FileNotFoundError:
+            continue
+        with supervisor.cluster_lock(root, entry.name, blocking=False) as acquired:
+            if not acquired or wanted(entry.name):
+                continue
+            for sub in entry.glob("broker-*"):
+                supervisor.stop_broker(BrokerPaths(sub))
+            supervisor.remove_tree(entry)
+            report["removed"].append(entry.name)
+
+
+def stop_local_brokers() -> list[int]:
+    """`manage.py up` shutdown hook: stop this host's brokers (reconciliation restarts them)."""
+    pids = supervisor.stop_all(conf.host_root())
+    if pids:
+        logger.info("stopped %d local broker(s): %s", len(pids), pids)
+    return pids

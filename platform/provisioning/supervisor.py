@@ -1,0 +1,381 @@
+"""Process control for brokerd on this host: paths, start (detached), identify, health, stop.
+
+Nothing here touches the database. Every process is identified by its pidfile *and* its
+command line (`brokerd serve --config <this broker's config>`), so a recycled pid is never
+mistaken for a broker, and brokers of other data roots (other hosts, other test runs) are
+never touched.
+
+Layout under a host's root (``KASTLE_DATA_DIR/hosts/<name>/``)::
+
+    clusters/<public id>/credentials.json     the cluster's SCRAM verifiers (atomic rewrites)
+    clusters/<public id>/.lock                serialises work on the cluster on this host
+    clusters/<public id>/broker-<node>/brokerd.toml, brokerd.pid, brokerd.log, brokerd.stderr
+    clusters/<public id>/broker-<node>/data/  the partition logs
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class BrokerStartError(Exception):
+    """brokerd did not come up; `message` is one line for the tenant, `transient` says if retrying helps."""
+
+    def __init__(self, message: str, *, transient: bool = True, port_in_use: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.transient = transient
+        self.port_in_use = port_in_use
+
+
+# --- paths --------------------------------------------------------------------------------------
+def clusters_root(host_root: Path) -> Path:
+    return host_root / "clusters"
+
+
+def cluster_dir(host_root: Path, public_id: str) -> Path:
+    return clusters_root(host_root) / public_id
+
+
+@dataclass(frozen=True)
+class BrokerPaths:
+    root: Path  # clusters/<public id>/broker-<node>
+
+    @classmethod
+    def of(cls, host_root: Path, public_id: str, node_id: int) -> BrokerPaths:
+        return cls(cluster_dir(host_root, public_id) / f"broker-{node_id}")
+
+    @property
+    def cluster_dir(self) -> Path:
+        return self.root.parent
+
+    @property
+    def config(self) -> Path:
+        return self.root / "brokerd.toml"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.root / "brokerd.pid"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "brokerd.log"
+
+    @property
+    def stderr(self) -> Path:
+        return self.root / "brokerd.stderr"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def credentials(self) -> Path:
+        return self.cluster_dir / "credentials.json"
+
+
+# --- locks --------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def file_lock(path: Path, *, blocking: bool = True, timeout: float = 60.0) -> Iterator[bool]:
+    """An flock on `path` (created if needed). Yields False when non-blocking and already held."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not blocking:
+                    yield False
+                    return
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"could not lock {path} within {timeout:.0f}s") from None
+                time.sleep(0.02)
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def cluster_lock(host_root: Path, public_id: str, **kwargs) -> contextlib.AbstractContextManager[bool]:
+    return file_lock(cluster_dir(host_root, public_id) / ".lock", **kwargs)
+
+
+# --- processes ----------------------------------------------------------------------------------
+def _cmdline(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError, OSError):
+        return None
+    return [part.decode("utf-8", "replace") for part in raw.split(b"\0") if part]
+
+
+def _alive(pid: int) -> bool:
+    """True for a running process; a zombie (exited, not yet reaped) counts as dead."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, OSError):
+        return False
+    state = stat.rpartition(")")[2].split()[0:1]
+    return bool(state) and state[0] not in ("Z", "X")
+
+
+def is_brokerd_for(pid: int, config: Path) -> bool:
+    """Is `pid` a live `brokerd serve --config <config>`?"""
+    if pid <= 0 or not _alive(pid):
+        return False
+    argv = _cmdline(pid)
+    if not argv:
+        return False
+    return _brokerd_config(argv) == str(config)
+
+
+def _brokerd_config(argv: list[str]) -> str | None:
+    """The --config of a `brokerd serve` command line, else None."""
+    if "serve" not in argv or not any(a == "brokerd" or a.endswith("/brokerd") for a in argv):
+        return None
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--config="):
+            return arg.partition("=")[2]
+    return None
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def running_pid(paths: BrokerPaths, *, hint: int | None = None) -> int | None:
+    """The pid of this broker's brokerd if it runs (checked by pid *and* command line)."""
+    for pid in (read_pid(paths.pidfile), hint):
+        if pid and is_brokerd_for(pid, paths.config):
+            return pid
+    return None
+
+
+def brokerd_processes(host_root: Path) -> dict[Path, int]:
+    """Every brokerd process whose config lies under `host_root`: {config path: pid}."""
+    root = str(clusters_root(host_root)) + os.sep
+    found: dict[Path, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        argv = _cmdline(pid)
+        if not argv:
+            continue
+        config = _brokerd_config(argv)
+        if config and config.startswith(root) and _alive(pid):
+            found[Path(config)] = pid
+    return found
+
+
+def brokerd_command(paths: BrokerPaths) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "brokerd",
+        "serve",
+        "--config",
+        str(paths.config),
+        "--pidfile",
+        str(paths.pidfile),
+        "--log-file",
+        str(paths.log),
+    ]
+
+
+def spawn(paths: BrokerPaths) -> subprocess.Popen:
+    """Start brokerd detached: its own session (a worker restart or Ctrl-C never reaches it)."""
+    paths.root.mkdir(parents=True, exist_ok=True)
+    paths.pidfile.unlink(missing_ok=True)
+    (paths.data / "listeners.json").unlink(missing_ok=True)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    with open(paths.stderr, "ab") as err:
+        proc = subprocess.Popen(
+            brokerd_command(paths),
+            cwd=paths.root,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+            close_fds=True,
+        )
+    # Reap it if it exits while this process lives; after we exit, init (or a subreaper) does.
+    threading.Thread(target=proc.wait, name=f"reap-brokerd-{proc.pid}", daemon=True).start()
+    return proc
+
+
+def healthz(address: str, admin_port: int, timeout: float = 1.0) -> bool:
+    try:
+        url = f"http://{_url_host(address)}:{admin_port}/healthz"
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def fetch_metrics(address: str, admin_port: int, timeout: float = 2.0) -> str | None:
+    try:
+        url = f"http://{_url_host(address)}:{admin_port}/metrics"
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.read().decode("utf-8", "replace") if r.status == 200 else None
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def _url_host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
+def stderr_tail(paths: BrokerPaths, limit: int = 2000) -> str:
+    try:
+        with open(paths.stderr, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - limit))
+            return fh.read().decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+
+
+def wait_healthy(
+    paths: BrokerPaths,
+    proc: subprocess.Popen,
+    address: str,
+    admin_port: int,
+    timeout: float,
+    *,
+    tick: Callable[[], None] | None = None,
+) -> int:
+    """Wait until the process started by `spawn` answers /healthz; return its pid."""
+    deadline = time.monotonic() + timeout
+    stderr_size = paths.stderr.stat().st_size if paths.stderr.exists() else 0
+    next_tick = time.monotonic() + 2.0
+    while True:
+        code = proc.poll()
+        if code is not None or not _alive(proc.pid):
+            tail = _new_stderr(paths, stderr_size)
+            last = tail.strip().splitlines()[-1] if tail.strip() else f"brokerd exited with status {code}"
+            in_use = "already in use" in tail or "Address already in use" in tail
+            raise BrokerStartError(last, transient=True, port_in_use=in_use)
+        if read_pid(paths.pidfile) == proc.pid and healthz(address, admin_port):
+            return proc.pid
+        if time.monotonic() >= deadline:
+            stop_pid(proc.pid, paths, timeout=5)
+            raise BrokerStartError(f"brokerd did not become healthy within {timeout:.0f}s", transient=True)
+        if tick is not None and time.monotonic() >= next_tick:
+            tick()
+            next_tick = time.monotonic() + 2.0
+        time.sleep(0.03)
+
+
+def _new_stderr(paths: BrokerPaths, offset: int) -> str:
+    try:
+        with open(paths.stderr, "rb") as fh:
+            fh.seek(offset)
+            return fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def stop_pid(pid: int, paths: BrokerPaths | None = None, *, timeout: float = 10.0) -> bool:
+    """SIGTERM (brokerd shuts down cleanly and removes its pidfile), then SIGKILL after `timeout`.
+
+    With `paths`, only a process verified to be that broker's brokerd is signalled.
+    Returns True if a process was stopped.
+    """
+    if paths is not None and not is_brokerd_for(pid, paths.config):
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.02)
+    logger.warning("brokerd pid %s did not stop within %.0fs; killing it", pid, timeout)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    for _ in range(250):
+        if not _alive(pid):
+            break
+        time.sleep(0.02)
+    return True
+
+
+def stop_broker(paths: BrokerPaths, *, timeout: float = 10.0) -> bool:
+    pid = running_pid(paths)
+    return stop_pid(pid, paths, timeout=timeout) if pid else False
+
+
+def remove_tree(path: Path) -> None:
+    def onerror(func, p, exc_info):  # a file vanished meanwhile: fine
+        if not (isinstance(exc_info[1], OSError) and exc_info[1].errno == errno.ENOENT):
+            raise exc_info[1]
+
+    if path.exists():
+        shutil.rmtree(path, onerror=onerror)
+
+
+def port_is_free(address: str, port: int) -> bool:
+    import socket
+
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def stop_all(host_root: Path, *, timeout: float = 10.0) -> list[int]:
+    """Stop every brokerd of this host root (SIGTERM all, then wait). Returns their pids."""
+    procs = brokerd_processes(host_root)
+    for pid in procs.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    pending = set(procs.values())
+    while pending and time.monotonic() < deadline:
+        pending = {pid for pid in pending if _alive(pid)}
+        time.sleep(0.05)
+    for pid in pending:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return sorted(procs.values())

@@ -1,0 +1,64 @@
+from rest_framework import serializers
+
+from topics.services import MAX_NAME_LENGTH, MAX_PARTITIONS_PER_REQUEST
+
+
+class TopicSummarySerializer(serializers.Serializer):
+    name = serializers.CharField()
+    partitions_count = serializers.IntegerField()
+
+
+class TopicPartitionSerializer(serializers.Serializer):
+    partition = serializers.IntegerField()
+    leader = serializers.IntegerField(help_text="Node id of the partition's leader")
+    replicas = serializers.ListField(child=serializers.IntegerField())
+    earliest_offset = serializers.IntegerField(allow_null=True)
+    latest_offset = serializers.IntegerField(allow_null=True, help_text="The next offset to be written")
+    size_bytes = serializers.IntegerField(allow_null=True, help_text="Bytes on disk (null if unknown)")
+
+
+class TopicConfigSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    value = serializers.CharField(allow_null=True)
+    source = serializers.CharField(help_text="Where the value comes from, as Kafka reports it")
+    is_default = serializers.BooleanField()
+    read_only = serializers.BooleanField()
+
+
+class TopicSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    partitions_count = serializers.IntegerField()
+    partitions = TopicPartitionSerializer(many=True)
+    records = serializers.IntegerField(help_text="Records retained (latest minus earliest offsets)")
+    size_bytes = serializers.IntegerField(allow_null=True, help_text="Bytes on disk (null if unknown)")
+    configs = TopicConfigSerializer(many=True)
+
+
+class TopicCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=MAX_NAME_LENGTH)
+    partitions = serializers.IntegerField(min_value=1, max_value=MAX_PARTITIONS_PER_REQUEST, default=1)
+    configs = serializers.DictField(
+        child=serializers.CharField(),
+        required=False,
+        default=dict,
+        help_text='Topic configs by Kafka name, e.g. {"retention.ms": "86400000"}',
+    )
+
+
+class TopicUpdateSerializer(serializers.Serializer):
+    partitions = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_PARTITIONS_PER_REQUEST,
+        required=False,
+        help_text="The new partition count (it can only grow)",
+    )
+    configs = serializers.DictField(
+        child=serializers.CharField(allow_null=True),
+        required=False,
+        help_text="Configs to set; null resets one to the cluster default",
+    )
+
+    def validate(self, attrs):
+        if not attrs:
+            raise serializers.ValidationError("Give partitions and/or configs to change.")
+        return attrs
