@@ -34,6 +34,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
+from tests.e2e.provisioning_stack import free_port_block, stop_brokers
 from tests.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -195,6 +196,8 @@ def celery_services(
         PYTHONPATH=os.pathsep.join([str(ROOT / "platform"), str(ROOT)]),
         PYTHONUNBUFFERED="1",
         C_FORCE_ROOT="1",
+        # Brokers of this run get ports of their own (provisioning leases them from this range).
+        KASTLE_HOST_PORTS=os.environ.get("KASTLE_HOST_PORTS") or "{}-{}".format(*free_port_block()),
     )
     services = CeleryServices(workdir, env)
     try:
@@ -203,6 +206,7 @@ def celery_services(
         yield services
     finally:
         services.stop_all()
+        stop_brokers(services.data_dir)  # brokerd runs detached from the worker (provisioning)
 
 
 @pytest.fixture
