@@ -34,19 +34,12 @@ from iam import selectors as iam_selectors
 from iam.models import ApiKey
 
 from . import brokerconf, conf, placement, supervisor
+from .errors import PermanentError, TransientError
 from .models import ClusterOperation, OperationKind, PortLease, PortPurpose
 from .signals import broker_final_state
 from .supervisor import BrokerPaths, BrokerStartError
 
 logger = logging.getLogger(__name__)
-
-
-class TransientError(Exception):
-    """Worth retrying with backoff (a host may come back, a port may free up)."""
-
-
-class PermanentError(Exception):
-    """Retrying will not help; the cluster becomes FAILED with this message as the reason."""
 
 
 # --- where am I -------------------------------------------------------------------------------

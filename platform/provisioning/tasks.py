@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 
 from . import conf, placement, services
+from .errors import PermanentError, TransientError
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ logger = logging.getLogger(__name__)
 #: `host.<name>` queues, chosen per call by `send_to_host`.
 LIFECYCLE_QUEUE = settings.CELERY_DEFAULT_QUEUE
 MAX_RETRIES = 5
-TRANSIENT = (services.TransientError, DatabaseError, TimeoutError, OSError)
+TRANSIENT = (TransientError, DatabaseError, TimeoutError, OSError)
 
 
 def backoff(retries: int) -> float:
@@ -64,7 +65,7 @@ def _log_start(what: str, cluster_id: int) -> None:
 def _run(task, cluster_id: int, owner: str, fn, *, what: str, retry_options: dict | None = None):
     try:
         return fn()
-    except services.PermanentError as exc:
+    except PermanentError as exc:
         services.fail_cluster(cluster_id, str(exc))
         return "failed"
     except TRANSIENT as exc:

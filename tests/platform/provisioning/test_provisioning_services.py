@@ -1,0 +1,265 @@
+"""Provisioning services against PostgreSQL and real brokerd processes (no worker: steps called directly)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from brokerd.credentials import load as load_credentials
+from clusters.models import Broker, BrokerStatus, Cluster, ClusterStatus, Host
+from provisioning import brokerconf, conf, placement, services, supervisor, tasks
+from provisioning.models import ClusterOperation, PortLease, PortPurpose
+from tests.e2e.provisioning_stack import free_port_block, plain_login
+from tests.platform.factories import ApiKeyFactory, ClusterFactory, HostFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def host_env(tmp_path, settings, monkeypatch):
+    """This process acts as host `local` with a data root and a port range of its own."""
+    low, high = free_port_block(40)
+    settings.KASTLE_DATA_DIR = tmp_path
+    monkeypatch.setenv("KASTLE_HOST_PORTS", f"{low}-{high}")
+    yield tmp_path
+    supervisor.stop_all(conf.host_root("local"), timeout=10)
+
+
+@pytest.fixture
+def host(host_env) -> Host:
+    return placement.host_register_local()
+
+
+def provisioning_cluster(**kwargs) -> Cluster:
+    return ClusterFactory(status=ClusterStatus.PROVISIONING, bootstrap_servers="", **kwargs)
+
+
+# --- config rendering ---------------------------------------------------------------------------
+def test_plan_limits_become_broker_settings_that_brokerd_accepts(tmp_path):
+    from clusters.plans import get_plan
+
+    plan = get_plan("basic")
+    values = brokerconf.broker_settings(
+        public_id="lkc-abc123", plan=plan, node_id=1, address="127.0.0.1", port=21000, admin_port=21001,
+        data_dir=tmp_path / "data", credentials_file=tmp_path / "credentials.json",
+    )  # fmt: skip
+    assert values["auto.create.topics.enable"] is False
+    assert values["listeners"] == ["SASL_PLAINTEXT://127.0.0.1:21000"]
+    assert values["kastle.plan.max.partitions"] == plan.max_partitions
+    assert values["kastle.plan.max.retention.ms"] == plan.max_retention_ms
+    assert values["log.retention.ms"] <= plan.max_retention_ms
+    assert values["kastle.quota.user.default.producer_byte_rate"] == plan.ingress_mbps * 1024 * 1024
+    text = brokerconf.render_toml(values)
+    brokerconf.validate(text)  # parsed exactly as brokerd parses it
+
+
+def test_unknown_settings_are_left_out(caplog):
+    assert brokerconf.known_settings({"node.id": 1, "no.such.setting": 2}) == {"node.id": 1}
+    assert "no.such.setting" in caplog.text
+
+
+# --- hosts, placement, ports -----------------------------------------------------------------------
+def test_host_registration_and_liveness(host_env, monkeypatch):
+    host = placement.host_register_local()
+    assert host.name == "local" and host.address == "127.0.0.1"
+    assert list(placement.live_hosts()) == [host]
+    Host.objects.filter(pk=host.pk).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=conf.host_timeout() + 1)
+    )
+    assert not placement.live_hosts().exists()
+    assert placement.host_heartbeat("local") and placement.live_hosts().exists()
+    assert not placement.host_heartbeat("nowhere")
+
+
+def test_ports_are_unique_per_host_in_the_database(host):
+    cluster = provisioning_cluster()
+    broker = Broker.objects.create(cluster=cluster, node_id=1)
+    other = Broker.objects.create(cluster=provisioning_cluster(), node_id=1)
+    PortLease.objects.create(host=host, port=host.port_min, broker=broker, purpose=PortPurpose.CLIENT)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        PortLease.objects.create(host=host, port=host.port_min, broker=other, purpose=PortPurpose.ADMIN)
+
+
+def test_placement_leases_distinct_ports_and_respects_capacity(host):
+    Host.objects.filter(pk=host.pk).update(capacity=2)
+    first, second = provisioning_cluster(), provisioning_cluster()
+    (b1,) = placement.place_cluster(first)
+    (b2,) = placement.place_cluster(second)
+    assert b1.host == b2.host == host
+    ports = {b1.port, b1.admin_port, b2.port, b2.admin_port}
+    assert len(ports) == 4 and all(host.port_min <= p <= host.port_max for p in ports)
+    assert placement.place_cluster(first)[0].port == b1.port  # idempotent
+    with pytest.raises(placement.NoHostAvailable):
+        placement.place_cluster(provisioning_cluster())
+    placement.release_ports(b1)
+    (b3,) = placement.place_cluster(provisioning_cluster())  # the freed ports are leased again
+    assert {b3.port, b3.admin_port} == {ports_of_b1 for ports_of_b1 in ports - {b2.port, b2.admin_port}}
+
+
+def test_no_live_host_means_no_placement(db):
+    HostFactory(heartbeat_at=timezone.now() - timedelta(hours=1))
+    with pytest.raises(placement.NoHostAvailable, match="no live host"):
+        placement.place_cluster(provisioning_cluster())
+
+
+# --- lifecycle, inline on this host ------------------------------------------------------------------
+def _provision(cluster: Cluster) -> Cluster:
+    owner = services.new_owner()
+    placement.place_cluster(cluster)
+    assert services.host_provision(cluster.pk, owner, host_name="local") == "running"
+    cluster.refresh_from_db()
+    return cluster
+
+
+def test_provision_then_deprovision(host):
+    cluster = provisioning_cluster()
+    key = ApiKeyFactory(cluster=cluster)
+    cluster = _provision(cluster)
+    assert cluster.status == ClusterStatus.RUNNING
+    broker = cluster.brokers.get()
+    assert cluster.bootstrap_servers == f"127.0.0.1:{broker.port}"
+    assert broker.status == BrokerStatus.RUNNING and broker.pid
+    paths = services.broker_paths(broker)
+    assert supervisor.running_pid(paths) == broker.pid
+    assert set(load_credentials(paths.credentials)) == {key.key, cluster.internal_username}
+    assert plain_login(cluster.bootstrap_servers, key.key, "factory-secret-" + "x" * 40)
+    assert not ClusterOperation.objects.filter(cluster=cluster).exists()
+
+    # Running it again changes nothing (idempotent).
+    assert services.host_provision(cluster.pk, "someone-else", host_name="local") == "skipped"
+
+    Cluster.objects.filter(pk=cluster.pk).update(status=ClusterStatus.DELETING)
+    assert services.host_deprovision(cluster.pk, services.new_owner(), host_name="local") == "deleted"
+    cluster.refresh_from_db()
+    assert cluster.status == ClusterStatus.DELETED
+    assert not paths.cluster_dir.exists()
+    assert not supervisor.is_brokerd_for(broker.pid, paths.config)
+    assert not PortLease.objects.filter(broker__cluster=cluster).exists()
+    key.refresh_from_db()
+    assert key.revoked_at is not None
+
+
+def test_exhausted_retries_mark_the_cluster_failed_with_a_reason(db):
+    cluster = provisioning_cluster()
+    tasks.cluster_provision.apply(args=(cluster.pk,))  # eager: retries run at once, no host exists
+    cluster.refresh_from_db()
+    assert cluster.status == ClusterStatus.FAILED
+    assert "No broker host has room" in cluster.status_reason
+    assert f"after {tasks.MAX_RETRIES + 1} attempts" in cluster.status_reason
+
+
+# --- credentials sync ------------------------------------------------------------------------------
+@pytest.mark.django_db(transaction=True)
+def test_key_create_and_revoke_send_a_sync_to_the_clusters_host(host, celery_queue, redis_client):
+    from iam.services import api_key_create, api_key_revoke
+
+    cluster = provisioning_cluster()
+    placement.place_cluster(cluster)
+    redis_client.delete("host.local")
+    with transaction.atomic():
+        api_key, _ = api_key_create(cluster=cluster, description="k")
+        assert celery_queue("host.local") == []  # not before commit
+    sent = celery_queue("host.local")
+    assert [(m["task"], m["args"]) for m in sent] == [
+        ("provisioning.credentials_sync", ["local", cluster.pk])
+    ]
+    api_key_revoke(api_key=api_key)
+    assert len(celery_queue("host.local")) == 2
+    redis_client.delete("host.local")
+
+
+def test_credentials_file_follows_keys(host):
+    cluster = _provision(provisioning_cluster())
+    path = supervisor.cluster_dir(conf.host_root("local"), cluster.public_id) / "credentials.json"
+    key = ApiKeyFactory(cluster=cluster)
+    assert services.host_sync_credentials(cluster.pk, host_name="local")
+    assert key.key in load_credentials(path)
+    assert not services.host_sync_credentials(cluster.pk, host_name="local")  # unchanged: no rewrite
+    key.revoked_at = timezone.now()
+    key.save()
+    assert services.host_sync_credentials(cluster.pk, host_name="local")
+    assert key.key not in load_credentials(path)
+
+
+# --- reconciliation -------------------------------------------------------------------------------
+def test_reconcile_restarts_a_killed_broker_and_adopts_a_running_one(host):
+    cluster = _provision(provisioning_cluster())
+    broker = cluster.brokers.get()
+    report = services.reconcile_host("local")
+    assert report["started"] == [] and report["adopted"] == []  # all is well
+
+    Broker.objects.filter(pk=broker.pk).update(pid=None, status=BrokerStatus.STARTING)  # a new worker
+    report = services.reconcile_host("local")
+    assert report["adopted"] == [f"{cluster.public_id}/1"]
+    assert Broker.objects.get(pk=broker.pk).pid == broker.pid
+
+    os.kill(broker.pid, signal.SIGKILL)
+    _wait_dead(broker.pid)
+    report = services.reconcile_host("local")
+    assert report["started"] == [f"{cluster.public_id}/1"]
+    restarted = Broker.objects.get(pk=broker.pk)
+    assert restarted.pid != broker.pid and restarted.port == broker.port
+
+
+def test_up_shutdown_hook_stops_brokers_and_reconcile_starts_them_again(host):
+    cluster = _provision(provisioning_cluster())
+    pid = cluster.brokers.get().pid
+    assert services.stop_local_brokers() == [pid]
+    _wait_dead(pid)
+    assert services.reconcile_host("local")["started"] == [f"{cluster.public_id}/1"]
+
+
+def test_reconcile_removes_orphans(host):
+    cluster = _provision(provisioning_cluster())
+    broker = cluster.brokers.get()
+    root = conf.host_root("local")
+    stray = supervisor.cluster_dir(root, "lkc-zzzzzz")
+    stray.mkdir(parents=True)
+    os.utime(stray, (time.time() - 60, time.time() - 60))
+    os.utime(supervisor.cluster_dir(root, cluster.public_id), (time.time() - 60, time.time() - 60))
+    Cluster.objects.filter(pk=cluster.pk).delete()
+    report = services.reconcile_host("local")
+    assert sorted(report["removed"]) == sorted([cluster.public_id, "lkc-zzzzzz"])
+    assert any(cluster.public_id in s for s in report["stopped"])
+    assert not supervisor.is_brokerd_for(broker.pid, services.broker_paths(broker).config)
+
+
+def test_reconcile_drives_unclaimed_clusters_and_fails_them_after_too_many_tries(db):
+    stale = timezone.now() - timedelta(minutes=5)
+    cluster = provisioning_cluster()
+    fresh = provisioning_cluster()
+    Cluster.objects.filter(pk=cluster.pk).update(status_changed_at=stale)
+    sent = []
+    for _attempt in range(conf.MAX_REDRIVES):
+        report = services.reconcile_control(send_lifecycle=lambda t, cid: sent.append((t.name, cid)))
+        assert report["redriven"] == [cluster.public_id]
+        ClusterOperation.objects.filter(cluster=cluster).update(updated_at=stale)  # nobody picked it up
+    assert sent == [("provisioning.cluster_provision", cluster.pk)] * conf.MAX_REDRIVES
+    report = services.reconcile_control(send_lifecycle=lambda t, cid: sent.append(cid))
+    assert report["failed"] == [cluster.public_id]
+    cluster.refresh_from_db()
+    assert cluster.status == ClusterStatus.FAILED and "interrupted" in cluster.status_reason
+    assert Cluster.objects.get(pk=fresh.pk).status == ClusterStatus.PROVISIONING  # within its grace
+
+
+def test_a_live_lease_is_left_alone(db):
+    cluster = provisioning_cluster()
+    Cluster.objects.filter(pk=cluster.pk).update(status_changed_at=timezone.now() - timedelta(minutes=5))
+    assert services.operation_claim(cluster, "provision", "task-1")
+    assert not services.operation_claim(cluster, "provision", "task-2")
+    assert services.reconcile_control(send_lifecycle=lambda t, cid: None)["redriven"] == []
+    ClusterOperation.objects.filter(cluster=cluster).update(lease_until=timezone.now() - timedelta(seconds=1))
+    assert services.reconcile_control(send_lifecycle=lambda t, cid: None)["redriven"] == [cluster.public_id]
+
+
+def _wait_dead(pid: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while supervisor._alive(pid):
+        assert time.monotonic() < deadline, f"pid {pid} still alive"
+        time.sleep(0.02)
