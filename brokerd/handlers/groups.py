@@ -79,6 +79,22 @@ class GroupsRuntime:
         if replayed:
             log.info("producer state: replayed %d idempotent batches from the log", replayed)
         self._snapshot_task = asyncio.ensure_future(self._snapshot_loop())
+        self._register_metrics()
+
+    def _register_metrics(self) -> None:
+        metrics = getattr(getattr(self.broker, "admin_state", None), "metrics", None)
+        registry = getattr(metrics, "registry", None)
+        if registry is None:
+            return
+        from brokerd.groups.metrics import GroupsCollector
+
+        logs = self.broker.logs
+
+        def end_offset(topic: str, partition: int) -> int | None:
+            plog = logs.log(topic, partition)
+            return None if plog is None else plog.next_offset
+
+        registry.register(GroupsCollector(self.coordinator, end_offset))
 
     async def _snapshot_loop(self) -> None:
         while True:
