@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 
 from .models import ApiToken, AuditEvent, Membership, Organization, User
 from .tokens import token_digest
 
 
 def token_get_active(raw: str) -> ApiToken | None:
-    """The live token for a raw bearer string, with its user and organization, or None."""
+    """The live token for a raw bearer string, with its user, organization and the user's role
+    there (`membership_role`, None if no longer a member) in one query; or None."""
+    role = Membership.objects.filter(user_id=OuterRef("user_id"), organization_id=OuterRef("organization_id"))
     return (
         ApiToken.objects.select_related("user", "organization")
+        .annotate(membership_role=Subquery(role.values("role")[:1]))
         .filter(digest=token_digest(raw), revoked_at__isnull=True)
         .first()
     )

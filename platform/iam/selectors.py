@@ -12,7 +12,9 @@ from .models import ApiKey
 
 
 def api_key_list(*, cluster: Cluster) -> QuerySet[ApiKey]:
-    return ApiKey.objects.filter(cluster=cluster, revoked_at__isnull=True).select_related("created_by")
+    return ApiKey.objects.filter(cluster=cluster, revoked_at__isnull=True).select_related(
+        "created_by", "cluster"
+    )
 
 
 def api_key_get(*, cluster: Cluster, key: str) -> ApiKey | None:

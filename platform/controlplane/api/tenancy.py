@@ -28,7 +28,11 @@ def request_membership(request: Any) -> Membership | None:
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
         auth = getattr(request, "auth", None)
-        if isinstance(auth, ApiToken):
+        if isinstance(auth, ApiToken) and hasattr(auth, "membership_role"):
+            # The authentication query already fetched the role: no second query per request.
+            if auth.membership_role is not None:
+                membership = Membership(user=user, organization=auth.organization, role=auth.membership_role)
+        elif isinstance(auth, ApiToken):
             membership = account_selectors.membership_get(user=user, organization_id=auth.organization_id)
         else:
             session = getattr(request, "session", None)
