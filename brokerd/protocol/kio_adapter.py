@@ -37,6 +37,7 @@ from kio.serial import entity_reader, entity_writer  # noqa: E402
 from kio.serial._introspect import (  # noqa: E402
     EntityField,
     EntityTupleField,
+    PrimitiveTupleField,
     classify_field,
     get_field_tag,
     is_optional,
@@ -106,17 +107,18 @@ def _native_reader(cls: type) -> Any:
 
 
 def decode_request(api_key: int, version: int, buf: bytes | memoryview, offset: int) -> Any:
-    """Decode a request body starting at ``offset``; unknown tagged fields are skipped."""
+    """Decode a request body starting at ``offset``; unknown tagged fields are skipped.
+
+    Requests from the network go through the tolerant reader, which checks every array length
+    against the bytes left: kio's native reader pre-allocates arrays from their length prefix,
+    so one garbage length aborted the process (Rust OOM; found by the admin issue's
+    hostile-input test). Produce has its own fast-path decoder.
+    """
     cls = request_class(api_key, version)
     try:
-        value, _size = _native_reader(cls)(buf, offset)
-    except KeyError:
-        try:
-            value, _pos = read_entity_tolerant(cls, buf, offset)
-        except ProtocolError:
-            raise
-        except Exception as exc:
-            raise ProtocolError(f"cannot decode {cls.__name__}: {exc}") from exc
+        value, _pos = read_entity_tolerant(cls, buf, offset)
+    except ProtocolError:
+        raise
     except Exception as exc:  # kio raises a variety of decode errors
         raise ProtocolError(f"cannot decode {cls.__name__}: {exc}") from exc
     return value
@@ -147,6 +149,8 @@ def _plan(cls: type) -> tuple[list[tuple[str, Any]], dict[int, tuple[str, Any]],
             reader = _tolerant_entity_reader(klass.type_, nullable)
         elif isinstance(klass, EntityTupleField):
             reader = _tolerant_array_reader(klass.type_, flexible)
+        elif isinstance(klass, PrimitiveTupleField):
+            reader = _guarded_primitive_array(get_field_reader(cls, f, is_header, tag is not None), flexible)
         else:
             reader = get_field_reader(cls, f, is_header, tag is not None)
         if tag is None:
@@ -172,6 +176,21 @@ def _tolerant_entity_reader(cls: type, nullable: bool) -> Any:
                 return None, pos - start
         value, pos = read_entity_tolerant(cls, buf, pos)
         return value, pos - start
+
+    return read
+
+
+def _guarded_primitive_array(native: Any, flexible: bool) -> Any:
+    """Refuse a primitive array whose length exceeds the buffer before kio allocates it."""
+
+    def read(buf: Any, start: int) -> tuple[Any, int]:
+        if flexible:
+            length, _size = read_compact_array_length(buf, start)
+        else:
+            length, _size = read_legacy_array_length(buf, start)
+        if length is not None and length > len(buf) - start:
+            raise ProtocolError("array length exceeds the frame")
+        return native(buf, start)
 
     return read
 
