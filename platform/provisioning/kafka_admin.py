@@ -9,6 +9,7 @@ their connections), so a REST call does not pay a SASL handshake each time.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from typing import Any
 
@@ -20,7 +21,10 @@ from controlplane.errors import Conflict, ServiceError
 
 REQUEST_TIMEOUT_S = 10.0
 _CACHE_SIZE = 64
-_cache: OrderedDict[tuple[str, str], AdminClient] = OrderedDict()
+#: An idle client is dropped after this long: a deleted cluster's port may serve another cluster
+#: later, and a forgotten client would keep reconnecting to it.
+_CACHE_IDLE_S = 60.0
+_cache: OrderedDict[tuple[str, str], tuple[AdminClient, float]] = OrderedDict()
 _lock = threading.Lock()
 
 
@@ -52,7 +56,7 @@ def client_config(cluster: Cluster) -> dict[str, Any]:
         "client.id": "kastle-control-plane",
         "socket.timeout.ms": int(REQUEST_TIMEOUT_S * 1000),
         "socket.connection.setup.timeout.ms": int(REQUEST_TIMEOUT_S * 1000),
-        "reconnect.backoff.max.ms": 1000,
+        "reconnect.backoff.max.ms": 5000,
     }
 
 
@@ -62,13 +66,15 @@ def admin_client(cluster: Cluster) -> AdminClient:
         forget(cluster)
         raise ClusterNotRunning(cluster)
     key = (cluster.public_id, cluster.bootstrap_servers)
+    now = time.monotonic()
     with _lock:
-        client = _cache.get(key)
-        if client is not None:
-            _cache.move_to_end(key)
-            return client
-        client = AdminClient(client_config(cluster))
-        _cache[key] = client
+        for stale in [k for k, (_, used) in _cache.items() if now - used > _CACHE_IDLE_S or k[0] == key[0]]:
+            if stale != key:
+                del _cache[stale]  # idle, or the cluster moved to other ports
+        entry = _cache.get(key)
+        client = entry[0] if entry is not None else AdminClient(client_config(cluster))
+        _cache[key] = (client, now)
+        _cache.move_to_end(key)
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
     return client
@@ -120,3 +126,8 @@ def result(cluster: Cluster, future, timeout: float = REQUEST_TIMEOUT_S + 5):
         raise
     except TimeoutError as exc:  # concurrent.futures.TimeoutError
         raise unavailable(cluster) from exc
+
+
+def clear_cache() -> None:
+    with _lock:
+        _cache.clear()

@@ -48,7 +48,10 @@ def e2e(stack, celery_worker):
     from clusters.models import Host
 
     wait_until(lambda: Host.objects.filter(name="local").exists(), timeout=15, message="host registration")
-    return stack
+    yield stack
+    from provisioning import kafka_admin
+
+    kafka_admin.clear_cache()  # the next test's clusters may reuse these ports
 
 
 def _port_free(port: int) -> bool:
