@@ -1,0 +1,202 @@
+"""brokerd benchmark: absolute figures plus ratios to an ack-only sink measured in the same run.
+
+    python bench/brokerd_bench.py [--records 200000] [--latency-seconds 5]
+
+Everything runs on loopback: ``bench/ack_sink.py`` (the baseline: ApiVersions, Metadata and
+Produce, acknowledged without storing) and a real ``brokerd`` in a temporary directory.
+The client is librdkafka (confluent-kafka). Figures:
+
+- produce throughput, 1 KB records, acks=1 and acks=all, 1 and 6 partitions (target >= 0.6x sink);
+- consume throughput reading it back (target >= the produce figure);
+- produce latency p50/p99 at a steady 20 MB/s, linger.ms=0, acks=1 (target p99 <= 5 ms), and acks=all;
+- idle RSS (target <= 40 MB);
+- time from restart to serving with 1,000 partitions (target <= 1 s).
+
+The machine is shared and noisy; compare ratios, not absolutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+REPO = Path(__file__).resolve().parent.parent
+PAYLOAD = b"x" * 1024
+
+
+def start_sink() -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen([sys.executable, str(REPO / "bench" / "ack_sink.py"), "--topic", "p1=1",
+                             "--topic", "p6=6"], stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    return proc, int(line.split()[1])
+
+
+class Brokerd:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.data = root / "data"
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+        self.admin = 0
+
+    def start(self) -> float:
+        """Start; returns seconds from spawn to /healthz 200."""
+        (self.data / "listeners.json").unlink(missing_ok=True)
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "brokerd", "serve", "--data-dir", str(self.data),
+             "--listener", f"PLAINTEXT://127.0.0.1:{self.port}",
+             "--admin-listener", f"127.0.0.1:{self.admin}",
+             "--log-file", str(self.root / "brokerd.log")], cwd=REPO, env=env, stdout=subprocess.DEVNULL)
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError("brokerd exited")
+            try:
+                info = json.loads((self.data / "listeners.json").read_text())
+                if info["pid"] == self.proc.pid:
+                    self.port, self.admin = info["listeners"]["PLAINTEXT"], info["admin"]
+                    with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/healthz", timeout=1) as r:
+                        if r.status == 200:
+                            return time.monotonic() - t0
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.005)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(30)
+
+    def rss_mb(self) -> float:
+        with open(f"/proc/{self.proc.pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return -1.0
+
+
+def produce_throughput(bootstrap: str, topic: str, acks: str, n: int) -> float:
+    p = Producer({"bootstrap.servers": bootstrap, "acks": acks, "linger.ms": 5, "batch.size": 1_000_000,
+                  "queue.buffering.max.messages": 500_000, "enable.idempotence": False})
+    p.list_topics(topic, timeout=10)
+    failed = []
+    t0 = time.perf_counter()
+    for _ in range(n):
+        while True:
+            try:
+                p.produce(topic, PAYLOAD, on_delivery=lambda err, _m: err and failed.append(err))
+                break
+            except BufferError:
+                p.poll(0.005)
+    p.flush(120)
+    dt = time.perf_counter() - t0
+    assert not failed, failed[:3]
+    return n * len(PAYLOAD) / dt / 1e6
+
+
+def consume_throughput(bootstrap: str, topic: str, partitions: int, n: int) -> float:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench", "enable.auto.commit": False,
+                  "fetch.max.bytes": 52428800, "max.partition.fetch.bytes": 10485760})
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    got = 0
+    t0 = time.perf_counter()
+    while got < n:
+        for msg in c.consume(10000, 5):
+            if not msg.error():
+                got += 1
+    dt = time.perf_counter() - t0
+    c.close()
+    return got * len(PAYLOAD) / dt / 1e6
+
+
+def latency(bootstrap: str, topic: str, acks: str, mb_per_s: float, seconds: float) -> tuple[float, float]:
+    p = Producer({"bootstrap.servers": bootstrap, "acks": acks, "linger.ms": 0, "enable.idempotence": False})
+    p.list_topics(topic, timeout=10)
+    lat: list[float] = []
+    rate = mb_per_s * 1e6 / len(PAYLOAD)
+    start = time.perf_counter()
+    sent = 0
+    while True:
+        now = time.perf_counter()
+        if now - start >= seconds:
+            break
+        due = int((now - start) * rate)
+        while sent < due:
+            t = time.perf_counter()
+            p.produce(topic, PAYLOAD, on_delivery=lambda err, _m, t=t: lat.append(time.perf_counter() - t))
+            sent += 1
+        p.poll(0)
+    p.flush(30)
+    lat.sort()
+    return statistics.median(lat) * 1000, lat[int(len(lat) * 0.99)] * 1000
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--records", type=int, default=200_000)
+    ap.add_argument("--latency-seconds", type=float, default=5.0)
+    args = ap.parse_args()
+    n = args.records
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="brokerd-bench-") as tmp:
+        b = Brokerd(Path(tmp))
+        b.start()
+        time.sleep(0.5)
+        results["idle_rss_mb"] = b.rss_mb()
+        bootstrap = f"127.0.0.1:{b.port}"
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        topics = [NewTopic(f"{a}-p{k}", k, 1) for a in ("acks1", "acksall") for k in (1, 6)]
+        for f in admin.create_topics([*topics, NewTopic("lat", 1, 1)]).values():
+            f.result(10)
+        sink, sink_port = start_sink()
+        try:
+            sink_bootstrap = f"127.0.0.1:{sink_port}"
+            for acks, label in (("1", "acks1"), ("all", "acksall")):
+                for k in (1, 6):
+                    s = produce_throughput(sink_bootstrap, f"p{k}", acks, n)
+                    r = produce_throughput(bootstrap, f"{label}-p{k}", acks, n)
+                    results[f"produce_{label}_p{k}_sink_mb_s"] = s
+                    results[f"produce_{label}_p{k}_mb_s"] = r
+                    results[f"produce_{label}_p{k}_ratio"] = r / s
+            for k in (1, 6):
+                results[f"consume_p{k}_mb_s"] = consume_throughput(bootstrap, f"acks1-p{k}", k, n)
+            p50, p99 = latency(sink_bootstrap, "p1", "1", 20, args.latency_seconds)
+            results["latency_sink_acks1_p50_ms"], results["latency_sink_acks1_p99_ms"] = p50, p99
+            p50, p99 = latency(bootstrap, "lat", "1", 20, args.latency_seconds)
+            results["latency_acks1_p50_ms"], results["latency_acks1_p99_ms"] = p50, p99
+            p50, p99 = latency(bootstrap, "lat", "all", 20, args.latency_seconds)
+            results["latency_acksall_p50_ms"], results["latency_acksall_p99_ms"] = p50, p99
+        finally:
+            sink.terminate()
+            sink.wait()
+        existing = sum(len(t.partitions) for t in admin.list_topics(timeout=10).topics.values())
+        for f in admin.create_topics([NewTopic(f"many{i}", 10, 1) for i in range((1000 - existing) // 10 + 1)]
+                                     ).values():
+            f.result(30)
+        b.stop()
+        results["restart_to_serving_1000_partitions_s"] = b.start()
+        log = (Path(tmp) / "brokerd.log").read_text().strip().splitlines()
+        serving = [line for line in log if "serving" in line][-1]
+        results["restart_internal_ms"] = float(serving.rsplit(",", 1)[1].split()[0])
+        b.stop()
+    width = max(len(k) for k in results)
+    for k, v in results.items():
+        print(f"{k:<{width}}  {v:10.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
