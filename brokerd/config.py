@@ -70,6 +70,11 @@ register("log.retention.check.interval.ms", "int", 300000, "how often retention 
 register("log.message.timestamp.type", "str", "CreateTime", "CreateTime or LogAppendTime")
 register("log.flush.group.window.ms", "int", 2, "group fsync window for acks=all", minimum=0)
 register("credentials.poll.ms", "int", 250, "how often the credentials file is checked", minimum=10)
+# --- security issue: TLS for SASL_SSL listeners (brokerd/tls.py) -----------------------------
+register("tls.cert.file", "path", None, "PEM certificate chain of the SASL_SSL listener")
+register("tls.key.file", "path", None, "PEM private key of tls.cert.file (unencrypted)")
+register("tls.min.version", "str", "TLSv1.2", "oldest TLS version accepted: TLSv1.2 or TLSv1.3")
+register("tls.poll.ms", "int", 1000, "how often the certificate and key files are checked", minimum=10)
 # --- groups issue: coordinator, committed offsets, idempotent producers ----------------------
 register("group.min.session.timeout.ms", "int", 6000, "smallest member session timeout", minimum=1)
 register("group.max.session.timeout.ms", "int", 1800000, "largest member session timeout", minimum=1)
@@ -78,7 +83,7 @@ register("group.max.size", "int", 2147483647, "members allowed in one group", mi
 register("offsets.retention.minutes", "int", 10080, "keep an empty group's offsets this long", minimum=1)
 register("offsets.retention.check.interval.ms", "int", 600000, "how often offset expiry runs", minimum=1)
 register("offset.metadata.max.bytes", "int", 4096, "largest commit metadata string", minimum=0)
-register("offsets.commit.flush.window.ms", "int", 1, "group fsync window for offset commits", minimum=0)
+register("offsets.commit.flush.window.ms", "int", 0, "extra wait to batch offset-commit fsyncs", minimum=0)
 register("producer.id.expiration.ms", "int", 86400000, "forget an idle producer's sequence state", minimum=1)
 # --- test hooks -------------------------------------------------------------------------
 register("test.fault.produce.drop.after.append", "int", 0,
@@ -231,6 +236,7 @@ class Config:
             raise ConfigError("two listeners use the same security protocol; give each its own")
         if any(listener.sasl for listener in self.listeners) and not self["credentials.file"]:
             raise ConfigError("a SASL listener needs a credentials file; pass --credentials FILE")
+        self._validate_tls()
         admin = self["admin.listener"]
         self.admin = parse_hostport(admin, "admin listener") if admin else None
         for mech in self["sasl.enabled.mechanisms"]:
@@ -244,6 +250,20 @@ class Config:
                 raise ConfigError(f"credentials file {path} is not a regular file; pass a JSON file")
 
 
+    def _validate_tls(self) -> None:
+        """Security issue: a SASL_SSL listener needs a certificate and its key."""
+        if self["tls.min.version"] not in ("TLSv1.2", "TLSv1.3"):
+            raise ConfigError("tls.min.version must be TLSv1.2 or TLSv1.3")
+        if not any(listener.tls for listener in self.listeners):
+            return
+        for name, flag in (("tls.cert.file", "--tls-cert"), ("tls.key.file", "--tls-key")):
+            value = self[name]
+            if not value:
+                raise ConfigError(f"a SASL_SSL listener needs {name}; pass {flag} FILE (PEM)")
+            if not Path(value).is_file():
+                raise ConfigError(f"{name} {value} does not exist or is not a file; pass a PEM file")
+
+
 @dataclass(frozen=True, slots=True)
 class Listener:
     name: str  # security protocol, used as the listener name
@@ -254,8 +274,12 @@ class Listener:
     def sasl(self) -> bool:
         return self.name.startswith("SASL_")
 
+    @property
+    def tls(self) -> bool:
+        return self.name.endswith("SSL")
 
-SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT")
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL")
 _LISTENER_RE = re.compile(r"^([A-Za-z_]+)://(\[[0-9a-fA-F:.]+\]|[^:/\s]*):(\d+)$")
 
 

@@ -35,7 +35,7 @@ SETTINGS_DOC: tuple[tuple[str, str, Any, str, int | None], ...] = (
     ("offsets.retention.minutes", "int", 10080, "keep an empty group's committed offsets this long", 1),
     ("offsets.retention.check.interval.ms", "int", 600000, "how often offset expiry runs", 1),
     ("offset.metadata.max.bytes", "int", 4096, "largest commit metadata string", 0),
-    ("offsets.commit.flush.window.ms", "int", 1, "group fsync window for offset commits", 0),
+    ("offsets.commit.flush.window.ms", "int", 0, "extra wait to batch offset-commit fsyncs", 0),
     (
         "offsets.compaction.min.records",
         "int",
@@ -64,8 +64,9 @@ class GroupConfig:
     offsets_retention_minutes: int = 7 * 24 * 60
     offsets_retention_check_interval_ms: int = 600_000
     offset_metadata_max_bytes: int = 4096
-    #: Offset commits arriving within this window share one fsync.
-    commit_flush_window_ms: float = 1
+    #: Extra wait before an fsync so more commits share it (commits arriving during an fsync
+    #: always share the next one; 0 measured best).
+    commit_flush_window_ms: float = 0
     #: Compact the offsets log when it holds this many more records than live ones.
     compaction_min_records: int = 10_000
     producer_id_expiration_ms: int = 86_400_000
