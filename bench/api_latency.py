@@ -54,6 +54,7 @@ def parse_args() -> argparse.Namespace:
         help="PostgreSQL server URL to create the bench database on",
     )  # fmt: skip
     p.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    p.add_argument("--only", choices=["get", "post"], help="drive just one endpoint")
     p.add_argument("--json", action="store_true", help="print the results as JSON too")
     return p.parse_args()
 
@@ -238,8 +239,11 @@ def main() -> None:
             return r.status_code
 
         results = {}
-        endpoints = [("GET /api/v1/clusters", get_clusters)]
-        endpoints.append(("POST /api/v1/clusters/{id}/api-keys", post_key))
+        endpoints = []
+        if args.only in (None, "get"):
+            endpoints.append(("GET /api/v1/clusters", get_clusters))
+        if args.only in (None, "post"):
+            endpoints.append(("POST /api/v1/clusters/{id}/api-keys", post_key))
         for label, fn in endpoints:
             driver.run(fn, args.rate, args.warmup)
             results[label] = driver.run(fn, args.rate, args.duration)
