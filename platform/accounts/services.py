@@ -48,7 +48,7 @@ def _check_new_user(email: str, password: str) -> str:
 def signup(
     *, email: str, password: str, organization_name: str, source_ip: str | None = None
 ) -> SignupResult:
-    """Create an organization, its owner and a first REST token."""
+    """Create an organization, its owner, a first REST token and the trial credit."""
     organization_name = organization_name.strip()
     if not organization_name:
         raise ValidationFailed(
@@ -69,6 +69,10 @@ def signup(
                 details={"email": email},
             )
             token, raw = token_create(user=user, organization=organization, name="sign-up", actor=actor)
+            # Billing: the trial credit (KASTLE_TRIAL_CREDIT, default $400), drawn down by costs.
+            from metering.services import credit_grant_trial
+
+            credit_grant_trial(organization=organization)
     except IntegrityError as exc:  # two sign-ups with one email at once
         raise ValidationFailed(
             "The sign-up details are invalid.",

@@ -106,6 +106,8 @@ INSTALLED_APPS = [
     "iam",
     "provisioning",
     "topics",
+    "consumergroups",
+    "metering",
     "web",
 ]
 
@@ -289,6 +291,10 @@ CELERY_TASK_ROUTES = {
     "provisioning.cluster_provision": {"queue": CELERY_DEFAULT_QUEUE},
     "provisioning.cluster_deprovision": {"queue": CELERY_DEFAULT_QUEUE},
     "provisioning.reconcile": {"queue": CELERY_DEFAULT_QUEUE},
+    # metering (platform/metering/tasks.py); metering.host_collect goes to `host.<name>`
+    "metering.collect": {"queue": CELERY_DEFAULT_QUEUE},
+    "metering.close_invoices": {"queue": CELERY_DEFAULT_QUEUE},
+    "metering.prune_samples": {"queue": CELERY_DEFAULT_QUEUE},
 }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -308,6 +314,21 @@ CELERY_BEAT_SCHEDULE: dict = {
         "options": {"expires": KASTLE_RECONCILE_INTERVAL * 2},
     },
 }
+# --- metering (platform/metering/conf.py documents its settings) ---
+KASTLE_METERING_INTERVAL_SECONDS = float(os.environ.get("KASTLE_METERING_INTERVAL_SECONDS") or 60.0)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        # Scrape every RUNNING broker (through its host's queue), evaluate spend caps.
+        "metering-collect": {
+            "task": "metering.collect",
+            "schedule": KASTLE_METERING_INTERVAL_SECONDS,
+            "options": {"expires": KASTLE_METERING_INTERVAL_SECONDS * 2},
+        },
+        # Invoice the months that ended.
+        "metering-close-invoices": {"task": "metering.close_invoices", "schedule": 3600.0},
+        "metering-prune-samples": {"task": "metering.prune_samples", "schedule": 600.0},
+    }
+)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # --- logging --------------------------------------------------------------------------------------

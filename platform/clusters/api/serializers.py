@@ -4,6 +4,24 @@ from clusters.models import Cluster
 from clusters.plans import PLANS
 
 
+class PlanPricesSerializer(serializers.Serializer):
+    """The plan's price book entry in effect today (metering.models.PriceBook; docs/billing.md)."""
+
+    currency = serializers.CharField()
+    effective_from = serializers.DateField()
+    base_per_hour = serializers.DecimalField(
+        max_digits=16, decimal_places=8, help_text="USD per cluster-hour"
+    )
+    per_gb_in = serializers.DecimalField(max_digits=16, decimal_places=8, help_text="USD per GB produced")
+    per_gb_out = serializers.DecimalField(max_digits=16, decimal_places=8, help_text="USD per GB fetched")
+    per_gb_month_stored = serializers.DecimalField(
+        max_digits=16, decimal_places=8, help_text="USD per GB-month stored"
+    )
+    per_partition_hour = serializers.DecimalField(
+        max_digits=16, decimal_places=8, help_text="USD per partition-hour"
+    )
+
+
 class PlanSerializer(serializers.Serializer):
     name = serializers.CharField()
     display_name = serializers.CharField()
@@ -18,6 +36,7 @@ class PlanSerializer(serializers.Serializer):
     max_api_keys = serializers.IntegerField()
     max_connections = serializers.IntegerField()
     max_message_bytes = serializers.IntegerField()
+    prices = PlanPricesSerializer()
 
 
 class ClusterSerializer(serializers.ModelSerializer):

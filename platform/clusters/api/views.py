@@ -28,7 +28,8 @@ class PlanViewSet(viewsets.ViewSet):
     @extend_schema(responses=s.PlanSerializer(many=True))
     def list(self, request):
         paginator = self.paginator
-        plans = [plan.as_dict() for plan in PLANS.values()]
+        prices = _prices()
+        plans = [{**plan.as_dict(), "prices": prices[plan.name]} for plan in PLANS.values()]
         page = paginator.paginate_queryset(plans, request, view=self)
         return paginator.get_paginated_response(s.PlanSerializer(page, many=True).data)
 
@@ -39,7 +40,7 @@ class PlanViewSet(viewsets.ViewSet):
         plan = PLANS.get(name or "")
         if plan is None:
             raise NotFound(f"No plan named {name!r}.")
-        return Response(s.PlanSerializer(plan.as_dict()).data)
+        return Response(s.PlanSerializer({**plan.as_dict(), "prices": _prices()[plan.name]}).data)
 
     @property
     def paginator(self):
@@ -48,6 +49,15 @@ class PlanViewSet(viewsets.ViewSet):
         if not hasattr(self, "_paginator"):
             self._paginator = Pagination()
         return self._paginator
+
+
+def _prices() -> dict:
+    """Today's price book per plan (metering owns prices; plans.py owns limits)."""
+    from dataclasses import asdict
+
+    from metering.selectors import current_prices
+
+    return {name: asdict(prices) for name, prices in current_prices().items()}
 
 
 @extend_schema_view(
