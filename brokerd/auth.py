@@ -15,6 +15,7 @@ import hmac
 import logging
 import os
 import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +38,9 @@ class CredentialStore:
         self._plain_cache: dict[tuple[str, bytes], bytes] = {}
         self.on_removed: list[Callable[[set[str]], None]] = []
         self.reloads = 0
+        # Security issue: keys with an expires_at stop authenticating then, and their connections close.
+        self.clock: Callable[[], float] = time.time
+        self._expired: set[str] = set()  # expired users whose connections were already closed
 
     def _stat(self) -> tuple | None:
         try:
@@ -74,8 +78,15 @@ class CredentialStore:
             return False
         self._stamp = stamp
         removed = set(self.users) - set(users)
-        changed = {u for u in users if u in self.users and users[u] != self.users[u]}
+        changed = {
+            u
+            for u in users
+            if u in self.users
+            and credentials.verifiers_of(users[u]) != credentials.verifiers_of(self.users[u])
+        }  # a new expires_at alone (a rotation's overlap) keeps the key's connections open
         self.users = users
+        self._expired &= set(users)
+        self._expired -= {u for u in self._expired if not self.is_expired(u)}
         self._plain_cache.clear()
         self.reloads += 1
         log.info("credentials reloaded: %d user(s), %d removed", len(users), len(removed))
@@ -84,11 +95,31 @@ class CredentialStore:
                 callback(removed | changed)
         return True
 
+    def is_expired(self, username: str) -> bool:
+        entry = self.users.get(username)
+        return entry is not None and credentials.is_expired(entry, self.clock())
+
+    def check_expiry(self) -> set[str]:
+        """Close the connections of keys whose expires_at passed (once per key). Returns them."""
+        now = self.clock()
+        newly = {
+            u
+            for u, entry in self.users.items()
+            if u not in self._expired and credentials.is_expired(entry, now)
+        }
+        if newly:
+            self._expired |= newly
+            log.info("%d key(s) expired: %s", len(newly), ", ".join(sorted(newly)))
+            for callback in self.on_removed:
+                callback(newly)
+        return newly
+
     async def watch(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
             try:
                 self.poll()
+                self.check_expiry()
             except Exception:  # never let the watcher die
                 log.exception("credentials watcher failed")
 
@@ -147,6 +178,8 @@ class SaslSession:
             raise AuthenticationFailed("Authentication failed: authorization id must match the user")
         if not user or not await self.store.check_plain(user, password):
             raise AuthenticationFailed("Authentication failed: Invalid username or password")
+        if self.store.is_expired(user):  # the password was right, so saying why is safe
+            raise AuthenticationFailed("Authentication failed: the API key has expired")
         self.principal = user
         return b"", True
 
@@ -182,6 +215,7 @@ class SaslSession:
                 "user": user,
                 "verifier": verifier,
                 "nonce": nonce,
+                "client_nonce": attrs["r"],
                 "client_first_bare": bare,
                 "server_first": server_first,
                 "gs2": f"{gs2},{authz},",
@@ -195,7 +229,10 @@ class SaslSession:
                 raise AuthenticationFailed("Invalid SCRAM client final message")
             attrs = _parse_attrs(without_proof)
             expected_cb = base64.b64encode(s["gs2"].encode()).decode()
-            if attrs.get("c") != expected_cb or attrs.get("r") != s["nonce"]:
+            # librdkafka before 2.6.1 (kcat 1.7 ships 2.0.2) sends the client nonce twice
+            # (librdkafka#4895); Kafka accepts that form too, and the server nonce is still checked.
+            nonces = (s["nonce"], s["client_nonce"] + s["nonce"])
+            if attrs.get("c") != expected_cb or attrs.get("r") not in nonces:
                 raise AuthenticationFailed("Authentication failed: invalid nonce or channel binding")
             try:
                 proof = base64.b64decode(proof_part, validate=True)
@@ -212,6 +249,8 @@ class SaslSession:
             # the user may have been removed while we were talking
             if s["user"] not in self.store.users:
                 raise AuthenticationFailed("Authentication failed: Invalid user credentials")
+            if self.store.is_expired(s["user"]):
+                raise AuthenticationFailed("Authentication failed: the API key has expired")
             server_sig = hmac.new(verifier.server_key, auth_message, hash_name).digest()
             self.principal = s["user"]
             self._state = 2

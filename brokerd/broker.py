@@ -46,6 +46,7 @@ class Broker:
         )
         self.credentials = CredentialStore(config["credentials.file"])
         self.credentials.on_removed.append(self._close_principals)
+        self.tls: Any = None  # security issue: brokerd/tls.py TlsContext for SASL_SSL listeners
         self.flusher: Flusher | None = None
         self.connections: set = set()
         self.metadata_cache: dict[Any, Any] = {}
@@ -116,7 +117,7 @@ class Broker:
     def _close_principals(self, principals: set[str]) -> None:
         for conn in list(self.connections):
             if conn.principal in principals:
-                conn.close(f"credentials of {conn.principal} were removed or changed")
+                conn.close(f"credentials of {conn.principal} were removed, changed or expired")
 
     def _healthz(self) -> tuple[int, str, bytes]:
         if self.serving:
@@ -139,6 +140,7 @@ class Broker:
             self.credentials.load_initial()
         except (OSError, ValueError) as exc:
             raise StartupError(str(exc)) from None
+        self._start_tls()
         self.flusher = Flusher(cfg["log.flush.group.window.ms"], cfg["test.flush.journal"])
         self.logs.on_close_segments = self.flusher.close_later
         handlers.load_all()
@@ -185,6 +187,19 @@ class Broker:
             self.node_id, self.cluster_id, len(self.logs.topics), partitions,
             "clean" if self.logs.clean_start else "recovered", (time.monotonic() - t0) * 1000,
         )
+
+    def _start_tls(self) -> None:
+        """Security issue: the SASL_SSL listener's certificate, reloaded when its files change."""
+        if not any(listener.tls for listener in self.config.listeners):
+            return
+        from brokerd.tls import TlsContext, TlsError
+
+        cfg = self.config
+        try:
+            self.tls = TlsContext(cfg["tls.cert.file"], cfg["tls.key.file"], cfg["tls.min.version"])
+        except TlsError as exc:
+            raise StartupError(str(exc)) from None
+        self._tasks.append(asyncio.ensure_future(self.tls.watch(cfg["tls.poll.ms"] / 1000)))
 
     def _start_admin_state(self) -> None:
         """Admin issue: broker/topic configs, quotas, metrics and the usage journal."""

@@ -3,7 +3,7 @@
     brokerd serve --data-dir DIR --listener PLAINTEXT://127.0.0.1:9092 [--listener ...]
                   [--credentials FILE] [--admin-listener HOST:PORT] [--advertised-host H]
                   [--node-id N] [--cluster-id ID] [--config FILE.toml] [--set key=value ...]
-                  [--pidfile FILE] [--log-file FILE]
+                  [--pidfile FILE] [--log-file FILE] [--tls-cert FILE --tls-key FILE]
     brokerd credentials set --file FILE --username NAME      (password on stdin)
     brokerd credentials delete --file FILE --username NAME
     brokerd settings                                          (list settings and defaults)
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="URL",
         default=None,
-        help="PLAINTEXT://HOST:PORT or SASL_PLAINTEXT://HOST:PORT (repeatable)",
+        help="PLAINTEXT://HOST:PORT, SASL_PLAINTEXT://HOST:PORT or SASL_SSL://HOST:PORT (repeatable)",
     )
     serve.add_argument("--credentials", metavar="FILE")
     serve.add_argument("--admin-listener", metavar="HOST:PORT")
@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--cluster-id", metavar="ID")
     serve.add_argument("--pidfile", metavar="FILE")
     serve.add_argument("--log-file", metavar="FILE")
+    serve.add_argument("--tls-cert", metavar="FILE", help="PEM certificate chain for SASL_SSL")
+    serve.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
     serve.add_argument(
         "--set",
         action="append",
@@ -123,6 +125,8 @@ def _serve(args: argparse.Namespace) -> int:
         ("cluster.id", args.cluster_id),
         ("pid.file", args.pidfile),
         ("log.file", args.log_file),
+        ("tls.cert.file", args.tls_cert),
+        ("tls.key.file", args.tls_key),
     ):
         if value is not None:
             flags[name] = value

@@ -9,6 +9,11 @@ Pure Python, no Django. A credentials file is JSON::
 
 Only SCRAM verifiers (RFC 5802) are kept, never a password. A PLAIN login is checked by
 deriving the SCRAM-SHA-256 stored key from the offered password with the stored salt.
+
+Optional per-user fields (readers that do not know them ignore them):
+
+    "expires_at": <unix seconds, a number>   the key stops authenticating at this time, and
+                                             brokerd closes its connections when it passes
 """
 
 from __future__ import annotations
@@ -108,6 +113,22 @@ def check_plain(entry: dict[str, Any], password: str) -> bool:
     return hmac.compare_digest(candidate.stored_key, verifier.stored_key)
 
 
+def expires_at(entry: dict[str, Any]) -> float | None:
+    """The entry's expiry (unix seconds), or None if it never expires."""
+    value = entry.get("expires_at")
+    return None if value is None else float(value)
+
+
+def is_expired(entry: dict[str, Any], now: float) -> bool:
+    value = entry.get("expires_at")
+    return value is not None and now >= float(value)
+
+
+def verifiers_of(entry: dict[str, Any]) -> dict[str, Any]:
+    """Only the SCRAM verifiers of an entry (to tell a changed secret from a changed expiry)."""
+    return {m: entry.get(m) for m in MECHANISMS}
+
+
 def parse(text: str) -> dict[str, dict[str, Any]]:
     """Parse and validate a credentials document; return {username: entry}."""
     try:
@@ -124,6 +145,9 @@ def parse(text: str) -> dict[str, dict[str, Any]]:
             if mechanism not in entry:
                 raise CredentialsError(f"user {name!r}: missing {mechanism} verifier")
             ScramVerifier.from_json(mechanism, entry[mechanism])
+        expiry = entry.get("expires_at")
+        if expiry is not None and (isinstance(expiry, bool) or not isinstance(expiry, int | float)):
+            raise CredentialsError(f"user {name!r}: expires_at must be a number of unix seconds")
     return users
 
 
@@ -155,9 +179,13 @@ def write_atomic(path: str | os.PathLike[str], users: dict[str, dict[str, Any]])
         raise
 
 
-def set_user(path: str | os.PathLike[str], username: str, password: str) -> None:
+def set_user(
+    path: str | os.PathLike[str], username: str, password: str, *, expires_at: float | None = None
+) -> None:
     users = load(path)
     users[username] = make_user_entry(password)
+    if expires_at is not None:
+        users[username]["expires_at"] = expires_at
     write_atomic(path, users)
 
 

@@ -346,6 +346,10 @@ async def start_listener(broker: Broker, listener: Listener) -> asyncio.Abstract
         return Connection(broker, listener, holder["port"])
 
     holder["port"] = listener.port
-    server = await loop.create_server(factory, listener.host, listener.port, reuse_address=True, backlog=512)
+    ssl_context = broker.tls.listening if listener.tls else None  # security issue: SASL_SSL
+    server = await loop.create_server(
+        factory, listener.host, listener.port, reuse_address=True, backlog=512, ssl=ssl_context,
+        ssl_handshake_timeout=10.0 if ssl_context is not None else None,
+    )
     holder["port"] = server.sockets[0].getsockname()[1]
     return server
