@@ -1,0 +1,74 @@
+"""REST endpoints for a cluster's consumer groups (served from the brokers through the Kafka protocol)."""
+
+from __future__ import annotations
+
+from django.http import Http404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.response import Response
+
+from accounts.audit import Actor
+from accounts.models import Role
+from clusters import selectors as cluster_selectors
+from clusters.models import Cluster
+from consumergroups import services
+from controlplane.api.tenancy import OrganizationScopedMixin
+
+from . import serializers as s
+
+CLUSTER_PARAM = OpenApiParameter(
+    "cluster_id", str, OpenApiParameter.PATH, description="The cluster's id (lkc-…)"
+)
+GROUP_PARAM = OpenApiParameter("group_id", str, OpenApiParameter.PATH, description="The consumer group's id")
+
+
+class ConsumerGroupViewSet(OrganizationScopedMixin, viewsets.GenericViewSet):
+    serializer_class = s.ConsumerGroupSerializer
+    lookup_field = "group_id"
+    lookup_url_kwarg = "group_id"
+    lookup_value_regex = "[^/]+"
+    roles = {"list": Role.MEMBER, "retrieve": Role.MEMBER, "reset_offsets": Role.ADMIN, "destroy": Role.ADMIN}
+
+    def get_base_queryset(self):
+        return Cluster.objects.all()  # groups live on the brokers; the cluster is what is scoped
+
+    def get_cluster(self) -> Cluster:
+        cluster = cluster_selectors.cluster_get(
+            organization=self.organization, public_id=self.kwargs["cluster_id"]
+        )
+        if cluster is None:
+            raise Http404
+        return cluster
+
+    @extend_schema(parameters=[CLUSTER_PARAM], responses=s.ConsumerGroupSummarySerializer(many=True))
+    def list(self, request, cluster_id=None):
+        groups = services.group_list(cluster=self.get_cluster())
+        page = self.paginate_queryset(groups)
+        return self.get_paginated_response(s.ConsumerGroupSummarySerializer(page, many=True).data)
+
+    @extend_schema(parameters=[CLUSTER_PARAM, GROUP_PARAM], responses=s.ConsumerGroupSerializer)
+    def retrieve(self, request, cluster_id=None, group_id=None):
+        body = services.group_get(cluster=self.get_cluster(), group_id=group_id)
+        return Response(s.ConsumerGroupSerializer(body).data)
+
+    @extend_schema(
+        parameters=[CLUSTER_PARAM, GROUP_PARAM],
+        request=s.ResetOffsetsSerializer,
+        responses=s.ResetOffsetsResultSerializer,
+        summary="Reset a group's committed offsets (only while it has no members)",
+    )
+    def reset_offsets(self, request, cluster_id=None, group_id=None):
+        cluster = self.get_cluster()
+        data = s.ResetOffsetsSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        body = services.reset_offsets(
+            cluster=cluster, group_id=group_id, actor=Actor.from_request(request), **data.validated_data
+        )
+        return Response(s.ResetOffsetsResultSerializer(body).data)
+
+    @extend_schema(parameters=[CLUSTER_PARAM, GROUP_PARAM], responses={204: None})
+    def destroy(self, request, cluster_id=None, group_id=None):
+        services.group_delete(
+            cluster=self.get_cluster(), group_id=group_id, actor=Actor.from_request(request)
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
