@@ -41,6 +41,10 @@ class PlanSerializer(serializers.Serializer):
 
 class ClusterSerializer(serializers.ModelSerializer):
     id = serializers.CharField(source="public_id", read_only=True)
+    degraded = serializers.SerializerMethodField(
+        help_text="RUNNING, but a host serving one of its brokers stopped reporting: the brokers may "
+        "still serve clients, but are not supervised until the host is back"
+    )
 
     class Meta:
         model = Cluster
@@ -50,6 +54,7 @@ class ClusterSerializer(serializers.ModelSerializer):
             "plan",
             "status",
             "status_reason",
+            "degraded",
             "bootstrap_servers",
             "security_protocol",
             "sasl_mechanisms",
@@ -58,6 +63,14 @@ class ClusterSerializer(serializers.ModelSerializer):
             "status_changed_at",
         ]
         read_only_fields = fields
+
+    def get_degraded(self, obj: Cluster) -> bool:
+        annotated = getattr(obj, "degraded", None)  # provisioning.health.annotate_degraded (lists)
+        if annotated is not None:
+            return bool(annotated)
+        from provisioning.health import is_degraded
+
+        return is_degraded(obj)
 
 
 class ClusterCreateSerializer(serializers.Serializer):

@@ -97,7 +97,9 @@ class ClusterViewSet(
 
                 raise ValidationError({"status": [f"Choose one of: {', '.join(ClusterStatus.values)}."]})
             qs = selectors.cluster_list(organization=self.organization, status=wanted)
-        return qs
+        from provisioning.health import annotate_degraded
+
+        return annotate_degraded(qs)  # the `degraded` field without a query per cluster
 
     @extend_schema(request=s.ClusterCreateSerializer, responses={202: s.ClusterSerializer})
     def create(self, request):
