@@ -32,7 +32,9 @@ def metrics_text(
     per_topic: dict[str, int] = {}
     lines += ["# HELP kastle_partition_bytes_stored x", "# TYPE kastle_partition_bytes_stored gauge"]
     for (topic, partition), nbytes in (stored or {}).items():
-        lines.append(f'kastle_partition_bytes_stored{{partition="{partition}",topic="{topic}"}} {float(nbytes)}')
+        lines.append(
+            f'kastle_partition_bytes_stored{{partition="{partition}",topic="{topic}"}} {float(nbytes)}'
+        )
         per_topic[topic] = per_topic.get(topic, 0) + 1
     lines += ["# HELP kastle_partitions x", "# TYPE kastle_partitions gauge"]
     for topic, n in sorted(per_topic.items()):
@@ -60,7 +62,7 @@ class MetricsEndpoint:
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 if self.path != "/metrics":
                     self.send_error(404)
                     return

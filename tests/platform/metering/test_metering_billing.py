@@ -24,7 +24,12 @@ BASIC = {"base": Decimal("0.10"), "in": Decimal("0.05"), "out": Decimal("0.05"),
 
 def usage(cluster, principal="", topic="", hour=THIS_HOUR, **values):
     return HourlyUsage.objects.create(
-        organization=cluster.organization, cluster=cluster, principal=principal, topic=topic, hour=hour, **values
+        organization=cluster.organization,
+        cluster=cluster,
+        principal=principal,
+        topic=topic,
+        hour=hour,
+        **values,
     )
 
 
@@ -80,13 +85,17 @@ def test_costs_by_cluster_key_topic_day_match_a_hand_computation(tenant, billed)
     assert lines["storage"]["unit"] == "GB-month" and lines["base"]["unit"] == "cluster-hour"
     assert Decimal(group["amount"]) == sum(expected.values())
 
-    by_key = {g["api_key"]: g for g in tenant.client.get("/api/v1/billing/costs?group_by=api_key").json()["results"]}
+    by_key = {
+        g["api_key"]: g for g in tenant.client.get("/api/v1/billing/costs?group_by=api_key").json()["results"]
+    }
     assert set(by_key) == {"KEY1", "KEY2", None}
     key1 = {line["dimension"]: Decimal(line["amount"]) for line in by_key["KEY1"]["lines"]}
     assert key1 == {"ingress": r6(Decimal(3) * BASIC["in"]), "egress": r6(Decimal(1) * BASIC["out"])}
     assert {line["dimension"] for line in by_key[None]["lines"]} == {"base", "storage", "partitions"}
 
-    by_topic = {g["topic"]: g for g in tenant.client.get("/api/v1/billing/costs?group_by=topic").json()["results"]}
+    by_topic = {
+        g["topic"]: g for g in tenant.client.get("/api/v1/billing/costs?group_by=topic").json()["results"]
+    }
     assert set(by_topic) == {"orders", "clicks", None}
     [day] = tenant.client.get("/api/v1/billing/costs?group_by=day").json()["results"]
     assert day["day"] == str(THIS_HOUR.date()) and Decimal(day["amount"]) == sum(expected.values())
@@ -224,4 +233,7 @@ def test_price_book_change_prices_from_its_day(tenant):
         organization=tenant.organization, start_date=dt.date(2025, 5, 1), end_date=dt.date(2025, 6, 1)
     )
     lines = [(line["dimension"], line["unit_price"], line["amount"]) for line in groups[0]["lines"]]
-    assert lines == [("ingress", Decimal("0.05"), Decimal("0.05")), ("ingress", Decimal("0.07"), Decimal("0.07"))]
+    assert lines == [
+        ("ingress", Decimal("0.05"), Decimal("0.05")),
+        ("ingress", Decimal("0.07"), Decimal("0.07")),
+    ]

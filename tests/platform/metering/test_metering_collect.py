@@ -68,10 +68,14 @@ def test_deltas_hourly_rows_and_exactly_once(broker):
         (12, 1000, 0, 10, 0),
         (13, 500, 1000, 5, 10),
     ]
-    storage = {r.hour.hour: r for r in HourlyUsage.objects.filter(cluster=cluster, principal="", topic="orders")}
+    storage = {
+        r.hour.hour: r for r in HourlyUsage.objects.filter(cluster=cluster, principal="", topic="orders")
+    }
     assert storage[12].storage_byte_seconds == 1500 * 60 and storage[12].partition_ms == 60_000
     assert storage[13].storage_byte_seconds == 1500 * 60 and storage[13].partition_ms == 60_000
-    base = {r.hour.hour: r.cluster_ms for r in HourlyUsage.objects.filter(cluster=cluster, principal="", topic="")}
+    base = {
+        r.hour.hour: r.cluster_ms for r in HourlyUsage.objects.filter(cluster=cluster, principal="", topic="")
+    }
     assert base == {12: 60_000, 13: 60_000}
 
     # Same counters a minute later: no new bytes, but a minute more of storage and cluster time.
@@ -119,7 +123,9 @@ def test_collect_host_scrapes_running_brokers_over_http():
     try:
         brokers = []
         for i in range(3):
-            endpoint = MetricsEndpoint(metrics_text({(f"K{i}", "t"): (100 * (i + 1), i + 1, 0, 0)}, {("t", 0): 5}))
+            endpoint = MetricsEndpoint(
+                metrics_text({(f"K{i}", "t"): (100 * (i + 1), i + 1, 0, 0)}, {("t", 0): 5})
+            )
             endpoints.append(endpoint)
             brokers.append(BrokerFactory(host=host, node_id=1, admin_port=endpoint.port, status="RUNNING"))
         stopped = BrokerFactory(host=host, node_id=1, status="STOPPED")  # not scraped
