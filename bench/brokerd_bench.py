@@ -1,6 +1,6 @@
 """brokerd benchmark: absolute figures plus ratios to an ack-only sink measured in the same run.
 
-    python bench/brokerd_bench.py [--records 200000] [--latency-seconds 5]
+    python bench/brokerd_bench.py [--records 200000] [--latency-seconds 5] [--only latency]
 
 Everything runs on loopback: ``bench/ack_sink.py`` (the baseline: ApiVersions, Metadata and
 Produce, acknowledged without storing) and a real ``brokerd`` in a temporary directory.
@@ -144,11 +144,43 @@ def latency(bootstrap: str, topic: str, acks: str, mb_per_s: float, seconds: flo
     return statistics.median(lat) * 1000, lat[int(len(lat) * 0.99)] * 1000
 
 
+def latency_only(seconds: float) -> int:
+    """The latency section alone: sink, then brokerd acks=1 and acks=all, with ratios to the sink."""
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="brokerd-bench-") as tmp:
+        b = Brokerd(Path(tmp))
+        b.start()
+        bootstrap = f"127.0.0.1:{b.port}"
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        for f in admin.create_topics([NewTopic("lat", 1, 1)]).values():
+            f.result(10)
+        sink, sink_port = start_sink()
+        try:
+            for acks, label in (("1", "acks1"), ("all", "acksall")):
+                s50, s99 = latency(f"127.0.0.1:{sink_port}", "p1", acks, 20, seconds)
+                p50, p99 = latency(bootstrap, "lat", acks, 20, seconds)
+                results[f"latency_sink_{label}_p50_ms"], results[f"latency_sink_{label}_p99_ms"] = s50, s99
+                results[f"latency_{label}_p50_ms"], results[f"latency_{label}_p99_ms"] = p50, p99
+                results[f"latency_{label}_p50_ratio"] = p50 / s50
+                results[f"latency_{label}_p99_ratio"] = p99 / s99
+        finally:
+            sink.terminate()
+            sink.wait()
+            b.stop()
+    width = max(len(k) for k in results)
+    for k, v in results.items():
+        print(f"{k:<{width}}  {v:10.2f}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=200_000)
     ap.add_argument("--latency-seconds", type=float, default=5.0)
+    ap.add_argument("--only", choices=("latency",), help="run one section (with its sink baseline)")
     args = ap.parse_args()
+    if args.only == "latency":
+        return latency_only(args.latency_seconds)
     n = args.records
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="brokerd-bench-") as tmp:

@@ -56,7 +56,10 @@ register("delete.topic.enable", "bool", True, "allow DeleteTopics")
 register("message.max.bytes", "int", 1048588, "largest record batch accepted", minimum=64)
 register("socket.request.max.bytes", "int", 104857600, "largest request frame accepted", minimum=1024)
 register("sasl.server.max.receive.size", "int", 524288, "largest frame before authentication", minimum=64)
-register("max.inflight.requests.per.connection", "int", 100, "pipelined requests per connection", minimum=1)
+# Pipelined requests a connection may have in flight before the broker stops reading from it. Large
+# enough that a librdkafka producer at linger.ms=0 (up to 1,000,000 in flight) keeps its requests
+# flowing into the next group fsync instead of backing up in the socket while one runs.
+register("max.inflight.requests.per.connection", "int", 1000, "pipelined requests per connection", minimum=1)
 register("sasl.enabled.mechanisms", "list", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"], "SASL mechanisms")
 register("connections.max.idle.ms", "int", 600000, "close connections idle this long", minimum=1000)
 register("fetch.max.bytes", "int", 57671680, "cap on a fetch response's bytes", minimum=1024)
@@ -68,7 +71,8 @@ register("log.retention.ms", "int", 604800000, "delete segments older than this 
 register("log.retention.bytes", "int", -1, "delete old segments beyond this size (-1: no limit)")
 register("log.retention.check.interval.ms", "int", 300000, "how often retention runs", minimum=10)
 register("log.message.timestamp.type", "str", "CreateTime", "CreateTime or LogAppendTime")
-register("log.flush.group.window.ms", "int", 2, "group fsync window for acks=all", minimum=0)
+register("log.flush.group.window.ms", "int", 0, "extra wait to batch acks=all fsyncs (rounds also batch "
+         "whatever arrives while the previous fsync runs)", minimum=0)
 register("credentials.poll.ms", "int", 250, "how often the credentials file is checked", minimum=10)
 # --- security issue: TLS for SASL_SSL listeners (brokerd/tls.py) -----------------------------
 register("tls.cert.file", "path", None, "PEM certificate chain of the SASL_SSL listener")

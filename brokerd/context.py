@@ -12,7 +12,10 @@ if TYPE_CHECKING:
 
 
 class RequestContext:
-    __slots__ = ("api_key", "api_version", "broker", "client_id", "close_after", "conn", "correlation_id")
+    __slots__ = (
+        "api_key", "api_version", "broker", "client_id", "close_after", "conn", "correlation_id", "errors",
+        "request_throttle_ms", "started",
+    )
 
     def __init__(
         self,
@@ -31,6 +34,14 @@ class RequestContext:
         self.client_id = client_id
         # set by a handler to close the connection once its response is written
         self.close_after = False
+        # set by fast-path handlers (Produce, Fetch) whose responses are pre-encoded bytes: the
+        # kastle_requests_total labels, one per error-code field ({"NONE": 1} when left None)
+        self.errors: dict[str, int] | None = None
+        # perf_counter() when the frame was taken off the buffer (request latency, request quota)
+        self.started = 0.0
+        # the request-time quota's throttle (ms) once recorded for this request; -1 before
+        # (AdminState.request_throttle records each request once)
+        self.request_throttle_ms = -1
 
     @property
     def principal(self) -> str | None:

@@ -85,16 +85,28 @@ class Connection(asyncio.Protocol):
 
     # --- admin issue: KIP-219 muting (quotas) ----------------------------------------------
     _muted = False
+    _mute_until = 0.0
 
     def mute(self, ms: int) -> None:
-        """Read and process nothing more from this client for ``ms`` (responses still go out)."""
+        """Read and process nothing more from this client for ``ms`` (responses still go out).
+
+        Overlapping mutes (a byte-rate and a request-time throttle) end with the longest.
+        """
         if ms <= 0 or self.closed:
             return
-        self._muted = True
-        self._update_reading()
-        asyncio.get_running_loop().call_later(ms / 1000.0, self._unmute)
+        loop = asyncio.get_running_loop()
+        until = loop.time() + ms / 1000.0
+        if until <= self._mute_until:
+            return
+        self._mute_until = until
+        if not self._muted:
+            self._muted = True
+            self._update_reading()
+        loop.call_at(until, self._unmute)
 
     def _unmute(self) -> None:
+        if not self._muted or asyncio.get_running_loop().time() < self._mute_until:
+            return  # a longer mute came later; its own timer unmutes
         self._muted = False
         if not self.closed:
             self._update_reading()
@@ -114,10 +126,36 @@ class Connection(asyncio.Protocol):
         self._buf += data
         self._process()
 
+    # --- output: responses ready in one turn of the loop go out in one write ----------------
+    _out: list | None = None
+    _write_scheduled = False
+
+    def _queue_write(self, parts: list) -> None:
+        out = self._out
+        if out is None:
+            self._out = list(parts)
+        else:
+            out.extend(parts)
+
+    def _write_out(self) -> None:
+        self._write_scheduled = False
+        out = self._out
+        if out:
+            self._out = None
+            if not self.closed:
+                self.transport.writelines(out)
+
+    def _schedule_write(self) -> None:
+        if self._out and not self._write_scheduled:
+            self._write_scheduled = True
+            asyncio.get_running_loop().call_soon(self._write_out)
+
     # --- frames ---------------------------------------------------------------------------
     def close(self, reason: str | None = None) -> None:
         if reason:
             log.info("closing connection from %s (%s): %s", self.peer, self.principal or "-", reason)
+        if self._out and not self.closed and self.transport is not None:
+            self._write_out()  # responses already ready go out before the close
         self.closed = True
         if self.transport is not None:
             self.transport.close()
@@ -139,7 +177,7 @@ class Connection(asyncio.Protocol):
             self._reading_paused = False
             self.transport.resume_reading()
 
-    def _process(self) -> None:
+    def _process(self, write: bool = True) -> None:
         buf = self._buf
         pos = 0
         try:
@@ -171,6 +209,8 @@ class Connection(asyncio.Protocol):
         finally:
             if pos:
                 del buf[:pos]
+            if write and self._out:
+                self._write_out()
             self._update_reading()
 
     def _handle_frame(self, frame: bytes) -> None:
@@ -209,6 +249,7 @@ class Connection(asyncio.Protocol):
             self.close(f"malformed request (api key {api_key} v{version}): {exc}")
             return
         ctx = RequestContext(self.broker, self, api_key, version, corr, client_id)
+        ctx.started = started
         try:
             result = spec.handler(request, ctx)
         except CloseConnection as exc:
@@ -219,22 +260,25 @@ class Connection(asyncio.Protocol):
             self.close()
             return
         flex_resp = self.broker.response_header_flexible(api_key, version)
-        handler_seconds = time.perf_counter() - started
-        if inspect.isawaitable(result):
+        admin = self.broker.admin_state
+        # Admin issue: the request-time quota (handler time of the synchronous part; waiting in
+        # a long poll or for an fsync does not occupy the loop). Its throttle goes into the
+        # response's throttle_time_ms (fast-path handlers put it there themselves).
+        throttle = admin.request_throttle(ctx)
+        if isinstance(result, asyncio.Future) or (
+            result is not None and not isinstance(result, bytes | RawBody) and inspect.isawaitable(result)
+        ):
             slot = _Slot()
             self._pending.append(slot)
             if spec.barrier:
                 self._blocked = True
-            fut = asyncio.ensure_future(result)
+            fut = result if isinstance(result, asyncio.Future) else asyncio.ensure_future(result)
             fut.add_done_callback(lambda f: self._complete(slot, f, ctx, flex_resp, spec.barrier))
-            fut.add_done_callback(lambda f: self._observe(f, ctx, started, handler_seconds))
         else:
+            if throttle and result is not None:
+                result = admin.with_throttle(result, throttle)
             self._add_ready(corr, flex_resp, result, ctx.close_after)
-            self.broker.admin_state.on_request(ctx, started, handler_seconds, result)
-
-    def _observe(self, fut: asyncio.Future, ctx: RequestContext, started: float, seconds: float) -> None:
-        if not fut.cancelled() and fut.exception() is None:
-            self.broker.admin_state.on_request(ctx, started, seconds, fut.result())
+            admin.on_request(ctx, started, result)
 
     def _encode(self, corr: int, flexible: bool, result: Any) -> list | None:
         if result is None:
@@ -258,7 +302,7 @@ class Connection(asyncio.Protocol):
         slot.close_after = close_after
         if not self._pending and not self.closed and not close_after:
             if slot.parts:
-                self.transport.writelines(slot.parts)
+                self._queue_write(slot.parts)  # written at the end of _process
             return
         self._pending.append(slot)
         self._flush()
@@ -272,8 +316,11 @@ class Connection(asyncio.Protocol):
             return
         try:
             result = fut.result()
+            if ctx.request_throttle_ms > 0 and result is not None:
+                result = self.broker.admin_state.with_throttle(result, ctx.request_throttle_ms)
             slot.parts = self._encode(ctx.correlation_id, flexible, result)
             slot.close_after = ctx.close_after
+            self.broker.admin_state.on_request(ctx, ctx.started, result)
         except CloseConnection as exc:
             slot.parts = None
             slot.close_after = True
@@ -289,7 +336,9 @@ class Connection(asyncio.Protocol):
             self._blocked = False
         self._flush()
         if not self.closed:
-            self._process()
+            # Responses completed in this turn (a group fsync releases many) share one write.
+            self._process(write=False)
+            self._schedule_write()
 
     def _flush(self) -> None:
         pending = self._pending
@@ -298,7 +347,7 @@ class Connection(asyncio.Protocol):
             if self.closed:
                 return
             if slot.parts:
-                self.transport.writelines(slot.parts)
+                self._queue_write(slot.parts)
             if slot.close_after:
                 self.close()
                 return

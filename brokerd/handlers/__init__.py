@@ -91,6 +91,23 @@ def load_all(extra: tuple[str, ...] = ()) -> dict[int, ApiSpec]:
     return REGISTRY
 
 
+_ERROR_NAMES: dict[int, str] = {}
+
+
+def error_name(code: int) -> str:
+    """Kafka's name of an error code, upper case (``UNKNOWN_TOPIC_OR_PARTITION``), for metrics."""
+    name = _ERROR_NAMES.get(code)
+    if name is None:
+        from kio.schema.errors import ErrorCode
+
+        try:
+            name = ErrorCode(code).name.upper()
+        except ValueError:
+            name = str(code)
+        _ERROR_NAMES[code] = name
+    return name
+
+
 def version_table() -> list[tuple[int, int, int]]:
     """(api_key, min, max) for ApiVersions, sorted by api key."""
     return sorted((s.api_key, s.min_version, s.max_version) for s in REGISTRY.values())

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import datetime
 import json
 import logging
 import os
@@ -208,6 +210,13 @@ class AdminState:
             self.metrics.observe_throttle(principal, "consumer_byte_rate", ms)
         return ms
 
+    def fetch_quota_window_bytes(self, ctx: Any) -> int | None:
+        """Kafka's cap on one fetch under a consumer_byte_rate quota: quota x (samples - 1) x size."""
+        bound = self.quotas.quota("consumer_byte_rate", ctx.principal or ANONYMOUS, ctx.client_id or "")
+        if bound is None:
+            return None
+        return max(1, int(bound * (self.quotas.window_num - 1) * self.quotas.window_ms / 1000))
+
     def sync_usage(self) -> None:
         self.usage.sync()
 
@@ -249,20 +258,36 @@ class AdminState:
         self.usage.touch(principal)
         return None
 
-    def on_request(self, ctx: Any, started: float, handler_seconds: float, result: Any) -> None:
-        """A request was answered: metrics, last-seen, and the request-time quota (mutes)."""
-        api = _api_name(ctx.api_key)
-        errors = None
-        if result is not None and not isinstance(result, bytes | bytearray | memoryview) \
-                and hasattr(type(result), "__dataclass_fields__"):
-            errors = error_counts(result)
-        self.metrics.observe_request(api, time.perf_counter() - started, errors)
+    def request_throttle(self, ctx: Any) -> int:
+        """KIP-219 request-time quota: record ``ctx``'s handler time so far (once); return the throttle ms.
+
+        Fast-path handlers (Produce, Fetch) call it before encoding, so the throttle goes into
+        their ``throttle_time_ms``; the server calls it for every other request before encoding
+        the response (:func:`with_throttle`). A throttle mutes the connection that long.
+        """
+        ms = ctx.request_throttle_ms
+        if ms >= 0:
+            return ms
         principal = ctx.principal or ANONYMOUS
-        self.usage.touch(principal)
-        ms = self.quotas.record("request_percentage", principal, ctx.client_id or "", handler_seconds * 100.0)
+        seconds = time.perf_counter() - ctx.started
+        ms = ctx.request_throttle_ms = self.quotas.record(
+            "request_percentage", principal, ctx.client_id or "", seconds * 100.0)
         if ms:
             self.metrics.observe_throttle(principal, "request_percentage", ms)
             ctx.conn.mute(ms)
+        return ms
+
+    @staticmethod
+    def with_throttle(result: Any, throttle_ms: int) -> Any:
+        return with_throttle(result, throttle_ms)
+
+    def on_request(self, ctx: Any, started: float, result: Any) -> None:
+        """A request was answered: metrics (latency, error codes) and last-seen."""
+        errors = ctx.errors
+        if errors is None and result is not None and hasattr(type(result), "__dataclass_fields__"):
+            errors = error_counts(result)
+        self.metrics.observe_request(_api_name(ctx.api_key), time.perf_counter() - started, errors)
+        self.usage.touch(ctx.principal or ANONYMOUS)
 
     # ------------------------------------------------------------------ storage
     def _storage_rows(self) -> list[tuple[str, int, int]]:
@@ -388,6 +413,20 @@ def _api_name(api_key: int) -> str:
         words = api_key_map.get(api_key, str(api_key)).split("_")
         name = _API_NAMES[api_key] = "".join(w.title() for w in words)
     return name
+
+
+def with_throttle(result: Any, throttle_ms: int) -> Any:
+    """A kio response with ``throttle_time`` raised to ``throttle_ms`` (if it has that field)."""
+    if throttle_ms <= 0:
+        return result
+    fields = getattr(type(result), "__dataclass_fields__", None)
+    if fields is None or "throttle_time" not in fields:
+        return result
+    throttle = datetime.timedelta(milliseconds=throttle_ms)
+    current = result.throttle_time
+    if current is not None and current >= throttle:
+        return result
+    return dataclasses.replace(result, throttle_time=throttle)
 
 
 def state(ctx: Any) -> AdminState:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from brokerd.handlers import register
+from brokerd.handlers import error_name, register
 from brokerd.protocol.fastpath import encode_fetch_response
 from brokerd.protocol.framing import RawBody
 from brokerd.storage import OffsetOutOfRange
@@ -20,10 +20,21 @@ FETCH_SESSION_ID_NOT_FOUND = 70
 UNKNOWN_TOPIC_ID = 100
 
 
+def _max_bytes(ctx, request) -> int:
+    """The response byte limit: the request's, the broker's, and (as Kafka) the fetch quota's window.
+
+    A client with a ``consumer_byte_rate`` quota gets at most quota x (samples - 1) x sample
+    size in one response, so that one large fetch is answered (and then throttled) instead of
+    being answered empty until the rate decays.
+    """
+    limit = min(request.max_bytes, ctx.broker.config["fetch.max.bytes"])
+    window = ctx.broker.admin_state.fetch_quota_window_bytes(ctx)
+    return limit if window is None else min(limit, window)
+
+
 def _collect(ctx, request, resolved):
     """Read what is available now. Returns (topics for the encoder, total record bytes, had error)."""
-    broker = ctx.broker
-    remaining = min(request.max_bytes, broker.config["fetch.max.bytes"])
+    remaining = _max_bytes(ctx, request)
     if remaining <= 0:
         remaining = 1
     total = 0
@@ -91,20 +102,44 @@ def _body(ctx, topics, total) -> RawBody:
         total = 0
     elif total:
         admin.after_fetch(ctx, topics)
+    # KIP-219: the larger of the byte-rate and the request-time throttle (both mute).
+    throttle = max(throttle, admin.request_throttle(ctx))
+    ctx.errors = _error_counts(ctx, topics)
     parts, size = encode_fetch_response(ctx.api_version, topics, throttle)
     ctx.broker.on_fetch(ctx, topics, total)
     return RawBody(parts, size)
+
+
+def _error_counts(ctx, topics) -> dict[str, int] | None:
+    """kastle_requests_total labels: the top-level error (v7+) and one per partition, as Kafka."""
+    n = 1 if ctx.api_version >= 7 else 0
+    counts: dict[str, int] | None = None
+    for _name, _tid, parts in topics:
+        for p in parts:
+            if p[1]:
+                if counts is None:
+                    counts = {}
+                label = error_name(p[1])
+                counts[label] = counts.get(label, 0) + 1
+            else:
+                n += 1
+    if counts is None:
+        return None if n == 1 else {"NONE": n}
+    if n:
+        counts["NONE"] = counts.get("NONE", 0) + n
+    return counts
 
 
 @register(1, 4, 16)
 def handle(request, ctx):
     if ctx.api_version >= 7 and request.session_id != 0:
         parts, size = encode_fetch_response(ctx.api_version, [], error=FETCH_SESSION_ID_NOT_FOUND)
+        ctx.errors = {"FETCH_SESSION_ID_NOT_FOUND": 1}
         return RawBody(parts, size)
     resolved = _resolve(ctx, request)
     topics, total, errors = _collect(ctx, request, resolved)
     max_wait = request.max_wait.total_seconds()
-    if total >= request.min_bytes or errors or max_wait <= 0:
+    if total >= min(request.min_bytes, _max_bytes(ctx, request)) or errors or max_wait <= 0:
         return _body(ctx, topics, total)
     return _long_poll(ctx, request, max_wait)
 
@@ -141,7 +176,7 @@ async def _long_poll(ctx, request, max_wait: float):
                 with contextlib.suppress(ValueError):
                     plog.waiters.remove(fut)
         topics, total, errors = _collect(ctx, request, _resolve(ctx, request))
-        if total >= request.min_bytes or errors:
+        if total >= min(request.min_bytes, _max_bytes(ctx, request)) or errors:
             return _body(ctx, topics, total)
     topics, total, _errors = _collect(ctx, request, _resolve(ctx, request))
     return _body(ctx, topics, total)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 import time
 
+from brokerd.handlers import error_name, register
 from brokerd.handlers import groups as idempotence  # groups issue
-from brokerd.handlers import register
 from brokerd.protocol.fastpath import decode_produce, encode_produce_response
 from brokerd.records import BatchTooLarge, InvalidBatch, validate_and_stamp
 from brokerd.server import CloseConnection
@@ -95,8 +95,10 @@ def handle(request, ctx):
                 failed = True
             presults.append((index, error, base, lat, start, message))
         results.append((name, presults))
-    # KIP-219: answer with throttle_time_ms and mute the connection that long; nothing is dropped.
+    # KIP-219: answer with throttle_time_ms (the larger of the byte-rate and the request-time
+    # quota's) and mute the connection that long; nothing is dropped.
     throttle = admin.throttle(ctx, "producer_byte_rate", appended) if appended else 0
+    throttle = max(throttle, admin.request_throttle(ctx))
     if throttle:
         ctx.conn.mute(throttle)
     if acks == 0:
@@ -104,12 +106,22 @@ def handle(request, ctx):
             # Kafka closes the connection so an acks=0 producer notices the failure.
             raise CloseConnection("acks=0 produce failed")
         return None
+    if failed:
+        ctx.errors = _error_counts(results)
+    elif len(results) != 1 or len(results[0][1]) != 1:
+        ctx.errors = {"NONE": sum(len(presults) for _name, presults in results)}
     body = encode_produce_response(version, results, throttle)
     if to_flush:
-        return _after_flush(broker.flusher.wait(to_flush), body)
+        # A future resolved with the body once an fsync covers the batches (no task per request).
+        return broker.flusher.wait(to_flush, body)
     return body
 
 
-async def _after_flush(fut, body: bytes) -> bytes:
-    await fut
-    return body
+def _error_counts(results) -> dict[str, int]:
+    """kastle_requests_total labels: one per partition response, as Kafka's ErrorsPerSec."""
+    counts: dict[str, int] = {}
+    for _name, presults in results:
+        for p in presults:
+            label = error_name(p[1])
+            counts[label] = counts.get(label, 0) + 1
+    return counts
