@@ -15,6 +15,10 @@ API (`CeleryServices`, module-scoped as `celery_services`, function-scoped as `c
 - `stop(name, timeout=20)`: SIGTERM (warm shutdown), then SIGKILL the group; returns the exit code.
 - `kill(name, sig=SIGKILL)`: signal the process group without waiting (crash tests).
 - `restart(name)`, `processes[name]` (a `ServiceProcess`), `log(name)`, `wait_for_log(name, text, timeout)`.
+- `start_host_worker(host, address, queues=None, env=None)`: another broker host on this machine — a
+  worker `worker-<host>` consuming `host.<host>` with KASTLE_HOST_NAME/KASTLE_HOST_ADDRESS set and a
+  data root of its own (`host_data_dir(host)`); its brokers are stopped at teardown too. Linux routes
+  all of 127.0.0.0/8 to lo, so 127.0.0.2, 127.0.0.3, … serve as the addresses of further hosts.
 - `wait_until(predicate, timeout, interval, message)`.
 Everything still running is stopped when the module's tests are done.
 """
@@ -111,6 +115,7 @@ class CeleryServices:
         self.data_dir = Path(env["KASTLE_DATA_DIR"])
         self.processes: dict[str, ServiceProcess] = {}
         self.wait_until = wait_until
+        self.data_dirs: list[Path] = [self.data_dir]  # every data root whose brokers teardown stops
 
     def log_path(self, name: str) -> Path:
         return self.workdir / f"{name}.log"
@@ -151,6 +156,35 @@ class CeleryServices:
         ]  # fmt: skip
         return self._start(name, argv, " ready.", env, timeout)
 
+    def host_data_dir(self, host: str) -> Path:
+        return self.workdir / f"data-{host}"
+
+    def start_host_worker(
+        self,
+        host: str,
+        address: str,
+        queues: list[str] | None = None,
+        concurrency: int = 1,
+        env: dict[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> ServiceProcess:
+        """Start (or restart) the worker of broker host `host` as `worker-<host>` (see the module doc)."""
+        data_dir = self.host_data_dir(host)
+        if data_dir not in self.data_dirs:
+            self.data_dirs.append(data_dir)
+        host_env = {
+            "KASTLE_HOST_NAME": host,
+            "KASTLE_HOST_ADDRESS": address,
+            "KASTLE_DATA_DIR": str(data_dir),
+        }
+        return self.start_worker(
+            f"worker-{host}",
+            queues=[f"host.{host}", *(queues or [])],
+            concurrency=concurrency,
+            env={**host_env, **(env or {})},
+            timeout=timeout,
+        )
+
     def start_beat(self, name: str = "beat", env: dict[str, str] | None = None, timeout: float = 60.0):
         argv = [
             sys.executable, "-m", "celery", "-A", "controlplane", "beat", "--loglevel", "INFO",
@@ -167,6 +201,14 @@ class CeleryServices:
     def restart(self, name: str, **kwargs: Any) -> ServiceProcess:
         if name.startswith("beat"):
             return self.start_beat(name, **kwargs)
+        if name in self.processes and not kwargs:  # same queues and environment as before
+            process = self.processes[name]
+            if process.alive:
+                self.stop(name)
+            extra = {k: v for k, v in process.env.items() if self.env.get(k) != v}
+            queues = process.argv[process.argv.index("-Q") + 1].split(",")
+            concurrency = int(process.argv[process.argv.index("--concurrency") + 1])
+            return self.start_worker(name, queues=queues, concurrency=concurrency, env=extra)
         return self.start_worker(name, **kwargs)
 
     def wait_for_log(self, name: str, text: str, timeout: float = 30.0) -> None:
@@ -206,7 +248,8 @@ def celery_services(
         yield services
     finally:
         services.stop_all()
-        stop_brokers(services.data_dir)  # brokerd runs detached from the worker (provisioning)
+        for data_dir in services.data_dirs:
+            stop_brokers(data_dir)  # brokerd runs detached from the worker (provisioning)
 
 
 @pytest.fixture
