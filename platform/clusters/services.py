@@ -51,9 +51,25 @@ def _enqueue(task, cluster_id: int) -> None:
     transaction.on_commit(lambda: task.delay(cluster_id))
 
 
-def cluster_create(*, organization: Organization, name: str, plan: str, actor: Actor = SYSTEM) -> Cluster:
-    """A new cluster in PROVISIONING; `provisioning.cluster_provision` starts after commit."""
+def cluster_create(
+    *,
+    organization: Organization,
+    name: str,
+    plan: str,
+    security_protocol: str = "SASL_SSL",
+    actor: Actor = SYSTEM,
+) -> Cluster:
+    """A new cluster in PROVISIONING; `provisioning.cluster_provision` starts after commit.
+
+    `security_protocol`: SASL_SSL (TLS with a certificate from the platform CA, the default) or
+    SASL_PLAINTEXT (an explicit opt-in); fixed for the cluster's life.
+    """
     name = _validate_name(name)
+    if security_protocol not in ("SASL_SSL", "SASL_PLAINTEXT"):
+        raise ValidationFailed(
+            "The cluster is invalid.",
+            details={"security_protocol": ["Choose one of: SASL_SSL, SASL_PLAINTEXT."]},
+        )
     if plan not in PLANS:
         raise ValidationFailed(
             "The cluster is invalid.", details={"plan": [f"Choose one of: {', '.join(PLANS)}."]}
@@ -63,7 +79,11 @@ def cluster_create(*, organization: Organization, name: str, plan: str, actor: A
     try:
         with transaction.atomic():
             cluster = Cluster(
-                organization=organization, name=name, plan=plan, status=ClusterStatus.PROVISIONING
+                organization=organization,
+                name=name,
+                plan=plan,
+                status=ClusterStatus.PROVISIONING,
+                security_protocol=security_protocol,
             )
             cluster.internal_verifier = make_user_entry(cluster.internal_password())
             cluster.save()
@@ -72,7 +92,7 @@ def cluster_create(*, organization: Organization, name: str, plan: str, actor: A
                 actor=actor,
                 action="cluster.create",
                 target=cluster,
-                details={"plan": plan},
+                details={"plan": plan, "security_protocol": security_protocol},
             )
             _enqueue(cluster_provision, cluster.pk)
     except IntegrityError as exc:  # a concurrent create took the name

@@ -108,6 +108,7 @@ INSTALLED_APPS = [
     "topics",
     "consumergroups",
     "metering",
+    "pki",
     "web",
 ]
 
@@ -120,6 +121,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "controlplane.security.SecurityHeadersMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
@@ -213,8 +215,35 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns when it is mi
 WHITENOISE_USE_FINDERS = True  # `manage.py up` serves static files without a collectstatic step
 
 SESSION_COOKIE_HTTPONLY = True
-CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE = env_bool("KASTLE_SECURE_COOKIES", False)
 X_FRAME_OPTIONS = "DENY"
+# --- web hardening (security issue) -------------------------------------------------------------
+# KASTLE_HTTPS=true when the portal is served over HTTPS (directly or behind a TLS proxy that sets
+# X-Forwarded-Proto, see KASTLE_TRUST_X_FORWARDED_PROTO): secure cookies, HSTS, HTTPS redirects.
+KASTLE_HTTPS = env_bool("KASTLE_HTTPS", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE = env_bool("KASTLE_SECURE_COOKIES", KASTLE_HTTPS)
+SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = env_int("KASTLE_SESSION_AGE_SECONDS", 12 * 3600)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+if KASTLE_HTTPS:
+    SECURE_SSL_REDIRECT = env_bool("KASTLE_SSL_REDIRECT", True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain HTTP
+    SECURE_HSTS_SECONDS = env_int("KASTLE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("KASTLE_HSTS_INCLUDE_SUBDOMAINS", False)
+    SECURE_HSTS_PRELOAD = False
+if env_bool("KASTLE_TRUST_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Content-Security-Policy (controlplane.security.SecurityHeadersMiddleware): same-origin only.
+KASTLE_CSP = os.environ.get("KASTLE_CSP") or (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+# Log-in throttling and lockout (accounts.lockout): per account and per client address.
+KASTLE_LOGIN_MAX_FAILURES = env_int("KASTLE_LOGIN_MAX_FAILURES", 5)  # per account, then locked
+KASTLE_LOGIN_LOCKOUT_SECONDS = env_int("KASTLE_LOGIN_LOCKOUT_SECONDS", 900)
+KASTLE_LOGIN_IP_MAX_FAILURES = env_int("KASTLE_LOGIN_IP_MAX_FAILURES", 30)  # per address and window
 
 # --- REST API -------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -21,8 +21,17 @@ class ApiKey(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(
+        null=True, blank=True, help_text="Latest request seen by the brokers (reported with their metrics)"
+    )
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Security issue: key lifecycle. The brokers refuse the key from expires_at on (the credentials
+    # file carries it) and the control plane drops it from that file once it passed.
+    expires_at = models.DateTimeField(null=True, blank=True)
+    rotated_from = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="rotated_to",
+        help_text="The key this one replaced (POST .../rotate)",
+    )
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -36,5 +45,11 @@ class ApiKey(models.Model):
         return f"{self.key} on {self.cluster.public_id}"
 
     @property
+    def is_expired(self) -> bool:
+        from django.utils import timezone
+
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
     def is_active(self) -> bool:
-        return self.revoked_at is None
+        return self.revoked_at is None and not self.is_expired

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from clusters.models import Cluster
 
@@ -22,13 +23,19 @@ def api_key_get(*, cluster: Cluster, key: str) -> ApiKey | None:
 
 
 def cluster_credential_entries(*, cluster: Cluster) -> dict[str, dict[str, Any]]:
-    """{username: verifier entry} for brokerd's credentials file: live keys plus the internal user."""
-    users: dict[str, dict[str, Any]] = {
-        key: verifier
-        for key, verifier in ApiKey.objects.filter(cluster=cluster, revoked_at__isnull=True).values_list(
-            "key", "verifier"
-        )
-    }
+    """{username: verifier entry} for brokerd's credentials file: live keys plus the internal user.
+
+    A key with an expiry carries it as ``expires_at`` (unix seconds): brokerd refuses it from then
+    on and closes its connections; once expired it is left out of the file altogether.
+    """
+    users: dict[str, dict[str, Any]] = {}
+    rows = (
+        ApiKey.objects.filter(cluster=cluster, revoked_at__isnull=True)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
+        .values_list("key", "verifier", "expires_at")
+    )
+    for key, verifier, expires_at in rows:
+        users[key] = verifier if expires_at is None else {**verifier, "expires_at": expires_at.timestamp()}
     if cluster.internal_verifier:
         users[cluster.internal_username] = cluster.internal_verifier
     return users

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
+import re
+
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.audit import SYSTEM, Actor, audit_record
@@ -21,13 +26,45 @@ def _sync_credentials_on_commit(cluster_id: int) -> None:
     transaction.on_commit(lambda: credentials_changed(cluster_id))
 
 
-def api_key_create(*, cluster: Cluster, description: str = "", actor: Actor = SYSTEM) -> tuple[ApiKey, str]:
-    """Issue a key for a cluster; returns (key, secret). Only SCRAM verifiers of the secret are kept."""
+#: Shortest lifetime a new key may have (it must outlive its own propagation to the brokers).
+MIN_LIFETIME = dt.timedelta(seconds=10)
+MAX_OVERLAP_SECONDS = 30 * 24 * 3600
+
+
+def _check_expiry(expires_at: dt.datetime | None) -> dt.datetime | None:
+    if expires_at is None:
+        return None
+    if timezone.is_naive(expires_at):
+        raise ValidationFailed(
+            "The API key is invalid.",
+            details={"expires_at": ["Give a time zone, e.g. 2030-01-01T00:00:00Z."]},
+        )
+    if expires_at < timezone.now() + MIN_LIFETIME:
+        raise ValidationFailed(
+            "The API key is invalid.",
+            details={"expires_at": [f"Must be at least {MIN_LIFETIME.seconds} seconds in the future."]},
+        )
+    return expires_at
+
+
+def api_key_create(
+    *,
+    cluster: Cluster,
+    description: str = "",
+    expires_at: dt.datetime | None = None,
+    actor: Actor = SYSTEM,
+    rotated_from: ApiKey | None = None,
+) -> tuple[ApiKey, str]:
+    """Issue a key for a cluster; returns (key, secret). Only SCRAM verifiers of the secret are kept.
+
+    `expires_at` (optional, in the future): the brokers refuse the key from then on.
+    """
     description = (description or "").strip()
     if len(description) > 200:
         raise ValidationFailed(
             "The API key is invalid.", details={"description": ["Use at most 200 characters."]}
         )
+    expires_at = _check_expiry(expires_at)
     secret = new_api_secret()
     verifier = make_user_entry(secret)  # PBKDF2 outside the transaction and its row lock
     with transaction.atomic():
@@ -39,8 +76,12 @@ def api_key_create(*, cluster: Cluster, description: str = "", actor: Actor = SY
                 details={"status": locked.status},
             )
         limit = locked.plan_limits.max_api_keys
-        active = ApiKey.objects.filter(cluster=locked, revoked_at__isnull=True).count()
-        if active >= limit:
+        active = (
+            ApiKey.objects.filter(cluster=locked, revoked_at__isnull=True)
+            .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
+            .count()
+        )
+        if active >= limit and rotated_from is None:  # a rotation's old key is on its way out
             raise LimitExceeded(
                 f"The {locked.plan} plan allows {limit} API keys per cluster; revoke one first.",
                 details={"limit": limit, "plan": locked.plan},
@@ -51,8 +92,13 @@ def api_key_create(*, cluster: Cluster, description: str = "", actor: Actor = SY
             key=new_api_key(),
             description=description,
             verifier=verifier,
-            created_by=actor.user,
+            created_by=rotated_from.created_by if rotated_from is not None else actor.user,
+            expires_at=expires_at,
+            rotated_from=rotated_from,
         )
+        details = {"cluster": locked.public_id}
+        if expires_at is not None:
+            details["expires_at"] = expires_at.isoformat()
         audit_record(
             organization_id=locked.organization_id,
             actor=actor,
@@ -61,7 +107,7 @@ def api_key_create(*, cluster: Cluster, description: str = "", actor: Actor = SY
             target_type="api_key",
             target_id=api_key.key,
             target_label=description,
-            details={"cluster": locked.public_id},
+            details=details,
         )
         _sync_credentials_on_commit(locked.pk)
     return api_key, secret
@@ -86,3 +132,99 @@ def api_key_revoke(*, api_key: ApiKey, actor: Actor = SYSTEM) -> ApiKey:
             )
             _sync_credentials_on_commit(api_key.cluster_id)
     return api_key
+
+
+def api_key_rotate(
+    *, api_key: ApiKey, overlap_seconds: int = 3600, actor: Actor = SYSTEM
+) -> tuple[ApiKey, str]:
+    """A new key with the same owner, description and access; the old key expires after the overlap.
+
+    One SCRAM username cannot hold two secrets, so rotation always means a new key: clients move
+    to it during `overlap_seconds`, then the brokers refuse the old one (and close its connections).
+    The old key's expiry only ever moves earlier. Returns (new key, secret).
+    """
+    if not 0 <= overlap_seconds <= MAX_OVERLAP_SECONDS:
+        raise ValidationFailed(
+            "The rotation is invalid.",
+            details={"overlap_seconds": [f"Must be between 0 and {MAX_OVERLAP_SECONDS}."]},
+        )
+    if not api_key.is_active:
+        raise Conflict(
+            f"API key {api_key.key} is {'revoked' if api_key.revoked_at else 'expired'}; only a live key "
+            "can be rotated.",
+            code="invalid_state",
+        )
+    old_expiry = timezone.now() + dt.timedelta(seconds=overlap_seconds)
+    with transaction.atomic():
+        new_key, secret = api_key_create(
+            cluster=api_key.cluster,
+            description=api_key.description,
+            expires_at=None,
+            actor=actor,
+            rotated_from=api_key,
+        )
+        ApiKey.objects.filter(pk=api_key.pk).filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=old_expiry)
+        ).update(expires_at=old_expiry)
+        api_key.refresh_from_db()
+        audit_record(
+            organization_id=api_key.cluster.organization_id,
+            actor=actor,
+            action="api_key.rotate",
+            target=api_key,
+            target_type="api_key",
+            target_id=api_key.key,
+            target_label=api_key.description,
+            details={
+                "cluster": api_key.cluster.public_id,
+                "new_key": new_key.key,
+                "old_key_expires_at": api_key.expires_at.isoformat(),
+            },
+        )
+        _sync_credentials_on_commit(api_key.cluster_id)
+    return new_key, secret
+
+
+# --- last used: brokerd's per-principal last-seen gauge, from the metrics scrape -------------------
+_LAST_SEEN = re.compile(
+    r'^kastle_principal_last_seen_timestamp_seconds\{principal="([^"\\]*)"\}\s+([0-9.eE+-]+)\s*$', re.M
+)
+logger = logging.getLogger(__name__)
+
+
+def last_seen_from_metrics(text: str) -> dict[str, float]:
+    """{principal: unix seconds} from a broker's /metrics text."""
+    out: dict[str, float] = {}
+    for principal, value in _LAST_SEEN.findall(text or ""):
+        try:
+            out[principal] = float(value)
+        except ValueError:
+            continue
+    return out
+
+
+def api_keys_mark_used(*, cluster_id: int, seen: dict[str, float], min_step_s: float = 1.0) -> int:
+    """Move each key's last_used_at forward to what the brokers saw (never backwards); returns rows."""
+    updated = 0
+    for principal, ts in seen.items():
+        if not ts or principal == "ANONYMOUS":
+            continue
+        when = dt.datetime.fromtimestamp(ts, tz=dt.UTC)
+        updated += (
+            ApiKey.objects.filter(cluster_id=cluster_id, key=principal)
+            .filter(
+                Q(last_used_at__isnull=True)
+                | Q(last_used_at__lt=when - dt.timedelta(seconds=min_step_s))
+            )
+            .update(last_used_at=when)
+        )
+    return updated
+
+
+def api_keys_mark_used_from_metrics(cluster_id: int, text: str) -> int:
+    """The metering scrape's hook: last_used_at from one broker's /metrics. Never raises."""
+    try:
+        return api_keys_mark_used(cluster_id=cluster_id, seen=last_seen_from_metrics(text))
+    except Exception:
+        logger.exception("could not record API key last use for cluster %s", cluster_id)
+        return 0

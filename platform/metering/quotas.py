@@ -21,7 +21,7 @@ from kio.schema.sasl_handshake.v1 import response as hs_resp
 from kio.static.primitive import f64, i8
 
 from clusters.models import Broker
-from topics.logdirs import _Conn
+from topics.logdirs import _Conn, cluster_conn
 
 PRODUCE = "producer_byte_rate"
 
@@ -31,7 +31,7 @@ class QuotaError(Exception):
 
 
 def _connect(broker: Broker) -> _Conn:
-    conn = _Conn(broker.host.address, broker.port)
+    conn = cluster_conn(broker.cluster, broker.host.address, broker.port)  # TLS on SASL_SSL clusters
     try:
         hs = conn.call(hs_req.SaslHandshakeRequest(mechanism="PLAIN"), hs_resp.SaslHandshakeResponse)
         if int(hs.error_code) != 0:

@@ -38,6 +38,7 @@ from accounts.audit import SYSTEM, Actor, audit_record
 from accounts.models import Organization
 from clusters.models import Broker, BrokerStatus, Cluster, ClusterStatus
 from controlplane.errors import Conflict, ValidationFailed
+from iam import services as iam_services
 
 from . import conf, pricing, selectors
 from .models import (
@@ -330,6 +331,7 @@ def collect_host(host_name: str, *, fetch=None, apply_quota=None, max_workers: i
                 logger.error("metering: /metrics of %s is malformed: %s", label, exc)
                 report.missed.append(label)
                 continue
+            iam_services.api_keys_mark_used_from_metrics(broker.cluster_id, text)  # security: last used
             report.rows += result.rows
             if result.status == "recorded":
                 report.recorded += 1

@@ -58,17 +58,23 @@ def broker_settings(
     admin_port: int,
     data_dir: Path,
     credentials_file: Path,
+    security_protocol: str = "SASL_PLAINTEXT",
+    tls_files: dict[str, Path] | None = None,
 ) -> dict[str, Any]:
     settings: dict[str, Any] = {
         "node.id": node_id,
         "cluster.id": public_id,
         "data.dir": str(data_dir),
-        "listeners": [f"SASL_PLAINTEXT://{address}:{port}"],
+        "listeners": [f"{security_protocol}://{address}:{port}"],
         "advertised.host": address,
         "admin.listener": f"{address}:{admin_port}",
         "credentials.file": str(credentials_file),
         "sasl.enabled.mechanisms": ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"],
     }
+    if security_protocol == "SASL_SSL":  # security issue: pki.services writes these files
+        assert tls_files is not None, "a SASL_SSL broker needs its certificate files"
+        settings["tls.cert.file"] = str(tls_files["cert"])
+        settings["tls.key.file"] = str(tls_files["key"])
     settings.update(plan_settings(plan))
     return known_settings(settings)
 

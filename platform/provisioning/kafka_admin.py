@@ -47,9 +47,9 @@ class ClusterUnavailable(ServiceError):
 
 
 def client_config(cluster: Cluster) -> dict[str, Any]:
-    return {
+    conf = {
         "bootstrap.servers": cluster.bootstrap_servers,
-        "security.protocol": "SASL_PLAINTEXT",
+        "security.protocol": cluster.security_protocol or "SASL_PLAINTEXT",
         "sasl.mechanism": "SCRAM-SHA-256",
         "sasl.username": cluster.internal_username,
         "sasl.password": cluster.internal_password(),
@@ -58,6 +58,11 @@ def client_config(cluster: Cluster) -> dict[str, Any]:
         "socket.connection.setup.timeout.ms": int(REQUEST_TIMEOUT_S * 1000),
         "reconnect.backoff.max.ms": 5000,
     }
+    if conf["security.protocol"] == "SASL_SSL":  # security issue: verify the platform CA and host name
+        from pki.services import ca_bundle
+
+        conf["ssl.ca.pem"] = ca_bundle(cluster) or ""
+    return conf
 
 
 def admin_client(cluster: Cluster) -> AdminClient:

@@ -32,6 +32,7 @@ from clusters import services as cluster_services
 from clusters.models import Broker, BrokerStatus, Cluster, ClusterStatus, Host
 from iam import selectors as iam_selectors
 from iam.models import ApiKey
+from pki import services as pki_services
 
 from . import brokerconf, conf, placement, supervisor
 from .errors import PermanentError, TransientError
@@ -130,6 +131,7 @@ def provision(cluster_id: int, owner: str, *, send=None) -> str:
         raise TransientError(str(exc)) from exc
     except placement.NoPortAvailable as exc:
         raise TransientError(f"No free port for the broker: {exc}.") from exc
+    pki_services.certificate_ensure(cluster)  # security issue: SASL_SSL clusters' certificate
     local = local_host_name()
     placed = Broker.objects.filter(pk__in=[b.pk for b in brokers]).select_related("host")
     hosts = {b.host.name for b in placed}
@@ -181,7 +183,6 @@ def mark_running_if_ready(cluster_id: int) -> bool:
             to=ClusterStatus.RUNNING,
             actor=SYSTEM,
             bootstrap_servers=_bootstrap(brokers),
-            security_protocol="SASL_PLAINTEXT",
         )
         _operation_done(cluster)
     logger.info("cluster %s RUNNING", cluster.public_id)
@@ -203,6 +204,8 @@ def render_config(broker: Broker, paths: BrokerPaths) -> str:
             admin_port=broker.admin_port,
             data_dir=paths.data,
             credentials_file=paths.credentials,
+            security_protocol=broker.cluster.security_protocol,
+            tls_files=pki_services.tls_files(paths.cluster_dir),
         )
     )
     try:
@@ -389,7 +392,10 @@ def sync_credentials_locked(cluster: Cluster, root: Path) -> bool:
     """Write the cluster's credentials file on this host (caller holds the cluster lock)."""
     users = iam_selectors.cluster_credential_entries(cluster=cluster)
     path = supervisor.cluster_dir(root, cluster.public_id) / "credentials.json"
-    return brokerconf.write_credentials(path, users)
+    changed = brokerconf.write_credentials(path, users)
+    # security issue: the SASL_SSL certificate (issued/renewed by the control step) beside it
+    changed |= pki_services.write_broker_tls(cluster, path.parent)
+    return changed
 
 
 def host_sync_credentials(cluster_id: int, *, host_name: str) -> bool:
@@ -453,6 +459,7 @@ def reconcile_control(*, send_lifecycle=None, send_host=None) -> dict[str, list[
         logger.warning("reconcile: %s of %s was left unfinished; driving it again", kind, cluster.public_id)
         (send_lifecycle or (lambda t, cid: t.delay(cid)))(task, cluster.pk)
         report["redriven"].append(cluster.public_id)
+    report["certificates"] = pki_services.reconcile_certificates()  # security issue: TLS renewal
     local = local_host_name()
     for host in placement.live_hosts():
         report["hosts"].append(host.name)

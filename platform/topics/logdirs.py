@@ -29,8 +29,13 @@ TIMEOUT_S = 5.0
 
 
 class _Conn:
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, ca_pem: str | None = None) -> None:
         self.sock = socket.create_connection((host, port), timeout=TIMEOUT_S)
+        if ca_pem is not None:  # security issue: SASL_SSL, verifying the platform CA and the host
+            import ssl
+
+            context = ssl.create_default_context(cadata=ca_pem)
+            self.sock = context.wrap_socket(self.sock, server_hostname=host)
         self.corr = 0
 
     def close(self) -> None:
@@ -64,10 +69,20 @@ class _Conn:
         return b"".join(chunks)
 
 
+def cluster_conn(cluster: Cluster, host: str, port: int) -> _Conn:
+    """A connection to one of the cluster's brokers: TLS (verified against its CA) on SASL_SSL."""
+    ca_pem = None
+    if cluster.security_protocol == "SASL_SSL":
+        from pki.services import ca_bundle
+
+        ca_pem = ca_bundle(cluster) or ""
+    return _Conn(host, port, ca_pem)
+
+
 def _broker_sizes(
     host: str, port: int, cluster: Cluster, topic: str, partitions: list[int]
 ) -> dict[int, int]:
-    conn = _Conn(host, port)
+    conn = cluster_conn(cluster, host, port)
     try:
         hs = conn.call(hs_req.SaslHandshakeRequest(mechanism="PLAIN"), hs_resp.SaslHandshakeResponse)
         if int(hs.error_code) != 0:

@@ -80,7 +80,9 @@ def test_the_whole_journey_over_rest(e2e, api_client):
 
     # 2. create a cluster; it becomes RUNNING
     started = time.monotonic()
-    created = client.post("/api/v1/clusters", {"name": "journey", "plan": "basic"})
+    created = client.post(  # SASL_PLAINTEXT is an explicit opt-in (SASL_SSL: tests/e2e/test_e2e_security.py)
+        "/api/v1/clusters", {"name": "journey", "plan": "basic", "security_protocol": "SASL_PLAINTEXT"}
+    )
     assert created.status_code == 202 and created.json()["status"] == "PROVISIONING"
     cluster_id = created.json()["id"]
     cluster = wait_status(client, cluster_id, "RUNNING", timeout=30)

@@ -63,7 +63,8 @@ def _broker(cluster_id: str) -> Broker:
 
 
 def _create(client, name: str) -> str:
-    response = client.post("/api/v1/clusters", {"name": name, "plan": "basic"})
+    body = {"name": name, "plan": "basic", "security_protocol": "SASL_PLAINTEXT"}  # the clients here
+    response = client.post("/api/v1/clusters", body)
     assert response.status_code == 202, response.content
     return response.json()["id"]
 

@@ -76,6 +76,12 @@ class ClusterSerializer(serializers.ModelSerializer):
 class ClusterCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=64)
     plan = serializers.ChoiceField(choices=list(PLANS))
+    security_protocol = serializers.ChoiceField(
+        choices=["SASL_SSL", "SASL_PLAINTEXT"],
+        default="SASL_SSL",
+        help_text="SASL_SSL (TLS, the default) or SASL_PLAINTEXT (unencrypted: an explicit opt-in). "
+        "Fixed at creation.",
+    )
 
 
 class ClusterUpdateSerializer(serializers.Serializer):

@@ -4,8 +4,10 @@ from . import views
 
 keys = views.ApiKeyViewSet.as_view({"get": "list", "post": "create"})
 key = views.ApiKeyViewSet.as_view({"get": "retrieve", "delete": "destroy"})
+rotate = views.ApiKeyViewSet.as_view({"post": "rotate"})
 
 urlpatterns = [
     path("clusters/<str:cluster_id>/api-keys", keys, name="api-key-list"),
     path("clusters/<str:cluster_id>/api-keys/<str:key>", key, name="api-key-detail"),
+    path("clusters/<str:cluster_id>/api-keys/<str:key>/rotate", rotate, name="api-key-rotate"),
 ]

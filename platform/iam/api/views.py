@@ -34,7 +34,7 @@ class ApiKeyViewSet(
     lookup_field = "key"
     lookup_url_kwarg = "key"
     lookup_value_regex = "[^/]+"
-    roles = {"create": Role.ADMIN, "destroy": Role.ADMIN}
+    roles = {"create": Role.ADMIN, "destroy": Role.ADMIN, "rotate": Role.ADMIN}
 
     def get_cluster(self) -> Cluster:
         if not hasattr(self, "_cluster"):
@@ -61,18 +61,49 @@ class ApiKeyViewSet(
         data = s.ApiKeyCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         api_key, secret = services.api_key_create(
-            cluster=cluster, description=data.validated_data["description"], actor=Actor.from_request(request)
+            cluster=cluster,
+            description=data.validated_data["description"],
+            expires_at=data.validated_data["expires_at"],
+            actor=Actor.from_request(request),
         )
-        body = {
-            "key": api_key.key,
-            "secret": secret,
-            "description": api_key.description,
-            "cluster": cluster.public_id,
-            "created_at": api_key.created_at,
+        return Response(
+            s.ApiKeyCreatedSerializer(_created_body(api_key, secret)).data, status=status.HTTP_201_CREATED
+        )
+
+    @extend_schema(
+        parameters=[CLUSTER_PARAM],
+        request=s.ApiKeyRotateSerializer,
+        responses={201: s.ApiKeyRotatedSerializer},
+        summary="Issue a new key with the same owner and access; the old key expires after the overlap",
+    )
+    def rotate(self, request, cluster_id=None, key=None):
+        old = self.get_object()
+        data = s.ApiKeyRotateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        new_key, secret = services.api_key_rotate(
+            api_key=old,
+            overlap_seconds=data.validated_data["overlap_seconds"],
+            actor=Actor.from_request(request),
+        )
+        old.refresh_from_db()
+        body = _created_body(new_key, secret) | {
+            "rotated_from": old.key,
+            "rotated_from_expires_at": old.expires_at,
         }
-        return Response(s.ApiKeyCreatedSerializer(body).data, status=status.HTTP_201_CREATED)
+        return Response(s.ApiKeyRotatedSerializer(body).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(parameters=[CLUSTER_PARAM], responses={204: None})
     def destroy(self, request, cluster_id=None, key=None):
         services.api_key_revoke(api_key=self.get_object(), actor=Actor.from_request(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _created_body(api_key: ApiKey, secret: str) -> dict:
+    return {
+        "key": api_key.key,
+        "secret": secret,
+        "description": api_key.description,
+        "cluster": api_key.cluster.public_id,
+        "created_at": api_key.created_at,
+        "expires_at": api_key.expires_at,
+    }

@@ -38,7 +38,7 @@ def test_create_cluster_is_202_provisioning(tenant):
     body = response.json()
     assert ID.match(body["id"])
     assert body["name"] == "orders" and body["plan"] == "standard" and body["status"] == "PROVISIONING"
-    assert body["security_protocol"] == "SASL_PLAINTEXT"
+    assert body["security_protocol"] == "SASL_SSL"  # the default; SASL_PLAINTEXT is an opt-in
     assert body["sasl_mechanisms"] == "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"
     assert body["bootstrap_servers"] == "" and body["status_reason"] == ""
     assert "internal" not in str(body)

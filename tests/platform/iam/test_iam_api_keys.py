@@ -33,7 +33,7 @@ def test_create_returns_key_and_secret_once_and_stores_only_verifiers(tenant, cl
     response = tenant.client.post(keys_path(cluster), {"description": "orders service"})
     assert response.status_code == 201, response.content
     body = response.json()
-    assert set(body) == {"key", "secret", "description", "cluster", "created_at"}
+    assert set(body) == {"key", "secret", "description", "cluster", "created_at", "expires_at"}
     assert re.fullmatch(r"[A-Z0-9]{16}", body["key"])
     assert len(body["secret"]) >= 48
     assert body["description"] == "orders service" and body["cluster"] == cluster.public_id
@@ -86,7 +86,10 @@ def test_list_and_retrieve_hide_secrets_and_revoked_keys(tenant, cluster):
     assert tenant.client.delete(f"{keys_path(cluster)}/{drop['key']}").status_code == 204
     results = assert_page(tenant.client.get(keys_path(cluster)).json())
     assert [k["key"] for k in results] == [keep["key"]]
-    assert set(results[0]) == {"key", "description", "cluster", "created_by", "created_at", "last_used_at"}
+    assert set(results[0]) == {
+        "key", "description", "cluster", "created_by", "created_at", "last_used_at",
+        "expires_at", "status", "rotated_from",
+    }  # fmt: skip
     assert results[0]["created_by"] == tenant.user.email
     assert tenant.client.get(f"{keys_path(cluster)}/{keep['key']}").json()["description"] == "keep"
     assert_error(tenant.client.get(f"{keys_path(cluster)}/{drop['key']}"), 404, "not_found")
