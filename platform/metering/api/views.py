@@ -16,7 +16,7 @@ from accounts.models import Role
 from clusters.models import Cluster
 from controlplane.api.tenancy import OrganizationScopedMixin
 from metering import conf, pricing, selectors, services
-from metering.models import BillingAccount, Invoice
+from metering.models import BillingAccount, HourlyUsage, Invoice
 
 from . import serializers as s
 
@@ -27,7 +27,7 @@ class UsageView(OrganizationScopedMixin, generics.GenericAPIView):
     serializer_class = s.UsageRowSerializer
 
     def get_base_queryset(self):
-        return Invoice.objects.none()  # unused: rows come from the selector
+        return HourlyUsage.objects.none()  # unused: rows come from the selector
 
     @extend_schema(operation_id="usage_list", parameters=[s.UsageFilterSerializer])
     def get(self, request):
