@@ -102,7 +102,9 @@ def run(args, endpoints) -> dict:
     from metering.models import BillingAccount, HourlyUsage
     from tests.platform.metering.promtext import MetricsEndpoint, metrics_text
 
-    host = Host.objects.create(name="bench-host", address="127.0.0.1", port_min=1, port_max=65535, capacity=10_000)
+    host = Host.objects.create(
+        name="bench-host", address="127.0.0.1", port_min=1, port_max=65535, capacity=10_000
+    )
     keys = [f"BENCHKEY{i:08d}" for i in range(args.keys)]
     topics = [f"topic-{t}" for t in range(args.topics)]
 
@@ -184,11 +186,11 @@ def print_results(args, results: dict) -> None:
         f"{results['partitions_per_broker']} partitions, plus request/latency/connection series);\n"
         f"  real PostgreSQL, real collector (metering.services.collect_host) and spend-cap evaluation"
     )
-    print(f"{'pass':>4} {'seconds':>8} {'caps s':>7} {'collect s':>9} {'rows written':>12} {'statements':>10}")
+    print(f"{'pass':>4} {'seconds':>8} {'caps s':>7} {'collect s':>9} {'rows written':>12} {'stmts':>6}")
     for p in results["passes"]:
         print(
-            f"{p['pass']:>4} {p['seconds']:>8.3f} {p['spend_cap_seconds']:>7.3f} {p['collect_seconds']:>9.3f} "
-            f"{p['rows_written']:>12} {p['statements']:>10}"
+            f"{p['pass']:>4} {p['seconds']:>8.3f} {p['spend_cap_seconds']:>7.3f} "
+            f"{p['collect_seconds']:>9.3f} {p['rows_written']:>12} {p['statements']:>6}"
             + ("" if p["recorded"] == p["brokers"] else f"  (recorded {p['recorded']}/{p['brokers']})")
         )
     worst = max(p["seconds"] for p in results["passes"])
