@@ -371,8 +371,8 @@ BROKER_CONFIG_DEFS: dict[str, ConfigDef] = {d.name: d for d in [
     ConfigDef("socket.request.max.bytes", ConfigType.INT, "104857600",
               "The maximum number of bytes in a socket request", (at_least(1),), dynamic=False),
     ConfigDef("super.users", ConfigType.STRING, "",
-              "List of super users (User:name;User:other). When set, only they may alter broker "
-              "configs and client quotas; when empty, anyone may (development only).",
+              "List of super users (User:name;User:other). Only they may alter broker configs "
+              "(plan caps included) and client quotas; when empty, nobody may.",
               read_only=True, dynamic=False),
     # Kastle-specific. Connection limit per authenticated principal (Kafka has none).
     ConfigDef("kastle.max.connections.per.principal", ConfigType.INT, str(INT_MAX),
@@ -613,7 +613,7 @@ class BrokerConfigs:
             raise PolicyViolation(
                 "kastle.plan.max.partitions",
                 f"Adding {adding} partition(s) would make {current_total + adding} in the cluster; "
-                f"the plan allows at most {cap}")
+                f"the plan allows at most {cap} (kastle.plan.max.partitions)")
 
     # -- describe
     def describe(self, keys: Iterable[str] | None = None, *, include_synonyms: bool = False,

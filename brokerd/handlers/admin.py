@@ -158,8 +158,10 @@ class AdminState:
         self.refresh_topic(topic)
 
     def is_super_user(self, principal: str | None) -> bool:
-        if not self.super_users:
-            return True
+        """Only the principals listed in ``super.users`` may alter broker configs (including the
+        plan's caps) and client quotas. An empty ``super.users`` makes nobody a super user: a
+        tenant's API key must never lift its plan's quotas or caps. (On a PLAINTEXT development
+        listener the principal is ANONYMOUS; list ``User:ANONYMOUS`` to allow it.)"""
         return (principal or ANONYMOUS) in self.super_users
 
     # ------------------------------------------------------------------ usage hooks

@@ -3,8 +3,9 @@
 Topic configs are validated by brokerd/configs.py (Kafka's names, types, ranges; plan limits
 from the broker's ``kastle.plan.*`` settings give POLICY_VIOLATION). Broker resources are this
 broker (resource name = its node id) or the cluster default (resource name ""); altering them
-needs a super user when ``super.users`` is set. Alterations of a batch are applied per
-resource, each with its own error, as Kafka does.
+(plan caps included) needs a super user (``super.users``; empty means nobody), else
+CLUSTER_AUTHORIZATION_FAILED. Alterations of a batch are applied per resource, each with its
+own error, as Kafka does.
 """
 
 from __future__ import annotations

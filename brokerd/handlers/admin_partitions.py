@@ -69,8 +69,9 @@ def create_partitions(request, ctx):
             except ConfigError as exc:
                 error, message = ErrorCode(exc.error_code), exc.message
             else:
-                adding_total += adding
-                if not request.validate_only:
+                if request.validate_only:  # count what it would add (real additions are in total_partitions)
+                    adding_total += adding
+                else:
                     try:
                         add_partitions(logs, topic, t.count)
                     except OSError as exc:

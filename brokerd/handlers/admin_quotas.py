@@ -1,7 +1,7 @@
 """DescribeClientQuotas 0-1 and AlterClientQuotas 0-1 (semantics in brokerd/quotas.py).
 
-Altering quotas needs a super user when ``super.users`` is set: a tenant's API key must not
-lift the plan's (or the spend cap's) quotas.
+Altering quotas needs a super user (``super.users``; empty means nobody): a tenant's API key
+must not lift the plan's (or the spend cap's) quotas.
 """
 
 from __future__ import annotations

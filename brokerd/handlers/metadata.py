@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import datetime
+import struct
 
 from kio.schema.errors import ErrorCode
 
+from brokerd.configs import ConfigError
 from brokerd.handlers import register
+from brokerd.handlers.admin_partitions import total_partitions
 from brokerd.protocol import kio_adapter
 from brokerd.storage.manager import validate_topic_name
 
 _ZERO = datetime.timedelta(0)
+_I32 = struct.Struct(">i")
 NO_OPS = -(2**31)
 # READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS
 TOPIC_OPS = sum(1 << op for op in (3, 4, 5, 6, 7, 8, 10, 11))
@@ -73,7 +77,7 @@ def handle(request, ctx):
         cache["generation"] = logs.generation
     body = cache.get(key)
     if body is not None:
-        return body
+        return _throttled(ctx, body)
 
     entries = []
     if wanted is None:
@@ -93,7 +97,13 @@ def handle(request, ctx):
                     entries.append(_error_entry(ctx, name, None, ErrorCode.invalid_topic_exception))
                     continue
                 if allow_auto:
-                    topic = broker.create_topic(name, broker.config["num.partitions"], {})
+                    partitions = broker.config["num.partitions"]
+                    try:  # the plan's partition cap applies to auto-creation too
+                        broker.admin_state.configs.check_partition_count(total_partitions(logs), partitions)
+                    except ConfigError:
+                        entries.append(_error_entry(ctx, name, None, ErrorCode.policy_violation))
+                        continue
+                    topic = broker.create_topic(name, partitions, {})
                 else:
                     entries.append(_error_entry(ctx, name, None, ErrorCode.unknown_topic_or_partition))
                     continue
@@ -115,4 +125,10 @@ def handle(request, ctx):
         cache["generation"] = logs.generation
     if len(cache) < 512:
         cache[key] = body
-    return body
+    return _throttled(ctx, body)
+
+
+def _throttled(ctx, body: bytes) -> bytes:
+    """The (cached) body with the request-time quota's throttle in throttle_time_ms (v3+: first)."""
+    ms = ctx.broker.admin_state.request_throttle(ctx) if ctx.api_version >= 3 else 0
+    return _I32.pack(ms) + body[4:] if ms else body

@@ -1,4 +1,10 @@
-"""CreateTopics v2-7 (with validate_only) and DeleteTopics v1-6 (by name or id)."""
+"""CreateTopics v2-7 (with validate_only) and DeleteTopics v1-6 (by name or id).
+
+CreateTopics validates configs as AlterConfigs does (brokerd/configs.py): an unknown or invalid
+config is INVALID_CONFIG naming the key, a value over a plan cap (``kastle.plan.*``) is
+POLICY_VIOLATION, and so is a topic whose partitions would take the cluster over
+``kastle.plan.max.partitions`` (counting the earlier topics of the same request).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,9 @@ import datetime
 
 from kio.schema.errors import ErrorCode
 
-from brokerd.configs import ConfigError as TopicConfigError
-from brokerd.configs import validate_topic_config
+from brokerd.configs import ConfigError, InvalidConfig, validate_topic_configs
 from brokerd.handlers import register
+from brokerd.handlers.admin_partitions import total_partitions
 from brokerd.storage.manager import validate_topic_name
 
 _ZERO = datetime.timedelta(0)
@@ -41,7 +47,9 @@ def _config_entries(ctx, topic_configs: dict[str, str]):
 def create_topics(request, ctx):
     broker = ctx.broker
     logs = broker.logs
+    plan = broker.admin_state.configs  # broker configs: plan caps
     results = []
+    adding_total = 0
     seen: dict[str, int] = {}
     for t in request.topics:
         seen[t.name] = seen.get(t.name, 0) + 1
@@ -72,13 +80,19 @@ def create_topics(request, ctx):
                     f"Replication factor {rf} is larger than the number of brokers (1).",
                 )
             else:
-                for c in t.configs:
-                    try:
-                        configs[c.name] = validate_topic_config(c.name, c.value)
-                    except TopicConfigError as exc:
-                        error = ErrorCode(int(getattr(exc, "error_code", ErrorCode.invalid_config)))
-                        message = str(exc)
-                        break
+                try:
+                    names = [c.name for c in t.configs]
+                    dup = sorted({n for n in names if names.count(n) > 1})
+                    if dup:
+                        raise InvalidConfig(dup[0], f"Duplicate config keys: {', '.join(dup)}")
+                    configs = validate_topic_configs({c.name: c.value for c in t.configs}, plan)
+                    plan.check_partition_count(total_partitions(logs) + adding_total, partitions)
+                except ConfigError as exc:
+                    error, message = ErrorCode(exc.error_code), exc.message
+                    configs = {}
+                else:
+                    if request.validate_only:  # what it would add (created ones are in total_partitions)
+                        adding_total += partitions
         topic_id = None
         if error == ErrorCode.none and not request.validate_only:
             try:

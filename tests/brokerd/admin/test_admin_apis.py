@@ -40,6 +40,12 @@ def _err(fut) -> KafkaException:
 
 
 @pytest.fixture
+def broker(broker_factory):
+    # PLAINTEXT clients are ANONYMOUS; altering broker configs and quotas needs a super user.
+    return broker_factory(settings={"super.users": "User:ANONYMOUS"})
+
+
+@pytest.fixture
 def admin(broker):
     return AdminClient({"bootstrap.servers": broker.bootstrap})
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from admintest import fetch, make_batch, metrics, produce, req, sasl_wire, usage
 from brokerd_wire import Wire
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
@@ -13,6 +14,12 @@ def _create(bootstrap: str, *topics: NewTopic) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     for f in admin.create_topics(list(topics)).values():
         f.result(timeout=10)
+
+
+@pytest.fixture
+def broker(broker_factory):
+    # PLAINTEXT clients are ANONYMOUS; altering broker configs and quotas needs a super user.
+    return broker_factory(settings={"super.users": "User:ANONYMOUS"})
 
 
 def _alter_quotas(w: Wire, entries, validate_only=False, version=1):
