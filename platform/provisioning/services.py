@@ -34,7 +34,7 @@ from iam import selectors as iam_selectors
 from iam.models import ApiKey
 from pki import services as pki_services
 
-from . import brokerconf, conf, placement, supervisor
+from . import brokerconf, conf, faults, placement, supervisor
 from .errors import PermanentError, TransientError
 from .models import ClusterOperation, OperationKind, PortLease, PortPurpose
 from .signals import broker_final_state
@@ -251,6 +251,7 @@ def ensure_running(broker: Broker, *, tick=None, attempts: int = 3) -> int:
         Broker.objects.filter(pk=broker.pk).update(
             pid=proc.pid, status=BrokerStatus.STARTING, updated_at=timezone.now()
         )
+        faults.point("provision.broker_spawned", broker.cluster.public_id)  # tests only
         try:
             pid = supervisor.wait_healthy(
                 paths, proc, broker.host.address, broker.admin_port, timeout, tick=tick
@@ -355,6 +356,7 @@ def teardown_broker(broker: Broker) -> None:
         metrics = supervisor.fetch_metrics(broker.host.address, broker.admin_port)
     if pid:
         supervisor.stop_pid(pid, paths, timeout=10)
+    faults.point("deprovision.broker_stopped", broker.cluster.public_id)  # tests only
     # Final state: the last /metrics scrape and the data dir (usage journal) before removal.
     broker_final_state.send(sender=Broker, broker=broker, metrics=metrics, data_dir=paths.data)
     supervisor.remove_tree(paths.root)
@@ -392,6 +394,7 @@ def sync_credentials_locked(cluster: Cluster, root: Path) -> bool:
     """Write the cluster's credentials file on this host (caller holds the cluster lock)."""
     users = iam_selectors.cluster_credential_entries(cluster=cluster)
     path = supervisor.cluster_dir(root, cluster.public_id) / "credentials.json"
+    faults.point("credentials.before_write", cluster.public_id)  # tests only
     changed = brokerconf.write_credentials(path, users)
     # security issue: the SASL_SSL certificate (issued/renewed by the control step) beside it
     changed |= pki_services.write_broker_tls(cluster, path.parent)
