@@ -1,12 +1,37 @@
 from django.urls import path
 
 from . import views
+from .pages import account, billing, clusters, groups, keys, messages, topics
 
 app_name = "web"
 
+C = "clusters/<str:cluster_id>/"
+
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", clusters.cluster_list, name="home"),
     path("signup/", views.signup, name="signup"),
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", views.logout_view, name="logout"),
+    # account and organization
+    path("account/password/", account.password_change, name="password"),
+    path("organization/", account.organization_settings, name="settings"),
+    path("organization/tokens/", account.tokens, name="tokens"),
+    path("organization/audit/", account.audit_log, name="audit"),
+    path("invite/<str:token>/", account.invitation_accept, name="invite"),
+    path("usage/", billing.usage_page, name="usage"),
+    # clusters
+    path("clusters/new/", clusters.cluster_create, name="cluster_create"),
+    path(C, clusters.cluster_detail, name="cluster"),
+    path(C + "row/", clusters.cluster_row, name="cluster_row"),
+    path(C + "ca.pem", clusters.cluster_ca, name="cluster_ca"),
+    path(C + "status/", clusters.cluster_status, name="cluster_status"),
+    path(C + "delete/", clusters.cluster_delete, name="cluster_delete"),
+    path(C + "retry/", clusters.cluster_retry, name="cluster_retry"),
+    path(C + "topics/", topics.topic_list, name="topics"),
+    path(C + "topics/<str:name>/", topics.topic_detail, name="topic"),
+    path(C + "topics/<str:name>/delete/", topics.topic_delete, name="topic_delete"),
+    path(C + "api-keys/", keys.api_key_list, name="api_keys"),
+    path(C + "api-keys/<str:key>/revoke/", keys.api_key_revoke, name="api_key_revoke"),
+    path(C + "messages/", messages.message_browser, name="messages"),
+    path(C + "groups/", groups.group_list, name="groups"),
 ]

@@ -1,4 +1,4 @@
-"""Portal pages: sign-up, log in, log out, and a first home page."""
+"""Portal pages: sign-up, log in, log out (the rest of the portal is in web/pages/)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login, logout
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
@@ -14,9 +13,7 @@ from django.views.decorators.http import require_http_methods
 from accounts import services
 from accounts.audit import client_ip
 from accounts.throttling import SignupRateThrottle
-from clusters import selectors as cluster_selectors
-from clusters.plans import PLANS
-from controlplane.api.tenancy import SESSION_ORGANIZATION_KEY, request_membership
+from controlplane.api.tenancy import SESSION_ORGANIZATION_KEY
 from controlplane.errors import ValidationFailed
 
 from .forms import LoginForm, SignupForm
@@ -69,16 +66,3 @@ def logout_view(request: HttpRequest) -> HttpResponse:
         messages.info(request, "You are logged out.")
         return redirect("web:login")
     return render(request, "web/logout.html")
-
-
-@login_required
-def home(request: HttpRequest) -> HttpResponse:
-    membership = request_membership(request)
-    clusters = (
-        cluster_selectors.cluster_list(organization=membership.organization) if membership is not None else []
-    )
-    return render(
-        request,
-        "web/home.html",
-        {"membership": membership, "clusters": clusters, "plans": PLANS.values()},
-    )

@@ -1,0 +1,121 @@
+"""Server-side SVG charts.
+
+Why SVG rendered here rather than a JavaScript chart library: the page works without
+JavaScript and without a CDN (no network), nothing is built, the chart is in the HTML the
+Django test client sees (so tests can read it), it prints and scales on a phone, and it is
+accessible: each chart has a <title>, a <desc> with its numbers, and a table fallback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from html import escape
+
+from django.utils.safestring import SafeString, mark_safe
+
+UNITS = ["B", "KB", "MB", "GB", "TB", "PB"]
+
+
+def human_bytes(value: float | None) -> str:
+    if value is None:
+        return "—"
+    size = float(value)
+    for unit in UNITS:
+        if abs(size) < 1000 or unit == UNITS[-1]:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} PB"  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class Series:
+    label: str
+    points: Sequence[tuple[datetime, float]]
+    css_class: str = "s1"
+
+
+def _nice_max(value: float) -> float:
+    if value <= 0:
+        return 1.0
+    magnitude = 10 ** (len(str(int(value))) - 1)
+    for step in (1, 2, 2.5, 5, 10):
+        if value <= step * magnitude:
+            return step * magnitude
+    return 10 * magnitude  # pragma: no cover
+
+
+def line_chart(
+    series: Sequence[Series],
+    *,
+    title: str,
+    formatter=human_bytes,
+    width: int = 640,
+    height: int = 200,
+) -> SafeString:
+    """A responsive line chart (viewBox) with a y-axis in `formatter` units and time on the x-axis."""
+    pad_l, pad_r, pad_t, pad_b = 70, 12, 12, 28
+    all_points = [p for s in series for p in s.points]
+    title_e = escape(title)
+    if not all_points:
+        return mark_safe(
+            f'<svg class="chart empty" viewBox="0 0 {width} 60" role="img" '
+            f'aria-label="{title_e}: no data yet">'
+            f"<title>{title_e}</title>"
+            f'<text x="{width / 2}" y="35" text-anchor="middle">No data yet</text></svg>'
+        )
+    t0 = min(p[0] for p in all_points).timestamp()
+    t1 = max(p[0] for p in all_points).timestamp()
+    span = max(t1 - t0, 1.0)
+    top = _nice_max(max(p[1] for p in all_points))
+    plot_w, plot_h = width - pad_l - pad_r, height - pad_t - pad_b
+
+    def x(ts: datetime) -> float:
+        return pad_l + (ts.timestamp() - t0) / span * plot_w
+
+    def y(v: float) -> float:
+        return pad_t + plot_h - (v / top) * plot_h
+
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{title_e}" '
+        f'preserveAspectRatio="xMidYMid meet">',
+        f"<title>{title_e}</title>",
+    ]
+    desc = "; ".join(
+        f"{escape(s.label)}: latest {escape(formatter(s.points[-1][1]))}, "
+        f"peak {escape(formatter(max(v for _, v in s.points)))}"
+        for s in series
+        if s.points
+    )
+    parts.append(f"<desc>{desc}</desc>")
+    for i in range(5):  # grid and y labels
+        value = top * i / 4
+        yy = y(value)
+        parts.append(f'<line class="grid" x1="{pad_l}" x2="{width - pad_r}" y1="{yy:.1f}" y2="{yy:.1f}"/>')
+        parts.append(
+            f'<text class="axis" x="{pad_l - 6}" y="{yy + 4:.1f}" text-anchor="end">'
+            f"{escape(formatter(value))}</text>"
+        )
+    first, last = datetime.fromtimestamp(t0), datetime.fromtimestamp(t1)
+    fmt = "%H:%M" if span <= 86400 else "%b %d"
+    parts.append(
+        f'<text class="axis" x="{pad_l}" y="{height - 8}">{escape(first.strftime(fmt))}</text>'
+        f'<text class="axis" x="{width - pad_r}" y="{height - 8}" text-anchor="end">'
+        f"{escape(last.strftime(fmt))}</text>"
+    )
+    for s in series:
+        if not s.points:
+            continue
+        coords = " ".join(f"{x(ts):.1f},{y(v):.1f}" for ts, v in s.points)
+        parts.append(
+            f'<polyline class="line {escape(s.css_class)}" points="{coords}">'
+            f"<title>{escape(s.label)}</title></polyline>"
+        )
+        if len(s.points) == 1:
+            ts, v = s.points[0]
+            parts.append(
+                f'<circle class="line {escape(s.css_class)}" cx="{x(ts):.1f}" cy="{y(v):.1f}" r="3"/>'
+            )
+    parts.append("</svg>")
+    return mark_safe("".join(parts))
