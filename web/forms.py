@@ -25,3 +25,12 @@ class LoginForm(AuthenticationForm):
 
     def clean_username(self) -> str:
         return self.cleaned_data["username"].strip().lower()
+
+    def get_invalid_login_error(self):
+        # security issue: say so when the account is locked or the address throttled (accounts.lockout)
+        refusal = getattr(self.request, "kastle_login_refused", None)
+        if refusal is not None:
+            from accounts.lockout import refusal_message
+
+            return forms.ValidationError(refusal_message(refusal), code="login_refused")
+        return super().get_invalid_login_error()

@@ -201,3 +201,33 @@ def membership_delete(*, membership: Membership, actor: Actor) -> None:
             target_type="user",
             target_label=membership.user.email,
         )
+
+
+def password_change(*, user: User, current_password: str, new_password: str, actor: Actor) -> None:
+    """Change a password: the current one is checked, the new one passes Django's validators.
+
+    Every session and REST token of the user stays valid except that other sessions are ended by
+    Django's session hash (the caller re-authenticates its own session with update_session_auth_hash).
+    """
+    if not user.check_password(current_password):
+        raise ValidationFailed(
+            "The password change is invalid.", details={"current_password": ["This is not your password."]}
+        )
+    try:
+        validate_password(new_password, user=user)
+    except DjangoValidationError as exc:
+        raise ValidationFailed(
+            "The password change is invalid.", details={"new_password": list(exc.messages)}
+        ) from exc
+    with transaction.atomic():
+        user.set_password(new_password)
+        user.save(update_fields=["password"])
+        for org_id in user.memberships.values_list("organization_id", flat=True):
+            audit_record(
+                organization_id=org_id,
+                actor=actor,
+                action="user.password_change",
+                target=user,
+                target_type="user",
+                target_label=user.email,
+            )

@@ -92,7 +92,11 @@ def cluster_create(
                 actor=actor,
                 action="cluster.create",
                 target=cluster,
-                details={"plan": plan, "security_protocol": security_protocol},
+                details=(  # the opt-out of TLS is worth an audit trail
+                    {"plan": plan, "security_protocol": security_protocol}
+                    if security_protocol != "SASL_SSL"
+                    else {"plan": plan}
+                ),
             )
             _enqueue(cluster_provision, cluster.pk)
     except IntegrityError as exc:  # a concurrent create took the name

@@ -6,6 +6,7 @@ ReDoc pages load their assets from a CDN, so those two pages get a policy that a
 from __future__ import annotations
 
 from django.conf import settings
+from django.views.debug import SafeExceptionReporterFilter
 
 PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=()"
 _DOCS_PREFIXES = ("/api/v1/docs/", "/api/v1/redoc/")
@@ -29,3 +30,30 @@ class SecurityHeadersMiddleware:
             response["Content-Security-Policy"] = _DOCS_CSP if docs else settings.KASTLE_CSP
         response.setdefault("Permissions-Policy", PERMISSIONS_POLICY)
         return response
+
+
+class ExceptionReporterFilter(SafeExceptionReporterFilter):
+    """Django's filter hides sensitive settings and headers; this one also hides POST fields and
+    traceback local variables whose names look sensitive (password, secret, token, key...), even
+    without @sensitive_post_parameters / @sensitive_variables, so a debug page or an error e-mail
+    never shows a password or an API secret."""
+
+    def get_traceback_frame_variables(self, request, tb_frame):
+        cleansed = []
+        for name, value in super().get_traceback_frame_variables(request, tb_frame):
+            if isinstance(name, str) and self.hidden_settings.search(name):
+                value = self.cleansed_substitute
+            elif isinstance(value, dict):
+                value = self.cleanse_setting(name, value)
+            cleansed.append((name, value))
+        return cleansed
+
+    def get_post_parameters(self, request):
+        params = super().get_post_parameters(request)
+        if request is None or not params:
+            return params
+        cleansed = params.copy()
+        for name in cleansed:
+            if self.hidden_settings.search(name):
+                cleansed[name] = self.cleansed_substitute
+        return cleansed

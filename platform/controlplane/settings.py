@@ -194,6 +194,10 @@ else:
 
 # --- auth -----------------------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    "accounts.lockout.LockoutModelBackend",  # log-in lockout and throttling (security issue)
+    "django.contrib.auth.backends.ModelBackend",  # sessions logged in with it explicitly (sign-up)
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
@@ -240,6 +244,8 @@ KASTLE_CSP = os.environ.get("KASTLE_CSP") or (
     "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
     "frame-ancestors 'none'"
 )
+# Error pages and reports never show passwords, secrets or tokens (POST fields included).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "controlplane.security.ExceptionReporterFilter"
 # Log-in throttling and lockout (accounts.lockout): per account and per client address.
 KASTLE_LOGIN_MAX_FAILURES = env_int("KASTLE_LOGIN_MAX_FAILURES", 5)  # per account, then locked
 KASTLE_LOGIN_LOCKOUT_SECONDS = env_int("KASTLE_LOGIN_LOCKOUT_SECONDS", 900)

@@ -104,3 +104,8 @@ class AuditEventFilterSerializer(serializers.Serializer):
     target_id = serializers.CharField(required=False, max_length=64)
     since = serializers.DateTimeField(required=False)
     until = serializers.DateTimeField(required=False)
+
+
+class PasswordChangeSerializer(serializers.Serializer):
+    current_password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
+    new_password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)

@@ -11,6 +11,7 @@ urlpatterns = [
     path("auth/tokens", views.TokenListCreateView.as_view(), name="token-list"),
     path("auth/tokens/<str:id>", views.TokenDetailView.as_view(), name="token-detail"),
     path("me", views.MeView.as_view(), name="me"),
+    path("me/password", views.PasswordChangeView.as_view(), name="me-password"),
     path("organization", views.OrganizationView.as_view(), name="organization"),
     path("audit-events", views.AuditEventListView.as_view(), name="audit-event-list"),
     *router.urls,

@@ -98,6 +98,11 @@ class TokenListCreateView(OrganizationScopedMixin, generics.GenericAPIView):
             email=data.validated_data["email"], password=data.validated_data["password"], request=request
         )
         if user is None:
+            refusal = getattr(request, "kastle_login_refused", None)
+            if refusal is not None:  # accounts.lockout: locked account or throttled address
+                from accounts.lockout import refusal_message
+
+                raise exceptions.Throttled(wait=refusal.retry_after, detail=refusal_message(refusal))
             raise exceptions.AuthenticationFailed("Wrong email or password.", code="invalid_credentials")
         org_id = data.validated_data.get("organization")
         memberships = user.memberships.select_related("organization").order_by("created_at", "id")
@@ -150,6 +155,32 @@ class MeView(OrganizationScopedMixin, APIView):
                 "role": membership.role,
             }
         )
+
+
+class PasswordChangeView(APIView):
+    """Change your password (Django's password validators apply). Security issue."""
+
+    @extend_schema(
+        operation_id="me_password_change",
+        request=s.PasswordChangeSerializer,
+        responses={204: None},
+        summary="Change your password",
+    )
+    def post(self, request):
+        data = s.PasswordChangeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.password_change(
+            user=request.user,
+            current_password=data.validated_data["current_password"],
+            new_password=data.validated_data["new_password"],
+            actor=Actor.from_request(request),
+        )
+        django_request = request._request
+        if getattr(django_request, "user", None) is not None and django_request.user.is_authenticated:
+            from django.contrib.auth import update_session_auth_hash  # keep this session logged in
+
+            update_session_auth_hash(django_request, request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class OrganizationView(OrganizationScopedMixin, APIView):
