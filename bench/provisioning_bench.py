@@ -1,0 +1,520 @@
+#!/usr/bin/env python3
+"""Provisioning figures: cluster create/delete latency, key propagation, idle broker memory.
+
+A real stack on this machine: PostgreSQL (a database of its own, dropped afterwards), Redis (a
+leased database of its own), one Celery worker consuming `kastle` and `host.local` and beat, real
+brokerd processes. REST calls go through the Django API in-process (the same views, serializers,
+services and on-commit tasks as behind gunicorn, minus the HTTP hop).
+
+    python3 bench/provisioning_bench.py                 # 20 clusters timed, 100 idle clusters
+    python3 bench/provisioning_bench.py --idle 0 --json
+
+Reports:
+- create -> RUNNING and delete -> DELETED, p50/p95 over --clusters (20) clusters, one at a time
+  (target p50 <= 2 s), as a user sees them (polling GET /api/v1/clusters/{id} every 10 ms);
+- a new API key working, and a revoked key refused, on a new connection (SASL PLAIN login),
+  p50/p95 over --keys (10) keys (target <= 2 s);
+- exactly --idle (100) idle clusters started at once: time until all are RUNNING, RSS and PSS
+  per brokerd and in total, and the machine's free memory (MemAvailable) before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "platform"), str(ROOT)]
+
+import psycopg  # noqa: E402
+import redis  # noqa: E402
+
+LEASE_KEY = "kastle:test-redis-db-lease:{n}"
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--clusters", type=int, default=20, help="clusters timed one at a time (default 20)")
+    p.add_argument("--keys", type=int, default=10, help="API keys timed (default 10)")
+    p.add_argument("--idle", type=int, default=100, help="idle clusters started at once (default 100)")
+    p.add_argument("--concurrency", type=int, default=4, help="worker processes (default 4)")
+    p.add_argument(
+        "--security-protocol", default="SASL_SSL", choices=["SASL_SSL", "SASL_PLAINTEXT"],
+        help="of the timed and idle clusters (default SASL_SSL, the platform default); the key "
+        "timings use a SASL_PLAINTEXT cluster (a raw PLAIN login)",
+    )  # fmt: skip
+    p.add_argument(
+        "--pg", default=os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+        help="PostgreSQL server URL to create the bench database on",
+    )  # fmt: skip
+    p.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    p.add_argument("--json", action="store_true", help="print the results as JSON too")
+    return p.parse_args()
+
+
+# --- environment ---------------------------------------------------------------------------------
+def lease_redis_db(base: str) -> tuple[int, str, redis.Redis]:
+    control = redis.Redis.from_url(base)
+    owner = f"{socket.gethostname()}:{os.getpid()}"
+    candidates = list(range(1, 16))
+    random.shuffle(candidates)
+    for n in candidates:
+        if control.set(LEASE_KEY.format(n=n), owner, nx=True, ex=3600):
+            return n, f"{base.rsplit('/', 1)[0]}/{n}", control
+    raise SystemExit("no free Redis database to lease (1..15 are all in use)")
+
+
+def with_db(url: str, name: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def free_port_block(size: int) -> tuple[int, int]:
+    """A block of ports below Linux's ephemeral range whose first ports are free right now."""
+    for _ in range(100):
+        low = random.randrange(21000, 32000 - size, 10)
+        if all(_port_free(p) for p in range(low, low + 20)):
+            return low, low + size - 1
+    raise SystemExit("no free port block found")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def meminfo() -> dict[str, int]:
+    out = {}
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        out[name] = int(rest.split()[0]) * 1024
+    return out
+
+
+def proc_memory(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) in bytes."""
+    rss = pss = 0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) * 1024
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                pss = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return rss, pss
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "p50_s": round(pct(values, 50), 3),
+        "p95_s": round(pct(values, 95), 3),
+        "max_s": round(max(values), 3),
+        "mean_s": round(statistics.fmean(values), 3),
+    }
+
+
+class Stack:
+    """Worker + beat subprocesses against the bench database and Redis."""
+
+    def __init__(self, env: dict[str, str], workdir: Path, concurrency: int) -> None:
+        self.env = env
+        self.workdir = workdir
+        self.concurrency = concurrency
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self) -> None:
+        py = sys.executable
+        self._spawn("worker", [
+            py, "-m", "celery", "-A", "controlplane", "worker", "-Q", "kastle,host.local",
+            "-n", f"bench-{os.getpid()}@%h", "--concurrency", str(self.concurrency), "--loglevel", "WARNING",
+            "--without-mingle", "--without-gossip",
+        ])  # fmt: skip
+        self._spawn("beat", [
+            py, "-m", "celery", "-A", "controlplane", "beat", "--loglevel", "WARNING",
+            "--schedule", str(self.workdir / "beat-schedule"),
+        ])  # fmt: skip
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        self.procs[name] = subprocess.Popen(
+            argv, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def alive(self) -> bool:
+        return all(p.poll() is None for p in self.procs.values())
+
+    def rss(self) -> int:
+        """RSS of the worker and its pool processes."""
+        worker = self.procs.get("worker")
+        if worker is None:
+            return 0
+        total = proc_memory(worker.pid)[0]
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    fields = (entry / "stat").read_text().rpartition(")")[2].split()
+                except OSError:
+                    continue
+                if int(fields[1]) == worker.pid:
+                    total += proc_memory(int(entry.name))[0]
+        return total
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+# --- the control plane, in-process ----------------------------------------------------------------
+def setup_django(env: dict[str, str]) -> None:
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=0)
+
+
+def api_client():
+    from rest_framework.test import APIClient
+
+    from accounts.audit import Actor
+    from accounts.models import Membership, Organization, Role, User
+    from accounts.services import token_create
+
+    org = Organization.objects.create(name="Provisioning bench")
+    user = User.objects.create_user("bench@example.com", "bench passphrase 123")
+    Membership.objects.create(organization=org, user=user, role=Role.OWNER)
+    _, raw = token_create(user=user, organization=org, name="bench", actor=Actor(user=user))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    return client
+
+
+class Api:
+    def __init__(self, client, protocol: str) -> None:
+        self.client = client
+        self.protocol = protocol
+        self.counter = 0
+
+    def create(self, protocol: str | None = None) -> str:
+        self.counter += 1
+        body = {
+            "name": f"bench-{self.counter}",
+            "plan": "basic",
+            "security_protocol": protocol or self.protocol,
+        }
+        response = self.client.post("/api/v1/clusters", body, format="json")
+        assert response.status_code == 202, response.content
+        return response.json()["id"]
+
+    def delete(self, cluster_id: str) -> None:
+        response = self.client.delete(f"/api/v1/clusters/{cluster_id}")
+        assert response.status_code == 202, response.content
+
+    def get(self, cluster_id: str) -> dict:
+        return self.client.get(f"/api/v1/clusters/{cluster_id}").json()
+
+    def wait(self, cluster_id: str, status: str, timeout: float = 120.0, interval: float = 0.01) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            body = self.get(cluster_id)
+            if body["status"] == status:
+                return body
+            if body["status"] == "FAILED":
+                raise SystemExit(f"cluster {cluster_id} FAILED: {body['status_reason']}")
+            time.sleep(interval)
+        raise SystemExit(f"cluster {cluster_id} did not become {status} within {timeout:.0f}s")
+
+    def statuses(self, ids: list[str]) -> dict[str, str]:
+        from clusters.models import Cluster
+
+        return dict(Cluster.objects.filter(public_id__in=ids).values_list("public_id", "status"))
+
+
+def plain_login(bootstrap: str, username: str, password: str, timeout: float = 5.0) -> bool:
+    """One SASL PLAIN login on a new connection (SaslHandshake v1 + SaslAuthenticate v0)."""
+    import io
+
+    from kio.schema.sasl_authenticate.v0 import request as auth_req
+    from kio.schema.sasl_authenticate.v0 import response as auth_resp
+    from kio.schema.sasl_handshake.v1 import request as hs_req
+    from kio.schema.sasl_handshake.v1 import response as hs_resp
+    from kio.serial import entity_reader, entity_writer
+
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+
+        def read(n: int) -> bytes:
+            chunks = b""
+            while len(chunks) < n:
+                chunk = sock.recv(n - len(chunks))
+                if not chunk:
+                    raise ConnectionError("closed")
+                chunks += chunk
+            return chunks
+
+        def call(corr: int, entity, response_cls):
+            cls = type(entity)
+            head = struct.pack(">hhih", cls.__api_key__, cls.__version__, corr, 5) + b"bench"
+            buf = io.BytesIO()
+            entity_writer(cls)(buf, entity)
+            payload = head + buf.getvalue()
+            sock.sendall(struct.pack(">i", len(payload)) + payload)
+            (size,) = struct.unpack(">i", read(4))
+            value, _ = entity_reader(response_cls)(read(size), 4)
+            return value
+
+        try:
+            call(1, hs_req.SaslHandshakeRequest(mechanism="PLAIN"), hs_resp.SaslHandshakeResponse)
+            reply = call(
+                2,
+                auth_req.SaslAuthenticateRequest(auth_bytes=f"\0{username}\0{password}".encode()),
+                auth_resp.SaslAuthenticateResponse,
+            )
+        except ConnectionError:
+            return False
+        return int(reply.error_code) == 0
+
+
+def time_until(predicate, timeout: float = 30.0, interval: float = 0.01) -> float:
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            raise SystemExit(f"not within {timeout:.0f}s")
+        time.sleep(interval)
+    return time.monotonic() - start
+
+
+# --- phases ---------------------------------------------------------------------------------------
+def bench_lifecycle(api: Api, n: int) -> dict:
+    created, deleted = [], []
+    ids = []
+    for _ in range(n):
+        start = time.monotonic()
+        cid = api.create()
+        api.wait(cid, "RUNNING")
+        created.append(time.monotonic() - start)
+        ids.append(cid)
+    for cid in ids:
+        start = time.monotonic()
+        api.delete(cid)
+        api.wait(cid, "DELETED")
+        deleted.append(time.monotonic() - start)
+    return {"create_to_running": summary(created), "delete_to_deleted": summary(deleted)}
+
+
+def bench_keys(api: Api, n: int) -> dict:
+    cid = api.create("SASL_PLAINTEXT")
+    bootstrap = api.wait(cid, "RUNNING")["bootstrap_servers"]
+    works, refused = [], []
+    for i in range(n):
+        start = time.monotonic()
+        made = api.client.post(f"/api/v1/clusters/{cid}/api-keys", {"description": f"k{i}"}, format="json")
+        assert made.status_code == 201, made.content
+        key, secret = made.json()["key"], made.json()["secret"]
+        time_until(lambda: plain_login(bootstrap, key, secret))  # noqa: B023
+        works.append(time.monotonic() - start)
+        start = time.monotonic()
+        assert api.client.delete(f"/api/v1/clusters/{cid}/api-keys/{key}").status_code == 204
+        time_until(lambda: not plain_login(bootstrap, key, secret))  # noqa: B023
+        refused.append(time.monotonic() - start)
+    api.delete(cid)
+    api.wait(cid, "DELETED")
+    return {"new_key_works": summary(works), "revoked_key_refused": summary(refused)}
+
+
+def bench_idle(api: Api, stack: Stack, host_root: Path, n: int) -> dict:
+    from provisioning import supervisor
+
+    before = meminfo()
+    start = time.monotonic()
+    ids = [api.create() for _ in range(n)]
+    deadline = time.monotonic() + 30 + 5 * n
+    while True:
+        statuses = api.statuses(ids)
+        if all(s == "RUNNING" for s in statuses.values()):
+            break
+        failed = {k: s for k, s in statuses.items() if s == "FAILED"}
+        if failed or time.monotonic() > deadline:
+            raise SystemExit(f"idle clusters not RUNNING: {sorted(set(statuses.values()))}, failed {failed}")
+        time.sleep(0.1)
+    all_running = time.monotonic() - start
+    time.sleep(10)  # idle: start-up garbage collected, connections from provisioning closed
+    procs = supervisor.brokerd_processes(host_root)
+    mine = {config.parent.parent.name: pid for config, pid in procs.items()}
+    assert set(ids) <= set(mine), f"{len(set(ids) - set(mine))} clusters without a brokerd process"
+    memory = [proc_memory(mine[cid]) for cid in ids]
+    rss = [m[0] for m in memory]
+    pss = [m[1] for m in memory]
+    after = meminfo()
+    worker_rss = stack.rss()
+    start = time.monotonic()
+    for cid in ids:
+        api.delete(cid)
+    deadline = time.monotonic() + 30 + 2 * n
+    while not all(s == "DELETED" for s in api.statuses(ids).values()):
+        if time.monotonic() > deadline:
+            raise SystemExit("idle clusters not DELETED in time")
+        time.sleep(0.1)
+    all_deleted = time.monotonic() - start
+    mb = 1024 * 1024
+    return {
+        "clusters": n,
+        "brokerd_processes": len(ids),
+        "all_running_s": round(all_running, 2),
+        "all_deleted_s": round(all_deleted, 2),
+        "rss_per_cluster_mb": {
+            "mean": round(statistics.fmean(rss) / mb, 1),
+            "min": round(min(rss) / mb, 1),
+            "max": round(max(rss) / mb, 1),
+        },
+        "pss_per_cluster_mb": round(statistics.fmean(pss) / mb, 1),
+        "rss_total_mb": round(sum(rss) / mb, 1),
+        "pss_total_mb": round(sum(pss) / mb, 1),
+        "worker_rss_mb": round(worker_rss / mb, 1),
+        "machine_total_mb": round(before["MemTotal"] / mb),
+        "mem_available_before_mb": round(before["MemAvailable"] / mb),
+        "mem_available_with_idle_clusters_mb": round(after["MemAvailable"] / mb),
+        "mem_free_with_idle_clusters_mb": round(after["MemFree"] / mb),
+    }
+
+
+def main() -> None:
+    args = parse_args()
+    db_name = f"kastle_bench_prov_{os.getpid()}"
+    n, redis_url, control = lease_redis_db(args.redis)
+    admin = psycopg.connect(args.pg, autocommit=True)
+    admin.execute(f'CREATE DATABASE "{db_name}"')
+    workdir = Path(tempfile.mkdtemp(prefix="kastle-prov-bench-"))
+    low, high = free_port_block(max(100, 4 * max(args.idle, args.clusters) + 40))
+    env = {
+        **os.environ,
+        "DATABASE_URL": with_db(args.pg, db_name),
+        "DATABASE_CONN_MAX_AGE": "0",
+        "REDIS_URL": redis_url,
+        "SECRET_KEY": "bench-" + os.urandom(16).hex(),
+        "DEBUG": "false",
+        "ALLOWED_HOSTS": "testserver,localhost,127.0.0.1",
+        "DJANGO_SETTINGS_MODULE": "controlplane.settings",
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "platform"), str(ROOT)]),
+        "PYTHONUNBUFFERED": "1",
+        "C_FORCE_ROOT": "1",
+        "KASTLE_LOG_LEVEL": "WARNING",
+        "KASTLE_VAR_DIR": str(workdir / "var"),
+        "KASTLE_DATA_DIR": str(workdir / "data"),
+        "KASTLE_HOST_PORTS": f"{low}-{high}",
+        "KASTLE_HOST_CAPACITY": str(max(200, args.idle + 10)),
+    }
+    stack = Stack(env, workdir, args.concurrency)
+    results: dict = {}
+    try:
+        setup_django(env)
+        from django.db import connection
+
+        connection.close()
+        stack.start()
+        from clusters.models import Host
+
+        time_until(lambda: Host.objects.filter(name="local").exists() or not stack.alive(), timeout=60)
+        if not stack.alive():
+            raise SystemExit(f"worker or beat exited; see {workdir}")
+        api = Api(api_client(), args.security_protocol)
+        warm = api.create()  # first start pays cold caches; not measured
+        api.wait(warm, "RUNNING")
+        api.delete(warm)
+        api.wait(warm, "DELETED")
+
+        if args.clusters:
+            results.update(bench_lifecycle(api, args.clusters))
+        if args.keys:
+            results.update(bench_keys(api, args.keys))
+        if args.idle:
+            results["idle"] = bench_idle(api, stack, workdir / "data" / "hosts" / "local", args.idle)
+    finally:
+        stack.stop()
+        from provisioning import supervisor
+
+        supervisor.stop_all(workdir / "data" / "hosts" / "local", timeout=10)
+        from django.db import connections
+
+        connections.close_all()
+        admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        admin.close()
+        redis.Redis.from_url(redis_url).flushdb()
+        control.delete(LEASE_KEY.format(n=n))
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print(
+        f"Kastle provisioning — {os.cpu_count()} CPUs, worker concurrency {args.concurrency}, "
+        f"{args.security_protocol} clusters (keys: SASL_PLAINTEXT), basic plan"
+    )
+    rows = [
+        ("create -> RUNNING", "create_to_running", "p50 <= 2 s"),
+        ("delete -> DELETED", "delete_to_deleted", ""),
+        ("new key works", "new_key_works", "<= 2 s"),
+        ("revoked key refused", "revoked_key_refused", "<= 2 s"),
+    ]
+    print(f"{'':22} {'n':>4} {'p50 s':>7} {'p95 s':>7} {'max s':>7}  target")
+    for label, key, target in rows:
+        if key in results:
+            r = results[key]
+            print(f"{label:22} {r['n']:>4} {r['p50_s']:>7} {r['p95_s']:>7} {r['max_s']:>7}  {target}")
+    if "idle" in results:
+        i = results["idle"]
+        print(
+            f"\n{i['clusters']} idle clusters started at once: all RUNNING after {i['all_running_s']} s, "
+            f"all DELETED {i['all_deleted_s']} s after their deletes"
+        )
+        print(
+            f"  RSS per brokerd {i['rss_per_cluster_mb']['mean']} MB (min {i['rss_per_cluster_mb']['min']}, "
+            f"max {i['rss_per_cluster_mb']['max']}), PSS {i['pss_per_cluster_mb']} MB"
+        )
+        print(
+            f"  total RSS {i['rss_total_mb']} MB, total PSS {i['pss_total_mb']} MB; "
+            f"worker {i['worker_rss_mb']} MB"
+        )
+        print(
+            f"  machine: {i['machine_total_mb']} MB, available {i['mem_available_before_mb']} MB before, "
+            f"{i['mem_available_with_idle_clusters_mb']} MB with the idle clusters "
+            f"(free {i['mem_free_with_idle_clusters_mb']} MB)"
+        )
+    if args.json:
+        print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
