@@ -34,4 +34,5 @@ urlpatterns = [
     path(C + "api-keys/<str:key>/revoke/", keys.api_key_revoke, name="api_key_revoke"),
     path(C + "messages/", messages.message_browser, name="messages"),
     path(C + "groups/", groups.group_list, name="groups"),
+    path(C + "groups/<str:group_id>/", groups.group_detail, name="group"),
 ]

@@ -32,6 +32,8 @@ def _consume(conf: dict, topic: str, partitions: int, want: int, timeout=30.0):
             for msg in consumer.consume(num_messages=10, timeout=0.5):
                 if msg.error() is None:
                     got.append(msg)
+        if got:
+            consumer.commit(asynchronous=False)
     finally:
         consumer.close()
     return got
@@ -72,13 +74,17 @@ def test_tenant_journey_in_the_browser(e2e, live_server, browser_page, screensho
     bootstrap = page.locator("#bootstrap").inner_text()
     assert re.fullmatch(r"127\.0\.0\.1:\d+", bootstrap), bootstrap
     expect(page.get_by_text("encrypted with TLS")).to_be_visible()
-    ca = page.request.get(base + page.get_by_role("link", name="Download kastle-ca.pem").get_attribute("href"))
+    ca_link = page.get_by_role("link", name="Download kastle-ca.pem").get_attribute("href")
+    ca = page.request.get(base + ca_link)
     assert ca.ok and b"BEGIN CERTIFICATE" in ca.body()
     ca_file = tmp_path / "kastle-ca.pem"
     ca_file.write_bytes(ca.body())
 
     # 5. a topic
     page.get_by_role("link", name="Topics").click()
+    page.get_by_label("Name").fill("bad name!")
+    page.get_by_role("button", name="Create topic").click()
+    expect(page.locator("#id_name-error")).to_contain_text("Use only ASCII letters")
     page.get_by_label("Name").fill("orders")
     page.get_by_label("Partitions").fill("2")
     page.get_by_role("button", name="Create topic").click()
@@ -126,6 +132,7 @@ def test_tenant_journey_in_the_browser(e2e, live_server, browser_page, screensho
     producer.produce("orders", key=b"order-2", value=b'{"amount": 7, "from": "client"}', partition=0)
     producer.produce("orders", key=b"raw", value=b"\x00\x01\xfe\xff", partition=1)
     assert producer.flush(15) == 0
+    del producer
 
     # 8b. the message browser shows them: pretty JSON, hex for binary
     page.get_by_role("button", name="Show messages").click()
@@ -133,6 +140,17 @@ def test_tenant_journey_in_the_browser(e2e, live_server, browser_page, screensho
     expect(page.locator("pre.json", has_text='"from": "client"')).to_be_visible()
     expect(page.locator("pre.hex", has_text="00 01 fe ff")).to_be_visible()
     screenshot(page, "07-messages")
+
+    # The consumer group of that client: its lag, and an offset reset previewed (dry run)
+    page.get_by_role("link", name="Consumer groups").click()
+    page.get_by_role("link", name="journey-reader").click()
+    expect(page.locator("#total-lag")).to_have_text("1")  # committed on partition 1 only
+    page.get_by_label("The earliest message (re-read everything)").check()
+    page.get_by_label("Topic").fill("orders")
+    page.get_by_role("button", name="Preview (dry run)").click()
+    expect(page.locator("tr.preview-row")).to_have_count(2)
+    expect(page.locator("#total-lag")).to_have_text("1")  # nothing changed
+    screenshot(page, "08-group")
 
     # 9. delete the cluster, with its name typed to confirm
     page.goto(cluster_url)
@@ -144,4 +162,4 @@ def test_tenant_journey_in_the_browser(e2e, live_server, browser_page, screensho
     page.get_by_role("button", name="Delete cluster").click()
     expect(page.get_by_text("is being deleted")).to_be_visible()
     expect(page.locator("tr", has_text="journey").locator(".badge")).to_have_text("Deleted", timeout=60_000)
-    screenshot(page, "08-deleted")
+    screenshot(page, "09-deleted")

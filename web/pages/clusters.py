@@ -71,7 +71,7 @@ class ClusterCreateForm(forms.Form):
     )
 
 
-@portal_view()
+@portal_view(read=Role.ADMIN)
 @require_http_methods(["GET", "POST"])
 def cluster_create(request: HttpRequest) -> HttpResponse:
     form = ClusterCreateForm(request.POST or None, initial={"plan": request.GET.get("plan", "basic")})

@@ -1,26 +1,105 @@
-"""Consumer groups: members, assignments, lag per partition, offset reset with a dry run."""
+"""Consumer groups: members, assignments, lag per partition, offset reset with a dry run.
+
+Reads and writes go through `consumergroups.services`, the functions the REST API calls.
+"""
 
 from __future__ import annotations
 
+from consumergroups import services as group_services
+from django import forms
+from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
 
+from accounts.audit import Actor
 from accounts.models import Role
 from clusters.models import Cluster
+from controlplane.errors import ServiceError
 
-from ..portal import can, portal_view
+from ..portal import apply_service_error, can, portal_view
 
 
 @portal_view()
 def group_list(request: HttpRequest, cluster: Cluster) -> HttpResponse:
+    groups = group_services.group_list(cluster=cluster)
     return render(
         request,
         "web/groups/list.html",
+        {"cluster": cluster, "groups": groups, "nav": "overview", "tab": "groups"},
+    )
+
+
+class ResetForm(forms.Form):
+    to = forms.ChoiceField(
+        label="Move the group's offsets to",
+        choices=[
+            ("earliest", "The earliest message (re-read everything)"),
+            ("latest", "The end (skip everything not yet read)"),
+            ("timestamp", "A point in time"),
+            ("offset", "A given offset"),
+        ],
+        widget=forms.RadioSelect,
+        initial="latest",
+    )
+    value = forms.CharField(
+        required=False,
+        label="Time or offset",
+        help_text="For a point in time: e.g. 2025-01-31T09:00:00Z. For an offset: a number.",
+    )
+    topic = forms.CharField(
+        required=False, help_text="Empty: every partition the group has committed offsets for."
+    )
+
+    def clean(self):
+        data = super().clean()
+        if data.get("to") in ("timestamp", "offset") and not data.get("value"):
+            self.add_error("value", "Give the time or the offset to move to.")
+        return data
+
+
+@portal_view()
+@require_http_methods(["GET", "POST"])
+def group_detail(request: HttpRequest, cluster: Cluster, group_id: str) -> HttpResponse:
+    form = ResetForm(request.POST or None)
+    preview = None
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            dry_run = "apply" not in request.POST
+            try:
+                outcome = group_services.reset_offsets(
+                    cluster=cluster,
+                    group_id=group_id,
+                    to=form.cleaned_data["to"],
+                    value=form.cleaned_data["value"] or None,
+                    topic=form.cleaned_data["topic"] or None,
+                    dry_run=dry_run,
+                    actor=Actor.from_request(request),
+                )
+            except ServiceError as exc:
+                apply_service_error(form, exc)
+                status = exc.status_code
+            else:
+                if not dry_run:
+                    count = len(outcome["offsets"])
+                    messages.success(request, f"Offsets of {group_id} moved on {count} partition(s).")
+                    return redirect("web:group", cluster_id=cluster.public_id, group_id=group_id)
+                preview = outcome["offsets"]
+        else:
+            status = 400
+    group = group_services.group_get(cluster=cluster, group_id=group_id)
+    return render(
+        request,
+        "web/groups/detail.html",
         {
             "cluster": cluster,
-            "groups": None,
+            "group": group,
+            "form": form,
+            "preview": preview,
             "can_admin": can(request, Role.ADMIN),
             "nav": "overview",
             "tab": "groups",
         },
+        status=status,
     )
