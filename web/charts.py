@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from html import escape
 
 from django.utils.safestring import SafeString, mark_safe
@@ -59,12 +59,7 @@ def line_chart(
     all_points = [p for s in series for p in s.points]
     title_e = escape(title)
     if not all_points:
-        return mark_safe(
-            f'<svg class="chart empty" viewBox="0 0 {width} 60" role="img" '
-            f'aria-label="{title_e}: no data yet">'
-            f"<title>{title_e}</title>"
-            f'<text x="{width / 2}" y="35" text-anchor="middle">No data yet</text></svg>'
-        )
+        return mark_safe(f'<p class="chart-empty">{title_e}: no usage recorded in this period yet.</p>')
     t0 = min(p[0] for p in all_points).timestamp()
     t1 = max(p[0] for p in all_points).timestamp()
     span = max(t1 - t0, 1.0)
@@ -97,7 +92,7 @@ def line_chart(
             f'<text class="axis" x="{pad_l - 6}" y="{yy + 4:.1f}" text-anchor="end">'
             f"{escape(formatter(value))}</text>"
         )
-    first, last = datetime.fromtimestamp(t0), datetime.fromtimestamp(t1)
+    first, last = datetime.fromtimestamp(t0, tz=UTC), datetime.fromtimestamp(t1, tz=UTC)
     fmt = "%H:%M" if span <= 86400 else "%b %d"
     parts.append(
         f'<text class="axis" x="{pad_l}" y="{height - 8}">{escape(first.strftime(fmt))}</text>'

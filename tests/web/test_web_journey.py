@@ -152,6 +152,14 @@ def test_tenant_journey_in_the_browser(e2e, live_server, browser_page, screensho
     expect(page.locator("#total-lag")).to_have_text("1")  # nothing changed
     screenshot(page, "08-group")
 
+    # On a phone: no page scrolls sideways (wide tables and code scroll inside their boxes).
+    page.set_viewport_size({"width": 390, "height": 844})
+    for url, name in ((cluster_url, "10-phone-overview"), (f"{base}/usage/", "11-phone-usage")):
+        page.goto(url)
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), url
+        screenshot(page, name)
+    page.set_viewport_size({"width": 1280, "height": 900})
+
     # 9. delete the cluster, with its name typed to confirm
     page.goto(cluster_url)
     page.get_by_role("link", name="Delete cluster…").click()
