@@ -37,12 +37,18 @@ class CloseConnection(Exception):
 
 
 class _Slot:
-    __slots__ = ("close_after", "parts", "ready")
+    __slots__ = ("close_after", "held", "parts", "ready")
 
     def __init__(self) -> None:
         self.ready = False
         self.parts: list | None = None
         self.close_after = False
+        self.held = 0  # bytes of this ready response waiting behind an unfinished earlier one
+
+
+# Responses queued in one turn of the loop are written once they reach this size (so that
+# pause_writing still stops a pipelining client early).
+WRITE_BATCH_BYTES = 256 * 1024
 
 
 class Connection(asyncio.Protocol):
@@ -55,6 +61,11 @@ class Connection(asyncio.Protocol):
         self._buf = bytearray()
         self._pending: deque[_Slot] = deque()
         self._max_inflight = broker.config["max.inflight.requests.per.connection"]
+        # Ready responses held back by an unfinished earlier request (responses go out in
+        # order) are bounded in bytes too: a client cannot pile up fetch responses behind a
+        # long poll. Past the bound the connection stops reading, as for the request count.
+        self._held = 0
+        self._max_held = broker.config["socket.request.max.bytes"]
         self._max_frame = broker.config["socket.request.max.bytes"]
         self._max_preauth = broker.config["sasl.server.max.receive.size"]
         self._blocked = False  # waiting on a barrier request (SASL)
@@ -130,18 +141,25 @@ class Connection(asyncio.Protocol):
     _out: list | None = None
     _write_scheduled = False
 
+    _out_bytes = 0
+
     def _queue_write(self, parts: list) -> None:
         out = self._out
         if out is None:
             self._out = list(parts)
         else:
             out.extend(parts)
+        for part in parts:
+            self._out_bytes += len(part)
+        if self._out_bytes >= WRITE_BATCH_BYTES:
+            self._write_out()
 
     def _write_out(self) -> None:
         self._write_scheduled = False
         out = self._out
         if out:
             self._out = None
+            self._out_bytes = 0
             if not self.closed:
                 self.transport.writelines(out)
 
@@ -168,6 +186,7 @@ class Connection(asyncio.Protocol):
             or self._muted
             or self._blocked
             or len(self._pending) >= self._max_inflight
+            or self._held > self._max_held
             or len(self._buf) > self._max_frame + 4
         )
         if should_pause and not self._reading_paused:
@@ -186,6 +205,7 @@ class Connection(asyncio.Protocol):
                 and not self._blocked
                 and not self._muted
                 and len(self._pending) < self._max_inflight
+                and self._held <= self._max_held
             ):
                 if self._writing_paused:
                     break
@@ -304,6 +324,8 @@ class Connection(asyncio.Protocol):
             if slot.parts:
                 self._queue_write(slot.parts)  # written at the end of _process
             return
+        if self._pending and slot.parts:
+            self._hold(slot)
         self._pending.append(slot)
         self._flush()
 
@@ -334,16 +356,23 @@ class Connection(asyncio.Protocol):
         slot.ready = True
         if barrier:
             self._blocked = False
+        if slot.parts and self._pending and self._pending[0] is not slot:
+            self._hold(slot)
         self._flush()
         if not self.closed:
             # Responses completed in this turn (a group fsync releases many) share one write.
             self._process(write=False)
             self._schedule_write()
 
+    def _hold(self, slot: _Slot) -> None:
+        slot.held = sum(len(part) for part in slot.parts or ())
+        self._held += slot.held
+
     def _flush(self) -> None:
         pending = self._pending
         while pending and pending[0].ready:
             slot = pending.popleft()
+            self._held -= slot.held
             if self.closed:
                 return
             if slot.parts:
