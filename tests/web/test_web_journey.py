@@ -90,6 +90,25 @@ def test_tenant_journey_in_the_browser(e2e, live_server, browser_page, screensho
     page.get_by_role("button", name="Create topic").click()
     expect(page.get_by_role("row", name=re.compile("orders"))).to_be_visible()
     screenshot(page, "04-topics")
+    # edit its configs: a bad value is explained beside the field, a good one is saved
+    page.get_by_role("link", name="orders").click()
+    page.get_by_label("retention.ms").fill("forever")
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.locator("#id_config\\:retention\\.ms-error")).to_be_visible()
+    page.get_by_label("retention.ms").fill("3600000")
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.get_by_text("Topic orders saved.")).to_be_visible()
+    expect(page.get_by_text("1 hour")).to_be_visible()
+    # delete a scratch topic, with its name typed to confirm
+    page.get_by_role("link", name="Topics").click()
+    page.get_by_label("Name").fill("scratch")
+    page.get_by_role("button", name="Create topic").click()
+    page.get_by_role("link", name="scratch").click()
+    page.get_by_role("link", name="Delete topic…").click()
+    page.get_by_label("Type the name to confirm").fill("scratch")
+    page.get_by_role("button", name="Delete topic").click()
+    expect(page.get_by_text("Topic scratch deleted.")).to_be_visible()
+    expect(page.get_by_role("row", name=re.compile("scratch"))).to_have_count(0)
 
     # 6. an API key: the secret is shown once, with downloads of ready client configs
     page.get_by_role("link", name="API keys").click()
