@@ -6,7 +6,10 @@ This module owns :class:`AdminState`, which the broker creates at start-up
 - ``before_append`` / ``append_failed`` from Produce: the usage journal entry is written
   *before* the batch is appended (see brokerd/metrics.py for why);
 - ``after_fetch`` from Fetch: bytes out;
-- ``throttle_produce`` / ``throttle_fetch``: KIP-219 throttle times from brokerd/quotas.py;
+- ``throttle`` / ``throttle_fetch`` / ``request_throttle``: KIP-219 throttle times from
+  brokerd/quotas.py (byte rates, and the request-time quota recorded once per request before its
+  response is encoded, so that every response carries the larger throttle);
+- ``fetch_quota_window_bytes``: Kafka's cap on one fetch under a consumer_byte_rate quota;
 - ``sync_usage`` in the group fsync, before the logs are fsynced;
 - ``retention_loop``: size/time retention and DeleteRecords' log start offsets.
 
