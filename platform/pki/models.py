@@ -27,3 +27,22 @@ class BrokerCertificate(models.Model):
 
     def __str__(self) -> str:
         return f"certificate {self.serial} of {self.cluster.public_id} (until {self.not_after:%Y-%m-%d})"
+
+
+class CertificateAuthority(models.Model):
+    """The platform CA's certificate: one row, the source of truth for which CA is current.
+
+    Its private key is never in the database: it stays in KASTLE_DATA_DIR/pki/ca.key on the
+    control-plane workers (pki.services.authority). A worker whose directory holds no key, or
+    another key, refuses to issue instead of starting a second CA.
+    """
+
+    singleton = models.BooleanField(default=True, unique=True, editable=False)
+    cert_pem = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(singleton=True), name="pki_ca_singleton")]
+
+    def __str__(self) -> str:
+        return f"platform CA (since {self.created_at:%Y-%m-%d})"

@@ -66,14 +66,28 @@ def ca_dir() -> Path:
 
 
 # --- the CA --------------------------------------------------------------------------------------
+class CaUnavailable(Exception):
+    """This worker cannot sign: the CA's key is not in its KASTLE_DATA_DIR/pki (a retry may help)."""
+
+
 def authority() -> tuple[str, str]:
-    """(key PEM, certificate PEM) of the platform CA, generated once (race-free across processes)."""
+    """(key PEM, certificate PEM) of the platform CA, generated once.
+
+    The certificate in the database says which CA is current; the key lives only in
+    ``KASTLE_DATA_DIR/pki/ca.key``. Generation is serialised by a file lock (processes sharing the
+    directory) and the singleton row (processes that do not): a second CA is never started.
+    """
+    from django.db import IntegrityError
+
     from provisioning.supervisor import file_lock
+
+    from .models import CertificateAuthority
 
     directory = ca_dir()
     key_path, cert_path = directory / "ca.key", directory / "ca.pem"
-    if key_path.exists() and cert_path.exists():
-        return key_path.read_text(), cert_path.read_text()
+    row = CertificateAuthority.objects.first()
+    if row is not None:
+        return _local_key(row.cert_pem, key_path), row.cert_pem
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
     with file_lock(directory / ".lock"):
@@ -82,7 +96,26 @@ def authority() -> tuple[str, str]:
             _write(cert_path, issued.cert_pem, 0o644)
             _write(key_path, issued.key_pem, 0o600)  # last: its presence means the CA is complete
             logger.info("generated the platform CA in %s (serial %x)", directory, issued.serial)
-    return key_path.read_text(), cert_path.read_text()
+        cert_pem = cert_path.read_text()
+        try:
+            with transaction.atomic():
+                row = CertificateAuthority.objects.create(cert_pem=cert_pem)
+        except IntegrityError:  # another worker (with another directory) registered its CA first
+            row = CertificateAuthority.objects.get()
+    return _local_key(row.cert_pem, key_path), row.cert_pem
+
+
+def _local_key(cert_pem: str, key_path: Path) -> str:
+    try:
+        key_pem = key_path.read_text()
+    except FileNotFoundError:
+        key_pem = ""
+    if not key_pem or not ca.key_matches(key_pem, cert_pem):
+        raise CaUnavailable(
+            f"this worker has not got the platform CA's key ({key_path}); control-plane workers must "
+            "share KASTLE_DATA_DIR/pki"
+        )
+    return key_pem
 
 
 def _write(path: Path, text: str, mode: int) -> None:

@@ -131,7 +131,10 @@ def provision(cluster_id: int, owner: str, *, send=None) -> str:
         raise TransientError(str(exc)) from exc
     except placement.NoPortAvailable as exc:
         raise TransientError(f"No free port for the broker: {exc}.") from exc
-    pki_services.certificate_ensure(cluster)  # security issue: SASL_SSL clusters' certificate
+    try:
+        pki_services.certificate_ensure(cluster)  # security issue: SASL_SSL clusters' certificate
+    except pki_services.CaUnavailable as exc:
+        raise TransientError(f"The cluster's TLS certificate cannot be issued here: {exc}.") from exc
     local = local_host_name()
     placed = Broker.objects.filter(pk__in=[b.pk for b in brokers]).select_related("host")
     hosts = {b.host.name for b in placed}

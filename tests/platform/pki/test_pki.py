@@ -45,6 +45,24 @@ def test_the_ca_is_generated_once_with_a_private_key_file(data_dir) -> None:
     assert ca.key_matches(key_pem, cert_pem)
 
 
+def test_a_worker_without_the_ca_key_refuses_to_issue_and_never_starts_a_second_ca(
+    data_dir, tmp_path_factory, settings
+) -> None:
+    from pki.models import CertificateAuthority
+
+    _, cert_pem = services.authority()
+    settings.KASTLE_DATA_DIR = tmp_path_factory.mktemp("other-worker")
+    with pytest.raises(services.CaUnavailable, match="share KASTLE_DATA_DIR/pki"):
+        services.authority()
+    cluster = _tls_cluster()
+    with pytest.raises(services.CaUnavailable):
+        services.certificate_ensure(cluster)
+    assert CertificateAuthority.objects.count() == 1
+    assert services.reconcile_certificates() == []  # logged, retried at the next pass
+    settings.KASTLE_DATA_DIR = data_dir
+    assert services.certificate_ensure(cluster).ca_pem == cert_pem
+
+
 def test_a_certificate_names_every_host_and_its_key_is_encrypted_at_rest() -> None:
     cluster = _tls_cluster(addresses=("127.0.0.1", "127.0.0.2", "kafka.example.com"))
     cert = services.certificate_ensure(cluster)
