@@ -78,9 +78,7 @@ class Broker:
         key = (api_key, version)
         value = self._flex_resp.get(key)
         if value is None:
-            # ApiVersions responses always use header v0 (KIP-511).
-            value = api_key != 18 and bool(kio_adapter.response_class(api_key, version).__flexible__)
-            self._flex_resp[key] = value
+            value = self._flex_resp[key] = kio_adapter.is_flexible_response(api_key, version)
         return value
 
     def api_versions_unsupported(self) -> bytes:

@@ -92,9 +92,28 @@ def response_class(api_key: int, version: int) -> type:
     return _payload_class(response_module(api_key, version), EntityType.response)
 
 
+#: Hot-path APIs whose requests and responses are flexible from this version (Produce, Fetch):
+#: known without importing their kio schemas, so that the first Produce of a version does not
+#: stall the loop loading modules its hand-written codec does not use.
+FLEXIBLE_FROM = {0: 9, 1: 12}
+
+
 @cache
 def is_flexible_request(api_key: int, version: int) -> bool:
+    first = FLEXIBLE_FROM.get(api_key)
+    if first is not None:
+        return version >= first
     return bool(request_class(api_key, version).__flexible__)
+
+
+def is_flexible_response(api_key: int, version: int) -> bool:
+    """Whether the response header is flexible (v1). ApiVersions always uses v0 (KIP-511)."""
+    if api_key == 18:
+        return False
+    first = FLEXIBLE_FROM.get(api_key)
+    if first is not None:
+        return version >= first
+    return bool(response_class(api_key, version).__flexible__)
 
 
 # ---------------------------------------------------------------------------------------

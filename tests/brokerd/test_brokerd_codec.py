@@ -277,3 +277,11 @@ def test_settings_errors_are_one_line() -> None:
             Config.resolve(flags={**base, **bad})
         assert "\n" not in str(info.value)
     assert parse_listener("SASL_PLAINTEXT://[::1]:9093").host == "::1"
+
+
+@pytest.mark.parametrize(("api_key", "versions"), [(0, range(3, 12)), (1, range(4, 17))])
+def test_hot_path_flexibility_table_matches_kio(api_key: int, versions: range) -> None:
+    # Produce/Fetch header flexibility comes from a table (no schema import on the hot path).
+    for v in versions:
+        assert kio_adapter.is_flexible_request(api_key, v) == request_class(api_key, v).__flexible__
+        assert kio_adapter.is_flexible_response(api_key, v) == response_class(api_key, v).__flexible__
