@@ -76,6 +76,7 @@ class TlsContext:
         self.listening = build_context(cert_file, key_file, min_version)
         self.listening.sni_callback = self._select
         self._stamp = self._stat()
+        self._failed_stamp: tuple | None = None
         self.reloads = 0
         self.info = certificate_info(cert_file)
 
@@ -103,7 +104,9 @@ class TlsContext:
         try:
             ctx = build_context(self.cert_file, self.key_file, self.min_version)
         except TlsError as exc:
-            log.warning("TLS certificate not reloaded yet, keeping the previous one: %s", exc)
+            if stamp != self._failed_stamp:  # once per state of the files, not at every poll
+                self._failed_stamp = stamp
+                log.warning("TLS certificate not reloaded yet, keeping the previous one: %s", exc)
             return False  # the stamp is kept: retried at the next poll
         self._stamp = stamp
         self.current = ctx
