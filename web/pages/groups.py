@@ -5,7 +5,6 @@ Reads and writes go through `consumergroups.services`, the functions the REST AP
 
 from __future__ import annotations
 
-from consumergroups import services as group_services
 from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
@@ -15,6 +14,7 @@ from django.views.decorators.http import require_http_methods
 from accounts.audit import Actor
 from accounts.models import Role
 from clusters.models import Cluster
+from consumergroups import services as group_services
 from controlplane.errors import ServiceError
 
 from ..portal import apply_service_error, can, portal_view
