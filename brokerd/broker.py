@@ -66,6 +66,8 @@ class Broker:
         self.admin_state: Any = None
         # Groups issue (brokerd/handlers/groups.py): group coordinator, offsets, producer state.
         self.groups: Any = None
+        # acls issue (brokerd/acls.py): the Authorizer when authorizer.enable is true, else None.
+        self.authorizer: Any = None
 
     # --- handler helpers ----------------------------------------------------------------
     def advertised(self, listener: Listener, bound_port: int) -> tuple[str, int]:
@@ -143,6 +145,7 @@ class Broker:
         self.logs.on_close_segments = self.flusher.close_later
         handlers.load_all()
         self._start_admin_state()
+        self._start_authorizer()
         self._start_groups()
         from brokerd.server import start_listener
 
@@ -212,6 +215,24 @@ class Broker:
         self.flusher.pre_sync.append(self.admin_state.usage_fds)  # usage journal fsynced first
         self.admin.routes["/metrics"] = self.admin_state.metrics_route
         self._tasks.append(asyncio.ensure_future(self.admin_state.retention_loop()))
+
+    def _start_authorizer(self) -> None:
+        """acls issue: load the ACLs when authorizer.enable is true (super.users bypass them)."""
+        if not self.config["authorizer.enable"]:
+            return
+        from brokerd.acls import Authorizer
+
+        try:
+            self.authorizer = Authorizer(
+                os.path.join(self.config["data.dir"], "acls.json"),
+                super_users=self.admin_state.super_users,
+                allow_if_no_acl=self.config["allow.everyone.if.no.acl.found"],
+            )
+        except (OSError, ValueError, TypeError) as exc:
+            raise StartupError(f"ACL store: {exc}") from None
+        self.metadata_cache.clear()
+        log.info("authorizer enabled: %d ACL(s), super users: %s", len(self.authorizer.acls),
+                 ", ".join(sorted(self.admin_state.super_users)) or "none")
 
     def _start_groups(self) -> None:
         """Groups issue: load groups, committed offsets and idempotent-producer state."""

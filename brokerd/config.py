@@ -89,6 +89,10 @@ register("offsets.retention.check.interval.ms", "int", 600000, "how often offset
 register("offset.metadata.max.bytes", "int", 4096, "largest commit metadata string", minimum=0)
 register("offsets.commit.flush.window.ms", "int", 0, "extra wait to batch offset-commit fsyncs", minimum=0)
 register("producer.id.expiration.ms", "int", 86400000, "forget an idle producer's sequence state", minimum=1)
+# --- acls issue: the authorizer (brokerd/acls.py) ---------------------------------------
+register("authorizer.enable", "bool", False, "enforce ACLs (Kafka AclAuthorizer; super.users bypass)")
+register("allow.everyone.if.no.acl.found", "bool", False,
+         "with the authorizer on: allow an action on a resource no ACL matches")
 # --- test hooks -------------------------------------------------------------------------
 register("test.fault.produce.drop.after.append", "int", 0,
          "TEST ONLY: close the connection after every Nth idempotent append, before responding")

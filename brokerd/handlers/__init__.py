@@ -36,6 +36,7 @@ MODULES: tuple[str, ...] = (
     "brokerd.handlers.sasl",
     "brokerd.handlers.admin",  # admin issue: configs, partitions, records, cluster, log dirs, quotas
     "brokerd.handlers.groups",  # groups issue: coordinator, offsets, InitProducerId
+    "brokerd.handlers.acls",  # acls issue: DescribeAcls, CreateAcls, DeleteAcls
 )
 
 

@@ -1,0 +1,150 @@
+"""DescribeAcls, CreateAcls and DeleteAcls v1-3 (acls issue; semantics in brokerd/acls.py).
+
+Describing needs DESCRIBE on the cluster, creating and deleting need ALTER on the cluster
+(super users always may). With the authorizer off (``authorizer.enable=false``) all three
+answer SECURITY_DISABLED, as Kafka without an authorizer.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+
+from kio.schema.errors import ErrorCode
+from kio.static.primitive import i8
+
+from brokerd import acls
+from brokerd.acls import Acl, AclError, AclFilter
+from brokerd.handlers import register
+
+log = logging.getLogger("brokerd.acls")
+
+_ZERO = datetime.timedelta(0)
+_DISABLED = "No Authorizer is configured on the broker (authorizer.enable=false)"
+
+
+def _filter(f, describe: bool) -> AclFilter:
+    return AclFilter(
+        resource_type=int(f.resource_type_filter),
+        name=f.resource_name_filter,
+        pattern_type=int(f.pattern_type_filter),
+        principal=f.principal_filter,
+        host=f.host_filter,
+        operation=int(f.operation),
+        permission=int(f.permission_type),
+    )
+
+
+@register(29, 1, 3)
+def describe_acls(request, ctx):
+    authz = ctx.broker.authorizer
+
+    def error(code, message):
+        return ctx.response(throttle_time=_ZERO, error_code=code, error_message=message, resources=())
+
+    if authz is None:
+        return error(ErrorCode.security_disabled, _DISABLED)
+    if not acls.cluster_allowed(ctx, acls.DESCRIBE):
+        return error(ErrorCode.cluster_authorization_failed, "DescribeAcls needs DESCRIBE on the cluster")
+    f = _filter(request, True)
+    problem = f.validate()
+    if problem:
+        return error(ErrorCode.invalid_request, problem)
+    grouped: dict[tuple[int, str, int], list[Acl]] = {}
+    for acl in authz.describe(f):
+        grouped.setdefault((acl.resource_type, acl.name, acl.pattern_type), []).append(acl)
+    resources = tuple(
+        ctx.build(
+            "DescribeAclsResource",
+            resource_type=i8(rt), resource_name=name, pattern_type=i8(pt),
+            acls=tuple(ctx.build("AclDescription", principal=a.principal, host=a.host,
+                                 operation=i8(a.operation), permission_type=i8(a.permission))
+                       for a in group),
+        )
+        for (rt, name, pt), group in grouped.items()
+    )
+    return ctx.response(throttle_time=_ZERO, error_code=ErrorCode.none, error_message=None,
+                        resources=resources)
+
+
+@register(30, 1, 3)
+def create_acls(request, ctx):
+    authz = ctx.broker.authorizer
+
+    def result(code=ErrorCode.none, message=None):
+        return ctx.build("AclCreationResult", error_code=code, error_message=message)
+
+    def all_failed(code, message):
+        return ctx.response(throttle_time=_ZERO,
+                            results=tuple(result(code, message) for _ in request.creations))
+
+    if authz is None:
+        return all_failed(ErrorCode.security_disabled, _DISABLED)
+    if not acls.cluster_allowed(ctx, acls.ALTER):
+        return all_failed(ErrorCode.cluster_authorization_failed, "CreateAcls needs ALTER on the cluster")
+    results: list = []
+    valid: list[Acl] = []
+    for c in request.creations:
+        acl = Acl(int(c.resource_type), c.resource_name, int(c.resource_pattern_type), c.principal, c.host,
+                  int(c.operation), int(c.permission_type))
+        try:
+            acls.validate_acl(acl)
+        except AclError as exc:
+            results.append(result(ErrorCode.invalid_request, str(exc)))
+            continue
+        valid.append(acl)
+        results.append(None)
+    if valid:
+        try:
+            authz.create(valid)
+        except OSError as exc:
+            log.error("cannot write the ACL store: %s", exc)
+            return all_failed(ErrorCode.unknown_server_error, "cannot write the ACL store")
+        log.info("%s created %d ACL(s)", acls.principal_of(ctx.principal), len(valid))
+    return ctx.response(throttle_time=_ZERO, results=tuple(r if r is not None else result() for r in results))
+
+
+@register(31, 1, 3)
+def delete_acls(request, ctx):
+    authz = ctx.broker.authorizer
+
+    def failed(code, message):
+        return ctx.build("DeleteAclsFilterResult", error_code=code, error_message=message, matching_acls=())
+
+    def all_failed(code, message):
+        return ctx.response(throttle_time=_ZERO,
+                            filter_results=tuple(failed(code, message) for _ in request.filters))
+
+    if authz is None:
+        return all_failed(ErrorCode.security_disabled, _DISABLED)
+    if not acls.cluster_allowed(ctx, acls.ALTER):
+        return all_failed(ErrorCode.cluster_authorization_failed, "DeleteAcls needs ALTER on the cluster")
+    filters = [_filter(f, False) for f in request.filters]
+    problems = [f.validate() for f in filters]
+    usable = [f for f, p in zip(filters, problems, strict=True) if p is None]
+    try:
+        deleted = iter(authz.delete(usable))
+    except OSError as exc:
+        log.error("cannot write the ACL store: %s", exc)
+        return all_failed(ErrorCode.unknown_server_error, "cannot write the ACL store")
+    out = []
+    total = 0
+    for problem in problems:
+        if problem is not None:
+            out.append(failed(ErrorCode.invalid_request, problem))
+            continue
+        matched = next(deleted)
+        total += len(matched)
+        out.append(ctx.build(
+            "DeleteAclsFilterResult", error_code=ErrorCode.none, error_message=None,
+            matching_acls=tuple(
+                ctx.build("DeleteAclsMatchingAcl", error_code=ErrorCode.none, error_message=None,
+                          resource_type=i8(a.resource_type), resource_name=a.name,
+                          pattern_type=i8(a.pattern_type),
+                          principal=a.principal, host=a.host, operation=i8(a.operation),
+                          permission_type=i8(a.permission))
+                for a in matched),
+        ))
+    if total:
+        log.info("%s deleted %d ACL(s)", acls.principal_of(ctx.principal), total)
+    return ctx.response(throttle_time=_ZERO, filter_results=tuple(out))
