@@ -105,6 +105,7 @@ INSTALLED_APPS = [
     "accounts",
     "clusters",
     "iam",
+    "acls",
     "provisioning",
     "topics",
     "consumergroups",
@@ -334,6 +335,9 @@ CELERY_TASK_ROUTES = {
     "metering.collect": {"queue": CELERY_DEFAULT_QUEUE},
     "metering.close_invoices": {"queue": CELERY_DEFAULT_QUEUE},
     "metering.prune_samples": {"queue": CELERY_DEFAULT_QUEUE},
+    # ACLs (platform/acls/tasks.py)
+    "acls.cluster_sync": {"queue": CELERY_DEFAULT_QUEUE},
+    "acls.reconcile": {"queue": CELERY_DEFAULT_QUEUE},
 }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -368,6 +372,13 @@ CELERY_BEAT_SCHEDULE.update(
         "metering-prune-samples": {"task": "metering.prune_samples", "schedule": 600.0},
     }
 )
+# --- ACLs: repair the brokers' ACLs of live keys and drop those of dead keys ---
+KASTLE_ACL_RECONCILE_INTERVAL = float(os.environ.get("KASTLE_ACL_RECONCILE_INTERVAL") or 30.0)
+CELERY_BEAT_SCHEDULE["acls-reconcile"] = {
+    "task": "acls.reconcile",
+    "schedule": KASTLE_ACL_RECONCILE_INTERVAL,
+    "options": {"expires": KASTLE_ACL_RECONCILE_INTERVAL * 2},
+}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # --- logging --------------------------------------------------------------------------------------

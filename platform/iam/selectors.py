@@ -9,13 +9,21 @@ from django.utils import timezone
 
 from clusters.models import Cluster
 
-from .models import ApiKey
+from .models import ApiKey, ServiceAccount
 
 
 def api_key_list(*, cluster: Cluster) -> QuerySet[ApiKey]:
     return ApiKey.objects.filter(cluster=cluster, revoked_at__isnull=True).select_related(
-        "created_by", "cluster"
+        "created_by", "cluster", "service_account"
     )
+
+
+def service_account_list(*, organization) -> QuerySet[ServiceAccount]:
+    return ServiceAccount.objects.filter(organization=organization)
+
+
+def service_account_get(*, organization, public_id: str) -> ServiceAccount | None:
+    return service_account_list(organization=organization).filter(public_id=public_id).first()
 
 
 def api_key_get(*, cluster: Cluster, key: str) -> ApiKey | None:

@@ -16,14 +16,42 @@ from clusters.models import Cluster, ClusterStatus
 from controlplane.errors import Conflict, LimitExceeded, ValidationFailed
 from controlplane.ids import new_api_key, new_api_secret
 
-from .models import ApiKey
+from .models import ApiKey, ScopeAccess, ServiceAccount
 
 
 def _sync_credentials_on_commit(cluster_id: int) -> None:
-    """After commit, the cluster's hosts rewrite its credentials file (provisioning)."""
+    """After commit, the cluster's hosts rewrite its credentials file (provisioning), and the
+    brokers get the ACLs of the cluster's live keys (acls: a key's scope, or full access)."""
+    from acls.services import sync_on_commit
     from provisioning.services import credentials_changed
 
     transaction.on_commit(lambda: credentials_changed(cluster_id))
+    sync_on_commit(cluster_id)
+
+
+SCOPE_PREFIX_RE = re.compile(r"^[a-zA-Z0-9._-]+$")
+
+
+def validate_scope(scope: object) -> dict[str, str] | None:
+    """{topic_prefix, access} or None (full access); 400 naming `scope.<field>`."""
+    if scope is None:
+        return None
+    invalid = "The API key is invalid."
+    if not isinstance(scope, dict):
+        raise ValidationFailed(invalid, details={"scope": ["Expected {topic_prefix, access} or null."]})
+    prefix, access = scope.get("topic_prefix"), scope.get("access")
+    if not isinstance(prefix, str) or not prefix:
+        raise ValidationFailed(invalid, details={"scope": {"topic_prefix": ["This field is required."]}})
+    if len(prefix) > 249 or not SCOPE_PREFIX_RE.match(prefix):
+        raise ValidationFailed(
+            invalid,
+            details={"scope": {"topic_prefix": ["Use at most 249 ASCII letters, digits, '.', '_' and '-'."]}},
+        )
+    if access not in ScopeAccess.values:
+        raise ValidationFailed(
+            invalid, details={"scope": {"access": [f"Expected one of: {', '.join(ScopeAccess.values)}."]}}
+        )
+    return {"topic_prefix": prefix, "access": access}
 
 
 #: Shortest lifetime a new key may have (it must outlive its own propagation to the brokers).
@@ -54,11 +82,18 @@ def api_key_create(
     expires_at: dt.datetime | None = None,
     actor: Actor = SYSTEM,
     rotated_from: ApiKey | None = None,
+    service_account: ServiceAccount | None = None,
+    scope: dict[str, str] | None = None,
 ) -> tuple[ApiKey, str]:
     """Issue a key for a cluster; returns (key, secret). Only SCRAM verifiers of the secret are kept.
 
     `expires_at` (optional, in the future): the brokers refuse the key from then on.
+    `service_account` (of the cluster's organization): the key's owner instead of the actor.
+    `scope` ({topic_prefix, access}): the key's ACLs; None gives it full access to the cluster.
     """
+    scope = validate_scope(scope)
+    if service_account is not None and service_account.organization_id != cluster.organization_id:
+        raise ValidationFailed("The API key is invalid.", details={"owner": ["No such service account."]})
     description = (description or "").strip()
     if len(description) > 200:
         raise ValidationFailed(
@@ -95,10 +130,17 @@ def api_key_create(
             created_by=rotated_from.created_by if rotated_from is not None else actor.user,
             expires_at=expires_at,
             rotated_from=rotated_from,
+            service_account=service_account,
+            scope_topic_prefix=scope["topic_prefix"] if scope else "",
+            scope_access=scope["access"] if scope else "",
         )
         details = {"cluster": locked.public_id}
         if expires_at is not None:
             details["expires_at"] = expires_at.isoformat()
+        if service_account is not None:
+            details["service_account"] = service_account.public_id
+        if scope is not None:
+            details["scope"] = scope
         audit_record(
             organization_id=locked.organization_id,
             actor=actor,
@@ -162,6 +204,8 @@ def api_key_rotate(
             expires_at=None,
             actor=actor,
             rotated_from=api_key,
+            service_account=api_key.service_account,
+            scope=api_key.scope,
         )
         ApiKey.objects.filter(pk=api_key.pk).filter(
             Q(expires_at__isnull=True) | Q(expires_at__gt=old_expiry)
@@ -183,6 +227,93 @@ def api_key_rotate(
         )
         _sync_credentials_on_commit(api_key.cluster_id)
     return new_key, secret
+
+
+# --- service accounts -----------------------------------------------------------------------------
+SA_INVALID = "The service account is invalid."
+SA_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
+
+
+def _sa_fields(name: object, description: object, *, partial: bool) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if name is not None or not partial:
+        if not isinstance(name, str) or not name.strip():
+            raise ValidationFailed(SA_INVALID, details={"name": ["This field is required."]})
+        name = name.strip()
+        if not SA_NAME_RE.match(name):
+            raise ValidationFailed(
+                SA_INVALID,
+                details={"name": ["Use 1-64 letters, digits, spaces, '.', '_' and '-'."]},
+            )
+        out["name"] = name
+    if description is not None:
+        if not isinstance(description, str) or len(description.strip()) > 200:
+            raise ValidationFailed(SA_INVALID, details={"description": ["Use at most 200 characters."]})
+        out["description"] = description.strip()
+    return out
+
+
+def _sa_name_taken(organization_id: int, name: str, exclude: int | None = None) -> None:
+    rows = ServiceAccount.objects.filter(organization_id=organization_id, name__iexact=name)
+    if exclude is not None:
+        rows = rows.exclude(pk=exclude)
+    if rows.exists():
+        raise ValidationFailed(
+            SA_INVALID, details={"name": [f"A service account named {name!r} already exists."]}
+        )
+
+
+def _sa_audit(account: ServiceAccount, actor: Actor, action: str, details: dict | None = None) -> None:
+    audit_record(
+        organization_id=account.organization_id,
+        actor=actor,
+        action=action,
+        target=account,
+        target_type="service_account",
+        target_id=account.public_id,
+        target_label=account.name,
+        details=details or {},
+    )
+
+
+def service_account_create(
+    *, organization, name: object, description: object = "", actor: Actor = SYSTEM
+) -> ServiceAccount:
+    fields = _sa_fields(name, description or "", partial=False)
+    with transaction.atomic():
+        _sa_name_taken(organization.pk, fields["name"])
+        account = ServiceAccount.objects.create(organization=organization, created_by=actor.user, **fields)
+        _sa_audit(account, actor, "service_account.create", {"name": account.name})
+    return account
+
+
+def service_account_update(
+    *, account: ServiceAccount, name: object = None, description: object = None, actor: Actor = SYSTEM
+) -> ServiceAccount:
+    fields = _sa_fields(name, description, partial=True)
+    with transaction.atomic():
+        if "name" in fields:
+            _sa_name_taken(account.organization_id, fields["name"], exclude=account.pk)
+        changed = {
+            k: {"from": getattr(account, k), "to": v} for k, v in fields.items() if getattr(account, k) != v
+        }
+        for key, value in fields.items():
+            setattr(account, key, value)
+        account.save()
+        if changed:
+            _sa_audit(account, actor, "service_account.update", changed)
+    return account
+
+
+def service_account_delete(*, account: ServiceAccount, actor: Actor = SYSTEM) -> None:
+    """Delete the account: its live keys are revoked (their ACLs go with them) and its bindings dropped."""
+    with transaction.atomic():
+        for api_key in ApiKey.objects.filter(service_account=account, revoked_at__isnull=True).select_related(
+            "cluster"
+        ):
+            api_key_revoke(api_key=api_key, actor=actor)
+        _sa_audit(account, actor, "service_account.delete", {"name": account.name})
+        account.delete()
 
 
 # --- last used: brokerd's per-principal last-seen gauge, from the metrics scrape -------------------

@@ -45,6 +45,10 @@ def plan_settings(plan: Plan) -> dict[str, Any]:
         "kastle.quota.user.default.consumer_byte_rate": plan.egress_mbps * MB,
         # Only the control plane's credential may alter broker configs and client quotas.
         "super.users": f"User:{INTERNAL_USERNAME}",
+        # Security part 2: ACLs are enforced; every key gets its ACLs from the control plane (acls app:
+        # full access unless scoped), so nothing is allowed where no ACL matches.
+        "authorizer.enable": True,
+        "allow.everyone.if.no.acl.found": False,
     }
 
 

@@ -28,6 +28,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.audit import SYSTEM
+from acls import services as acl_services
 from clusters import services as cluster_services
 from clusters.models import Broker, BrokerStatus, Cluster, ClusterStatus, Host
 from iam import selectors as iam_selectors
@@ -188,6 +189,7 @@ def mark_running_if_ready(cluster_id: int) -> bool:
             bootstrap_servers=_bootstrap(brokers),
         )
         _operation_done(cluster)
+        acl_services.sync_on_commit(cluster_id)  # keys issued while provisioning get their ACLs now
     logger.info("cluster %s RUNNING", cluster.public_id)
     return True
 

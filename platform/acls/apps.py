@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class AclsConfig(AppConfig):
+    name = "acls"
+    verbose_name = "ACLs"
