@@ -300,6 +300,45 @@ class Authorizer:
                 allowed = True
         return allowed
 
+    def authorize_any(self, principal: str, host: str, operation: int, resource_type: int) -> bool:
+        """Kafka's authorizeByResourceType: may the principal do ``operation`` on some resource
+        of the type? (InitProducerId without IDEMPOTENT_WRITE: WRITE on any topic.)"""
+        key = (principal, host, operation, resource_type, None)
+        decision = self._cache.get(key)
+        if decision is None:
+            decision = self._decide_any(principal, host, operation, resource_type)
+            self._cache[key] = decision
+        return decision
+
+    def _decide_any(self, principal: str, host: str, operation: int, resource_type: int) -> bool:
+        if self.is_super_user(principal):
+            return True
+        lit = self._literal.get(resource_type, {})
+        pre = self._prefixed.get(resource_type, {})
+        if not lit and not pre:
+            return self.allow_if_no_acl
+
+        def applies(acl: Acl, permission: int) -> bool:
+            return (acl.permission == permission
+                    and acl.principal in (principal, WILDCARD_PRINCIPAL)
+                    and acl.host in (host, WILDCARD)
+                    and acl.operation in (operation, ALL))
+
+        deny_literal = {n for n, group in lit.items() if any(applies(a, DENY) for a in group)}
+        if WILDCARD in deny_literal:
+            return False
+        deny_prefixes = [n for n, group in pre.items() if any(applies(a, DENY) for a in group)]
+        for index, prefixed in ((lit, False), (pre, True)):
+            for name, group in index.items():
+                if not any(applies(a, ALLOW) for a in group):
+                    continue
+                if not prefixed and name in deny_literal:
+                    continue
+                if any(name.startswith(d) for d in deny_prefixes):
+                    continue
+                return True
+        return False
+
     def authorized_operations(self, principal: str, host: str, resource_type: int, name: str) -> int:
         """Kafka's authorized-operations bit field for one resource."""
         bits = 0
@@ -310,7 +349,7 @@ class Authorizer:
 
 
 # ---------------------------------------------------------------------- handler helpers
-def _host(conn) -> str:
+def client_host(conn) -> str:
     host = getattr(conn, "_acl_host", None)
     if host is None:
         peer = conn.peer
@@ -327,7 +366,16 @@ def allowed(ctx, operation: int, resource_type: int, name: str) -> bool:
     if authz is None:
         return True
     conn = ctx.conn
-    return authz.authorize(principal_of(conn.principal), _host(conn), operation, resource_type, name)
+    return authz.authorize(principal_of(conn.principal), client_host(conn), operation, resource_type, name)
+
+
+def allowed_any(ctx, operation: int, resource_type: int) -> bool:
+    """Whether the principal may do ``operation`` on some resource of the type (True when off)."""
+    authz = ctx.broker.authorizer
+    if authz is None:
+        return True
+    conn = ctx.conn
+    return authz.authorize_any(principal_of(conn.principal), client_host(conn), operation, resource_type)
 
 
 def cluster_allowed(ctx, operation: int) -> bool:
@@ -340,4 +388,4 @@ def authorized_operations(ctx, resource_type: int, name: str) -> int | None:
     if authz is None:
         return None
     conn = ctx.conn
-    return authz.authorized_operations(principal_of(conn.principal), _host(conn), resource_type, name)
+    return authz.authorized_operations(principal_of(conn.principal), client_host(conn), resource_type, name)

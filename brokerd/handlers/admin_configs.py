@@ -14,6 +14,7 @@ import datetime
 
 from kio.schema.errors import ErrorCode
 
+from brokerd import acls  # acls issue
 from brokerd.configs import (
     ConfigError,
     ConfigSource,
@@ -60,7 +61,9 @@ def describe_configs(request, ctx):
         rtype = int(res.resource_type)
         if rtype == ResourceType.TOPIC:
             topic = ctx.broker.logs.topics.get(res.resource_name)
-            if topic is None:
+            if not acls.allowed(ctx, acls.DESCRIBE_CONFIGS, acls.TOPIC, res.resource_name):  # acls issue
+                error, message = ErrorCode.topic_authorization_failed, "Authorization failed."
+            elif topic is None:
                 error, message = ErrorCode.unknown_topic_or_partition, \
                     f"Topic {res.resource_name} does not exist"
             else:
@@ -71,6 +74,8 @@ def describe_configs(request, ctx):
             default, message = _broker_target(ctx, res.resource_name)
             if message is not None:
                 error = ErrorCode.invalid_request
+            elif not acls.cluster_allowed(ctx, acls.DESCRIBE_CONFIGS):  # acls issue
+                error, message = ErrorCode.cluster_authorization_failed, "Authorization failed."
             else:
                 described = admin.configs.describe(keys, include_synonyms=synonyms,
                                                    include_documentation=docs)
@@ -96,7 +101,9 @@ def _alter(ctx, resources, validate_only: bool, incremental: bool):
         try:
             if rtype == ResourceType.TOPIC:
                 topic = ctx.broker.logs.topics.get(res.resource_name)
-                if topic is None:
+                if not acls.allowed(ctx, acls.ALTER_CONFIGS, acls.TOPIC, res.resource_name):  # acls issue
+                    error, message = ErrorCode.topic_authorization_failed, "Authorization failed."
+                elif topic is None:
                     error, message = ErrorCode.unknown_topic_or_partition, \
                         f"Topic {res.resource_name} does not exist"
                 else:
@@ -117,6 +124,8 @@ def _alter(ctx, resources, validate_only: bool, incremental: bool):
                 default, message = _broker_target(ctx, res.resource_name)
                 if message is not None:
                     error = ErrorCode.invalid_request
+                elif not acls.cluster_allowed(ctx, acls.ALTER_CONFIGS):  # acls issue
+                    error, message = ErrorCode.cluster_authorization_failed, "Authorization failed."
                 elif not admin.is_super_user(ctx.principal):
                     error, message = ErrorCode.cluster_authorization_failed, \
                         "Altering broker configs needs a super user"

@@ -13,6 +13,7 @@ import shutil
 
 from kio.schema.errors import ErrorCode
 
+from brokerd import acls  # acls issue
 from brokerd.configs import ConfigError
 from brokerd.handlers import register
 from brokerd.storage.log import PartitionLog
@@ -49,6 +50,8 @@ def create_partitions(request, ctx):
         topic = logs.topics.get(t.name)
         if names.count(t.name) > 1:
             error, message = ErrorCode.invalid_request, "Duplicate topic in request."
+        elif not acls.allowed(ctx, acls.ALTER, acls.TOPIC, t.name):  # acls issue
+            error, message = ErrorCode.topic_authorization_failed, "Authorization failed."
         elif topic is None:
             error, message = ErrorCode.unknown_topic_or_partition, f"The topic '{t.name}' does not exist."
         elif t.count < len(topic.partitions):
@@ -88,10 +91,13 @@ def delete_records(request, ctx):
     topics = []
     for t in request.topics:
         parts = []
+        denied = not acls.allowed(ctx, acls.DELETE, acls.TOPIC, t.name)  # acls issue
         for p in t.partitions:
             plog = logs.log(t.name, p.partition_index)
             low, error = -1, ErrorCode.none
-            if plog is None:
+            if denied:
+                error = ErrorCode.topic_authorization_failed
+            elif plog is None:
                 error = ErrorCode.unknown_topic_or_partition
             else:
                 offset = plog.next_offset if p.offset == -1 else p.offset
@@ -109,13 +115,18 @@ def delete_records(request, ctx):
 def offset_for_leader_epoch(request, ctx):
     logs = ctx.broker.logs
     topics = []
+    # acls issue: CLUSTER_ACTION on the cluster (replicas), else DESCRIBE on each topic (as Kafka)
+    cluster_action = acls.cluster_allowed(ctx, acls.CLUSTER_ACTION)
     for t in request.topics:
         parts = []
+        denied = not cluster_action and not acls.allowed(ctx, acls.DESCRIBE, acls.TOPIC, t.topic)
         for p in t.partitions:
             plog = logs.log(t.topic, p.partition)
             error, epoch, end = ErrorCode.none, -1, -1
             current = int(getattr(p, "current_leader_epoch", -1))
-            if plog is None:
+            if denied:
+                error = ErrorCode.topic_authorization_failed
+            elif plog is None:
                 error = ErrorCode.unknown_topic_or_partition
             elif current > LEADER_EPOCH:
                 error = ErrorCode.unknown_leader_epoch

@@ -10,6 +10,7 @@ import datetime
 
 from kio.schema.errors import ErrorCode
 
+from brokerd import acls  # acls issue
 from brokerd.handlers import register
 from brokerd.quotas import QuotaError
 
@@ -19,6 +20,9 @@ _ZERO = datetime.timedelta(0)
 @register(48, 0, 1)
 def describe_client_quotas(request, ctx):
     store = ctx.broker.admin_state.quota_store
+    if not acls.cluster_allowed(ctx, acls.DESCRIBE_CONFIGS):  # acls issue
+        return ctx.response(throttle_time=_ZERO, error_code=ErrorCode.cluster_authorization_failed,
+                            error_message="Authorization failed.", entries=None)
     try:
         found = store.describe([(c.entity_type, int(c.match_type), c.match) for c in request.components],
                                bool(request.strict))
@@ -37,7 +41,7 @@ def describe_client_quotas(request, ctx):
 @register(49, 0, 1)
 def alter_client_quotas(request, ctx):
     admin = ctx.broker.admin_state
-    if not admin.is_super_user(ctx.principal):
+    if not admin.is_super_user(ctx.principal) or not acls.cluster_allowed(ctx, acls.ALTER_CONFIGS):
         entries = tuple(
             ctx.build("EntryData", error_code=ErrorCode.cluster_authorization_failed,
                       error_message="Altering client quotas needs a super user",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from brokerd import acls  # acls issue
 from brokerd.handlers import error_name, register
 from brokerd.protocol.fastpath import encode_fetch_response
 from brokerd.protocol.framing import RawBody
@@ -16,6 +17,7 @@ from brokerd.storage import OffsetOutOfRange
 
 OFFSET_OUT_OF_RANGE = 1
 UNKNOWN_TOPIC_OR_PARTITION = 3
+TOPIC_AUTHORIZATION_FAILED = 29
 FETCH_SESSION_ID_NOT_FOUND = 70
 UNKNOWN_TOPIC_ID = 100
 
@@ -40,10 +42,16 @@ def _collect(ctx, request, resolved):
     total = 0
     errors = False
     out = []
+    authz = ctx.broker.authorizer  # acls issue: READ on each topic (None: authorizer off)
     for name, topic_id, topic, partitions in resolved:
         parts = []
+        denied = authz is not None and bool(name) and not acls.allowed(ctx, acls.READ, acls.TOPIC, name)
         for p in partitions:
             idx = p.partition
+            if denied:
+                parts.append((idx, TOPIC_AUTHORIZATION_FAILED, -1, -1, -1, None))
+                errors = True
+                continue
             if topic is None or not 0 <= idx < len(topic.partitions):
                 err = (
                     UNKNOWN_TOPIC_ID

@@ -20,6 +20,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from brokerd import acls  # acls issue
 from brokerd.groups import CommitEntry, GroupConfig, GroupCoordinator
 from brokerd.groups.config import KAFKA_NAMES
 from brokerd.handlers import register
@@ -271,6 +272,13 @@ def find_coordinator(request, ctx):
     keys = list(request.coordinator_keys) if v >= 4 else [request.key]
     found = []
     for key in keys:
+        # acls issue: DESCRIBE on the group (or transactional id) to find its coordinator
+        if key_type == 1 and not acls.allowed(ctx, acls.DESCRIBE, acls.TRANSACTIONAL_ID, key):
+            found.append((key, -1, "", -1, E.transactional_id_authorization_failed, "Authorization failed."))
+            continue
+        if key_type != 1 and not acls.allowed(ctx, acls.DESCRIBE, acls.GROUP, key):
+            found.append((key, -1, "", -1, E.group_authorization_failed, "Authorization failed."))
+            continue
         error, node = coord.find_coordinator(key, key_type)
         if error is E.none:
             found.append((key, node, host, port, error, None))
@@ -297,6 +305,12 @@ def find_coordinator(request, ctx):
 @register(11, 0, 9)
 async def join_group(request, ctx):
     v = ctx.api_version
+    if not acls.allowed(ctx, acls.READ, acls.GROUP, request.group_id):  # acls issue
+        return ctx.response(
+            throttle_time=ZERO, error_code=E.group_authorization_failed, generation_id=-1,
+            protocol_type=None, protocol_name=None if v >= 7 else "", leader="", skip_assignment=False,
+            member_id=request.member_id, members=(),
+        )
     rebalance = _ms(request.rebalance_timeout) if v >= 1 else -1
     res = await coordinator(ctx).join(
         request.group_id,
@@ -338,6 +352,9 @@ async def join_group(request, ctx):
 
 @register(14, 0, 5)
 async def sync_group(request, ctx):
+    if not acls.allowed(ctx, acls.READ, acls.GROUP, request.group_id):  # acls issue
+        return ctx.response(throttle_time=ZERO, error_code=E.group_authorization_failed, protocol_type=None,
+                            protocol_name=None, assignment=b"")
     res = await coordinator(ctx).sync(
         request.group_id,
         request.generation_id,
@@ -358,6 +375,8 @@ async def sync_group(request, ctx):
 
 @register(12, 0, 4)
 def heartbeat(request, ctx):
+    if not acls.allowed(ctx, acls.READ, acls.GROUP, request.group_id):  # acls issue
+        return ctx.response(throttle_time=ZERO, error_code=E.group_authorization_failed)
     error = coordinator(ctx).heartbeat(
         request.group_id,
         request.generation_id,
@@ -370,6 +389,8 @@ def heartbeat(request, ctx):
 @register(13, 0, 5)
 def leave_group(request, ctx):
     v = ctx.api_version
+    if not acls.allowed(ctx, acls.READ, acls.GROUP, request.group_id):  # acls issue
+        return ctx.response(throttle_time=ZERO, error_code=E.group_authorization_failed, members=())
     if v >= 3:
         identities = [(m.member_id, m.group_instance_id) for m in request.members]
     else:
@@ -407,9 +428,16 @@ async def offset_commit(request, ctx):
     v = ctx.api_version
     entries = []
     errors: dict[tuple[str, int], ErrorCode] = {}
+    # acls issue: READ on the group, and READ on each topic
+    group_ok = acls.allowed(ctx, acls.READ, acls.GROUP, request.group_id)
     for t in request.topics:
+        topic_ok = group_ok and acls.allowed(ctx, acls.READ, acls.TOPIC, t.name)
         for p in t.partitions:
-            if not _known_partition(ctx, t.name, p.partition_index):
+            if not group_ok:
+                errors[(t.name, p.partition_index)] = E.group_authorization_failed
+            elif not topic_ok:
+                errors[(t.name, p.partition_index)] = E.topic_authorization_failed
+            elif not _known_partition(ctx, t.name, p.partition_index):
                 errors[(t.name, p.partition_index)] = E.unknown_topic_or_partition
             else:
                 entries.append(
@@ -454,9 +482,19 @@ async def offset_commit(request, ctx):
 def _fetch_group(ctx, group_id, topics, require_stable, partition_cls, topic_cls):
     """(error, topic entities) for one group of an OffsetFetch request."""
     partitions = None if topics is None else [(t.name, p) for t in topics for p in t.partition_indexes]
-    error, fetched = coordinator(ctx).fetch_offsets(group_id, partitions, require_stable=require_stable)
+    if acls.allowed(ctx, acls.DESCRIBE, acls.GROUP, group_id):  # acls issue: DESCRIBE on the group
+        error, fetched = coordinator(ctx).fetch_offsets(group_id, partitions, require_stable=require_stable)
+    else:
+        error, fetched = E.group_authorization_failed, []
     by_topic: dict[str, list] = {}
     for f in fetched:
+        if not acls.allowed(ctx, acls.DESCRIBE, acls.TOPIC, f.topic):  # acls issue: DESCRIBE on topics
+            if partitions is None:
+                continue  # all of the group's offsets: topics it may not describe are left out
+            by_topic.setdefault(f.topic, []).append(ctx.build(
+                partition_cls, partition_index=f.partition, committed_offset=-1, committed_leader_epoch=-1,
+                metadata="", error_code=E.topic_authorization_failed))
+            continue
         by_topic.setdefault(f.topic, []).append(
             ctx.build(
                 partition_cls,
@@ -520,9 +558,14 @@ def offset_fetch(request, ctx):
 async def offset_delete(request, ctx):
     errors: dict[tuple[str, int], ErrorCode] = {}
     wanted = []
+    if not acls.allowed(ctx, acls.DELETE, acls.GROUP, request.group_id):  # acls issue: DELETE on the group
+        return ctx.response(error_code=E.group_authorization_failed, throttle_time=ZERO, topics=())
     for t in request.topics:
+        topic_ok = acls.allowed(ctx, acls.READ, acls.TOPIC, t.name)  # acls issue: READ on each topic
         for p in t.partitions:
-            if _known_partition(ctx, t.name, p.partition_index):
+            if not topic_ok:
+                errors[(t.name, p.partition_index)] = E.topic_authorization_failed
+            elif _known_partition(ctx, t.name, p.partition_index):
                 wanted.append((t.name, p.partition_index))
             else:
                 errors[(t.name, p.partition_index)] = E.unknown_topic_or_partition
@@ -556,7 +599,17 @@ AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
 @register(15, 0, 5)
 def describe_groups(request, ctx):
     out = []
-    for d in coordinator(ctx).describe_groups(request.groups):
+    # acls issue: DESCRIBE on each group; the others are answered GROUP_AUTHORIZATION_FAILED
+    include_ops = bool(getattr(request, "include_authorized_operations", False))
+    denied = [g for g in request.groups if not acls.allowed(ctx, acls.DESCRIBE, acls.GROUP, g)]
+    for g in denied:
+        out.append(ctx.build(
+            "DescribedGroup", error_code=E.group_authorization_failed, group_id=g, group_state="",
+            protocol_type="", protocol_data="", members=(),
+            authorized_operations=AUTHORIZED_OPERATIONS_OMITTED,
+        ))
+    wanted = [g for g in request.groups if g not in denied] if denied else request.groups
+    for d in coordinator(ctx).describe_groups(wanted):
         members = tuple(
             ctx.build(
                 "DescribedGroupMember",
@@ -578,9 +631,15 @@ def describe_groups(request, ctx):
                 protocol_type=d.protocol_type,
                 protocol_data=d.protocol_data,
                 members=members,
-                authorized_operations=AUTHORIZED_OPERATIONS_OMITTED,
+                authorized_operations=(
+                    acls.authorized_operations(ctx, acls.GROUP, d.group_id)
+                    if include_ops and ctx.broker.authorizer is not None else AUTHORIZED_OPERATIONS_OMITTED
+                ),
             )
         )
+    if denied:  # acls issue: in the request's order
+        order = {g: i for i, g in enumerate(request.groups)}
+        out.sort(key=lambda d: order.get(d.group_id, 0))
     return ctx.response(throttle_time=ZERO, groups=tuple(out))
 
 
@@ -589,6 +648,8 @@ def list_groups(request, ctx):
     states = getattr(request, "states_filter", None) or None
     types = getattr(request, "types_filter", None) or None
     error, listed = coordinator(ctx).list_groups(states, types)
+    if not acls.cluster_allowed(ctx, acls.DESCRIBE):  # acls issue: else only groups it may describe
+        listed = [g for g in listed if acls.allowed(ctx, acls.DESCRIBE, acls.GROUP, g.group_id)]
     return ctx.response(
         throttle_time=ZERO,
         error_code=error,
@@ -607,7 +668,11 @@ def list_groups(request, ctx):
 
 @register(42, 0, 2)
 async def delete_groups(request, ctx):
-    results = await coordinator(ctx).delete_groups(list(request.groups_names))
+    # acls issue: DELETE on each group
+    names = list(request.groups_names)
+    denied = {g for g in names if not acls.allowed(ctx, acls.DELETE, acls.GROUP, g)}
+    deleted = await coordinator(ctx).delete_groups([g for g in names if g not in denied])
+    results = {g: E.group_authorization_failed if g in denied else deleted[g] for g in names}
     return ctx.response(
         throttle_time=ZERO,
         results=tuple(
@@ -629,6 +694,12 @@ def init_producer_id(request, ctx):
             producer_id=-1,
             producer_epoch=-1,
         )
+    # acls issue: IDEMPOTENT_WRITE on the cluster, or WRITE on any topic (Kafka 2.8+)
+    if not acls.cluster_allowed(ctx, acls.IDEMPOTENT_WRITE) and not acls.allowed_any(
+        ctx, acls.WRITE, acls.TOPIC
+    ):
+        return ctx.response(throttle_time=ZERO, error_code=E.cluster_authorization_failed, producer_id=-1,
+                            producer_epoch=-1)
     rt = runtime(ctx.broker)
     try:
         pid = rt.producer_ids.allocate()

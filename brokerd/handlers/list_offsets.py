@@ -6,6 +6,7 @@ import datetime
 
 from kio.schema.errors import ErrorCode
 
+from brokerd import acls  # acls issue
 from brokerd.handlers import register
 
 LATEST = -1
@@ -41,8 +42,11 @@ def handle(request, ctx):
     for t in request.topics:
         topic = logs.topics.get(t.name)
         parts = []
+        denied = not acls.allowed(ctx, acls.DESCRIBE, acls.TOPIC, t.name)  # acls issue
         for p in t.partitions:
-            if topic is None or not 0 <= p.partition_index < len(topic.partitions):
+            if denied:
+                error, offset, ts = ErrorCode.topic_authorization_failed, -1, -1
+            elif topic is None or not 0 <= p.partition_index < len(topic.partitions):
                 error, offset, ts = ErrorCode.unknown_topic_or_partition, -1, -1
             else:
                 error, offset, ts = _lookup(topic.partitions[p.partition_index], p.timestamp, v)

@@ -7,6 +7,7 @@ import struct
 
 from kio.schema.errors import ErrorCode
 
+from brokerd import acls  # acls issue
 from brokerd.configs import ConfigError
 from brokerd.handlers import register
 from brokerd.handlers.admin_partitions import total_partitions
@@ -21,6 +22,9 @@ TOPIC_OPS = sum(1 << op for op in (3, 4, 5, 6, 7, 8, 10, 11))
 
 
 def _topic_entry(ctx, topic, include_ops: bool):
+    ops = TOPIC_OPS if include_ops else NO_OPS
+    if include_ops and ctx.broker.authorizer is not None:  # acls issue: this principal's operations
+        ops = acls.authorized_operations(ctx, acls.TOPIC, topic.name)
     node = ctx.broker.node_id
     parts = tuple(
         ctx.build(
@@ -42,7 +46,7 @@ def _topic_entry(ctx, topic, include_ops: bool):
         topic_id=topic.id,
         is_internal=False,
         partitions=parts,
-        topic_authorized_operations=TOPIC_OPS if include_ops else NO_OPS,
+        topic_authorized_operations=ops,
     )
 
 
@@ -69,8 +73,19 @@ def handle(request, ctx):
     allow_auto = broker.config["auto.create.topics.enable"] and (v < 4 or request.allow_auto_topic_creation)
     include_ops = bool(getattr(request, "include_topic_authorized_operations", False))
     wanted = None if requested is None else tuple((t.name, getattr(t, "topic_id", None)) for t in requested)
+    if v < 12 and wanted and any(name is None for name, _id in wanted):
+        # As Kafka (InvalidRequestException): v10-11 carry topic ids but their responses cannot hold
+        # a null name (found by bench/fuzz_brokerd.py: the encoder raised)
+        from brokerd.server import CloseConnection
+
+        raise CloseConnection(f"Metadata v{v}: a topic name cannot be null before v12")
     listener = ctx.conn.listener
     key = (v, listener.name, ctx.conn.port, wanted, allow_auto, include_ops)
+    authz = broker.authorizer
+    include_cluster_ops = bool(getattr(request, "include_cluster_authorized_operations", False))
+    if authz is not None:  # acls issue: what a principal sees depends on its ACLs
+        key = (*key, acls.principal_of(ctx.conn.principal), acls.client_host(ctx.conn), authz.generation,
+               include_cluster_ops)
     cache = broker.metadata_cache
     if cache.get("generation") != logs.generation:
         cache.clear()
@@ -81,20 +96,34 @@ def handle(request, ctx):
 
     entries = []
     if wanted is None:
-        entries = [_topic_entry(ctx, t, include_ops) for t in logs.topics.values()]
+        entries = [
+            _topic_entry(ctx, t, include_ops)
+            for t in logs.topics.values()
+            if authz is None or acls.allowed(ctx, acls.DESCRIBE, acls.TOPIC, t.name)  # acls issue: hidden
+        ]
     else:
         for name, topic_id in wanted:
             if name is None:
                 topic = logs.by_id.get(topic_id) if topic_id is not None else None
                 if topic is None:
                     entries.append(_error_entry(ctx, None, topic_id, ErrorCode.unknown_topic_id))
+                elif not acls.allowed(ctx, acls.DESCRIBE, acls.TOPIC, topic.name):  # acls issue
+                    entries.append(_error_entry(ctx, None, topic_id, ErrorCode.topic_authorization_failed))
                 else:
                     entries.append(_topic_entry(ctx, topic, include_ops))
+                continue
+            if not acls.allowed(ctx, acls.DESCRIBE, acls.TOPIC, name):  # acls issue
+                entries.append(_error_entry(ctx, name, None, ErrorCode.topic_authorization_failed))
                 continue
             topic = logs.topics.get(name)
             if topic is None:
                 if validate_topic_name(name) is not None:
                     entries.append(_error_entry(ctx, name, None, ErrorCode.invalid_topic_exception))
+                    continue
+                if allow_auto and not (
+                    acls.cluster_allowed(ctx, acls.CREATE) or acls.allowed(ctx, acls.CREATE, acls.TOPIC, name)
+                ):  # acls issue: auto-creation needs CREATE on the cluster or the topic
+                    entries.append(_error_entry(ctx, name, None, ErrorCode.topic_authorization_failed))
                     continue
                 if allow_auto:
                     partitions = broker.config["num.partitions"]
@@ -117,7 +146,10 @@ def handle(request, ctx):
         cluster_id=broker.cluster_id,
         controller_id=broker.node_id,
         topics=tuple(entries),
-        cluster_authorized_operations=NO_OPS,
+        cluster_authorized_operations=(
+            acls.authorized_operations(ctx, acls.CLUSTER, acls.CLUSTER_NAME)
+            if include_cluster_ops and authz is not None else NO_OPS
+        ),
     )
     body = kio_adapter.encode(resp)
     if cache.get("generation") != logs.generation:

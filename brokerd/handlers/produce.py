@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 
+from brokerd import acls  # acls issue
 from brokerd.handlers import error_name, register
 from brokerd.handlers import groups as idempotence  # groups issue
 from brokerd.protocol.fastpath import decode_produce, encode_produce_response
@@ -24,6 +25,7 @@ MESSAGE_TOO_LARGE = 10
 INVALID_REQUIRED_ACKS = 21
 TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
 KAFKA_STORAGE_ERROR = 56
+TOPIC_AUTHORIZATION_FAILED = 29
 
 
 @register(0, 0, 11, decode=decode_produce, refuse_below=3)
@@ -37,8 +39,10 @@ def handle(request, ctx):
     failed = False
     admin = broker.admin_state  # admin issue: usage journal and quotas
     appended = 0
+    authz = broker.authorizer  # acls issue: WRITE on each topic (None: authorizer off)
     for name, partitions in request.topics:
         topic = logs.topics.get(name)
+        denied = authz is not None and not acls.allowed(ctx, acls.WRITE, acls.TOPIC, name)
         presults = []
         for index, records in partitions:
             error = NONE
@@ -51,6 +55,8 @@ def handle(request, ctx):
             elif request.transactional_id is not None:
                 error = TRANSACTIONAL_ID_AUTHORIZATION_FAILED
                 message = "transactions are not supported"
+            elif denied:
+                error = TOPIC_AUTHORIZATION_FAILED
             elif topic is None or not 0 <= index < len(topic.partitions):
                 error = UNKNOWN_TOPIC_OR_PARTITION
             elif records is None or len(records) == 0:
