@@ -167,9 +167,11 @@ def _plan(cls: type) -> tuple[list[tuple[str, Any]], dict[int, tuple[str, Any]],
             nullable = False if tag is not None else is_optional(f)
             reader = _tolerant_entity_reader(klass.type_, nullable)
         elif isinstance(klass, EntityTupleField):
-            reader = _tolerant_array_reader(klass.type_, flexible)
+            reader = _tolerant_array_reader(klass.type_, flexible, is_optional(f))
         elif isinstance(klass, PrimitiveTupleField):
-            reader = _guarded_primitive_array(get_field_reader(cls, f, is_header, tag is not None), flexible)
+            reader = _guarded_primitive_array(
+                get_field_reader(cls, f, is_header, tag is not None), flexible, is_optional(f)
+            )
         else:
             reader = get_field_reader(cls, f, is_header, tag is not None)
         if tag is None:
@@ -199,7 +201,7 @@ def _tolerant_entity_reader(cls: type, nullable: bool) -> Any:
     return read
 
 
-def _guarded_primitive_array(native: Any, flexible: bool) -> Any:
+def _guarded_primitive_array(native: Any, flexible: bool, nullable: bool = True) -> Any:
     """Refuse a primitive array whose length exceeds the buffer before kio allocates it."""
 
     def read(buf: Any, start: int) -> tuple[Any, int]:
@@ -207,6 +209,10 @@ def _guarded_primitive_array(native: Any, flexible: bool) -> Any:
             length, _size = read_compact_array_length(buf, start)
         else:
             length, _size = read_legacy_array_length(buf, start)
+            if length < 0:
+                length = None
+        if length is None and not nullable:
+            raise ProtocolError("null array where the schema does not allow null")
         if length is not None and length > len(buf) - start:
             raise ProtocolError("array length exceeds the frame")
         return native(buf, start)
@@ -214,7 +220,7 @@ def _guarded_primitive_array(native: Any, flexible: bool) -> Any:
     return read
 
 
-def _tolerant_array_reader(cls: type, flexible: bool) -> Any:
+def _tolerant_array_reader(cls: type, flexible: bool, nullable: bool = True) -> Any:
     def read(buf: Any, start: int) -> tuple[Any, int]:
         pos = start
         if flexible:
@@ -225,6 +231,8 @@ def _tolerant_array_reader(cls: type, flexible: bool) -> Any:
                 length = None
         pos += size
         if length is None:
+            if not nullable:  # Kafka refuses a null non-nullable array (handlers iterate it)
+                raise ProtocolError(f"null array of {cls.__name__} where the schema does not allow null")
             return None, pos - start
         if length > len(buf):
             raise ProtocolError("array length exceeds the frame")
