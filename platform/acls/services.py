@@ -25,8 +25,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.audit import SYSTEM, Actor, audit_record
-from clusters.models import INTERNAL_USERNAME, Cluster
-from controlplane.errors import Conflict, ValidationFailed
+from clusters.models import INTERNAL_USERNAME, Cluster, ClusterStatus
+from controlplane.errors import Conflict, ServiceError, ValidationFailed
 from iam.models import ApiKey, ServiceAccount
 from provisioning import kafka_admin
 from provisioning.kafka_admin import admin_client, kafka_error, result
@@ -46,6 +46,9 @@ from .bindings import (
 from .models import ServiceAccountBinding
 
 logger = logging.getLogger(__name__)
+TIMEOUT = kafka_admin.REQUEST_TIMEOUT_S
+#: A key's create/revoke converges its cluster inline for at most this long, then in a task.
+INLINE_TIMEOUT = 3.0
 INVALID = "The ACL is invalid."
 FILTER_INVALID = "The ACL filter is invalid."
 KEY_RE = re.compile(r"^[A-Z0-9]{16}$")
@@ -227,42 +230,38 @@ def _raise_for(cluster: Cluster, exc: KafkaException) -> None:
     raise kafka_admin.unavailable(cluster, err) from exc
 
 
-def broker_acls(cluster: Cluster, **filter_kwargs: Any) -> list[Binding]:
+def broker_acls(cluster: Cluster, *, timeout: float = TIMEOUT, **filter_kwargs: Any) -> list[Binding]:
     client = admin_client(cluster)
     try:
-        future = client.describe_acls(
-            make_filter(**filter_kwargs), request_timeout=kafka_admin.REQUEST_TIMEOUT_S
-        )
-        found = result(cluster, future)
+        future = client.describe_acls(make_filter(**filter_kwargs), request_timeout=timeout)
+        found = result(cluster, future, timeout=timeout + 2)
     except KafkaException as exc:
         _raise_for(cluster, exc)
     out = {b for b in (from_kafka(acl) for acl in found or []) if b is not None}
     return sorted(out)
 
 
-def broker_create(cluster: Cluster, bindings: list[Binding]) -> None:
+def broker_create(cluster: Cluster, bindings: list[Binding], *, timeout: float = TIMEOUT) -> None:
     if not bindings:
         return
     client = admin_client(cluster)
-    futures = client.create_acls(
-        [b.to_kafka() for b in bindings], request_timeout=kafka_admin.REQUEST_TIMEOUT_S
-    )
+    futures = client.create_acls([b.to_kafka() for b in bindings], request_timeout=timeout)
     for future in futures.values():
         try:
-            result(cluster, future)
+            result(cluster, future, timeout=timeout + 2)
         except KafkaException as exc:
             _raise_for(cluster, exc)
 
 
-def broker_delete(cluster: Cluster, filters: list) -> list[Binding]:
+def broker_delete(cluster: Cluster, filters: list, *, timeout: float = TIMEOUT) -> list[Binding]:
     if not filters:
         return []
     client = admin_client(cluster)
-    futures = client.delete_acls(filters, request_timeout=kafka_admin.REQUEST_TIMEOUT_S)
+    futures = client.delete_acls(filters, request_timeout=timeout)
     deleted: set[Binding] = set()
     for future in futures.values():
         try:
-            for acl in result(cluster, future) or []:
+            for acl in result(cluster, future, timeout=timeout + 2) or []:
                 binding = from_kafka(acl)
                 if binding is not None:
                     deleted.add(binding)
@@ -320,14 +319,14 @@ def dead_principals(cluster: Cluster) -> set[str]:
     return {f"User:{k}" for k in keys if k not in live}
 
 
-def cluster_sync(cluster: Cluster) -> dict[str, int]:
+def cluster_sync(cluster: Cluster, *, timeout: float = TIMEOUT) -> dict[str, int]:
     """Converge the cluster's ACLs to the desired state: create what live keys miss, delete the
     ACLs of revoked and expired keys. Idempotent; raises 409/503 errors like the REST calls."""
-    present = set(broker_acls(cluster))
+    present = set(broker_acls(cluster, timeout=timeout))
     missing = sorted(desired_acls(cluster) - present)
-    broker_create(cluster, missing)
+    broker_create(cluster, missing, timeout=timeout)
     dead = sorted({b.principal for b in present} & dead_principals(cluster))
-    removed = broker_delete(cluster, [make_filter(principal=p) for p in dead])
+    removed = broker_delete(cluster, [make_filter(principal=p) for p in dead], timeout=timeout)
     if missing or removed:
         logger.info(
             "acls %s: created %d, removed %d (of %d revoked/expired keys)",
@@ -339,18 +338,29 @@ def cluster_sync(cluster: Cluster) -> dict[str, int]:
     return {"created": len(missing), "removed": len(removed)}
 
 
+def sync_now_or_later(cluster_id: int) -> None:
+    """Converge the cluster's ACLs right away (a few round trips), or in a task if its brokers do
+    not answer quickly; reconciliation catches anything both miss."""
+    cluster = Cluster.objects.filter(pk=cluster_id).first()
+    if cluster is None or cluster.status != ClusterStatus.RUNNING:
+        return  # becoming RUNNING syncs
+    try:
+        cluster_sync(cluster, timeout=INLINE_TIMEOUT)
+        return
+    except (Conflict, ServiceError) as exc:
+        logger.info("acls %s: inline sync failed (%s); queued", cluster.public_id, exc.message)
+    from .tasks import cluster_sync as task
+
+    try:
+        task.delay(cluster_id)
+    except Exception:  # the task broker is down: the periodic reconcile repairs it
+        logger.exception("could not queue the ACL sync of cluster %s", cluster_id)
+
+
 def sync_on_commit(cluster_id: int) -> None:
-    """After commit, converge the cluster's ACLs (a Celery task; reconciliation catches misses)."""
-
-    def send() -> None:
-        from .tasks import cluster_sync as task
-
-        try:
-            task.delay(cluster_id)
-        except Exception:  # the broker of tasks is down: the periodic reconcile repairs it
-            logger.exception("could not queue the ACL sync of cluster %s", cluster_id)
-
-    transaction.on_commit(send)
+    """After commit, converge the cluster's ACLs (before the credentials change is sent, so that a
+    new key's ACLs are on the brokers by the time the key logs in)."""
+    transaction.on_commit(lambda: sync_now_or_later(cluster_id))
 
 
 # --- REST -----------------------------------------------------------------------------------------

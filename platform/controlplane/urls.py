@@ -19,6 +19,7 @@ api_v1 = [
     path("", include("accounts.api.urls")),
     path("", include("clusters.api.urls")),
     path("", include("iam.api.urls")),
+    path("", include("acls.api.urls")),
     path("", include("topics.api.urls")),
     path("", include("consumergroups.api.urls")),
     path("", include("metering.api.urls")),

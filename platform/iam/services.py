@@ -25,8 +25,8 @@ def _sync_credentials_on_commit(cluster_id: int) -> None:
     from acls.services import sync_on_commit
     from provisioning.services import credentials_changed
 
+    sync_on_commit(cluster_id)  # first: a new key's ACLs are in place before it can log in
     transaction.on_commit(lambda: credentials_changed(cluster_id))
-    sync_on_commit(cluster_id)
 
 
 SCOPE_PREFIX_RE = re.compile(r"^[a-zA-Z0-9._-]+$")

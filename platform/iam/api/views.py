@@ -7,13 +7,15 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.response import Response
 
+from accounts import selectors as account_selectors
 from accounts.audit import Actor
 from accounts.models import Role
 from clusters import selectors as cluster_selectors
 from clusters.models import Cluster
 from controlplane.api.tenancy import OrganizationScopedMixin
+from controlplane.errors import ValidationFailed
 from iam import selectors, services
-from iam.models import ApiKey
+from iam.models import ApiKey, ServiceAccount
 
 from . import serializers as s
 
@@ -60,11 +62,32 @@ class ApiKeyViewSet(
         cluster = self.get_cluster()
         data = s.ApiKeyCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        actor = Actor.from_request(request)
+        account = None
+        owner = data.validated_data.get("owner")
+        if owner is not None:
+            if owner["type"] == "service_account":
+                account = selectors.service_account_get(organization=self.organization, public_id=owner["id"])
+                if account is None:
+                    raise ValidationFailed(
+                        "The API key is invalid.", details={"owner": {"id": ["No such service account."]}}
+                    )
+            elif owner["id"] != request.user.public_id:
+                member = account_selectors.member_list(organization=self.organization).filter(
+                    user__public_id=owner["id"]
+                )
+                if not member.exists():
+                    raise ValidationFailed(
+                        "The API key is invalid.", details={"owner": {"id": ["No such member."]}}
+                    )
+                actor = Actor(user=member.first().user, ip=actor.ip)
         api_key, secret = services.api_key_create(
             cluster=cluster,
             description=data.validated_data["description"],
             expires_at=data.validated_data["expires_at"],
-            actor=Actor.from_request(request),
+            actor=actor,
+            service_account=account,
+            scope=data.validated_data.get("scope"),
         )
         return Response(
             s.ApiKeyCreatedSerializer(_created_body(api_key, secret)).data, status=status.HTTP_201_CREATED
@@ -106,4 +129,52 @@ def _created_body(api_key: ApiKey, secret: str) -> dict:
         "cluster": api_key.cluster.public_id,
         "created_at": api_key.created_at,
         "expires_at": api_key.expires_at,
+        "owner": s.owner_of(api_key),
+        "scope": api_key.scope,
     }
+
+
+SA_PARAM = OpenApiParameter(
+    "sa_id", str, OpenApiParameter.PATH, description="The service account's id (sa-…)"
+)
+
+
+@extend_schema_view(retrieve=extend_schema(parameters=[SA_PARAM]))
+class ServiceAccountViewSet(
+    OrganizationScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Service accounts: organization-wide owners of API keys (admins write, members read)."""
+
+    serializer_class = s.ServiceAccountSerializer
+    lookup_field = "public_id"
+    lookup_url_kwarg = "sa_id"
+    roles = {"create": Role.ADMIN, "partial_update": Role.ADMIN, "destroy": Role.ADMIN}
+
+    def get_base_queryset(self):
+        return ServiceAccount.objects.prefetch_related("api_keys")
+
+    @extend_schema(request=s.ServiceAccountWriteSerializer, responses={201: s.ServiceAccountSerializer})
+    def create(self, request):
+        data = s.ServiceAccountWriteSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        account = services.service_account_create(
+            organization=self.organization, actor=Actor.from_request(request), **data.validated_data
+        )
+        return Response(s.ServiceAccountSerializer(account).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        parameters=[SA_PARAM], request=s.ServiceAccountUpdateSerializer, responses=s.ServiceAccountSerializer
+    )
+    def partial_update(self, request, sa_id=None):
+        account = self.get_object()
+        data = s.ServiceAccountUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        account = services.service_account_update(
+            account=account, actor=Actor.from_request(request), **data.validated_data
+        )
+        return Response(s.ServiceAccountSerializer(account).data)
+
+    @extend_schema(parameters=[SA_PARAM], responses={204: None})
+    def destroy(self, request, sa_id=None):
+        services.service_account_delete(account=self.get_object(), actor=Actor.from_request(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -33,7 +33,10 @@ def test_create_returns_key_and_secret_once_and_stores_only_verifiers(tenant, cl
     response = tenant.client.post(keys_path(cluster), {"description": "orders service"})
     assert response.status_code == 201, response.content
     body = response.json()
-    assert set(body) == {"key", "secret", "description", "cluster", "created_at", "expires_at"}
+    assert set(body) == {
+        "key", "secret", "description", "cluster", "created_at", "expires_at", "owner", "scope"
+    }  # fmt: skip
+    assert body["owner"] == {"type": "user", "id": tenant.user.public_id} and body["scope"] is None
     assert re.fullmatch(r"[A-Z0-9]{16}", body["key"])
     assert len(body["secret"]) >= 48
     assert body["description"] == "orders service" and body["cluster"] == cluster.public_id
@@ -88,7 +91,7 @@ def test_list_and_retrieve_hide_secrets_and_revoked_keys(tenant, cluster):
     assert [k["key"] for k in results] == [keep["key"]]
     assert set(results[0]) == {
         "key", "description", "cluster", "created_by", "created_at", "last_used_at",
-        "expires_at", "status", "rotated_from",
+        "expires_at", "status", "rotated_from", "owner", "scope",
     }  # fmt: skip
     assert results[0]["created_by"] == tenant.user.email
     assert tenant.client.get(f"{keys_path(cluster)}/{keep['key']}").json()["description"] == "keep"
