@@ -468,7 +468,8 @@ def _scaled(value: str | None, scale: int) -> str | None:
 
 # ----------------------------------------------------------------------------- broker configs
 
-def _atomic_write_json(path: Path, payload: Any) -> None:
+def atomic_write_json(path: Path, payload: Any) -> None:
+    """Write ``payload`` as JSON to ``path`` atomically and durably (fsync file and directory)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
@@ -667,7 +668,7 @@ class BrokerConfigs:
             self.dynamic_broker = new
         self._cache.clear()
         if self.state_path:
-            _atomic_write_json(self.state_path, {"broker": self.dynamic_broker,
+            atomic_write_json(self.state_path, {"broker": self.dynamic_broker,
                                                  "default": self.dynamic_default})
 
 

@@ -44,13 +44,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from brokerd.configs import atomic_write_json
 
 USER = "user"
 CLIENT_ID = "client-id"
@@ -162,25 +162,6 @@ class Rate:
 
 
 # ----------------------------------------------------------------------------- the store
-
-def _atomic_write_json(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, sort_keys=True, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
 
 def _encode_entity(entity: Entity) -> dict[str, str | None]:
     return dict(entity)
@@ -314,7 +295,7 @@ class QuotaStore:
             self.dynamic = new_dynamic
             self._remerge()
             if self.path:
-                _atomic_write_json(self.path, {"entries": [
+                atomic_write_json(self.path, {"entries": [
                     {"entity": _encode_entity(e), "values": v} for e, v in sorted(
                         self.dynamic.items(), key=lambda kv: str(kv[0]))]})
         return results
