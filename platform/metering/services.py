@@ -52,19 +52,11 @@ from .models import (
     UsageSample,
 )
 from .scrape import Scrape, ScrapeError, parse
+from .selectors import FIELDS  # HourlyUsage's usage columns, in the order of the upserts
 
 logger = logging.getLogger(__name__)
 
 UTC = dt.UTC
-FIELDS = (
-    "bytes_in",
-    "bytes_out",
-    "records_in",
-    "records_out",
-    "storage_byte_seconds",
-    "partition_ms",
-    "cluster_ms",
-)
 # Scrape counter slots -> usage fields.
 SLOT_FIELDS = ("bytes_in", "records_in", "bytes_out", "records_out")
 
