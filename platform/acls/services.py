@@ -230,8 +230,9 @@ def _raise_for(cluster: Cluster, exc: KafkaException) -> None:
     raise kafka_admin.unavailable(cluster, err) from exc
 
 
-def broker_acls(cluster: Cluster, *, timeout: float = TIMEOUT, **filter_kwargs: Any) -> list[Binding]:
+def broker_acls(cluster: Cluster, *, timeout: float | None = None, **filter_kwargs: Any) -> list[Binding]:
     client = admin_client(cluster)
+    timeout = timeout or TIMEOUT
     try:
         future = client.describe_acls(make_filter(**filter_kwargs), request_timeout=timeout)
         found = result(cluster, future, timeout=timeout + 2)
@@ -241,10 +242,11 @@ def broker_acls(cluster: Cluster, *, timeout: float = TIMEOUT, **filter_kwargs: 
     return sorted(out)
 
 
-def broker_create(cluster: Cluster, bindings: list[Binding], *, timeout: float = TIMEOUT) -> None:
+def broker_create(cluster: Cluster, bindings: list[Binding], *, timeout: float | None = None) -> None:
     if not bindings:
         return
     client = admin_client(cluster)
+    timeout = timeout or TIMEOUT
     futures = client.create_acls([b.to_kafka() for b in bindings], request_timeout=timeout)
     for future in futures.values():
         try:
@@ -253,10 +255,11 @@ def broker_create(cluster: Cluster, bindings: list[Binding], *, timeout: float =
             _raise_for(cluster, exc)
 
 
-def broker_delete(cluster: Cluster, filters: list, *, timeout: float = TIMEOUT) -> list[Binding]:
+def broker_delete(cluster: Cluster, filters: list, *, timeout: float | None = None) -> list[Binding]:
     if not filters:
         return []
     client = admin_client(cluster)
+    timeout = timeout or TIMEOUT
     futures = client.delete_acls(filters, request_timeout=timeout)
     deleted: set[Binding] = set()
     for future in futures.values():
@@ -319,7 +322,7 @@ def dead_principals(cluster: Cluster) -> set[str]:
     return {f"User:{k}" for k in keys if k not in live}
 
 
-def cluster_sync(cluster: Cluster, *, timeout: float = TIMEOUT) -> dict[str, int]:
+def cluster_sync(cluster: Cluster, *, timeout: float | None = None) -> dict[str, int]:
     """Converge the cluster's ACLs to the desired state: create what live keys miss, delete the
     ACLs of revoked and expired keys. Idempotent; raises 409/503 errors like the REST calls."""
     present = set(broker_acls(cluster, timeout=timeout))
