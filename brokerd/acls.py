@@ -383,9 +383,14 @@ def cluster_allowed(ctx, operation: int) -> bool:
 
 
 def authorized_operations(ctx, resource_type: int, name: str) -> int | None:
-    """The bit field for include_*_authorized_operations, or None when the authorizer is off."""
+    """The bit field for include_*_authorized_operations, or None when the authorizer is off.
+
+    As Kafka, the cluster's operations are reported only to a principal that may DESCRIBE the
+    cluster (0 otherwise)."""
     authz = ctx.broker.authorizer
     if authz is None:
         return None
     conn = ctx.conn
+    if resource_type == CLUSTER and not cluster_allowed(ctx, DESCRIBE):
+        return 0
     return authz.authorized_operations(principal_of(conn.principal), client_host(conn), resource_type, name)
