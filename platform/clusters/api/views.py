@@ -13,6 +13,7 @@ from accounts.models import Role
 from clusters import selectors, services
 from clusters.models import Cluster, ClusterStatus
 from clusters.plans import PLANS
+from controlplane.api.pagination import Pagination
 from controlplane.api.tenancy import OrganizationScopedMixin
 
 from . import serializers as s
@@ -24,6 +25,7 @@ class PlanViewSet(viewsets.ViewSet):
     authentication_classes: list = []
     permission_classes = [permissions.AllowAny]
     lookup_field = "name"
+    pagination_class = Pagination  # the schema documents the list as paginated (it is)
 
     @extend_schema(responses=s.PlanSerializer(many=True))
     def list(self, request):

@@ -29,7 +29,11 @@ class UsageView(OrganizationScopedMixin, generics.GenericAPIView):
     def get_base_queryset(self):
         return HourlyUsage.objects.none()  # unused: rows come from the selector
 
-    @extend_schema(operation_id="usage_list", parameters=[s.UsageFilterSerializer])
+    @extend_schema(
+        operation_id="usage_list",
+        parameters=[s.UsageFilterSerializer],
+        responses=s.UsageRowSerializer(many=True),  # paginated (found by tests/platform/test_schemathesis.py)
+    )
     def get(self, request):
         filters = s.UsageFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
@@ -60,7 +64,11 @@ class CostsView(OrganizationScopedMixin, generics.GenericAPIView):
     def get_base_queryset(self):
         return Invoice.objects.none()
 
-    @extend_schema(operation_id="billing_costs_list", parameters=[s.CostFilterSerializer])
+    @extend_schema(
+        operation_id="billing_costs_list",
+        parameters=[s.CostFilterSerializer],
+        responses=s.CostSerializer(many=True),  # paginated
+    )
     def get(self, request):
         filters = s.CostFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
