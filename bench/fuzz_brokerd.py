@@ -364,6 +364,7 @@ class Stats:
     rss_start_kb: int = 0
     rss_warm_kb: int = 0
     rss_peak_kb: int = 0
+    fds_peak: int = 0
     seconds: float = 0.0
     current: bytes = b""
     samples: list = field(default_factory=list)
@@ -374,11 +375,21 @@ class Stats:
 
 
 def rss_kb() -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:  # e.g. out of file descriptors: not the harness's failure to report
+        pass
     return 0
+
+
+def open_fds() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return -1
 
 
 def peak_rss_kb() -> int:
@@ -396,6 +407,9 @@ async def fuzz(data_dir: str, frames: int, seed: int, *, frame_time_limit: float
         "listeners": ["PLAINTEXT://127.0.0.1:0", "SASL_PLAINTEXT://127.0.0.1:0"],
         "credentials.file": creds,
         "node.id": 1,
+        # as provisioning configures every cluster (clusters/plans.py): without a partition cap a
+        # fuzzed CreateTopics/CreatePartitions asks for 32,767 partitions (3 open files each)
+        "kastle.plan.max.partitions": 1000,
     })
     # brokerd's info logs (one per closed connection) would dominate the run; errors are counted.
     blog = logging.getLogger("brokerd")
@@ -485,6 +499,7 @@ async def fuzz(data_dir: str, frames: int, seed: int, *, frame_time_limit: float
                 _trim_topics(broker)
                 rss = rss_kb()
                 stats.rss_peak_kb = max(stats.rss_peak_kb, rss)
+                stats.fds_peak = max(stats.fds_peak, open_fds())
                 if i == min(frames - 1, max(20_000, frames // 10)) // 2000 * 2000 + 1999:
                     stats.rss_warm_kb = rss
             if progress and time.perf_counter() - last_report > progress:
@@ -534,6 +549,7 @@ def main() -> int:
     print(f"slow frames       {stats.slow_frames} (slowest {stats.slowest_ms:.0f} ms)")
     print(f"RSS start/warm    {stats.rss_start_kb / 1024:.1f} / {stats.rss_warm_kb / 1024:.1f} MiB")
     print(f"peak RSS          {stats.rss_peak_kb / 1024:.1f} MiB (ru_maxrss {peak_rss_kb() / 1024:.1f} MiB)")
+    print(f"open files peak   {stats.fds_peak}")
     print(f"frames/s          {stats.frames / max(stats.seconds, 1e-9):,.0f} ({stats.seconds:.0f} s)")
     return 1 if stats.problems else 0
 
