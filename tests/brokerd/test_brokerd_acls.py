@@ -19,7 +19,7 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import (
     AclBinding,
     AclBindingFilter,
@@ -351,6 +351,15 @@ def test_confluent_scoped_keys(acl_broker) -> None:
             assert (m.error().code() if m.error() else None) == expected, (topic, m.error())
         finally:
             c.close()
+    # authorized operations: what alice may do on her topic; the cluster's only with DESCRIBE on it
+    described = alice.describe_topics(TopicCollection(["alice.orders"]), include_authorized_operations=True)
+    ops = set(described["alice.orders"].result(timeout=10).authorized_operations)
+    assert ops == {AclOperation.READ, AclOperation.WRITE, AclOperation.CREATE, AclOperation.DESCRIBE}
+    cluster = alice.describe_cluster(include_authorized_operations=True).result(timeout=10)
+    assert not cluster.authorized_operations
+    internal = _admin(b, SUPER)
+    cluster = internal.describe_cluster(include_authorized_operations=True).result(timeout=10)
+    assert AclOperation.ALTER in cluster.authorized_operations
     # deleting a topic needs DELETE
     res = _wait(alice.delete_topics(["alice.orders"]))
     assert res["alice.orders"].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
