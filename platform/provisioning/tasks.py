@@ -87,6 +87,27 @@ def _run(task, cluster_id: int, owner: str, fn, *, what: str, retry_options: dic
         return "failed"
 
 
+def _run_lifecycle(task, name: str, cluster_id: int, service, *, what: str) -> str:
+    """A control-queue lifecycle task: `service(cluster_id, owner)` under the task's id as owner."""
+    _log_start(name, cluster_id)
+    owner = task.request.id or services.new_owner()
+    return _run(task, cluster_id, owner, lambda: service(cluster_id, owner), what=what)
+
+
+def _run_on_host(task, name: str, host_name: str, cluster_id: int, owner: str, service, *, what: str) -> str:
+    """A host-queue task: `service(cluster_id, owner, host_name=)` here, retried on the same host."""
+    if not _is_local(host_name, name):
+        return "misrouted"
+    return _run(
+        task,
+        cluster_id,
+        owner,
+        lambda: service(cluster_id, owner, host_name=host_name),
+        what=what,
+        retry_options={"queue": host_queue(host_name)},
+    )
+
+
 @shared_task(
     bind=True,
     name="provisioning.cluster_provision",
@@ -94,9 +115,7 @@ def _run(task, cluster_id: int, owner: str, fn, *, what: str, retry_options: dic
     max_retries=MAX_RETRIES,
 )
 def cluster_provision(self, cluster_id: int) -> str:
-    _log_start("cluster_provision", cluster_id)
-    owner = self.request.id or services.new_owner()
-    return _run(self, cluster_id, owner, lambda: services.provision(cluster_id, owner), what="provisioning")
+    return _run_lifecycle(self, "cluster_provision", cluster_id, services.provision, what="provisioning")
 
 
 @shared_task(
@@ -106,36 +125,20 @@ def cluster_provision(self, cluster_id: int) -> str:
     max_retries=MAX_RETRIES,
 )
 def cluster_deprovision(self, cluster_id: int) -> str:
-    _log_start("cluster_deprovision", cluster_id)
-    owner = self.request.id or services.new_owner()
-    return _run(self, cluster_id, owner, lambda: services.deprovision(cluster_id, owner), what="deletion")
+    return _run_lifecycle(self, "cluster_deprovision", cluster_id, services.deprovision, what="deletion")
 
 
 @shared_task(bind=True, name="provisioning.host_provision", acks_late=True, max_retries=MAX_RETRIES)
 def host_provision(self, host_name: str, cluster_id: int, owner: str) -> str:
-    if not _is_local(host_name, "host_provision"):
-        return "misrouted"
-    return _run(
-        self,
-        cluster_id,
-        owner,
-        lambda: services.host_provision(cluster_id, owner, host_name=host_name),
-        what="provisioning",
-        retry_options={"queue": host_queue(host_name)},
+    return _run_on_host(
+        self, "host_provision", host_name, cluster_id, owner, services.host_provision, what="provisioning"
     )
 
 
 @shared_task(bind=True, name="provisioning.host_deprovision", acks_late=True, max_retries=MAX_RETRIES)
 def host_deprovision(self, host_name: str, cluster_id: int, owner: str) -> str:
-    if not _is_local(host_name, "host_deprovision"):
-        return "misrouted"
-    return _run(
-        self,
-        cluster_id,
-        owner,
-        lambda: services.host_deprovision(cluster_id, owner, host_name=host_name),
-        what="deletion",
-        retry_options={"queue": host_queue(host_name)},
+    return _run_on_host(
+        self, "host_deprovision", host_name, cluster_id, owner, services.host_deprovision, what="deletion"
     )
 
 
