@@ -350,14 +350,20 @@ class Authorizer:
 
 # ---------------------------------------------------------------------- handler helpers
 def client_host(conn) -> str:
-    host = getattr(conn, "_acl_host", None)
-    if host is None:
-        peer = conn.peer
-        host = peer.rpartition(":")[0] if ":" in peer else peer
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-        conn._acl_host = host
+    """The client's IP address as ACL hosts name it."""
+    peer = conn.peer
+    host = peer.rpartition(":")[0] if ":" in peer else peer
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
     return host
+
+
+def _who(conn) -> tuple:
+    """(SASL user, Kafka principal, host) of a connection, kept on it (the user is set once)."""
+    who = getattr(conn, "_acl_who", None)
+    if who is None or who[0] is not conn.principal:
+        who = conn._acl_who = (conn.principal, principal_of(conn.principal), client_host(conn))
+    return who
 
 
 def allowed(ctx, operation: int, resource_type: int, name: str) -> bool:
@@ -365,8 +371,8 @@ def allowed(ctx, operation: int, resource_type: int, name: str) -> bool:
     authz = ctx.broker.authorizer
     if authz is None:
         return True
-    conn = ctx.conn
-    return authz.authorize(principal_of(conn.principal), client_host(conn), operation, resource_type, name)
+    _user, principal, host = _who(ctx.conn)
+    return authz.authorize(principal, host, operation, resource_type, name)
 
 
 def allowed_any(ctx, operation: int, resource_type: int) -> bool:
@@ -374,8 +380,8 @@ def allowed_any(ctx, operation: int, resource_type: int) -> bool:
     authz = ctx.broker.authorizer
     if authz is None:
         return True
-    conn = ctx.conn
-    return authz.authorize_any(principal_of(conn.principal), client_host(conn), operation, resource_type)
+    _user, principal, host = _who(ctx.conn)
+    return authz.authorize_any(principal, host, operation, resource_type)
 
 
 def cluster_allowed(ctx, operation: int) -> bool:
@@ -390,7 +396,7 @@ def authorized_operations(ctx, resource_type: int, name: str) -> int | None:
     authz = ctx.broker.authorizer
     if authz is None:
         return None
-    conn = ctx.conn
     if resource_type == CLUSTER and not cluster_allowed(ctx, DESCRIBE):
         return 0
-    return authz.authorized_operations(principal_of(conn.principal), client_host(conn), resource_type, name)
+    _user, principal, host = _who(ctx.conn)
+    return authz.authorized_operations(principal, host, resource_type, name)
