@@ -2,43 +2,26 @@
 
 from __future__ import annotations
 
-from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.response import Response
 
 from accounts.audit import Actor
 from accounts.models import Role
-from clusters import selectors as cluster_selectors
-from clusters.models import Cluster
 from consumergroups import services
-from controlplane.api.tenancy import OrganizationScopedMixin
+from controlplane.api.cluster_scope import CLUSTER_PARAM, ClusterScopedMixin
 
 from . import serializers as s
 
-CLUSTER_PARAM = OpenApiParameter(
-    "cluster_id", str, OpenApiParameter.PATH, description="The cluster's id (lkc-…)"
-)
 GROUP_PARAM = OpenApiParameter("group_id", str, OpenApiParameter.PATH, description="The consumer group's id")
 
 
-class ConsumerGroupViewSet(OrganizationScopedMixin, viewsets.GenericViewSet):
+class ConsumerGroupViewSet(ClusterScopedMixin, viewsets.GenericViewSet):
     serializer_class = s.ConsumerGroupSerializer
     lookup_field = "group_id"
     lookup_url_kwarg = "group_id"
     lookup_value_regex = "[^/]+"
     roles = {"list": Role.MEMBER, "retrieve": Role.MEMBER, "reset_offsets": Role.ADMIN, "destroy": Role.ADMIN}
-
-    def get_base_queryset(self):
-        return Cluster.objects.all()  # groups live on the brokers; the cluster is what is scoped
-
-    def get_cluster(self) -> Cluster:
-        cluster = cluster_selectors.cluster_get(
-            organization=self.organization, public_id=self.kwargs["cluster_id"]
-        )
-        if cluster is None:
-            raise Http404
-        return cluster
 
     @extend_schema(parameters=[CLUSTER_PARAM], responses=s.ConsumerGroupSummarySerializer(many=True))
     def list(self, request, cluster_id=None):

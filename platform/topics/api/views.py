@@ -2,43 +2,26 @@
 
 from __future__ import annotations
 
-from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.response import Response
 
 from accounts.audit import Actor
 from accounts.models import Role
-from clusters import selectors as cluster_selectors
-from clusters.models import Cluster
-from controlplane.api.tenancy import OrganizationScopedMixin
+from controlplane.api.cluster_scope import CLUSTER_PARAM, ClusterScopedMixin
 from topics import services
 
 from . import serializers as s
 
-CLUSTER_PARAM = OpenApiParameter(
-    "cluster_id", str, OpenApiParameter.PATH, description="The cluster's id (lkc-…)"
-)
 NAME_PARAM = OpenApiParameter("name", str, OpenApiParameter.PATH, description="The topic's name")
 
 
-class TopicViewSet(OrganizationScopedMixin, viewsets.GenericViewSet):
+class TopicViewSet(ClusterScopedMixin, viewsets.GenericViewSet):
     serializer_class = s.TopicSerializer
     lookup_field = "name"
     lookup_url_kwarg = "name"
     lookup_value_regex = "[^/]+"
     roles = {"list": Role.MEMBER, "retrieve": Role.MEMBER}
-
-    def get_base_queryset(self):
-        return Cluster.objects.all()  # topics live on the brokers; the cluster is what is scoped
-
-    def get_cluster(self) -> Cluster:
-        cluster = cluster_selectors.cluster_get(
-            organization=self.organization, public_id=self.kwargs["cluster_id"]
-        )
-        if cluster is None:
-            raise Http404
-        return cluster
 
     @extend_schema(parameters=[CLUSTER_PARAM], responses=s.TopicSummarySerializer(many=True))
     def list(self, request, cluster_id=None):
