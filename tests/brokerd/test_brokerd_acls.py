@@ -459,3 +459,67 @@ def test_authorizer_off_by_default(sasl_broker) -> None:
     acl = _acl("alice", ResourceType.TOPIC, "*", AclOperation.ALL)
     assert _wait(admin.create_acls([acl]))[acl].code() == KafkaError.SECURITY_DISABLED
     assert _producer_errors(sasl_broker, "alice", "anything", 1) == [None]  # nothing enforced
+
+
+def test_admin_requests_confluent(acl_broker) -> None:
+    """Configs, partitions, records, groups and idempotent producers as prefix-scoped keys."""
+    from confluent_kafka.admin import ConfigResource, NewPartitions
+
+    b = acl_broker
+    alice = _admin(b, "alice")
+    internal = _admin(b, SUPER)
+
+    def code(fut):
+        try:
+            fut.result(timeout=10)
+        except KafkaException as exc:
+            return exc.args[0].code()
+        return None
+
+    # configs: DESCRIBE_CONFIGS / ALTER_CONFIGS on the topic (alice has neither), the broker's on the cluster
+    for res in (ConfigResource("topic", "alice.shared"), ConfigResource("broker", "1")):
+        fut, = alice.describe_configs([res]).values()
+        expected = (KafkaError.TOPIC_AUTHORIZATION_FAILED if res.restype == ConfigResource.Type.TOPIC
+                    else KafkaError.CLUSTER_AUTHORIZATION_FAILED)
+        assert code(fut) == expected, res
+    fut, = internal.describe_configs([ConfigResource("topic", "alice.shared")]).values()
+    assert code(fut) is None
+    # create partitions needs ALTER; delete records needs DELETE
+    fut, = alice.create_partitions([NewPartitions("alice.shared", 3)]).values()
+    assert code(fut) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    fut, = alice.delete_records([TopicPartition("alice.shared", 0, 0)]).values()
+    assert code(fut) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    # offsets committed without joining (READ on group and topic); others refused
+    c = Consumer(b.sasl_config(user="alice", password=USERS["alice"], **{"group.id": "alice.gx"}))
+    try:
+        done = c.commit(offsets=[TopicPartition("alice.shared", 0, 0)], asynchronous=False)
+        assert done[0].error is None
+        with pytest.raises(KafkaException) as exc:
+            c.commit(offsets=[TopicPartition("other.data", 0, 0)], asynchronous=False)
+        assert exc.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    finally:
+        c.close()
+    # groups: listing is filtered, describing/deleting others' (or without DELETE) refused
+    listed = {g.group_id for g in alice.list_consumer_groups().result(timeout=10).valid}
+    assert "alice.gx" in listed and all(g.startswith("alice.") for g in listed), listed
+    assert "alice.gx" in {g.group_id for g in internal.list_consumer_groups().result(timeout=10).valid}
+    fut, = alice.describe_consumer_groups(["bob.g9"]).values()
+    assert code(fut) == KafkaError.GROUP_AUTHORIZATION_FAILED
+    fut, = alice.delete_consumer_groups(["alice.gx"]).values()
+    assert code(fut) == KafkaError.GROUP_AUTHORIZATION_FAILED
+    # idempotent producers: InitProducerId needs WRITE on some topic (or IDEMPOTENT_WRITE)
+    p = Producer(b.sasl_config(user="alice", password=USERS["alice"], **{"enable.idempotence": True}))
+    errors: list = []
+    p.produce("alice.shared", b"idem", callback=lambda err, msg: errors.append(err))
+    p.flush(15)
+    assert errors == [None]
+    fatal: list = []
+    p = Producer(b.sasl_config(user="bob", password=USERS["bob"], **{
+        "enable.idempotence": True, "error_cb": lambda err: fatal.append(err.code()),
+        "message.timeout.ms": 5000}))
+    p.produce("alice.shared", b"idem")
+    try:
+        p.flush(10)
+    except KafkaException as exc:  # librdkafka raises the fatal error from the callback's poll
+        fatal.append(exc.args[0].code())
+    assert KafkaError.CLUSTER_AUTHORIZATION_FAILED in fatal, fatal
