@@ -20,6 +20,13 @@ from iam import services as key_services
 from .. import clientconfig
 from ..portal import apply_service_error, can, portal_view
 
+ACCESS_CHOICES = [
+    ("", "Full access to the cluster"),
+    ("produce", "Produce: write and describe topics with the prefix"),
+    ("consume", "Consume: read topics with the prefix, in consumer groups with the same prefix"),
+    ("full", "Full under the prefix: produce, consume and create topics with the prefix"),
+]
+
 
 class ApiKeyCreateForm(forms.Form):
     description = forms.CharField(
@@ -28,6 +35,37 @@ class ApiKeyCreateForm(forms.Form):
         help_text="What uses this key, e.g. 'orders service'.",
         widget=forms.TextInput(attrs={"autocomplete": "off"}),
     )
+    owner = forms.ChoiceField(
+        choices=[("", "You")],
+        required=False,
+        help_text="A service account owns a key of an application rather than a person.",
+    )
+    access = forms.ChoiceField(choices=ACCESS_CHOICES, required=False, widget=forms.RadioSelect, initial="")
+    topic_prefix = forms.CharField(
+        max_length=249,
+        required=False,
+        label="Topic prefix",
+        help_text="For a scoped key: topics and consumer groups whose names start with this, e.g. 'orders.'",
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+    )
+
+    def __init__(self, *args, organization=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if organization is not None:
+            accounts = key_selectors.service_account_list(organization=organization)
+            self.fields["owner"].choices = [("", "You")] + [
+                (a.public_id, f"Service account {a.name} ({a.public_id})") for a in accounts
+            ]
+
+    def clean(self):
+        data = super().clean()
+        if data.get("access") and not data.get("topic_prefix"):
+            self.add_error("topic_prefix", "A scoped key needs a topic prefix.")
+        return data
+
+    def scope(self) -> dict | None:
+        access = self.cleaned_data.get("access")
+        return {"topic_prefix": self.cleaned_data["topic_prefix"], "access": access} if access else None
 
 
 def _data_url(text: str) -> str:
@@ -37,15 +75,22 @@ def _data_url(text: str) -> str:
 @portal_view()
 @require_http_methods(["GET", "POST"])
 def api_key_list(request: HttpRequest, cluster: Cluster) -> HttpResponse:
-    form = ApiKeyCreateForm(request.POST or None)
+    form = ApiKeyCreateForm(request.POST or None, organization=cluster.organization)
     status = 200
     if request.method == "POST":
         if form.is_valid():
             try:
+                owner = form.cleaned_data.get("owner")
                 api_key, secret = key_services.api_key_create(
                     cluster=cluster,
                     description=form.cleaned_data["description"],
                     actor=Actor.from_request(request),
+                    service_account=(
+                        key_selectors.service_account_get(organization=cluster.organization, public_id=owner)
+                        if owner
+                        else None
+                    ),
+                    scope=form.scope(),
                 )
             except ServiceError as exc:
                 apply_service_error(form, exc)
