@@ -1,0 +1,374 @@
+"""The cross-tenant matrix: every REST endpoint and portal URL, as the wrong tenant, as a member
+without the role, and unauthenticated; over Kafka, a key of tenant A against tenant B's broker.
+
+Endpoints are enumerated from Django's URL resolver (the REST API under /api/v1/ and the
+portal's web/urls.py), so a new endpoint is covered without editing this file. Path arguments
+are filled with tenant A's objects (cluster, API key, token, member, invoice, service account);
+arguments that name broker-side objects (topics, groups, ACLs) get plausible names, since the
+cluster in the same URL is what is scoped.
+
+REST, for every route and method:
+- unauthenticated: 401 with the error shape (public endpoints excepted: sign-up, plans, schema);
+- tenant B's owner, on a route naming A's objects: 404 (never a 403 that leaks existence);
+  on a list route: nothing of A's in the body;
+- A's members without the role a write needs: 403 with ``missing_role`` naming the role. Which
+  writes members may do is listed here (``MEMBER_WRITES``), so a new one is a conscious choice.
+
+Portal: unauthenticated -> redirect to the log-in page; B -> 404 for A's cluster pages; a
+member posting to a write -> the 403 page naming the role.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from tests.platform.api import Tenant
+
+pytestmark = pytest.mark.django_db
+
+# REST routes anyone may call (no tenant data behind them).
+PUBLIC_REST = {"signup", "plan-list", "plan-detail", "schema", "api-docs", "api-redoc"}
+# Per-user endpoints: they act on the caller, never on another tenant's objects.
+SELF_REST = {"me", "me-password", "token-list"}
+# (route name, method) that a plain member may call although it writes.
+MEMBER_WRITES = {
+    ("me-password", "post"),  # your own password
+    ("token-list", "post"),  # a token for yourself (password log-in)
+    ("token-detail", "delete"),  # revoking one of your own tokens
+}
+# Portal pages that do not need a log-in.
+PUBLIC_PORTAL = {"signup", "login", "logout", "invite"}
+# Portal writes a plain member may make.
+PORTAL_MEMBER_WRITES = {"password", "messages", "tokens"}
+
+
+def _walk(patterns, prefix: str = ""):
+    for p in patterns:
+        if isinstance(p, URLResolver):
+            yield from _walk(p.url_patterns, prefix + str(p.pattern))
+        elif isinstance(p, URLPattern):
+            yield prefix + str(p.pattern), p
+
+
+def _route_to_path(route: str, values: dict[str, str]) -> str:
+    """'api/v1/^clusters/(?P<id>[^/]+)$' or 'clusters/<str:cluster_id>/' -> a concrete path."""
+    route = route.replace("^", "").replace("$", "")
+    route = re.sub(r"\(\?P<(\w+)>[^)]*\)", lambda m: values[m.group(1)], route)
+    route = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: values[m.group(1)], route)
+    return "/" + route
+
+
+def _params(route: str) -> list[str]:
+    return re.findall(r"\(\?P<(\w+)>", route) + re.findall(r"<(?:\w+:)?(\w+)>", route)
+
+
+def _rest_methods(pattern: URLPattern) -> dict[str, str | None]:
+    """HTTP method -> viewset action (None for plain API views)."""
+    cb = pattern.callback
+    actions = getattr(cb, "actions", None)
+    if actions:
+        return dict(actions)
+    cls = getattr(cb, "cls", None) or getattr(cb, "view_class", None)
+    if cls is None:
+        return {}
+    return {m: None for m in ("get", "post", "put", "patch", "delete") if hasattr(cls, m)}
+
+
+def rest_routes() -> list[tuple[str, str, URLPattern]]:
+    out = []
+    for route, pattern in _walk(get_resolver().url_patterns):
+        if route.startswith("api/v1/"):
+            out.append((route, pattern.name, pattern))
+    return out
+
+
+def portal_routes() -> list[tuple[str, str]]:
+    from web import urls as web_urls
+
+    return [(str(p.pattern), p.name) for p in web_urls.urlpatterns]
+
+
+class World:
+    """Tenant A (owner, admin, member) with one of everything; tenant B's owner."""
+
+    def __init__(self) -> None:
+        from accounts.audit import Actor
+        from tests.platform.factories import ApiKeyFactory, ClusterFactory
+
+        self.a = Tenant("owner")
+        self.a_admin = self.a.member("admin")
+        self.a_member = self.a.member("member")
+        self.b = Tenant("owner")
+        # not RUNNING: if a wall failed, a broker-backed endpoint would answer 409 at once instead
+        # of dialling a broker that is not there
+        self.cluster = ClusterFactory(organization=self.a.organization, status="PROVISIONING")
+        self.b_cluster = ClusterFactory(organization=self.b.organization, status="PROVISIONING")
+        self.key = ApiKeyFactory(cluster=self.cluster)
+        self.secrets = [self.cluster.public_id, self.key.key, self.a.organization.public_id
+                        if hasattr(self.a.organization, "public_id") else str(self.a.organization.pk),
+                        self.a.user.email]
+        self.values: dict[str, str] = {
+            "cluster_id": self.cluster.public_id,
+            "key": self.key.key,
+            "name": "orders",
+            "group_id": "billing-consumers",
+            "acl_id": "1",
+            "sa_id": "sa-missing",
+            "token": "no-such-invitation",
+        }
+        self.invoice_id = self._invoice()
+        sa = self._service_account(Actor(user=self.a.user))
+        if sa is not None:
+            self.values["sa_id"] = sa
+            self.secrets.append(sa)
+        self.secrets.append(self.a.token.public_id)
+
+    def _invoice(self) -> str | None:
+        import datetime
+
+        from django.db import transaction
+
+        from metering.models import Invoice
+
+        utc = datetime.UTC
+        try:
+            with transaction.atomic():
+                return Invoice.objects.create(
+                    organization=self.a.organization,
+                    month=datetime.date(2026, 1, 1),
+                    period_end=datetime.datetime(2026, 2, 1, tzinfo=utc),
+                ).public_id
+        except Exception:  # the model's required fields changed: the id stays unknown (still a 404)
+            return None
+
+    def _service_account(self, actor) -> str | None:
+        from django.db import transaction
+
+        try:
+            from iam.models import ServiceAccount
+
+            with transaction.atomic():
+                return ServiceAccount.objects.create(organization=self.a.organization, name="etl").public_id
+        except Exception:  # service accounts are being built: the id stays unknown (still a 404)
+            return None
+
+    def value(self, route_name: str, param: str) -> str:
+        if param in self.values:
+            return self.values[param]
+        if param == "id":
+            if route_name.startswith("member"):
+                return self.a_member.user.public_id
+            if route_name.startswith("token"):
+                return self.a.token.public_id
+            if route_name.startswith("billing-invoice"):
+                return self.invoice_id or "inv-missing"
+            return self.cluster.public_id  # clusters/<id>, clusters/<id>/ca.pem
+        if param == "pk":
+            return self.cluster.public_id
+        raise KeyError(f"no value for {param} in {route_name}: add one to World.value")
+
+    def path(self, route: str, name: str) -> str:
+        values = {p: self.value(name, p) for p in _params(route)}
+        return _route_to_path(route, values)
+
+
+def _call(client, method: str, path: str):
+    kwargs = {"format": "json"} if method in ("post", "put", "patch") else {}
+    if method in ("post", "put", "patch"):
+        kwargs["data"] = {}
+    return getattr(client, method)(path, **kwargs)
+
+
+def _required_role(pattern: URLPattern, method: str, action: str | None, request) -> str | None:
+    cb = pattern.callback
+    cls = getattr(cb, "cls", None)
+    if cls is None or not hasattr(cls, "required_role"):
+        return None
+    view = cls()
+    view.action = action
+    view.request = request
+    view.kwargs = {}
+    view.format_kwarg = None
+    return view.required_role(request)
+
+
+def test_rest_matrix(django_capture_on_commit_callbacks) -> None:
+    from rest_framework.test import APIClient, APIRequestFactory
+
+    started = time.monotonic()
+    w = World()
+    anon = APIClient()
+    problems: list[str] = []
+    checked = {"anon": 0, "wrong_tenant": 0, "role": 0, "list": 0}
+    factory = APIRequestFactory()
+    routes = rest_routes()
+    assert len(routes) >= 25, [r[1] for r in routes]
+
+    for route, name, pattern in routes:
+        methods = _rest_methods(pattern)
+        if not methods or name in PUBLIC_REST:
+            continue
+        path = w.path(route, name)
+        has_object = bool(_params(route))
+        for method, action in methods.items():
+            with django_capture_on_commit_callbacks(execute=False):
+                # (c) unauthenticated -> 401
+                if (name, method) not in {("token-list", "post")}:
+                    r = _call(anon, method, path)
+                    checked["anon"] += 1
+                    if r.status_code != 401:
+                        problems.append(f"anonymous {method.upper()} {path} -> {r.status_code}, want 401")
+                    elif set(r.json()) != {"error"}:
+                        problems.append(f"anonymous {method.upper()} {path}: not the error shape")
+                # (a) the wrong tenant
+                if name not in SELF_REST:
+                    r = _call(w.b.client, method, path)
+                    if has_object:
+                        checked["wrong_tenant"] += 1
+                        if r.status_code != 404:
+                            problems.append(
+                                f"tenant B {method.upper()} {path} (A's object) -> {r.status_code}, "
+                                f"want 404: {r.content[:200]!r}"
+                            )
+                    elif method == "get":
+                        checked["list"] += 1
+                        body = r.content.decode()
+                        leaked = [s for s in w.secrets if s and s in body]
+                        if r.status_code >= 500 or leaked:
+                            problems.append(f"tenant B GET {path} -> {r.status_code}, shows A's {leaked}")
+                # (b) members without the role
+                if method == "get":
+                    continue
+                request = factory.generic(method.upper(), path)
+                required = _required_role(pattern, method, action, request)
+                for who, tenant in (("member", w.a_member), ("admin", w.a_admin)):
+                    if required is None or (name, method) in MEMBER_WRITES:
+                        break
+                    from accounts.models import role_at_least
+
+                    if role_at_least(who, required):
+                        continue
+                    checked["role"] += 1
+                    r = _call(tenant.client, method, path)
+                    if r.status_code != 403:
+                        problems.append(f"{who} {method.upper()} {path} -> {r.status_code}, want 403")
+                        continue
+                    err = r.json().get("error", {})
+                    if err.get("code") != "missing_role" or required not in err.get("message", ""):
+                        problems.append(f"{who} {method.upper()} {path}: 403 not naming {required}: {err}")
+                if required is not None and required == "member" and (name, method) not in MEMBER_WRITES:
+                    problems.append(f"{method.upper()} {path} lets plain members write: "
+                                    "add it to MEMBER_WRITES if that is intended")
+    assert checked["anon"] > 40 and checked["wrong_tenant"] > 20 and checked["role"] > 15, checked
+    assert not problems, "\n".join(problems)
+    assert time.monotonic() - started < 60
+
+
+def test_portal_matrix(client) -> None:
+    from django.test import Client
+
+    started = time.monotonic()
+    w = World()
+    b = Client()
+    b.force_login(w.b.user)
+    member = Client()
+    member.force_login(w.a_member.user)
+    problems: list[str] = []
+    login_url = "/login/"
+    routes = portal_routes()
+    assert len(routes) >= 20
+    writes = 0
+    for route, name in routes:
+        if name in PUBLIC_PORTAL:
+            continue
+        path = w.path(route, name)
+        # (c) unauthenticated: GET and POST go to the log-in page
+        for method in ("get", "post"):
+            r = getattr(client, method)(path)
+            if r.status_code != 302 or not r["Location"].startswith(login_url):
+                problems.append(f"anonymous {method.upper()} {path} -> {r.status_code} "
+                                f"{r.get('Location')}, want a redirect to {login_url}")
+        # (a) the wrong tenant: A's cluster pages are 404s, read or write
+        if "cluster_id" in route:
+            for method in ("get", "post"):
+                r = getattr(b, method)(path)
+                if r.status_code != 404:
+                    problems.append(f"tenant B {method.upper()} {path} -> {r.status_code}, want 404")
+        # (b) a member posting to a write
+        if name not in PORTAL_MEMBER_WRITES:
+            r = member.post(path)
+            if r.status_code == 405:
+                continue  # a read-only page
+            writes += 1
+            if r.status_code != 403:
+                problems.append(f"member POST {path} -> {r.status_code}, want the 403 page")
+            elif b"admin" not in r.content.lower() and b"owner" not in r.content.lower():
+                problems.append(f"member POST {path}: the 403 page does not name the role")
+    assert writes >= 8, writes
+    assert not problems, "\n".join(problems)
+    assert time.monotonic() - started < 60
+
+
+# --- over Kafka ------------------------------------------------------------------------------
+
+@pytest.fixture
+def broker_factory(tmp_path_factory):
+    """Real brokerd processes (tests/brokerd/conftest.py's Broker), stopped at teardown."""
+    from tests.brokerd.conftest import Broker
+
+    started: list = []
+
+    def make(**options: object):
+        b = Broker(tmp_path_factory.mktemp("brokerd"), **options)
+        started.append(b)
+        return b.start()
+
+    yield make
+    for b in started:
+        try:
+            b.stop()
+        except Exception:
+            b.kill()
+
+
+def _auth_result(broker, user: str, password: str, mechanism: str, timeout: float = 1.5) -> str:
+    """'ok' once metadata arrives, '_AUTHENTICATION' if the client reported an authentication failure
+    (librdkafka may report the broker closing the connection too), else the errors seen."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    errors: list[KafkaError] = []
+    client = AdminClient({
+        "bootstrap.servers": broker.sasl_bootstrap,
+        "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanism": mechanism,
+        "sasl.username": user,
+        "sasl.password": password,
+        "error_cb": errors.append,
+        "log_level": 0,
+    })
+    try:
+        client.list_topics(timeout=timeout)
+        return "ok"
+    except KafkaException as exc:
+        deadline = time.monotonic() + 3
+        while not errors and time.monotonic() < deadline:
+            client.poll(0.2)  # error_cb is served by poll
+        names = [e.name() for e in errors] + [exc.args[0].name()]
+        return "_AUTHENTICATION" if "_AUTHENTICATION" in names else ",".join(names)
+
+
+def test_key_of_tenant_a_fails_on_tenant_b_broker(broker_factory) -> None:
+    """Each cluster's brokerd has its own credentials file: A's key authenticates on A's broker and
+    fails authentication on B's (PLAIN and both SCRAMs), also where B has a key of the same name."""
+    a = broker_factory(sasl=True, users={"AKEYAAAAAAAAAAAA": "secret-of-a"})
+    b = broker_factory(sasl=True, users={"BKEYBBBBBBBBBBBB": "secret-of-b", "SHAREDNAME000000": "b-version"})
+    assert _auth_result(a, "AKEYAAAAAAAAAAAA", "secret-of-a", "SCRAM-SHA-256", 10) == "ok"  # control
+    assert _auth_result(b, "BKEYBBBBBBBBBBBB", "secret-of-b", "PLAIN", 10) == "ok"
+    for mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+        assert _auth_result(b, "AKEYAAAAAAAAAAAA", "secret-of-a", mechanism) == "_AUTHENTICATION", mechanism
+    assert _auth_result(b, "SHAREDNAME000000", "secret-of-a", "PLAIN") == "_AUTHENTICATION"
