@@ -397,7 +397,7 @@ def peak_rss_kb() -> int:
 
 
 async def fuzz(data_dir: str, frames: int, seed: int, *, frame_time_limit: float = 2.0,
-               progress: float = 0.0, per_conn: int = 25) -> Stats:
+               progress: float = 0.0, per_conn: int = 25, authorizer: bool = False) -> Stats:
     rng = random.Random(seed)
     stats = Stats()
     creds = os.path.join(data_dir, "credentials.json")
@@ -410,6 +410,8 @@ async def fuzz(data_dir: str, frames: int, seed: int, *, frame_time_limit: float
         # as provisioning configures every cluster (clusters/plans.py): without a partition cap a
         # fuzzed CreateTopics/CreatePartitions asks for 32,767 partitions (3 open files each)
         "kastle.plan.max.partitions": 1000,
+        # ACLs on: every handler's authorization path; fuzzed CreateAcls/DeleteAcls change them
+        "authorizer.enable": authorizer,
     })
     # brokerd's info logs (one per closed connection) would dominate the run; errors are counted.
     blog = logging.getLogger("brokerd")
@@ -537,9 +539,11 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--progress", type=float, default=30.0, help="seconds between progress lines")
+    parser.add_argument("--authorizer", action="store_true", help="run the broker with authorizer.enable")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fuzz-brokerd-") as tmp:
-        stats = asyncio.run(fuzz(tmp, args.frames, args.seed, progress=args.progress))
+        run = fuzz(tmp, args.frames, args.seed, progress=args.progress, authorizer=args.authorizer)
+        stats = asyncio.run(run)
     for kind, data, text in stats.samples:
         print(f"--- {kind}: frame {data[:200].hex()}\n{text}")
     print(f"frames tried      {stats.frames:,}")

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-FRAMES = 60_000
+FRAMES = 120_000
 
 
 def _fuzz_module():
@@ -49,6 +49,16 @@ def test_fuzz_frames_fixed_seed(tmp_path) -> None:
     # bounded memory: after warm-up (schemas loaded, topics created) RSS barely moves
     assert stats.rss_peak_kb - stats.rss_warm_kb < 48 * 1024, (stats.rss_warm_kb, stats.rss_peak_kb)
     assert 0 < stats.fds_peak < 1000, stats.fds_peak  # the plan's partition cap bounds open segment files
+
+
+def test_fuzz_frames_with_authorizer(tmp_path) -> None:
+    """The same loop with ACLs enforced (authorizer.enable): every handler's authorization path, and
+    fuzzed CreateAcls/DeleteAcls changing the ACLs under it."""
+    fz = _fuzz_module()
+    stats = asyncio.run(fz.fuzz(str(tmp_path), 40_000, seed=7, frame_time_limit=2.0, authorizer=True))
+    report = "\n".join(f"--- {kind}: {data[:120].hex()}\n{text}" for kind, data, text in stats.samples)
+    assert stats.crashes == 0 and stats.handler_errors == 0 and stats.slow_frames == 0, report
+    assert stats.answered > 4_000
 
 
 # --- regressions -----------------------------------------------------------------------------
