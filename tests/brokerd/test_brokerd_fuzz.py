@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-FRAMES = 120_000
+FRAMES = 90_000
 
 
 def _fuzz_module():
