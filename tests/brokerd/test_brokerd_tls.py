@@ -213,7 +213,8 @@ def test_kcat_over_sasl_ssl(tls_broker) -> None:
 def _close_leaked_sockets(port: int) -> None:
     """kafka-python leaves the SSL socket of a failed handshake open for the garbage collector."""
     for obj in gc.get_objects():
-        if isinstance(obj, ssl.SSLSocket) and obj.fileno() != -1:
+        # type(), not isinstance(): gc also yields dead weak proxies, which raise ReferenceError.
+        if type(obj) is ssl.SSLSocket and obj.fileno() != -1:
             with contextlib.suppress(OSError):
                 if obj.getpeername()[1] != port:
                     continue
