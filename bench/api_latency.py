@@ -19,7 +19,6 @@ import argparse
 import json
 import math
 import os
-import random
 import signal
 import socket
 import statistics
@@ -27,18 +26,15 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "platform"), str(ROOT)]
 
-import psycopg  # noqa: E402
-import redis  # noqa: E402
 import requests  # noqa: E402
 
-LEASE_KEY = "kastle:test-redis-db-lease:{n}"
+from bench._common import BenchServices, add_services_args, setup_django  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -49,11 +45,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=3, help="gunicorn worker processes (default 3)")
     p.add_argument("--threads", type=int, default=2, help="gunicorn threads per worker (default 2)")
     p.add_argument("--clients", type=int, default=32, help="client threads (default 32)")
-    p.add_argument(
-        "--pg", default=os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
-        help="PostgreSQL server URL to create the bench database on",
-    )  # fmt: skip
-    p.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    add_services_args(p)
     p.add_argument("--only", choices=["get", "post"], help="drive just one endpoint")
     p.add_argument("--json", action="store_true", help="print the results as JSON too")
     return p.parse_args()
@@ -63,32 +55,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def lease_redis_db(base: str) -> tuple[int, str, redis.Redis]:
-    control = redis.Redis.from_url(base)
-    owner = f"{socket.gethostname()}:{os.getpid()}"
-    candidates = list(range(1, 16))
-    random.shuffle(candidates)
-    for n in candidates:
-        if control.set(LEASE_KEY.format(n=n), owner, nx=True, ex=3600):
-            return n, f"{base.rsplit('/', 1)[0]}/{n}", control
-    raise SystemExit("no free Redis database to lease (1..15 are all in use)")
-
-
-def with_db(url: str, name: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
-
-
-def setup_django(env: dict[str, str]) -> None:
-    os.environ.update(env)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", interactive=False, verbosity=0)
 
 
 def seed(keys_needed: int) -> tuple[str, list[str]]:
@@ -202,13 +168,10 @@ class Driver:
 
 def main() -> None:
     args = parse_args()
-    db_name = f"kastle_bench_{os.getpid()}"
-    n, redis_url, control = lease_redis_db(args.redis)
-    admin = psycopg.connect(args.pg, autocommit=True)
-    admin.execute(f'CREATE DATABASE "{db_name}"')
+    services = BenchServices.create(args.pg, args.redis, f"kastle_bench_{os.getpid()}")
     env = {
-        "DATABASE_URL": with_db(args.pg, db_name),
-        "REDIS_URL": redis_url,
+        "DATABASE_URL": services.database_url,
+        "REDIS_URL": services.redis_url,
         "SECRET_KEY": "bench-" + os.urandom(16).hex(),
         "DEBUG": "false",
         "DJANGO_SETTINGS_MODULE": "controlplane.settings",
@@ -271,13 +234,7 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, signal.SIGKILL)
                 server.wait()
-        from django.db import connections
-
-        connections.close_all()
-        admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-        admin.close()
-        redis.Redis.from_url(redis_url).flushdb()
-        control.delete(LEASE_KEY.format(n=n))
+        services.release()
 
 
 if __name__ == "__main__":

@@ -18,21 +18,21 @@ The machine is shared and noisy; compare ratios, not absolutes.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
-
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+from bench._common import Brokerd, print_results  # noqa: E402
+
 PAYLOAD = b"x" * 1024
 
 
@@ -41,51 +41,6 @@ def start_sink() -> tuple[subprocess.Popen, int]:
                              "--topic", "p6=6"], stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     return proc, int(line.split()[1])
-
-
-class Brokerd:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.data = root / "data"
-        self.proc: subprocess.Popen | None = None
-        self.port = 0
-        self.admin = 0
-
-    def start(self) -> float:
-        """Start; returns seconds from spawn to /healthz 200."""
-        (self.data / "listeners.json").unlink(missing_ok=True)
-        env = dict(os.environ, PYTHONPATH=str(REPO))
-        t0 = time.monotonic()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "brokerd", "serve", "--data-dir", str(self.data),
-             "--listener", f"PLAINTEXT://127.0.0.1:{self.port}",
-             "--admin-listener", f"127.0.0.1:{self.admin}",
-             "--log-file", str(self.root / "brokerd.log")], cwd=REPO, env=env, stdout=subprocess.DEVNULL)
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError("brokerd exited")
-            try:
-                info = json.loads((self.data / "listeners.json").read_text())
-                if info["pid"] == self.proc.pid:
-                    self.port, self.admin = info["listeners"]["PLAINTEXT"], info["admin"]
-                    with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/healthz", timeout=1) as r:
-                        if r.status == 200:
-                            return time.monotonic() - t0
-            except (OSError, ValueError, KeyError):
-                pass
-            time.sleep(0.005)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(30)
-
-    def rss_mb(self) -> float:
-        with open(f"/proc/{self.proc.pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        return -1.0
 
 
 def produce_throughput(bootstrap: str, topic: str, acks: str, n: int) -> float:
@@ -167,9 +122,7 @@ def latency_only(seconds: float) -> int:
             sink.terminate()
             sink.wait()
             b.stop()
-    width = max(len(k) for k in results)
-    for k, v in results.items():
-        print(f"{k:<{width}}  {v:10.2f}")
+    print_results(results)
     return 0
 
 
@@ -224,9 +177,7 @@ def main() -> int:
         serving = [line for line in log if "serving" in line][-1]
         results["restart_internal_ms"] = float(serving.rsplit(",", 1)[1].split()[0])
         b.stop()
-    width = max(len(k) for k in results)
-    for k, v in results.items():
-        print(f"{k:<{width}}  {v:10.2f}")
+    print_results(results)
     return 0
 
 

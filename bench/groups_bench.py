@@ -13,15 +13,11 @@ Prints:
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,61 +26,7 @@ sys.path.insert(0, str(REPO))
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
-
-class Brokerd:
-    def __init__(self, root: Path, settings: dict[str, object]) -> None:
-        self.root = root
-        self.data = root / "data"
-        self.data.mkdir(parents=True, exist_ok=True)
-        self.settings = settings
-        self.proc: subprocess.Popen | None = None
-        self.port = 0
-        self.admin = 0
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> float:
-        (self.data / "listeners.json").unlink(missing_ok=True)
-        cmd = [
-            sys.executable,
-            "-m",
-            "brokerd",
-            "serve",
-            "--data-dir",
-            str(self.data),
-            "--listener",
-            f"PLAINTEXT://127.0.0.1:{self.port}",
-            "--admin-listener",
-            f"127.0.0.1:{self.admin}",
-            "--log-file",
-            str(self.root / "brokerd.log"),
-        ]
-        for k, v in self.settings.items():
-            cmd += ["--set", f"{k}={v}"]
-        t0 = time.monotonic()
-        self.proc = subprocess.Popen(
-            cmd, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.DEVNULL
-        )
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError("brokerd exited")
-            try:
-                info = json.loads((self.data / "listeners.json").read_text())
-                if info["pid"] == self.proc.pid:
-                    self.port, self.admin = info["listeners"]["PLAINTEXT"], info["admin"]
-                    with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/healthz", timeout=1) as r:
-                        if r.status == 200:
-                            return time.monotonic() - t0
-            except (OSError, ValueError, KeyError):
-                pass
-            time.sleep(0.005)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(30)
+from bench._common import Brokerd, print_results  # noqa: E402
 
 
 def stable_group_seconds(bootstrap: str, members: int = 10, partitions: int = 20) -> float:
@@ -212,9 +154,7 @@ def main() -> int:
         results["commits_per_s_inproc_1"] = inproc_commits_per_second(1, 2000)
         results["commits_per_s_inproc_64"] = inproc_commits_per_second(64, 20000)
         results.update(restart_with_groups(Path(tmp) / "b"))
-    width = max(len(k) for k in results)
-    for k, v in results.items():
-        print(f"{k:<{width}}  {v:10.3f}")
+    print_results(results, places=3)
     return 0
 
 

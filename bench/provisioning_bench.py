@@ -34,16 +34,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "platform"), str(ROOT)]
 
-import psycopg  # noqa: E402
-import redis  # noqa: E402
-
-LEASE_KEY = "kastle:test-redis-db-lease:{n}"
+from bench._common import BenchServices, add_services_args, setup_django  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -57,32 +53,12 @@ def parse_args() -> argparse.Namespace:
         help="of the timed and idle clusters (default SASL_SSL, the platform default); the key "
         "timings use a SASL_PLAINTEXT cluster (a raw PLAIN login)",
     )  # fmt: skip
-    p.add_argument(
-        "--pg", default=os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
-        help="PostgreSQL server URL to create the bench database on",
-    )  # fmt: skip
-    p.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    add_services_args(p)
     p.add_argument("--json", action="store_true", help="print the results as JSON too")
     return p.parse_args()
 
 
 # --- environment ---------------------------------------------------------------------------------
-def lease_redis_db(base: str) -> tuple[int, str, redis.Redis]:
-    control = redis.Redis.from_url(base)
-    owner = f"{socket.gethostname()}:{os.getpid()}"
-    candidates = list(range(1, 16))
-    random.shuffle(candidates)
-    for n in candidates:
-        if control.set(LEASE_KEY.format(n=n), owner, nx=True, ex=3600):
-            return n, f"{base.rsplit('/', 1)[0]}/{n}", control
-    raise SystemExit("no free Redis database to lease (1..15 are all in use)")
-
-
-def with_db(url: str, name: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
-
-
 def free_port_block(size: int) -> tuple[int, int]:
     """A block of ports below Linux's ephemeral range whose first ports are free right now."""
     for _ in range(100):
@@ -198,16 +174,6 @@ class Stack:
 
 
 # --- the control plane, in-process ----------------------------------------------------------------
-def setup_django(env: dict[str, str]) -> None:
-    os.environ.update(env)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", interactive=False, verbosity=0)
-
-
 def api_client():
     from rest_framework.test import APIClient
 
@@ -415,17 +381,14 @@ def bench_idle(api: Api, stack: Stack, host_root: Path, n: int) -> dict:
 
 def main() -> None:
     args = parse_args()
-    db_name = f"kastle_bench_prov_{os.getpid()}"
-    n, redis_url, control = lease_redis_db(args.redis)
-    admin = psycopg.connect(args.pg, autocommit=True)
-    admin.execute(f'CREATE DATABASE "{db_name}"')
+    services = BenchServices.create(args.pg, args.redis, f"kastle_bench_prov_{os.getpid()}")
     workdir = Path(tempfile.mkdtemp(prefix="kastle-prov-bench-"))
     low, high = free_port_block(max(100, 4 * max(args.idle, args.clusters) + 40))
     env = {
         **os.environ,
-        "DATABASE_URL": with_db(args.pg, db_name),
+        "DATABASE_URL": services.database_url,
         "DATABASE_CONN_MAX_AGE": "0",
-        "REDIS_URL": redis_url,
+        "REDIS_URL": services.redis_url,
         "SECRET_KEY": "bench-" + os.urandom(16).hex(),
         "DEBUG": "false",
         "ALLOWED_HOSTS": "testserver,localhost,127.0.0.1",
@@ -469,13 +432,7 @@ def main() -> None:
         from provisioning import supervisor
 
         supervisor.stop_all(workdir / "data" / "hosts" / "local", timeout=10)
-        from django.db import connections
-
-        connections.close_all()
-        admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-        admin.close()
-        redis.Redis.from_url(redis_url).flushdb()
-        control.delete(LEASE_KEY.format(n=n))
+        services.release()
         shutil.rmtree(workdir, ignore_errors=True)
 
     print(
