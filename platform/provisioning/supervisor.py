@@ -213,14 +213,30 @@ def brokerd_command(paths: BrokerPaths) -> list[str]:
     ]
 
 
+#: The worker's environment variables a broker must not inherit: brokerd reads none of them, and a
+#: compromised broker process must not learn SECRET_KEY (every cluster's internal credential, the
+#: broker TLS keys' encryption, sessions) or the database and Redis URLs (docs/security.md).
+_SECRET_ENV = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
+_SECRET_ENV_WORDS = ("SECRET", "PASSWORD", "TOKEN", "CREDENTIAL", "PRIVATE")
+
+
+def brokerd_env() -> dict[str, str]:
+    """The environment a brokerd process starts with: the worker's, minus its secrets."""
+    env = {
+        k: v for k, v in os.environ.items()
+        if k not in _SECRET_ENV and not any(word in k.upper() for word in _SECRET_ENV_WORDS)
+        and not k.startswith("DJANGO_")
+    }
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
 def spawn(paths: BrokerPaths) -> subprocess.Popen:
     """Start brokerd detached: its own session (a worker restart or Ctrl-C never reaches it)."""
     paths.root.mkdir(parents=True, exist_ok=True)
     paths.pidfile.unlink(missing_ok=True)
     (paths.data / "listeners.json").unlink(missing_ok=True)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env = brokerd_env()
     with open(paths.stderr, "ab") as err:
         proc = subprocess.Popen(
             brokerd_command(paths),

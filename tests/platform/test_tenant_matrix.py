@@ -372,3 +372,23 @@ def test_key_of_tenant_a_fails_on_tenant_b_broker(broker_factory) -> None:
     for mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
         assert _auth_result(b, "AKEYAAAAAAAAAAAA", "secret-of-a", mechanism) == "_AUTHENTICATION", mechanism
     assert _auth_result(b, "SHAREDNAME000000", "secret-of-a", "PLAIN") == "_AUTHENTICATION"
+
+
+def test_brokerd_does_not_inherit_the_control_plane_secrets(monkeypatch) -> None:
+    """A broker process serves hostile input from the network: if it were compromised it must not
+    learn SECRET_KEY (every cluster's internal credential derives from it) or the database URL.
+    brokerd read none of these, but the worker passed it its whole environment."""
+    from provisioning import supervisor
+
+    monkeypatch.setenv("SECRET_KEY", "worker-secret-key")
+    monkeypatch.setenv("DATABASE_URL", "postgres://kastle:pw@db/kastle")
+    monkeypatch.setenv("REDIS_URL", "redis://:pw@redis:6379/0")
+    monkeypatch.setenv("KASTLE_SMTP_PASSWORD", "pw")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "pw")
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    env = supervisor.brokerd_env()
+    for name in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "KASTLE_SMTP_PASSWORD", "AWS_SECRET_ACCESS_KEY",
+                 "DJANGO_SETTINGS_MODULE"):
+        assert name not in env, name
+    assert "worker-secret-key" not in "".join(env.values())
+    assert env["LANG"] == "C.UTF-8" and env["PYTHONPATH"]
