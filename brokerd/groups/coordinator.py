@@ -102,6 +102,22 @@ class GroupMetrics:
     members_by_group: dict[str, int]
 
 
+@dataclass(slots=True)
+class _JoinRequest:
+    """A JoinGroup request as the state machine reads it (``member_id`` "" for an unknown member)."""
+
+    member_id: str
+    instance_id: str | None
+    protocol_type: str
+    protocols: list[tuple[str, bytes]]
+    session_ms: int
+    rebalance_ms: int
+    client_id: str
+    client_host: str
+    api_version: int
+    reason: str | None
+
+
 def _wall_ms() -> int:
     return int(time.time() * 1000)
 
@@ -212,11 +228,7 @@ class GroupCoordinator:
             self._expiry_handle.cancel()
             self._expiry_handle = None
         for group in self._groups.values():
-            self._cancel_join_timer(group)
-            self._cancel_sync_timer(group)
-            for handle in group.pending_members.values():
-                if handle is not None:
-                    handle.cancel()
+            self._cancel_timers(group)
             for member in group.members.values():
                 member.cancel_heartbeat()
                 group.complete_join(member, JoinResult(E.not_coordinator, member.member_id))
@@ -234,20 +246,37 @@ class GroupCoordinator:
     def _now(self) -> int:
         return self._clock()
 
+    def _unavailable(self) -> ErrorCode | None:
+        """The error while not serving: still loading, or not started (or closed)."""
+        if self._active:
+            return None
+        return E.coordinator_load_in_progress if self._loading else E.coordinator_not_available
+
+    def _not_serving(self, key: str) -> ErrorCode | None:
+        """The error while not serving, or while ``key`` belongs to another coordinator."""
+        error = self._unavailable()
+        if error is None and self._is_coordinator_for is not None and not self._is_coordinator_for(key):
+            return E.not_coordinator
+        return error
+
     def _validate(self, group_id: str | None, *, allow_empty_id: bool) -> ErrorCode | None:
         if group_id is None or (not allow_empty_id and group_id == ""):
             return E.invalid_group_id
-        if not self._active:
-            return E.coordinator_load_in_progress if self._loading else E.coordinator_not_available
-        if self._is_coordinator_for is not None and not self._is_coordinator_for(group_id):
-            return E.not_coordinator
-        return None
+        return self._not_serving(group_id)
 
     def _get_or_create(self, group_id: str) -> Group:
         group = self._groups.get(group_id)
         if group is None:
             group = self._groups[group_id] = Group(group_id, GroupState.EMPTY, self._now())
         return group
+
+    def _cancel_timers(self, group: Group) -> None:
+        """The group's join and sync timers and its pending members' expiry."""
+        self._cancel_join_timer(group)
+        self._cancel_sync_timer(group)
+        for handle in group.pending_members.values():
+            if handle is not None:
+                handle.cancel()
 
     def _track(self, fut: asyncio.Future[None]) -> None:
         """Keep a fire-and-forget store append referenced and its failure logged."""
@@ -267,10 +296,9 @@ class GroupCoordinator:
         if key_type != COORDINATOR_TYPE_GROUP:
             # Transactions are not supported (and not advertised).
             return E.invalid_request, -1
-        if not self._active:
-            return (E.coordinator_load_in_progress if self._loading else E.coordinator_not_available), -1
-        if self._is_coordinator_for is not None and not self._is_coordinator_for(key):
-            return E.not_coordinator, -1
+        error = self._not_serving(key)
+        if error is not None:
+            return error, -1
         return E.none, self.node_id
 
     # ==== JoinGroup ===========================================================================
@@ -295,9 +323,7 @@ class GroupCoordinator:
         fut: asyncio.Future[JoinResult] = self._loop.create_future()
         if rebalance_timeout_ms is None or rebalance_timeout_ms < 0:
             rebalance_timeout_ms = session_timeout_ms  # JoinGroup v0 has no rebalance timeout
-        self._handle_join(
-            fut,
-            group_id,
+        request = _JoinRequest(
             member_id or "",
             group_instance_id,
             protocol_type,
@@ -309,23 +335,12 @@ class GroupCoordinator:
             api_version,
             reason,
         )
+        self._handle_join(fut, group_id, request)
         return await fut
 
-    def _handle_join(
-        self,
-        fut: asyncio.Future[JoinResult],
-        group_id: str,
-        member_id: str,
-        instance_id: str | None,
-        protocol_type: str,
-        protocols: list[tuple[str, bytes]],
-        session_ms: int,
-        rebalance_ms: int,
-        client_id: str,
-        client_host: str,
-        api_version: int,
-        reason: str | None,
-    ) -> None:
+    def _handle_join(self, fut: asyncio.Future[JoinResult], group_id: str, req: _JoinRequest) -> None:
+        member_id = req.member_id
+
         def respond(result: JoinResult) -> None:
             if not fut.done():
                 fut.set_result(result)
@@ -334,7 +349,7 @@ class GroupCoordinator:
         if error is not None:
             return respond(JoinResult(error, member_id))
         cfg = self.config
-        if not cfg.min_session_timeout_ms <= session_ms <= cfg.max_session_timeout_ms:
+        if not cfg.min_session_timeout_ms <= req.session_ms <= cfg.max_session_timeout_ms:
             return respond(JoinResult(E.invalid_session_timeout, member_id))
         is_unknown = member_id == ""
         group = self._groups.get(group_id)
@@ -351,33 +366,9 @@ class GroupCoordinator:
                 removed.cancel_heartbeat()
             respond(JoinResult(E.group_max_size_reached, ""))
         elif is_unknown:
-            self._join_new_member(
-                group,
-                fut,
-                instance_id,
-                protocol_type,
-                protocols,
-                session_ms,
-                rebalance_ms,
-                client_id,
-                client_host,
-                api_version,
-                reason,
-            )
+            self._join_new_member(group, fut, req)
         else:
-            self._join_existing_member(
-                group,
-                fut,
-                member_id,
-                instance_id,
-                protocol_type,
-                protocols,
-                session_ms,
-                rebalance_ms,
-                client_id,
-                client_host,
-                reason,
-            )
+            self._join_existing_member(group, fut, req)
         if group.is_(GroupState.PREPARING_REBALANCE):
             self._try_complete_join(group)
         if (
@@ -398,27 +389,15 @@ class GroupCoordinator:
             return (member is not None and member.is_awaiting_join) or group.num_awaiting_join < max_size
         return member_id in group.members or len(group.members) < max_size
 
-    def _join_new_member(
-        self,
-        group: Group,
-        fut: asyncio.Future[JoinResult],
-        instance_id: str | None,
-        protocol_type: str,
-        protocols: list[tuple[str, bytes]],
-        session_ms: int,
-        rebalance_ms: int,
-        client_id: str,
-        client_host: str,
-        api_version: int,
-        reason: str | None,
-    ) -> None:
+    def _join_new_member(self, group: Group, fut: asyncio.Future[JoinResult], req: _JoinRequest) -> None:
         if group.is_(GroupState.DEAD):
             fut.set_result(JoinResult(E.coordinator_not_available, ""))
             return
-        if not group.supports_protocols(protocol_type, protocols):
+        if not group.supports_protocols(req.protocol_type, req.protocols):
             fut.set_result(JoinResult(E.inconsistent_group_protocol, ""))
             return
-        member_id = new_member_id(client_id, instance_id)
+        instance_id = req.instance_id
+        member_id = new_member_id(req.client_id, instance_id)
         if instance_id is not None:
             existing = group.static_member_id(instance_id)
             if existing is not None:
@@ -430,91 +409,32 @@ class GroupCoordinator:
                     existing,
                     group.state.value,
                 )
-                self._update_static_member_and_rebalance(
-                    group,
-                    existing,
-                    member_id,
-                    instance_id,
-                    protocols,
-                    rebalance_ms,
-                    session_ms,
-                    fut,
-                    api_version,
-                    reason,
-                )
+                self._update_static_member_and_rebalance(group, existing, member_id, instance_id, req, fut)
             else:
-                self._add_member_and_rebalance(
-                    group,
-                    member_id,
-                    instance_id,
-                    client_id,
-                    client_host,
-                    rebalance_ms,
-                    session_ms,
-                    protocol_type,
-                    protocols,
-                    fut,
-                    reason,
-                )
-        elif api_version >= 4:
+                self._add_member_and_rebalance(group, member_id, req, fut)
+        elif req.api_version >= 4:
             # KIP-394: hand out a member id and ask the client to rejoin with it.
             assert self._loop is not None
             group.pending_members[member_id] = self._loop.call_later(
-                session_ms / 1000, self._on_pending_member_expired, group, member_id
+                req.session_ms / 1000, self._on_pending_member_expired, group, member_id
             )
             fut.set_result(JoinResult(E.member_id_required, member_id))
         else:
-            self._add_member_and_rebalance(
-                group,
-                member_id,
-                None,
-                client_id,
-                client_host,
-                rebalance_ms,
-                session_ms,
-                protocol_type,
-                protocols,
-                fut,
-                reason,
-            )
+            self._add_member_and_rebalance(group, member_id, req, fut)
 
-    def _join_existing_member(
-        self,
-        group: Group,
-        fut: asyncio.Future[JoinResult],
-        member_id: str,
-        instance_id: str | None,
-        protocol_type: str,
-        protocols: list[tuple[str, bytes]],
-        session_ms: int,
-        rebalance_ms: int,
-        client_id: str,
-        client_host: str,
-        reason: str | None,
-    ) -> None:
+    def _join_existing_member(self, group: Group, fut: asyncio.Future[JoinResult], req: _JoinRequest) -> None:
+        member_id, instance_id, protocols = req.member_id, req.instance_id, req.protocols
         if group.is_(GroupState.DEAD):
             fut.set_result(JoinResult(E.coordinator_not_available, member_id))
             return
-        if not group.supports_protocols(protocol_type, protocols):
+        if not group.supports_protocols(req.protocol_type, protocols):
             fut.set_result(JoinResult(E.inconsistent_group_protocol, member_id))
             return
         if group.is_pending(member_id):
             if instance_id is not None:  # a pending member is always dynamic
                 fut.set_result(JoinResult(E.unknown_member_id, member_id))
                 return
-            self._add_member_and_rebalance(
-                group,
-                member_id,
-                None,
-                client_id,
-                client_host,
-                rebalance_ms,
-                session_ms,
-                protocol_type,
-                protocols,
-                fut,
-                reason,
-            )
+            self._add_member_and_rebalance(group, member_id, req, fut)
             return
         error = group.validate_member(member_id, instance_id)
         if error is not None:
@@ -523,27 +443,26 @@ class GroupCoordinator:
         member = group.members[member_id]
         state = group.state
         if state is GroupState.PREPARING_REBALANCE:
-            self._update_member_and_rebalance(group, member, protocols, rebalance_ms, session_ms, fut, reason)
+            self._update_member_and_rebalance(group, member, req, fut)
         elif state is GroupState.COMPLETING_REBALANCE:
             if member.matches(protocols):
                 # The member lost the JoinGroup response: repeat this generation's answer.
                 fut.set_result(self._join_result(group, member, with_members=group.is_leader(member_id)))
             else:
-                self._update_member_and_rebalance(
-                    group, member, protocols, rebalance_ms, session_ms, fut, reason
-                )
+                self._update_member_and_rebalance(group, member, req, fut)
         elif state is GroupState.STABLE:
             if group.is_leader(member_id) or not member.matches(protocols):
                 # A rejoining leader forces a rebalance (e.g. topic metadata changed).
-                self._update_member_and_rebalance(
-                    group, member, protocols, rebalance_ms, session_ms, fut, reason
-                )
+                self._update_member_and_rebalance(group, member, req, fut)
             else:
                 fut.set_result(self._join_result(group, member, with_members=False))
         else:
             fut.set_result(JoinResult(E.unknown_member_id, member_id))
 
-    def _join_result(self, group: Group, member: Member, *, with_members: bool) -> JoinResult:
+    def _join_result(
+        self, group: Group, member: Member, *, with_members: bool, skip_assignment: bool = False
+    ) -> JoinResult:
+        """This generation's JoinGroup answer to ``member`` (the members' metadata if ``with_members``)."""
         return JoinResult(
             E.none,
             member.member_id,
@@ -551,26 +470,23 @@ class GroupCoordinator:
             group.protocol_type,
             group.protocol_name,
             group.leader_id or "",
-            False,
+            skip_assignment,
             group.current_member_metadata() if with_members else [],
         )
 
     def _add_member_and_rebalance(
-        self,
-        group: Group,
-        member_id: str,
-        instance_id: str | None,
-        client_id: str,
-        client_host: str,
-        rebalance_ms: int,
-        session_ms: int,
-        protocol_type: str,
-        protocols: list[tuple[str, bytes]],
-        fut: asyncio.Future[JoinResult],
-        reason: str | None,
+        self, group: Group, member_id: str, req: _JoinRequest, fut: asyncio.Future[JoinResult]
     ) -> None:
+        """Add ``member_id`` (with the request's static instance id, if any) and rebalance."""
         member = Member(
-            member_id, instance_id, client_id, client_host, rebalance_ms, session_ms, protocol_type, protocols
+            member_id,
+            req.instance_id,
+            req.client_id,
+            req.client_host,
+            req.rebalance_ms,
+            req.session_ms,
+            req.protocol_type,
+            req.protocols,
         )
         member.is_new = True
         if group.is_(GroupState.PREPARING_REBALANCE) and group.previous_state is GroupState.EMPTY:
@@ -578,20 +494,13 @@ class GroupCoordinator:
         group.add(member, fut)
         # A parked new member cannot heartbeat; time its JoinGroup out instead (KIP-394).
         self._reschedule_heartbeat(group, member, self.config.new_member_join_timeout_ms)
-        self._maybe_prepare_rebalance(group, f"adding new member {member_id}; reason: {reason}")
+        self._maybe_prepare_rebalance(group, f"adding new member {member_id}; reason: {req.reason}")
 
     def _update_member_and_rebalance(
-        self,
-        group: Group,
-        member: Member,
-        protocols: list[tuple[str, bytes]],
-        rebalance_ms: int,
-        session_ms: int,
-        fut: asyncio.Future[JoinResult],
-        reason: str | None,
+        self, group: Group, member: Member, req: _JoinRequest, fut: asyncio.Future[JoinResult]
     ) -> None:
-        group.update_member(member, protocols, rebalance_ms, session_ms, fut)
-        self._maybe_prepare_rebalance(group, f"member {member.member_id} rejoins; reason: {reason}")
+        group.update_member(member, req.protocols, req.rebalance_ms, req.session_ms, fut)
+        self._maybe_prepare_rebalance(group, f"member {member.member_id} rejoins; reason: {req.reason}")
 
     def _update_static_member_and_rebalance(
         self,
@@ -599,19 +508,15 @@ class GroupCoordinator:
         old_id: str,
         new_id: str,
         instance_id: str,
-        protocols: list[tuple[str, bytes]],
-        rebalance_ms: int,
-        session_ms: int,
+        req: _JoinRequest,
         fut: asyncio.Future[JoinResult],
-        api_version: int,
-        reason: str | None,
     ) -> None:
         current_leader = group.leader_id
         member = group.replace_static_member(instance_id, old_id, new_id)
         self._reschedule_heartbeat(group, member)
         old_protocols = member.protocols
         old_rebalance, old_session = member.rebalance_timeout_ms, member.session_timeout_ms
-        group.update_member(member, protocols, rebalance_ms, session_ms, fut)
+        group.update_member(member, req.protocols, req.rebalance_ms, req.session_ms, fut)
 
         if group.is_(GroupState.STABLE):
             if group.protocol_name == group.select_protocol():
@@ -644,17 +549,10 @@ class GroupCoordinator:
                                 )
                             )
                         return
-                    if api_version >= 9:
+                    if req.api_version >= 9:
                         is_leader = group.is_leader(new_id)
-                        result = JoinResult(
-                            E.none,
-                            new_id,
-                            group.generation_id,
-                            group.protocol_type,
-                            group.protocol_name,
-                            group.leader_id or "",
-                            is_leader,
-                            group.current_member_metadata() if is_leader else [],
+                        result = self._join_result(
+                            group, member, with_members=is_leader, skip_assignment=is_leader
                         )
                     else:
                         # Return the old leader id so that a returning leader does not compute an
@@ -672,7 +570,8 @@ class GroupCoordinator:
                 stored.add_done_callback(done)
             else:
                 self._maybe_prepare_rebalance(
-                    group, f"static member {instance_id} rejoined with a change of protocol; reason: {reason}"
+                    group,
+                    f"static member {instance_id} rejoined with a change of protocol; reason: {req.reason}",
                 )
         elif group.is_(GroupState.COMPLETING_REBALANCE):
             # The leader may have been given the old member id; rebalance so that assignments match.
@@ -777,21 +676,9 @@ class GroupCoordinator:
             group.protocol_name,
             group.leader_id,
         )
-        members_metadata = group.current_member_metadata()
         for member in list(group.members.values()):
-            is_leader = group.is_leader(member.member_id)
             group.complete_join(
-                member,
-                JoinResult(
-                    E.none,
-                    member.member_id,
-                    group.generation_id,
-                    group.protocol_type,
-                    group.protocol_name,
-                    group.leader_id or "",
-                    False,
-                    members_metadata if is_leader else [],
-                ),
+                member, self._join_result(group, member, with_members=group.is_leader(member.member_id))
             )
             self._reschedule_heartbeat(group, member)
             member.is_new = False
@@ -1229,8 +1116,9 @@ class GroupCoordinator:
     def list_groups(
         self, states: Iterable[str] | None = None, types: Iterable[str] | None = None
     ) -> tuple[ErrorCode, list[GroupListing]]:
-        if not self._active:
-            return (E.coordinator_load_in_progress if self._loading else E.coordinator_not_available), []
+        error = self._unavailable()
+        if error is not None:
+            return error, []
         state_filter = {s.lower() for s in states or ()}
         type_filter = {t.lower() for t in types or ()}
         if type_filter and "classic" not in type_filter:
@@ -1272,11 +1160,7 @@ class GroupCoordinator:
 
     def _kill_group(self, group: Group) -> None:
         group.transition(GroupState.DEAD, self._now())
-        self._cancel_join_timer(group)
-        self._cancel_sync_timer(group)
-        for handle in group.pending_members.values():
-            if handle is not None:
-                handle.cancel()
+        self._cancel_timers(group)
         group.pending_members.clear()
         group.offsets.clear()
         if self._groups.get(group.group_id) is group:
