@@ -43,7 +43,7 @@ MEMBER_WRITES = {
 # Portal pages that do not need a log-in.
 PUBLIC_PORTAL = {"signup", "login", "logout", "invite"}
 # Portal writes a plain member may make.
-PORTAL_MEMBER_WRITES = {"password", "messages", "tokens"}
+PORTAL_MEMBER_WRITES = {"password", "tokens"}  # your own password, your own REST tokens
 
 
 def _walk(patterns, prefix: str = ""):
