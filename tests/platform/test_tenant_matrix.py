@@ -322,8 +322,12 @@ def broker_factory(tmp_path_factory):
 
     started: list = []
 
-    def make(**options: object):
+    def make(credentials: dict | None = None, **options: object):
         b = Broker(tmp_path_factory.mktemp("brokerd"), **options)
+        if credentials is not None:  # a credentials file as the control plane renders it
+            from provisioning import brokerconf
+
+            brokerconf.write_credentials(b.credentials_path, credentials)
         started.append(b)
         return b.start()
 
@@ -363,15 +367,32 @@ def _auth_result(broker, user: str, password: str, mechanism: str, timeout: floa
 
 
 def test_key_of_tenant_a_fails_on_tenant_b_broker(broker_factory) -> None:
-    """Each cluster's brokerd has its own credentials file: A's key authenticates on A's broker and
-    fails authentication on B's (PLAIN and both SCRAMs), also where B has a key of the same name."""
-    a = broker_factory(sasl=True, users={"AKEYAAAAAAAAAAAA": "secret-of-a"})
-    b = broker_factory(sasl=True, users={"BKEYBBBBBBBBBBBB": "secret-of-b", "SHAREDNAME000000": "b-version"})
-    assert _auth_result(a, "AKEYAAAAAAAAAAAA", "secret-of-a", "SCRAM-SHA-256", 10) == "ok"  # control
-    assert _auth_result(b, "BKEYBBBBBBBBBBBB", "secret-of-b", "PLAIN", 10) == "ok"
+    """Each cluster's brokerd gets its own credentials file, rendered by the control plane from that
+    cluster's keys only: A's key authenticates on A's broker and fails on B's (PLAIN and both
+    SCRAMs). The internal user has the same name on every cluster, but its password derives from
+    the cluster id, so A's internal credential does not open B's broker either."""
+    from iam import selectors as iam_selectors
+    from tests.platform.factories import ApiKeyFactory, ClusterFactory, OrganizationFactory
+
+    cluster_a = ClusterFactory(organization=OrganizationFactory())
+    cluster_b = ClusterFactory(organization=OrganizationFactory())
+    secret_a, secret_b = "secret-of-a-" + "a" * 40, "secret-of-b-" + "b" * 40
+    key_a = ApiKeyFactory(cluster=cluster_a, key="AKEYAAAAAAAAAAAA", secret=secret_a)
+    key_b = ApiKeyFactory(cluster=cluster_b, key="BKEYBBBBBBBBBBBB", secret=secret_b)
+    entries_a = iam_selectors.cluster_credential_entries(cluster=cluster_a)
+    entries_b = iam_selectors.cluster_credential_entries(cluster=cluster_b)
+    assert key_a.key in entries_a and key_a.key not in entries_b and key_b.key not in entries_a
+    a = broker_factory(sasl=True, users={}, credentials=entries_a)
+    b = broker_factory(sasl=True, users={}, credentials=entries_b)
+
+    assert _auth_result(a, key_a.key, secret_a, "SCRAM-SHA-256", 10) == "ok"  # control
+    assert _auth_result(b, key_b.key, secret_b, "PLAIN", 10) == "ok"
     for mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
-        assert _auth_result(b, "AKEYAAAAAAAAAAAA", "secret-of-a", mechanism) == "_AUTHENTICATION", mechanism
-    assert _auth_result(b, "SHAREDNAME000000", "secret-of-a", "PLAIN") == "_AUTHENTICATION"
+        assert _auth_result(b, key_a.key, secret_a, mechanism) == "_AUTHENTICATION", mechanism
+    internal = cluster_a.internal_username
+    assert internal == cluster_b.internal_username
+    assert _auth_result(a, internal, cluster_a.internal_password(), "SCRAM-SHA-512", 10) == "ok"
+    assert _auth_result(b, internal, cluster_a.internal_password(), "SCRAM-SHA-512") == "_AUTHENTICATION"
 
 
 def test_brokerd_does_not_inherit_the_control_plane_secrets(monkeypatch) -> None:
