@@ -189,8 +189,8 @@ def mark_running_if_ready(cluster_id: int) -> bool:
             bootstrap_servers=_bootstrap(brokers),
         )
         _operation_done(cluster)
-        acl_services.sync_on_commit(cluster_id)  # keys issued while provisioning get their ACLs now
     logger.info("cluster %s RUNNING", cluster.public_id)
+    acl_services.sync_now_or_later(cluster_id)  # keys issued while provisioning get their ACLs now
     return True
 
 

@@ -21,6 +21,7 @@ from tests.e2e.provisioning_stack import (
     provisioning_env,
     sasl,
     stop_brokers,
+    wait_status,
 )
 from tests.helpers import wait_until
 from tests.platform.api import Tenant, assert_error, assert_page
@@ -248,10 +249,17 @@ def test_scoped_keys_can_do_exactly_what_their_scope_allows(e2e):
 def test_acl_rest_round_trip_service_accounts_and_tenancy(e2e):
     tenant = Tenant("owner")
     client = tenant.client
-    cluster = create_running_cluster(client, name="acls")
-    cid, bootstrap = cluster["id"], cluster["bootstrap_servers"]
+    # the cluster's first key, issued while it is still PROVISIONING, gets full access once RUNNING
+    created = client.post(
+        "/api/v1/clusters", {"name": "acls", "plan": "basic", "security_protocol": "SASL_PLAINTEXT"}
+    )
+    assert created.status_code == 202, created.content
+    cid = created.json()["id"]
+    first = client.post(f"/api/v1/clusters/{cid}/api-keys", {"description": "first"}, format="json").json()
+    bootstrap = wait_status(client, cid, "RUNNING")["bootstrap_servers"]
     path = f"/api/v1/clusters/{cid}/acls"
-    full = _key(client, cid, bootstrap)
+    full = (first["key"], first["secret"])
+    wait_until(lambda: auth_result(bootstrap, *full, timeout=2) is True, timeout=8, message="first key works")
     app = client.post("/api/v1/service-accounts", {"name": "billing-app"}, format="json").json()
     narrow = _key(
         client,
