@@ -20,7 +20,8 @@ def test_cluster_lifecycle_tasks_run_on_a_real_worker(celery_worker):
 
     assert tenant.client.delete(f"/api/v1/clusters/{cluster_id}").status_code == 202
     celery_worker.wait_for_log("worker", f"cluster_deprovision: {cluster_id} is DELETING", timeout=30)
-    assert Cluster.objects.get(public_id=cluster_id).status == "DELETING"
+    # The worker may already have finished the teardown: DELETING or DELETED, never back.
+    assert Cluster.objects.get(public_id=cluster_id).status in {"DELETING", "DELETED"}
 
 
 def test_worker_restarts_cleanly_and_leaves_no_process_behind(celery_worker):
