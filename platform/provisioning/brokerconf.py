@@ -37,6 +37,8 @@ def plan_settings(plan: Plan) -> dict[str, Any]:
         "log.retention.ms": retention,
         "message.max.bytes": plan.max_message_bytes,
         "max.connections": plan.max_connections,
+        # One leaked or runaway key cannot take every connection of the cluster.
+        "kastle.max.connections.per.principal": max(1, plan.max_connections // 2),
         "kastle.plan.max.partitions": plan.max_partitions,
         "kastle.plan.max.retention.ms": plan.max_retention_ms,
         "kastle.plan.max.message.bytes": plan.max_message_bytes,

@@ -55,6 +55,7 @@ def test_plan_limits_become_broker_settings_that_brokerd_accepts(tmp_path):
     assert values["kastle.plan.max.retention.ms"] == plan.max_retention_ms
     assert values["log.retention.ms"] <= plan.max_retention_ms
     assert values["kastle.quota.user.default.producer_byte_rate"] == plan.ingress_mbps * 1024 * 1024
+    assert 0 < values["kastle.max.connections.per.principal"] < values["max.connections"]
     text = brokerconf.render_toml(values)
     brokerconf.validate(text)  # parsed exactly as brokerd parses it
 
