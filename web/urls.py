@@ -32,7 +32,9 @@ urlpatterns = [
     path(C + "topics/<str:name>/delete/", topics.topic_delete, name="topic_delete"),
     path(C + "api-keys/", keys.api_key_list, name="api_keys"),
     path(C + "api-keys/<str:key>/revoke/", keys.api_key_revoke, name="api_key_revoke"),
+    path(C + "api-keys/<str:key>/rotate/", keys.api_key_rotate, name="api_key_rotate"),
     path(C + "messages/", messages.message_browser, name="messages"),
     path(C + "groups/", groups.group_list, name="groups"),
     path(C + "groups/<str:group_id>/", groups.group_detail, name="group"),
+    path(C + "groups/<str:group_id>/delete/", groups.group_delete, name="group_delete"),
 ]

@@ -1,7 +1,7 @@
 """The whole tenant journey in headless Chromium against a live server, a real worker and brokerd:
 sign up, pick a plan, launch, wait RUNNING (htmx badge), topic, API key, produce from the portal,
 consume with confluent-kafka using the portal's key, see the client's messages in the browser,
-delete the cluster."""
+preview an offset reset and delete the client's consumer group, delete the cluster."""
 
 from __future__ import annotations
 
@@ -170,6 +170,12 @@ def test_tenant_journey_in_the_browser(e2e, live_server, browser_page, screensho
     expect(page.locator("tr.preview-row")).to_have_count(2)
     expect(page.locator("#total-lag")).to_have_text("1")  # nothing changed
     screenshot(page, "08-group")
+    # ... and, with no member left, deleted with its id typed to confirm
+    page.get_by_role("link", name="Delete group").click()
+    page.get_by_label("Type the group id to confirm").fill("journey-reader")
+    page.get_by_role("button", name="Delete group").click()
+    expect(page.get_by_text("Consumer group journey-reader and its offsets were deleted.")).to_be_visible()
+    expect(page.get_by_role("link", name="journey-reader")).to_have_count(0)
 
     # On a phone: no page scrolls sideways (wide tables and code scroll inside their boxes).
     page.set_viewport_size({"width": 390, "height": 844})

@@ -1,4 +1,4 @@
-"""Consumer groups: members, assignments, lag per partition, offset reset with a dry run.
+"""Consumer groups: members, assignments, lag per partition, offset reset with a dry run, delete.
 
 Reads and writes go through `consumergroups.services`, the functions the REST API calls.
 """
@@ -18,6 +18,7 @@ from consumergroups import services as group_services
 from controlplane.errors import ServiceError
 
 from ..portal import apply_service_error, can, portal_view
+from .clusters import ConfirmNameForm
 
 
 @portal_view()
@@ -101,5 +102,36 @@ def group_detail(request: HttpRequest, cluster: Cluster, group_id: str) -> HttpR
             "nav": "overview",
             "tab": "groups",
         },
+        status=status,
+    )
+
+
+@portal_view(read=Role.ADMIN)
+@require_http_methods(["GET", "POST"])
+def group_delete(request: HttpRequest, cluster: Cluster, group_id: str) -> HttpResponse:
+    """Delete an empty group and its committed offsets: the group id typed to confirm (as for a
+    cluster). The broker is the judge of "empty"; a group with members is refused (409)."""
+    form = ConfirmNameForm(request.POST or None, expected=group_id)
+    form.fields["confirm"].label = "Type the group id to confirm"
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                group_services.group_delete(
+                    cluster=cluster, group_id=group_id, actor=Actor.from_request(request)
+                )
+            except ServiceError as exc:
+                apply_service_error(form, exc)
+                status = exc.status_code
+            else:
+                messages.success(request, f"Consumer group {group_id} and its offsets were deleted.")
+                return redirect("web:groups", cluster_id=cluster.public_id)
+        else:
+            status = 400
+    group = group_services.group_get(cluster=cluster, group_id=group_id)
+    return render(
+        request,
+        "web/groups/delete.html",
+        {"cluster": cluster, "group": group, "form": form, "nav": "overview", "tab": "groups"},
         status=status,
     )
