@@ -1,6 +1,6 @@
 """brokerd benchmark: absolute figures plus ratios to an ack-only sink measured in the same run.
 
-    python bench/brokerd_bench.py [--records 200000] [--latency-seconds 5] [--only latency]
+    python bench/brokerd_bench.py [--records 200000] [--latency-seconds 5] [--only latency|idle]
 
 Everything runs on loopback: ``bench/ack_sink.py`` (the baseline: ApiVersions, Metadata and
 Produce, acknowledged without storing) and a real ``brokerd`` in a temporary directory.
@@ -9,7 +9,9 @@ The client is librdkafka (confluent-kafka). Figures:
 - produce throughput, 1 KB records, acks=1 and acks=all, 1 and 6 partitions (target >= 0.6x sink);
 - consume throughput reading it back (target >= the produce figure);
 - produce latency p50/p99 at a steady 20 MB/s, linger.ms=0, acks=1 (target p99 <= 5 ms), and acks=all;
-- idle RSS (target <= 40 MB);
+- idle RSS (target <= 40 MB), of a bare broker (PLAINTEXT) and of a provisioned-style one: the TOML
+  platform/provisioning/brokerconf.py renders (SASL_SSL with a certificate, authorizer, plan caps and
+  quotas, super.users, a credentials file), started as the supervisor does (``--config``);
 - time from restart to serving with 1,000 partitions (target <= 1 s).
 
 The machine is shared and noisy; compare ratios, not absolutes.
@@ -18,15 +20,20 @@ The machine is shared and noisy; compare ratios, not absolutes.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import types
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(1, str(REPO / "platform"))
 
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
@@ -99,6 +106,108 @@ def latency(bootstrap: str, topic: str, acks: str, mb_per_s: float, seconds: flo
     return statistics.median(lat) * 1000, lat[int(len(lat) * 0.99)] * 1000
 
 
+IDLE_SECONDS = 2.0  # after /healthz: start-up garbage collected, the broker idle
+
+
+def _brokerconf():
+    """platform/provisioning/brokerconf.py without Django (its one model import is a constant)."""
+    stubbed = "clusters.models" not in sys.modules
+    if stubbed:
+        stub = types.ModuleType("clusters.models")
+        stub.INTERNAL_USERNAME = "kastle-internal"  # clusters.models.INTERNAL_USERNAME
+        sys.modules["clusters.models"] = stub
+    try:
+        from provisioning import brokerconf
+    finally:
+        if stubbed:
+            del sys.modules["clusters.models"]
+    return brokerconf
+
+
+def provisioned_config(root: Path) -> Path:
+    """A broker's config as provisioning renders it (basic plan, SASL_SSL), with its cert and credentials."""
+    from brokerd import credentials
+    from clusters.plans import PLANS
+    from pki import ca
+
+    brokerconf = _brokerconf()
+    authority = ca.generate_ca("Kastle bench CA")
+    issued = ca.issue_server_certificate(
+        authority.key_pem, authority.cert_pem, common_name="broker", hosts=("127.0.0.1",), valid_days=30
+    )
+    tls = {"cert": root / "broker.crt", "key": root / "broker.key"}
+    tls["cert"].write_text(issued.cert_pem)
+    tls["key"].write_text(issued.key_pem)
+    creds = root / "credentials.json"
+    credentials.set_user(creds, "kastle-internal", "bench-secret")
+    settings = brokerconf.broker_settings(
+        public_id="kc-bench", plan=PLANS["basic"], node_id=1, address="127.0.0.1", port=0, admin_port=0,
+        data_dir=root / "data", credentials_file=creds, security_protocol="SASL_SSL", tls_files=tls,
+    )  # fmt: skip
+    text = brokerconf.render_toml(settings)
+    brokerconf.validate(text)
+    path = root / "brokerd.toml"
+    path.write_text(text)
+    return path
+
+
+def idle_rss_provisioned(root: Path) -> float:
+    """Idle RSS (MB) of brokerd started as platform/provisioning/supervisor.py does."""
+    config = provisioned_config(root)
+    data = root / "data"
+    data.mkdir(exist_ok=True)
+    cmd = [sys.executable, "-m", "brokerd", "serve", "--config", str(config),
+           "--pidfile", str(root / "brokerd.pid"), "--log-file", str(root / "brokerd.log")]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError("provisioned-style brokerd exited; see " + str(root / "brokerd.log"))
+            if time.monotonic() > deadline:
+                raise RuntimeError("provisioned-style brokerd did not become healthy in 60 s")
+            try:
+                info = json.loads((data / "listeners.json").read_text())
+                if info["pid"] == proc.pid:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{info['admin']}/healthz", timeout=1) as r:
+                        if r.status == 200:
+                            break
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.01)
+        time.sleep(IDLE_SECONDS)
+        with open(f"/proc/{proc.pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return -1.0
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def idle_only() -> int:
+    """Idle RSS of a bare and of a provisioned-style brokerd (target <= 40 MB each)."""
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="brokerd-bench-") as tmp:
+        b = Brokerd(Path(tmp) / "bare")
+        b.start()
+        try:
+            time.sleep(IDLE_SECONDS)
+            results["idle_rss_mb"] = b.rss_mb()
+        finally:
+            b.stop()
+        prov = Path(tmp) / "provisioned"
+        prov.mkdir()
+        results["idle_rss_provisioned_mb"] = idle_rss_provisioned(prov)
+    print_results(results)
+    over = [k for k, v in results.items() if v > 40]
+    if over:
+        print(f"over the 40 MB idle target: {', '.join(over)}", file=sys.stderr)
+    return 1 if over else 0
+
+
 def latency_only(seconds: float) -> int:
     """The latency section alone: sink, then brokerd acks=1 and acks=all, with ratios to the sink."""
     results: dict[str, float] = {}
@@ -130,17 +239,25 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=200_000)
     ap.add_argument("--latency-seconds", type=float, default=5.0)
-    ap.add_argument("--only", choices=("latency",), help="run one section (with its sink baseline)")
+    ap.add_argument(
+        "--only", choices=("latency", "idle"),
+        help="run one section: latency (with its sink baseline) or idle (bare and provisioned-style RSS)",
+    )  # fmt: skip
     args = ap.parse_args()
     if args.only == "latency":
         return latency_only(args.latency_seconds)
+    if args.only == "idle":
+        return idle_only()
     n = args.records
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="brokerd-bench-") as tmp:
         b = Brokerd(Path(tmp))
         b.start()
-        time.sleep(0.5)
+        time.sleep(IDLE_SECONDS)
         results["idle_rss_mb"] = b.rss_mb()
+        prov = Path(tmp) / "provisioned"
+        prov.mkdir()
+        results["idle_rss_provisioned_mb"] = idle_rss_provisioned(prov)
         bootstrap = f"127.0.0.1:{b.port}"
         admin = AdminClient({"bootstrap.servers": bootstrap})
         topics = [NewTopic(f"{a}-p{k}", k, 1) for a in ("acks1", "acksall") for k in (1, 6)]
