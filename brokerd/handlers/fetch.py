@@ -20,6 +20,17 @@ UNKNOWN_TOPIC_OR_PARTITION = 3
 TOPIC_AUTHORIZATION_FAILED = 29
 FETCH_SESSION_ID_NOT_FOUND = 70
 UNKNOWN_TOPIC_ID = 100
+NO_OFFSET = -1  # Kafka's INVALID_HIGH_WATERMARK / INVALID_LAST_STABLE_OFFSET / INVALID_LOG_START_OFFSET
+
+
+def _error_partition(index: int, error: int) -> tuple:
+    """A partition Kafka answers with an error alone (FetchResponse.partitionResponse).
+
+    Offsets -1 and records *empty*, never null: Kafka turns null records into
+    MemoryRecords.EMPTY on the wire, and librdkafka fails the whole response on a null
+    (``invalid MessageSetSize -1``), so the application never sees the error.
+    """
+    return (index, error, NO_OFFSET, NO_OFFSET, NO_OFFSET, b"")
 
 
 def _max_bytes(ctx, request) -> int:
@@ -49,7 +60,7 @@ def _collect(ctx, request, resolved):
         for p in partitions:
             idx = p.partition
             if denied:
-                parts.append((idx, TOPIC_AUTHORIZATION_FAILED, -1, -1, -1, None))
+                parts.append(_error_partition(idx, TOPIC_AUTHORIZATION_FAILED))
                 errors = True
                 continue
             if topic is None or not 0 <= idx < len(topic.partitions):
@@ -58,7 +69,7 @@ def _collect(ctx, request, resolved):
                     if (ctx.api_version >= 13 and topic is None)
                     else UNKNOWN_TOPIC_OR_PARTITION
                 )
-                parts.append((idx, err, -1, -1, -1, None))
+                parts.append(_error_partition(idx, err))
                 errors = True
                 continue
             plog = topic.partitions[idx]
@@ -79,7 +90,8 @@ def _collect(ctx, request, resolved):
             total += n
             remaining -= n
             hw = plog.next_offset
-            parts.append((idx, err, hw, hw, plog.start_offset, records if err == 0 else None))
+            # (an out-of-range fetch keeps the log's offsets, and empty records as every error)
+            parts.append((idx, err, hw, hw, plog.start_offset, records if err == 0 else b""))
         out.append((name, topic_id, parts))
     return out, total, errors
 

@@ -182,7 +182,9 @@ def encode_fetch_response(
 ) -> tuple[list, int]:
     """``topics``: [(name, topic_id, [(partition, error, hw, lso, log_start, records bytes | None)])].
 
-    Returns (buffers, total size).
+    Returns (buffers, total size). Records are never written null (None is sent empty), as
+    Kafka's FetchResponse does: librdkafka rejects a null record set as a parse failure.
+    v13+ name each topic by id only (a missing id is the zero UUID), older versions by name.
     """
     flexible = version >= 12
     parts: list = []
@@ -205,7 +207,7 @@ def encode_fetch_response(
             head += _arr(0, flexible)  # aborted transactions: none
             if version >= 11:
                 head += _I32.pack(-1)  # preferred read replica
-            n = len(records) if records is not None else -1
+            n = len(records) if records is not None else 0
             if flexible:
                 head += uvarint(n + 1)
             else:

@@ -15,10 +15,12 @@ exactly as the control plane does.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import time
 import uuid
 
 import pytest
+from brokerd_wire import Wire, request_class, response_class
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import (
     AclBinding,
@@ -30,8 +32,10 @@ from confluent_kafka.admin import (
     ResourcePatternType,
     ResourceType,
 )
+from kio.serial import entity_reader
 
 from brokerd import acls as A
+from brokerd.protocol import kio_adapter
 from tests.brokerd.conftest import Broker
 
 # kafka-python reads its protocol schemas with a deprecated importlib.resources API
@@ -523,3 +527,121 @@ def test_admin_requests_confluent(acl_broker) -> None:
     except KafkaException as exc:  # librdkafka raises the fatal error from the callback's poll
         fatal.append(exc.args[0].code())
     assert KafkaError.CLUSTER_AUTHORIZATION_FAILED in fatal, fatal
+
+
+# ------------------------------------------------------------------------------ fetch denied
+def _wire(b: Broker, user: str) -> Wire:
+    """A raw client authenticated (SASL PLAIN) as ``user``."""
+    wire = Wire(b.ports["SASL_PLAINTEXT"])
+    assert wire.request(request_class(17, 1)(mechanism="PLAIN")).error_code == 0
+    auth = wire.request(request_class(36, 2)(auth_bytes=f"\x00{user}\x00{USERS[user]}".encode()))
+    assert auth.error_code == 0, auth
+    return wire
+
+
+def _fetch(wire, version: int, topic: str, topic_id: uuid.UUID | None, partition: int = 0):
+    """One Fetch at ``version`` (v13+ names the topic by id only).
+
+    Returns (the response decoded by kio, the raw frame, where kio's decoding ended in it).
+    """
+    mod = kio_adapter.request_module(1, version)
+    part = kio_adapter.build(mod.FetchPartition, partition=partition, current_leader_epoch=-1, fetch_offset=0,
+                             last_fetched_epoch=-1, log_start_offset=-1, partition_max_bytes=1 << 20)
+    req = kio_adapter.build(
+        request_class(1, version), replica_id=-1, max_wait=datetime.timedelta(milliseconds=100), min_bytes=1,
+        max_bytes=1 << 20, isolation_level=0, session_id=0, session_epoch=-1,
+        topics=(kio_adapter.build(mod.FetchTopic, topic=topic, topic_id=topic_id, partitions=(part,)),),
+        forgotten_topics_data=(), rack_id="")
+    wire.send(req)
+    frame = wire.recv_frame()
+    cls = response_class(1, version)
+    offset = 5 if cls.__flexible__ else 4
+    value, size = entity_reader(cls)(frame, offset)
+    return value, frame, offset + size
+
+
+NOREAD_ACLS = [
+    # alice's prefix ALLOWs READ; a literal DENY READ wins
+    _acl("alice", ResourceType.TOPIC, "alice.noread", AclOperation.READ, perm=AclPermissionType.DENY),
+    # bob may see the topic (Metadata answers it, so librdkafka fetches) but has no READ
+    _acl("bob", ResourceType.TOPIC, "alice.noread", AclOperation.DESCRIBE),
+]
+
+
+@pytest.fixture(scope="module")
+def noread_topic(acl_broker):
+    """``alice.noread`` with one record, which neither alice (DENY READ) nor bob (no READ) may fetch.
+
+    Removed afterwards: the other tests list exactly the topics alice and bob can see.
+    """
+    admin = _admin(acl_broker, SUPER)
+    assert all(r is None for r in _wait(admin.create_acls(NOREAD_ACLS)).values())
+    created = _wait(admin.create_topics([NewTopic("alice.noread", 1, 1)]))
+    assert created["alice.noread"] is None, created
+    try:
+        p = Producer(acl_broker.sasl_config(user=SUPER, password=USERS[SUPER]))
+        p.produce("alice.noread", b"secret")
+        assert p.flush(15) == 0
+        described = admin.describe_topics(TopicCollection(["alice.noread"]))
+        cid = described["alice.noread"].result(timeout=10).topic_id
+        # confluent's Uuid -> kio's uuid.UUID
+        yield uuid.UUID(int=(cid.get_most_significant_bits() % (1 << 64)) << 64
+                        | cid.get_least_significant_bits() % (1 << 64))
+    finally:
+        _wait(admin.delete_topics(["alice.noread"]))
+        flt = AclBindingFilter(ResourceType.TOPIC, "alice.noread", ResourcePatternType.LITERAL, None, None,
+                               AclOperation.ANY, AclPermissionType.ANY)
+        _wait(admin.delete_acls([flt]))
+
+
+@pytest.mark.parametrize("user", ["alice", "bob"])
+def test_fetch_denied_read_is_topic_authorization_failed_confluent(acl_broker, noread_topic, user) -> None:
+    """DENY READ (alice) or no READ at all (bob): the consumer sees TOPIC_AUTHORIZATION_FAILED from Fetch.
+
+    The partition is assigned at an explicit offset, so no OffsetFetch or ListOffsets precedes the
+    Fetch. (Before the fix the error partition's records were null, and librdkafka logged "invalid
+    MessageSetSize -1" / "Protocol parse failure for Fetch" and retried forever.)
+    """
+    c = Consumer(acl_broker.sasl_config(user=user, password=USERS[user], **{
+        "group.id": f"{user}.fetch-denied", "enable.auto.commit": False, "fetch.wait.max.ms": 100}))
+    try:
+        c.assign([TopicPartition("alice.noread", 0, 0)])
+        err = None
+        deadline = time.monotonic() + 20
+        while err is None and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None:
+                assert m.error() is not None, m.value()  # never the records
+                err = m.error()
+        assert err is not None, "no error within 20 s"
+        assert err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("user", ["alice", "bob"])
+@pytest.mark.parametrize("version", [4, 5, 7, 11, 12, 13, 15, 16])
+def test_fetch_denied_read_response_decodes(acl_broker, noread_topic, version: int, user: str) -> None:
+    """The raw response decodes with kio to its last byte: error 29 per partition, as Kafka fills it."""
+    tid = noread_topic
+    with _wire(acl_broker, user) as wire:
+        for partition in (0, 5):  # an existing and a missing partition of a denied topic: both 29
+            resp, frame, end = _fetch(wire, version, "alice.noread", tid, partition)
+            assert end == len(frame)
+            (topic,) = resp.responses
+            if version >= 13:
+                assert topic.topic_id == tid  # v13+: the id only, no name
+            else:
+                assert topic.topic == "alice.noread"
+            (p,) = topic.partitions
+            assert p.partition_index == partition
+            assert p.error_code == KafkaError.TOPIC_AUTHORIZATION_FAILED
+            assert p.high_watermark == -1
+            if version >= 4:
+                assert p.last_stable_offset == -1
+            if version >= 5:
+                assert p.log_start_offset == -1
+            if version >= 11:
+                assert p.preferred_read_replica == -1
+            assert p.records is not None and len(p.records) == 0  # empty, never null (librdkafka)
+            assert not p.aborted_transactions

@@ -295,3 +295,33 @@ def test_kcat_produce_consume_and_metadata(broker) -> None:
     ).stdout.decode()
     assert f"broker 1 at {broker.bootstrap}" in meta
     assert 'topic "kc" with 1 partitions' in meta
+
+
+def test_confluent_offset_out_of_range_resets(broker) -> None:
+    """An out-of-range Fetch answers error 1 with an empty (never null) record set, as Kafka.
+
+    librdkafka fails a whole Fetch response on a null record set ("invalid MessageSetSize -1"),
+    so it would never see OFFSET_OUT_OF_RANGE and never apply ``auto.offset.reset``.
+    """
+    create_topic(broker.bootstrap, "oor", 1)
+    produce_confluent(broker.bootstrap, "oor", [{"value": b"v0"}, {"value": b"v1"}])
+    consumer = Consumer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "group.id": "unused",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 50,
+        }
+    )
+    try:
+        consumer.assign([TopicPartition("oor", 0, 100)])
+        got = []
+        deadline = time.monotonic() + 15
+        while len(got) < 2 and time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is not None and not msg.error():
+                got.append((msg.offset(), msg.value()))
+        assert got == [(0, b"v0"), (1, b"v1")]
+    finally:
+        consumer.close()

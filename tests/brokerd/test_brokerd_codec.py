@@ -185,7 +185,7 @@ def test_fetch_response_fast_encoder_matches_kio(version: int) -> None:
                         log_start_offset=ls,
                         aborted_transactions=(),
                         preferred_read_replica=-1,
-                        records=r,
+                        records=b"" if r is None else r,  # never null on the wire, as Kafka
                     )
                     for p, e, hw, lso, ls, r in parts
                 ),
@@ -195,6 +195,101 @@ def test_fetch_response_fast_encoder_matches_kio(version: int) -> None:
     buffers, size = encode_fetch_response(version, [("t", tid, parts)])
     assert b"".join(buffers) == encode(expected)
     assert size == len(encode(expected))
+
+
+def _fetch_response_kio(version: int, topics: list):
+    """Kafka's Fetch response for ``topics`` [(name, id, [(p, error, hw, lso, log_start, records)])]."""
+    cls = response_class(1, version)
+    mod = kio_adapter.response_module(1, version)
+    return kio_adapter.build(
+        cls,
+        throttle_time=datetime.timedelta(0),
+        error_code=ErrorCode.none,
+        session_id=0,
+        responses=tuple(
+            kio_adapter.build(
+                mod.FetchableTopicResponse,
+                topic=name,
+                topic_id=tid,
+                partitions=tuple(
+                    kio_adapter.build(
+                        mod.PartitionData,
+                        partition_index=p,
+                        error_code=ErrorCode(e),
+                        high_watermark=hw,
+                        last_stable_offset=lso,
+                        log_start_offset=ls,
+                        aborted_transactions=(),
+                        preferred_read_replica=-1,
+                        records=r,
+                    )
+                    for p, e, hw, lso, ls, r in parts
+                ),
+            )
+            for name, tid, parts in topics
+        ),
+    )
+
+
+@pytest.mark.parametrize("version", range(4, 17))
+def test_fetch_error_partitions_match_kio_and_kafka(version: int) -> None:
+    """acls issue: denied / unknown partitions as Kafka's FetchResponse.partitionResponse sends them.
+
+    Error code, offsets -1, preferred replica -1 and an *empty* record set (Kafka never writes
+    null records; librdkafka fails the whole response on one). v13+ name topics by id only.
+    """
+    from brokerd.handlers.fetch import (
+        TOPIC_AUTHORIZATION_FAILED,
+        UNKNOWN_TOPIC_ID,
+        UNKNOWN_TOPIC_OR_PARTITION,
+        _error_partition,
+    )
+
+    tid = uuid.uuid4()
+    batch = make_batch([(None, b"x" * 10)])
+    unknown = UNKNOWN_TOPIC_ID if version >= 13 else UNKNOWN_TOPIC_OR_PARTITION
+    topics = [
+        ("denied", tid, [_error_partition(0, TOPIC_AUTHORIZATION_FAILED), _error_partition(7, 29)]),
+        ("ok", uuid.uuid4(), [(0, 0, 5, 5, 0, batch), _error_partition(9, UNKNOWN_TOPIC_OR_PARTITION)]),
+        # an unknown topic: v13+ by an id that resolves to no name, older by a name with no id
+        ("", uuid.uuid4(), [_error_partition(0, unknown)])
+        if version >= 13
+        else ("gone", None, [_error_partition(0, unknown)]),
+    ]
+    kafka = [
+        (name, t_id, [(p, e, -1, -1, -1, b"") if e else (p, e, hw, lso, ls, r) for p, e, hw, lso, ls, r in x])
+        for name, t_id, x in topics
+    ]
+    expected = encode(_fetch_response_kio(version, kafka))
+    buffers, size = encode_fetch_response(version, topics)
+    raw = b"".join(buffers)
+    assert raw == expected
+    assert size == len(raw)
+    decoded, end = entity_reader(response_class(1, version))(raw, 0)
+    assert end == len(raw)
+    denied = decoded.responses[0]
+    if version >= 13:
+        assert denied.topic_id == tid
+    else:
+        assert denied.topic == "denied"
+    for p in denied.partitions:
+        assert p.error_code == TOPIC_AUTHORIZATION_FAILED
+        assert (p.high_watermark, p.last_stable_offset) == (-1, -1)
+        if version >= 5:
+            assert p.log_start_offset == -1
+        if version >= 11:
+            assert p.preferred_read_replica == -1
+        assert p.records == b""  # empty; kio decodes a null record set as None
+    assert decoded.responses[2].partitions[0].error_code == unknown
+
+
+@pytest.mark.parametrize("version", range(4, 17))
+def test_fetch_fast_encoder_never_writes_null_records(version: int) -> None:
+    none, _ = encode_fetch_response(version, [("t", uuid.uuid4(), [(0, 1, 7, 7, 2, None)])])
+    empty, _ = encode_fetch_response(version, [("t", uuid.uuid4(), [(0, 1, 7, 7, 2, b"")])])
+    assert len(b"".join(none)) == len(b"".join(empty))
+    decoded, _ = entity_reader(response_class(1, version))(b"".join(none), 0)
+    assert decoded.responses[0].partitions[0].records == b""
 
 
 def test_validate_and_stamp_assigns_offsets_in_place() -> None:
