@@ -78,11 +78,40 @@ def admin_client(cluster: Cluster) -> AdminClient:
                 del _cache[stale]  # idle, or the cluster moved to other ports
         entry = _cache.get(key)
         client = entry[0] if entry is not None else AdminClient(client_config(cluster))
+        _start_sweeper()
         _cache[key] = (client, now)
         _cache.move_to_end(key)
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
     return client
+
+
+_sweeper: threading.Thread | None = None
+
+
+def _start_sweeper() -> None:
+    """Drop idle clients in the background too (call with `_lock` held): a client whose cluster
+    was deleted would otherwise reconnect to its old port until the next `admin_client` call."""
+    global _sweeper
+    if _sweeper is None or not _sweeper.is_alive():
+        _sweeper = threading.Thread(target=_sweep_forever, name="kafka-admin-sweeper", daemon=True)
+        _sweeper.start()
+
+
+def _sweep_forever() -> None:
+    while True:
+        time.sleep(_CACHE_IDLE_S / 4)
+        sweep_idle()
+
+
+def sweep_idle(now: float | None = None) -> int:
+    """Drop clients idle longer than `_CACHE_IDLE_S`; return how many were dropped."""
+    now = time.monotonic() if now is None else now
+    with _lock:
+        stale = [k for k, (_, used) in _cache.items() if now - used > _CACHE_IDLE_S]
+        for key in stale:
+            del _cache[key]
+    return len(stale)
 
 
 def forget(cluster: Cluster) -> None:

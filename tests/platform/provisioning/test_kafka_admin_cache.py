@@ -1,0 +1,49 @@
+"""The control plane's AdminClient cache: reused while in use, dropped once idle."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from clusters.models import ClusterStatus
+from provisioning import kafka_admin
+from tests.platform.factories import ClusterFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def empty_cache():
+    kafka_admin.clear_cache()
+    yield
+    kafka_admin.clear_cache()
+
+
+def _running(port: int):
+    return ClusterFactory(
+        status=ClusterStatus.RUNNING,
+        bootstrap_servers=f"127.0.0.1:{port}",
+        security_protocol="SASL_PLAINTEXT",
+    )
+
+
+def test_clients_are_reused_then_swept_when_idle():
+    a, b = _running(1), _running(2)
+    client_a = kafka_admin.admin_client(a)
+    assert kafka_admin.admin_client(a) is client_a
+    kafka_admin.admin_client(b)
+
+    assert kafka_admin.sweep_idle() == 0  # both just used
+    later = time.monotonic() + kafka_admin._CACHE_IDLE_S + 1
+    assert kafka_admin.sweep_idle(now=later) == 2
+    assert kafka_admin.admin_client(a) is not client_a  # a fresh client after the sweep
+
+
+def test_a_cluster_that_is_not_running_is_forgotten():
+    cluster = _running(3)
+    kafka_admin.admin_client(cluster)
+    cluster.status = ClusterStatus.DELETING
+    with pytest.raises(kafka_admin.ClusterNotRunning):
+        kafka_admin.admin_client(cluster)
+    assert kafka_admin.sweep_idle(now=time.monotonic() + kafka_admin._CACHE_IDLE_S + 1) == 0
