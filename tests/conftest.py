@@ -187,3 +187,34 @@ def other_tenant(db) -> Tenant:
 @pytest.fixture
 def make_tenant(db) -> Callable[..., Tenant]:
     return Tenant
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _flush_retries_deadlocks() -> Iterator[None]:
+    """A transactional test's teardown TRUNCATEs every table while the e2e worker and beat may be
+    mid-query; PostgreSQL can then pick the TRUNCATE as a deadlock victim. The flush runs in one
+    transaction, so trying it again is safe."""
+    import time
+
+    from django.core.management.base import CommandError
+    from django.core.management.commands.flush import Command
+    from django.db import OperationalError
+
+    original = Command.handle
+
+    def handle(self, **options):
+        for attempt in range(5):
+            try:
+                return original(self, **options)
+            except CommandError as exc:
+                deadlock = isinstance(exc.__cause__, OperationalError) and "deadlock" in str(exc.__cause__)
+                if not deadlock or attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        return None
+
+    Command.handle = handle
+    try:
+        yield
+    finally:
+        Command.handle = original
