@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.response import Response
@@ -10,15 +9,10 @@ from rest_framework.response import Response
 from accounts.audit import Actor
 from accounts.models import Role
 from acls import services
-from clusters import selectors as cluster_selectors
-from clusters.models import Cluster
-from controlplane.api.tenancy import OrganizationScopedMixin
+from controlplane.api.cluster_scope import CLUSTER_PARAM, ClusterScopedMixin
 
 from . import serializers as s
 
-CLUSTER_PARAM = OpenApiParameter(
-    "cluster_id", str, OpenApiParameter.PATH, description="The cluster's id (lkc-…)"
-)
 ACL_PARAM = OpenApiParameter("acl_id", str, OpenApiParameter.PATH, description="The binding's id (acl-…)")
 FILTERS = ["resource_type", "resource_name", "pattern_type", "principal", "host", "operation", "permission"]
 FILTER_PARAMS = [
@@ -34,20 +28,9 @@ FILTER_PARAMS = [
 ]
 
 
-class AclViewSet(OrganizationScopedMixin, viewsets.GenericViewSet):
+class AclViewSet(ClusterScopedMixin, viewsets.GenericViewSet):
     serializer_class = s.AclSerializer
     roles = {"list": Role.MEMBER}
-
-    def get_base_queryset(self):
-        return Cluster.objects.all()  # ACLs live on the brokers; the cluster is what is scoped
-
-    def get_cluster(self) -> Cluster:
-        cluster = cluster_selectors.cluster_get(
-            organization=self.organization, public_id=self.kwargs["cluster_id"]
-        )
-        if cluster is None:
-            raise Http404
-        return cluster
 
     def _filters(self, request) -> dict:
         return {name: request.query_params.get(name) for name in FILTERS}
