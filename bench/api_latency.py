@@ -10,7 +10,7 @@ from each request's scheduled start, so a stalled server is not hidden by a stal
     python3 bench/api_latency.py --rate 200 --duration 30 --json
 
 It makes its own database (kastle_bench_<pid>) and leases a Redis database of its own, and
-removes both afterwards. Target (issue 2): p99 <= 50 ms at 100 req/s on a 2-core machine.
+removes both afterwards. Target: p99 <= 50 ms at 100 req/s on a 2-core machine.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Fuzz brokerd's request decoding and handlers in-process (the security issue's hostile-input suite).
+"""Fuzz brokerd's request decoding and handlers in-process (the hostile-input suite).
 
     nice python bench/fuzz_brokerd.py [--frames 1000000] [--seed 1]
 

@@ -1,4 +1,4 @@
-"""Consumer-group figures for brokerd (the groups issue).
+"""Consumer-group figures for brokerd.
 
     python bench/groups_bench.py
 

@@ -15,7 +15,7 @@ that the control-side task runs before fanning out (`evaluate_spend_caps`, every
 Pass 1 is the first ever (every cursor inserted), later passes are the steady state (counters
 grew, every series changes). Prints seconds and database rows written (and statements executed)
 per pass. It makes its own database (kastle_metering_bench_<pid>) and drops it afterwards.
-Target (issue 8): one pass over 100 RUNNING clusters in under 5 s on a 2-core machine.
+Target: one pass over 100 RUNNING clusters in under 5 s on a 2-core machine.
 """
 
 from __future__ import annotations

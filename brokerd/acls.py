@@ -1,4 +1,4 @@
-"""ACLs and the authorizer (acls issue): Kafka's AclAuthorizer semantics, a durable store.
+"""ACLs and the authorizer: Kafka's AclAuthorizer semantics, a durable store.
 
 - Resource types TOPIC, GROUP, CLUSTER, TRANSACTIONAL_ID; pattern types LITERAL (``*`` is the
   wildcard name) and PREFIXED.

@@ -1,4 +1,4 @@
-"""The admin HTTP listener: ``GET /healthz`` (the admin issue adds ``/metrics`` as a route).
+"""The admin HTTP listener: ``GET /healthz`` (``/metrics`` is added as a route by the metrics subsystem).
 
 A deliberately tiny HTTP/1.1 server on asyncio streams. Routes are registered in
 ``AdminServer.routes``: ``path -> callable() -> (status, content type, body bytes)``.

@@ -38,7 +38,7 @@ class CredentialStore:
         self._plain_cache: dict[tuple[str, bytes], bytes] = {}
         self.on_removed: list[Callable[[set[str]], None]] = []
         self.reloads = 0
-        # Security issue: keys with an expires_at stop authenticating then, and their connections close.
+        # keys with an expires_at stop authenticating then, and their connections close.
         self.clock: Callable[[], float] = time.time
         self._expired: set[str] = set()  # expired users whose connections were already closed
 

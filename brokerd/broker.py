@@ -46,7 +46,7 @@ class Broker:
         )
         self.credentials = CredentialStore(config["credentials.file"])
         self.credentials.on_removed.append(self._close_principals)
-        self.tls: Any = None  # security issue: brokerd/tls.py TlsContext for SASL_SSL listeners
+        self.tls: Any = None  # brokerd/tls.py TlsContext for SASL_SSL listeners
         self.flusher: Flusher | None = None
         self.connections: set = set()
         self.metadata_cache: dict[Any, Any] = {}
@@ -59,14 +59,14 @@ class Broker:
         self._stop = asyncio.Event()
         self._flex_resp: dict[tuple[int, int], bool] = {}
         self.on_serving: list = []  # callables run once the broker serves
-        # Hooks for metering (admin issue): called on every successful produce/fetch.
+        # Metering hooks: called on every successful produce/fetch.
         self.produce_hooks: list = []
         self.fetch_hooks: list = []
-        # Admin issue (brokerd/handlers/admin.py): configs, quotas, metrics, usage, retention.
+        # brokerd/handlers/admin.py: configs, quotas, metrics, usage, retention.
         self.admin_state: Any = None
-        # Groups issue (brokerd/handlers/groups.py): group coordinator, offsets, producer state.
+        # brokerd/handlers/groups.py: group coordinator, offsets, producer state.
         self.groups: Any = None
-        # acls issue (brokerd/acls.py): the Authorizer when authorizer.enable is true, else None.
+        # brokerd/acls.py: the Authorizer when authorizer.enable is true, else None.
         self.authorizer: Any = None
 
     # --- handler helpers ----------------------------------------------------------------
@@ -190,7 +190,7 @@ class Broker:
         )
 
     def _start_tls(self) -> None:
-        """Security issue: the SASL_SSL listener's certificate, reloaded when its files change."""
+        """TLS: the SASL_SSL listener's certificate, reloaded when its files change."""
         if not any(listener.tls for listener in self.config.listeners):
             return
         from brokerd.tls import TlsContext, TlsError
@@ -203,7 +203,7 @@ class Broker:
         self._tasks.append(asyncio.ensure_future(self.tls.watch(cfg["tls.poll.ms"] / 1000)))
 
     def _start_admin_state(self) -> None:
-        """Admin issue: broker/topic configs, quotas, metrics and the usage journal."""
+        """Broker/topic configs, quotas, metrics and the usage journal."""
         from brokerd.handlers.admin import AdminState
 
         try:
@@ -217,7 +217,7 @@ class Broker:
         self._tasks.append(asyncio.ensure_future(self.admin_state.retention_loop()))
 
     def _start_authorizer(self) -> None:
-        """acls issue: load the ACLs when authorizer.enable is true (super.users bypass them)."""
+        """Load the ACLs when authorizer.enable is true (super.users bypass them)."""
         if not self.config["authorizer.enable"]:
             return
         from brokerd.acls import Authorizer
@@ -235,11 +235,11 @@ class Broker:
                  ", ".join(sorted(self.admin_state.super_users)) or "none")
 
     def _start_groups(self) -> None:
-        """Groups issue: load groups, committed offsets and idempotent-producer state."""
-        from brokerd.handlers import groups as groups_issue
+        """Load groups, committed offsets and idempotent-producer state."""
+        from brokerd.handlers import groups as group_handlers
 
         try:
-            groups_issue.start(self)
+            group_handlers.start(self)
         except (OSError, ValueError) as exc:
             raise StartupError(f"group coordinator state: {exc}") from None
 

@@ -3,7 +3,7 @@
 Precedence: command-line flags > ``--set key=value`` > the TOML file > defaults.
 
 TOML files may write Kafka names as dotted keys (``log.retention.ms = 1000``), which TOML
-turns into nested tables; they are flattened back into dotted names here. Later issues add
+turns into nested tables; they are flattened back into dotted names here. Each subsystem adds
 their settings with :func:`register` (one line per setting).
 """
 
@@ -74,12 +74,12 @@ register("log.message.timestamp.type", "str", "CreateTime", "CreateTime or LogAp
 register("log.flush.group.window.ms", "int", 0, "extra wait to batch acks=all fsyncs (rounds also batch "
          "whatever arrives while the previous fsync runs)", minimum=0)
 register("credentials.poll.ms", "int", 250, "how often the credentials file is checked", minimum=10)
-# --- security issue: TLS for SASL_SSL listeners (brokerd/tls.py) -----------------------------
+# --- TLS for SASL_SSL listeners (brokerd/tls.py) -----------------------------
 register("tls.cert.file", "path", None, "PEM certificate chain of the SASL_SSL listener")
 register("tls.key.file", "path", None, "PEM private key of tls.cert.file (unencrypted)")
 register("tls.min.version", "str", "TLSv1.2", "oldest TLS version accepted: TLSv1.2 or TLSv1.3")
 register("tls.poll.ms", "int", 1000, "how often the certificate and key files are checked", minimum=10)
-# --- groups issue: coordinator, committed offsets, idempotent producers ----------------------
+# --- consumer groups: coordinator, committed offsets, idempotent producers ----------------------
 register("group.min.session.timeout.ms", "int", 6000, "smallest member session timeout", minimum=1)
 register("group.max.session.timeout.ms", "int", 1800000, "largest member session timeout", minimum=1)
 register("group.initial.rebalance.delay.ms", "int", 3000, "delay of a new group's first rebalance", minimum=0)
@@ -89,7 +89,7 @@ register("offsets.retention.check.interval.ms", "int", 600000, "how often offset
 register("offset.metadata.max.bytes", "int", 4096, "largest commit metadata string", minimum=0)
 register("offsets.commit.flush.window.ms", "int", 0, "extra wait to batch offset-commit fsyncs", minimum=0)
 register("producer.id.expiration.ms", "int", 86400000, "forget an idle producer's sequence state", minimum=1)
-# --- acls issue: the authorizer (brokerd/acls.py) ---------------------------------------
+# --- ACLs: the authorizer (brokerd/acls.py) ---------------------------------------
 register("authorizer.enable", "bool", False, "enforce ACLs (Kafka AclAuthorizer; super.users bypass)")
 register("allow.everyone.if.no.acl.found", "bool", False,
          "with the authorizer on: allow an action on a resource no ACL matches")
@@ -97,7 +97,7 @@ register("allow.everyone.if.no.acl.found", "bool", False,
 register("test.fault.produce.drop.after.append", "int", 0,
          "TEST ONLY: close the connection after every Nth idempotent append, before responding")
 register("test.flush.journal", "path", None, "TEST ONLY: append 'topic partition offset' per fsync")
-# --- admin issue: Kafka broker configs, plan limits and quotas (defined in brokerd/configs.py) ---
+# --- Kafka broker configs, plan limits and quotas (defined in brokerd/configs.py) ---
 from brokerd.configs import register_settings  # noqa: E402
 
 register_settings(register)
@@ -259,7 +259,7 @@ class Config:
 
 
     def _validate_tls(self) -> None:
-        """Security issue: a SASL_SSL listener needs a certificate and its key."""
+        """A SASL_SSL listener needs a certificate and its key."""
         if self["tls.min.version"] not in ("TLSv1.2", "TLSv1.3"):
             raise ConfigError("tls.min.version must be TLSv1.2 or TLSv1.3")
         if not any(listener.tls for listener in self.listeners):

@@ -430,7 +430,7 @@ QUOTA_SETTINGS = {
 
 
 def register_settings(register: Any) -> None:
-    """Register this issue's settings with brokerd.config (type names as that module uses)."""
+    """Register the broker-config settings with brokerd.config (type names as that module uses)."""
     kinds = {1: "bool", 2: "str", 3: "int", 4: "int", 5: "int", 6: "str", 7: "str"}
     for key in OWN_KEYS:
         d = BROKER_CONFIG_DEFS[key]

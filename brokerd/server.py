@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from brokerd.config import Listener
 from brokerd.context import RequestContext
+from brokerd.errors import CloseConnection
 from brokerd.handlers import REGISTRY
 from brokerd.protocol import kio_adapter
 from brokerd.protocol.framing import HEAD, SIZE, FrameError, RawBody, parse_request_header, response_prefix
@@ -30,10 +31,6 @@ log = logging.getLogger("brokerd.server")
 API_VERSIONS = 18
 SASL_HANDSHAKE = 17
 SASL_AUTHENTICATE = 36
-
-
-class CloseConnection(Exception):
-    """Raised by a handler to close the connection after its response is written."""
 
 
 class _Slot:
@@ -85,7 +82,7 @@ class Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.broker.connections.add(self)
-        if not self.broker.admin_state.on_connect(self):  # admin issue: connection limits
+        if not self.broker.admin_state.on_connect(self):  # connection limits
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -94,7 +91,7 @@ class Connection(asyncio.Protocol):
         self._pending.clear()
         self.broker.admin_state.on_disconnect(self)
 
-    # --- admin issue: KIP-219 muting (quotas) ----------------------------------------------
+    # --- KIP-219 muting (quotas) ----------------------------------------------
     _muted = False
     _mute_until = 0.0
 
@@ -234,7 +231,7 @@ class Connection(asyncio.Protocol):
             self._update_reading()
 
     def _handle_frame(self, frame: bytes) -> None:
-        started = time.perf_counter()  # admin issue: latency metrics and the request quota
+        started = time.perf_counter()  # latency metrics and the request quota
         if self.legacy_sasl:
             self._legacy_sasl_token(frame)
             return
@@ -281,7 +278,7 @@ class Connection(asyncio.Protocol):
             return
         flex_resp = self.broker.response_header_flexible(api_key, version)
         admin = self.broker.admin_state
-        # Admin issue: the request-time quota (handler time of the synchronous part; waiting in
+        # the request-time quota (handler time of the synchronous part; waiting in
         # a long poll or for an fsync does not occupy the loop). Its throttle goes into the
         # response's throttle_time_ms (fast-path handlers put it there themselves).
         throttle = admin.request_throttle(ctx)
@@ -424,7 +421,7 @@ async def start_listener(broker: Broker, listener: Listener) -> asyncio.Abstract
         return Connection(broker, listener, holder["port"])
 
     holder["port"] = listener.port
-    ssl_context = broker.tls.listening if listener.tls else None  # security issue: SASL_SSL
+    ssl_context = broker.tls.listening if listener.tls else None  # SASL_SSL
     server = await loop.create_server(
         factory, listener.host, listener.port, reuse_address=True, backlog=512, ssl=ssl_context,
         ssl_handshake_timeout=10.0 if ssl_context is not None else None,

@@ -27,7 +27,7 @@ class LoginForm(AuthenticationForm):
         return self.cleaned_data["username"].strip().lower()
 
     def get_invalid_login_error(self):
-        # security issue: say so when the account is locked or the address throttled (accounts.lockout)
+        # say so when the account is locked or the address throttled (accounts.lockout)
         refusal = getattr(self.request, "kastle_login_refused", None)
         if refusal is not None:
             from accounts.lockout import refusal_message

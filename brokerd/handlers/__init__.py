@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-# Modules imported at start-up; each registers its APIs. Later issues append here.
+# Modules imported at start-up; each registers its APIs.
 MODULES: tuple[str, ...] = (
     "brokerd.handlers.api_versions",
     "brokerd.handlers.metadata",
@@ -34,9 +34,9 @@ MODULES: tuple[str, ...] = (
     "brokerd.handlers.list_offsets",
     "brokerd.handlers.topics",
     "brokerd.handlers.sasl",
-    "brokerd.handlers.admin",  # admin issue: configs, partitions, records, cluster, log dirs, quotas
-    "brokerd.handlers.groups",  # groups issue: coordinator, offsets, InitProducerId
-    "brokerd.handlers.acls",  # acls issue: DescribeAcls, CreateAcls, DeleteAcls
+    "brokerd.handlers.admin",  # configs, partitions, records, cluster, log dirs, quotas
+    "brokerd.handlers.groups",  # coordinator, offsets, InitProducerId
+    "brokerd.handlers.acls",  # DescribeAcls, CreateAcls, DeleteAcls
 )
 
 

@@ -1,4 +1,4 @@
-"""DescribeAcls, CreateAcls and DeleteAcls v1-3 (acls issue; semantics in brokerd/acls.py).
+"""DescribeAcls, CreateAcls and DeleteAcls v1-3 (semantics in brokerd/acls.py).
 
 Describing needs DESCRIBE on the cluster, creating and deleting need ALTER on the cluster
 (super users always may). With the authorizer off (``authorizer.enable=false``) all three

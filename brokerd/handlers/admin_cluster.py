@@ -7,7 +7,7 @@ import os
 
 from kio.schema.errors import ErrorCode
 
-from brokerd import acls  # acls issue
+from brokerd import acls
 from brokerd.handlers import register
 
 _ZERO = datetime.timedelta(0)
@@ -28,7 +28,7 @@ def describe_cluster(request, ctx):
     host, port = broker.advertised(ctx.conn.listener, ctx.conn.port)
     ops = CLUSTER_OPS if request.include_cluster_authorized_operations else NO_OPS
     if request.include_cluster_authorized_operations and broker.authorizer is not None:
-        # acls issue: as Kafka, DescribeCluster needs no ACL; it reports the caller's operations
+        # as Kafka, DescribeCluster needs no ACL; it reports the caller's operations
         ops = acls.authorized_operations(ctx, acls.CLUSTER, acls.CLUSTER_NAME)
     return ctx.response(
         throttle_time=_ZERO, error_code=ErrorCode.none, error_message=None, endpoint_type=1,
@@ -41,7 +41,7 @@ def describe_cluster(request, ctx):
 @register(35, 1, 4)
 def describe_log_dirs(request, ctx):
     logs = ctx.broker.logs
-    if not acls.cluster_allowed(ctx, acls.DESCRIBE):  # acls issue: DESCRIBE on the cluster
+    if not acls.cluster_allowed(ctx, acls.DESCRIBE):  # DESCRIBE on the cluster
         return ctx.response(throttle_time=_ZERO, error_code=ErrorCode.cluster_authorization_failed,
                             results=())
     if request.topics is None:

@@ -14,7 +14,7 @@ import datetime
 
 from kio.schema.errors import ErrorCode
 
-from brokerd import acls  # acls issue
+from brokerd import acls
 from brokerd.configs import (
     ConfigError,
     ConfigSource,
@@ -61,7 +61,7 @@ def describe_configs(request, ctx):
         rtype = int(res.resource_type)
         if rtype == ResourceType.TOPIC:
             topic = ctx.broker.logs.topics.get(res.resource_name)
-            if not acls.allowed(ctx, acls.DESCRIBE_CONFIGS, acls.TOPIC, res.resource_name):  # acls issue
+            if not acls.allowed(ctx, acls.DESCRIBE_CONFIGS, acls.TOPIC, res.resource_name):
                 error, message = ErrorCode.topic_authorization_failed, "Authorization failed."
             elif topic is None:
                 error, message = ErrorCode.unknown_topic_or_partition, \
@@ -74,7 +74,7 @@ def describe_configs(request, ctx):
             default, message = _broker_target(ctx, res.resource_name)
             if message is not None:
                 error = ErrorCode.invalid_request
-            elif not acls.cluster_allowed(ctx, acls.DESCRIBE_CONFIGS):  # acls issue
+            elif not acls.cluster_allowed(ctx, acls.DESCRIBE_CONFIGS):
                 error, message = ErrorCode.cluster_authorization_failed, "Authorization failed."
             else:
                 described = admin.configs.describe(keys, include_synonyms=synonyms,
@@ -101,7 +101,7 @@ def _alter(ctx, resources, validate_only: bool, incremental: bool):
         try:
             if rtype == ResourceType.TOPIC:
                 topic = ctx.broker.logs.topics.get(res.resource_name)
-                if not acls.allowed(ctx, acls.ALTER_CONFIGS, acls.TOPIC, res.resource_name):  # acls issue
+                if not acls.allowed(ctx, acls.ALTER_CONFIGS, acls.TOPIC, res.resource_name):
                     error, message = ErrorCode.topic_authorization_failed, "Authorization failed."
                 elif topic is None:
                     error, message = ErrorCode.unknown_topic_or_partition, \
@@ -124,7 +124,7 @@ def _alter(ctx, resources, validate_only: bool, incremental: bool):
                 default, message = _broker_target(ctx, res.resource_name)
                 if message is not None:
                     error = ErrorCode.invalid_request
-                elif not acls.cluster_allowed(ctx, acls.ALTER_CONFIGS):  # acls issue
+                elif not acls.cluster_allowed(ctx, acls.ALTER_CONFIGS):
                     error, message = ErrorCode.cluster_authorization_failed, "Authorization failed."
                 elif not admin.is_super_user(ctx.principal):
                     error, message = ErrorCode.cluster_authorization_failed, \

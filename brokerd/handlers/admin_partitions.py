@@ -13,7 +13,7 @@ import shutil
 
 from kio.schema.errors import ErrorCode
 
-from brokerd import acls  # acls issue
+from brokerd import acls
 from brokerd.configs import ConfigError
 from brokerd.handlers import register
 from brokerd.storage.log import PartitionLog
@@ -50,7 +50,7 @@ def create_partitions(request, ctx):
         topic = logs.topics.get(t.name)
         if names.count(t.name) > 1:
             error, message = ErrorCode.invalid_request, "Duplicate topic in request."
-        elif not acls.allowed(ctx, acls.ALTER, acls.TOPIC, t.name):  # acls issue
+        elif not acls.allowed(ctx, acls.ALTER, acls.TOPIC, t.name):
             error, message = ErrorCode.topic_authorization_failed, "Authorization failed."
         elif topic is None:
             error, message = ErrorCode.unknown_topic_or_partition, f"The topic '{t.name}' does not exist."
@@ -91,7 +91,7 @@ def delete_records(request, ctx):
     topics = []
     for t in request.topics:
         parts = []
-        denied = not acls.allowed(ctx, acls.DELETE, acls.TOPIC, t.name)  # acls issue
+        denied = not acls.allowed(ctx, acls.DELETE, acls.TOPIC, t.name)
         for p in t.partitions:
             plog = logs.log(t.name, p.partition_index)
             low, error = -1, ErrorCode.none
@@ -115,7 +115,7 @@ def delete_records(request, ctx):
 def offset_for_leader_epoch(request, ctx):
     logs = ctx.broker.logs
     topics = []
-    # acls issue: CLUSTER_ACTION on the cluster (replicas), else DESCRIBE on each topic (as Kafka)
+    # CLUSTER_ACTION on the cluster (replicas), else DESCRIBE on each topic (as Kafka)
     cluster_action = acls.cluster_allowed(ctx, acls.CLUSTER_ACTION)
     for t in request.topics:
         parts = []

@@ -10,7 +10,7 @@ import datetime
 
 from kio.schema.errors import ErrorCode
 
-from brokerd import acls  # acls issue
+from brokerd import acls
 from brokerd.handlers import register
 from brokerd.quotas import QuotaError
 
@@ -20,7 +20,7 @@ _ZERO = datetime.timedelta(0)
 @register(48, 0, 1)
 def describe_client_quotas(request, ctx):
     store = ctx.broker.admin_state.quota_store
-    if not acls.cluster_allowed(ctx, acls.DESCRIBE_CONFIGS):  # acls issue
+    if not acls.cluster_allowed(ctx, acls.DESCRIBE_CONFIGS):
         return ctx.response(throttle_time=_ZERO, error_code=ErrorCode.cluster_authorization_failed,
                             error_message="Authorization failed.", entries=None)
     try:

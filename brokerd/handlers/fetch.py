@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from brokerd import acls  # acls issue
+from brokerd import acls
 from brokerd.handlers import error_name, register
 from brokerd.protocol.fastpath import encode_fetch_response
 from brokerd.protocol.framing import RawBody
@@ -53,7 +53,7 @@ def _collect(ctx, request, resolved):
     total = 0
     errors = False
     out = []
-    authz = ctx.broker.authorizer  # acls issue: READ on each topic (None: authorizer off)
+    authz = ctx.broker.authorizer  # READ on each topic (None: authorizer off)
     for name, topic_id, topic, partitions in resolved:
         parts = []
         denied = authz is not None and bool(name) and not acls.allowed(ctx, acls.READ, acls.TOPIC, name)
@@ -110,7 +110,7 @@ def _resolve(ctx, request):
 
 
 def _body(ctx, topics, total) -> RawBody:
-    # Admin issue: count bytes out (usage journal) and apply the fetch quota (KIP-219).
+    # count bytes out (usage journal) and apply the fetch quota (KIP-219).
     # Over quota, Kafka answers with no records (un-recording them) and the throttle time.
     admin = ctx.broker.admin_state
     throttle = admin.throttle_fetch(ctx, total) if total else 0

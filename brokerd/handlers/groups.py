@@ -1,4 +1,4 @@
-"""Consumer groups, committed offsets and idempotent producers (the groups issue).
+"""Consumer groups, committed offsets and idempotent producers.
 
 FindCoordinator 0-4, JoinGroup 0-9, Heartbeat 0-4, LeaveGroup 0-5, SyncGroup 0-5,
 DescribeGroups 0-5, ListGroups 0-5, OffsetCommit 2-9, OffsetFetch 1-9, DeleteGroups 0-2,
@@ -20,7 +20,8 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from brokerd import acls  # acls issue
+from brokerd import acls
+from brokerd.errors import CloseConnection
 from brokerd.groups import CommitEntry, GroupConfig, GroupCoordinator
 from brokerd.groups.config import KAFKA_NAMES
 from brokerd.handlers import register
@@ -52,7 +53,7 @@ def _client_host(ctx) -> str:
 
 
 class GroupsRuntime:
-    """Per-broker state of this issue: the coordinator and the idempotent-producer state."""
+    """Per-broker state: the group coordinator and the idempotent-producer state."""
 
     def __init__(self, broker) -> None:
         self.broker = broker
@@ -253,8 +254,6 @@ def produce_appended(ctx, topic: str, partition: int, records, batches) -> None:
         if rt.fault_every:
             rt._idempotent_appends += 1
             if rt._idempotent_appends % rt.fault_every == 0:
-                from brokerd.server import CloseConnection
-
                 log.warning("TEST FAULT: dropping the connection after appending to %s-%d", topic, partition)
                 raise CloseConnection("test fault: dropped after append, before the response")
 
@@ -272,7 +271,7 @@ def find_coordinator(request, ctx):
     keys = list(request.coordinator_keys) if v >= 4 else [request.key]
     found = []
     for key in keys:
-        # acls issue: DESCRIBE on the group (or transactional id) to find its coordinator
+        # DESCRIBE on the group (or transactional id) to find its coordinator
         if key_type == 1 and not acls.allowed(ctx, acls.DESCRIBE, acls.TRANSACTIONAL_ID, key):
             found.append((key, -1, "", -1, E.transactional_id_authorization_failed, "Authorization failed."))
             continue
@@ -305,7 +304,7 @@ def find_coordinator(request, ctx):
 @register(11, 0, 9)
 async def join_group(request, ctx):
     v = ctx.api_version
-    if not acls.allowed(ctx, acls.READ, acls.GROUP, request.group_id):  # acls issue
+    if not acls.allowed(ctx, acls.READ, acls.GROUP, request.group_id):
         return ctx.response(
             throttle_time=ZERO, error_code=E.group_authorization_failed, generation_id=-1,
             protocol_type=None, protocol_name=None if v >= 7 else "", leader="", skip_assignment=False,
@@ -352,7 +351,7 @@ async def join_group(request, ctx):
 
 @register(14, 0, 5)
 async def sync_group(request, ctx):
-    if not acls.allowed(ctx, acls.READ, acls.GROUP, request.group_id):  # acls issue
+    if not acls.allowed(ctx, acls.READ, acls.GROUP, request.group_id):
         return ctx.response(throttle_time=ZERO, error_code=E.group_authorization_failed, protocol_type=None,
                             protocol_name=None, assignment=b"")
     res = await coordinator(ctx).sync(
@@ -375,7 +374,7 @@ async def sync_group(request, ctx):
 
 @register(12, 0, 4)
 def heartbeat(request, ctx):
-    if not acls.allowed(ctx, acls.READ, acls.GROUP, request.group_id):  # acls issue
+    if not acls.allowed(ctx, acls.READ, acls.GROUP, request.group_id):
         return ctx.response(throttle_time=ZERO, error_code=E.group_authorization_failed)
     error = coordinator(ctx).heartbeat(
         request.group_id,
@@ -389,7 +388,7 @@ def heartbeat(request, ctx):
 @register(13, 0, 5)
 def leave_group(request, ctx):
     v = ctx.api_version
-    if not acls.allowed(ctx, acls.READ, acls.GROUP, request.group_id):  # acls issue
+    if not acls.allowed(ctx, acls.READ, acls.GROUP, request.group_id):
         return ctx.response(throttle_time=ZERO, error_code=E.group_authorization_failed, members=())
     if v >= 3:
         identities = [(m.member_id, m.group_instance_id) for m in request.members]
@@ -428,7 +427,7 @@ async def offset_commit(request, ctx):
     v = ctx.api_version
     entries = []
     errors: dict[tuple[str, int], ErrorCode] = {}
-    # acls issue: READ on the group, and READ on each topic
+    # READ on the group, and READ on each topic
     group_ok = acls.allowed(ctx, acls.READ, acls.GROUP, request.group_id)
     for t in request.topics:
         topic_ok = group_ok and acls.allowed(ctx, acls.READ, acls.TOPIC, t.name)
@@ -482,13 +481,13 @@ async def offset_commit(request, ctx):
 def _fetch_group(ctx, group_id, topics, require_stable, partition_cls, topic_cls):
     """(error, topic entities) for one group of an OffsetFetch request."""
     partitions = None if topics is None else [(t.name, p) for t in topics for p in t.partition_indexes]
-    if acls.allowed(ctx, acls.DESCRIBE, acls.GROUP, group_id):  # acls issue: DESCRIBE on the group
+    if acls.allowed(ctx, acls.DESCRIBE, acls.GROUP, group_id):  # DESCRIBE on the group
         error, fetched = coordinator(ctx).fetch_offsets(group_id, partitions, require_stable=require_stable)
     else:
         error, fetched = E.group_authorization_failed, []
     by_topic: dict[str, list] = {}
     for f in fetched:
-        if not acls.allowed(ctx, acls.DESCRIBE, acls.TOPIC, f.topic):  # acls issue: DESCRIBE on topics
+        if not acls.allowed(ctx, acls.DESCRIBE, acls.TOPIC, f.topic):  # DESCRIBE on topics
             if partitions is None:
                 continue  # all of the group's offsets: topics it may not describe are left out
             by_topic.setdefault(f.topic, []).append(ctx.build(
@@ -558,10 +557,10 @@ def offset_fetch(request, ctx):
 async def offset_delete(request, ctx):
     errors: dict[tuple[str, int], ErrorCode] = {}
     wanted = []
-    if not acls.allowed(ctx, acls.DELETE, acls.GROUP, request.group_id):  # acls issue: DELETE on the group
+    if not acls.allowed(ctx, acls.DELETE, acls.GROUP, request.group_id):  # DELETE on the group
         return ctx.response(error_code=E.group_authorization_failed, throttle_time=ZERO, topics=())
     for t in request.topics:
-        topic_ok = acls.allowed(ctx, acls.READ, acls.TOPIC, t.name)  # acls issue: READ on each topic
+        topic_ok = acls.allowed(ctx, acls.READ, acls.TOPIC, t.name)  # READ on each topic
         for p in t.partitions:
             if not topic_ok:
                 errors[(t.name, p.partition_index)] = E.topic_authorization_failed
@@ -599,7 +598,7 @@ AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
 @register(15, 0, 5)
 def describe_groups(request, ctx):
     out = []
-    # acls issue: DESCRIBE on each group; the others are answered GROUP_AUTHORIZATION_FAILED
+    # DESCRIBE on each group; the others are answered GROUP_AUTHORIZATION_FAILED
     include_ops = bool(getattr(request, "include_authorized_operations", False))
     denied = [g for g in request.groups if not acls.allowed(ctx, acls.DESCRIBE, acls.GROUP, g)]
     for g in denied:
@@ -637,7 +636,7 @@ def describe_groups(request, ctx):
                 ),
             )
         )
-    if denied:  # acls issue: in the request's order
+    if denied:  # in the request's order
         order = {g: i for i, g in enumerate(request.groups)}
         out.sort(key=lambda d: order.get(d.group_id, 0))
     return ctx.response(throttle_time=ZERO, groups=tuple(out))
@@ -648,7 +647,7 @@ def list_groups(request, ctx):
     states = getattr(request, "states_filter", None) or None
     types = getattr(request, "types_filter", None) or None
     error, listed = coordinator(ctx).list_groups(states, types)
-    if not acls.cluster_allowed(ctx, acls.DESCRIBE):  # acls issue: else only groups it may describe
+    if not acls.cluster_allowed(ctx, acls.DESCRIBE):  # else only groups it may describe
         listed = [g for g in listed if acls.allowed(ctx, acls.DESCRIBE, acls.GROUP, g.group_id)]
     return ctx.response(
         throttle_time=ZERO,
@@ -668,7 +667,7 @@ def list_groups(request, ctx):
 
 @register(42, 0, 2)
 async def delete_groups(request, ctx):
-    # acls issue: DELETE on each group
+    # DELETE on each group
     names = list(request.groups_names)
     denied = {g for g in names if not acls.allowed(ctx, acls.DELETE, acls.GROUP, g)}
     deleted = await coordinator(ctx).delete_groups([g for g in names if g not in denied])
@@ -694,7 +693,7 @@ def init_producer_id(request, ctx):
             producer_id=-1,
             producer_epoch=-1,
         )
-    # acls issue: IDEMPOTENT_WRITE on the cluster, or WRITE on any topic (Kafka 2.8+)
+    # IDEMPOTENT_WRITE on the cluster, or WRITE on any topic (Kafka 2.8+)
     if not acls.cluster_allowed(ctx, acls.IDEMPOTENT_WRITE) and not acls.allowed_any(
         ctx, acls.WRITE, acls.TOPIC
     ):

@@ -6,7 +6,7 @@ import datetime
 
 from kio.schema.errors import ErrorCode
 
-from brokerd import acls  # acls issue
+from brokerd import acls
 from brokerd.handlers import register
 
 LATEST = -1
@@ -42,7 +42,7 @@ def handle(request, ctx):
     for t in request.topics:
         topic = logs.topics.get(t.name)
         parts = []
-        denied = not acls.allowed(ctx, acls.DESCRIBE, acls.TOPIC, t.name)  # acls issue
+        denied = not acls.allowed(ctx, acls.DESCRIBE, acls.TOPIC, t.name)
         for p in t.partitions:
             if denied:
                 error, offset, ts = ErrorCode.topic_authorization_failed, -1, -1

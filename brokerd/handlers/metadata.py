@@ -7,8 +7,9 @@ import struct
 
 from kio.schema.errors import ErrorCode
 
-from brokerd import acls  # acls issue
+from brokerd import acls
 from brokerd.configs import ConfigError
+from brokerd.errors import CloseConnection
 from brokerd.handlers import register
 from brokerd.handlers.admin_partitions import total_partitions
 from brokerd.protocol import kio_adapter
@@ -23,7 +24,7 @@ TOPIC_OPS = sum(1 << op for op in (3, 4, 5, 6, 7, 8, 10, 11))
 
 def _topic_entry(ctx, topic, include_ops: bool):
     ops = TOPIC_OPS if include_ops else NO_OPS
-    if include_ops and ctx.broker.authorizer is not None:  # acls issue: this principal's operations
+    if include_ops and ctx.broker.authorizer is not None:  # this principal's operations
         ops = acls.authorized_operations(ctx, acls.TOPIC, topic.name)
     node = ctx.broker.node_id
     parts = tuple(
@@ -76,14 +77,12 @@ def handle(request, ctx):
     if v < 12 and wanted and any(name is None for name, _id in wanted):
         # As Kafka (InvalidRequestException): v10-11 carry topic ids but their responses cannot hold
         # a null name (found by bench/fuzz_brokerd.py: the encoder raised)
-        from brokerd.server import CloseConnection
-
         raise CloseConnection(f"Metadata v{v}: a topic name cannot be null before v12")
     listener = ctx.conn.listener
     key = (v, listener.name, ctx.conn.port, wanted, allow_auto, include_ops)
     authz = broker.authorizer
     include_cluster_ops = bool(getattr(request, "include_cluster_authorized_operations", False))
-    if authz is not None:  # acls issue: what a principal sees depends on its ACLs
+    if authz is not None:  # what a principal sees depends on its ACLs
         key = (*key, acls.principal_of(ctx.conn.principal), acls.client_host(ctx.conn), authz.generation,
                include_cluster_ops)
     cache = broker.metadata_cache
@@ -99,7 +98,7 @@ def handle(request, ctx):
         entries = [
             _topic_entry(ctx, t, include_ops)
             for t in logs.topics.values()
-            if authz is None or acls.allowed(ctx, acls.DESCRIBE, acls.TOPIC, t.name)  # acls issue: hidden
+            if authz is None or acls.allowed(ctx, acls.DESCRIBE, acls.TOPIC, t.name)  # hidden
         ]
     else:
         for name, topic_id in wanted:
@@ -107,12 +106,12 @@ def handle(request, ctx):
                 topic = logs.by_id.get(topic_id) if topic_id is not None else None
                 if topic is None:
                     entries.append(_error_entry(ctx, None, topic_id, ErrorCode.unknown_topic_id))
-                elif not acls.allowed(ctx, acls.DESCRIBE, acls.TOPIC, topic.name):  # acls issue
+                elif not acls.allowed(ctx, acls.DESCRIBE, acls.TOPIC, topic.name):
                     entries.append(_error_entry(ctx, None, topic_id, ErrorCode.topic_authorization_failed))
                 else:
                     entries.append(_topic_entry(ctx, topic, include_ops))
                 continue
-            if not acls.allowed(ctx, acls.DESCRIBE, acls.TOPIC, name):  # acls issue
+            if not acls.allowed(ctx, acls.DESCRIBE, acls.TOPIC, name):
                 entries.append(_error_entry(ctx, name, None, ErrorCode.topic_authorization_failed))
                 continue
             topic = logs.topics.get(name)
@@ -122,7 +121,7 @@ def handle(request, ctx):
                     continue
                 if allow_auto and not (
                     acls.cluster_allowed(ctx, acls.CREATE) or acls.allowed(ctx, acls.CREATE, acls.TOPIC, name)
-                ):  # acls issue: auto-creation needs CREATE on the cluster or the topic
+                ):  # auto-creation needs CREATE on the cluster or the topic
                     entries.append(_error_entry(ctx, name, None, ErrorCode.topic_authorization_failed))
                     continue
                 if allow_auto:

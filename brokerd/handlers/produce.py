@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 import time
 
-from brokerd import acls  # acls issue
+from brokerd import acls
+from brokerd.errors import CloseConnection
 from brokerd.handlers import error_name, register
-from brokerd.handlers import groups as idempotence  # groups issue
+from brokerd.handlers import groups as idempotence
 from brokerd.protocol.fastpath import decode_produce, encode_produce_response
 from brokerd.records import BatchTooLarge, InvalidBatch, validate_and_stamp
-from brokerd.server import CloseConnection
 
 log = logging.getLogger("brokerd.produce")
 
@@ -37,9 +37,9 @@ def handle(request, ctx):
     results = []
     to_flush = []
     failed = False
-    admin = broker.admin_state  # admin issue: usage journal and quotas
+    admin = broker.admin_state  # usage journal and quotas
     appended = 0
-    authz = broker.authorizer  # acls issue: WRITE on each topic (None: authorizer off)
+    authz = broker.authorizer  # WRITE on each topic (None: authorizer off)
     for name, partitions in request.topics:
         topic = logs.topics.get(name)
         denied = authz is not None and not acls.allowed(ctx, acls.WRITE, acls.TOPIC, name)
@@ -71,7 +71,7 @@ def handle(request, ctx):
                     batches, count = validate_and_stamp(
                         records, plog.next_offset, settings.max_message_bytes, append_time
                     )
-                    # groups issue: idempotent-producer sequence check (a retry returns its offset)
+                    # idempotent-producer sequence check (a retry returns its offset)
                     base = idempotence.check_produce(ctx, name, index, records)
                     if base is None:
                         # Usage is journaled before the append (see brokerd/metrics.py).

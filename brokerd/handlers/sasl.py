@@ -75,7 +75,7 @@ def _authenticated(conn, principal: str) -> None:
     conn.sasl_session = None
     conn.legacy_sasl = False
     log.info("authenticated %s as %s (%s)", conn.peer, principal, conn.sasl_mechanism)
-    error = conn.broker.admin_state.on_authenticated(conn, principal)  # admin issue: per-principal limit
+    error = conn.broker.admin_state.on_authenticated(conn, principal)  # per-principal limit
     if error:
         conn.close(error)
 

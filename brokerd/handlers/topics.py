@@ -12,7 +12,7 @@ import datetime
 
 from kio.schema.errors import ErrorCode
 
-from brokerd import acls  # acls issue
+from brokerd import acls
 from brokerd.configs import ConfigError, InvalidConfig, validate_topic_configs
 from brokerd.handlers import register
 from brokerd.handlers.admin_partitions import total_partitions
@@ -54,7 +54,7 @@ def create_topics(request, ctx):
     seen: dict[str, int] = {}
     for t in request.topics:
         seen[t.name] = seen.get(t.name, 0) + 1
-    # acls issue: CREATE on the cluster, else CREATE on each topic
+    # CREATE on the cluster, else CREATE on each topic
     create_all = acls.cluster_allowed(ctx, acls.CREATE)
     for t in request.topics:
         error, message = ErrorCode.none, None
@@ -66,7 +66,7 @@ def create_topics(request, ctx):
                 f"Topic {t.name!r} appears more than once in the request",
             )
         elif not create_all and not acls.allowed(ctx, acls.CREATE, acls.TOPIC, t.name):
-            error, message = ErrorCode.topic_authorization_failed, "Authorization failed."  # acls issue
+            error, message = ErrorCode.topic_authorization_failed, "Authorization failed."
         elif (msg := validate_topic_name(t.name)) is not None:
             error, message = ErrorCode.invalid_topic_exception, msg
         elif t.name in logs.topics:
@@ -136,7 +136,7 @@ def delete_topics(request, ctx):
         if name is None and topic_id is not None:
             topic = logs.by_id.get(topic_id)
             if topic is not None and not acls.allowed(ctx, acls.DESCRIBE, acls.TOPIC, topic.name):
-                topic = None  # acls issue: an id the principal may not see is unknown
+                topic = None  # an id the principal may not see is unknown
             if topic is None:
                 error, message = ErrorCode.unknown_topic_id, "Topic id not found"
         elif name is not None and topic_id is not None:
@@ -147,7 +147,7 @@ def delete_topics(request, ctx):
                 error, message = ErrorCode.unknown_topic_or_partition, "This server does not host this topic"
         if error in (ErrorCode.none, ErrorCode.unknown_topic_or_partition) and not _may_delete(
             ctx, topic, name
-        ):  # acls issue
+        ):
             error, message, topic = ErrorCode.topic_authorization_failed, "Authorization failed.", None
         if topic is not None and not broker.config["delete.topic.enable"]:
             error, message = ErrorCode.topic_deletion_disabled, "Topic deletion is disabled."
@@ -167,7 +167,7 @@ def delete_topics(request, ctx):
 
 
 def _may_delete(ctx, topic, name) -> bool:
-    """acls issue: DESCRIBE to learn whether the topic exists, DELETE to delete it (as Kafka)."""
+    """DESCRIBE to learn whether the topic exists, DELETE to delete it (as Kafka)."""
     name = topic.name if topic is not None else name
     if not acls.allowed(ctx, acls.DESCRIBE, acls.TOPIC, name or ""):
         return False

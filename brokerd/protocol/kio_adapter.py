@@ -130,7 +130,7 @@ def decode_request(api_key: int, version: int, buf: bytes | memoryview, offset: 
 
     Requests from the network go through the tolerant reader, which checks every array length
     against the bytes left: kio's native reader pre-allocates arrays from their length prefix,
-    so one garbage length aborted the process (Rust OOM; found by the admin issue's
+    so one garbage length aborted the process (Rust OOM; found by the
     hostile-input test). Produce has its own fast-path decoder.
     """
     cls = request_class(api_key, version)

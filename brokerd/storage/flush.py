@@ -49,7 +49,7 @@ class Flusher:
                 journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644
             )
         self.rounds = 0
-        # Admin issue: callables returning fds fsynced before the logs' in every round (the
+        # callables returning fds fsynced before the logs' in every round (the
         # usage journal, so that it is at least as durable as the records it counts).
         self.pre_sync: list[Callable[[], list[int]]] = []
 

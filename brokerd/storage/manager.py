@@ -28,7 +28,7 @@ log = logging.getLogger("brokerd.storage")
 
 TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 
-# Topic configs understood today, with how they map onto LogSettings. The admin issue extends it.
+# Topic configs understood today, with how they map onto LogSettings. brokerd/configs.py defines the rest.
 TOPIC_CONFIGS: dict[str, str] = {
     "segment.bytes": "segment_bytes",
     "segment.ms": "segment_ms",

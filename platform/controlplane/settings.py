@@ -197,7 +197,7 @@ else:
 # --- auth -----------------------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
-    "accounts.lockout.LockoutModelBackend",  # log-in lockout and throttling (security issue)
+    "accounts.lockout.LockoutModelBackend",  # log-in lockout and throttling
     "django.contrib.auth.backends.ModelBackend",  # sessions logged in with it explicitly (sign-up)
 ]
 AUTH_PASSWORD_VALIDATORS = [
@@ -222,7 +222,7 @@ WHITENOISE_USE_FINDERS = True  # `manage.py up` serves static files without a co
 
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
-# --- web hardening (security issue) -------------------------------------------------------------
+# --- web hardening  -------------------------------------------------------------
 # KASTLE_HTTPS=true when the portal is served over HTTPS (directly or behind a TLS proxy that sets
 # X-Forwarded-Proto, see KASTLE_TRUST_X_FORWARDED_PROTO): secure cookies, HSTS, HTTPS redirects.
 KASTLE_HTTPS = env_bool("KASTLE_HTTPS", False)

@@ -64,7 +64,7 @@ class ApiKey(models.Model):
         null=True, blank=True, help_text="Latest request seen by the brokers (reported with their metrics)"
     )
     revoked_at = models.DateTimeField(null=True, blank=True)
-    # Security issue: key lifecycle. The brokers refuse the key from expires_at on (the credentials
+    # key lifecycle. The brokers refuse the key from expires_at on (the credentials
     # file carries it) and the control plane drops it from that file once it passed.
     expires_at = models.DateTimeField(null=True, blank=True)
     rotated_from = models.ForeignKey(

@@ -77,7 +77,7 @@ def broker_settings(
         "credentials.file": str(credentials_file),
         "sasl.enabled.mechanisms": ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"],
     }
-    if security_protocol == "SASL_SSL":  # security issue: pki.services writes these files
+    if security_protocol == "SASL_SSL":  # pki.services writes these files
         assert tls_files is not None, "a SASL_SSL broker needs its certificate files"
         settings["tls.cert.file"] = str(tls_files["cert"])
         settings["tls.key.file"] = str(tls_files["key"])

@@ -58,7 +58,7 @@ def client_config(cluster: Cluster) -> dict[str, Any]:
         "socket.connection.setup.timeout.ms": int(REQUEST_TIMEOUT_S * 1000),
         "reconnect.backoff.max.ms": 5000,
     }
-    if conf["security.protocol"] == "SASL_SSL":  # security issue: verify the platform CA and host name
+    if conf["security.protocol"] == "SASL_SSL":  # verify the platform CA and host name
         from pki.services import ca_bundle
 
         conf["ssl.ca.pem"] = ca_bundle(cluster) or ""

@@ -133,7 +133,7 @@ def provision(cluster_id: int, owner: str, *, send=None) -> str:
     except placement.NoPortAvailable as exc:
         raise TransientError(f"No free port for the broker: {exc}.") from exc
     try:
-        pki_services.certificate_ensure(cluster)  # security issue: SASL_SSL clusters' certificate
+        pki_services.certificate_ensure(cluster)  # SASL_SSL clusters' certificate
     except pki_services.CaUnavailable as exc:
         raise TransientError(f"The cluster's TLS certificate cannot be issued here: {exc}.") from exc
     local = local_host_name()
@@ -401,7 +401,7 @@ def sync_credentials_locked(cluster: Cluster, root: Path) -> bool:
     path = supervisor.cluster_dir(root, cluster.public_id) / "credentials.json"
     faults.point("credentials.before_write", cluster.public_id)  # tests only
     changed = brokerconf.write_credentials(path, users)
-    # security issue: the SASL_SSL certificate (issued/renewed by the control step) beside it
+    # the SASL_SSL certificate (issued/renewed by the control step) beside it
     changed |= pki_services.write_broker_tls(cluster, path.parent)
     return changed
 
@@ -467,7 +467,7 @@ def reconcile_control(*, send_lifecycle=None, send_host=None) -> dict[str, list[
         logger.warning("reconcile: %s of %s was left unfinished; driving it again", kind, cluster.public_id)
         (send_lifecycle or (lambda t, cid: t.delay(cid)))(task, cluster.pk)
         report["redriven"].append(cluster.public_id)
-    report["certificates"] = pki_services.reconcile_certificates()  # security issue: TLS renewal
+    report["certificates"] = pki_services.reconcile_certificates()  # TLS renewal
     local = local_host_name()
     for host in placement.live_hosts():
         report["hosts"].append(host.name)

@@ -31,7 +31,7 @@ TIMEOUT_S = 5.0
 class _Conn:
     def __init__(self, host: str, port: int, ca_pem: str | None = None) -> None:
         self.sock = socket.create_connection((host, port), timeout=TIMEOUT_S)
-        if ca_pem is not None:  # security issue: SASL_SSL, verifying the platform CA and the host
+        if ca_pem is not None:  # SASL_SSL, verifying the platform CA and the host
             import ssl
 
             context = ssl.create_default_context(cadata=ca_pem)

@@ -1,4 +1,4 @@
-"""acls issue: brokerd's authorizer (Kafka AclAuthorizer semantics) and the ACL APIs.
+"""brokerd's authorizer (Kafka AclAuthorizer semantics) and the ACL APIs.
 
 One SASL broker with ``authorizer.enable=true`` and ``super.users=User:kastle-internal`` (the
 control plane's internal principal), and two tenants' keys scoped by prefix:

@@ -244,7 +244,7 @@ def test_kafka_python_produce_and_consume(broker) -> None:
     from kafka import TopicPartition as KTP
 
     create_topic(broker.bootstrap, "kpy", 2)
-    # kafka-python 3 defaults to idempotence, which needs InitProducerId (the groups/idempotence issue)
+    # kafka-python 3 defaults to idempotence, which needs InitProducerId (idempotent producers)
     producer = KafkaProducer(
         bootstrap_servers=broker.bootstrap, acks="all", compression_type="lz4", enable_idempotence=False
     )

@@ -233,7 +233,7 @@ def _fetch_response_kio(version: int, topics: list):
 
 @pytest.mark.parametrize("version", range(4, 17))
 def test_fetch_error_partitions_match_kio_and_kafka(version: int) -> None:
-    """acls issue: denied / unknown partitions as Kafka's FetchResponse.partitionResponse sends them.
+    """Denied / unknown partitions as Kafka's FetchResponse.partitionResponse sends them.
 
     Error code, offsets -1, preferred replica -1 and an *empty* record set (Kafka never writes
     null records; librdkafka fails the whole response on one). v13+ name topics by id only.

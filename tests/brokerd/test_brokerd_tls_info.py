@@ -1,6 +1,6 @@
 """brokerd.tls.certificate_info: serial and expiry read from DER, without the ``cryptography`` package.
 
-A SASL_SSL broker must not import ``cryptography`` (~9 MB of idle RSS, issue 4); these tests hold
+A SASL_SSL broker must not import ``cryptography`` (~9 MB of idle RSS); these tests hold
 certificate_info to cryptography's reading of the same certificates.
 """
 

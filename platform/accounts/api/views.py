@@ -158,7 +158,7 @@ class MeView(OrganizationScopedMixin, APIView):
 
 
 class PasswordChangeView(APIView):
-    """Change your password (Django's password validators apply). Security issue."""
+    """Change your password (Django's password validators apply)."""
 
     @extend_schema(
         operation_id="me_password_change",

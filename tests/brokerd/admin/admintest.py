@@ -1,4 +1,4 @@
-"""Helpers for the admin-issue tests: exact-byte produce/fetch over the wire, SASL, metrics, RSS."""
+"""Helpers for the broker-admin tests: exact-byte produce/fetch over the wire, SASL, metrics, RSS."""
 
 from __future__ import annotations
 
