@@ -111,6 +111,7 @@ INSTALLED_APPS = [
     "consumergroups",
     "metering",
     "pki",
+    "monitoring",
     "web",
 ]
 

@@ -24,6 +24,7 @@ api_v1 = [
     path("", include("consumergroups.api.urls")),
     path("", include("metering.api.urls")),
     path("", include("pki.api.urls")),
+    path("", include("monitoring.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),

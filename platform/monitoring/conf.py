@@ -1,0 +1,57 @@
+"""Monitoring settings, from Django settings when set there, else from the environment.
+
+KASTLE_METRICS_EXPORT_CACHE_SECONDS  a cluster's live figures (broker /metrics, offsets, groups) are
+                                     reused for this long by the export and the alert evaluation,
+                                     so scrapes every 15 s and many scrapers cost one collection
+                                     (default 10)
+KASTLE_ALERT_INTERVAL_SECONDS        alert rules are evaluated this often (default 30)
+KASTLE_WEBHOOK_TIMEOUT_SECONDS       one webhook delivery attempt waits this long (default 5)
+KASTLE_WEBHOOK_ALLOW_PRIVATE         webhooks may target loopback/private addresses (default false:
+                                     a tenant must not reach the operator's internal services)
+KASTLE_ALERT_FROM_EMAIL              sender of alert e-mails (default Django's DEFAULT_FROM_EMAIL)
+"""
+
+from __future__ import annotations
+
+import os
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+
+def _get(name: str, default: str) -> str:
+    value = getattr(settings, name, None)
+    if value is None or value == "":
+        value = os.environ.get(name, "").strip() or default
+    return str(value)
+
+
+def _float(name: str, default: float) -> float:
+    raw = _get(name, str(default))
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a number, not {raw!r}") from exc
+    if value < 0:
+        raise ImproperlyConfigured(f"{name} must not be negative, not {raw!r}")
+    return value
+
+
+def export_cache_seconds() -> float:
+    return _float("KASTLE_METRICS_EXPORT_CACHE_SECONDS", 10.0)
+
+
+def alert_interval() -> float:
+    return max(_float("KASTLE_ALERT_INTERVAL_SECONDS", 30.0), 0.5)
+
+
+def webhook_timeout() -> float:
+    return max(_float("KASTLE_WEBHOOK_TIMEOUT_SECONDS", 5.0), 0.5)
+
+
+def webhook_allow_private() -> bool:
+    return _get("KASTLE_WEBHOOK_ALLOW_PRIVATE", "false").lower() in ("1", "true", "yes", "on")
+
+
+def alert_from_email() -> str:
+    return _get("KASTLE_ALERT_FROM_EMAIL", settings.DEFAULT_FROM_EMAIL)

@@ -1,0 +1,141 @@
+"""Tenant monitoring end to end: real brokerd, real Kafka clients, a real Celery worker and beat.
+
+The Prometheus export is read with Prometheus's own text parser and compared with what the test
+produced and consumed (exact record-batch bytes, records, offsets, lag).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitoring.export import METRICS
+from tests.e2e.provisioning_stack import create_running_cluster, plain_login, provisioning_env, sasl
+from tests.e2e.test_e2e_metering import batch_bytes
+from tests.helpers import wait_until
+from tests.platform.api import Tenant, assert_error
+
+MONITORING_ENV = {"KASTLE_ALERT_INTERVAL_SECONDS": "1", "KASTLE_WEBHOOK_ALLOW_PRIVATE": "true"}
+
+
+@pytest.fixture(scope="module")
+def _monitoring_env():
+    saved = {k: os.environ.get(k) for k in MONITORING_ENV}
+    os.environ.update(MONITORING_ENV)
+    with provisioning_env() as env:
+        yield env
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture
+def e2e(_monitoring_env, celery_worker, settings):
+    from clusters.models import Host
+
+    settings.KASTLE_METRICS_EXPORT_CACHE_SECONDS = "0"  # every read below sees the brokers now
+    wait_until(lambda: Host.objects.filter(name="local").exists(), timeout=15, message="host registration")
+    yield celery_worker
+    from provisioning import kafka_admin
+
+    kafka_admin.clear_cache()
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of an export, parsed by prometheus_client: (name, sorted labels) -> value."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def value(found: dict, name: str, **labels: object) -> float | None:
+    return found.get((name, tuple(sorted((k, str(v)) for k, v in labels.items()))))
+
+
+def produce_to(bootstrap: str, key: str, secret: str, topic: str, partition: int, n: int, tag: str) -> int:
+    """n one-record batches to one partition; returns their record-batch bytes."""
+    producer = Producer(sasl(bootstrap, key, secret, acks="all", **{"linger.ms": 0}))
+    total = 0
+    for i in range(n):
+        k, v = f"{tag}-{i}".encode(), f"{tag} value {i}".encode()
+        producer.produce(topic, key=k, value=v, partition=partition)
+        assert producer.flush(30) == 0
+        total += batch_bytes(k, v)
+    return total
+
+
+def consume_and_commit(bootstrap, key, secret, group, topic, upto: dict[int, int]) -> int:
+    """Read each partition up to (excluding) offset upto[p] and commit there; returns records read."""
+    consumer = Consumer(sasl(bootstrap, key, secret, **{"group.id": group, "enable.auto.commit": False}))
+    consumer.assign([TopicPartition(topic, p, 0) for p in upto])
+    read = {p: 0 for p in upto}
+    deadline = time.monotonic() + 30
+    while any(read[p] < upto[p] for p in upto) and time.monotonic() < deadline:
+        for msg in consumer.consume(num_messages=100, timeout=0.5):
+            assert not msg.error(), msg.error()
+            read[msg.partition()] += 1
+    assert read == upto or all(read[p] >= upto[p] for p in upto), read
+    consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in upto.items()], asynchronous=False)
+    consumer.close()
+    return sum(read.values())
+
+
+def test_export_matches_what_clients_did(e2e, api_client):
+    started = time.monotonic()
+    signup = api_client.post(
+        "/api/v1/signup",
+        {"email": "watch@e2e.example", "password": "a long passphrase 42", "organization": "Watchers"},
+    )
+    assert signup.status_code == 201, signup.content
+    client = api_client
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {signup.json()['token']}")
+    cluster = create_running_cluster(client, "watched")
+    cid, bootstrap = cluster["id"], cluster["bootstrap_servers"]
+    made = client.post(f"/api/v1/clusters/{cid}/topics", {"name": "orders", "partitions": 2})
+    assert made.status_code == 201, made.content
+    made = client.post(f"/api/v1/clusters/{cid}/api-keys", {"description": "app"}).json()
+    key, secret = made["key"], made["secret"]
+    wait_until(lambda: plain_login(bootstrap, key, secret), timeout=10, message="the key works")
+
+    bytes0 = produce_to(bootstrap, key, secret, "orders", 0, 12, "a")
+    bytes1 = produce_to(bootstrap, key, secret, "orders", 1, 7, "b")
+    read = consume_and_commit(bootstrap, key, secret, "billing", "orders", {0: 9, 1: 7})
+
+    url = f"/api/v1/clusters/{cid}/metrics/export"
+    response = client.get(url, HTTP_ACCEPT="application/openmetrics-text;version=1.0.0,text/plain;q=0.5")
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"].startswith("text/plain; version=0.0.4")
+    found = samples(response.content.decode())
+    assert {name for name, _ in found} <= {*METRICS, *(n.removesuffix("_total") + "_total" for n in METRICS)}
+
+    assert value(found, "kastle_topic_bytes_in_total", topic="orders") == bytes0 + bytes1
+    assert value(found, "kastle_topic_records_in_total", topic="orders") == 19
+    assert value(found, "kastle_topic_records_out_total", topic="orders") >= read  # fetched at least once
+    for partition, (records, nbytes) in enumerate(((12, bytes0), (7, bytes1))):
+        assert value(found, "kastle_partition_log_end_offset", topic="orders", partition=partition) == records
+        assert value(found, "kastle_partition_log_start_offset", topic="orders", partition=partition) == 0
+        assert value(found, "kastle_partition_stored_bytes", topic="orders", partition=partition) == nbytes
+        assert value(found, "kastle_partition_replicas", topic="orders", partition=partition) == 1
+        assert value(found, "kastle_partition_under_replicated", topic="orders", partition=partition) == 0
+        assert value(found, "kastle_partition_offline", topic="orders", partition=partition) == 0
+    billing = {"group": "billing", "topic": "orders"}
+    assert value(found, "kastle_consumer_group_lag_records", **billing, partition=0) == 3
+    assert value(found, "kastle_consumer_group_lag_records", **billing, partition=1) == 0
+    assert value(found, "kastle_consumer_group_committed_offset", **billing, partition=0) == 9
+    assert value(found, "kastle_requests_total", api="Produce", error="NONE") >= 19
+    assert value(found, "kastle_brokers_up") == 1 and value(found, "kastle_cluster_running") == 1
+    for source in ("brokers", "metadata", "offsets", "consumer_groups"):
+        assert value(found, "kastle_export_source_up", source=source) == 1, source
+    assert not any("__consumer_offsets" in str(labels) for _, labels in found)  # the platform's topic
+
+    # Another tenant's token: 404, as for every object of another organization.
+    assert_error(Tenant("owner").client.get(url), 404)
+    print(f"\nmonitoring export e2e: {time.monotonic() - started:.1f}s")
