@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from bisect import bisect_right
@@ -9,7 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from brokerd.records import HEADER, iter_headers, record_timestamps
+from brokerd.storage import swap
 from brokerd.storage.segment import Segment
+
+log = logging.getLogger("brokerd.storage")
 
 
 @dataclass(slots=True)
@@ -21,6 +25,13 @@ class LogSettings:
     timestamp_type: str = "CreateTime"
     retention_ms: int = 604800000
     retention_bytes: int = -1
+    # cleanup.policy and the cleaner's per-topic settings (brokerd/storage/cleaner.py)
+    compact: bool = False
+    delete: bool = True
+    min_cleanable_ratio: float = 0.5
+    min_compaction_lag_ms: int = 0
+    max_compaction_lag_ms: int = 2**63 - 1
+    delete_retention_ms: int = 86400000
 
 
 class OffsetOutOfRange(Exception):
@@ -33,6 +44,7 @@ class PartitionLog:
     __slots__ = (
         "_on_append",
         "_pos_hint",
+        "cleaning",
         "dir",
         "dirty",
         "flushed_offset",
@@ -60,6 +72,7 @@ class PartitionLog:
         self.waiters: list = []  # futures woken on append (fetch long-poll)
         self._pos_hint: tuple[int, int, int] = (-1, -1, -1)  # (offset, segment base, position)
         self._on_append: Callable[[PartitionLog], None] | None = None
+        self.cleaning = False  # a cleaner pass owns the sealed segments: retention waits
 
     # --- lifecycle ----------------------------------------------------------------------
     @classmethod
@@ -68,6 +81,9 @@ class PartitionLog:
     ) -> PartitionLog:
         log = cls(topic, partition, directory, settings)
         os.makedirs(directory, exist_ok=True)
+        recovered = swap.recover(directory)  # a cleaner swap a crash interrupted
+        if recovered:
+            log.info("%s-%d: %s", topic, partition, recovered)
         bases: dict[int, int] = {}
         with os.scandir(directory) as it:
             for entry in it:
@@ -123,6 +139,10 @@ class PartitionLog:
                 if not fut.done():
                     fut.set_result(None)
         return base
+
+    def reset_read_hint(self) -> None:
+        """Segments were replaced or removed: positions remembered for the next read are stale."""
+        self._pos_hint = (-1, -1, -1)
 
     def roll(self) -> Segment:
         old = self.segments[-1]
