@@ -1,0 +1,221 @@
+"""The active controller: one broker per cluster, elected through etcd.
+
+Election: the first broker to create ``{prefix}controller`` (bound to its own lease) is
+the controller, and the key's create revision is its controller epoch. Every write the
+controller makes compares that create revision, so a controller that lost the key (its
+lease expired, or it was taken over) cannot change anything afterwards, whatever it
+still believes: fencing comes from the compare, never from holding a lease.
+
+Duties: keep every partition's leader and ISR right as brokers come and go (see
+``leadership.reconcile``), and create and delete topics. Each partition write also
+compares the partition's mod revision, which moves with its partition epoch, so it never
+overwrites a leader's ISR change it has not seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import re
+import uuid
+
+from brokerd.coordination import etcd as e
+from brokerd.coordination.keys import Keys
+from brokerd.coordination.leadership import initial_state, reconcile
+from brokerd.coordination.placement import assign_replicas
+from brokerd.coordination.records import ControllerRecord, PartitionState, TopicRecord
+from brokerd.coordination.session import BrokerSession
+from brokerd.coordination.tasks import cancel_and_wait
+from brokerd.coordination.view import ClusterState, ClusterView
+
+log = logging.getLogger("brokerd.coordination")
+
+LEGAL_TOPIC = re.compile(r"^[A-Za-z0-9._\-]{1,249}$")
+
+
+class NotControllerError(Exception):
+    """This broker is not the active controller (Kafka's NOT_CONTROLLER)."""
+
+
+class TopicExistsError(Exception):
+    pass
+
+
+class UnknownTopicError(Exception):
+    pass
+
+
+class Controller:
+    def __init__(
+        self, session: BrokerSession, view: ClusterView, *, rng: random.Random | None = None
+    ) -> None:
+        self.session = session
+        self.view = view
+        self.etcd: e.Etcd = session.etcd
+        self.keys: Keys = session.keys
+        self.epoch = 0  # the controller epoch while active, else 0
+        self.rng = rng or random.Random()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    @property
+    def active(self) -> bool:
+        current = self.view.state.controller
+        return self.epoch != 0 and current is not None and current.epoch == self.epoch
+
+    def start(self) -> None:
+        self.view.listeners.append(self._on_change)
+        self._wake.set()
+        self._task = asyncio.create_task(self._run(), name=f"controller-{self.session.node_id}")
+
+    async def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.view.listeners.remove(self._on_change)
+        await cancel_and_wait(self._task)
+        self._task = None
+        self.epoch = 0
+
+    def _on_change(self, _state: ClusterState) -> None:
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self.view.caught_up.is_set() or self.session.lost.is_set() or not self.session.epoch:
+                continue
+            try:
+                await self.step()
+            except e.CoordinationError as exc:
+                log.warning("controller step failed (%s); retrying", exc)
+                await asyncio.sleep(0.5)
+                self._wake.set()
+
+    async def step(self) -> None:
+        """One round: campaign when there is no controller, reconcile partitions when we are it."""
+        state = self.view.state
+        if state.controller is None:
+            await self.campaign()
+            return
+        if state.controller.epoch != self.epoch:
+            if self.epoch:
+                log.info("broker %d is no longer the controller (epoch %d)", self.session.node_id, self.epoch)
+            self.epoch = 0
+            return
+        await self.reconcile_all(state)
+
+    async def campaign(self) -> bool:
+        record = ControllerRecord(self.session.node_id, self.session.epoch)
+        result = await self.etcd.txn(
+            [
+                e.created_at(self.keys.controller, 0),
+                e.created_at(self.keys.broker(self.session.node_id), self.session.epoch),
+            ],
+            [e.put(self.keys.controller, record.to_bytes(), self.session.lease_id)],
+        )
+        if result.succeeded:
+            self.epoch = result.revision
+            log.info("broker %d is the controller, epoch %d", self.session.node_id, self.epoch)
+            await self.view.wait_for(result.revision)
+            self._wake.set()
+        return result.succeeded
+
+    def _fence(self) -> e.rpc.Compare:
+        if not self.epoch:
+            raise NotControllerError(f"broker {self.session.node_id} is not the controller")
+        return e.created_at(self.keys.controller, self.epoch)
+
+    async def reconcile_all(self, state: ClusterState) -> int:
+        """Bring every partition in line with the live brokers; return how many changed."""
+        live = state.live_epochs()
+        changed = 0
+        for (name, index), partition in list(state.partitions.items()):
+            topic = state.topics.get(name)
+            if topic is None or topic.topic_id != partition.topic_id:
+                continue
+            unclean = topic.configs.get("unclean.leader.election.enable", "false").lower() == "true"
+            wanted = reconcile(partition, live, unclean=unclean)
+            if wanted is None:
+                continue
+            if await self.write_partition(name, index, partition, wanted):
+                changed += 1
+                log.info(
+                    "%s-%d: leader %d -> %d (leader epoch %d), isr %s -> %s",
+                    name,
+                    index,
+                    partition.leader,
+                    wanted.leader,
+                    wanted.leader_epoch,
+                    list(partition.isr_ids),
+                    list(wanted.isr_ids),
+                )
+        return changed
+
+    async def write_partition(
+        self, name: str, index: int, seen: PartitionState, wanted: PartitionState
+    ) -> bool:
+        key = self.keys.partition(name, index)
+        result = await self.etcd.txn(
+            [self._fence(), e.modified_at(key, seen.mod_revision)], [e.put(key, wanted.to_bytes())]
+        )
+        return result.succeeded
+
+    # --- topics ----------------------------------------------------------------------------------
+    async def create_topic(
+        self, name: str, partitions: int, replication_factor: int, configs: dict[str, str] | None = None
+    ) -> TopicRecord:
+        if not LEGAL_TOPIC.match(name):
+            raise ValueError(
+                f"topic name {name!r} is not legal: use 1 to 249 letters, digits, '.', '_' or '-'"
+            )
+        fence = self._fence()
+        state = self.view.state
+        racks = {node_id: reg.rack for node_id, reg in state.brokers.items()}
+        assignment = assign_replicas(racks, partitions, replication_factor, rng=self.rng)
+        live = state.live_epochs()
+        topic = TopicRecord(name, str(uuid.uuid4()), partitions, replication_factor, dict(configs or {}))
+        ops = [e.put(self.keys.topic(name), topic.to_bytes())]
+        ops += [
+            e.put(self.keys.partition(name, p), initial_state(topic.topic_id, replicas, live).to_bytes())
+            for p, replicas in enumerate(assignment)
+        ]
+        compare = [fence, e.created_at(self.keys.topic(name), 0)]
+        # Every replica must still be registered with the epoch its ISR entry names.
+        compare += [
+            e.created_at(self.keys.broker(b), live[b]) for b in sorted({r for a in assignment for r in a})
+        ]
+        result = await self.etcd.txn(
+            compare, ops, [e.get(self.keys.controller), e.get(self.keys.topic(name))]
+        )
+        if not result.succeeded:
+            self._explain_refusal(result, topic_should_exist=False, name=name)
+            raise e.CoordinationError("the set of live brokers changed while placing replicas; try again")
+        await self.view.wait_for(result.revision)
+        return topic
+
+    async def delete_topic(self, name: str) -> None:
+        fence = self._fence()
+        current = await self.etcd.get(self.keys.topic(name))
+        if current is None:
+            raise UnknownTopicError(f"topic {name!r} does not exist")
+        result = await self.etcd.txn(
+            [fence, e.modified_at(current.key, current.mod_revision)],
+            [e.delete(current.key), e.delete(self.keys.topic_partitions(name), prefix=True)],
+            [e.get(self.keys.controller), e.get(self.keys.topic(name))],
+        )
+        if not result.succeeded:
+            self._explain_refusal(result, topic_should_exist=True, name=name)
+            raise e.CoordinationError(f"topic {name!r} changed while being deleted; try again")
+        await self.view.wait_for(result.revision)
+
+    def _explain_refusal(self, result: e.TxnResult, *, topic_should_exist: bool, name: str) -> None:
+        controller, topic = result.ranges
+        if not controller or controller[0].create_revision != self.epoch:
+            self.epoch = 0
+            raise NotControllerError(f"broker {self.session.node_id} is no longer the controller")
+        if topic_should_exist and not topic:
+            raise UnknownTopicError(f"topic {name!r} does not exist")
+        if not topic_should_exist and topic:
+            raise TopicExistsError(f"topic {name!r} already exists")

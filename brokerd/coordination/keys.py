@@ -1,0 +1,51 @@
+"""Where a cluster's metadata lives in etcd, all under the cluster's own prefix.
+
+    {prefix}cluster                 the cluster id, written once by the first broker
+    {prefix}brokers/{node_id}       a live broker's registration, bound to its lease;
+                                    its create revision is the broker epoch
+    {prefix}controller              the active controller, bound to its broker's lease;
+                                    its create revision is the controller epoch
+    {prefix}topics/{name}           a topic: id, partition count, configs
+    {prefix}partitions/{name}/{n}   a partition's replicas, leader, leader epoch, ISR and
+                                    partition epoch
+
+Topic names cannot hold ``/`` (Kafka's legal characters are letters, digits, ``.``, ``_``
+and ``-``), so a name is a single path element.
+"""
+
+from __future__ import annotations
+
+
+class Keys:
+    def __init__(self, prefix: str) -> None:
+        if not (prefix.startswith("/") and prefix.endswith("/")):
+            raise ValueError(f"a cluster prefix starts and ends with '/': {prefix!r}")
+        self.prefix = prefix.encode()
+        self.cluster = self.prefix + b"cluster"
+        self.brokers = self.prefix + b"brokers/"
+        self.controller = self.prefix + b"controller"
+        self.topics = self.prefix + b"topics/"
+        self.partitions = self.prefix + b"partitions/"
+
+    def broker(self, node_id: int) -> bytes:
+        return self.brokers + str(node_id).encode()
+
+    def topic(self, name: str) -> bytes:
+        return self.topics + name.encode()
+
+    def topic_partitions(self, name: str) -> bytes:
+        return self.partitions + name.encode() + b"/"
+
+    def partition(self, name: str, index: int) -> bytes:
+        return self.topic_partitions(name) + str(index).encode()
+
+    # --- parsing keys read back from etcd ----------------------------------------------------
+    def broker_id(self, key: bytes) -> int:
+        return int(key[len(self.brokers) :])
+
+    def topic_name(self, key: bytes) -> str:
+        return key[len(self.topics) :].decode()
+
+    def partition_of(self, key: bytes) -> tuple[str, int]:
+        name, _, index = key[len(self.partitions) :].decode().rpartition("/")
+        return name, int(index)

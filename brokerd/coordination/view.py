@@ -1,0 +1,142 @@
+"""Every broker's copy of the cluster metadata in etcd, kept current by a watch.
+
+The view reads the whole prefix once (one revision), then applies watch events from the
+next revision on. A broken watch is answered by reading everything again; nothing is
+assumed about what happened while the stream was down. ``caught_up`` is set once the
+view holds a complete read and its watch runs: that is when a broker may say it is
+healthy. ``wait_for(revision)`` lets a writer read its own write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from brokerd.coordination.etcd import CoordinationError, Entry, Etcd, WatchEvent
+from brokerd.coordination.keys import Keys
+from brokerd.coordination.records import BrokerRegistration, ControllerRecord, PartitionState, TopicRecord
+from brokerd.coordination.tasks import cancel_and_wait
+
+log = logging.getLogger("brokerd.coordination")
+
+RETRY_SECONDS = 0.5
+
+
+@dataclass
+class ClusterState:
+    revision: int = 0
+    cluster_id: str | None = None
+    brokers: dict[int, BrokerRegistration] = field(default_factory=dict)
+    controller: ControllerRecord | None = None
+    topics: dict[str, TopicRecord] = field(default_factory=dict)
+    partitions: dict[tuple[str, int], PartitionState] = field(default_factory=dict)
+
+    def live_epochs(self) -> dict[int, int]:
+        return {node_id: reg.epoch for node_id, reg in self.brokers.items()}
+
+    def topic_partitions(self, name: str) -> list[PartitionState] | None:
+        """A topic's partitions in order, or None while the topic is absent or not complete
+        (a watch delivers a transaction's keys one by one)."""
+        topic = self.topics.get(name)
+        if topic is None:
+            return None
+        states = [self.partitions.get((name, p)) for p in range(topic.partitions)]
+        if any(s is None or s.topic_id != topic.topic_id for s in states):
+            return None
+        return states  # type: ignore[return-value]
+
+
+class ClusterView:
+    def __init__(self, etcd: Etcd, keys: Keys) -> None:
+        self.etcd = etcd
+        self.keys = keys
+        self.state = ClusterState()
+        self.caught_up = asyncio.Event()
+        self.listeners: list[Callable[[ClusterState], None]] = []
+        self._changed = asyncio.Condition()
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="cluster-view")
+
+    async def stop(self) -> None:
+        await cancel_and_wait(self._task)
+        self._task = None
+
+    async def wait_for(self, revision: int, timeout: float = 10.0) -> None:
+        """Wait until the view has applied ``revision`` (a write's own revision)."""
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: self.state.revision >= revision), timeout)
+
+    async def wait_until(self, predicate: Callable[[ClusterState], bool], timeout: float = 10.0) -> None:
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: predicate(self.state)), timeout)
+
+    # --- the loop -------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        while True:
+            try:
+                revision, entries = await self.etcd.get_prefix(self.keys.prefix)
+                state = ClusterState(revision=revision)
+                for entry in entries:
+                    self._apply(state, WatchEvent(False, entry))
+                self.state = state
+                await self._notify()
+                self.caught_up.set()
+                async for event in self.etcd.watch_prefix(self.keys.prefix, revision + 1):
+                    self._apply(self.state, event)
+                    self.state.revision = max(self.state.revision, event.entry.mod_revision)
+                    await self._notify()
+            except CoordinationError as exc:
+                log.warning("cluster metadata watch interrupted (%s); reading again", exc)
+                self.caught_up.clear()
+                await asyncio.sleep(RETRY_SECONDS)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+        for listener in list(self.listeners):
+            try:
+                listener(self.state)
+            except Exception:  # one listener's bug must not stop the metadata from flowing
+                log.exception("cluster metadata listener failed")
+
+    def _apply(self, state: ClusterState, event: WatchEvent) -> None:
+        keys, entry = self.keys, event.entry
+        key = entry.key
+        try:
+            if key == keys.cluster:
+                state.cluster_id = None if event.deleted else entry.value.decode()
+            elif key == keys.controller:
+                state.controller = None if event.deleted else _controller(entry)
+            elif key.startswith(keys.brokers):
+                node_id = keys.broker_id(key)
+                if event.deleted:
+                    state.brokers.pop(node_id, None)
+                else:
+                    state.brokers[node_id] = BrokerRegistration.from_bytes(
+                        entry.value, epoch=entry.create_revision
+                    )
+            elif key.startswith(keys.topics):
+                name = keys.topic_name(key)
+                if event.deleted:
+                    state.topics.pop(name, None)
+                else:
+                    state.topics[name] = TopicRecord.from_bytes(entry.value)
+            elif key.startswith(keys.partitions):
+                where = keys.partition_of(key)
+                if event.deleted:
+                    state.partitions.pop(where, None)
+                else:
+                    state.partitions[where] = PartitionState.from_bytes(
+                        entry.value, mod_revision=entry.mod_revision
+                    )
+        except (ValueError, KeyError, TypeError) as exc:
+            # Only brokerd writes here; a value it cannot read is logged, never fatal.
+            log.error("unreadable metadata at %r: %s", key, exc)
+
+
+def _controller(entry: Entry) -> ControllerRecord:
+    return ControllerRecord.from_bytes(entry.value, epoch=entry.create_revision)
