@@ -218,3 +218,32 @@ def _flush_retries_deadlocks() -> Iterator[None]:
         yield
     finally:
         Command.handle = original
+
+
+# --- etcd: a real server per test module (each test takes its own key prefix) -------------------
+@pytest.fixture(scope="module")
+def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from tests.etcd_server import EtcdServer
+
+    server = EtcdServer.start(tmp_path_factory.mktemp("etcd"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def etcd_auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """An etcd with authentication on and a root user (``EtcdServer.root_client()``)."""
+    from tests.etcd_server import EtcdServer
+
+    server = EtcdServer.start(tmp_path_factory.mktemp("etcd-auth"))
+    server.enable_auth()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def etcd_prefix() -> str:
+    """A fresh cluster prefix, so tests sharing one etcd never see each other's keys."""
+    import uuid
+
+    return f"/kastle-test/{uuid.uuid4().hex[:12]}/"

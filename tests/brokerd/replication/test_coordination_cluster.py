@@ -21,10 +21,10 @@ def run(coro):
 
 
 def test_brokers_register_with_increasing_epochs_and_one_controller(
-    etcd_server: EtcdServer, prefix: str
+    etcd_server: EtcdServer, etcd_prefix: str
 ) -> None:
     async def body() -> None:
-        nodes = await start_nodes(etcd_server, prefix, [1, 2, 3])
+        nodes = await start_nodes(etcd_server, etcd_prefix, [1, 2, 3])
         try:
             state = await nodes[0].until(lambda s: len(s.brokers) == 3 and s.controller is not None)
             epochs = [state.brokers[i].epoch for i in (1, 2, 3)]
@@ -44,14 +44,14 @@ def test_brokers_register_with_increasing_epochs_and_one_controller(
 
 
 def test_a_restarted_broker_takes_its_id_over_with_a_new_epoch_and_fences_the_old(
-    etcd_server: EtcdServer, prefix: str
+    etcd_server: EtcdServer, etcd_prefix: str
 ) -> None:
     async def body() -> None:
-        [first] = await start_nodes(etcd_server, prefix, [1], ttl=30)
+        [first] = await start_nodes(etcd_server, etcd_prefix, [1], ttl=30)
         old_epoch = first.session.epoch
         await first.until(lambda s: s.controller is not None)
         await first.crash()  # its lease (30 s) is still running
-        [second] = await start_nodes(etcd_server, prefix, [1], ttl=30)
+        [second] = await start_nodes(etcd_server, etcd_prefix, [1], ttl=30)
         try:
             assert second.session.epoch > old_epoch
             # The old process's controller key went with its registration; the new one campaigns.
@@ -70,9 +70,9 @@ def test_a_restarted_broker_takes_its_id_over_with_a_new_epoch_and_fences_the_ol
     run(body())
 
 
-def test_a_deposed_controller_cannot_write(etcd_server: EtcdServer, prefix: str) -> None:
+def test_a_deposed_controller_cannot_write(etcd_server: EtcdServer, etcd_prefix: str) -> None:
     async def body() -> None:
-        nodes = await start_nodes(etcd_server, prefix, [1, 2])
+        nodes = await start_nodes(etcd_server, etcd_prefix, [1, 2])
         try:
             await nodes[0].until(lambda s: s.controller is not None)
             await asyncio.sleep(0.3)
@@ -106,10 +106,10 @@ def test_a_deposed_controller_cannot_write(etcd_server: EtcdServer, prefix: str)
 
 
 def test_create_topic_writes_ids_and_partition_state_and_refuses_duplicates(
-    etcd_server: EtcdServer, prefix: str
+    etcd_server: EtcdServer, etcd_prefix: str
 ) -> None:
     async def body() -> None:
-        nodes = await start_nodes(etcd_server, prefix, [1, 2, 3])
+        nodes = await start_nodes(etcd_server, etcd_prefix, [1, 2, 3])
         try:
             await nodes[0].until(lambda s: len(s.brokers) == 3 and s.controller is not None)
             await asyncio.sleep(0.3)
@@ -143,9 +143,11 @@ def test_create_topic_writes_ids_and_partition_state_and_refuses_duplicates(
     run(body())
 
 
-def test_isr_changes_are_compare_and_set_on_the_partition_epoch(etcd_server: EtcdServer, prefix: str) -> None:
+def test_isr_changes_are_compare_and_set_on_the_partition_epoch(
+    etcd_server: EtcdServer, etcd_prefix: str
+) -> None:
     async def body() -> None:
-        nodes = await start_nodes(etcd_server, prefix, [1, 2, 3])
+        nodes = await start_nodes(etcd_server, etcd_prefix, [1, 2, 3])
         try:
             await nodes[0].until(lambda s: len(s.brokers) == 3 and s.controller is not None)
             await asyncio.sleep(0.3)
@@ -178,10 +180,10 @@ def test_isr_changes_are_compare_and_set_on_the_partition_epoch(etcd_server: Etc
 
 
 def test_an_expired_broker_leaves_every_isr_and_its_leaderships_move(
-    etcd_server: EtcdServer, prefix: str
+    etcd_server: EtcdServer, etcd_prefix: str
 ) -> None:
     async def body() -> None:
-        nodes = await start_nodes(etcd_server, prefix, [1, 2, 3], ttl=2)
+        nodes = await start_nodes(etcd_server, etcd_prefix, [1, 2, 3], ttl=2)
         try:
             await nodes[0].until(lambda s: len(s.brokers) == 3 and s.controller is not None)
             await asyncio.sleep(0.3)
@@ -208,7 +210,7 @@ def test_an_expired_broker_leaves_every_isr_and_its_leaderships_move(
                     assert new.leader == old.leader and new.leader_epoch == old.leader_epoch
             # It comes back with a new epoch; it stays out of the ISR (a leader adds it once
             # it has caught up).
-            back = await Node(etcd_server, prefix, vid).start()
+            back = await Node(etcd_server, etcd_prefix, vid).start()
             rest.append(back)
             state = await rest[0].until(lambda s: vid in s.brokers)
             await asyncio.sleep(0.5)
@@ -219,9 +221,11 @@ def test_an_expired_broker_leaves_every_isr_and_its_leaderships_move(
     run(body())
 
 
-def test_the_controller_role_moves_when_the_controller_dies(etcd_server: EtcdServer, prefix: str) -> None:
+def test_the_controller_role_moves_when_the_controller_dies(
+    etcd_server: EtcdServer, etcd_prefix: str
+) -> None:
     async def body() -> None:
-        nodes = await start_nodes(etcd_server, prefix, [1, 2, 3], ttl=2)
+        nodes = await start_nodes(etcd_server, etcd_prefix, [1, 2, 3], ttl=2)
         try:
             await nodes[0].until(lambda s: len(s.brokers) == 3 and s.controller is not None)
             await asyncio.sleep(0.3)
@@ -247,9 +251,9 @@ def test_the_controller_role_moves_when_the_controller_dies(etcd_server: EtcdSer
     run(body())
 
 
-def test_no_unclean_election_when_the_whole_isr_is_gone(etcd_server: EtcdServer, prefix: str) -> None:
+def test_no_unclean_election_when_the_whole_isr_is_gone(etcd_server: EtcdServer, etcd_prefix: str) -> None:
     async def body() -> None:
-        nodes = await start_nodes(etcd_server, prefix, [1, 2], ttl=2)
+        nodes = await start_nodes(etcd_server, etcd_prefix, [1, 2], ttl=2)
         try:
             await nodes[0].until(lambda s: len(s.brokers) == 2 and s.controller is not None)
             await asyncio.sleep(0.3)
@@ -282,7 +286,7 @@ def test_no_unclean_election_when_the_whole_isr_is_gone(etcd_server: EtcdServer,
             )
             assert state.partitions[("clean", 0)].isr_ids == (oid,)  # kept for a clean return
             # The last in-sync replica comes back and leads again.
-            back = await Node(etcd_server, prefix, oid).start()
+            back = await Node(etcd_server, etcd_prefix, oid).start()
             nodes = [ctl_node, back]
             state = await ctl_node.until(lambda s: s.partitions[("clean", 0)].leader == oid, timeout=20)
             assert state.partitions[("clean", 0)].isr == (IsrMember(oid, back.session.epoch),)

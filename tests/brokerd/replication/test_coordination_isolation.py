@@ -52,7 +52,7 @@ def test_cluster_credentials_reach_their_own_prefix_only(etcd_auth_server: EtcdS
         finally:
             await a.close()
         # B's data is intact.
-        revision, entries = await root.get_prefix(b_keys.prefix)
+        _revision, entries = await root.get_prefix(b_keys.prefix)
         assert [x.key for x in entries] == [b_keys.topic("secret")]
         # Wrong passwords are refused outright.
         wrong = Etcd([etcd_auth_server.endpoint], user="cluster-a", password="nope")
