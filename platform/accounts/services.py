@@ -15,6 +15,7 @@ from controlplane.errors import Conflict, ValidationFailed
 
 from .audit import Actor, audit_record
 from .models import ApiToken, Membership, Organization, Role, User, UserManager
+from .signals import organization_created
 from .tokens import generate_token, token_digest
 
 
@@ -69,10 +70,8 @@ def signup(
                 details={"email": email},
             )
             token, raw = token_create(user=user, organization=organization, name="sign-up", actor=actor)
-            # Billing: the trial credit (KASTLE_TRIAL_CREDIT, default $400), drawn down by costs.
-            from metering.services import credit_grant_trial
-
-            credit_grant_trial(organization=organization)
+            # Metering grants the trial credit, in this transaction.
+            organization_created.send(sender=Organization, organization=organization)
     except IntegrityError as exc:  # two sign-ups with one email at once
         raise ValidationFailed(
             "The sign-up details are invalid.",

@@ -28,8 +28,8 @@ from accounts.audit import SYSTEM, Actor, audit_record
 from clusters.models import INTERNAL_USERNAME, Cluster, ClusterStatus
 from controlplane.errors import Conflict, ServiceError, ValidationFailed
 from iam.models import ApiKey, ServiceAccount
-from provisioning import kafka_admin
-from provisioning.kafka_admin import admin_client, kafka_error, result
+from sharedkit import kafka_admin
+from sharedkit.kafka_admin import admin_client, kafka_error, result
 
 from .bindings import (
     CLUSTER_NAME,

@@ -13,7 +13,8 @@ from celery import shared_task
 
 from clusters.models import Cluster, ClusterStatus
 from controlplane.errors import Conflict
-from provisioning.kafka_admin import ClusterUnavailable
+from sharedkit.kafka_admin import ClusterUnavailable
+from sharedkit.retry import backoff
 
 from . import services
 
@@ -30,7 +31,7 @@ def cluster_sync(self, cluster_id: int) -> dict | str:
     except ClusterUnavailable as exc:
         if self.request.called_directly:
             raise
-        raise self.retry(exc=exc, countdown=min(2**self.request.retries, 30)) from exc
+        raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
     except Conflict as exc:  # no authorizer on these brokers (yet), or not RUNNING any more
         logger.warning("acls %s: %s", cluster.public_id, exc.message)
         return "skipped"

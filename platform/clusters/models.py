@@ -90,6 +90,15 @@ class Cluster(models.Model):
             "kastle.clusters.internal-credential", self.public_id, algorithm="sha256"
         ).hexdigest()
 
+    def ca_bundle(self) -> str | None:
+        """The PEM CA bundle a client verifies this cluster's brokers with (SASL_SSL), None before
+        its certificate is issued. pki issues it (`pki.models.BrokerCertificate`, one per cluster,
+        reached here by its reverse relation so that clusters need not import pki); read fresh
+        each time, as a renewal may change it."""
+        return (
+            Cluster.objects.filter(pk=self.pk).values_list("tls_certificate__ca_pem", flat=True).first()
+        )
+
 
 class Host(models.Model):
     """A machine that runs brokers; its Celery worker consumes the queue `host.<name>`."""

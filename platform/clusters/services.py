@@ -1,6 +1,7 @@
 """Writes for clusters: create, rename, delete, retry, and the lifecycle state machine.
 
-Tasks are enqueued with `transaction.on_commit`, so a rolled-back write never starts one.
+Provisioning hears of a cluster to start or remove through `clusters.signals`, sent with
+`transaction.on_commit`, so a rolled-back write never starts anything.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from accounts.audit import SYSTEM, Actor, audit_record
 from accounts.models import Organization
 from brokerd.credentials import make_user_entry
 from controlplane.errors import Conflict, ValidationFailed
-from provisioning.tasks import cluster_deprovision, cluster_provision
 
 from .models import TRANSITIONS, Cluster, ClusterStatus
 from .plans import PLANS
+from .signals import deprovision_requested, provision_requested
 
 NAME_TAKEN = "A cluster with this name already exists in your organization."
 
@@ -47,8 +48,8 @@ def _name_taken(organization: Organization, name: str, exclude_pk: int | None = 
     return qs.exists()
 
 
-def _enqueue(task, cluster_id: int) -> None:
-    transaction.on_commit(lambda: task.delay(cluster_id))
+def _announce_on_commit(signal, cluster_id: int) -> None:
+    transaction.on_commit(lambda: signal.send(sender=Cluster, cluster_id=cluster_id))
 
 
 def cluster_create(
@@ -98,7 +99,7 @@ def cluster_create(
                     else {"plan": plan}
                 ),
             )
-            _enqueue(cluster_provision, cluster.pk)
+            _announce_on_commit(provision_requested, cluster.pk)
     except IntegrityError as exc:  # a concurrent create took the name
         raise ValidationFailed("The cluster is invalid.", details={"name": [NAME_TAKEN]}) from exc
     return cluster
@@ -189,7 +190,7 @@ def cluster_delete(*, cluster: Cluster, actor: Actor = SYSTEM) -> Cluster:
         cluster = cluster_transition(
             cluster=locked, to=ClusterStatus.DELETING, actor=actor, action="cluster.delete"
         )
-        _enqueue(cluster_deprovision, cluster.pk)
+        _announce_on_commit(deprovision_requested, cluster.pk)
     return cluster
 
 
@@ -206,5 +207,5 @@ def cluster_retry(*, cluster: Cluster, actor: Actor = SYSTEM) -> Cluster:
         cluster = cluster_transition(
             cluster=locked, to=ClusterStatus.PROVISIONING, actor=actor, action="cluster.retry"
         )
-        _enqueue(cluster_provision, cluster.pk)
+        _announce_on_commit(provision_requested, cluster.pk)
     return cluster

@@ -1,7 +1,7 @@
 """Consumer groups, managed on the cluster's brokers through the Kafka protocol (no table here).
 
 As with topics, the broker is the source of truth: reads and writes go through
-`provisioning.kafka_admin` (confluent-kafka's AdminClient with the cluster's internal
+`sharedkit.kafka_admin` (confluent-kafka's AdminClient with the cluster's internal
 credential), so the REST API and a tenant's own admin client see the same groups and offsets.
 librdkafka decodes the consumer protocol's member assignments for us.
 
@@ -29,8 +29,8 @@ from django.utils.dateparse import parse_datetime
 from accounts.audit import SYSTEM, Actor, audit_record
 from clusters.models import Cluster
 from controlplane.errors import Conflict, ValidationFailed
-from provisioning import kafka_admin
-from provisioning.kafka_admin import admin_client, kafka_error, result
+from sharedkit import kafka_admin
+from sharedkit.kafka_admin import admin_client, kafka_error, result
 
 RESET_TARGETS = ("earliest", "latest", "timestamp", "offset")
 INVALID = "The offset reset is invalid."

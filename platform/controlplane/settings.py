@@ -304,7 +304,7 @@ KASTLE_TRUST_X_FORWARDED_FOR = env_bool("KASTLE_TRUST_X_FORWARDED_FOR", False)
 KASTLE_HOST_NAME = os.environ.get("KASTLE_HOST_NAME", "local")
 KASTLE_HOST_ADDRESS = os.environ.get("KASTLE_HOST_ADDRESS", "127.0.0.1")
 # Dotted paths of callables run by `manage.py up` after its children stopped (e.g. stop local brokers).
-KASTLE_UP_SHUTDOWN_HOOKS: list[str] = ["provisioning.services.stop_local_brokers"]
+KASTLE_UP_SHUTDOWN_HOOKS: list[str] = ["provisioning.services.local_brokers_stop"]
 
 # --- Celery ---------------------------------------------------------------------------------------
 CELERY_DEFAULT_QUEUE = "kastle"

@@ -17,16 +17,13 @@ from controlplane.errors import Conflict, LimitExceeded, ValidationFailed
 from controlplane.ids import new_api_key, new_api_secret
 
 from .models import ApiKey, ScopeAccess, ServiceAccount
+from .signals import api_keys_changed
 
 
 def _sync_credentials_on_commit(cluster_id: int) -> None:
-    """After commit, the cluster's hosts rewrite its credentials file (provisioning), and the
-    brokers get the ACLs of the cluster's live keys (acls: a key's scope, or full access)."""
-    from acls.services import sync_on_commit
-    from provisioning.services import credentials_changed
-
-    sync_on_commit(cluster_id)  # first: a new key's ACLs are in place before it can log in
-    transaction.on_commit(lambda: credentials_changed(cluster_id))
+    """After commit, the brokers get the ACLs of the cluster's live keys and its hosts rewrite its
+    credentials file (`provisioning.receivers`, in that order)."""
+    api_keys_changed.send(sender=ApiKey, cluster_id=cluster_id)
 
 
 SCOPE_PREFIX_RE = re.compile(r"^[a-zA-Z0-9._-]+$")
@@ -227,6 +224,11 @@ def api_key_rotate(
         )
         _sync_credentials_on_commit(api_key.cluster_id)
     return new_key, secret
+
+
+def api_keys_revoke_all(*, cluster: Cluster) -> int:
+    """A DELETED cluster's keys: revoked all at once (its brokers are gone; nothing to push)."""
+    return ApiKey.objects.filter(cluster=cluster, revoked_at__isnull=True).update(revoked_at=timezone.now())
 
 
 # --- service accounts -----------------------------------------------------------------------------

@@ -13,29 +13,15 @@ KASTLE_INVOICE_GRACE_SECONDS          a month is invoiced this long after it end
 
 from __future__ import annotations
 
-import os
 from decimal import Decimal, InvalidOperation
 
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-
-def _get(name: str, default: str) -> str:
-    value = getattr(settings, name, None)
-    if value is None or value == "":
-        value = os.environ.get(name, "").strip() or default
-    return str(value)
+from sharedkit.envconf import number, setting
 
 
 def _float(name: str, default: float) -> float:
-    raw = _get(name, str(default))
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"{name} must be a number, not {raw!r}") from exc
-    if value <= 0:
-        raise ImproperlyConfigured(f"{name} must be positive, not {raw!r}")
-    return value
+    return number(name, default, positive=True)
 
 
 def interval() -> float:
@@ -43,7 +29,7 @@ def interval() -> float:
 
 
 def max_gap() -> float:
-    raw = _get("KASTLE_METERING_MAX_GAP_SECONDS", "")
+    raw = setting("KASTLE_METERING_MAX_GAP_SECONDS", "")
     return _float("KASTLE_METERING_MAX_GAP_SECONDS", 0) if raw else max(10 * interval(), 600.0)
 
 
@@ -56,7 +42,7 @@ def spend_cap_producer_byte_rate() -> int:
 
 
 def trial_credit() -> Decimal:
-    raw = _get("KASTLE_TRIAL_CREDIT", "400.00")
+    raw = setting("KASTLE_TRIAL_CREDIT", "400.00")
     try:
         value = Decimal(raw)
     except InvalidOperation as exc:

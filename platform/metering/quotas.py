@@ -14,14 +14,10 @@ from kio.schema.alter_client_quotas.v0 import request as acq_req
 from kio.schema.alter_client_quotas.v0 import response as acq_resp
 from kio.schema.describe_client_quotas.v0 import request as dcq_req
 from kio.schema.describe_client_quotas.v0 import response as dcq_resp
-from kio.schema.sasl_authenticate.v0 import request as auth_req
-from kio.schema.sasl_authenticate.v0 import response as auth_resp
-from kio.schema.sasl_handshake.v1 import request as hs_req
-from kio.schema.sasl_handshake.v1 import response as hs_resp
 from kio.static.primitive import f64, i8
 
 from clusters.models import Broker
-from topics.logdirs import _Conn, cluster_conn
+from sharedkit.kafka_wire import BrokerConnection, internal_connection
 
 PRODUCE = "producer_byte_rate"
 
@@ -30,23 +26,11 @@ class QuotaError(Exception):
     pass
 
 
-def _connect(broker: Broker) -> _Conn:
-    conn = cluster_conn(broker.cluster, broker.host.address, broker.port)  # TLS on SASL_SSL clusters
-    try:
-        hs = conn.call(hs_req.SaslHandshakeRequest(mechanism="PLAIN"), hs_resp.SaslHandshakeResponse)
-        if int(hs.error_code) != 0:
-            raise QuotaError(f"SASL handshake refused ({hs.error_code})")
-        cluster = broker.cluster
-        secret = f"\0{cluster.internal_username}\0{cluster.internal_password()}".encode()
-        auth = conn.call(
-            auth_req.SaslAuthenticateRequest(auth_bytes=secret), auth_resp.SaslAuthenticateResponse
-        )
-        if int(auth.error_code) != 0:
-            raise QuotaError(f"SASL authentication failed: {auth.error_message}")
-    except BaseException:
-        conn.close()
-        raise
-    return conn
+def _connect(broker: Broker) -> BrokerConnection:
+    try:  # TLS on SASL_SSL clusters; the internal user is a super user, as quotas need
+        return internal_connection(broker.cluster, broker.host.address, broker.port)
+    except ConnectionError as exc:
+        raise QuotaError(str(exc)) from exc
 
 
 def set_default_produce_quota(broker: Broker, rate: int | None) -> None:

@@ -36,11 +36,15 @@ from django.utils import timezone
 
 from accounts.audit import SYSTEM, Actor, audit_record
 from accounts.models import Organization
+from brokerd.metrics import UsageJournal
+from clusters import selectors as cluster_selectors
 from clusters.models import Broker, BrokerStatus, Cluster, ClusterStatus
 from controlplane.errors import Conflict, ValidationFailed
 from iam import services as iam_services
+from provisioning import supervisor
+from provisioning.queues import send_to_host
 
-from . import conf, pricing, selectors
+from . import conf, pricing, quotas, selectors
 from .models import (
     BillingAccount,
     BrokerMeter,
@@ -292,8 +296,6 @@ def running_brokers(host_name: str):
 
 
 def _default_fetch(broker: Broker) -> str | None:
-    from provisioning import supervisor
-
     return supervisor.fetch_metrics(broker.host.address, broker.admin_port)
 
 
@@ -323,7 +325,7 @@ def collect_host(host_name: str, *, fetch=None, apply_quota=None, max_workers: i
                 logger.error("metering: /metrics of %s is malformed: %s", label, exc)
                 report.missed.append(label)
                 continue
-            iam_services.api_keys_mark_used_from_metrics(broker.cluster_id, text)  # security: last used
+            iam_services.api_keys_mark_used_from_metrics(broker.cluster_id, text)  # keys' last use
             report.rows += result.rows
             if result.status == "recorded":
                 report.recorded += 1
@@ -338,8 +340,6 @@ def collect_host(host_name: str, *, fetch=None, apply_quota=None, max_workers: i
 
 def apply_spend_cap_quotas(brokers: list[Broker], *, apply=None) -> list[str]:
     """Converge each broker's `<default>` produce quota to its organization's throttle state."""
-    from . import quotas
-
     if not brokers:
         return []
     apply = apply or quotas.set_default_produce_quota
@@ -392,8 +392,6 @@ def read_journal_totals(usage_dir: Path) -> dict[tuple[str, str], list[int]] | N
     """The usage counters a stopped broker left in its data directory (brokerd's journal)."""
     if not usage_dir.is_dir():
         return None
-    from brokerd.metrics import UsageJournal
-
     journal = UsageJournal(usage_dir)
     return {key: list(values) for key, values in journal.totals.items()}
 
@@ -428,8 +426,6 @@ def record_final(broker: Broker, metrics: str | None, data_dir: Path | None) -> 
 # --- control: fan-out, spend caps ------------------------------------------------------------------
 def collect_control(*, send=None, now: dt.datetime | None = None) -> dict[str, Any]:
     """Beat: evaluate spend caps (the hosts then converge quotas), then ask each host to collect."""
-    from provisioning import placement
-
     changes = evaluate_spend_caps(now=now)
     hosts = set(
         Broker.objects.filter(status=BrokerStatus.RUNNING, cluster__status=ClusterStatus.RUNNING)
@@ -437,7 +433,7 @@ def collect_control(*, send=None, now: dt.datetime | None = None) -> dict[str, A
         .distinct()
     )
     sent = []
-    for host in placement.live_hosts():
+    for host in cluster_selectors.live_hosts():
         if host.name in hosts:
             (send or _send_host_collect)(host.name)
             sent.append(host.name)
@@ -445,8 +441,6 @@ def collect_control(*, send=None, now: dt.datetime | None = None) -> dict[str, A
 
 
 def _send_host_collect(host_name: str) -> None:
-    from provisioning.tasks import send_to_host
-
     send_to_host("metering.host_collect", host_name, expires=max(conf.interval() * 2, 2.0))
 
 

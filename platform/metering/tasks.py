@@ -14,6 +14,9 @@ import logging
 
 from celery import shared_task
 
+from provisioning import conf as host_conf
+from sharedkit.files import file_lock
+
 from . import services
 
 logger = logging.getLogger(__name__)
@@ -26,16 +29,14 @@ def collect() -> dict:
 
 @shared_task(name="metering.host_collect", acks_late=True, ignore_result=True)
 def host_collect(host_name: str) -> dict:
-    from provisioning import conf, supervisor
-
-    if host_name != conf.host_name():
+    if host_name != host_conf.host_name():
         logger.error(
-            "metering.host_collect for host %s reached a worker of host %s", host_name, conf.host_name()
+            "metering.host_collect for host %s reached a worker of host %s", host_name, host_conf.host_name()
         )
         return {}
-    root = conf.host_root(host_name)
+    root = host_conf.host_root(host_name)
     root.mkdir(parents=True, exist_ok=True)
-    with supervisor.file_lock(root / ".metering.lock", blocking=False) as acquired:
+    with file_lock(root / ".metering.lock", blocking=False) as acquired:
         if not acquired:
             return {"skipped": "another pass is running"}
         report = services.collect_host(host_name)

@@ -22,15 +22,16 @@ import os
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
-from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
-from clusters.models import Cluster, ClusterStatus
+from clusters.models import Broker, Cluster, ClusterStatus
+from sharedkit.envconf import data_root, number
+from sharedkit.files import file_lock, write_if_changed
 
 from . import ca
-from .models import BrokerCertificate
+from .models import BrokerCertificate, CertificateAuthority
 
 logger = logging.getLogger(__name__)
 
@@ -41,28 +42,16 @@ CA_FILENAME = "kastle-ca.pem"  # what tenants save the bundle as (portal downloa
 
 
 # --- settings ------------------------------------------------------------------------------------
-def _number(name: str, default: float) -> float:
-    raw = getattr(settings, name, None) or os.environ.get(name, "").strip()
-    try:
-        return float(raw) if raw not in (None, "") else default
-    except ValueError:
-        from django.core.exceptions import ImproperlyConfigured
-
-        raise ImproperlyConfigured(f"{name} must be a number, not {raw!r}") from None
-
-
 def cert_lifetime() -> dt.timedelta:
-    return dt.timedelta(days=_number("KASTLE_TLS_CERT_DAYS", 90))
+    return dt.timedelta(days=number("KASTLE_TLS_CERT_DAYS", 90))
 
 
 def renew_before() -> dt.timedelta:
-    return dt.timedelta(days=_number("KASTLE_TLS_RENEW_DAYS", 30))
+    return dt.timedelta(days=number("KASTLE_TLS_RENEW_DAYS", 30))
 
 
 def ca_dir() -> Path:
-    from provisioning import conf
-
-    return conf.data_root() / "pki"
+    return data_root() / "pki"
 
 
 # --- the CA --------------------------------------------------------------------------------------
@@ -77,12 +66,6 @@ def authority() -> tuple[str, str]:
     ``KASTLE_DATA_DIR/pki/ca.key``. Generation is serialised by a file lock (processes sharing the
     directory) and the singleton row (processes that do not): a second CA is never started.
     """
-    from django.db import IntegrityError
-
-    from provisioning.supervisor import file_lock
-
-    from .models import CertificateAuthority
-
     directory = ca_dir()
     key_path, cert_path = directory / "ca.key", directory / "ca.pem"
     row = CertificateAuthority.objects.first()
@@ -93,8 +76,8 @@ def authority() -> tuple[str, str]:
     with file_lock(directory / ".lock"):
         if not (key_path.exists() and cert_path.exists()):
             issued = ca.generate_ca("Kastle platform CA")
-            _write(cert_path, issued.cert_pem, 0o644)
-            _write(key_path, issued.key_pem, 0o600)  # last: its presence means the CA is complete
+            write_if_changed(cert_path, issued.cert_pem, mode=0o644)
+            write_if_changed(key_path, issued.key_pem, mode=0o600)  # last: its presence means it is complete
             logger.info("generated the platform CA in %s (serial %x)", directory, issued.serial)
         cert_pem = cert_path.read_text()
         try:
@@ -116,17 +99,6 @@ def _local_key(cert_pem: str, key_path: Path) -> str:
             "share KASTLE_DATA_DIR/pki"
         )
     return key_pem
-
-
-def _write(path: Path, text: str, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
 
 
 # --- broker key at rest --------------------------------------------------------------------------
@@ -220,8 +192,6 @@ def reconcile_certificates(now: dt.datetime | None = None) -> list[str]:
     Hosts pick the new files up at their next reconciliation (credentials sync) and brokerd at
     its next poll of the files. Returns the public ids re-issued.
     """
-    from clusters.models import Broker
-
     now = now or timezone.now()
     live = Cluster.objects.filter(status=ClusterStatus.RUNNING, security_protocol=SASL_SSL)
     certs = {c.cluster_id: c for c in BrokerCertificate.objects.filter(cluster__in=live)}
@@ -271,8 +241,6 @@ def write_broker_tls(cluster: Cluster, cluster_dir: Path) -> bool:
     if key_pem is None:
         logger.warning("TLS key of %s cannot be decrypted; waiting for reconciliation to re-issue", cluster)
         return False
-    from provisioning.brokerconf import write_if_changed
-
     files = tls_files(cluster_dir)
     files["key"].parent.mkdir(parents=True, exist_ok=True)
     os.chmod(files["key"].parent, 0o700)
@@ -280,10 +248,3 @@ def write_broker_tls(cluster: Cluster, cluster_dir: Path) -> bool:
     changed |= write_if_changed(files["key"], key_pem, mode=0o600)
     changed |= write_if_changed(files["cert"], cert.cert_pem, mode=0o644)
     return changed
-
-
-def ca_bundle(cluster: Cluster) -> str | None:
-    """The PEM CA bundle a tenant verifies this cluster's brokers with (None before it is issued)."""
-    return (
-        BrokerCertificate.objects.filter(cluster=cluster).values_list("ca_pem", flat=True).first()
-    )

@@ -1,6 +1,6 @@
 """Render a broker's TOML config from its cluster's plan, and its cluster's credentials file.
 
-Pure functions plus atomic writes; no process control. Plan limits become broker settings
+Pure functions plus atomic writes (`sharedkit.files`); no process control. Plan limits become broker settings
 (Kafka names, brokerd/config.py and brokerd/configs.py) and per-user default client quotas.
 Settings this brokerd does not know are left out (and logged), so the control plane and a
 broker of another version never disagree into a broker that refuses to start.
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +45,7 @@ def plan_settings(plan: Plan) -> dict[str, Any]:
         "kastle.quota.user.default.consumer_byte_rate": plan.egress_mbps * MB,
         # Only the control plane's credential may alter broker configs and client quotas.
         "super.users": f"User:{INTERNAL_USERNAME}",
-        # Security part 2: ACLs are enforced; every key gets its ACLs from the control plane (acls app:
+        # ACLs are enforced; every key gets its ACLs from the control plane (acls app:
         # full access unless scoped), so nothing is allowed where no ACL matches.
         "authorizer.enable": True,
         "allow.everyone.if.no.acl.found": False,
@@ -127,28 +125,6 @@ def validate(text: str) -> None:
     from brokerd.config import Config, flatten
 
     Config.resolve(toml=flatten(tomllib.loads(text)))
-
-
-def write_if_changed(path: Path, text: str, mode: int = 0o600) -> bool:
-    """Atomically replace `path` with `text` unless it already holds exactly that."""
-    try:
-        if path.read_text() == text:
-            return False
-    except OSError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return True
 
 
 def write_credentials(path: Path, users: dict[str, dict[str, Any]]) -> bool:

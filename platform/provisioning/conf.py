@@ -5,46 +5,36 @@ Per host (each broker host's worker reads its own):
   KASTLE_HOST_ADDRESS     the address brokers listen on and advertise (default 127.0.0.1)
   KASTLE_HOST_PORTS       the port range brokers may use, `MIN-MAX` (default 20000-20999)
   KASTLE_HOST_CAPACITY    how many brokers the host may run (default 200)
-  KASTLE_DATA_DIR         data root; a host keeps its brokers under hosts/<name>/
-Timings (seconds): KASTLE_HEARTBEAT_INTERVAL (5), KASTLE_HOST_TIMEOUT (30, no heartbeat for this
-long = host not live), KASTLE_RECONCILE_INTERVAL (3), KASTLE_BROKER_START_TIMEOUT (30),
-KASTLE_OPERATION_LEASE (20), KASTLE_UNCLAIMED_GRACE (15).
+  KASTLE_DATA_DIR         data root (`sharedkit.envconf.data_root`); a host keeps its brokers
+                          under hosts/<name>/
+Timings (seconds): KASTLE_HEARTBEAT_INTERVAL (5), KASTLE_RECONCILE_INTERVAL (3),
+KASTLE_BROKER_START_TIMEOUT (30), KASTLE_OPERATION_LEASE (20), KASTLE_UNCLAIMED_GRACE (15).
+Host liveness (KASTLE_HOST_TIMEOUT) is the clusters app's (`clusters/conf.py`).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-
-def _get(name: str, default: str) -> str:
-    value = getattr(settings, name, None)
-    if value is None or value == "":
-        value = os.environ.get(name, "").strip() or default
-    return str(value)
+from sharedkit.envconf import data_root, integer, number, setting
 
 
-def _float(name: str, default: float) -> float:
-    raw = _get(name, str(default))
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"{name} must be a number of seconds, not {raw!r}") from exc
+def _seconds(name: str, default: float) -> float:
+    return number(name, default, what="a number of seconds")
 
 
 def host_name() -> str:
-    return _get("KASTLE_HOST_NAME", "local")
+    return setting("KASTLE_HOST_NAME", "local")
 
 
 def host_address() -> str:
-    return _get("KASTLE_HOST_ADDRESS", "127.0.0.1")
+    return setting("KASTLE_HOST_ADDRESS", "127.0.0.1")
 
 
 def host_ports() -> tuple[int, int]:
-    raw = _get("KASTLE_HOST_PORTS", "20000-20999")
+    raw = setting("KASTLE_HOST_PORTS", "20000-20999")
     low, sep, high = raw.partition("-")
     try:
         port_min, port_max = int(low), int(high if sep else low)
@@ -58,15 +48,7 @@ def host_ports() -> tuple[int, int]:
 
 
 def host_capacity() -> int:
-    raw = _get("KASTLE_HOST_CAPACITY", "200")
-    try:
-        return max(0, int(raw))
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"KASTLE_HOST_CAPACITY must be an integer, not {raw!r}") from exc
-
-
-def data_root() -> Path:
-    return Path(getattr(settings, "KASTLE_DATA_DIR", None) or _get("KASTLE_DATA_DIR", "var")).resolve()
+    return max(0, integer("KASTLE_HOST_CAPACITY", 200))
 
 
 def host_root(name: str | None = None) -> Path:
@@ -74,29 +56,25 @@ def host_root(name: str | None = None) -> Path:
 
 
 def heartbeat_interval() -> float:
-    return _float("KASTLE_HEARTBEAT_INTERVAL", 5.0)
-
-
-def host_timeout() -> float:
-    return _float("KASTLE_HOST_TIMEOUT", 30.0)
+    return _seconds("KASTLE_HEARTBEAT_INTERVAL", 5.0)
 
 
 def reconcile_interval() -> float:
-    return _float("KASTLE_RECONCILE_INTERVAL", 3.0)
+    return _seconds("KASTLE_RECONCILE_INTERVAL", 3.0)
 
 
 def broker_start_timeout() -> float:
-    return _float("KASTLE_BROKER_START_TIMEOUT", 30.0)
+    return _seconds("KASTLE_BROKER_START_TIMEOUT", 30.0)
 
 
 def operation_lease() -> float:
     """How long a lifecycle task's lease lasts unrenewed; an expired lease means its worker died."""
-    return _float("KASTLE_OPERATION_LEASE", 20.0)
+    return _seconds("KASTLE_OPERATION_LEASE", 20.0)
 
 
 def unclaimed_grace() -> float:
     """A PROVISIONING/DELETING cluster nobody leased for this long is driven again by reconciliation."""
-    return _float("KASTLE_UNCLAIMED_GRACE", 15.0)
+    return _seconds("KASTLE_UNCLAIMED_GRACE", 15.0)
 
 
 #: How often reconciliation drives a cluster again before giving up with FAILED.

@@ -1,6 +1,6 @@
 """Hosts and placement: which host runs a broker, on which ports.
 
-- A host is *live* while its worker's heartbeat is fresh (`conf.host_timeout()`).
+- A host is *live* while its worker's heartbeat is fresh (`clusters.selectors.live_hosts`).
 - A broker occupies a host's capacity while it holds a client-port lease.
 - Ports come from the host's range; `PortLease(host, port)` is unique, so two brokers never
   get the same port on a host, whoever races whom (the loser retries with the next port).
@@ -9,13 +9,13 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from clusters.models import Broker, BrokerStatus, Cluster, Host
+from clusters.selectors import live_hosts
 
 from . import conf
 from .models import PortLease, PortPurpose
@@ -61,11 +61,6 @@ def host_register_local() -> Host:
 def host_heartbeat(name: str) -> bool:
     """Refresh a host's heartbeat; False if the host row is gone (the caller re-registers)."""
     return bool(Host.objects.filter(name=name).update(heartbeat_at=timezone.now()))
-
-
-def live_hosts() -> QuerySet[Host]:
-    cutoff = timezone.now() - timedelta(seconds=conf.host_timeout())
-    return Host.objects.filter(heartbeat_at__gte=cutoff)
 
 
 def host_is_live(host: Host) -> bool:

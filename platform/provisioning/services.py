@@ -1,11 +1,11 @@
 """Provisioning writes: drive clusters through PROVISIONING and DELETING, converge hosts.
 
 Two kinds of functions:
-- *control* steps (`provision`, `deprovision`, `reconcile_control`) run on any worker of the
-  control queue: they place brokers, hand the host work to the host, and watch for stuck
-  clusters;
-- *host* steps (`host_provision`, `host_deprovision`, `host_sync_credentials`,
-  `reconcile_host`) run on the host's own worker (queue `host.<name>`), because they touch
+- *control* steps (`cluster_provision`, `cluster_deprovision`, `control_reconcile`) run on any
+  worker of the control queue: they place brokers, hand the host work to the host, and watch
+  for stuck clusters;
+- *host* steps (`host_provision`, `host_deprovision`, `host_credentials_sync`,
+  `host_reconcile`) run on the host's own worker (queue `host.<name>`), because they touch
   its processes and files.
 
 A control step runs the host step inline when this worker is that host's worker (one queue
@@ -22,20 +22,21 @@ import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.audit import SYSTEM
 from acls import services as acl_services
+from clusters import selectors as cluster_selectors
 from clusters import services as cluster_services
 from clusters.models import Broker, BrokerStatus, Cluster, ClusterStatus, Host
 from iam import selectors as iam_selectors
-from iam.models import ApiKey
+from iam import services as iam_services
 from pki import services as pki_services
+from sharedkit.files import file_lock, write_if_changed
 
-from . import brokerconf, conf, faults, placement, supervisor
+from . import brokerconf, conf, faults, placement, queues, supervisor
 from .errors import PermanentError, TransientError
 from .models import ClusterOperation, OperationKind, PortLease, PortPurpose
 from .signals import broker_final_state
@@ -70,7 +71,7 @@ def new_owner() -> str:
     return uuid.uuid4().hex
 
 
-def operation_claim(cluster: Cluster, kind: str, owner: str) -> bool:
+def operation_claim(*, cluster: Cluster, kind: str, owner: str) -> bool:
     """Take (or keep) the cluster's operation lease. False if another live task holds it."""
     now = timezone.now()
     with transaction.atomic():
@@ -89,14 +90,14 @@ def operation_claim(cluster: Cluster, kind: str, owner: str) -> bool:
     return True
 
 
-def operation_renew(cluster_id: int, owner: str, seconds: float | None = None) -> None:
+def operation_renew(*, cluster_id: int, owner: str, seconds: float | None = None) -> None:
     seconds = conf.operation_lease() if seconds is None else seconds
     ClusterOperation.objects.filter(cluster_id=cluster_id, owner=owner).update(
         lease_until=timezone.now() + timedelta(seconds=seconds), updated_at=timezone.now()
     )
 
 
-def operation_note(cluster_id: int, error: str) -> None:
+def operation_note(*, cluster_id: int, error: str) -> None:
     ClusterOperation.objects.filter(cluster_id=cluster_id).update(last_error=error[:2000])
 
 
@@ -104,7 +105,7 @@ def _operation_done(cluster: Cluster) -> None:
     ClusterOperation.objects.filter(cluster=cluster).delete()
 
 
-def fail_cluster(cluster_id: int, reason: str) -> Cluster | None:
+def cluster_fail(*, cluster_id: int, reason: str) -> Cluster | None:
     """PROVISIONING/DELETING -> FAILED with a reason for the tenant (no-op in other states)."""
     with transaction.atomic():
         cluster = Cluster.objects.select_for_update().filter(pk=cluster_id).first()
@@ -119,12 +120,12 @@ def fail_cluster(cluster_id: int, reason: str) -> Cluster | None:
 
 
 # --- provision --------------------------------------------------------------------------------
-def provision(cluster_id: int, owner: str, *, send=None) -> str:
+def cluster_provision(*, cluster_id: int, owner: str, send=None) -> str:
     """Control step: place the brokers, then start them on their hosts (inline if this is one)."""
     cluster = Cluster.objects.filter(pk=cluster_id).first()
     if cluster is None or cluster.status != ClusterStatus.PROVISIONING:
         return "skipped"
-    if not operation_claim(cluster, OperationKind.PROVISION, owner):
+    if not operation_claim(cluster=cluster, kind=OperationKind.PROVISION, owner=owner):
         return "busy"
     try:
         brokers = placement.place_cluster(cluster)
@@ -142,24 +143,18 @@ def provision(cluster_id: int, owner: str, *, send=None) -> str:
     result = "sent"
     for name in sorted(hosts):
         if name == local:
-            result = host_provision(cluster_id, owner, host_name=name)
+            result = host_provision(cluster_id=cluster_id, owner=owner, host_name=name)
         else:
-            (send or _send_host)("provisioning.host_provision", name, cluster_id, owner)
+            (send or queues.send_to_host)("provisioning.host_provision", name, cluster_id, owner)
     return result
 
 
-def _send_host(task_name: str, host_name: str, *args: Any) -> None:
-    from .tasks import send_to_host
-
-    send_to_host(task_name, host_name, *args)
-
-
-def host_provision(cluster_id: int, owner: str, *, host_name: str) -> str:
+def host_provision(*, cluster_id: int, owner: str, host_name: str) -> str:
     """Host step: render config and credentials, start brokerd, wait for health; RUNNING when all are."""
     cluster = Cluster.objects.filter(pk=cluster_id).first()
     if cluster is None or cluster.status != ClusterStatus.PROVISIONING:
         return "skipped"
-    operation_claim(cluster, OperationKind.PROVISION, owner)
+    operation_claim(cluster=cluster, kind=OperationKind.PROVISION, owner=owner)
     brokers = list(
         Broker.objects.filter(cluster=cluster, host__name=host_name).select_related("host", "cluster")
     )
@@ -168,13 +163,15 @@ def host_provision(cluster_id: int, owner: str, *, host_name: str) -> str:
         cluster.refresh_from_db()
         if cluster.status != ClusterStatus.PROVISIONING:
             return "skipped"
-        sync_credentials_locked(cluster, root)
+        credentials_write_locked(cluster=cluster, root=root)
         for broker in brokers:
-            ensure_running(broker, tick=lambda: operation_renew(cluster_id, owner))
-    return "running" if mark_running_if_ready(cluster_id) else "started"
+            broker_ensure_running(
+                broker=broker, tick=lambda: operation_renew(cluster_id=cluster_id, owner=owner)
+            )
+    return "running" if cluster_mark_running_if_ready(cluster_id=cluster_id) else "started"
 
 
-def mark_running_if_ready(cluster_id: int) -> bool:
+def cluster_mark_running_if_ready(*, cluster_id: int) -> bool:
     with transaction.atomic():
         cluster = Cluster.objects.select_for_update().get(pk=cluster_id)
         if cluster.status != ClusterStatus.PROVISIONING:
@@ -222,7 +219,7 @@ def render_config(broker: Broker, paths: BrokerPaths) -> str:
     return text
 
 
-def ensure_running(broker: Broker, *, tick=None, attempts: int = 3) -> int:
+def broker_ensure_running(*, broker: Broker, tick=None, attempts: int = 3) -> int:
     """Make this host's brokerd for `broker` run and answer /healthz; adopt it if it already does.
 
     Call with the cluster lock held. Returns the pid.
@@ -232,7 +229,7 @@ def ensure_running(broker: Broker, *, tick=None, attempts: int = 3) -> int:
     timeout = conf.broker_start_timeout()
     pid = supervisor.running_pid(paths, hint=broker.pid)
     if pid is not None:
-        brokerconf.write_if_changed(paths.config, render_config(broker, paths))  # applies at next start
+        write_if_changed(paths.config, render_config(broker, paths))  # applies at next start
         deadline = time.monotonic() + min(timeout, 10.0)
         while time.monotonic() < deadline:  # it may still be starting up
             if supervisor.healthz(broker.host.address, broker.admin_port):
@@ -251,7 +248,7 @@ def ensure_running(broker: Broker, *, tick=None, attempts: int = 3) -> int:
         }
         if busy:
             _move_ports(broker, busy)
-        brokerconf.write_if_changed(paths.config, render_config(broker, paths))
+        write_if_changed(paths.config, render_config(broker, paths))
         proc = supervisor.spawn(paths)
         Broker.objects.filter(pk=broker.pk).update(
             pid=proc.pid, status=BrokerStatus.STARTING, updated_at=timezone.now()
@@ -303,12 +300,12 @@ def _move_ports(broker: Broker, busy: set[int]) -> None:
 
 
 # --- deprovision -----------------------------------------------------------------------------
-def deprovision(cluster_id: int, owner: str, *, send=None) -> str:
+def cluster_deprovision(*, cluster_id: int, owner: str, send=None) -> str:
     """Control step: stop and remove the brokers on their hosts; DELETED when none is left."""
     cluster = Cluster.objects.filter(pk=cluster_id).first()
     if cluster is None or cluster.status != ClusterStatus.DELETING:
         return "skipped"
-    if not operation_claim(cluster, OperationKind.DEPROVISION, owner):
+    if not operation_claim(cluster=cluster, kind=OperationKind.DEPROVISION, owner=owner):
         return "busy"
     hosts = set(
         Broker.objects.filter(cluster=cluster, host__isnull=False).values_list("host__name", flat=True)
@@ -318,7 +315,7 @@ def deprovision(cluster_id: int, owner: str, *, send=None) -> str:
     for name in sorted(hosts):
         host = Host.objects.get(name=name)
         if name == local:
-            result = host_deprovision(cluster_id, owner, host_name=name)
+            result = host_deprovision(cluster_id=cluster_id, owner=owner, host_name=name)
         elif not placement.host_is_live(host) and not _holds_leases(cluster, host):
             continue  # nothing left there
         elif not placement.host_is_live(host):
@@ -326,9 +323,9 @@ def deprovision(cluster_id: int, owner: str, *, send=None) -> str:
                 f"Host {name} is not responding, so the cluster's broker there cannot be removed yet."
             )
         else:
-            (send or _send_host)("provisioning.host_deprovision", name, cluster_id, owner)
+            (send or queues.send_to_host)("provisioning.host_deprovision", name, cluster_id, owner)
     if not hosts or all(not _holds_leases(cluster, Host.objects.get(name=n)) for n in hosts):
-        result = "deleted" if finish_deleted_if_done(cluster_id) else result
+        result = "deleted" if cluster_mark_deleted_if_done(cluster_id=cluster_id) else result
     return result
 
 
@@ -336,24 +333,24 @@ def _holds_leases(cluster: Cluster, host: Host) -> bool:
     return PortLease.objects.filter(broker__cluster=cluster, host=host).exists()
 
 
-def host_deprovision(cluster_id: int, owner: str, *, host_name: str) -> str:
+def host_deprovision(*, cluster_id: int, owner: str, host_name: str) -> str:
     """Host step: collect final state, stop brokerd, remove data, free ports."""
     cluster = Cluster.objects.filter(pk=cluster_id).first()
     if cluster is None or cluster.status != ClusterStatus.DELETING:
         return "skipped"
-    operation_claim(cluster, OperationKind.DEPROVISION, owner)
+    operation_claim(cluster=cluster, kind=OperationKind.DEPROVISION, owner=owner)
     root = host_root(host_name)
     brokers = list(
         Broker.objects.filter(cluster=cluster, host__name=host_name).select_related("host", "cluster")
     )
     with supervisor.cluster_lock(root, cluster.public_id):
         for broker in brokers:
-            teardown_broker(broker)
+            broker_teardown(broker=broker)
         supervisor.remove_tree(supervisor.cluster_dir(root, cluster.public_id))
-    return "deleted" if finish_deleted_if_done(cluster_id) else "stopped"
+    return "deleted" if cluster_mark_deleted_if_done(cluster_id=cluster_id) else "stopped"
 
 
-def teardown_broker(broker: Broker) -> None:
+def broker_teardown(*, broker: Broker) -> None:
     paths = broker_paths(broker)
     pid = supervisor.running_pid(paths, hint=broker.pid)
     metrics = None
@@ -369,14 +366,14 @@ def teardown_broker(broker: Broker) -> None:
     Broker.objects.filter(pk=broker.pk).update(status=BrokerStatus.STOPPED, pid=None)
 
 
-def finish_deleted_if_done(cluster_id: int) -> bool:
+def cluster_mark_deleted_if_done(*, cluster_id: int) -> bool:
     with transaction.atomic():
         cluster = Cluster.objects.select_for_update().get(pk=cluster_id)
         if cluster.status != ClusterStatus.DELETING:
             return cluster.status == ClusterStatus.DELETED
         if PortLease.objects.filter(broker__cluster=cluster).exists():
             return False
-        ApiKey.objects.filter(cluster=cluster, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        iam_services.api_keys_revoke_all(cluster=cluster)
         cluster_services.cluster_transition(cluster=cluster, to=ClusterStatus.DELETED, actor=SYSTEM)
         _operation_done(cluster)
     logger.info("cluster %s DELETED", cluster.public_id)
@@ -384,7 +381,7 @@ def finish_deleted_if_done(cluster_id: int) -> bool:
 
 
 # --- credentials ------------------------------------------------------------------------------
-def credentials_changed(cluster_id: int) -> None:
+def cluster_credentials_push(*, cluster_id: int) -> None:
     """After a key is created or revoked (on commit): rewrite the file on each of the cluster's hosts."""
     names = (
         PortLease.objects.filter(broker__cluster_id=cluster_id, purpose=PortPurpose.CLIENT)
@@ -392,21 +389,21 @@ def credentials_changed(cluster_id: int) -> None:
         .distinct()
     )
     for name in names:
-        _send_host("provisioning.credentials_sync", name, cluster_id)
+        queues.send_to_host("provisioning.credentials_sync", name, cluster_id)
 
 
-def sync_credentials_locked(cluster: Cluster, root: Path) -> bool:
+def credentials_write_locked(*, cluster: Cluster, root: Path) -> bool:
     """Write the cluster's credentials file on this host (caller holds the cluster lock)."""
     users = iam_selectors.cluster_credential_entries(cluster=cluster)
     path = supervisor.cluster_dir(root, cluster.public_id) / "credentials.json"
     faults.point("credentials.before_write", cluster.public_id)  # tests only
     changed = brokerconf.write_credentials(path, users)
-    # the SASL_SSL certificate (issued/renewed by the control step) beside it
+    # the SASL_SSL certificate (issued or renewed by the control step) beside it
     changed |= pki_services.write_broker_tls(cluster, path.parent)
     return changed
 
 
-def host_sync_credentials(cluster_id: int, *, host_name: str) -> bool:
+def host_credentials_sync(*, cluster_id: int, host_name: str) -> bool:
     cluster = Cluster.objects.filter(pk=cluster_id).first()
     if cluster is None or cluster.status not in (
         ClusterStatus.PROVISIONING,
@@ -421,11 +418,11 @@ def host_sync_credentials(cluster_id: int, *, host_name: str) -> bool:
         cluster.refresh_from_db()
         if cluster.status == ClusterStatus.DELETED:
             return False
-        return sync_credentials_locked(cluster, root)
+        return credentials_write_locked(cluster=cluster, root=root)
 
 
 # --- reconciliation: control -------------------------------------------------------------------
-def reconcile_control(*, send_lifecycle=None, send_host=None) -> dict[str, list[str]]:
+def control_reconcile(*, send_lifecycle=None, send_host=None) -> dict[str, list[str]]:
     """Drive clusters nobody is driving; fan host reconciliation out to live hosts."""
     from .tasks import cluster_deprovision, cluster_provision
 
@@ -447,9 +444,9 @@ def reconcile_control(*, send_lifecycle=None, send_host=None) -> dict[str, list[
         if redrives >= conf.MAX_REDRIVES:
             verb = "Provisioning" if kind == OperationKind.PROVISION else "Deletion"
             detail = f" Last error: {op.last_error}" if op is not None and op.last_error else ""
-            fail_cluster(
-                cluster.pk,
-                f"{verb} did not finish: it was interrupted {redrives} times (the worker handling it "
+            cluster_fail(
+                cluster_id=cluster.pk,
+                reason=f"{verb} did not finish: it was interrupted {redrives} times (the worker handling it "
                 f"stopped).{detail}",
             )
             report["failed"].append(cluster.public_id)
@@ -469,10 +466,10 @@ def reconcile_control(*, send_lifecycle=None, send_host=None) -> dict[str, list[
         report["redriven"].append(cluster.public_id)
     report["certificates"] = pki_services.reconcile_certificates()  # TLS renewal
     local = local_host_name()
-    for host in placement.live_hosts():
+    for host in cluster_selectors.live_hosts():
         report["hosts"].append(host.name)
         if host.name == local:
-            reconcile_host(host.name)
+            host_reconcile(host_name=host.name)
         else:
             (send_host or _send_reconcile)(host.name)
     return report
@@ -483,13 +480,11 @@ def _grace() -> timedelta:
 
 
 def _send_reconcile(host_name: str) -> None:
-    from .tasks import send_to_host
-
-    send_to_host("provisioning.host_reconcile", host_name, expires=conf.reconcile_interval() * 3)
+    queues.send_to_host("provisioning.host_reconcile", host_name, expires=conf.reconcile_interval() * 3)
 
 
 # --- reconciliation: host ----------------------------------------------------------------------
-def reconcile_host(host_name: str) -> dict[str, list[str]]:
+def host_reconcile(*, host_name: str) -> dict[str, list[str]]:
     """Converge this host's brokerd processes and directories to the database.
 
     - RUNNING cluster: its brokerd runs (restarted if it died; adopted if it already runs,
@@ -503,7 +498,7 @@ def reconcile_host(host_name: str) -> dict[str, list[str]]:
     if host is None:
         return report
     root = host_root(host_name)
-    with supervisor.file_lock(root / ".reconcile.lock", blocking=False) as acquired:
+    with file_lock(root / ".reconcile.lock", blocking=False) as acquired:
         if not acquired:
             return report
         brokers = list(
@@ -530,12 +525,12 @@ def _reconcile_broker(broker: Broker, root: Path, report: dict[str, list[str]]) 
         with supervisor.cluster_lock(root, cluster.public_id, blocking=False) as acquired:
             if not acquired:
                 return
-            if sync_credentials_locked(cluster, root):
+            if credentials_write_locked(cluster=cluster, root=root):
                 report["synced"].append(cluster.public_id)
             pid = supervisor.running_pid(paths, hint=broker.pid)
             if pid is not None and broker.pid == pid and broker.status == BrokerStatus.RUNNING:
                 return
-            new_pid = ensure_running(broker)
+            new_pid = broker_ensure_running(broker=broker)
             report["adopted" if new_pid == pid else "started"].append(label)
     elif cluster.status in (ClusterStatus.FAILED, ClusterStatus.DELETED):
         with supervisor.cluster_lock(root, cluster.public_id, blocking=False) as acquired:
@@ -579,7 +574,7 @@ def _remove_orphans(host: Host, root: Path, report: dict[str, list[str]]) -> Non
             report["removed"].append(entry.name)
 
 
-def stop_local_brokers() -> list[int]:
+def local_brokers_stop() -> list[int]:
     """`manage.py up` shutdown hook: stop this host's brokers (reconciliation restarts them)."""
     pids = supervisor.stop_all(conf.host_root())
     if pids:

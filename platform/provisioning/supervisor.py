@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import logging
 import os
 import shutil
@@ -28,9 +27,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from sharedkit.files import file_lock
 
 logger = logging.getLogger(__name__)
 
@@ -93,33 +94,7 @@ class BrokerPaths:
         return self.cluster_dir / "credentials.json"
 
 
-# --- locks --------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def file_lock(path: Path, *, blocking: bool = True, timeout: float = 60.0) -> Iterator[bool]:
-    """An flock on `path` (created if needed). Yields False when non-blocking and already held."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if not blocking:
-                    yield False
-                    return
-                if time.monotonic() >= deadline:
-                    raise TimeoutError(f"could not lock {path} within {timeout:.0f}s") from None
-                time.sleep(0.02)
-        try:
-            yield True
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
+# --- locks ---------------------------------------------------------------------------------------
 def cluster_lock(host_root: Path, public_id: str, **kwargs) -> contextlib.AbstractContextManager[bool]:
     return file_lock(cluster_dir(host_root, public_id) / ".lock", **kwargs)
 

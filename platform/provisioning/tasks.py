@@ -19,15 +19,18 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
 from celery import current_app, shared_task
 from celery.signals import worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 
+from clusters.models import Cluster
+from sharedkit.retry import backoff
+
 from . import conf, placement, services
 from .errors import PermanentError, TransientError
+from .queues import host_queue, send_to_host
 
 logger = logging.getLogger(__name__)
 
@@ -36,25 +39,11 @@ logger = logging.getLogger(__name__)
 LIFECYCLE_QUEUE = settings.CELERY_DEFAULT_QUEUE
 MAX_RETRIES = 5
 TRANSIENT = (TransientError, DatabaseError, TimeoutError, OSError)
-
-
-def backoff(retries: int) -> float:
-    """1, 2, 4, 8, 16 s: about half a minute in all before a cluster is FAILED."""
-    return float(min(2**retries, 30))
-
-
-def host_queue(host_name: str) -> str:
-    return f"host.{host_name}"
-
-
-def send_to_host(task_name: str, host_name: str, *args: Any, **options: Any) -> None:
-    """Send a host task to `host.<name>`; the host's name is its first argument."""
-    current_app.send_task(task_name, args=(host_name, *args), queue=host_queue(host_name), **options)
+# Retries wait `sharedkit.retry.backoff`: 1, 2, 4, 8, 16 s, about half a minute in all before a
+# cluster is FAILED.
 
 
 def _log_start(what: str, cluster_id: int) -> None:
-    from clusters.models import Cluster
-
     row = Cluster.objects.filter(pk=cluster_id).values_list("public_id", "status").first()
     if row is None:
         logger.info("%s: cluster %s no longer exists", what, cluster_id)
@@ -66,43 +55,48 @@ def _run(task, cluster_id: int, owner: str, fn, *, what: str, retry_options: dic
     try:
         return fn()
     except PermanentError as exc:
-        services.fail_cluster(cluster_id, str(exc))
+        services.cluster_fail(cluster_id=cluster_id, reason=str(exc))
         return "failed"
     except TRANSIENT as exc:
         reason = str(exc) or exc.__class__.__name__
-        services.operation_note(cluster_id, reason)
+        services.operation_note(cluster_id=cluster_id, error=reason)
         attempts = task.request.retries + 1
         if task.request.called_directly or task.request.retries >= task.max_retries:
-            services.fail_cluster(cluster_id, f"{reason} (gave up {what} after {attempts} attempts)")
+            services.cluster_fail(
+                cluster_id=cluster_id, reason=f"{reason} (gave up {what} after {attempts} attempts)"
+            )
             return "failed"
         countdown = backoff(task.request.retries)
-        services.operation_renew(cluster_id, owner, countdown + conf.operation_lease())
+        services.operation_renew(
+            cluster_id=cluster_id, owner=owner, seconds=countdown + conf.operation_lease()
+        )
         logger.warning("%s of cluster %s: %s; retrying in %.0fs", what, cluster_id, reason, countdown)
         raise task.retry(exc=exc, countdown=countdown, **(retry_options or {})) from exc
     except Exception:
         logger.exception("%s of cluster %s failed unexpectedly", what, cluster_id)
-        services.fail_cluster(
-            cluster_id, f"An internal error stopped the {what}; the operators have the details in the logs."
+        services.cluster_fail(
+            cluster_id=cluster_id,
+            reason=f"An internal error stopped the {what}; the operators have the details in the logs.",
         )
         return "failed"
 
 
 def _run_lifecycle(task, name: str, cluster_id: int, service, *, what: str) -> str:
-    """A control-queue lifecycle task: `service(cluster_id, owner)` under the task's id as owner."""
+    """A control-queue lifecycle task: `service(cluster_id=, owner=)` under the task's id as owner."""
     _log_start(name, cluster_id)
     owner = task.request.id or services.new_owner()
-    return _run(task, cluster_id, owner, lambda: service(cluster_id, owner), what=what)
+    return _run(task, cluster_id, owner, lambda: service(cluster_id=cluster_id, owner=owner), what=what)
 
 
 def _run_on_host(task, name: str, host_name: str, cluster_id: int, owner: str, service, *, what: str) -> str:
-    """A host-queue task: `service(cluster_id, owner, host_name=)` here, retried on the same host."""
+    """A host-queue task: `service(cluster_id=, owner=, host_name=)` here, retried on the same host."""
     if not _is_local(host_name, name):
         return "misrouted"
     return _run(
         task,
         cluster_id,
         owner,
-        lambda: service(cluster_id, owner, host_name=host_name),
+        lambda: service(cluster_id=cluster_id, owner=owner, host_name=host_name),
         what=what,
         retry_options={"queue": host_queue(host_name)},
     )
@@ -115,7 +109,9 @@ def _run_on_host(task, name: str, host_name: str, cluster_id: int, owner: str, s
     max_retries=MAX_RETRIES,
 )
 def cluster_provision(self, cluster_id: int) -> str:
-    return _run_lifecycle(self, "cluster_provision", cluster_id, services.provision, what="provisioning")
+    return _run_lifecycle(
+        self, "cluster_provision", cluster_id, services.cluster_provision, what="provisioning"
+    )
 
 
 @shared_task(
@@ -125,7 +121,9 @@ def cluster_provision(self, cluster_id: int) -> str:
     max_retries=MAX_RETRIES,
 )
 def cluster_deprovision(self, cluster_id: int) -> str:
-    return _run_lifecycle(self, "cluster_deprovision", cluster_id, services.deprovision, what="deletion")
+    return _run_lifecycle(
+        self, "cluster_deprovision", cluster_id, services.cluster_deprovision, what="deletion"
+    )
 
 
 @shared_task(bind=True, name="provisioning.host_provision", acks_late=True, max_retries=MAX_RETRIES)
@@ -148,7 +146,7 @@ def credentials_sync(self, host_name: str, cluster_id: int) -> bool:
     if not _is_local(host_name, "credentials_sync"):
         return False
     try:
-        return services.host_sync_credentials(cluster_id, host_name=host_name)
+        return services.host_credentials_sync(cluster_id=cluster_id, host_name=host_name)
     except TRANSIENT as exc:
         countdown = backoff(self.request.retries) / 4
         raise self.retry(exc=exc, countdown=countdown, queue=host_queue(host_name)) from exc
@@ -158,12 +156,12 @@ def credentials_sync(self, host_name: str, cluster_id: int) -> bool:
 def host_reconcile(host_name: str) -> dict:
     if not _is_local(host_name, "host_reconcile"):
         return {}
-    return services.reconcile_host(host_name)
+    return services.host_reconcile(host_name=host_name)
 
 
 @shared_task(name="provisioning.reconcile", acks_late=True, ignore_result=True)
 def reconcile() -> dict:
-    return services.reconcile_control()
+    return services.control_reconcile()
 
 
 def _is_local(host_name: str, what: str) -> bool:

@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from accounts.audit import SYSTEM, Actor, audit_record
 from clusters.models import Cluster
 from controlplane.errors import ValidationFailed
-from provisioning import kafka_admin
+from sharedkit import kafka_admin
 
 from .services import _topic_metadata
 

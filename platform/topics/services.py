@@ -1,6 +1,6 @@
 """Topics, managed on the cluster's brokers through the Kafka protocol (no topic table here).
 
-Reads and writes go through `provisioning.kafka_admin` with the cluster's internal credential.
+Reads and writes go through `sharedkit.kafka_admin` with the cluster's internal credential.
 Requests are validated here first (name, partitions, configs, plan limits) so that a 400
 names the field; the broker enforces the same rules (and the plan limits in its config) for
 tenants' own admin clients.
@@ -26,8 +26,8 @@ from django.http import Http404
 from accounts.audit import SYSTEM, Actor, audit_record
 from clusters.models import Cluster
 from controlplane.errors import Conflict, LimitExceeded, ValidationFailed
-from provisioning import kafka_admin
-from provisioning.kafka_admin import admin_client, kafka_error, result
+from sharedkit import kafka_admin
+from sharedkit.kafka_admin import admin_client, kafka_error, result
 
 from . import logdirs
 

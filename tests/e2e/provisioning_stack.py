@@ -131,10 +131,10 @@ def plain_login(bootstrap: str, username: str, password: str) -> bool:
     from kio.schema.sasl_handshake.v1 import request as hs_req
     from kio.schema.sasl_handshake.v1 import response as hs_resp
 
-    from topics.logdirs import _Conn
+    from sharedkit.kafka_wire import BrokerConnection
 
     host, _, port = bootstrap.split(",")[0].rpartition(":")
-    conn = _Conn(host, int(port))
+    conn = BrokerConnection(host, int(port))
     try:
         conn.call(hs_req.SaslHandshakeRequest(mechanism="PLAIN"), hs_resp.SaslHandshakeResponse)
         secret = f"\0{username}\0{password}".encode()

@@ -63,7 +63,7 @@ def chaos(stack, celery_worker, fault_dir):
         entry.unlink()
     wait_until(lambda: Host.objects.filter(name="local").exists(), timeout=15, message="host registration")
     yield stack
-    from provisioning import kafka_admin
+    from sharedkit import kafka_admin
 
     kafka_admin.clear_cache()
 

@@ -63,7 +63,7 @@ def e2e(stack, celery_worker):
 
     wait_until(lambda: Host.objects.filter(name="local").exists(), timeout=15, message="host registration")
     yield stack
-    from provisioning import kafka_admin
+    from sharedkit import kafka_admin
 
     kafka_admin.clear_cache()
 

@@ -58,7 +58,7 @@ def e2e(stack, celery_worker):
 
     wait_until(lambda: Host.objects.filter(name="local").exists(), timeout=15, message="host registration")
     yield stack
-    from provisioning import kafka_admin
+    from sharedkit import kafka_admin
 
     kafka_admin.clear_cache()
 
@@ -91,7 +91,7 @@ def _tls_login(cluster: Cluster, key: str, secret: str) -> tuple[int, str]:
     from kio.schema.sasl_handshake.v1 import request as hs_req
     from kio.schema.sasl_handshake.v1 import response as hs_resp
 
-    from topics.logdirs import cluster_conn
+    from sharedkit.kafka_wire import cluster_conn
 
     host, _, port = cluster.bootstrap_servers.split(",")[0].rpartition(":")
     conn = cluster_conn(cluster, host, int(port))

@@ -53,7 +53,7 @@ def two_hosts(hosts, celery_worker):
         message="hosts a and b registered",
     )
     yield hosts
-    from provisioning import kafka_admin
+    from sharedkit import kafka_admin
 
     kafka_admin.clear_cache()
 

@@ -134,7 +134,7 @@ def cluster_detail(request: HttpRequest, cluster: Cluster) -> HttpResponse:
 @portal_view()
 def cluster_ca(request: HttpRequest, cluster: Cluster) -> HttpResponse:
     """The CA bundle clients verify the brokers with (the same file as GET /api/v1/clusters/{id}/ca.pem)."""
-    bundle = pki_services.ca_bundle(cluster) if cluster.security_protocol == pki_services.SASL_SSL else None
+    bundle = cluster.ca_bundle() if cluster.security_protocol == pki_services.SASL_SSL else None
     if bundle is None:
         raise Http404("This cluster has no TLS certificate (yet).")
     response = HttpResponse(bundle, content_type="application/x-pem-file")

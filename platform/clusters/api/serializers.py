@@ -1,42 +1,8 @@
 from rest_framework import serializers
 
+from clusters import selectors
 from clusters.models import Cluster
 from clusters.plans import PLANS
-
-
-class PlanPricesSerializer(serializers.Serializer):
-    """The plan's price book entry in effect today (metering.models.PriceBook; docs/billing.md)."""
-
-    currency = serializers.CharField()
-    effective_from = serializers.DateField()
-    base_per_hour = serializers.DecimalField(
-        max_digits=16, decimal_places=8, help_text="USD per cluster-hour"
-    )
-    per_gb_in = serializers.DecimalField(max_digits=16, decimal_places=8, help_text="USD per GB produced")
-    per_gb_out = serializers.DecimalField(max_digits=16, decimal_places=8, help_text="USD per GB fetched")
-    per_gb_month_stored = serializers.DecimalField(
-        max_digits=16, decimal_places=8, help_text="USD per GB-month stored"
-    )
-    per_partition_hour = serializers.DecimalField(
-        max_digits=16, decimal_places=8, help_text="USD per partition-hour"
-    )
-
-
-class PlanSerializer(serializers.Serializer):
-    name = serializers.CharField()
-    display_name = serializers.CharField()
-    description = serializers.CharField()
-    brokers = serializers.IntegerField()
-    max_partitions = serializers.IntegerField()
-    ingress_mbps = serializers.IntegerField(help_text="Produce throughput limit, MB/s")
-    egress_mbps = serializers.IntegerField(help_text="Fetch throughput limit, MB/s")
-    max_retention_ms = serializers.IntegerField(
-        help_text="Longest retention.ms a topic may set; -1 is unlimited"
-    )
-    max_api_keys = serializers.IntegerField()
-    max_connections = serializers.IntegerField()
-    max_message_bytes = serializers.IntegerField()
-    prices = PlanPricesSerializer()
 
 
 class ClusterSerializer(serializers.ModelSerializer):
@@ -65,12 +31,10 @@ class ClusterSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_degraded(self, obj: Cluster) -> bool:
-        annotated = getattr(obj, "degraded", None)  # provisioning.health.annotate_degraded (lists)
+        annotated = getattr(obj, "degraded", None)  # selectors.annotate_degraded (lists)
         if annotated is not None:
             return bool(annotated)
-        from provisioning.health import is_degraded
-
-        return is_degraded(obj)
+        return selectors.is_degraded(obj)
 
 
 class ClusterCreateSerializer(serializers.Serializer):

@@ -1,65 +1,20 @@
-"""REST endpoints for plans and clusters."""
+"""REST endpoints for clusters (plans, with their prices, are metering.api.plans)."""
 
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins, permissions, status, viewsets
+from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from accounts.audit import Actor
 from accounts.models import Role
 from clusters import selectors, services
 from clusters.models import Cluster, ClusterStatus
-from clusters.plans import PLANS
-from controlplane.api.pagination import Pagination
 from controlplane.api.tenancy import OrganizationScopedMixin
 
 from . import serializers as s
-
-
-class PlanViewSet(viewsets.ViewSet):
-    """Cluster plans and their limits. Public: the portal shows them before sign-in."""
-
-    authentication_classes: list = []
-    permission_classes = [permissions.AllowAny]
-    lookup_field = "name"
-    pagination_class = Pagination  # the schema documents the list as paginated (it is)
-
-    @extend_schema(responses=s.PlanSerializer(many=True))
-    def list(self, request):
-        paginator = self.paginator
-        prices = _prices()
-        plans = [{**plan.as_dict(), "prices": prices[plan.name]} for plan in PLANS.values()]
-        page = paginator.paginate_queryset(plans, request, view=self)
-        return paginator.get_paginated_response(s.PlanSerializer(page, many=True).data)
-
-    @extend_schema(
-        responses=s.PlanSerializer, parameters=[OpenApiParameter("name", str, OpenApiParameter.PATH)]
-    )
-    def retrieve(self, request, name=None):
-        plan = PLANS.get(name or "")
-        if plan is None:
-            raise NotFound(f"No plan named {name!r}.")
-        return Response(s.PlanSerializer({**plan.as_dict(), "prices": _prices()[plan.name]}).data)
-
-    @property
-    def paginator(self):
-        from controlplane.api.pagination import Pagination
-
-        if not hasattr(self, "_paginator"):
-            self._paginator = Pagination()
-        return self._paginator
-
-
-def _prices() -> dict:
-    """Today's price book per plan (metering owns prices; plans.py owns limits)."""
-    from dataclasses import asdict
-
-    from metering.selectors import current_prices
-
-    return {name: asdict(prices) for name, prices in current_prices().items()}
 
 
 @extend_schema_view(
@@ -95,13 +50,9 @@ class ClusterViewSet(
         if self.action == "list":
             wanted = self.request.query_params.get("status") or None
             if wanted is not None and wanted not in ClusterStatus.values:
-                from rest_framework.exceptions import ValidationError
-
                 raise ValidationError({"status": [f"Choose one of: {', '.join(ClusterStatus.values)}."]})
             qs = selectors.cluster_list(organization=self.organization, status=wanted)
-        from provisioning.health import annotate_degraded
-
-        return annotate_degraded(qs)  # the `degraded` field without a query per cluster
+        return selectors.annotate_degraded(qs)  # the `degraded` field without a query per cluster
 
     @extend_schema(request=s.ClusterCreateSerializer, responses={202: s.ClusterSerializer})
     def create(self, request):

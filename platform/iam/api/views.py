@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.response import Response
@@ -10,8 +9,7 @@ from rest_framework.response import Response
 from accounts import selectors as account_selectors
 from accounts.audit import Actor
 from accounts.models import Role
-from clusters import selectors as cluster_selectors
-from clusters.models import Cluster
+from controlplane.api.cluster_scope import CLUSTER_PARAM, ClusterScopedMixin
 from controlplane.api.tenancy import OrganizationScopedMixin
 from controlplane.errors import ValidationFailed
 from iam import selectors, services
@@ -19,17 +17,13 @@ from iam.models import ApiKey, ServiceAccount
 
 from . import serializers as s
 
-CLUSTER_PARAM = OpenApiParameter(
-    "cluster_id", str, OpenApiParameter.PATH, description="The cluster's id (lkc-…)"
-)
-
 
 @extend_schema_view(
     list=extend_schema(parameters=[CLUSTER_PARAM]),
     retrieve=extend_schema(parameters=[CLUSTER_PARAM]),
 )
 class ApiKeyViewSet(
-    OrganizationScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+    ClusterScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
 ):
     serializer_class = s.ApiKeySerializer
     organization_field = "cluster__organization"
@@ -37,16 +31,6 @@ class ApiKeyViewSet(
     lookup_url_kwarg = "key"
     lookup_value_regex = "[^/]+"
     roles = {"create": Role.ADMIN, "destroy": Role.ADMIN, "rotate": Role.ADMIN}
-
-    def get_cluster(self) -> Cluster:
-        if not hasattr(self, "_cluster"):
-            cluster = cluster_selectors.cluster_get(
-                organization=self.organization, public_id=self.kwargs["cluster_id"]
-            )
-            if cluster is None:
-                raise Http404
-            self._cluster = cluster
-        return self._cluster
 
     def get_base_queryset(self):
         if getattr(self, "swagger_fake_view", False):

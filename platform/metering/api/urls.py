@@ -1,8 +1,13 @@
 from django.urls import path
+from rest_framework.routers import SimpleRouter
 
-from . import views
+from . import plans, views
+
+router = SimpleRouter(trailing_slash=False)
+router.register("plans", plans.PlanViewSet, basename="plan")
 
 urlpatterns = [
+    *router.urls,
     path("usage", views.UsageView.as_view(), name="usage"),
     path("billing/costs", views.CostsView.as_view(), name="billing-costs"),
     path("billing/credit", views.CreditView.as_view(), name="billing-credit"),

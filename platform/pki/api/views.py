@@ -2,34 +2,27 @@
 
 from __future__ import annotations
 
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.generics import GenericAPIView
 
-from clusters import selectors as cluster_selectors
-from clusters.models import Cluster
-from controlplane.api.tenancy import OrganizationScopedMixin
+from controlplane.api.cluster_scope import ClusterScopedMixin, cluster_param
 from controlplane.errors import Conflict
 from pki import services
 
-CLUSTER_PARAM = OpenApiParameter("id", str, OpenApiParameter.PATH, description="The cluster's id (lkc-…)")
 
-
-class ClusterCaView(OrganizationScopedMixin, GenericAPIView):
-    def get_base_queryset(self):
-        return Cluster.objects.all()
+class ClusterCaView(ClusterScopedMixin, GenericAPIView):
+    cluster_url_kwarg = "id"
 
     @extend_schema(
         operation_id="clusters_ca_pem",
         summary="The cluster's CA bundle (PEM) for verifying its brokers over SASL_SSL",
-        parameters=[CLUSTER_PARAM],
+        parameters=[cluster_param("id")],
         responses={(200, "application/x-pem-file"): OpenApiResponse(OpenApiTypes.STR)},
     )
     def get(self, request, id: str):
-        cluster = cluster_selectors.cluster_get(organization=self.organization, public_id=id)
-        if cluster is None:
-            raise Http404
+        cluster = self.get_cluster()
         if cluster.security_protocol != services.SASL_SSL:
             raise Conflict(
                 f"Cluster {cluster.public_id} listens with {cluster.security_protocol}; "
@@ -37,7 +30,7 @@ class ClusterCaView(OrganizationScopedMixin, GenericAPIView):
                 code="tls_disabled",
                 details={"security_protocol": cluster.security_protocol},
             )
-        bundle = services.ca_bundle(cluster)
+        bundle = cluster.ca_bundle()
         if bundle is None:
             raise Conflict(
                 f"Cluster {cluster.public_id} is {cluster.status}; its certificate is issued while it is "

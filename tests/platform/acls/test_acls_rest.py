@@ -60,7 +60,7 @@ def test_binding_ids_are_stable_and_distinct():
 @pytest.fixture(autouse=True)
 def _forget_admin_clients():
     yield
-    from provisioning import kafka_admin
+    from sharedkit import kafka_admin
 
     kafka_admin.clear_cache()  # no client keeps knocking on the dead port
 

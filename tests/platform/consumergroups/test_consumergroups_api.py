@@ -10,7 +10,8 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from clusters.models import Cluster, ClusterStatus
-from provisioning import conf, kafka_admin, placement, services, supervisor
+from provisioning import conf, placement, services, supervisor
+from sharedkit import kafka_admin
 from tests.e2e.provisioning_stack import free_port_block, sasl
 from tests.platform.api import Tenant, assert_error, assert_page
 from tests.platform.factories import ApiKeyFactory, ClusterFactory
@@ -42,7 +43,8 @@ class Running:
         )
         self.key = ApiKeyFactory(cluster=cluster).key
         placement.place_cluster(cluster)
-        assert services.host_provision(cluster.pk, services.new_owner(), host_name="local") == "running"
+        owner = services.new_owner()
+        assert services.host_provision(cluster_id=cluster.pk, owner=owner, host_name="local") == "running"
         cluster.refresh_from_db()
         self.cluster: Cluster = cluster
         self.bootstrap = cluster.bootstrap_servers

@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from brokerd.credentials import load as load_credentials
+from clusters import conf as cluster_conf
 from clusters.models import Broker, BrokerStatus, Cluster, ClusterStatus, Host
 from provisioning import brokerconf, conf, placement, services, supervisor, tasks
 from provisioning.models import ClusterOperation, PortLease, PortPurpose
@@ -71,7 +72,7 @@ def test_host_registration_and_liveness(host_env, monkeypatch):
     assert host.name == "local" and host.address == "127.0.0.1"
     assert list(placement.live_hosts()) == [host]
     Host.objects.filter(pk=host.pk).update(
-        heartbeat_at=timezone.now() - timedelta(seconds=conf.host_timeout() + 1)
+        heartbeat_at=timezone.now() - timedelta(seconds=cluster_conf.host_timeout() + 1)
     )
     assert not placement.live_hosts().exists()
     assert placement.host_heartbeat("local") and placement.live_hosts().exists()
@@ -113,7 +114,7 @@ def test_no_live_host_means_no_placement(db):
 def _provision(cluster: Cluster) -> Cluster:
     owner = services.new_owner()
     placement.place_cluster(cluster)
-    assert services.host_provision(cluster.pk, owner, host_name="local") == "running"
+    assert services.host_provision(cluster_id=cluster.pk, owner=owner, host_name="local") == "running"
     cluster.refresh_from_db()
     return cluster
 
@@ -133,10 +134,12 @@ def test_provision_then_deprovision(host):
     assert not ClusterOperation.objects.filter(cluster=cluster).exists()
 
     # Running it again changes nothing (idempotent).
-    assert services.host_provision(cluster.pk, "someone-else", host_name="local") == "skipped"
+    again = services.host_provision(cluster_id=cluster.pk, owner="someone-else", host_name="local")
+    assert again == "skipped"
 
     Cluster.objects.filter(pk=cluster.pk).update(status=ClusterStatus.DELETING)
-    assert services.host_deprovision(cluster.pk, services.new_owner(), host_name="local") == "deleted"
+    owner = services.new_owner()
+    assert services.host_deprovision(cluster_id=cluster.pk, owner=owner, host_name="local") == "deleted"
     cluster.refresh_from_db()
     assert cluster.status == ClusterStatus.DELETED
     assert not paths.cluster_dir.exists()
@@ -179,12 +182,13 @@ def test_credentials_file_follows_keys(host):
     cluster = _provision(provisioning_cluster())
     path = supervisor.cluster_dir(conf.host_root("local"), cluster.public_id) / "credentials.json"
     key = ApiKeyFactory(cluster=cluster)
-    assert services.host_sync_credentials(cluster.pk, host_name="local")
+    assert services.host_credentials_sync(cluster_id=cluster.pk, host_name="local")
     assert key.key in load_credentials(path)
-    assert not services.host_sync_credentials(cluster.pk, host_name="local")  # unchanged: no rewrite
+    # unchanged: no rewrite
+    assert not services.host_credentials_sync(cluster_id=cluster.pk, host_name="local")
     key.revoked_at = timezone.now()
     key.save()
-    assert services.host_sync_credentials(cluster.pk, host_name="local")
+    assert services.host_credentials_sync(cluster_id=cluster.pk, host_name="local")
     assert key.key not in load_credentials(path)
 
 
@@ -192,17 +196,17 @@ def test_credentials_file_follows_keys(host):
 def test_reconcile_restarts_a_killed_broker_and_adopts_a_running_one(host):
     cluster = _provision(provisioning_cluster())
     broker = cluster.brokers.get()
-    report = services.reconcile_host("local")
+    report = services.host_reconcile(host_name="local")
     assert report["started"] == [] and report["adopted"] == []  # all is well
 
     Broker.objects.filter(pk=broker.pk).update(pid=None, status=BrokerStatus.STARTING)  # a new worker
-    report = services.reconcile_host("local")
+    report = services.host_reconcile(host_name="local")
     assert report["adopted"] == [f"{cluster.public_id}/1"]
     assert Broker.objects.get(pk=broker.pk).pid == broker.pid
 
     os.kill(broker.pid, signal.SIGKILL)
     _wait_dead(broker.pid)
-    report = services.reconcile_host("local")
+    report = services.host_reconcile(host_name="local")
     assert report["started"] == [f"{cluster.public_id}/1"]
     restarted = Broker.objects.get(pk=broker.pk)
     assert restarted.pid != broker.pid and restarted.port == broker.port
@@ -211,9 +215,9 @@ def test_reconcile_restarts_a_killed_broker_and_adopts_a_running_one(host):
 def test_up_shutdown_hook_stops_brokers_and_reconcile_starts_them_again(host):
     cluster = _provision(provisioning_cluster())
     pid = cluster.brokers.get().pid
-    assert services.stop_local_brokers() == [pid]
+    assert services.local_brokers_stop() == [pid]
     _wait_dead(pid)
-    assert services.reconcile_host("local")["started"] == [f"{cluster.public_id}/1"]
+    assert services.host_reconcile(host_name="local")["started"] == [f"{cluster.public_id}/1"]
 
 
 def test_reconcile_removes_orphans(host):
@@ -225,7 +229,7 @@ def test_reconcile_removes_orphans(host):
     os.utime(stray, (time.time() - 60, time.time() - 60))
     os.utime(supervisor.cluster_dir(root, cluster.public_id), (time.time() - 60, time.time() - 60))
     Cluster.objects.filter(pk=cluster.pk).delete()
-    report = services.reconcile_host("local")
+    report = services.host_reconcile(host_name="local")
     assert sorted(report["removed"]) == sorted([cluster.public_id, "lkc-zzzzzz"])
     assert any(cluster.public_id in s for s in report["stopped"])
     assert not supervisor.is_brokerd_for(broker.pid, services.broker_paths(broker).config)
@@ -238,11 +242,11 @@ def test_reconcile_drives_unclaimed_clusters_and_fails_them_after_too_many_tries
     Cluster.objects.filter(pk=cluster.pk).update(status_changed_at=stale)
     sent = []
     for _attempt in range(conf.MAX_REDRIVES):
-        report = services.reconcile_control(send_lifecycle=lambda t, cid: sent.append((t.name, cid)))
+        report = services.control_reconcile(send_lifecycle=lambda t, cid: sent.append((t.name, cid)))
         assert report["redriven"] == [cluster.public_id]
         ClusterOperation.objects.filter(cluster=cluster).update(updated_at=stale)  # nobody picked it up
     assert sent == [("provisioning.cluster_provision", cluster.pk)] * conf.MAX_REDRIVES
-    report = services.reconcile_control(send_lifecycle=lambda t, cid: sent.append(cid))
+    report = services.control_reconcile(send_lifecycle=lambda t, cid: sent.append(cid))
     assert report["failed"] == [cluster.public_id]
     cluster.refresh_from_db()
     assert cluster.status == ClusterStatus.FAILED and "interrupted" in cluster.status_reason
@@ -252,11 +256,11 @@ def test_reconcile_drives_unclaimed_clusters_and_fails_them_after_too_many_tries
 def test_a_live_lease_is_left_alone(db):
     cluster = provisioning_cluster()
     Cluster.objects.filter(pk=cluster.pk).update(status_changed_at=timezone.now() - timedelta(minutes=5))
-    assert services.operation_claim(cluster, "provision", "task-1")
-    assert not services.operation_claim(cluster, "provision", "task-2")
-    assert services.reconcile_control(send_lifecycle=lambda t, cid: None)["redriven"] == []
+    assert services.operation_claim(cluster=cluster, kind="provision", owner="task-1")
+    assert not services.operation_claim(cluster=cluster, kind="provision", owner="task-2")
+    assert services.control_reconcile(send_lifecycle=lambda t, cid: None)["redriven"] == []
     ClusterOperation.objects.filter(cluster=cluster).update(lease_until=timezone.now() - timedelta(seconds=1))
-    assert services.reconcile_control(send_lifecycle=lambda t, cid: None)["redriven"] == [cluster.public_id]
+    assert services.control_reconcile(send_lifecycle=lambda t, cid: None)["redriven"] == [cluster.public_id]
 
 
 def _wait_dead(pid: int, timeout: float = 10) -> None:

@@ -4,6 +4,9 @@ The broker is the source of truth for topics, configs, groups and offsets; the R
 and writes them through the Kafka protocol, exactly as a tenant's AdminClient would. Clients
 are cached per cluster and bootstrap address (librdkafka handles are thread-safe and keep
 their connections), so a REST call does not pay a SASL handshake each time.
+
+A cluster here is anything with a cluster's connection attributes (`KafkaCluster`:
+`clusters.models.Cluster` is one), so this module knows no app.
 """
 
 from __future__ import annotations
@@ -11,13 +14,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
-from clusters.models import Cluster, ClusterStatus
 from controlplane.errors import Conflict, ServiceError
+
+RUNNING = "RUNNING"
 
 REQUEST_TIMEOUT_S = 10.0
 _CACHE_SIZE = 64
@@ -28,10 +32,28 @@ _cache: OrderedDict[tuple[str, str], tuple[AdminClient, float]] = OrderedDict()
 _lock = threading.Lock()
 
 
+class KafkaCluster(Protocol):
+    """What the control plane needs to reach a cluster's brokers as its internal user."""
+
+    public_id: str
+    status: str
+    bootstrap_servers: str
+    security_protocol: str
+
+    @property
+    def internal_username(self) -> str: ...
+
+    def internal_password(self) -> str: ...
+
+    def ca_bundle(self) -> str | None:
+        """The PEM bundle its brokers' certificates chain to (SASL_SSL), None before it is issued."""
+        ...
+
+
 class ClusterNotRunning(Conflict):
     code = "cluster_not_running"
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: KafkaCluster) -> None:
         super().__init__(
             f"Cluster {cluster.public_id} is {cluster.status}; "
             "its topics can be managed only while it is RUNNING.",
@@ -46,7 +68,7 @@ class ClusterUnavailable(ServiceError):
     code = "cluster_unavailable"
 
 
-def client_config(cluster: Cluster) -> dict[str, Any]:
+def client_config(cluster: KafkaCluster) -> dict[str, Any]:
     conf = {
         "bootstrap.servers": cluster.bootstrap_servers,
         "security.protocol": cluster.security_protocol or "SASL_PLAINTEXT",
@@ -58,16 +80,14 @@ def client_config(cluster: Cluster) -> dict[str, Any]:
         "socket.connection.setup.timeout.ms": int(REQUEST_TIMEOUT_S * 1000),
         "reconnect.backoff.max.ms": 5000,
     }
-    if conf["security.protocol"] == "SASL_SSL":  # verify the platform CA and host name
-        from pki.services import ca_bundle
-
-        conf["ssl.ca.pem"] = ca_bundle(cluster) or ""
+    if conf["security.protocol"] == "SASL_SSL":  # verify the platform CA and the host name
+        conf["ssl.ca.pem"] = cluster.ca_bundle() or ""
     return conf
 
 
-def admin_client(cluster: Cluster) -> AdminClient:
+def admin_client(cluster: KafkaCluster) -> AdminClient:
     """A cached AdminClient for a RUNNING cluster (409 otherwise)."""
-    if cluster.status != ClusterStatus.RUNNING or not cluster.bootstrap_servers:
+    if cluster.status != RUNNING or not cluster.bootstrap_servers:
         forget(cluster)
         raise ClusterNotRunning(cluster)
     key = (cluster.public_id, cluster.bootstrap_servers)
@@ -114,7 +134,7 @@ def sweep_idle(now: float | None = None) -> int:
     return len(stale)
 
 
-def forget(cluster: Cluster) -> None:
+def forget(cluster: KafkaCluster) -> None:
     with _lock:
         for key in [k for k in _cache if k[0] == cluster.public_id]:
             del _cache[key]
@@ -141,7 +161,7 @@ TRANSPORT_ERRORS = {
 }
 
 
-def unavailable(cluster: Cluster, err: KafkaError | None = None) -> ClusterUnavailable:
+def unavailable(cluster: KafkaCluster, err: KafkaError | None = None) -> ClusterUnavailable:
     detail = f" ({err.str()})" if err is not None else ""
     return ClusterUnavailable(
         f"Cluster {cluster.public_id} did not answer{detail}; try again in a few seconds.",
@@ -149,7 +169,7 @@ def unavailable(cluster: Cluster, err: KafkaError | None = None) -> ClusterUnava
     )
 
 
-def result(cluster: Cluster, future, timeout: float = REQUEST_TIMEOUT_S + 5):
+def result(cluster: KafkaCluster, future, timeout: float = REQUEST_TIMEOUT_S + 5):
     """Wait for an admin future; connection trouble becomes 503, other Kafka errors propagate."""
     try:
         return future.result(timeout=timeout)

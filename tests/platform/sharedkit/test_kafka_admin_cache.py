@@ -7,7 +7,7 @@ import time
 import pytest
 
 from clusters.models import ClusterStatus
-from provisioning import kafka_admin
+from sharedkit import kafka_admin
 from tests.platform.factories import ClusterFactory
 
 pytestmark = pytest.mark.django_db

@@ -1,0 +1,13 @@
+"""Signals other apps connect to, so that clusters depends on none of them.
+
+Provisioning starts and removes the brokers (`provisioning.receivers`). Both are sent after the
+commit of the write that asks for them, so a rolled-back write never starts anything.
+"""
+
+from django.dispatch import Signal
+
+#: A cluster is PROVISIONING (created, or a FAILED one retried). kwargs: cluster_id.
+provision_requested = Signal()
+
+#: A cluster is DELETING. kwargs: cluster_id.
+deprovision_requested = Signal()

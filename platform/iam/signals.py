@@ -1,0 +1,8 @@
+"""Signals other apps connect to, so that iam depends on none of them."""
+
+from django.dispatch import Signal
+
+#: Sent inside the transaction that issues, revokes or rotates a cluster's API key: the cluster's
+#: brokers must learn the new credentials and ACLs once it commits (`provisioning.receivers`).
+#: kwargs: cluster_id.
+api_keys_changed = Signal()

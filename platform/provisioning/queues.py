@@ -1,0 +1,19 @@
+"""Where host work goes: each broker host's worker consumes its own queue, `host.<name>`.
+
+Tasks are sent by name, so a sender needs neither the task module nor the app that defines it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import current_app
+
+
+def host_queue(host_name: str) -> str:
+    return f"host.{host_name}"
+
+
+def send_to_host(task_name: str, host_name: str, *args: Any, **options: Any) -> None:
+    """Send a host task to `host.<name>`; the host's name is its first argument."""
+    current_app.send_task(task_name, args=(host_name, *args), queue=host_queue(host_name), **options)
