@@ -13,28 +13,13 @@ KASTLE_ALERT_FROM_EMAIL              sender of alert e-mails (default Django's D
 
 from __future__ import annotations
 
-import os
-
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 
-
-def _get(name: str, default: str) -> str:
-    value = getattr(settings, name, None)
-    if value is None or value == "":
-        value = os.environ.get(name, "").strip() or default
-    return str(value)
+from sharedkit.envconf import flag, number, setting
 
 
 def _float(name: str, default: float) -> float:
-    raw = _get(name, str(default))
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"{name} must be a number, not {raw!r}") from exc
-    if value < 0:
-        raise ImproperlyConfigured(f"{name} must not be negative, not {raw!r}")
-    return value
+    return number(name, default, negative_ok=False)
 
 
 def export_cache_seconds() -> float:
@@ -50,8 +35,8 @@ def webhook_timeout() -> float:
 
 
 def webhook_allow_private() -> bool:
-    return _get("KASTLE_WEBHOOK_ALLOW_PRIVATE", "false").lower() in ("1", "true", "yes", "on")
+    return flag("KASTLE_WEBHOOK_ALLOW_PRIVATE", False)
 
 
 def alert_from_email() -> str:
-    return _get("KASTLE_ALERT_FROM_EMAIL", settings.DEFAULT_FROM_EMAIL)
+    return setting("KASTLE_ALERT_FROM_EMAIL", settings.DEFAULT_FROM_EMAIL)

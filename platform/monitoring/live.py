@@ -3,7 +3,7 @@
 Two sources, both reached the way the rest of the control plane reaches them:
 - each broker's `/metrics` on its admin listener (usage counters, storage, requests, throttling,
   connections; docs/metering.md defines them), fetched concurrently;
-- the Kafka protocol with the cluster's internal credential (`provisioning.kafka_admin`):
+- the Kafka protocol with the cluster's internal credential (`sharedkit.kafka_admin`):
   metadata (replicas, in-sync replicas, leaders), log start and end offsets, and every consumer
   group's committed offsets.
 
@@ -30,7 +30,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from clusters.models import INTERNAL_USERNAME, Broker, BrokerStatus, Cluster, ClusterStatus
 from controlplane.errors import ServiceError
-from provisioning import kafka_admin, supervisor
+from provisioning import supervisor
+from sharedkit import kafka_admin
 
 from . import conf
 

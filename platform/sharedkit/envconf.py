@@ -21,7 +21,9 @@ def setting(name: str, default: str) -> str:
     return str(value)
 
 
-def number(name: str, default: float, *, what: str = "a number", positive: bool = False) -> float:
+def number(
+    name: str, default: float, *, what: str = "a number", positive: bool = False, negative_ok: bool = True
+) -> float:
     """A float setting; `what` names the unit in the error ("a number of seconds")."""
     raw = setting(name, str(default))
     try:
@@ -30,7 +32,14 @@ def number(name: str, default: float, *, what: str = "a number", positive: bool 
         raise ImproperlyConfigured(f"{name} must be {what}, not {raw!r}") from exc
     if positive and value <= 0:
         raise ImproperlyConfigured(f"{name} must be positive, not {raw!r}")
+    if not negative_ok and value < 0:
+        raise ImproperlyConfigured(f"{name} must not be negative, not {raw!r}")
     return value
+
+
+def flag(name: str, default: bool) -> bool:
+    """A yes/no setting: 1, true, yes or on (any case) is yes."""
+    return setting(name, "true" if default else "false").lower() in ("1", "true", "yes", "on")
 
 
 def integer(name: str, default: int) -> int:
