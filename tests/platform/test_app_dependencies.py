@@ -12,6 +12,8 @@ import ast
 from collections import defaultdict
 from pathlib import Path
 
+from tests.import_graph import find_cycles
+
 PLATFORM = Path(__file__).resolve().parents[2] / "platform"
 PROJECT = "controlplane"
 #: The shared package sits below every app: it may import none of them.
@@ -77,48 +79,19 @@ def import_edges(known: set[str]) -> dict[Edge, list[str]]:
     return edges
 
 
-def circles(known: set[str], edges: dict[Edge, list[str]]) -> list[list[str]]:
-    """The strongly connected groups of more than one app (Tarjan)."""
+def circles(edges: dict[Edge, list[str]]) -> list[list[str]]:
+    """The groups of apps that import each other, directly or around a circle."""
     graph: dict[str, set[str]] = defaultdict(set)
     for a, b in edges:
         graph[a].add(b)
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    found: list[list[str]] = []
-
-    def visit(node: str) -> None:
-        index[node] = low[node] = len(index)
-        stack.append(node)
-        on_stack.add(node)
-        for nxt in sorted(graph[node]):
-            if nxt not in index:
-                visit(nxt)
-                low[node] = min(low[node], low[nxt])
-            elif nxt in on_stack:
-                low[node] = min(low[node], index[nxt])
-        if low[node] == index[node]:
-            group = []
-            while True:
-                member = stack.pop()
-                on_stack.discard(member)
-                group.append(member)
-                if member == node:
-                    break
-            if len(group) > 1:
-                found.append(sorted(group))
-
-    for app in sorted(known):
-        if app not in index:
-            visit(app)
-    return found
+        graph.setdefault(b, set())  # every app is a node
+    return find_cycles(dict(graph))
 
 
 def test_no_import_circle_between_apps() -> None:
     known = apps()
     edges = import_edges(known)
-    found = circles(known, edges)
+    found = circles(edges)
     lines = []
     for group in found:
         lines.append(" <-> ".join(group))
@@ -168,5 +141,4 @@ def test_the_check_sees_imports_inside_functions(tmp_path: Path) -> None:
         if isinstance(n, ast.Import | ast.ImportFrom) and id(n) not in wiring
     ]
     assert "c.services" in counted and "b" not in counted
-    graph = {("a", "c"): ["x"], ("c", "a"): ["y"]}
-    assert circles({"a", "c"}, graph) == [["a", "c"]]
+    assert circles({("a", "c"): ["x"], ("c", "a"): ["y"], ("a", "b"): ["z"]}) == [["a", "c"]]
