@@ -339,6 +339,9 @@ CELERY_TASK_ROUTES = {
     # ACLs (platform/acls/tasks.py)
     "acls.cluster_sync": {"queue": CELERY_DEFAULT_QUEUE},
     "acls.reconcile": {"queue": CELERY_DEFAULT_QUEUE},
+    # alerts (platform/monitoring/tasks.py)
+    "monitoring.evaluate_alerts": {"queue": CELERY_DEFAULT_QUEUE},
+    "monitoring.deliver_notification": {"queue": CELERY_DEFAULT_QUEUE},
 }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -380,7 +383,30 @@ CELERY_BEAT_SCHEDULE["acls-reconcile"] = {
     "schedule": KASTLE_ACL_RECONCILE_INTERVAL,
     "options": {"expires": KASTLE_ACL_RECONCILE_INTERVAL * 2},
 }
+# --- alerts (platform/monitoring/conf.py documents their settings) ---
+KASTLE_ALERT_INTERVAL_SECONDS = max(float(os.environ.get("KASTLE_ALERT_INTERVAL_SECONDS") or 30.0), 0.5)
+CELERY_BEAT_SCHEDULE["monitoring-evaluate-alerts"] = {
+    "task": "monitoring.evaluate_alerts",
+    "schedule": KASTLE_ALERT_INTERVAL_SECONDS,
+    "options": {"expires": KASTLE_ALERT_INTERVAL_SECONDS * 2},
+}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# --- e-mail (alert notifications): SMTP when EMAIL_HOST is set, else files under var/mail ---
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+if os.environ.get("EMAIL_BACKEND"):
+    EMAIL_BACKEND = os.environ["EMAIL_BACKEND"]
+elif EMAIL_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_PORT = int(os.environ.get("EMAIL_PORT") or 587)
+    EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+    EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+    EMAIL_USE_TLS = os.environ.get("EMAIL_USE_TLS", "true").lower() in ("1", "true", "yes", "on")
+    EMAIL_TIMEOUT = 10
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = str(VAR_DIR / "mail")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL") or "kastle@localhost"
 
 # --- logging --------------------------------------------------------------------------------------
 LOGGING = {

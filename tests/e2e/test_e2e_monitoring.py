@@ -8,18 +8,28 @@ from __future__ import annotations
 
 import os
 import time
+from decimal import Decimal
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from monitoring import delivery
 from monitoring.export import METRICS
+from monitoring.models import AlertRule, Notification
 from tests.e2e.provisioning_stack import create_running_cluster, plain_login, provisioning_env, sasl
 from tests.e2e.test_e2e_metering import batch_bytes
 from tests.helpers import wait_until
 from tests.platform.api import Tenant, assert_error
+from tests.platform.monitoring.webhook_receiver import WebhookReceiver
 
-MONITORING_ENV = {"KASTLE_ALERT_INTERVAL_SECONDS": "1", "KASTLE_WEBHOOK_ALLOW_PRIVATE": "true"}
+# The worker and beat: rules evaluated every second on figures at most a second old, and webhooks
+# allowed to reach this test's receiver on loopback.
+MONITORING_ENV = {
+    "KASTLE_ALERT_INTERVAL_SECONDS": "1",
+    "KASTLE_METRICS_EXPORT_CACHE_SECONDS": "1",
+    "KASTLE_WEBHOOK_ALLOW_PRIVATE": "true",
+}
 
 
 @pytest.fixture(scope="module")
@@ -88,22 +98,29 @@ def consume_and_commit(bootstrap, key, secret, group, topic, upto: dict[int, int
     return sum(read.values())
 
 
-def test_export_matches_what_clients_did(e2e, api_client):
-    started = time.monotonic()
+def tenant_with_cluster(api_client, email: str, name: str, partitions: int):
+    """Sign up; a RUNNING cluster with topic `orders` and an API key.
+
+    Returns (client, cluster id, bootstrap, key, secret)."""
     signup = api_client.post(
-        "/api/v1/signup",
-        {"email": "watch@e2e.example", "password": "a long passphrase 42", "organization": "Watchers"},
+        "/api/v1/signup", {"email": email, "password": "a long passphrase 42", "organization": name}
     )
     assert signup.status_code == 201, signup.content
     client = api_client
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {signup.json()['token']}")
-    cluster = create_running_cluster(client, "watched")
+    cluster = create_running_cluster(client, name.lower())
     cid, bootstrap = cluster["id"], cluster["bootstrap_servers"]
-    made = client.post(f"/api/v1/clusters/{cid}/topics", {"name": "orders", "partitions": 2})
+    made = client.post(f"/api/v1/clusters/{cid}/topics", {"name": "orders", "partitions": partitions})
     assert made.status_code == 201, made.content
     made = client.post(f"/api/v1/clusters/{cid}/api-keys", {"description": "app"}).json()
     key, secret = made["key"], made["secret"]
     wait_until(lambda: plain_login(bootstrap, key, secret), timeout=10, message="the key works")
+    return client, cid, bootstrap, key, secret
+
+
+def test_export_matches_what_clients_did(e2e, api_client):
+    started = time.monotonic()
+    client, cid, bootstrap, key, secret = tenant_with_cluster(api_client, "watch@e2e.example", "Watchers", 2)
 
     bytes0 = produce_to(bootstrap, key, secret, "orders", 0, 12, "a")
     bytes1 = produce_to(bootstrap, key, secret, "orders", 1, 7, "b")
@@ -139,3 +156,65 @@ def test_export_matches_what_clients_did(e2e, api_client):
     # Another tenant's token: 404, as for every object of another organization.
     assert_error(Tenant("owner").client.get(url), 404)
     print(f"\nmonitoring export e2e: {time.monotonic() - started:.1f}s")
+
+
+def test_consumer_lag_alert_fires_to_a_signed_webhook_then_resolves(e2e, api_client):
+    started = time.monotonic()
+    receiver = WebhookReceiver()
+    try:
+        client, cid, bootstrap, key, secret = tenant_with_cluster(api_client, "lag@e2e.example", "Laggers", 1)
+        hook = client.post("/api/v1/alerts/channels", {"name": "ops", "kind": "webhook", "url": receiver.url})
+        assert hook.status_code == 201, hook.content
+        rule = client.post(
+            "/api/v1/alerts/rules",
+            {"name": "billing lag", "kind": "consumer_lag", "cluster": cid, "group_id": "billing",
+             "threshold": "10", "channels": [hook.json()["id"]]},
+            format="json",
+        )  # fmt: skip
+        assert rule.status_code == 201, rule.content
+        rule_id = rule.json()["id"]
+
+        produce_to(bootstrap, key, secret, "orders", 0, 30, "x")
+        consume_and_commit(bootstrap, key, secret, "billing", "orders", {0: 5})  # lag 25 > 10
+
+        def events(kind):
+            return [r for r in receiver.events() if r.json["event"] == kind]
+
+        wait_until(lambda: events("firing"), timeout=30, message="the firing webhook")
+        [firing] = events("firing")
+        assert delivery.verify(hook.json()["secret"], firing.headers[delivery.SIGNATURE_HEADER], firing.body)
+        assert firing.json["rule"]["id"] == rule_id and firing.json["value"] == "25"
+        assert firing.headers[delivery.ID_HEADER] == firing.json["id"]
+        body = client.get(f"/api/v1/alerts/rules/{rule_id}").json()
+        assert body["state"] == "firing" and Decimal(body["value"]) == 25
+        wait_until(
+            lambda: client.get(f"/api/v1/alerts/rules/{rule_id}").json()["last_notified_at"],
+            timeout=10,
+            message="last_notified_at",
+        )
+
+        consume_and_commit(bootstrap, key, secret, "billing", "orders", {0: 30})  # caught up: lag 0
+        wait_until(lambda: events("resolved"), timeout=30, message="the resolved webhook")
+        [resolved] = events("resolved")
+        assert delivery.verify(
+            hook.json()["secret"], resolved.headers[delivery.SIGNATURE_HEADER], resolved.body
+        )
+        assert resolved.json["value"] == "0" and resolved.json["state"] == "ok"
+        assert client.get(f"/api/v1/alerts/rules/{rule_id}").json()["state"] == "ok"
+
+        # Beat kept evaluating every second the whole time: still exactly one message per change.
+        time.sleep(2)
+        assert [r.json["event"] for r in receiver.events()] == ["firing", "resolved"]
+        rule_row = AlertRule.objects.get(public_id=rule_id)
+        assert rule_row.transitions == 2
+        assert Notification.objects.filter(rule=rule_row, status="sent").count() == 2
+
+        # Another tenant: 404 on the rule and the channel, nothing in its lists.
+        other = Tenant("owner").client
+        assert_error(other.get(f"/api/v1/alerts/rules/{rule_id}"), 404)
+        assert_error(other.post(f"/api/v1/alerts/channels/{hook.json()['id']}/test"), 404)
+        assert other.get("/api/v1/alerts/rules").json()["results"] == []
+        assert other.get("/api/v1/alerts/notifications").json()["results"] == []
+    finally:
+        receiver.close()
+    print(f"\nconsumer lag alert e2e: {time.monotonic() - started:.1f}s")

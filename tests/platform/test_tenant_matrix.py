@@ -126,6 +126,9 @@ class World:
             self.values["sa_id"] = sa
             self.secrets.append(sa)
         self.secrets.append(self.a.token.public_id)
+        for param, public_id in self._alerts(Actor(user=self.a.user)).items():
+            self.values[param] = public_id
+            self.secrets.append(public_id)
 
     def _invoice(self) -> str | None:
         import datetime
@@ -155,6 +158,21 @@ class World:
                 return ServiceAccount.objects.create(organization=self.a.organization, name="etl").public_id
         except Exception:  # service accounts are being built: the id stays unknown (still a 404)
             return None
+
+    def _alerts(self, actor) -> dict[str, str]:
+        """A's notification channel and alert rule (ids for alerts/channels/<id>, alerts/rules/<id>)."""
+        from decimal import Decimal
+
+        from monitoring import services
+
+        channel, _ = services.channel_create(
+            organization=self.a.organization, name="oncall", kind="email", emails=["a@x.example"], actor=actor
+        )
+        rule = services.rule_create(
+            organization=self.a.organization, name="lag", kind="consumer_lag", threshold=Decimal(10),
+            cluster=self.cluster, channels=[channel.public_id], actor=actor,
+        )  # fmt: skip
+        return {"channel_id": channel.public_id, "rule_id": rule.public_id}
 
     def value(self, route_name: str, param: str) -> str:
         if param in self.values:
