@@ -293,6 +293,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ClusterStatusEnum": "clusters.models.ClusterStatus",
         "RoleEnum": "accounts.models.Role",
+        "ChannelKindEnum": "monitoring.models.ChannelKind",
+        "RuleKindEnum": "monitoring.models.RuleKind",
     },
 }
 
