@@ -52,9 +52,9 @@ if str(REPO) not in sys.path:
 
 from brokerd import credentials, handlers  # noqa: E402
 from brokerd.broker import Broker  # noqa: E402
-from brokerd.config import Config  # noqa: E402
 from brokerd.protocol import kio_adapter  # noqa: E402
 from brokerd.server import Connection  # noqa: E402
+from brokerd.settings import Settings  # noqa: E402
 
 TOPICS = ("fz0", "fz1", "fz-compact")
 GROUPS = ("g0", "g1")
@@ -402,7 +402,7 @@ async def fuzz(data_dir: str, frames: int, seed: int, *, frame_time_limit: float
     stats = Stats()
     creds = os.path.join(data_dir, "credentials.json")
     credentials.set_user(creds, USER, PASSWORD)
-    config = Config.resolve(flags={
+    config = Settings.resolve(flags={
         "data.dir": os.path.join(data_dir, "data"),
         "listeners": ["PLAINTEXT://127.0.0.1:0", "SASL_PLAINTEXT://127.0.0.1:0"],
         "credentials.file": creds,

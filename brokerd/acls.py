@@ -25,6 +25,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from brokerd.durable import atomic_write_json
+
 # ResourceType
 R_UNKNOWN, R_ANY, TOPIC, GROUP, CLUSTER, TRANSACTIONAL_ID = 0, 1, 2, 3, 4, 5
 RESOURCE_TYPES = (TOPIC, GROUP, CLUSTER, TRANSACTIONAL_ID)
@@ -153,14 +155,6 @@ def principal_of(username: str | None) -> str:
     return ANONYMOUS if username is None else "User:" + username
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class Authorizer:
     """The ACL store and the authorization decision (with a decision cache)."""
 
@@ -192,14 +186,7 @@ class Authorizer:
 
     def _save(self) -> None:
         rows = sorted(a.to_json() for a in self.acls)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w") as fh:
-            json.dump({"version": 1, "acls": rows}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
-        _fsync_dir(self.path.parent)
+        atomic_write_json(self.path, {"version": 1, "acls": rows})
 
     def _reindex(self) -> None:
         literal: dict[int, dict[str, list[Acl]]] = {}

@@ -5,19 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import json
 import logging
 import os
 import signal
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 from brokerd import handlers
 from brokerd.admin_http import AdminServer
 from brokerd.auth import CredentialStore
-from brokerd.config import Config, Listener
+from brokerd.durable import atomic_write, atomic_write_json
+from brokerd.kafka_configs import BrokerConfigs, TopicConfig, static_from_settings
 from brokerd.protocol import kio_adapter
+from brokerd.settings import Listener, Settings
 from brokerd.storage import Flusher, LogManager, LogSettings, StorageError, Topic
 
 log = logging.getLogger("brokerd")
@@ -28,21 +30,17 @@ class StartupError(Exception):
 
 
 class Broker:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Settings) -> None:
         self.config = config
         self.node_id: int = config["node.id"]
         self.cluster_id = ""
+        # Kafka broker and topic configs: static ones from the settings, dynamic ones (AlterConfigs)
+        # loaded from the data directory once it is locked.
+        self.configs: BrokerConfigs | None = None
         self.logs = LogManager(
             config["data.dir"],
-            LogSettings(
-                segment_bytes=config["log.segment.bytes"],
-                segment_ms=config["log.roll.ms"],
-                index_interval_bytes=config["log.index.interval.bytes"],
-                max_message_bytes=config["message.max.bytes"],
-                timestamp_type=config["log.message.timestamp.type"],
-                retention_ms=config["log.retention.ms"],
-                retention_bytes=config["log.retention.bytes"],
-            ),
+            LogSettings(index_interval_bytes=config["log.index.interval.bytes"]),
+            topic_settings=self._topic_log_settings,
         )
         self.credentials = CredentialStore(config["credentials.file"])
         self.credentials.on_removed.append(self._close_principals)
@@ -94,17 +92,9 @@ class Broker:
     def delete_topic(self, name: str) -> None:
         self.logs.delete_topic(name)
 
-    def topic_config_defaults(self) -> dict[str, str]:
-        d = self.logs.defaults
-        return {
-            "cleanup.policy": "delete",
-            "max.message.bytes": str(d.max_message_bytes),
-            "message.timestamp.type": d.timestamp_type,
-            "retention.bytes": str(d.retention_bytes),
-            "retention.ms": str(d.retention_ms),
-            "segment.bytes": str(d.segment_bytes),
-            "segment.ms": str(d.segment_ms),
-        }
+    def _topic_log_settings(self, overrides: dict[str, str]) -> dict[str, Any]:
+        assert self.configs is not None, "broker configs load before storage"
+        return TopicConfig(self.configs, overrides).log_values()
 
     def on_produce(self, ctx, topic: str, partition: int, nbytes: int, records: int) -> None:
         for hook in self.produce_hooks:
@@ -131,8 +121,12 @@ class Broker:
         try:
             self.logs.lock()
             self.cluster_id = self.logs.meta(cfg["cluster.id"], self.node_id)
+            self.configs = BrokerConfigs(
+                static_from_settings(cfg), node_id=self.node_id,
+                state_path=Path(cfg["data.dir"]) / "configs" / "broker.json",
+            )
             self.logs.load()
-        except StorageError as exc:
+        except (StorageError, ValueError) as exc:
             raise StartupError(str(exc)) from None
         except OSError as exc:
             raise StartupError(f"cannot open data directory {cfg['data.dir']}: {exc}") from None
@@ -249,17 +243,11 @@ class Broker:
             "listeners": {listener.name: port for listener, _s, port in self.servers},
             "admin": self.admin_port,
         }
-        path = os.path.join(self.logs.data_dir, "listeners.json")
-        tmp = path + ".tmp"
-        with open(tmp, "w") as fh:
-            json.dump(doc, fh)
-        os.replace(tmp, path)
+        # They describe this process only: atomic (no torn reads), not worth an fsync.
+        atomic_write_json(os.path.join(self.logs.data_dir, "listeners.json"), doc, durable=False)
         pidfile = self.config["pid.file"]
         if pidfile:
-            tmp = pidfile + ".tmp"
-            with open(tmp, "w") as fh:
-                fh.write(f"{os.getpid()}\n")
-            os.replace(tmp, pidfile)
+            atomic_write(pidfile, f"{os.getpid()}\n", durable=False)
 
     async def _idle_sweeper(self) -> None:
         idle = self.config["connections.max.idle.ms"] / 1000

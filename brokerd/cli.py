@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "credentials":
         return _credentials(args)
     if args.command == "settings":
-        from brokerd.config import SETTINGS
+        from brokerd.settings import SETTINGS
 
         for s in SETTINGS.values():
             print(f"{s.name:40} {s.type:5} {s.default!r:>14}  {s.doc}")
@@ -112,7 +112,7 @@ def _credentials(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from brokerd.config import Config, ConfigError, load_toml, parse_set
+    from brokerd.settings import Settings, SettingsError, load_toml, parse_set
 
     flags = {}
     for name, value in (
@@ -132,8 +132,8 @@ def _serve(args: argparse.Namespace) -> int:
             flags[name] = value
     try:
         toml = load_toml(args.config) if args.config else {}
-        config = Config.resolve(toml=toml, sets=parse_set(args.set), flags=flags)
-    except ConfigError as exc:
+        config = Settings.resolve(toml=toml, sets=parse_set(args.set), flags=flags)
+    except SettingsError as exc:
         _die(str(exc), 2)
     release_log, discard_log = _setup_logging(config)
 

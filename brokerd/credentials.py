@@ -24,10 +24,11 @@ import hmac
 import json
 import os
 import secrets
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from brokerd.durable import atomic_write
 
 MECHANISMS: dict[str, str] = {"SCRAM-SHA-256": "sha256", "SCRAM-SHA-512": "sha512"}
 DEFAULT_ITERATIONS = 4096
@@ -164,19 +165,7 @@ def load(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
 
 def write_atomic(path: str | os.PathLike[str], users: dict[str, dict[str, Any]]) -> None:
     """Write the whole file with a rename, so readers never see a half-written file."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(dumps(users))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, dumps(users), mode=0o600)
 
 
 def set_user(

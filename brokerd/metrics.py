@@ -45,7 +45,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -56,6 +55,8 @@ from crc32c import crc32c
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from brokerd.durable import atomic_write_json, fsync_dir
 
 ANONYMOUS = "ANONYMOUS"
 
@@ -69,14 +70,6 @@ K_DEFINE, K_IN, K_OUT, K_VOID, K_SEEN = 1, 2, 3, 4, 5
 
 _NO_TOPIC_ID = b"\0" * 16
 SEEN_WRITE_INTERVAL_MS = 60_000
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(slots=True)
@@ -228,7 +221,7 @@ class UsageJournal:
         if self._fd is None:
             path = self._journal_path(self.generation)
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
             self._ids.clear()
             self._id_keys.clear()
             self._journal_bytes = os.fstat(self._fd).st_size
@@ -348,13 +341,7 @@ class UsageJournal:
             "totals": [[p, t, *row] for (p, t), row in sorted(self.totals.items())],
             "last_seen": self.last_seen,
         }
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix="snapshot.", suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.dir / "snapshot.json")
-        _fsync_dir(self.dir)
+        atomic_write_json(self.dir / "snapshot.json", state)
         self.generation = new_gen
         for path in self.dir.glob("journal.*"):
             if path.suffix[1:].isdigit() and int(path.suffix[1:]) < new_gen:

@@ -33,6 +33,8 @@ from typing import NamedTuple
 
 from kio.schema.errors import ErrorCode
 
+from brokerd.durable import atomic_write
+
 log = logging.getLogger("brokerd.producers")
 
 STATE_DIR = "__producer_state"
@@ -45,28 +47,6 @@ MAX_BATCHES_PER_PRODUCER = 5
 INT32_MAX = 2**31 - 1
 
 TopicPartition = tuple[str, int]
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def increment_sequence(sequence: int, increment: int) -> int:
@@ -111,7 +91,7 @@ class ProducerIdAllocator:
         with self._lock:
             if self._next >= self._block_end:
                 end = self._next + self.block_size
-                _atomic_write(self.path, f"{end}\n".encode())
+                atomic_write(self.path, f"{end}\n".encode())
                 self._block_end = end
             pid = self._next
             self._next += 1
@@ -356,7 +336,7 @@ class ProducerStateManager:
     def write_snapshot(self) -> None:
         """Write the state durably (atomic replace). Blocking: run off the loop if large."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        _atomic_write(
+        atomic_write(
             self.snapshot_path, json.dumps(self.snapshot_document(), separators=(",", ":")).encode()
         )
         self._snapshot_offsets = dict(self._covered)

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from brokerd.configs import atomic_write_json
+from brokerd.durable import atomic_write_json
 
 USER = "user"
 CLIENT_ID = "client-id"
@@ -297,7 +297,7 @@ class QuotaStore:
             if self.path:
                 atomic_write_json(self.path, {"entries": [
                     {"entity": _encode_entity(e), "values": v} for e, v in sorted(
-                        self.dynamic.items(), key=lambda kv: str(kv[0]))]})
+                        self.dynamic.items(), key=lambda kv: str(kv[0]))]}, sort_keys=True, indent=1)
         return results
 
 

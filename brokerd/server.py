@@ -16,12 +16,12 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from brokerd.config import Listener
 from brokerd.context import RequestContext
 from brokerd.errors import CloseConnection
 from brokerd.handlers import REGISTRY
 from brokerd.protocol import kio_adapter
 from brokerd.protocol.framing import HEAD, SIZE, FrameError, RawBody, parse_request_header, response_prefix
+from brokerd.settings import Listener
 
 if TYPE_CHECKING:
     from brokerd.broker import Broker

@@ -20,7 +20,7 @@ KAFKA_NAMES: dict[str, str] = {
     "producer.id.expiration.ms": "producer_id_expiration_ms",
 }
 
-#: (Kafka name, type, default, doc, minimum) for registration with brokerd.config.
+#: (Kafka name, type, default, doc, minimum) for registration with brokerd.settings.
 SETTINGS_DOC: tuple[tuple[str, str, Any, str, int | None], ...] = (
     ("group.min.session.timeout.ms", "int", 6000, "smallest session timeout a group member may ask for", 1),
     ("group.max.session.timeout.ms", "int", 1800000, "largest session timeout a group member may ask for", 1),
@@ -88,9 +88,9 @@ class GroupConfig:
 
 
 def register_settings() -> None:
-    """Add the group settings to brokerd.config's registry (idempotent)."""
-    from brokerd import config
+    """Add the group settings to brokerd.settings's registry (idempotent)."""
+    from brokerd import settings
 
     for name, type_, default, doc, minimum in SETTINGS_DOC:
-        if name not in config.SETTINGS:
-            config.register(name, type_, default, doc, minimum=minimum)
+        if name not in settings.SETTINGS:
+            settings.register(name, type_, default, doc, minimum=minimum)

@@ -31,6 +31,8 @@ from typing import Any
 
 from crc32c import crc32c
 
+from brokerd.durable import atomic_write
+
 log = logging.getLogger("brokerd.groups.store")
 
 LOG_NAME = "offsets.log"
@@ -176,9 +178,9 @@ class OffsetsStore:
     def load(self) -> LoadedState:
         """Read the log (synchronously, at startup), truncating a torn tail; maybe compact."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        leftover = self.directory / COMPACT_NAME
-        if leftover.exists():
-            leftover.unlink()  # an interrupted compaction; the log itself is intact
+        # an interrupted compaction left its temporary file; the log itself is intact
+        for leftover in (self.directory / COMPACT_NAME, *self.directory.glob(f".{LOG_NAME}.*.tmp")):
+            leftover.unlink(missing_ok=True)
         data = self.path.read_bytes() if self.path.exists() else b""
         buf = memoryview(data)
         pos = 0
@@ -385,21 +387,7 @@ class OffsetsStore:
         return b"".join(parts)
 
     def _compact_sync(self, payload: bytes) -> None:
-        tmp = self.directory / COMPACT_NAME
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            view = memoryview(payload)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        dfd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        atomic_write(self.path, payload)
         old = self._fd
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND, 0o644)
         if old is not None:

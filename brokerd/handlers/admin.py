@@ -11,7 +11,7 @@ This module owns :class:`AdminState`, which the broker creates at start-up
   response is encoded, so that every response carries the larger throttle);
 - ``fetch_quota_window_bytes``: Kafka's cap on one fetch under a consumer_byte_rate quota;
 - ``sync_usage`` in the group fsync, before the logs are fsynced;
-- ``retention_loop``: size/time retention and DeleteRecords' log start offsets.
+- ``retention_loop``: runs storage's size/time retention periodically.
 
 Importing it registers the admin request types (one module per family).
 """
@@ -19,48 +19,21 @@ Importing it registers the admin request types (one module per family).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import datetime
-import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-from brokerd.configs import (
-    BROKER_CONFIG_DEFS,
-    OWN_KEYS,
+from brokerd.kafka_configs import (
     QUOTA_SETTINGS,
-    SHARED_KEYS,
-    BrokerConfigs,
-    ConfigError,
     TopicConfig,
 )
 from brokerd.metrics import ANONYMOUS, BrokerMetrics, UsageJournal, batch_stats, error_counts
 from brokerd.quotas import ConnectionLimiter, ConnectionLimitExceeded, QuotaManager, QuotaStore
 
 log = logging.getLogger("brokerd.admin")
-
-def _static_from_settings(config: Any) -> dict[str, Any]:
-    """The Kafka broker configs an operator set (values that differ from Kafka's defaults)."""
-    static: dict[str, Any] = {}
-    for key in SHARED_KEYS + OWN_KEYS:
-        value = config.get(key)
-        if value is None:
-            continue
-        d = BROKER_CONFIG_DEFS[key]
-        canon = d.canonical(value) if not isinstance(value, list) else ",".join(value)
-        default = d.default
-        if key == "log.retention.ms" and canon == "604800000":
-            continue  # brokerd's default equals Kafka's 168 hours
-        if key == "log.roll.ms" and canon == "604800000":
-            continue
-        if canon != default:
-            static[key] = canon
-    return static
-
 
 def _super_users(value: str) -> frozenset[str]:
     out = set()
@@ -77,8 +50,7 @@ class AdminState:
         config = broker.config
         data_dir = Path(config["data.dir"])
         self.data_dir = data_dir
-        self.configs = BrokerConfigs(_static_from_settings(config), node_id=broker.node_id,
-                                     state_path=data_dir / "configs" / "broker.json")
+        self.configs = broker.configs
         static_quotas = []
         for key, quota_key in QUOTA_SETTINGS.items():
             value = config.get(key)
@@ -94,21 +66,11 @@ class AdminState:
         self.super_users = _super_users(self.configs.get("super.users"))
         self.usage = UsageJournal(data_dir / "usage")
         self.metrics = BrokerMetrics(self.usage, storage=self._storage_rows)
-        self._start_offsets_path = data_dir / "log-start-offsets.json"
 
     # ------------------------------------------------------------------ start / stop
     def recover(self) -> None:
-        """After storage recovery, before serving: log start offsets, topic settings, usage."""
+        """After storage recovery, before serving: topic settings, usage."""
         logs = self.broker.logs
-        if self._start_offsets_path.exists():
-            saved = json.loads(self._start_offsets_path.read_text())
-            for key, offset in saved.items():
-                name, _, part = key.rpartition(":")
-                plog = logs.log(name, int(part))
-                if plog is not None and plog.start_offset < offset <= plog.next_offset:
-                    plog.start_offset = offset
-        for topic in logs.topics.values():
-            self.refresh_topic(topic)
         by_id = {t.id.bytes: t for t in logs.topics.values()}
 
         def end_offset(topic_id: bytes, partition: int) -> int | None:
@@ -137,28 +99,12 @@ class AdminState:
     def topic_config(self, topic: Any) -> TopicConfig:
         return TopicConfig(self.configs, topic.configs)
 
-    def refresh_topic(self, topic: Any) -> None:
-        """Apply a topic's effective configs to its LogSettings (shared by its partitions)."""
-        tc = self.topic_config(topic)
-        s = topic.settings
-        try:
-            s.segment_bytes = tc.segment_bytes
-            s.segment_ms = tc.segment_ms
-            s.max_message_bytes = tc.max_message_bytes
-            s.timestamp_type = tc.get("message.timestamp.type")
-            s.retention_ms = tc.retention_ms
-            s.retention_bytes = tc.retention_bytes
-        except ConfigError as exc:  # a stored override that no longer validates: keep going
-            log.warning("topic %s: %s", topic.name, exc)
-
     def refresh_all(self) -> None:
         for topic in self.broker.logs.topics.values():
-            self.refresh_topic(topic)
+            self.broker.logs.refresh_settings(topic)
 
     def save_topic_configs(self, topic: Any, configs: dict[str, str]) -> None:
-        topic.configs = dict(configs)
-        self.broker.logs._save()
-        self.refresh_topic(topic)
+        self.broker.logs.set_topic_configs(topic, configs)
 
     def is_super_user(self, principal: str | None) -> bool:
         """Only the principals listed in ``super.users`` may alter broker configs (including the
@@ -302,109 +248,15 @@ class AdminState:
                 rows.append((topic.name, plog.partition, plog.size_bytes()))
         return rows
 
-    def save_start_offsets(self) -> None:
-        doc = {}
-        for topic in self.broker.logs.topics.values():
-            for plog in topic.partitions:
-                if plog.segments and plog.start_offset > plog.segments[0].base:
-                    doc[f"{topic.name}:{plog.partition}"] = plog.start_offset
-        tmp = self._start_offsets_path.with_suffix(".tmp")
-        with open(tmp, "w") as fh:
-            json.dump(doc, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self._start_offsets_path)
-
-    def delete_records(self, plog: Any, offset: int) -> int:
-        """Move the log start offset (DeleteRecords); returns the new low watermark."""
-        if offset > plog.start_offset:
-            plog.start_offset = offset
-            self.save_start_offsets()
-            self._delete_below_start(plog)
-        return plog.start_offset
-
     async def retention_loop(self) -> None:
         while True:
             interval = self.configs.get("log.retention.check.interval.ms") / 1000.0
             await asyncio.sleep(interval)
             try:
-                self.run_retention()
+                self.broker.logs.apply_retention()
                 self.usage.maybe_rotate()
             except Exception:
                 log.exception("retention pass failed")
-
-    def run_retention(self, now_ms: int | None = None) -> int:
-        """One pass of size and time retention over every partition; returns segments deleted."""
-        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        deleted = 0
-        for topic in list(self.broker.logs.topics.values()):
-            s = topic.settings
-            for plog in topic.partitions:
-                deleted += self._retain(plog, s.retention_ms, s.retention_bytes, now_ms)
-        return deleted
-
-    def _retain(self, plog: Any, retention_ms: int, retention_bytes: int, now_ms: int) -> int:
-        doomed = 0
-        segments = plog.segments
-        if retention_ms >= 0:
-            for seg in segments:
-                seg.ensure_loaded()
-                newest = seg.max_ts if seg.max_ts >= 0 else int(seg.last_modified * 1000)
-                if seg.size and now_ms - newest > retention_ms:
-                    doomed += 1
-                else:
-                    break
-        if retention_bytes >= 0:
-            total = sum(seg.size for seg in segments)
-            n = 0
-            for seg in segments:
-                if total - seg.size < retention_bytes or not seg.size:
-                    break
-                total -= seg.size
-                n += 1
-            doomed = max(doomed, n)
-        if not doomed:
-            return 0
-        if doomed >= len(segments):
-            if not plog.active.size:
-                doomed = len(segments) - 1
-            else:
-                plog.roll()  # every segment expired: roll so the active one can go too
-        return self._delete_segments(plog, doomed)
-
-    def _delete_below_start(self, plog: Any) -> int:
-        segments = plog.segments
-        n = 0
-        for i in range(len(segments) - 1):
-            if segments[i + 1].base <= plog.start_offset:
-                n = i + 1
-        return self._delete_segments(plog, n) if n else 0
-
-    def _delete_segments(self, plog: Any, n: int) -> int:
-        n = min(n, len(plog.segments) - 1)
-        if n <= 0:
-            return 0
-        doomed = plog.segments[:n]
-        del plog.segments[:n]
-        plog.pending_fsync[:] = [s for s in plog.pending_fsync if s not in doomed]
-        new_start = plog.segments[0].base
-        if plog.start_offset < new_start:
-            plog.start_offset = new_start
-        with contextlib.suppress(AttributeError):
-            plog._pos_hint = (-1, -1, -1)
-        flusher = getattr(self.broker, "flusher", None)
-        if flusher is not None:
-            flusher.close_later(doomed)
-        else:
-            for seg in doomed:
-                seg.close()
-        for seg in doomed:
-            for path in (seg.path, seg.index_path, seg.timeindex_path):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
-        log.info("retention: deleted %d segment(s) of %s-%d; log start offset %d",
-                 n, plog.topic, plog.partition, plog.start_offset)
-        return n
 
 
 _API_NAMES: dict[int, str] = {}

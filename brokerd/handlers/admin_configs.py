@@ -1,6 +1,6 @@
 """DescribeConfigs 1-4, AlterConfigs 0-2 and IncrementalAlterConfigs 0-1 (topics and the broker).
 
-Topic configs are validated by brokerd/configs.py (Kafka's names, types, ranges; plan limits
+Topic configs are validated by brokerd/kafka_configs.py (Kafka's names, types, ranges; plan limits
 from the broker's ``kastle.plan.*`` settings give POLICY_VIOLATION). Broker resources are this
 broker (resource name = its node id) or the cluster default (resource name ""); altering them
 (plan caps included) needs a super user (``super.users``; empty means nobody), else
@@ -15,14 +15,14 @@ import datetime
 from kio.schema.errors import ErrorCode
 
 from brokerd import acls
-from brokerd.configs import (
+from brokerd.handlers import register
+from brokerd.kafka_configs import (
     ConfigError,
     ConfigSource,
     ResourceType,
     incremental_alter,
     validate_topic_configs,
 )
-from brokerd.handlers import register
 
 _ZERO = datetime.timedelta(0)
 

@@ -14,8 +14,8 @@ import shutil
 from kio.schema.errors import ErrorCode
 
 from brokerd import acls
-from brokerd.configs import ConfigError
 from brokerd.handlers import register
+from brokerd.kafka_configs import ConfigError
 from brokerd.storage.log import PartitionLog
 
 _ZERO = datetime.timedelta(0)
@@ -87,7 +87,6 @@ def create_partitions(request, ctx):
 @register(21, 0, 2)
 def delete_records(request, ctx):
     logs = ctx.broker.logs
-    admin = ctx.broker.admin_state
     topics = []
     for t in request.topics:
         parts = []
@@ -104,7 +103,7 @@ def delete_records(request, ctx):
                 if offset < 0 or offset > plog.next_offset:
                     error = ErrorCode.offset_out_of_range
                 else:
-                    low = admin.delete_records(plog, offset)
+                    low = logs.delete_records(plog, offset)
             parts.append(ctx.build("DeleteRecordsPartitionResult", partition_index=p.partition_index,
                                    low_watermark=low, error_code=error))
         topics.append(ctx.build("DeleteRecordsTopicResult", name=t.name, partitions=tuple(parts)))

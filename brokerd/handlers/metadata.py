@@ -8,10 +8,10 @@ import struct
 from kio.schema.errors import ErrorCode
 
 from brokerd import acls
-from brokerd.configs import ConfigError
 from brokerd.errors import CloseConnection
 from brokerd.handlers import register
 from brokerd.handlers.admin_partitions import total_partitions
+from brokerd.kafka_configs import ConfigError
 from brokerd.protocol import kio_adapter
 from brokerd.storage.manager import validate_topic_name
 

@@ -1,6 +1,6 @@
 """CreateTopics v2-7 (with validate_only) and DeleteTopics v1-6 (by name or id).
 
-CreateTopics validates configs as AlterConfigs does (brokerd/configs.py): an unknown or invalid
+CreateTopics validates configs as AlterConfigs does (brokerd/kafka_configs.py): an unknown or invalid
 config is INVALID_CONFIG naming the key, a value over a plan cap (``kastle.plan.*``) is
 POLICY_VIOLATION, and so is a topic whose partitions would take the cluster over
 ``kastle.plan.max.partitions`` (counting the earlier topics of the same request).
@@ -13,9 +13,9 @@ import datetime
 from kio.schema.errors import ErrorCode
 
 from brokerd import acls
-from brokerd.configs import ConfigError, InvalidConfig, validate_topic_configs
 from brokerd.handlers import register
 from brokerd.handlers.admin_partitions import total_partitions
+from brokerd.kafka_configs import ConfigError, InvalidConfig, TopicConfig, validate_topic_configs
 from brokerd.storage.manager import validate_topic_name
 
 _ZERO = datetime.timedelta(0)
@@ -23,22 +23,16 @@ _ZERO = datetime.timedelta(0)
 
 def _config_entries(ctx, topic_configs: dict[str, str]):
     """Resulting configs (v5+): overrides plus the defaults they apply on."""
-    broker = ctx.broker
-    defaults = broker.topic_config_defaults()
     entries = []
-    for key in sorted(defaults):
-        if key in topic_configs:
-            value, source = topic_configs[key], 1  # TOPIC_CONFIG
-        else:
-            value, source = defaults[key], 5  # DEFAULT_CONFIG
+    for described in TopicConfig(ctx.broker.configs, topic_configs).describe():
         entries.append(
             ctx.build(
                 "CreatableTopicConfigs",
-                name=key,
-                value=value,
-                read_only=False,
-                config_source=source,
-                is_sensitive=False,
+                name=described.name,
+                value=described.value,
+                read_only=described.read_only,
+                config_source=int(described.source),
+                is_sensitive=described.is_sensitive,
             )
         )
     return tuple(entries)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 
 from brokerd.records import HEADER, iter_headers, record_timestamps
 from brokerd.storage import swap
+from brokerd.storage.retention import expired_segments, segments_below
 from brokerd.storage.segment import Segment
 
 log = logging.getLogger("brokerd.storage")
@@ -79,7 +82,7 @@ class PartitionLog:
     def open(
         cls, topic: str, partition: int, directory: str, settings: LogSettings, *, clean: bool
     ) -> PartitionLog:
-        log = cls(topic, partition, directory, settings)
+        plog = cls(topic, partition, directory, settings)
         os.makedirs(directory, exist_ok=True)
         recovered = swap.recover(directory)  # a cleaner swap a crash interrupted
         if recovered:
@@ -93,21 +96,21 @@ class PartitionLog:
                 elif name.endswith((".tmp", ".deleted")):
                     os.unlink(entry.path)
         if not bases:
-            log.segments.append(Segment.create(directory, 0))
+            plog.segments.append(Segment.create(directory, 0))
         else:
             ordered = sorted(bases)
-            log.segments = [Segment(directory, b, bases[b]) for b in ordered]
-            active = log.segments[-1]
+            plog.segments = [Segment(directory, b, bases[b]) for b in ordered]
+            active = plog.segments[-1]
             if clean:
                 end = active.last_batch_end_offset()
             else:
                 end = active.rebuild_from_scan(settings.index_interval_bytes, verify_crc=True)
             if end is None:
                 end = active.base
-            log.next_offset = end
-            log.start_offset = log.segments[0].base
-        log.flushed_offset = log.next_offset
-        return log
+            plog.next_offset = end
+            plog.start_offset = plog.segments[0].base
+        plog.flushed_offset = plog.next_offset
+        return plog
 
     def close(self) -> None:
         for seg in self.segments:
@@ -134,10 +137,7 @@ class PartitionLog:
         self.next_offset = base + count
         self.dirty = True
         if self.waiters:
-            waiters, self.waiters = self.waiters, []
-            for fut in waiters:
-                if not fut.done():
-                    fut.set_result(None)
+            self.wake_waiters()
         return base
 
     def reset_read_hint(self) -> None:
@@ -201,10 +201,51 @@ class PartitionLog:
             return data if end == len(data) else data[:end]
         return b""
 
-    def wait_future(self, loop) -> object:
-        fut = loop.create_future()
+    def add_waiter(self, fut: asyncio.Future) -> None:
+        """Resolve ``fut`` on the next append (a fetch long-poll); see :meth:`remove_waiter`."""
         self.waiters.append(fut)
-        return fut
+
+    def remove_waiter(self, fut: asyncio.Future) -> None:
+        with contextlib.suppress(ValueError):
+            self.waiters.remove(fut)
+
+    def wake_waiters(self) -> None:
+        waiters, self.waiters = self.waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    # --- deleting from the head ---------------------------------------------------------
+    def segments_to_retain_away(self, retention_ms: int, retention_bytes: int, now_ms: int) -> int:
+        """How many oldest segments size and time retention delete now (rolls if all expired)."""
+        doomed = expired_segments(self.segments, retention_ms, retention_bytes, now_ms)
+        if doomed >= len(self.segments):
+            if not self.active.size:
+                doomed = len(self.segments) - 1
+            else:
+                self.roll()  # every segment expired: roll so the active one can go too
+        return doomed
+
+    def advance_start_offset(self, offset: int) -> int:
+        """Move the log start offset up to ``offset`` (DeleteRecords); returns segments now below it."""
+        if offset > self.start_offset:
+            self.start_offset = offset
+        return segments_below(self.segments, self.start_offset)
+
+    def detach_oldest_segments(self, n: int) -> list[Segment]:
+        """Drop the ``n`` oldest segments from the log (never the active one) and return them.
+
+        The caller closes and unlinks their files; reads already in flight keep their fds.
+        """
+        n = min(n, len(self.segments) - 1)
+        if n <= 0:
+            return []
+        doomed = self.segments[:n]
+        del self.segments[:n]
+        self.pending_fsync[:] = [s for s in self.pending_fsync if s not in doomed]
+        self.start_offset = max(self.start_offset, self.segments[0].base)
+        self.reset_read_hint()
+        return doomed
 
     # --- offsets by time ----------------------------------------------------------------
     def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:

@@ -4,6 +4,7 @@ Layout::
 
     DATA_DIR/meta.properties          cluster.id and node.id (as Kafka keeps them)
     DATA_DIR/topics.json              durable topic metadata: name, id, partitions, configs
+    DATA_DIR/log-start-offsets.json   log start offsets DeleteRecords moved inside a segment
     DATA_DIR/<topic>-<partition>/     segments: <base>.log, <base>.index, <base>.timeindex
     DATA_DIR/.clean-shutdown          present only between a clean stop and the next start
     DATA_DIR/.lock                    flock held while a broker uses the directory
@@ -12,37 +13,25 @@ Layout::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
 import os
 import re
 import shutil
-import tempfile
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+from brokerd.durable import atomic_write, atomic_write_json, fsync_dir
 from brokerd.storage.log import LogSettings, PartitionLog
 
 log = logging.getLogger("brokerd.storage")
 
 TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
-
-# Topic configs understood today, with how they map onto LogSettings. brokerd/configs.py defines the rest.
-TOPIC_CONFIGS: dict[str, str] = {
-    "segment.bytes": "segment_bytes",
-    "segment.ms": "segment_ms",
-    "segment.index.bytes": "",
-    "index.interval.bytes": "index_interval_bytes",
-    "max.message.bytes": "max_message_bytes",
-    "message.timestamp.type": "timestamp_type",
-    "retention.ms": "retention_ms",
-    "retention.bytes": "retention_bytes",
-    "cleanup.policy": "",
-    "min.insync.replicas": "",
-    "compression.type": "",
-}
-
 
 class StorageError(Exception):
     pass
@@ -75,34 +64,18 @@ class Topic:
         return {"id": str(self.id), "partitions": len(self.partitions), "configs": self.configs}
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_json_atomic(path: str, doc: dict) -> None:
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(doc, fh, indent=1, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
-
-
 class LogManager:
-    def __init__(self, data_dir: str, defaults: LogSettings) -> None:
+    def __init__(
+        self,
+        data_dir: str,
+        defaults: LogSettings,
+        topic_settings: Callable[[dict[str, str]], dict[str, Any]] | None = None,
+    ) -> None:
         self.data_dir = os.path.abspath(data_dir)
         self.defaults = defaults
+        # A topic's configs -> the LogSettings values they give (the broker's topic-config
+        # defaults under its overrides); None: every topic uses ``defaults``.
+        self.topic_settings = topic_settings
         self.topics: dict[str, Topic] = {}
         self.by_id: dict[uuid.UUID, Topic] = {}
         self.generation = 0  # bumped on every topic change (metadata cache key)
@@ -146,12 +119,7 @@ class LogManager:
             )
         cid = stored or cluster_id or _random_cluster_id()
         if not stored or props.get("node.id") != str(node_id):
-            tmp = path + ".tmp"
-            with open(tmp, "w") as fh:
-                fh.write(f"version=1\ncluster.id={cid}\nnode.id={node_id}\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
+            atomic_write(path, f"version=1\ncluster.id={cid}\nnode.id={node_id}\n")
         return cid
 
     def load(self) -> None:
@@ -174,9 +142,10 @@ class LogManager:
                 )
             self.topics[name] = topic
             self.by_id[topic.id] = topic
+        self._load_start_offsets()
         if self.clean_start:
             os.unlink(marker)
-            _fsync_dir(self.data_dir)
+            fsync_dir(self.data_dir)
         self.generation += 1
 
     def close(self, *, clean: bool) -> None:
@@ -193,35 +162,37 @@ class LogManager:
                 fh.write("clean\n")
                 fh.flush()
                 os.fsync(fh.fileno())
-            _fsync_dir(self.data_dir)
+            fsync_dir(self.data_dir)
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1
 
     # --- topics -------------------------------------------------------------------------
     def settings_for(self, configs: dict[str, str]) -> LogSettings:
-        d = self.defaults
-        settings = LogSettings(
-            segment_bytes=d.segment_bytes,
-            segment_ms=d.segment_ms,
-            index_interval_bytes=d.index_interval_bytes,
-            max_message_bytes=d.max_message_bytes,
-            timestamp_type=d.timestamp_type,
-            retention_ms=d.retention_ms,
-            retention_bytes=d.retention_bytes,
-        )
-        for key, value in configs.items():
-            attr = TOPIC_CONFIGS.get(key)
-            if attr:
-                setattr(settings, attr, value if attr == "timestamp_type" else int(value))
+        settings = dataclasses.replace(self.defaults)
+        if self.topic_settings is not None:
+            for attr, value in self.topic_settings(configs).items():
+                setattr(settings, attr, value)
         return settings
+
+    def refresh_settings(self, topic: Topic) -> None:
+        """Re-apply a topic's configs to its LogSettings, in place (its partitions share them)."""
+        fresh = self.settings_for(topic.configs)
+        for f in dataclasses.fields(LogSettings):
+            setattr(topic.settings, f.name, getattr(fresh, f.name))
+
+    def set_topic_configs(self, topic: Topic, configs: dict[str, str]) -> None:
+        """Store a topic's config overrides durably and apply them."""
+        topic.configs = dict(configs)
+        self._save()
+        self.refresh_settings(topic)
 
     def _pdir(self, name: str, partition: int) -> str:
         return os.path.join(self.data_dir, f"{name}-{partition}")
 
     def _save(self) -> None:
         doc = {"topics": {name: t.to_json() for name, t in self.topics.items()}}
-        write_json_atomic(os.path.join(self.data_dir, "topics.json"), doc)
+        atomic_write_json(os.path.join(self.data_dir, "topics.json"), doc, indent=1, sort_keys=True)
 
     def get(self, name: str) -> Topic | None:
         return self.topics.get(name)
@@ -242,7 +213,7 @@ class LogManager:
             topic.partitions.append(PartitionLog.open(name, p, pdir, topic.settings, clean=True))
         self.topics[name] = topic
         self.by_id[topic.id] = topic
-        _fsync_dir(self.data_dir)
+        fsync_dir(self.data_dir)
         self._save()
         self.generation += 1
         log.info("created topic %s with %d partition(s)", name, partitions)
@@ -255,10 +226,7 @@ class LogManager:
         self.generation += 1
         suffix = uuid.uuid4().hex
         for plog in topic.partitions:
-            for fut in plog.waiters:
-                if not fut.done():
-                    fut.set_result(None)
-            plog.waiters.clear()
+            plog.wake_waiters()
             segments = list(plog.segments)
             if self.on_close_segments is not None:
                 self.on_close_segments(segments)
@@ -275,6 +243,71 @@ class LogManager:
     def all_logs(self):
         for topic in self.topics.values():
             yield from topic.partitions
+
+    # --- deleting from the head: retention and DeleteRecords -------------------------------
+    def apply_retention(self, now_ms: int | None = None) -> int:
+        """One pass of size and time retention over every partition; returns segments deleted."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        deleted = 0
+        for topic in list(self.topics.values()):
+            s = topic.settings
+            for plog in topic.partitions:
+                if plog.cleaning:
+                    continue  # a cleaner pass owns the sealed segments; retention runs next time
+                n = plog.segments_to_retain_away(s.retention_ms, s.retention_bytes, now_ms)
+                if n:
+                    deleted += self._delete_segments(plog, n)
+        return deleted
+
+    def delete_records(self, plog: PartitionLog, offset: int) -> int:
+        """Move the log start offset up to ``offset`` (DeleteRecords); returns the low watermark."""
+        if offset > plog.start_offset:
+            n = plog.advance_start_offset(offset)
+            self._save_start_offsets()
+            if n:
+                self._delete_segments(plog, n)
+        return plog.start_offset
+
+    def _delete_segments(self, plog: PartitionLog, n: int) -> int:
+        doomed = plog.detach_oldest_segments(n)
+        if not doomed:
+            return 0
+        if self.on_close_segments is not None:
+            self.on_close_segments(doomed)  # in-flight reads and the flusher may still hold them
+        else:
+            for seg in doomed:
+                seg.close()
+        for seg in doomed:
+            for path in (seg.path, seg.index_path, seg.timeindex_path):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+        log.info("retention: deleted %d segment(s) of %s-%d; log start offset %d",
+                 len(doomed), plog.topic, plog.partition, plog.start_offset)
+        return len(doomed)
+
+    def _start_offsets_path(self) -> str:
+        return os.path.join(self.data_dir, "log-start-offsets.json")
+
+    def _load_start_offsets(self) -> None:
+        path = self._start_offsets_path()
+        if not os.path.exists(path):
+            return
+        with open(path) as fh:
+            saved = json.load(fh)
+        for key, offset in saved.items():
+            name, _, part = key.rpartition(":")
+            plog = self.log(name, int(part))
+            if plog is not None and plog.start_offset < offset <= plog.next_offset:
+                plog.start_offset = offset
+
+    def _save_start_offsets(self) -> None:
+        doc = {
+            f"{topic.name}:{plog.partition}": plog.start_offset
+            for topic in self.topics.values()
+            for plog in topic.partitions
+            if plog.segments and plog.start_offset > plog.segments[0].base
+        }
+        atomic_write_json(self._start_offsets_path(), doc)
 
 
 def _random_cluster_id() -> str:

@@ -22,6 +22,8 @@ import json
 import os
 import shutil
 
+from brokerd.durable import fsync_dir
+
 STAGING_DIR = ".cleaning"
 MANIFEST = "cleaner-swap.json"
 EXTENSIONS = (".index", ".timeindex", ".log")  # the log last: its presence marks a segment
@@ -29,14 +31,6 @@ EXTENSIONS = (".index", ".timeindex", ".log")  # the log last: its presence mark
 
 def segment_file(base: int, ext: str) -> str:
     return f"{base:020d}{ext}"
-
-
-def fsync_dir(path: str, dir_fd: int | None = None) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY, dir_fd=dir_fd)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_manifest(dir_fd: int, base: int, old: list[int]) -> None:

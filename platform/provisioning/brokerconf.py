@@ -1,7 +1,7 @@
 """Render a broker's TOML config from its cluster's plan, and its cluster's credentials file.
 
 Pure functions plus atomic writes (`sharedkit.files`); no process control. Plan limits become broker settings
-(Kafka names, brokerd/config.py and brokerd/configs.py) and per-user default client quotas.
+(Kafka names, brokerd/settings.py and brokerd/kafka_configs.py) and per-user default client quotas.
 Settings this brokerd does not know are left out (and logged), so the control plane and a
 broker of another version never disagree into a broker that refuses to start.
 """
@@ -86,11 +86,11 @@ def broker_settings(
 def known_settings(settings: dict[str, Any]) -> dict[str, Any]:
     """Drop the settings this brokerd does not know (logged: the broker would refuse them)."""
     try:
-        from brokerd.config import SETTINGS
+        from brokerd.settings import SETTINGS
     except ImportError:  # pragma: no cover - brokerd ships with the control plane
         return settings
     try:
-        from brokerd.configs import BROKER_CONFIG_DEFS
+        from brokerd.kafka_configs import BROKER_CONFIG_DEFS
     except ImportError:  # pragma: no cover
         BROKER_CONFIG_DEFS = {}
     kept = {k: v for k, v in settings.items() if k in SETTINGS or k in BROKER_CONFIG_DEFS}
@@ -119,12 +119,12 @@ def render_toml(settings: dict[str, Any]) -> str:
 
 
 def validate(text: str) -> None:
-    """Parse the rendered config as brokerd will (raises brokerd.config.ConfigError)."""
+    """Parse the rendered config as brokerd will (raises brokerd.settings.SettingsError)."""
     import tomllib
 
-    from brokerd.config import Config, flatten
+    from brokerd.settings import Settings, flatten
 
-    Config.resolve(toml=flatten(tomllib.loads(text)))
+    Settings.resolve(toml=flatten(tomllib.loads(text)))
 
 
 def write_credentials(path: Path, users: dict[str, dict[str, Any]]) -> bool:

@@ -212,7 +212,7 @@ def render_config(broker: Broker, paths: BrokerPaths) -> str:
     )
     try:
         brokerconf.validate(text)
-    except ValueError as exc:  # brokerd.config.ConfigError: our rendering is wrong
+    except ValueError as exc:  # brokerd.settings.SettingsError: our rendering is wrong
         raise PermanentError(
             f"The broker configuration is invalid ({exc}); the operators must fix it."
         ) from exc

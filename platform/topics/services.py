@@ -68,7 +68,7 @@ def _config_value(value: Any) -> str:
 
 def validate_configs(cluster: Cluster, configs: Any, *, allow_null: bool = False) -> dict[str, str | None]:
     """{key: canonical string} (None: reset to default, PATCH only); 400 naming `configs.<key>`."""
-    from brokerd.configs import ConfigError, validate_topic_config
+    from brokerd.kafka_configs import ConfigError, validate_topic_config
 
     if configs is None:
         return {}

@@ -12,10 +12,10 @@ from brokerd_wire import encode, make_batch, request_class, response_class
 from kio.schema.errors import ErrorCode
 from kio.serial import entity_reader
 
-from brokerd.config import Config, ConfigError, flatten, parse_listener
 from brokerd.protocol import kio_adapter
 from brokerd.protocol.fastpath import decode_produce, encode_fetch_response, encode_produce_response
 from brokerd.records import BatchTooLarge, InvalidBatch, iter_headers, record_timestamps, validate_and_stamp
+from brokerd.settings import Settings, SettingsError, flatten, parse_listener
 
 
 def _metadata_v12_with_unknown_tags() -> tuple[bytes, object]:
@@ -349,7 +349,7 @@ def test_settings_precedence_and_kafka_names() -> None:
             "log": {"dirs": "/tmp/x", "segment.bytes": 2048},
         }
     )
-    cfg = Config.resolve(toml=toml, sets={"num.partitions": "5"}, flags={"node.id": "7"})
+    cfg = Settings.resolve(toml=toml, sets={"num.partitions": "5"}, flags={"node.id": "7"})
     assert cfg["num.partitions"] == 5
     assert cfg["auto.create.topics.enable"] is False
     assert cfg["data.dir"] == "/tmp/x"
@@ -368,8 +368,8 @@ def test_settings_errors_are_one_line() -> None:
         ({"listeners": ["127.0.0.1:9092"]}, "PROTOCOL://HOST:PORT"),
         ({"listeners": ["SASL_PLAINTEXT://127.0.0.1:1"]}, "credentials"),
     ]:
-        with pytest.raises(ConfigError, match=match) as info:
-            Config.resolve(flags={**base, **bad})
+        with pytest.raises(SettingsError, match=match) as info:
+            Settings.resolve(flags={**base, **bad})
         assert "\n" not in str(info.value)
     assert parse_listener("SASL_PLAINTEXT://[::1]:9093").host == "::1"
 

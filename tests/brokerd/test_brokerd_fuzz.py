@@ -68,12 +68,12 @@ async def _replay(tmp_path, frames: list[bytes], *, authenticated: bool = True) 
     fz = _fuzz_module()
     from brokerd import credentials
     from brokerd.broker import Broker
-    from brokerd.config import Config
     from brokerd.server import Connection
+    from brokerd.settings import Settings
 
     creds = tmp_path / "credentials.json"
     credentials.set_user(creds, fz.USER, fz.PASSWORD)
-    config = Config.resolve(flags={
+    config = Settings.resolve(flags={
         "data.dir": str(tmp_path / "data"),
         "listeners": ["PLAINTEXT://127.0.0.1:0"],
         "credentials.file": str(creds),

@@ -375,11 +375,11 @@ def test_a_new_expiry_alone_keeps_the_keys_connections(tls_broker) -> None:
 
 
 def test_sasl_ssl_needs_a_certificate(tmp_path) -> None:
-    from brokerd.config import Config, ConfigError
+    from brokerd.settings import Settings, SettingsError
 
     base = {"data.dir": str(tmp_path), "listeners": ["SASL_SSL://127.0.0.1:0"],
             "credentials.file": str(tmp_path / "c.json")}  # fmt: skip
-    with pytest.raises(ConfigError, match=r"tls\.cert\.file"):
-        Config.resolve(flags=base)
-    with pytest.raises(ConfigError, match="does not exist"):
-        Config.resolve(flags={**base, "tls.cert.file": str(tmp_path / "no.pem"), "tls.key.file": "x"})
+    with pytest.raises(SettingsError, match=r"tls\.cert\.file"):
+        Settings.resolve(flags=base)
+    with pytest.raises(SettingsError, match="does not exist"):
+        Settings.resolve(flags={**base, "tls.cert.file": str(tmp_path / "no.pem"), "tls.key.file": "x"})

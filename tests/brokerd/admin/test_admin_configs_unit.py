@@ -2,7 +2,7 @@
 
 import pytest
 
-from brokerd.configs import (
+from brokerd.kafka_configs import (
     AlterOp,
     BrokerConfigs,
     ConfigSource,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 
-class ConfigError(ValueError):
+class SettingsError(ValueError):
     """A setting is unknown or invalid. The message is one line, shown to the operator."""
 
 
@@ -97,10 +97,10 @@ register("allow.everyone.if.no.acl.found", "bool", False,
 register("test.fault.produce.drop.after.append", "int", 0,
          "TEST ONLY: close the connection after every Nth idempotent append, before responding")
 register("test.flush.journal", "path", None, "TEST ONLY: append 'topic partition offset' per fsync")
-# --- Kafka broker configs, plan limits and quotas (defined in brokerd/configs.py) ---
-from brokerd.configs import register_settings  # noqa: E402
+# --- Kafka broker configs, plan limits and quotas (defined in brokerd/kafka_configs.py) ---
+from brokerd import kafka_configs  # noqa: E402
 
-register_settings(register)
+kafka_configs.register_settings(register)
 
 
 # Tables passed through unparsed to the modules that own them (quotas.py reads [[quotas]]).
@@ -108,16 +108,14 @@ PASSTHROUGH = {"quotas"}
 
 
 def _kafka_config(name: str, raw: Any, source: str) -> str:
-    """Other Kafka broker configs (brokerd/configs.py): validated, kept as canonical strings."""
-    from brokerd import configs
-
-    definition = configs.BROKER_CONFIG_DEFS.get(name)
+    """Other Kafka broker configs (brokerd/kafka_configs.py): validated, kept as canonical strings."""
+    definition = kafka_configs.BROKER_CONFIG_DEFS.get(name)
     if definition is None:
-        raise ConfigError(f"{source}: unknown setting {name!r}; run 'brokerd settings' for the list")
+        raise SettingsError(f"{source}: unknown setting {name!r}; run 'brokerd settings' for the list")
     try:
         return definition.canonical(raw)
-    except configs.ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+    except kafka_configs.ConfigError as exc:
+        raise SettingsError(f"{source}: {exc}") from None
 
 
 def flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -148,7 +146,7 @@ def _coerce(setting: Setting, value: Any, source: str) -> Any:
                 raise ValueError
             result = int(value)
             if setting.minimum is not None and result < setting.minimum:
-                raise ConfigError(f"{source}: {name} must be >= {setting.minimum}, got {result}")
+                raise SettingsError(f"{source}: {name} must be >= {setting.minimum}, got {result}")
             return result
         if setting.type == "list":
             if isinstance(value, list | tuple):
@@ -157,10 +155,10 @@ def _coerce(setting: Setting, value: Any, source: str) -> Any:
         if setting.type == "path":
             return str(value) if value not in (None, "") else None
         return str(value)
-    except ConfigError:
+    except SettingsError:
         raise
     except (TypeError, ValueError):
-        raise ConfigError(
+        raise SettingsError(
             f"{source}: {name} expects a {setting.type} value, got {value!r}"
         ) from None
 
@@ -176,13 +174,13 @@ def load_toml(path: str) -> dict[str, Any]:
         with open(path, "rb") as fh:
             return flatten(tomllib.load(fh))
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist; check the --config path") from None
+        raise SettingsError(f"config file {path} does not exist; check the --config path") from None
     except PermissionError:
-        raise ConfigError(f"config file {path} is not readable; fix its permissions") from None
+        raise SettingsError(f"config file {path} is not readable; fix its permissions") from None
     except IsADirectoryError:
-        raise ConfigError(f"config file {path} is a directory; pass a TOML file") from None
+        raise SettingsError(f"config file {path} is a directory; pass a TOML file") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML ({exc}); fix the syntax") from None
+        raise SettingsError(f"config file {path} is not valid TOML ({exc}); fix the syntax") from None
 
 
 def parse_set(items: list[str]) -> dict[str, str]:
@@ -190,12 +188,12 @@ def parse_set(items: list[str]) -> dict[str, str]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set num.partitions=3")
+            raise SettingsError(f"--set {item!r}: expected key=value, e.g. --set num.partitions=3")
         out[key.strip()] = value.strip()
     return out
 
 
-class Config:
+class Settings:
     """Resolved, typed settings. Access with ``config["num.partitions"]``."""
 
     def __init__(self, values: dict[str, Any]) -> None:
@@ -217,7 +215,7 @@ class Config:
         toml: dict[str, Any] | None = None,
         sets: dict[str, Any] | None = None,
         flags: dict[str, Any] | None = None,
-    ) -> Config:
+    ) -> Settings:
         values = {name: s.default for name, s in SETTINGS.items()}
         for source, layer in (("config file", toml or {}), ("--set", sets or {}), ("flag", flags or {})):
             for raw_name, raw in layer.items():
@@ -235,41 +233,41 @@ class Config:
 
     def validate(self) -> None:
         if not self["data.dir"]:
-            raise ConfigError("no data directory; pass --data-dir DIR (or data.dir in the config file)")
+            raise SettingsError("no data directory; pass --data-dir DIR (or data.dir in the config file)")
         if not self["listeners"]:
-            raise ConfigError("no listener; pass --listener PLAINTEXT://127.0.0.1:9092")
+            raise SettingsError("no listener; pass --listener PLAINTEXT://127.0.0.1:9092")
         self.listeners = [parse_listener(url) for url in self["listeners"]]
         names = [listener.name for listener in self.listeners]
         if len(set(names)) != len(names):
-            raise ConfigError("two listeners use the same security protocol; give each its own")
+            raise SettingsError("two listeners use the same security protocol; give each its own")
         if any(listener.sasl for listener in self.listeners) and not self["credentials.file"]:
-            raise ConfigError("a SASL listener needs a credentials file; pass --credentials FILE")
+            raise SettingsError("a SASL listener needs a credentials file; pass --credentials FILE")
         self._validate_tls()
         admin = self["admin.listener"]
         self.admin = parse_hostport(admin, "admin listener") if admin else None
         for mech in self["sasl.enabled.mechanisms"]:
             if mech not in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
-                raise ConfigError(f"sasl.enabled.mechanisms: unsupported mechanism {mech!r}")
+                raise SettingsError(f"sasl.enabled.mechanisms: unsupported mechanism {mech!r}")
         if self["log.message.timestamp.type"] not in ("CreateTime", "LogAppendTime"):
-            raise ConfigError("log.message.timestamp.type must be CreateTime or LogAppendTime")
+            raise SettingsError("log.message.timestamp.type must be CreateTime or LogAppendTime")
         if self["credentials.file"]:
             path = Path(self["credentials.file"])
             if path.exists() and not path.is_file():
-                raise ConfigError(f"credentials file {path} is not a regular file; pass a JSON file")
+                raise SettingsError(f"credentials file {path} is not a regular file; pass a JSON file")
 
 
     def _validate_tls(self) -> None:
         """A SASL_SSL listener needs a certificate and its key."""
         if self["tls.min.version"] not in ("TLSv1.2", "TLSv1.3"):
-            raise ConfigError("tls.min.version must be TLSv1.2 or TLSv1.3")
+            raise SettingsError("tls.min.version must be TLSv1.2 or TLSv1.3")
         if not any(listener.tls for listener in self.listeners):
             return
         for name, flag in (("tls.cert.file", "--tls-cert"), ("tls.key.file", "--tls-key")):
             value = self[name]
             if not value:
-                raise ConfigError(f"a SASL_SSL listener needs {name}; pass {flag} FILE (PEM)")
+                raise SettingsError(f"a SASL_SSL listener needs {name}; pass {flag} FILE (PEM)")
             if not Path(value).is_file():
-                raise ConfigError(f"{name} {value} does not exist or is not a file; pass a PEM file")
+                raise SettingsError(f"{name} {value} does not exist or is not a file; pass a PEM file")
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,23 +292,23 @@ _LISTENER_RE = re.compile(r"^([A-Za-z_]+)://(\[[0-9a-fA-F:.]+\]|[^:/\s]*):(\d+)$
 def parse_listener(url: str) -> Listener:
     match = _LISTENER_RE.match(url.strip())
     if not match:
-        raise ConfigError(
+        raise SettingsError(
             f"bad listener URL {url!r}; expected PROTOCOL://HOST:PORT, e.g. PLAINTEXT://127.0.0.1:9092"
         )
     proto, host, port_text = match.group(1).upper(), match.group(2), match.group(3)
     if proto not in SECURITY_PROTOCOLS:
-        raise ConfigError(
+        raise SettingsError(
             f"bad listener URL {url!r}: protocol {proto} is not supported; use one of "
             + ", ".join(SECURITY_PROTOCOLS)
         )
     port = int(port_text)
     if port > 65535:
-        raise ConfigError(f"bad listener URL {url!r}: port {port} is out of range (0-65535)")
+        raise SettingsError(f"bad listener URL {url!r}: port {port} is out of range (0-65535)")
     return Listener(proto, host.strip("[]") or "0.0.0.0", port)
 
 
 def parse_hostport(text: str, what: str) -> tuple[str, int]:
     host, sep, port_text = text.strip().rpartition(":")
     if not sep or not port_text.isdigit() or int(port_text) > 65535:
-        raise ConfigError(f"bad {what} {text!r}; expected HOST:PORT, e.g. 127.0.0.1:9644")
+        raise SettingsError(f"bad {what} {text!r}; expected HOST:PORT, e.g. 127.0.0.1:9644")
     return host.strip("[]") or "0.0.0.0", int(port_text)

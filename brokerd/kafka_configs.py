@@ -31,12 +31,15 @@ from __future__ import annotations
 
 import enum
 import json
-import os
-import tempfile
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from brokerd.durable import atomic_write_json
+
+log = logging.getLogger("brokerd.configs")
 
 INT_MAX = 2**31 - 1
 LONG_MAX = 2**63 - 1
@@ -302,6 +305,16 @@ TOPIC_CONFIG_DEFS: dict[str, ConfigDef] = {d.name: d for d in [
 #: The topic configs this broker honours (what CreateTopics/AlterConfigs accept).
 SUPPORTED_TOPIC_CONFIGS = frozenset(TOPIC_CONFIG_DEFS)
 
+#: Topic configs storage applies, and the brokerd.storage.LogSettings attribute each sets.
+LOG_SETTINGS: dict[str, str] = {
+    "segment.bytes": "segment_bytes",
+    "segment.ms": "segment_ms",
+    "max.message.bytes": "max_message_bytes",
+    "message.timestamp.type": "timestamp_type",
+    "retention.ms": "retention_ms",
+    "retention.bytes": "retention_bytes",
+}
+
 PLAN_LIMIT_KEYS = {
     "retention.ms": "kastle.plan.max.retention.ms",
     "retention.bytes": "kastle.plan.max.retention.bytes",
@@ -406,14 +419,14 @@ _assert_synonyms_defined()
 
 # ----------------------------------------------------------------------------- brokerd settings
 
-#: brokerd settings (brokerd/config.py) that are Kafka broker configs of the same name.
+#: brokerd settings (brokerd/settings.py) that are Kafka broker configs of the same name.
 SHARED_KEYS = (
     "auto.create.topics.enable", "num.partitions", "default.replication.factor", "delete.topic.enable",
     "message.max.bytes", "socket.request.max.bytes", "log.segment.bytes", "log.roll.ms",
     "log.retention.ms", "log.retention.bytes", "log.retention.check.interval.ms",
     "log.message.timestamp.type",
 )
-#: Keys only this module knows; registered in brokerd/config.py by ``register_settings``.
+#: Keys only this module knows; registered in brokerd/settings.py by ``register_settings``.
 OWN_KEYS = (
     "log.retention.hours", "log.retention.minutes", "log.roll.hours", "log.cleanup.policy",
     "compression.type", "min.insync.replicas", "max.connections", "max.connections.per.ip",
@@ -430,7 +443,7 @@ QUOTA_SETTINGS = {
 
 
 def register_settings(register: Any) -> None:
-    """Register the broker-config settings with brokerd.config (type names as that module uses)."""
+    """Register the broker-config settings with brokerd.settings (type names as that module uses)."""
     kinds = {1: "bool", 2: "str", 3: "int", 4: "int", 5: "int", 6: "str", 7: "str"}
     for key in OWN_KEYS:
         d = BROKER_CONFIG_DEFS[key]
@@ -468,24 +481,23 @@ def _scaled(value: str | None, scale: int) -> str | None:
 
 # ----------------------------------------------------------------------------- broker configs
 
-def atomic_write_json(path: Path, payload: Any) -> None:
-    """Write ``payload`` as JSON to ``path`` atomically and durably (fsync file and directory)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, sort_keys=True, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+def static_from_settings(config: Any) -> dict[str, Any]:
+    """The Kafka broker configs an operator set (values that differ from Kafka's defaults)."""
+    static: dict[str, Any] = {}
+    for key in SHARED_KEYS + OWN_KEYS:
+        value = config.get(key)
+        if value is None:
+            continue
+        d = BROKER_CONFIG_DEFS[key]
+        canon = d.canonical(value) if not isinstance(value, list) else ",".join(value)
+        default = d.default
+        if key == "log.retention.ms" and canon == "604800000":
+            continue  # brokerd's default equals Kafka's 168 hours
+        if key == "log.roll.ms" and canon == "604800000":
+            continue
+        if canon != default:
+            static[key] = canon
+    return static
 
 
 class BrokerConfigs:
@@ -669,7 +681,8 @@ class BrokerConfigs:
         self._cache.clear()
         if self.state_path:
             atomic_write_json(self.state_path, {"broker": self.dynamic_broker,
-                                                 "default": self.dynamic_default})
+                                                 "default": self.dynamic_default},
+                              sort_keys=True, indent=1)
 
 
 # ----------------------------------------------------------------------------- topic configs
@@ -752,6 +765,21 @@ class TopicConfig:
         # Inherited broker values were validated as broker settings (an operator may use a
         # smaller log.segment.bytes than a tenant may set as segment.bytes).
         return TOPIC_CONFIG_DEFS[key].parse(value, validate=source is ConfigSource.DYNAMIC_TOPIC_CONFIG)
+
+    def log_values(self) -> dict[str, Any]:
+        """The values storage applies to this topic's LogSettings (attribute -> value).
+
+        A stored override that no longer validates (a plan cap lowered since) falls back to the
+        broker's default for that key instead of stopping the broker.
+        """
+        out: dict[str, Any] = {}
+        for key, attr in LOG_SETTINGS.items():
+            try:
+                out[attr] = self.get(key)
+            except ConfigError as exc:
+                log.warning("topic config %s: %s; using the broker default", key, exc)
+                out[attr] = TopicConfig(self.broker).get(key)
+        return out
 
     @property
     def retention_ms(self) -> int:
