@@ -1,7 +1,7 @@
 from django.urls import path
 
 from . import views
-from .pages import account, billing, clusters, groups, keys, messages, topics
+from .pages import account, alerts, billing, clusters, groups, keys, messages, topics
 
 app_name = "web"
 
@@ -19,6 +19,7 @@ urlpatterns = [
     path("organization/audit/", account.audit_log, name="audit"),
     path("invite/<str:token>/", account.invitation_accept, name="invite"),
     path("usage/", billing.usage_page, name="usage"),
+    path("alerts/", alerts.alerts, name="alerts"),
     # clusters
     path("clusters/new/", clusters.cluster_create, name="cluster_create"),
     path(C, clusters.cluster_detail, name="cluster"),

@@ -1,10 +1,15 @@
-"""Monitoring reads: a cluster's live figures and their Prometheus export."""
+"""Monitoring reads: a cluster's live figures and their Prometheus export; alert rules, channels and
+notifications (always per organization)."""
 
 from __future__ import annotations
 
+from django.db.models import QuerySet
+
+from accounts.models import Organization
 from clusters.models import Cluster
 
 from . import export, live
+from .models import AlertRule, Notification, NotificationChannel
 
 
 def cluster_snapshot(*, cluster: Cluster, max_age: float | None = None) -> live.Snapshot:
@@ -15,3 +20,32 @@ def cluster_snapshot(*, cluster: Cluster, max_age: float | None = None) -> live.
 def cluster_metrics_export(*, cluster: Cluster) -> bytes:
     """The cluster's figures in the Prometheus text format (version 0.0.4)."""
     return export.render(live.snapshot(cluster))
+
+
+def channel_list(*, organization: Organization) -> QuerySet[NotificationChannel]:
+    return NotificationChannel.objects.filter(organization=organization).order_by("created_at", "id")
+
+
+def channel_get(*, organization: Organization, public_id: str) -> NotificationChannel | None:
+    return NotificationChannel.objects.filter(organization=organization, public_id=public_id).first()
+
+
+def rule_list(*, organization: Organization) -> QuerySet[AlertRule]:
+    return (
+        AlertRule.objects.filter(organization=organization)
+        .select_related("cluster")
+        .prefetch_related("channels")
+        .order_by("created_at", "id")
+    )
+
+
+def rule_get(*, organization: Organization, public_id: str) -> AlertRule | None:
+    return rule_list(organization=organization).filter(public_id=public_id).first()
+
+
+def notification_list(*, organization: Organization) -> QuerySet[Notification]:
+    return (
+        Notification.objects.filter(organization=organization)
+        .select_related("rule", "channel")
+        .order_by("-created_at", "-id")
+    )

@@ -52,7 +52,7 @@ def e2e(_monitoring_env, celery_worker, settings):
     settings.KASTLE_METRICS_EXPORT_CACHE_SECONDS = "0"  # every read below sees the brokers now
     wait_until(lambda: Host.objects.filter(name="local").exists(), timeout=15, message="host registration")
     yield celery_worker
-    from provisioning import kafka_admin
+    from sharedkit import kafka_admin
 
     kafka_admin.clear_cache()
 

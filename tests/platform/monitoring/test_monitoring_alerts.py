@@ -49,8 +49,9 @@ def test_channels_validate_and_show_the_secret_once(tenant, receiver, settings):
     created = webhook(tenant, receiver.url)
     assert created["secret"].startswith("whsec_") and created["kind"] == "webhook"
     shown = tenant.client.get(f"/api/v1/alerts/channels/{created['id']}").json()
-    assert "secret" not in shown and created["secret"] not in str(assert_page(
-        tenant.client.get("/api/v1/alerts/channels").json()))  # fmt: skip
+    assert "secret" not in shown and created["secret"] not in str(
+        assert_page(tenant.client.get("/api/v1/alerts/channels").json())
+    )
     assert created["secret"] not in str(AuditEvent.objects.values_list("details", flat=True))
 
     err = assert_error(
@@ -109,8 +110,10 @@ def test_rules_validate_their_kind_cluster_and_channels(tenant):
         "cluster"
         in assert_error(post({**base, "kind": "spend", "cluster": cluster.public_id}), 400)["details"]
     )
-    assert "channels" in assert_error(post({**base, "cluster": cluster.public_id, "channels": ["nch-x"]}),
-                                      400)["details"]  # fmt: skip
+    assert (
+        "channels"
+        in assert_error(post({**base, "cluster": cluster.public_id, "channels": ["nch-x"]}), 400)["details"]
+    )
     assert (
         "threshold"
         in assert_error(post({**base, "cluster": cluster.public_id, "threshold": "-1"}), 400)["details"]
@@ -130,9 +133,14 @@ def test_a_change_of_state_notifies_once_even_when_applied_twice(tenant, receive
     cluster = ClusterFactory(organization=tenant.organization)
     hook = webhook(tenant, receiver.url)
     rule = services.rule_create(
-        organization=tenant.organization, name="lag", kind="consumer_lag", threshold=Decimal(10),
-        cluster=cluster, channels=[hook["id"]], actor=services_actor(tenant),
-    )  # fmt: skip
+        organization=tenant.organization,
+        name="lag",
+        kind="consumer_lag",
+        threshold=Decimal(10),
+        cluster=cluster,
+        channels=[hook["id"]],
+        actor=services_actor(tenant),
+    )
     t0 = timezone.now()
     lagging = rules.consumer_lag(rule, snap(lag=[["billing", "orders", 0, 5, 40]]))
     assert lagging.value == 40 and "billing" in lagging.detail
@@ -181,8 +189,12 @@ def services_actor(tenant):
 
 def test_rule_kinds_measure_what_they_say(tenant):
     cluster = ClusterFactory(organization=tenant.organization)
-    rule = AlertRule(organization=tenant.organization, cluster=cluster, kind="under_replicated_partitions",
-                     threshold=Decimal(0))  # fmt: skip
+    rule = AlertRule(
+        organization=tenant.organization,
+        cluster=cluster,
+        kind="under_replicated_partitions",
+        threshold=Decimal(0),
+    )
     single = snap(partitions=[["orders", 0, 1, 1, 1], ["orders", 1, 1, 1, 1]])
     m = rules.under_replicated(rule, single)
     assert m.value == 0 and "single replica" in m.detail  # a single-broker cluster: OK, and says why
