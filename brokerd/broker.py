@@ -66,6 +66,8 @@ class Broker:
         self.groups: Any = None
         # brokerd/acls.py: the Authorizer when authorizer.enable is true, else None.
         self.authorizer: Any = None
+        # brokerd/replication/membership.py: the cluster this broker joined (coordination set), else None.
+        self.cluster: Any = None
 
     # --- handler helpers ----------------------------------------------------------------
     def advertised(self, listener: Listener, bound_port: int) -> tuple[str, int]:
@@ -73,6 +75,16 @@ class Broker:
         if host in ("0.0.0.0", "::", ""):
             host = socket.gethostname()
         return host, bound_port
+
+    def cluster_brokers(self, listener: Listener, bound_port: int) -> list[tuple[int, str, int, str | None]]:
+        """(node id, host, port, rack) of every broker a client may use on this listener."""
+        if self.cluster is None:
+            host, port = self.advertised(listener, bound_port)
+            return [(self.node_id, host, port, self.config["broker.rack"] or None)]
+        return [(b.node_id, b.host, b.port, b.rack) for b in self.cluster.brokers(listener.name)]
+
+    def controller_id(self) -> int:
+        return self.node_id if self.cluster is None else self.cluster.controller_id()
 
     def response_header_flexible(self, api_key: int, version: int) -> bool:
         key = (api_key, version)
@@ -110,8 +122,10 @@ class Broker:
                 conn.close(f"credentials of {conn.principal} were removed, changed or expired")
 
     def _healthz(self) -> tuple[int, str, bytes]:
-        if self.serving:
+        if self.serving and (self.cluster is None or self.cluster.ready):
             return 200, "text/plain", b"ok\n"
+        if self.serving:  # registered with etcd and caught up with its metadata only when ready
+            return 503, "text/plain", b"joining the cluster\n"
         return 503, "text/plain", b"starting\n"
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -169,6 +183,7 @@ class Broker:
                 raise StartupError(f"admin listener {host}:{port}: cannot bind: {exc.strerror}") from None
             log.info("admin listener on http://%s:%d", host, self.admin_port)
         self._write_runtime_files()
+        await self._start_cluster()
         interval = cfg["credentials.poll.ms"] / 1000
         if self.credentials.path:
             self._tasks.append(asyncio.ensure_future(self.credentials.watch(interval)))
@@ -182,6 +197,35 @@ class Broker:
             self.node_id, self.cluster_id, len(self.logs.topics), partitions,
             "clean" if self.logs.clean_start else "recovered", (time.monotonic() - t0) * 1000,
         )
+
+    async def _start_cluster(self) -> None:
+        """With coordination set: register in etcd, follow the cluster's metadata, and stand
+        for controller. Runs once the listeners are bound (their ports are registered)."""
+        cfg = self.config
+        if getattr(cfg, "coordination", None) is None:
+            return
+        from brokerd.coordination.records import Endpoint
+        from brokerd.replication.membership import ClusterMembership, MembershipError
+
+        endpoints = []
+        for listener, _server, port in self.servers:
+            host, port = self.advertised(listener, port)
+            endpoints.append(Endpoint(listener.name, host, port, listener.name))
+        try:
+            self.cluster = ClusterMembership(
+                cfg.coordination,
+                node_id=self.node_id,
+                rack=cfg["broker.rack"] or None,
+                user=cfg["coordination.user"] or None,
+                password_file=cfg["coordination.password.file"],
+                session_timeout_ms=cfg["coordination.session.timeout.ms"],
+            )
+            self.cluster.on_change.append(self.metadata_cache.clear)
+            await self.cluster.start(endpoints, timeout=cfg["coordination.start.timeout.ms"] / 1000)
+        except MembershipError as exc:
+            raise StartupError(str(exc)) from None
+        self.cluster_id = self.cluster.cluster_id or self.cluster_id
+        self.metadata_cache.clear()
 
     def _start_tls(self) -> None:
         """TLS: the SASL_SSL listener's certificate, reloaded when its files change."""
@@ -273,6 +317,8 @@ class Broker:
 
     async def stop(self) -> None:
         self.serving = False
+        if self.cluster is not None:  # leave first, so that leaderships move at once
+            await self.cluster.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -4,6 +4,8 @@
                   [--credentials FILE] [--admin-listener HOST:PORT] [--advertised-host H]
                   [--node-id N] [--cluster-id ID] [--config FILE.toml] [--set key=value ...]
                   [--pidfile FILE] [--log-file FILE] [--tls-cert FILE --tls-key FILE]
+                  [--coordination etcd://HOST:PORT[,..]/PREFIX --node-id N [--rack R]
+                   [--coordination-user NAME --coordination-password-file FILE]]
     brokerd credentials set --file FILE --username NAME      (password on stdin)
     brokerd credentials delete --file FILE --username NAME
     brokerd settings                                          (list settings and defaults)
@@ -51,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--cluster-id", metavar="ID")
     serve.add_argument("--pidfile", metavar="FILE")
     serve.add_argument("--log-file", metavar="FILE")
+    serve.add_argument("--coordination", metavar="URL",
+                       help="etcd://HOST:PORT[,HOST:PORT]/PREFIX: form a cluster with the brokers using it")
+    serve.add_argument("--coordination-user", metavar="NAME", help="etcd user (when etcd has auth on)")
+    serve.add_argument("--coordination-password-file", metavar="FILE", help="file holding its password")
+    serve.add_argument("--rack", metavar="RACK", help="this broker's rack, for replica placement")
     serve.add_argument("--tls-cert", metavar="FILE", help="PEM certificate chain for SASL_SSL")
     serve.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
     serve.add_argument(
@@ -127,6 +134,10 @@ def _serve(args: argparse.Namespace) -> int:
         ("log.file", args.log_file),
         ("tls.cert.file", args.tls_cert),
         ("tls.key.file", args.tls_key),
+        ("coordination", args.coordination),
+        ("coordination.user", args.coordination_user),
+        ("coordination.password.file", args.coordination_password_file),
+        ("broker.rack", args.rack),
     ):
         if value is not None:
             flags[name] = value

@@ -47,6 +47,15 @@ register("credentials.file", "path", None, "SCRAM credentials file (brokerd/cred
 register("pid.file", "path", None, "write the process id here")
 register("log.file", "path", None, "write brokerd's own log here instead of stderr")
 register("log.level", "str", "INFO", "logging level of brokerd's own log")
+# --- cluster: coordination through etcd (brokerd/coordination/, brokerd/replication/) --------
+register("coordination", "str", "", "etcd://HOST:PORT[,HOST:PORT]/PREFIX: form a cluster (empty: alone)")
+register("coordination.user", "str", "", "etcd user of this cluster, when etcd has authentication on")
+register("coordination.password.file", "path", None, "file holding the etcd user's password")
+register("coordination.session.timeout.ms", "int", 6000, "a broker whose etcd lease is not refreshed "
+         "this long leaves the cluster (its leaderships move)", minimum=2000)
+register("coordination.start.timeout.ms", "int", 30000, "give up starting when etcd cannot be reached "
+         "this long", minimum=100)
+register("broker.rack", "str", "", "this broker's rack, for replica placement")
 # --- topics -----------------------------------------------------------------------------
 register("auto.create.topics.enable", "bool", True, "create unknown topics on Metadata/Produce")
 register("num.partitions", "int", 1, "partitions of auto-created topics", minimum=1)
@@ -198,6 +207,7 @@ class Settings:
 
     def __init__(self, values: dict[str, Any]) -> None:
         self._values = values
+        self.explicit: set[str] = set()  # names given by a file, --set or a flag (not defaults)
 
     def __getitem__(self, name: str) -> Any:
         return self._values[name]
@@ -228,6 +238,7 @@ class Settings:
                 else:
                     values[name] = _kafka_config(name, raw, source)
         config = cls(values)
+        config.explicit = {canonical(n) for layer in (toml or {}, sets or {}, flags or {}) for n in layer}
         config.validate()
         return config
 
@@ -250,11 +261,34 @@ class Settings:
                 raise SettingsError(f"sasl.enabled.mechanisms: unsupported mechanism {mech!r}")
         if self["log.message.timestamp.type"] not in ("CreateTime", "LogAppendTime"):
             raise SettingsError("log.message.timestamp.type must be CreateTime or LogAppendTime")
+        self._validate_coordination()
         if self["credentials.file"]:
             path = Path(self["credentials.file"])
             if path.exists() and not path.is_file():
                 raise SettingsError(f"credentials file {path} is not a regular file; pass a JSON file")
 
+
+    def _validate_coordination(self) -> None:
+        """--coordination needs an explicit node id and, with a user, its password file."""
+        self.coordination = None
+        if not self["coordination"]:
+            return
+        from brokerd.coordination.url import CoordinationUrlError, parse_coordination_url
+
+        try:
+            self.coordination = parse_coordination_url(self["coordination"])
+        except CoordinationUrlError as exc:
+            raise SettingsError(str(exc)) from None
+        if "node.id" not in self.explicit:
+            raise SettingsError("--coordination needs --node-id N: each broker of a cluster has its own id")
+        user, password_file = self["coordination.user"], self["coordination.password.file"]
+        if bool(user) != bool(password_file):
+            raise SettingsError(
+                "an etcd user needs its password: pass both --coordination-user and "
+                "--coordination-password-file, or neither when etcd runs without authentication"
+            )
+        if password_file and not Path(password_file).is_file():
+            raise SettingsError(f"coordination password file {password_file} does not exist or is not a file")
 
     def _validate_tls(self) -> None:
         """A SASL_SSL listener needs a certificate and its key."""

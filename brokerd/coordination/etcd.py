@@ -97,7 +97,9 @@ def _translate(error: grpc.aio.AioRpcError, what: str) -> CoordinationError:
     detail = error.details() or str(code)
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         return CoordinationUnavailable(f"etcd {what}: {detail}")
-    if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
+    # etcd answers a missing user or a wrong password with INVALID_ARGUMENT
+    auth_failed = any(text in detail for text in ("user name is empty", "authentication failed"))
+    if auth_failed or code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
         return CoordinationDenied(f"etcd {what}: {detail}")
     return CoordinationError(f"etcd {what}: {detail}")
 

@@ -57,6 +57,7 @@ class ClusterView:
         self.listeners: list[Callable[[ClusterState], None]] = []
         self._changed = asyncio.Condition()
         self._task: asyncio.Task | None = None
+        self.last_error: CoordinationError | None = None  # why the view is not caught up, if it is not
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="cluster-view")
@@ -84,6 +85,7 @@ class ClusterView:
                     self._apply(state, WatchEvent(False, entry))
                 self.state = state
                 await self._notify()
+                self.last_error = None
                 self.caught_up.set()
                 async for event in self.etcd.watch_prefix(self.keys.prefix, revision + 1):
                     self._apply(self.state, event)
@@ -91,6 +93,7 @@ class ClusterView:
                     await self._notify()
             except CoordinationError as exc:
                 log.warning("cluster metadata watch interrupted (%s); reading again", exc)
+                self.last_error = exc
                 self.caught_up.clear()
                 await asyncio.sleep(RETRY_SECONDS)
 

@@ -25,16 +25,17 @@ def describe_cluster(request, ctx):
                             error_message="Only the broker endpoint type is supported",
                             endpoint_type=endpoint_type, cluster_id=broker.cluster_id, controller_id=-1,
                             brokers=(), cluster_authorized_operations=NO_OPS)
-    host, port = broker.advertised(ctx.conn.listener, ctx.conn.port)
     ops = CLUSTER_OPS if request.include_cluster_authorized_operations else NO_OPS
     if request.include_cluster_authorized_operations and broker.authorizer is not None:
         # as Kafka, DescribeCluster needs no ACL; it reports the caller's operations
         ops = acls.authorized_operations(ctx, acls.CLUSTER, acls.CLUSTER_NAME)
     return ctx.response(
         throttle_time=_ZERO, error_code=ErrorCode.none, error_message=None, endpoint_type=1,
-        cluster_id=broker.cluster_id, controller_id=broker.node_id,
-        brokers=(ctx.build("DescribeClusterBroker", broker_id=broker.node_id, host=host, port=port,
-                           rack=None),),
+        cluster_id=broker.cluster_id, controller_id=broker.controller_id(),
+        brokers=tuple(
+            ctx.build("DescribeClusterBroker", broker_id=node_id, host=host, port=port, rack=rack)
+            for node_id, host, port, rack in broker.cluster_brokers(ctx.conn.listener, ctx.conn.port)
+        ),
         cluster_authorized_operations=ops)
 
 

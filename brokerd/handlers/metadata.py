@@ -136,14 +136,14 @@ def handle(request, ctx):
                     entries.append(_error_entry(ctx, name, None, ErrorCode.unknown_topic_or_partition))
                     continue
             entries.append(_topic_entry(ctx, topic, include_ops))
-    host, port = broker.advertised(listener, ctx.conn.port)
     resp = ctx.response(
         throttle_time=_ZERO,
-        brokers=(
-            ctx.build("MetadataResponseBroker", node_id=broker.node_id, host=host, port=port, rack=None),
+        brokers=tuple(
+            ctx.build("MetadataResponseBroker", node_id=node_id, host=host, port=port, rack=rack)
+            for node_id, host, port, rack in broker.cluster_brokers(listener, ctx.conn.port)
         ),
         cluster_id=broker.cluster_id,
-        controller_id=broker.node_id,
+        controller_id=broker.controller_id(),
         topics=tuple(entries),
         cluster_authorized_operations=(
             acls.authorized_operations(ctx, acls.CLUSTER, acls.CLUSTER_NAME)

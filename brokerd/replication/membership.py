@@ -1,0 +1,162 @@
+"""A broker's membership of a cluster: the subsystem ``Broker.start()`` builds when
+``coordination`` is set.
+
+It registers the broker (its advertised listeners and rack) on an etcd lease, keeps a
+watched view of the cluster's metadata, and runs the broker's controller candidacy. The
+broker is ``ready`` (``/healthz`` 200) only while it is registered with its current epoch
+and its view has caught up with etcd. A broker whose lease expired (etcd unreachable for
+longer than the session timeout) registers again with a new epoch as soon as it can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from brokerd.coordination.controller import Controller
+from brokerd.coordination.etcd import CoordinationDenied, CoordinationError, Etcd
+from brokerd.coordination.keys import Keys
+from brokerd.coordination.records import BrokerRegistration, Endpoint
+from brokerd.coordination.session import BrokerSession
+from brokerd.coordination.tasks import cancel_and_wait
+from brokerd.coordination.url import CoordinationUrl
+from brokerd.coordination.view import ClusterState, ClusterView
+
+log = logging.getLogger("brokerd.replication")
+
+NO_CONTROLLER = -1
+
+
+class MembershipError(Exception):
+    """The broker cannot join its cluster; the message is one line for the operator."""
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    node_id: int
+    host: str
+    port: int
+    rack: str | None
+
+
+class ClusterMembership:
+    def __init__(
+        self,
+        url: CoordinationUrl,
+        *,
+        node_id: int,
+        rack: str | None,
+        user: str | None = None,
+        password_file: str | None = None,
+        session_timeout_ms: int = 6000,
+    ) -> None:
+        password = None
+        if password_file:
+            try:
+                password = Path(password_file).read_text().strip()
+            except OSError as exc:
+                raise MembershipError(f"coordination password file {password_file}: {exc.strerror}") from None
+        self.url = url
+        self.node_id = node_id
+        self.rack = rack
+        self.etcd = Etcd(url.endpoints, user=user or None, password=password)
+        self.keys = Keys(url.prefix)
+        self.view = ClusterView(self.etcd, self.keys)
+        self.ttl = max(2, round(session_timeout_ms / 1000))
+        self.session: BrokerSession | None = None
+        self.controller: Controller | None = None
+        self.on_change: list[Callable[[], None]] = []
+        self._rejoin: asyncio.Task | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    async def start(self, endpoints: Sequence[Endpoint], timeout: float = 30.0) -> None:
+        """Catch up with the cluster's metadata, register, and start the controller candidacy."""
+        deadline = time.monotonic() + timeout
+        self.view.listeners.append(self._changed)
+        self.view.start()
+        registration = BrokerRegistration(self.node_id, self.rack, tuple(endpoints), "")
+        self.session = BrokerSession(self.etcd, self.keys, registration, ttl=self.ttl)
+        while True:
+            try:
+                if isinstance(self.view.last_error, CoordinationDenied):
+                    raise self.view.last_error
+                if self.view.caught_up.is_set():
+                    await self.session.register()
+                    break
+                error: Exception | None = self.view.last_error
+            except CoordinationDenied as exc:
+                raise MembershipError(
+                    f"etcd refused this broker ({exc}); check --coordination-user and its password file"
+                ) from None
+            except CoordinationError as exc:
+                error = exc
+            if time.monotonic() >= deadline:
+                raise MembershipError(
+                    f"cannot reach etcd at {self.url} within {timeout:g} s ({error or 'no answer'}); "
+                    "check --coordination and that etcd runs"
+                )
+            await asyncio.sleep(0.1)
+        self.controller = Controller(self.session, self.view)
+        self.controller.start()
+        self._rejoin = asyncio.create_task(self._rejoin_loop(), name="cluster-rejoin")
+        log.info(
+            "joined cluster %s as broker %d (epoch %d, rack %s)",
+            self.url, self.node_id, self.session.epoch, self.rack or "none",
+        )
+
+    async def _rejoin_loop(self) -> None:
+        assert self.session is not None
+        while True:
+            await self.session.lost.wait()
+            try:
+                await self.session.register()
+            except CoordinationError as exc:
+                log.warning("broker %d could not register again yet: %s", self.node_id, exc)
+                await asyncio.sleep(0.5)
+
+    async def stop(self) -> None:
+        """Leave the cluster now: the lease is revoked so that leaderships move at once."""
+        await cancel_and_wait(self._rejoin)
+        if self.controller is not None:
+            await self.controller.stop()
+        if self.session is not None:
+            await self.session.close()
+        await self.view.stop()
+        with contextlib.suppress(Exception):
+            await self.etcd.close()
+
+    def _changed(self, _state: ClusterState) -> None:
+        for callback in list(self.on_change):
+            callback()
+
+    # --- answers ---------------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        session = self.session
+        if session is None or not session.epoch or session.lost.is_set() or not self.view.caught_up.is_set():
+            return False
+        mine = self.view.state.brokers.get(self.node_id)
+        return mine is not None and mine.epoch == session.epoch
+
+    @property
+    def cluster_id(self) -> str | None:
+        return self.view.state.cluster_id
+
+    def controller_id(self) -> int:
+        record = self.view.state.controller
+        return record.node_id if record is not None else NO_CONTROLLER
+
+    def brokers(self, listener_name: str) -> list[BrokerAddress]:
+        """Every registered broker's address on the listener a client came in through."""
+        out = []
+        for node_id, registration in sorted(self.view.state.brokers.items()):
+            for endpoint in registration.endpoints:
+                if endpoint.name == listener_name:
+                    out.append(BrokerAddress(node_id, endpoint.host, endpoint.port, registration.rack))
+                    break
+        return out

@@ -1,0 +1,59 @@
+"""Real brokerd processes forming a cluster on a real etcd, one per loopback address
+(127.0.0.1, .2, .3), as the brokers of a cluster run on distinct hosts."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests.brokerd.conftest import Broker
+from tests.etcd_server import EtcdServer
+
+
+class ClusterBroker(Broker):
+    def __init__(self, root: Path, *, host: str, **options) -> None:
+        super().__init__(root, **options)
+        self.host = host
+
+    def command(self) -> list[str]:
+        cmd = super().command()
+        for i, part in enumerate(cmd[:-1]):
+            if part in ("--listener", "--admin-listener"):
+                cmd[i + 1] = cmd[i + 1].replace("127.0.0.1:", f"{self.host}:")
+        return cmd
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.ports['PLAINTEXT']}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{self.host}:{self.ports['admin']}"
+
+
+def cluster_brokers(
+    root: Path, etcd: EtcdServer, prefix: str, count: int = 3, *, settings: dict | None = None
+) -> list[ClusterBroker]:
+    url = etcd.url(prefix)
+    brokers = []
+    for node_id in range(1, count + 1):
+        broker = ClusterBroker(
+            root / f"broker-{node_id}",
+            host=f"127.0.0.{node_id}",
+            node_id=node_id,
+            settings={"coordination.session.timeout.ms": 2000, **(settings or {})},
+            extra_args=["--coordination", url, "--rack", f"rack-{node_id}"],
+        )
+        brokers.append(broker)
+    return brokers
+
+
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1, what: str = ""):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
