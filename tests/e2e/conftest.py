@@ -19,8 +19,14 @@ API (`CeleryServices`, module-scoped as `celery_services`, function-scoped as `c
   worker `worker-<host>` consuming `host.<host>` with KASTLE_HOST_NAME/KASTLE_HOST_ADDRESS set and a
   data root of its own (`host_data_dir(host)`); its brokers are stopped at teardown too. Linux routes
   all of 127.0.0.0/8 to lo, so 127.0.0.2, 127.0.0.3, … serve as the addresses of further hosts.
+- `start_web(name="web", workers=1, threads=4, env=None)`: the control plane under gunicorn on a free
+  port (production-style, a process of its own); returns its URL (`web_url`), for clients that speak
+  HTTP (the `kastle` CLI) rather than through the Django test client.
 - `wait_until(predicate, timeout, interval, message)`.
 Everything still running is stopped when the module's tests are done.
+
+`provisioning_stack` (module-scoped) is the whole stack for provisioning tests: the fast heartbeat
+and reconcile settings of `provisioning_env()`, the worker and beat, and the brokers stopped at the end.
 """
 
 from __future__ import annotations
@@ -38,8 +44,8 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from tests.e2e.provisioning_stack import free_port_block, stop_brokers
-from tests.helpers import wait_until
+from tests.e2e.provisioning_stack import free_port_block, provisioning_env, stop_brokers
+from tests.helpers import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -116,6 +122,7 @@ class CeleryServices:
         self.processes: dict[str, ServiceProcess] = {}
         self.wait_until = wait_until
         self.data_dirs: list[Path] = [self.data_dir]  # every data root whose brokers teardown stops
+        self.web_url: str | None = None
 
     def log_path(self, name: str) -> Path:
         return self.workdir / f"{name}.log"
@@ -192,6 +199,20 @@ class CeleryServices:
         ]  # fmt: skip
         return self._start(name, argv, "beat: Starting...", env, timeout)
 
+    def start_web(
+        self, name: str = "web", workers: int = 1, threads: int = 4, env: dict[str, str] | None = None
+    ) -> str:
+        """The REST API and portal under gunicorn on a free port of 127.0.0.1; returns the site URL."""
+        port = free_port()
+        argv = [
+            sys.executable, "-m", "gunicorn", "controlplane.wsgi:application", "--bind", f"127.0.0.1:{port}",
+            "--workers", str(workers), "--threads", str(threads), "--no-control-socket",
+            "--log-level", "info",
+        ]  # fmt: skip
+        self._start(name, argv, "Booting worker", env, timeout=60.0)
+        self.web_url = f"http://127.0.0.1:{port}"
+        return self.web_url
+
     def stop(self, name: str, timeout: float = 20.0) -> int | None:
         return self.processes[name].stop(timeout)
 
@@ -250,6 +271,19 @@ def celery_services(
         services.stop_all()
         for data_dir in services.data_dirs:
             stop_brokers(data_dir)  # brokerd runs detached from the worker (provisioning)
+
+
+@pytest.fixture(scope="module")
+def _provisioning_env() -> Iterator[dict[str, str]]:
+    with provisioning_env() as env:
+        yield env
+
+
+@pytest.fixture(scope="module")
+def provisioning_stack(_provisioning_env: dict[str, str], celery_services: CeleryServices):
+    """The worker and beat with provisioning_env() in force; this module's brokers stopped afterwards."""
+    yield celery_services
+    stop_brokers(celery_services.data_dir)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ own, a fast heartbeat and reconciliation, and short operation leases; the shared
 
 from __future__ import annotations
 
-import os
 import random
 import socket
 import time
@@ -19,7 +18,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from tests.helpers import wait_until
+from tests.helpers import environ, wait_until
 
 ENV = {
     "KASTLE_HEARTBEAT_INTERVAL": "1",
@@ -53,16 +52,8 @@ def _free(port: int) -> bool:
 def provisioning_env() -> Iterator[dict[str, str]]:
     low, high = free_port_block()
     values = {**ENV, "KASTLE_HOST_PORTS": f"{low}-{high}"}
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
+    with environ(**values):
         yield values
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def stop_brokers(data_dir: Path) -> None:

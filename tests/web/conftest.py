@@ -7,13 +7,16 @@ The browser is Debian's chromium (`/usr/bin/chromium`), driven by Python Playwri
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import celery_services, celery_worker  # noqa: F401  (fixtures)
-from tests.e2e.provisioning_stack import provisioning_env, stop_brokers
+from tests.e2e.conftest import (  # noqa: F401  (fixtures)
+    _provisioning_env,
+    celery_services,
+    celery_worker,
+    provisioning_stack,
+)
 from tests.helpers import wait_until
 
 CHROMIUM = "/usr/bin/chromium"
@@ -30,15 +33,8 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(scope="module")
-def _provisioning_env() -> Iterator[dict[str, str]]:
-    with provisioning_env() as env:
-        yield env
-
-
-@pytest.fixture(scope="module")
-def stack(_provisioning_env, celery_services):  # noqa: F811
-    yield celery_services
-    stop_brokers(celery_services.data_dir)
+def stack(provisioning_stack):  # noqa: F811
+    return provisioning_stack
 
 
 @pytest.fixture

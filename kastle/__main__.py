@@ -1,0 +1,3 @@
+from kastle.app import main
+
+main()

@@ -1,0 +1,152 @@
+"""kastle cluster create|list|describe|delete|plans."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import typer
+
+from kastle.api import seg
+from kastle.errors import INTERRUPTED, CliError
+from kastle.output import Format, OutputOpt, emit, note, spinner
+from kastle.session import ClusterOpt, Session, YesOpt, confirm
+
+app = typer.Typer(help="Create, list, describe and delete clusters.", no_args_is_help=True)
+
+COLUMNS = [
+    ("id", "id"),
+    ("name", "name"),
+    ("plan", "plan"),
+    ("status", "status"),
+    ("bootstrap", "bootstrap_servers"),
+    ("security", "security_protocol"),
+]
+DETAIL = [
+    *COLUMNS,
+    ("reason", "status_reason"),
+    ("degraded", "degraded"),
+    ("sasl mechanisms", "sasl_mechanisms"),
+    ("created", "created_at"),
+]
+
+IdArg = Annotated[str | None, typer.Argument(metavar="[ID]", help="The cluster's id (default: current).")]
+WaitTimeoutOpt = Annotated[
+    float, typer.Option("--timeout", min=1, help="Seconds --wait waits before giving up.")
+]
+
+
+def wait_for(
+    session: Session, cluster_id: str, targets: set[str], timeout: float, verb: str
+) -> dict[str, Any]:
+    """Poll the cluster until its status is one of `targets` (spinner on stderr); FAILED fails."""
+    deadline = time.monotonic() + timeout
+    try:
+        with spinner(f"{verb} cluster {cluster_id}…") as update:
+            while True:
+                cluster = session.cluster(cluster_id)
+                status = cluster["status"]
+                if status in targets:
+                    return cluster
+                if status == "FAILED":
+                    raise CliError(
+                        f"cluster {cluster_id} FAILED: {cluster.get('status_reason') or 'no reason given'} "
+                        f"(`kastle cluster delete {cluster_id}`, or retry it in the portal)"
+                    )
+                if time.monotonic() >= deadline:
+                    raise CliError(
+                        f"cluster {cluster_id} is still {status} after {timeout:.0f}s; "
+                        f"`kastle cluster describe {cluster_id}` shows its progress"
+                    )
+                update(f"{verb} cluster {cluster_id}… {status}")
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        note(f"Stopped waiting; cluster {cluster_id} carries on (`kastle cluster describe {cluster_id}`).")
+        raise typer.Exit(INTERRUPTED) from None
+
+
+@app.command()
+def create(
+    name: Annotated[str, typer.Argument(help="The cluster's name.")],
+    plan: Annotated[
+        str, typer.Option("--plan", "-p", help="basic, standard or dedicated (`kastle cluster plans`).")
+    ],
+    security_protocol: Annotated[
+        str,
+        typer.Option(
+            "--security-protocol", help="SASL_SSL (TLS, the default) or SASL_PLAINTEXT (unencrypted)."
+        ),
+    ] = "SASL_SSL",
+    wait: Annotated[bool, typer.Option("--wait", help="Wait (with a spinner) until it is RUNNING.")] = False,
+    timeout: WaitTimeoutOpt = 300,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Create a cluster (it starts PROVISIONING); it becomes the current cluster if none is set."""
+    session = Session()
+    body = {"name": name, "plan": plan, "security_protocol": security_protocol}
+    cluster = session.api.post("clusters", body)
+    if not session.config.current_cluster:
+        session.config.current_cluster = cluster["id"]
+        session.config.save()
+        note(f"Current cluster: {cluster['id']} (`kastle context set ID` to change).")
+    if wait:
+        cluster = wait_for(session, cluster["id"], {"RUNNING"}, timeout, "Provisioning")
+    emit(cluster, output, columns=DETAIL)
+
+
+@app.command("list")
+def list_(
+    status: Annotated[
+        str | None, typer.Option("--status", help="Only clusters in this status (e.g. RUNNING, DELETED).")
+    ] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Your organization's clusters (deleted ones only with --status DELETED)."""
+    session = Session()
+    params = {"status": status.upper()} if status else None
+    emit(session.api.list_all("clusters", params=params), output, columns=COLUMNS, empty="No clusters.")
+
+
+@app.command()
+def describe(cluster_id: IdArg = None, cluster: ClusterOpt = None, output: OutputOpt = Format.table) -> None:
+    """A cluster's status, bootstrap servers and security settings."""
+    session = Session()
+    emit(session.cluster(session.cluster_id(cluster_id or cluster)), output, columns=DETAIL)
+
+
+@app.command()
+def delete(
+    cluster_id: Annotated[str, typer.Argument(metavar="ID", help="The cluster's id.")],
+    yes: YesOpt = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until it is DELETED.")] = False,
+    timeout: WaitTimeoutOpt = 300,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Delete a cluster: its brokers stop, its data and keys go. There is no undo."""
+    session = Session()
+    cluster = session.cluster(cluster_id)
+    confirm(yes, f"Delete cluster {cluster['id']} ({cluster['name']}) and all its data?")
+    cluster = session.api.delete(f"clusters/{seg(cluster_id)}", what=f"cluster {cluster_id}")
+    if session.config.current_cluster == cluster_id:
+        session.config.current_cluster = None
+    session.config.api_keys.pop(cluster_id, None)
+    session.config.save()
+    if wait:
+        cluster = wait_for(session, cluster_id, {"DELETED"}, timeout, "Deleting")
+    emit(cluster, output, columns=DETAIL)
+
+
+@app.command()
+def plans(output: OutputOpt = Format.table) -> None:
+    """The plans a cluster can have, with their limits and prices."""
+    session = Session()
+    columns = [
+        ("name", "name"),
+        ("brokers", "brokers"),
+        ("max partitions", "max_partitions"),
+        ("in MB/s", "ingress_mbps"),
+        ("out MB/s", "egress_mbps"),
+        ("USD/hour", lambda p: (p.get("prices") or {}).get("base_per_hour")),
+        ("description", "description"),
+    ]
+    emit(session.api.list_all("plans"), output, columns=columns)
