@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from kastle.api import seg
-from kastle.errors import INTERRUPTED, CliError
+from kastle.api import Api, seg
+from kastle.errors import INTERRUPTED, CliError, UsageError
 from kastle.output import Format, OutputOpt, emit, note, spinner
 from kastle.session import ClusterOpt, Session, YesOpt, confirm
 
@@ -138,8 +138,12 @@ def delete(
 
 @app.command()
 def plans(output: OutputOpt = Format.table) -> None:
-    """The plans a cluster can have, with their limits and prices."""
-    session = Session()
+    """The plans a cluster can have, with their limits and prices (no login needed)."""
+    config = Session().config
+    site = config.site_url
+    if not site:
+        raise UsageError("which Kastle? run `kastle login --url URL` or set KASTLE_URL")
+    api = Api(site, config.effective_token)
     columns = [
         ("name", "name"),
         ("brokers", "brokers"),
@@ -149,4 +153,4 @@ def plans(output: OutputOpt = Format.table) -> None:
         ("USD/hour", lambda p: (p.get("prices") or {}).get("base_per_hour")),
         ("description", "description"),
     ]
-    emit(session.api.list_all("plans"), output, columns=columns)
+    emit(api.list_all("plans"), output, columns=columns)
