@@ -129,7 +129,7 @@ def run(args, cluster, user) -> dict[str, float]:
         "export_cached_ms": cached,
         "cold_vs_baseline_x": cold / baseline,
         "cached_vs_baseline_x": cached / baseline,
-        "cold_scrapes_per_core_second": 1000 / cold,
+        "cold_scrapes_per_second_one_thread": 1000 / cold,
     }
 
 

@@ -48,6 +48,9 @@ METRICS: dict[str, Spec] = {
         "gauge", "1 when the partition has fewer in-sync replicas than replicas", ("topic", "partition")
     ),
     "kastle_partition_offline": Spec("gauge", "1 when the partition has no leader", ("topic", "partition")),
+    "kastle_partition_under_min_isr": Spec(
+        "gauge", "1 when the ISR is smaller than the topic's min.insync.replicas", ("topic", "partition")
+    ),
     # Consumers.
     "kastle_consumer_group_committed_offset": Spec(
         "gauge", "The group's committed offset", ("group", "topic", "partition")
@@ -74,7 +77,9 @@ METRICS: dict[str, Spec] = {
     "kastle_brokers": Spec("gauge", "Brokers of the cluster"),
     "kastle_brokers_up": Spec("gauge", "Brokers whose figures are in this export"),
     "kastle_export_source_up": Spec(
-        "gauge", "1 when the source answered (brokers, metadata, offsets, consumer_groups)", ("source",)
+        "gauge",
+        "1 when the source answered (brokers, metadata, configs, offsets, consumer_groups)",
+        ("source",),
     ),
     "kastle_export_age_seconds": Spec("gauge", "Age of the figures (they are cached for a few seconds)"),
     "kastle_export_collect_seconds": Spec("gauge", "Time the collection of these figures took"),
@@ -115,6 +120,8 @@ def families(snap: Snapshot, *, now: float | None = None) -> Iterable[Metric]:
         add("kastle_partition_in_sync_replicas", [topic, partition], isr)
         add("kastle_partition_under_replicated", [topic, partition], 1 if isr < replicas else 0)
         add("kastle_partition_offline", [topic, partition], 1 if leader < 0 else 0)
+        if topic in snap.min_isr:
+            add("kastle_partition_under_min_isr", [topic, partition], 1 if isr < snap.min_isr[topic] else 0)
     for topic, partition, start, end in snap.offsets:
         add("kastle_partition_log_start_offset", [topic, partition], start)
         add("kastle_partition_log_end_offset", [topic, partition], end)

@@ -4,8 +4,8 @@ Two sources, both reached the way the rest of the control plane reaches them:
 - each broker's `/metrics` on its admin listener (usage counters, storage, requests, throttling,
   connections; docs/metering.md defines them), fetched concurrently;
 - the Kafka protocol with the cluster's internal credential (`sharedkit.kafka_admin`):
-  metadata (replicas, in-sync replicas, leaders), log start and end offsets, and every consumer
-  group's committed offsets.
+  metadata (replicas, in-sync replicas, leaders), each topic's min.insync.replicas, log start
+  and end offsets, and every consumer group's committed offsets.
 
 A broker only ever holds its own cluster's data, and the admin client only sees its own cluster,
 so a snapshot is one tenant's by construction. The snapshot is plain JSON and is kept in Django's
@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
-from confluent_kafka.admin import OffsetSpec
+from confluent_kafka.admin import ConfigResource, OffsetSpec, ResourceType
 from django.core.cache import cache
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -37,7 +37,7 @@ from . import conf
 
 logger = logging.getLogger(__name__)
 
-CACHE_PREFIX = "monitoring:live:v1:"
+CACHE_PREFIX = "monitoring:live:v2:"
 #: brokerd counter families (without `_total`) -> the snapshot's per-topic slot.
 TOPIC_COUNTERS = {
     "kastle_bytes_in": "bytes_in",
@@ -45,7 +45,7 @@ TOPIC_COUNTERS = {
     "kastle_records_in": "records_in",
     "kastle_records_out": "records_out",
 }
-SOURCES = ("brokers", "metadata", "offsets", "consumer_groups")
+SOURCES = ("brokers", "metadata", "configs", "offsets", "consumer_groups")
 
 
 @dataclass
@@ -65,6 +65,8 @@ class Snapshot:
     stored: list[list[Any]] = field(default_factory=list)
     #: [topic, partition, leader, replicas, in_sync_replicas]
     partitions: list[list[Any]] = field(default_factory=list)
+    #: topic -> its min.insync.replicas
+    min_isr: dict[str, int] = field(default_factory=dict)
     #: [topic, partition, log_start_offset, log_end_offset]
     offsets: list[list[Any]] = field(default_factory=list)
     #: [group, topic, partition, committed_offset, lag]
@@ -201,7 +203,7 @@ def _collect_kafka(cluster: Cluster, snap: Snapshot) -> None:
         metadata = client.list_topics(timeout=kafka_admin.REQUEST_TIMEOUT_S)
     except (KafkaException, ServiceError) as exc:
         logger.info("monitoring: no metadata from %s: %s", cluster.public_id, exc)
-        for source in ("metadata", "offsets", "consumer_groups"):
+        for source in ("metadata", "configs", "offsets", "consumer_groups"):
             snap.sources[source] = False
         return
     partitions: list[TopicPartition] = []
@@ -212,6 +214,7 @@ def _collect_kafka(cluster: Cluster, snap: Snapshot) -> None:
             snap.partitions.append([name, pid, p.leader, len(p.replicas), len(p.isrs)])
             partitions.append(TopicPartition(name, pid))
     snap.sources["metadata"] = True
+    snap.sources["configs"] = _collect_min_isr(cluster, client, snap)
     ends = _offsets(cluster, client, partitions, OffsetSpec.latest())
     starts = _offsets(cluster, client, partitions, OffsetSpec.earliest())
     snap.sources["offsets"] = ends is not None and starts is not None
@@ -219,6 +222,27 @@ def _collect_kafka(cluster: Cluster, snap: Snapshot) -> None:
     for key in sorted(set(ends) & set(starts)):
         snap.offsets.append([key[0], key[1], starts[key], ends[key]])
     snap.sources["consumer_groups"] = _collect_lag(cluster, client, snap, ends)
+
+
+def _collect_min_isr(cluster, client, snap: Snapshot) -> bool:
+    """Each topic's min.insync.replicas (one DescribeConfigs), for the under-min-ISR figure."""
+    topics = sorted({row[0] for row in snap.partitions})
+    if not topics:
+        return True
+    try:
+        resources = [ConfigResource(ResourceType.TOPIC, t) for t in topics]
+        futures = client.describe_configs(resources, request_timeout=kafka_admin.REQUEST_TIMEOUT_S)
+    except KafkaException as exc:
+        logger.info("monitoring: DescribeConfigs on %s failed: %s", cluster.public_id, exc)
+        return False
+    ok = True
+    for resource, future in futures.items():
+        try:
+            entry = kafka_admin.result(cluster, future).get("min.insync.replicas")
+            snap.min_isr[resource.name] = int(entry.value)
+        except (KafkaException, ServiceError, AttributeError, TypeError, ValueError):
+            ok = False
+    return ok
 
 
 def _offsets(cluster, client, partitions, spec) -> dict[tuple[str, int], int] | None:

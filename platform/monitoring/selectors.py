@@ -43,9 +43,13 @@ def rule_get(*, organization: Organization, public_id: str) -> AlertRule | None:
     return rule_list(organization=organization).filter(public_id=public_id).first()
 
 
-def notification_list(*, organization: Organization) -> QuerySet[Notification]:
-    return (
-        Notification.objects.filter(organization=organization)
-        .select_related("rule", "channel")
-        .order_by("-created_at", "-id")
-    )
+def notification_list(
+    *, organization: Organization, rule: str | None = None, channel: str | None = None
+) -> QuerySet[Notification]:
+    """Newest first; `rule` / `channel`: only those of that rule (alr-…) or channel (nch-…)."""
+    qs = Notification.objects.filter(organization=organization).select_related("rule", "channel")
+    if rule:
+        qs = qs.filter(rule__public_id=rule)
+    if channel:
+        qs = qs.filter(channel__public_id=channel)
+    return qs.order_by("-created_at", "-id")

@@ -143,13 +143,14 @@ def test_export_matches_what_clients_did(e2e, api_client):
         assert value(found, "kastle_partition_replicas", topic="orders", partition=partition) == 1
         assert value(found, "kastle_partition_under_replicated", topic="orders", partition=partition) == 0
         assert value(found, "kastle_partition_offline", topic="orders", partition=partition) == 0
+        assert value(found, "kastle_partition_under_min_isr", topic="orders", partition=partition) == 0
     billing = {"group": "billing", "topic": "orders"}
     assert value(found, "kastle_consumer_group_lag_records", **billing, partition=0) == 3
     assert value(found, "kastle_consumer_group_lag_records", **billing, partition=1) == 0
     assert value(found, "kastle_consumer_group_committed_offset", **billing, partition=0) == 9
     assert value(found, "kastle_requests_total", api="Produce", error="NONE") >= 19
     assert value(found, "kastle_brokers_up") == 1 and value(found, "kastle_cluster_running") == 1
-    for source in ("brokers", "metadata", "offsets", "consumer_groups"):
+    for source in ("brokers", "metadata", "configs", "offsets", "consumer_groups"):
         assert value(found, "kastle_export_source_up", source=source) == 1, source
     assert not any("__consumer_offsets" in str(labels) for _, labels in found)  # the platform's topic
 

@@ -25,7 +25,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class PrometheusTextRenderer(renderers.BaseRenderer):
-    """Lets a scraper's `Accept: text/plain` through content negotiation; errors stay JSON text."""
+    """Lets a scraper's `Accept: text/plain` through content negotiation (the export itself is an
+    HttpResponse; errors are switched back to JSON in `finalize_response`)."""
 
     media_type = "text/plain"
     format = "txt"
@@ -52,6 +53,12 @@ docs/grafana-dashboard.json is a dashboard for them.
 class ClusterMetricsExportViewSet(ClusterScopedMixin, viewsets.ViewSet):
     renderer_classes = [renderers.JSONRenderer, PrometheusTextRenderer]
     roles = {"export": Role.MEMBER}
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        if isinstance(response, Response):  # an error: the one JSON error shape, whatever was accepted
+            request.accepted_renderer = renderers.JSONRenderer()
+            request.accepted_media_type = "application/json"
+        return super().finalize_response(request, response, *args, **kwargs)
 
     @extend_schema(
         operation_id="clusters_metrics_export",
@@ -274,10 +281,6 @@ class NotificationListView(OrganizationScopedMixin, generics.GenericAPIView):
     def get(self, request):
         filters = s.NotificationFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        qs = self.get_queryset()
-        if filters.validated_data.get("rule"):
-            qs = qs.filter(rule__public_id=filters.validated_data["rule"])
-        if filters.validated_data.get("channel"):
-            qs = qs.filter(channel__public_id=filters.validated_data["channel"])
-        page = self.paginate_queryset(qs.order_by("-created_at", "-id"))
+        rows = selectors.notification_list(organization=self.organization, **filters.validated_data)
+        page = self.paginate_queryset(rows)
         return self.get_paginated_response(s.NotificationSerializer(page, many=True).data)

@@ -30,6 +30,7 @@ def full_snapshot() -> Snapshot:
         topics={"orders": {"bytes_in": 10, "bytes_out": 20, "records_in": 1, "records_out": 2}},
         stored=[["orders", 0, 10]],
         partitions=[["orders", 0, 1, 1, 1]],
+        min_isr={"orders": 1},
         offsets=[["orders", 0, 0, 1]],
         lag=[["billing", "orders", 0, 0, 1]],
         requests=[["Produce", "NONE", 1]],
