@@ -47,7 +47,11 @@ class Config:
 
     @property
     def effective_token(self) -> str | None:
-        return os.environ.get("KASTLE_TOKEN") or self.token
+        if os.environ.get("KASTLE_TOKEN"):
+            return os.environ["KASTLE_TOKEN"]
+        if self.url and self.site_url != normalize_url(self.url):
+            return None  # KASTLE_URL names another site: the stored token is never sent there
+        return self.token
 
     def require_login(self) -> tuple[str, str]:
         url, token = self.site_url, self.effective_token

@@ -10,6 +10,16 @@ from kastle.api import Api, seg
 from kastle.config import Config
 from kastle.errors import UsageError
 
+
+def complete_cluster(incomplete: str) -> list[tuple[str, str]]:
+    """Shell completion of cluster ids (with their names) from the REST API; quiet on any error."""
+    try:
+        clusters = Session().api.list_all("clusters")
+    except Exception:  # completion must never print an error into the user's shell
+        return []
+    return [(c["id"], c["name"]) for c in clusters if c["id"].startswith(incomplete)]
+
+
 ClusterOpt = Annotated[
     str | None,
     typer.Option(
@@ -18,6 +28,7 @@ ClusterOpt = Annotated[
         envvar="KASTLE_CLUSTER",
         help="The cluster's id (lkc-…); default: the current context (`kastle context set ID`).",
         show_default=False,
+        autocompletion=complete_cluster,
     ),
 ]
 

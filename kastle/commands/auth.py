@@ -12,7 +12,7 @@ from kastle.api import Api, seg
 from kastle.config import Config, normalize_url
 from kastle.errors import AuthError, CliError, UsageError
 from kastle.output import Format, OutputOpt, emit, note
-from kastle.session import Session
+from kastle.session import Session, complete_cluster
 
 UrlOpt = Annotated[
     str | None,
@@ -168,7 +168,9 @@ def context(ctx: typer.Context, output: OutputOpt = Format.table) -> None:
 
 @context_app.command("set")
 def context_set(
-    cluster_id: Annotated[str, typer.Argument(metavar="ID", help="The cluster's id (lkc-…).")],
+    cluster_id: Annotated[
+        str, typer.Argument(metavar="ID", help="The cluster's id (lkc-…).", autocompletion=complete_cluster)
+    ],
     output: OutputOpt = Format.table,
 ) -> None:
     """Make a cluster the current one (it must exist in your organization)."""

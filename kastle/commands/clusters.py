@@ -10,7 +10,7 @@ import typer
 from kastle.api import Api, seg
 from kastle.errors import INTERRUPTED, CliError, UsageError
 from kastle.output import Format, OutputOpt, emit, note, spinner
-from kastle.session import ClusterOpt, Session, YesOpt, confirm
+from kastle.session import ClusterOpt, Session, YesOpt, complete_cluster, confirm
 
 app = typer.Typer(help="Create, list, describe and delete clusters.", no_args_is_help=True)
 
@@ -30,7 +30,12 @@ DETAIL = [
     ("created", "created_at"),
 ]
 
-IdArg = Annotated[str | None, typer.Argument(metavar="[ID]", help="The cluster's id (default: current).")]
+IdArg = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="[ID]", help="The cluster's id (default: current).", autocompletion=complete_cluster
+    ),
+]
 WaitTimeoutOpt = Annotated[
     float, typer.Option("--timeout", min=1, help="Seconds --wait waits before giving up.")
 ]
@@ -116,7 +121,9 @@ def describe(cluster_id: IdArg = None, cluster: ClusterOpt = None, output: Outpu
 
 @app.command()
 def delete(
-    cluster_id: Annotated[str, typer.Argument(metavar="ID", help="The cluster's id.")],
+    cluster_id: Annotated[
+        str, typer.Argument(metavar="ID", help="The cluster's id.", autocompletion=complete_cluster)
+    ],
     yes: YesOpt = False,
     wait: Annotated[bool, typer.Option("--wait", help="Wait until it is DELETED.")] = False,
     timeout: WaitTimeoutOpt = 300,

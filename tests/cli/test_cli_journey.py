@@ -99,6 +99,56 @@ def test_context_set(logged_in: Cli, cluster) -> None:
     assert logged_in.config()["current_cluster"] == cluster["id"]
 
 
+def test_signup_login_with_a_token_and_another_tenant(
+    logged_in: Cli, account: Account, cluster, tmp_path
+) -> None:
+    """A second user signs up with the CLI (own config dir): another tenant, so the first one's
+    cluster is not found; a token login is only forgotten by logout, never revoked."""
+    other = Cli(tmp_path, logged_in.url)
+    email = "grace@cli.example"
+    signed = other.json(
+        "signup",
+        "--url",
+        other.url,
+        "--email",
+        email,
+        "--organization",
+        "Compilers",
+        "--password-stdin",
+        input="another long passphrase\n",
+    )
+    token = other.config()["token"]
+    me = Account(email, "", token, other.url).get("me")
+    assert signed == {"user": me["user"], "organization": me["organization"]}
+    described = other.run("cluster", "describe", cluster["id"])
+    assert described.code == 3 and cluster["id"] in described.err
+    assert other.run("context", "set", cluster["id"]).code == 3
+
+    # a token login: whoami works; logout forgets the token but does not revoke it
+    (tmp_path / "token-user").mkdir()
+    fresh = Cli(tmp_path / "token-user", logged_in.url)
+    assert fresh.json("login", "--url", fresh.url, "--token", token) == me
+    fresh.ok("logout")
+    assert Account(email, "", token, other.url).rest("GET", "me").status_code == 200
+
+    # KASTLE_URL naming another site: the stored token is never sent there
+    elsewhere = logged_in.run("whoami", env={"KASTLE_URL": "http://localhost:1"})
+    assert elsewhere.code == 4 and "not logged in to http://localhost:1" in elsewhere.err
+
+
+def test_shell_completion(logged_in: Cli, cluster) -> None:
+    script = logged_in.ok("--show-completion", "bash", env={"SHELL": "/bin/bash"}).out
+    assert "_KASTLE_COMPLETE" in script or "complete_bash" in script
+    env = {
+        "_KASTLE_COMPLETE": "complete_bash",
+        "COMP_WORDS": "kastle topic list --cluster ",
+        "COMP_CWORD": "4",
+    }
+    assert cluster["id"] in logged_in.ok(env=env).out
+    env = {"_KASTLE_COMPLETE": "complete_bash", "COMP_WORDS": "kastle consumer-gr", "COMP_CWORD": "1"}
+    assert logged_in.ok(env=env).out.split() == ["consumer-group"]
+
+
 # --- topics --------------------------------------------------------------------------------------------
 def test_topic_create_list_describe_update_delete(logged_in: Cli, account: Account, cluster) -> None:
     base = f"clusters/{cluster['id']}/topics"
@@ -312,6 +362,11 @@ def test_api_key_list_rotate_revoke(logged_in: Cli, account: Account, cluster) -
 
     rotated = logged_in.json("api-key", "rotate", scoped["key"], "--overlap", "0s")
     assert rotated["rotated_from"] == scoped["key"] and rotated["key"] != scoped["key"]
+    rest = account.get(f"{base}/{rotated['key']}")
+    assert {k: rotated[k] for k in ("key", "cluster", "owner", "scope", "expires_at")} == {
+        k: rest[k] for k in ("key", "cluster", "owner", "scope", "expires_at")
+    }
+    assert rest["rotated_from"] == scoped["key"]
     assert logged_in.config()["api_keys"][cluster["id"]]["api_key"] == rotated["key"]
     STATE["secrets"] = [scoped["secret"], rotated["secret"]]
     revoked = logged_in.json("api-key", "revoke", rotated["key"], "--yes")
@@ -486,7 +541,7 @@ def test_bad_input_as_a_process(logged_in: Cli, account: Account, cluster, free_
     """The same errors from the real console process: exit code, one line, nothing on stdout."""
     down = f"http://127.0.0.1:{free_port()}"
     cases = [
-        (["topic", "list"], {"KASTLE_URL": down}, 5),
+        (["topic", "list"], {"KASTLE_URL": down, "KASTLE_TOKEN": "kst_any"}, 5),
         (["topic", "list"], {"KASTLE_TOKEN": "kst_wrong"}, 4),
         (["topic", "describe", "orders", "--cluster", "lkc-nosuch"], {}, 3),
         (["topic", "describe", "no-such-topic"], {}, 3),
