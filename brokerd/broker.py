@@ -21,6 +21,7 @@ from brokerd.kafka_configs import BrokerConfigs, TopicConfig, static_from_settin
 from brokerd.protocol import kio_adapter
 from brokerd.settings import Listener, Settings
 from brokerd.storage import Flusher, LogManager, LogSettings, StorageError, Topic
+from brokerd.storage.cleaner import CleanerConfig, LogCleaner
 
 log = logging.getLogger("brokerd")
 
@@ -46,6 +47,7 @@ class Broker:
         self.credentials.on_removed.append(self._close_principals)
         self.tls: Any = None  # brokerd/tls.py TlsContext for SASL_SSL listeners
         self.flusher: Flusher | None = None
+        self.cleaner: LogCleaner | None = None  # compaction of compacted topics, built by start()
         self.connections: set = set()
         self.metadata_cache: dict[Any, Any] = {}
         self.servers: list[tuple[Listener, asyncio.AbstractServer, int]] = []
@@ -155,6 +157,7 @@ class Broker:
         self._start_admin_state()
         self._start_authorizer()
         self._start_groups()
+        self._start_cleaner()
         from brokerd.server import start_listener
 
         for listener in cfg.listeners:
@@ -281,6 +284,33 @@ class Broker:
         except (OSError, ValueError) as exc:
             raise StartupError(f"group coordinator state: {exc}") from None
 
+    def _start_cleaner(self) -> None:
+        """The log cleaner's threads (compacted topics), with the producer state it keeps."""
+        configs = self.admin_state.configs
+        producers = self.groups.producers
+
+        def config() -> CleanerConfig:
+            return CleanerConfig(
+                enable=configs.get("log.cleaner.enable"),
+                threads=configs.get("log.cleaner.threads"),
+                io_max_bytes_per_second=configs.get("log.cleaner.io.max.bytes.per.second"),
+                dedupe_buffer_size=configs.get("log.cleaner.dedupe.buffer.size"),
+                io_buffer_load_factor=configs.get("log.cleaner.io.buffer.load.factor"),
+                backoff_ms=configs.get("log.cleaner.backoff.ms"),
+                kill_at=self.config["test.cleaner.kill.at"],
+            )
+
+        self.cleaner = LogCleaner(
+            self.logs.all_logs,
+            config,
+            loop=asyncio.get_running_loop(),
+            producer_last_offsets=lambda topic, partition: producers.last_offsets((topic, partition)),
+            close_segments=self.flusher.close_later,
+            alive=lambda plog: self.logs.log(plog.topic, plog.partition) is plog,
+        )
+        self.admin_state.metrics.cleaner = self.cleaner
+        self.cleaner.start()
+
     def _write_runtime_files(self) -> None:
         doc = {
             "pid": os.getpid(),
@@ -324,6 +354,8 @@ class Broker:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.cleaner is not None:  # a pass stops before its commit point, or completes its swap
+            await asyncio.to_thread(self.cleaner.stop)
         for _listener, server, _port in self.servers:
             server.close()
         for conn in list(self.connections):

@@ -23,8 +23,11 @@ Plan limits. The control plane writes ``kastle.plan.*`` keys in the broker's con
 is not valid at all raises :class:`InvalidConfig` (INVALID_CONFIG). Both name the key and say
 what is allowed.
 
-Deliberately unsupported: ``cleanup.policy=compact`` (INVALID_CONFIG, "not supported") and
-any ``compression.type`` other than ``producer`` (batches are stored as sent).
+Cross-key rule (Kafka's LogConfig): ``min.compaction.lag.ms`` may not exceed
+``max.compaction.lag.ms`` (INVALID_CONFIG naming both).
+
+Deliberately unsupported: any ``compression.type`` other than ``producer`` (batches are stored
+as sent).
 """
 
 from __future__ import annotations
@@ -251,9 +254,42 @@ TOPIC_CONFIG_DEFS: dict[str, ConfigDef] = {d.name: d for d in [
         "cleanup.policy", ConfigType.LIST, "delete",
         "This config designates the retention policy to use on log segments. The \"delete\" policy "
         "(which is the default) will discard old segments when their retention time or size limit "
-        "has been reached. Only \"delete\" is supported by this broker; \"compact\" is refused.",
-        (one_of("delete", unsupported=("compact",)), _non_empty_list),
+        "has been reached. The \"compact\" policy will enable log compaction, which retains the "
+        "latest value for each key. It is also possible to specify both policies in a "
+        "comma-separated list (e.g. \"delete,compact\"). In this case, old segments will be "
+        "discarded per the retention time and size configuration, while retained segments will be "
+        "compacted.",
+        (one_of("delete", "compact"), _non_empty_list),
         (Synonym("log.cleanup.policy"),)),
+    ConfigDef(
+        "delete.retention.ms", ConfigType.LONG, "86400000",
+        "The amount of time to retain delete tombstone markers for log compacted topics. This "
+        "setting also gives a bound on the time in which a consumer must complete a read if they "
+        "begin from offset 0 to ensure that they get a valid snapshot of the final stage (otherwise "
+        "delete tombstones may be collected before they complete their scan).",
+        (at_least(0),), (Synonym("log.cleaner.delete.retention.ms"),)),
+    ConfigDef(
+        "max.compaction.lag.ms", ConfigType.LONG, str(LONG_MAX),
+        "The maximum time a message will remain ineligible for compaction in the log. Only "
+        "applicable for logs that are being compacted.",
+        (at_least(1),), (Synonym("log.cleaner.max.compaction.lag.ms"),)),
+    ConfigDef(
+        "min.cleanable.dirty.ratio", ConfigType.DOUBLE, "0.5",
+        "This configuration controls how frequently the log compactor will attempt to clean the "
+        "log (assuming log compaction is enabled). By default we will avoid cleaning a log where "
+        "more than 50% of the log has been compacted. This ratio bounds the maximum space wasted "
+        "in the log by duplicates. If the max.compaction.lag.ms or the min.compaction.lag.ms "
+        "configurations are also specified, then the log compactor considers the log to be "
+        "eligible for compaction as soon as either: (i) the dirty ratio threshold has been met "
+        "and the log has had dirty (uncompacted) records for at least the min.compaction.lag.ms "
+        "duration, or (ii) if the log has had dirty (uncompacted) records for at most the "
+        "max.compaction.lag.ms period.",
+        (between(0, 1),), (Synonym("log.cleaner.min.cleanable.ratio"),)),
+    ConfigDef(
+        "min.compaction.lag.ms", ConfigType.LONG, "0",
+        "The minimum time a message will remain uncompacted in the log. Only applicable for logs "
+        "that are being compacted.",
+        (at_least(0),), (Synonym("log.cleaner.min.compaction.lag.ms"),)),
     ConfigDef(
         "compression.type", ConfigType.STRING, "producer",
         "Specify the final compression type for a given topic. Only 'producer' is supported: batches "
@@ -313,6 +349,10 @@ LOG_SETTINGS: dict[str, str] = {
     "message.timestamp.type": "timestamp_type",
     "retention.ms": "retention_ms",
     "retention.bytes": "retention_bytes",
+    "min.cleanable.dirty.ratio": "min_cleanable_ratio",
+    "min.compaction.lag.ms": "min_compaction_lag_ms",
+    "max.compaction.lag.ms": "max_compaction_lag_ms",
+    "delete.retention.ms": "delete_retention_ms",
 }
 
 PLAN_LIMIT_KEYS = {
@@ -334,8 +374,41 @@ BROKER_CONFIG_DEFS: dict[str, ConfigDef] = {d.name: d for d in [
               "Enables delete topic. Delete topic through the admin tool will have no effect if this "
               "config is turned off.", dynamic=False),
     ConfigDef("log.cleanup.policy", ConfigType.LIST, "delete",
-              "The default cleanup policy for segments beyond the retention window. Only \"delete\" "
-              "is supported.", (one_of("delete", unsupported=("compact",)), _non_empty_list)),
+              "The default cleanup policy for segments beyond the retention window. A comma "
+              "separated list of valid policies.", (one_of("delete", "compact"), _non_empty_list)),
+    # The log cleaner (brokerd/storage/cleaner.py). Kafka's names and defaults.
+    ConfigDef("log.cleaner.backoff.ms", ConfigType.LONG, "15000",
+              "The amount of time to sleep when there are no logs to clean", (at_least(0),)),
+    ConfigDef("log.cleaner.dedupe.buffer.size", ConfigType.LONG, "134217728",
+              "The total memory used for log deduplication across all cleaner threads",
+              (at_least(1024),)),
+    ConfigDef("log.cleaner.delete.retention.ms", ConfigType.LONG, "86400000",
+              "The amount of time to retain tombstone message markers for log compacted topics. "
+              "This setting also gives a bound on the time in which a consumer must complete a read "
+              "if they begin from offset 0 to ensure that they get a valid snapshot of the final "
+              "stage (otherwise tombstones messages may be collected before a consumer completes "
+              "their scan).", (at_least(0),)),
+    ConfigDef("log.cleaner.enable", ConfigType.BOOLEAN, "true",
+              "Enable the log cleaner process to run on the server. Should be enabled if using any "
+              "topics with a cleanup.policy=compact including the internal offsets topic.",
+              dynamic=False),
+    ConfigDef("log.cleaner.io.buffer.load.factor", ConfigType.DOUBLE, "0.9",
+              "Log cleaner dedupe buffer load factor. The percentage full the dedupe buffer can "
+              "become.", (between(0, 1),)),
+    ConfigDef("log.cleaner.io.max.bytes.per.second", ConfigType.DOUBLE, "1.7976931348623157E308",
+              "The log cleaner will be throttled so that the sum of its read and write i/o will be "
+              "less than this value on average"),
+    ConfigDef("log.cleaner.max.compaction.lag.ms", ConfigType.LONG, str(LONG_MAX),
+              "The maximum time a message will remain ineligible for compaction in the log. Only "
+              "applicable for logs that are being compacted.", (at_least(1),)),
+    ConfigDef("log.cleaner.min.cleanable.ratio", ConfigType.DOUBLE, "0.5",
+              "The minimum ratio of dirty log to total log for a log to eligible for cleaning.",
+              (between(0, 1),)),
+    ConfigDef("log.cleaner.min.compaction.lag.ms", ConfigType.LONG, "0",
+              "The minimum time a message will remain uncompacted in the log. Only applicable for "
+              "logs that are being compacted.", (at_least(0),)),
+    ConfigDef("log.cleaner.threads", ConfigType.INT, "1",
+              "The number of background threads to use for log cleaning", (at_least(0),)),
     ConfigDef("log.message.timestamp.type", ConfigType.STRING, "CreateTime",
               "Define whether the timestamp in the message is message create time or log append time.",
               (one_of("CreateTime", "LogAppendTime"),)),
@@ -429,6 +502,10 @@ SHARED_KEYS = (
 #: Keys only this module knows; registered in brokerd/settings.py by ``register_settings``.
 OWN_KEYS = (
     "log.retention.hours", "log.retention.minutes", "log.roll.hours", "log.cleanup.policy",
+    "log.cleaner.backoff.ms", "log.cleaner.dedupe.buffer.size", "log.cleaner.delete.retention.ms",
+    "log.cleaner.enable", "log.cleaner.io.buffer.load.factor", "log.cleaner.io.max.bytes.per.second",
+    "log.cleaner.max.compaction.lag.ms", "log.cleaner.min.cleanable.ratio",
+    "log.cleaner.min.compaction.lag.ms", "log.cleaner.threads",
     "compression.type", "min.insync.replicas", "max.connections", "max.connections.per.ip",
     "quota.window.num", "quota.window.size.seconds", "super.users",
     "kastle.max.connections.per.principal", "kastle.plan.max.retention.ms",
@@ -706,7 +783,27 @@ def validate_topic_config(key: str, raw: Any, broker: BrokerConfigs | None = Non
 def validate_topic_configs(configs: Mapping[str, Any], broker: BrokerConfigs | None = None) -> dict[str, str]:
     """Validate a full set of topic overrides (CreateTopics, AlterConfigs)."""
     # A key left unset inherits the broker default, which check_plan_limits already covered.
-    return {key: validate_topic_config(key, raw, broker) for key, raw in configs.items()}
+    out = {key: validate_topic_config(key, raw, broker) for key, raw in configs.items()}
+    check_topic_consistency(out, broker)
+    return out
+
+
+def check_topic_consistency(overrides: Mapping[str, str], broker: BrokerConfigs | None = None) -> None:
+    """Rules across keys, on the effective values (Kafka's LogConfig.validateValues)."""
+    def effective(key: str) -> Any:
+        if key in overrides:
+            raw = overrides[key]
+        elif broker is not None:
+            raw = broker.topic_default(key)[0]
+        else:
+            raw = TOPIC_CONFIG_DEFS[key].default
+        return TOPIC_CONFIG_DEFS[key].parse(raw, validate=False)
+
+    min_lag, max_lag = effective("min.compaction.lag.ms"), effective("max.compaction.lag.ms")
+    if min_lag > max_lag:
+        key = "min.compaction.lag.ms" if "min.compaction.lag.ms" in overrides else "max.compaction.lag.ms"
+        raise InvalidConfig(key, f"conflict topic config setting min.compaction.lag.ms ({min_lag}) > "
+                                 f"max.compaction.lag.ms ({max_lag})")
 
 
 def incremental_alter(current: Mapping[str, str], ops: Iterable[tuple[str, int, str | None]],
@@ -743,6 +840,7 @@ def incremental_alter(current: Mapping[str, str], ops: Iterable[tuple[str, int, 
             else:
                 items = [v for v in items if v not in delta]
             new[key] = validate_topic_config(key, ",".join(items), broker)
+    check_topic_consistency(new, broker)
     return new
 
 
@@ -779,6 +877,10 @@ class TopicConfig:
             except ConfigError as exc:
                 log.warning("topic config %s: %s; using the broker default", key, exc)
                 out[attr] = TopicConfig(self.broker).get(key)
+        policy = self.get("cleanup.policy")
+        out["compact"], out["delete"] = "compact" in policy, "delete" in policy
+        if out["compact"]:  # Kafka rolls compacted logs by max.compaction.lag.ms too
+            out["segment_ms"] = min(out["segment_ms"], out["max_compaction_lag_ms"])
         return out
 
     @property
@@ -800,6 +902,10 @@ class TopicConfig:
     @property
     def max_message_bytes(self) -> int:
         return self.get("max.message.bytes")
+
+    @property
+    def cleanup_policy(self) -> list[str]:
+        return self.get("cleanup.policy")
 
     @property
     def log_append_time(self) -> bool:

@@ -425,6 +425,39 @@ class _StorageCollector:
         yield total
 
 
+class _CleanerCollector:
+    """The log cleaner, per compacted partition (brokerd/storage/cleaner.py)."""
+
+    def __init__(self, source: Callable[[], Any]) -> None:
+        self.source = source
+
+    def collect(self) -> Iterable[Any]:
+        labels = ["topic", "partition"]
+        ratio = GaugeMetricFamily("kastle_log_cleaner_dirty_ratio",
+                                  "Dirty bytes / (clean + dirty bytes) of the cleanable range, last measured",
+                                  labels=labels)
+        cleaned = CounterMetricFamily("kastle_log_cleaner_bytes_cleaned",
+                                      "Bytes of log read and rewritten by cleaner passes", labels=labels)
+        duration = GaugeMetricFamily("kastle_log_cleaner_pass_duration_seconds",
+                                     "Duration of the latest cleaner pass", labels=labels)
+        delay = GaugeMetricFamily("kastle_log_cleaner_max_compaction_delay_seconds",
+                                  "How far the oldest dirty record is past max.compaction.lag.ms",
+                                  labels=labels)
+        running = GaugeMetricFamily("kastle_log_cleaner_pass_in_progress",
+                                    "1 while a cleaner pass runs on the partition", labels=labels)
+        passes = CounterMetricFamily("kastle_log_cleaner_passes", "Completed cleaner passes", labels=labels)
+        cleaner = self.source()
+        for topic, partition, st in (cleaner.rows() if cleaner is not None else ()):
+            key = [topic, str(partition)]
+            ratio.add_metric(key, st.dirty_ratio)
+            cleaned.add_metric(key, st.bytes_cleaned)
+            duration.add_metric(key, st.last_pass_seconds)
+            delay.add_metric(key, st.max_delay_ms / 1000.0)
+            running.add_metric(key, 1 if st.in_progress else 0)
+            passes.add_metric(key, st.passes)
+        yield from (ratio, cleaned, duration, delay, running, passes)
+
+
 class BrokerMetrics:
     """All metrics of one broker, on a private (non-global) CollectorRegistry."""
 
@@ -437,6 +470,8 @@ class BrokerMetrics:
         r = self.registry = CollectorRegistry(auto_describe=False)
         r.register(_UsageCollector(journal))
         r.register(_StorageCollector(lambda: self.storage))
+        self.cleaner: Any = None  # the broker's LogCleaner, once started
+        r.register(_CleanerCollector(lambda: self.cleaner))
         self.requests = Counter("kastle_requests", "Requests handled, by API and error code",
                                 ["api", "error"], registry=r)
         self.latency = Histogram("kastle_request_latency_seconds",

@@ -371,5 +371,11 @@ class ProducerStateManager:
     def entry(self, tp: TopicPartition, producer_id: int) -> ProducerEntry | None:
         return self._partitions.get(tp, {}).get(producer_id)
 
+    def last_offsets(self, tp: TopicPartition) -> dict[int, int]:
+        """Producer id -> last offset of its last batch, for each known producer of a partition
+        (the log cleaner keeps those batches)."""
+        producers = self._partitions.get(tp, {})
+        return {pid: e.batches[-1].last_offset for pid, e in producers.items() if e.batches}
+
     def producer_count(self) -> int:
         return sum(len(p) for p in self._partitions.values())

@@ -106,6 +106,8 @@ register("allow.everyone.if.no.acl.found", "bool", False,
 register("test.fault.produce.drop.after.append", "int", 0,
          "TEST ONLY: close the connection after every Nth idempotent append, before responding")
 register("test.flush.journal", "path", None, "TEST ONLY: append 'topic partition offset' per fsync")
+register("test.cleaner.kill.at", "str", "", "TEST ONLY: SIGKILL at a log cleaner swap point "
+         "(staged, committed or installed)")
 # --- Kafka broker configs, plan limits and quotas (defined in brokerd/kafka_configs.py) ---
 from brokerd import kafka_configs  # noqa: E402
 

@@ -98,6 +98,8 @@ def delete_records(request, ctx):
                 error = ErrorCode.topic_authorization_failed
             elif plog is None:
                 error = ErrorCode.unknown_topic_or_partition
+            elif not plog.settings.delete:  # as Kafka: records of a compact-only log stay
+                error = ErrorCode.policy_violation
             else:
                 offset = plog.next_offset if p.offset == -1 else p.offset
                 if offset < 0 or offset > plog.next_offset:

@@ -171,9 +171,11 @@ def replay_producer_state(producers: ProducerStateManager, logs) -> int:
         for seg in plog.segments:
             if seg.size == 0 or (seg is not plog.segments[-1] and _next_base(plog, seg) <= start):
                 continue
-            for base, last, pid, epoch, seq, count in _scan_headers(seg):
+            for base, last, pid, epoch, seq, _count in _scan_headers(seg):
                 if last >= start and pid >= 0:
-                    batches.append((tp, base, last, pid, epoch, seq, count))
+                    # The sequence span comes from the offset span, as Kafka's lastSequence: the
+                    # cleaner may have removed records (or all of them) from the batch.
+                    batches.append((tp, base, last, pid, epoch, seq, last - base + 1))
         applied += producers.replay(batches)
     return applied
 

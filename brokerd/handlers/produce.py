@@ -1,6 +1,8 @@
 """Produce v3-11 (advertised from v0; v0-2 are refused by closing the connection, as Kafka 4 does).
 
-Batches are validated by header + CRC-32C and stamped in place; records are never decoded.
+Batches are validated by header + CRC-32C and stamped in place; records are never decoded,
+except on compacted topics, where a record without a key is refused (INVALID_RECORD, with
+``record_errors`` from v8), as Kafka's LogValidator does.
 acks=all is answered after a group fsync covering the batch; acks=1 once write() returned.
 """
 
@@ -15,6 +17,7 @@ from brokerd.handlers import error_name, register
 from brokerd.handlers import groups as idempotence
 from brokerd.protocol.fastpath import decode_produce, encode_produce_response
 from brokerd.records import BatchTooLarge, InvalidBatch, validate_and_stamp
+from brokerd.storage.compaction import keyless_records
 
 log = logging.getLogger("brokerd.produce")
 
@@ -26,6 +29,25 @@ INVALID_REQUIRED_ACKS = 21
 TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
 KAFKA_STORAGE_ERROR = 56
 TOPIC_AUTHORIZATION_FAILED = 29
+INVALID_RECORD = 87
+
+
+class RecordsRefused(Exception):
+    """Kafka's RecordValidationException: the partition's records are refused, with per-record errors."""
+
+    def __init__(self, errors: list[tuple[int, str]]) -> None:
+        shown = ", ".join(f"RecordError(batchIndex={i}, message='{m}')" for i, m in errors[:3])
+        super().__init__(f"One or more records have been rejected due to {len(errors)} record errors in "
+                         f"total, and only showing the first three errors at most: [{shown}]")
+        self.errors = errors
+
+
+def _refuse_keyless(name: str, index: int, records) -> None:
+    """A compacted topic keeps the latest record per key: a record without one cannot be kept."""
+    keyless = keyless_records(records)
+    if keyless:
+        message = f"Compacted topic cannot accept message without key in topic partition {name}-{index}."
+        raise RecordsRefused([(i, message) for i in keyless])
 
 
 @register(0, 0, 11, decode=decode_produce, refuse_below=3)
@@ -38,6 +60,7 @@ def handle(request, ctx):
     to_flush = []
     failed = False
     admin = broker.admin_state  # usage journal and quotas
+    record_errors: dict = {}
     appended = 0
     authz = broker.authorizer  # WRITE on each topic (None: authorizer off)
     for name, partitions in request.topics:
@@ -71,6 +94,8 @@ def handle(request, ctx):
                     batches, count = validate_and_stamp(
                         records, plog.next_offset, settings.max_message_bytes, append_time
                     )
+                    if settings.compact:  # the only place produce looks inside a batch
+                        _refuse_keyless(name, index, records)
                     # idempotent-producer sequence check (a retry returns its offset)
                     base = idempotence.check_produce(ctx, name, index, records)
                     if base is None:
@@ -81,6 +106,9 @@ def handle(request, ctx):
                         idempotence.produce_appended(ctx, name, index, records, batches)
                 except idempotence.ProduceRefused as exc:
                     error, message = exc.code, str(exc)
+                except RecordsRefused as exc:
+                    error, message = INVALID_RECORD, str(exc)
+                    record_errors[(name, index)] = exc.errors
                 except InvalidBatch as exc:
                     error, message = CORRUPT_MESSAGE, str(exc)
                 except BatchTooLarge as exc:
@@ -116,7 +144,7 @@ def handle(request, ctx):
         ctx.errors = _error_counts(results)
     elif len(results) != 1 or len(results[0][1]) != 1:
         ctx.errors = {"NONE": sum(len(presults) for _name, presults in results)}
-    body = encode_produce_response(version, results, throttle)
+    body = encode_produce_response(version, results, throttle, record_errors)
     if to_flush:
         # A future resolved with the body once an fsync covers the batches (no task per request).
         return broker.flusher.wait(to_flush, body)

@@ -147,8 +147,13 @@ _PART_V3 = struct.Struct(">ihqq")  # index, error, base offset, log append time
 _PART_V5 = struct.Struct(">ihqqq")  # + log start offset
 
 
-def encode_produce_response(version: int, topics: list, throttle_ms: int = 0) -> bytes:
-    """``topics``: [(name, [(index, error, base_offset, log_append_time, log_start, error_message)])]."""
+def encode_produce_response(
+    version: int, topics: list, throttle_ms: int = 0, record_errors: dict | None = None
+) -> bytes:
+    """``topics``: [(name, [(index, error, base_offset, log_append_time, log_start, error_message)])].
+
+    ``record_errors``: {(name, index): [(batch_index, message)]} for refused records (v8+).
+    """
     flexible = version >= 9
     out = [_arr(len(topics), flexible)]
     for name, parts in topics:
@@ -160,7 +165,16 @@ def encode_produce_response(version: int, topics: list, throttle_ms: int = 0) ->
             else:
                 out.append(_PART_V3.pack(index, error, base, lat))
             if version >= 8:
-                out.append(_arr(0, flexible))  # record_errors
+                errors = record_errors.get((name, index)) if record_errors else None
+                if errors:
+                    out.append(_arr(len(errors), flexible))
+                    for batch_index, batch_message in errors:
+                        out.append(_I32.pack(batch_index))
+                        out.append(_str(batch_message, flexible))
+                        if flexible:
+                            out.append(b"\x00")
+                else:
+                    out.append(_arr(0, flexible))  # record_errors
                 out.append(_str(message, flexible))
             if flexible:
                 out.append(b"\x00")

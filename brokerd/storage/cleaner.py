@@ -38,6 +38,7 @@ import json
 import logging
 import math
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -68,6 +69,9 @@ class CleanerConfig:
     dedupe_buffer_size: int = 128 * 1024 * 1024
     io_buffer_load_factor: float = 0.9
     backoff_ms: int = 15000
+    # TEST ONLY: SIGKILL this process at one point of every swap: "staged" (new segment durable),
+    # "committed" (manifest written) or "installed" (in place, old segments not yet deleted).
+    kill_at: str = ""
 
     def map_capacity(self) -> int:
         per_thread = self.dedupe_buffer_size / max(self.threads, 1)
@@ -635,8 +639,10 @@ class LogCleaner:
                 os.fsync(fd)
             swap.fsync_dir(swap.STAGING_DIR, dir_fd=dir_fd)
             self._check_stop()
+            self._test_kill("staged")
             old = [seg.base for seg in group]
             swap.write_manifest(dir_fd, base, old)  # committed: recovery finishes it from here on
+            self._test_kill("committed")
         except BaseException:
             new.close()
             raise
@@ -649,6 +655,7 @@ class LogCleaner:
             new.close()
             swap.discard(dir_fd)
             raise PassAborted(f"{plog.topic}-{plog.partition} changed during the pass")
+        self._test_kill("installed")
         try:
             swap.finish(dir_fd, base, old)
         except OSError as exc:
@@ -659,6 +666,11 @@ class LogCleaner:
         result.bytes_written += written
         result.groups.append((base, old))
         return horizon
+
+    def _test_kill(self, point: str) -> None:
+        if self.config().kill_at == point:
+            log.warning("TEST FAULT: killing the broker at the cleaner's %r point", point)
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def _install(self, dir_fd: int, plog: PartitionLog, group: list[Segment], new: Segment) -> bool:
         """On the event loop: move the new files into place and splice the segment list."""

@@ -16,7 +16,7 @@ from brokerd.storage import swap
 from brokerd.storage.retention import expired_segments, segments_below
 from brokerd.storage.segment import Segment
 
-log = logging.getLogger("brokerd.storage")
+logger = logging.getLogger("brokerd.storage")
 
 
 @dataclass(slots=True)
@@ -86,7 +86,7 @@ class PartitionLog:
         os.makedirs(directory, exist_ok=True)
         recovered = swap.recover(directory)  # a cleaner swap a crash interrupted
         if recovered:
-            log.info("%s-%d: %s", topic, partition, recovered)
+            logger.info("%s-%d: %s", topic, partition, recovered)
         bases: dict[int, int] = {}
         with os.scandir(directory) as it:
             for entry in it:

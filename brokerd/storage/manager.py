@@ -254,7 +254,9 @@ class LogManager:
             for plog in topic.partitions:
                 if plog.cleaning:
                     continue  # a cleaner pass owns the sealed segments; retention runs next time
-                n = plog.segments_to_retain_away(s.retention_ms, s.retention_bytes, now_ms)
+                # cleanup.policy=compact alone keeps old segments (the cleaner shrinks them)
+                n = plog.segments_to_retain_away(s.retention_ms, s.retention_bytes, now_ms) if s.delete else 0
+                n = max(n, plog.advance_start_offset(plog.start_offset))  # DeleteRecords deferred
                 if n:
                     deleted += self._delete_segments(plog, n)
         return deleted
@@ -264,7 +266,7 @@ class LogManager:
         if offset > plog.start_offset:
             n = plog.advance_start_offset(offset)
             self._save_start_offsets()
-            if n:
+            if n and not plog.cleaning:  # else the next retention run deletes them
                 self._delete_segments(plog, n)
         return plog.start_offset
 

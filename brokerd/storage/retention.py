@@ -23,7 +23,8 @@ def expired_segments(
         for seg in segments:
             seg.ensure_loaded()
             newest = seg.max_ts if seg.max_ts >= 0 else int(seg.last_modified * 1000)
-            if seg.size and now_ms - newest > retention_ms:
+            # (a sealed segment the cleaner emptied goes too; an empty active one stays)
+            if (seg.size or seg is not segments[-1]) and now_ms - newest > retention_ms:
                 doomed += 1
             else:
                 break
@@ -31,7 +32,7 @@ def expired_segments(
         total = sum(seg.size for seg in segments)
         n = 0
         for seg in segments:
-            if total - seg.size < retention_bytes or not seg.size:
+            if total - seg.size < retention_bytes or (not seg.size and seg is segments[-1]):
                 break
             total -= seg.size
             n += 1

@@ -197,6 +197,24 @@ def test_topics_rest_rules(e2e):
     )
     assert actions == {"topic.create", "topic.update", "topic.delete"}
 
+    # Compacted topics: Kafka's names and validation, the policy shown in the topic's configs.
+    for key, value in (("cleanup.policy", "shred"), ("min.cleanable.dirty.ratio", "2"),
+                       ("delete.retention.ms", "-5"), ("segment.bytes", "1000")):
+        error = assert_error(client.post(base, {"name": "t", "configs": {key: value}}), 400)
+        assert key in error["details"]["configs"], error
+    error = assert_error(client.post(base, {"name": "t", "configs": {
+        "min.compaction.lag.ms": "5000", "max.compaction.lag.ms": "1000"}}), 400)
+    assert "min.compaction.lag.ms" in str(error["details"]["configs"])
+    made = client.post(base, {"name": "table", "configs": {"cleanup.policy": "compact,delete",
+                                                           "min.cleanable.dirty.ratio": "0.2",
+                                                           "delete.retention.ms": "60000"}})
+    assert made.status_code == 201, made.content
+    configs = {c["name"]: c["value"] for c in client.get(f"{base}/table").json()["configs"]}
+    assert configs["cleanup.policy"] == "compact,delete" and configs["min.cleanable.dirty.ratio"] == "0.2"
+    assert configs["max.compaction.lag.ms"] == str(2**63 - 1)  # Kafka's default, described
+    patched = client.patch(f"{base}/table", {"configs": {"cleanup.policy": "compact"}})
+    assert {c["name"]: c["value"] for c in patched.json()["configs"]}["cleanup.policy"] == "compact"
+
     # Not RUNNING -> 409.
     assert client.delete(f"/api/v1/clusters/{cluster['id']}").status_code == 202
     assert_error(client.get(base), 409, "cluster_not_running")

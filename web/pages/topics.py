@@ -68,7 +68,11 @@ class TopicCreateForm(forms.Form):
     )
     retention = forms.ChoiceField(choices=RETENTION_CHOICES, required=False, label="Keep messages for")
     cleanup_policy = forms.ChoiceField(
-        choices=[("", "Delete old messages (default)"), ("compact", "Compact: keep the latest per key")],
+        choices=[
+            ("", "Delete old messages (default)"),
+            ("compact", "Compact: keep the latest message per key"),
+            ("compact,delete", "Compact, and delete what is older than the retention"),
+        ],
         required=False,
         label="Clean-up policy",
     )
@@ -153,7 +157,8 @@ def topic_list(request: HttpRequest, cluster: Cluster) -> HttpResponse:
 EDITABLE = [
     ("retention.ms", "Retention (ms); -1 keeps messages forever"),
     ("retention.bytes", "Retention per partition (bytes); -1 is no limit"),
-    ("cleanup.policy", "Clean-up policy: delete or compact"),
+    ("cleanup.policy", "Clean-up policy: delete (drop old messages), compact (keep the latest "
+                       "message per key) or compact,delete (both)"),
     ("max.message.bytes", "Largest message (bytes)"),
     ("segment.bytes", "Segment size (bytes)"),
     ("min.insync.replicas", "Minimum in-sync replicas"),

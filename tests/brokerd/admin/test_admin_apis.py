@@ -89,7 +89,8 @@ def test_topic_configs_confluent(broker, admin) -> None:
 
     # errors name the key
     for key, value, needle in [("retention.ms", "soon", "retention.ms"),
-                               ("cleanup.policy", "compact", "not supported"),
+                               ("cleanup.policy", "shred", "cleanup.policy"),
+                               ("min.cleanable.dirty.ratio", "1.5", "min.cleanable.dirty.ratio"),
                                ("segment.bytes", "100", "segment.bytes"),
                                ("bogus.key", "1", "bogus.key")]:
         res = ConfigResource("topic", "cfg", incremental_configs=[
@@ -97,9 +98,10 @@ def test_topic_configs_confluent(broker, admin) -> None:
         [fut] = admin.incremental_alter_configs([res]).values()
         err = _err(fut)
         assert err.name() == "INVALID_CONFIG" and needle in err.str(), err
-    [fut] = admin.create_topics([NewTopic("bad", 1, 1, config={"cleanup.policy": "compact"})]).values()
+    lags = {"cleanup.policy": "compact", "min.compaction.lag.ms": "5000", "max.compaction.lag.ms": "1000"}
+    [fut] = admin.create_topics([NewTopic("bad", 1, 1, config=lags)]).values()
     err = _err(fut)
-    assert err.name() == "INVALID_CONFIG" and "cleanup.policy" in err.str()
+    assert err.name() == "INVALID_CONFIG" and "min.compaction.lag.ms" in err.str()
     # validate_only changes nothing
     res = ConfigResource("topic", "cfg", incremental_configs=[
         ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)])

@@ -62,8 +62,12 @@ def test_override_and_static_broker_precedence() -> None:
     ("retention.ms", "abc", "retention.ms"),
     ("retention.ms", "-2", "at least -1"),
     ("segment.bytes", "1000", "at least 1048576"),
-    ("cleanup.policy", "compact", "not supported"),
-    ("cleanup.policy", "delete,compact", "not supported"),
+    ("cleanup.policy", "shred", "String must be one of: delete, compact"),
+    ("cleanup.policy", "", "must not be empty"),
+    ("min.cleanable.dirty.ratio", "1.5", "Value must be in [0,...,1]"),
+    ("min.cleanable.dirty.ratio", "half", "Expected value to be a double"),
+    ("delete.retention.ms", "-1", "at least 0"),
+    ("max.compaction.lag.ms", "0", "at least 1"),
     ("message.timestamp.type", "Now", "CreateTime, LogAppendTime"),
     ("no.such.config", "1", "Unknown topic config name: no.such.config"),
     ("min.insync.replicas", "0", "min.insync.replicas"),
@@ -102,8 +106,18 @@ def test_incremental_alter_ops() -> None:
     assert new == {"retention.bytes": "5000"}
     assert incremental_alter({}, [("cleanup.policy", AlterOp.APPEND, "delete")], b) == {
         "cleanup.policy": "delete"}
-    with pytest.raises(InvalidConfig, match="not supported"):
-        incremental_alter({}, [("cleanup.policy", AlterOp.APPEND, "compact")], b)
+    assert incremental_alter({}, [("cleanup.policy", AlterOp.APPEND, "compact")], b) == {
+        "cleanup.policy": "delete,compact"}
+    with pytest.raises(InvalidConfig, match="String must be one of"):
+        incremental_alter({}, [("cleanup.policy", AlterOp.APPEND, "shred")], b)
+    # the compaction lags are checked against each other on the effective values
+    with pytest.raises(InvalidConfig, match=r"min.compaction.lag.ms \(5000\) > max.compaction.lag.ms"):
+        incremental_alter({"max.compaction.lag.ms": "1000"},
+                          [("min.compaction.lag.ms", AlterOp.SET, "5000")], b)
+    with pytest.raises(InvalidConfig) as exc:
+        validate_topic_configs({"max.compaction.lag.ms": "10"},
+                               BrokerConfigs({"log.cleaner.min.compaction.lag.ms": 100}))
+    assert exc.value.key == "max.compaction.lag.ms"
     with pytest.raises(InvalidConfig, match="not a list"):
         incremental_alter({}, [("retention.ms", AlterOp.APPEND, "1")], b)
 
