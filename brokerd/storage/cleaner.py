@@ -44,6 +44,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from brokerd.durable import atomic_write_json, fsync_dir
 from brokerd.records import HEADER_SIZE, MIN_BATCH_LENGTH
 from brokerd.storage import swap
 from brokerd.storage.compaction import Header, decode, empty_batch, parse_header, rebuild_batch
@@ -313,16 +314,10 @@ class LogCleaner:
                 pass
         return st
 
-    def _save_checkpoint(self, dir_fd: int, st: PartitionState) -> None:
-        tmp = CHECKPOINT + ".tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
-        try:
-            os.write(fd, json.dumps({"first_dirty": st.first_dirty, "horizon": st.horizon}).encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, CHECKPOINT, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        os.fsync(dir_fd)
+    @staticmethod
+    def _save_checkpoint(dir_fd: int, st: PartitionState) -> None:
+        doc = {"first_dirty": st.first_dirty, "horizon": st.horizon}
+        atomic_write_json(swap.in_dir(dir_fd, CHECKPOINT), doc)
 
     def rows(self) -> list[tuple[str, int, PartitionState]]:
         """(topic, partition, state) of every compacted partition, for /metrics."""
@@ -592,7 +587,7 @@ class LogCleaner:
         s = plog.settings
         base = group[0].base
         swap.clear_staging(dir_fd)
-        staging = f"/proc/self/fd/{dir_fd}/{swap.STAGING_DIR}"
+        staging = swap.in_dir(dir_fd, swap.STAGING_DIR)
         new = Segment.create(staging, base)
         changed = False
         horizon = -1
@@ -637,7 +632,7 @@ class LogCleaner:
             new.seal()
             for fd in new.fds():
                 os.fsync(fd)
-            swap.fsync_dir(swap.STAGING_DIR, dir_fd=dir_fd)
+            fsync_dir(swap.STAGING_DIR, dir_fd=dir_fd)
             self._check_stop()
             self._test_kill("staged")
             old = [seg.base for seg in group]

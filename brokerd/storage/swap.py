@@ -22,7 +22,7 @@ import json
 import os
 import shutil
 
-from brokerd.durable import fsync_dir
+from brokerd.durable import atomic_write_json, fsync_dir
 
 STAGING_DIR = ".cleaning"
 MANIFEST = "cleaner-swap.json"
@@ -33,17 +33,14 @@ def segment_file(base: int, ext: str) -> str:
     return f"{base:020d}{ext}"
 
 
+def in_dir(dir_fd: int, name: str) -> str:
+    """A path to ``name`` inside the directory open as ``dir_fd``, even if it was renamed since."""
+    return f"/proc/self/fd/{dir_fd}/{name}"
+
+
 def write_manifest(dir_fd: int, base: int, old: list[int]) -> None:
     """The commit point of a swap: durable once this returns."""
-    tmp = MANIFEST + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
-    try:
-        os.write(fd, json.dumps({"base": base, "old": old}).encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, MANIFEST, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    os.fsync(dir_fd)
+    atomic_write_json(in_dir(dir_fd, MANIFEST), {"base": base, "old": old})
 
 
 def move_into_place(dir_fd: int, base: int) -> None:
@@ -73,8 +70,6 @@ def discard(dir_fd: int) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(MANIFEST, dir_fd=dir_fd)
         os.fsync(dir_fd)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(MANIFEST + ".tmp", dir_fd=dir_fd)
     clear_staging(dir_fd)
 
 
