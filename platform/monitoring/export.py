@@ -12,14 +12,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from .live import SOURCES, Snapshot
 
 
 @dataclass(frozen=True, slots=True)
 class Spec:
-    kind: str  # "counter" | "gauge"
+    kind: str  # "counter" | "gauge" | "histogram"
     help: str
     labels: tuple[str, ...] = ()
 
@@ -62,6 +62,9 @@ METRICS: dict[str, Spec] = {
     "kastle_requests_total": Spec(
         "counter", "Requests handled, by Kafka API and error code (NONE: success)", ("api", "error")
     ),
+    "kastle_request_latency_seconds": Spec(
+        "histogram", "Time from a request's arrival at a broker to its response being queued", ("api",)
+    ),
     "kastle_throttle_time_seconds_total": Spec(
         "counter", "Throttle time returned to clients, by API key and quota", ("principal", "quota")
     ),
@@ -86,8 +89,22 @@ METRICS: dict[str, Spec] = {
 }
 
 
+def sample_names() -> set[str]:
+    """Every sample name the export can serve (a histogram serves _bucket, _sum and _count)."""
+    out = set()
+    for name, spec in METRICS.items():
+        out |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"} if spec.kind == "histogram" else {name}
+    return out
+
+
+def _le(bound: str) -> float:
+    return float("inf") if bound in ("+Inf", "Inf") else float(bound)
+
+
 def _family(name: str) -> Metric:
     spec = METRICS[name]
+    if spec.kind == "histogram":
+        return HistogramMetricFamily(name, spec.help, labels=list(spec.labels))
     if spec.kind == "counter":
         return CounterMetricFamily(name.removesuffix("_total"), spec.help, labels=list(spec.labels))
     return GaugeMetricFamily(name, spec.help, labels=list(spec.labels))
@@ -130,6 +147,13 @@ def families(snap: Snapshot, *, now: float | None = None) -> Iterable[Metric]:
         add("kastle_consumer_group_lag_records", [group, topic, partition], lag)
     for api, error, n in snap.requests:
         add("kastle_requests_total", [api, error], n)
+    for api, row in sorted(snap.latency.items()):
+        if "kastle_request_latency_seconds" not in out:
+            out["kastle_request_latency_seconds"] = _family("kastle_request_latency_seconds")
+        buckets = sorted(row["buckets"].items(), key=lambda kv: _le(kv[0]))
+        out["kastle_request_latency_seconds"].add_metric(
+            [api], buckets=[(b, v) for b, v in buckets], sum_value=row["sum"]
+        )
     for principal, quota, seconds, responses in snap.throttle:
         add("kastle_throttle_time_seconds_total", [principal, quota], seconds)
         add("kastle_throttled_responses_total", [principal, quota], responses)

@@ -37,7 +37,7 @@ from . import conf
 
 logger = logging.getLogger(__name__)
 
-CACHE_PREFIX = "monitoring:live:v2:"
+CACHE_PREFIX = "monitoring:live:v3:"
 #: brokerd counter families (without `_total`) -> the snapshot's per-topic slot.
 TOPIC_COUNTERS = {
     "kastle_bytes_in": "bytes_in",
@@ -73,6 +73,8 @@ class Snapshot:
     lag: list[list[Any]] = field(default_factory=list)
     #: [api, error, count]
     requests: list[list[Any]] = field(default_factory=list)
+    #: api -> {"buckets": {le: cumulative count}, "sum": seconds, "count": requests}
+    latency: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: [principal, quota, throttle_seconds, throttled_responses]
     throttle: list[list[Any]] = field(default_factory=list)
     #: listener -> open connections
@@ -177,6 +179,15 @@ def _add_family(family, snap: Snapshot, requests: dict, throttle: dict) -> None:
             row[slot] += value
         elif name == "kastle_partition_bytes_stored":
             snap.stored.append([labels.get("topic", ""), int(labels.get("partition", "0")), value])
+        elif name == "kastle_request_latency_seconds":
+            row = snap.latency.setdefault(labels.get("api", ""), {"buckets": {}, "sum": 0.0, "count": 0.0})
+            if sample.name.endswith("_bucket"):
+                le = labels.get("le", "+Inf")
+                row["buckets"][le] = row["buckets"].get(le, 0.0) + value
+            elif sample.name.endswith("_sum"):
+                row["sum"] += value
+            elif sample.name.endswith("_count"):
+                row["count"] += value
         elif name == "kastle_requests" and sample.name.endswith("_total"):
             key = (labels.get("api", ""), labels.get("error", ""))
             requests[key] = requests.get(key, 0) + value

@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitoring import delivery
-from monitoring.export import METRICS
+from monitoring.export import sample_names
 from monitoring.models import AlertRule, Notification
 from tests.e2e.provisioning_stack import create_running_cluster, plain_login, provisioning_env, sasl
 from tests.e2e.test_e2e_metering import batch_bytes
@@ -131,7 +131,7 @@ def test_export_matches_what_clients_did(e2e, api_client):
     assert response.status_code == 200, response.content
     assert response["Content-Type"].startswith("text/plain; version=0.0.4")
     found = samples(response.content.decode())
-    assert {name for name, _ in found} <= {*METRICS, *(n.removesuffix("_total") + "_total" for n in METRICS)}
+    assert {name for name, _ in found} <= sample_names()
 
     assert value(found, "kastle_topic_bytes_in_total", topic="orders") == bytes0 + bytes1
     assert value(found, "kastle_topic_records_in_total", topic="orders") == 19
@@ -149,6 +149,11 @@ def test_export_matches_what_clients_did(e2e, api_client):
     assert value(found, "kastle_consumer_group_lag_records", **billing, partition=1) == 0
     assert value(found, "kastle_consumer_group_committed_offset", **billing, partition=0) == 9
     assert value(found, "kastle_requests_total", api="Produce", error="NONE") >= 19
+    produced = value(found, "kastle_request_latency_seconds_count", api="Produce")
+    assert (
+        produced >= 19
+        and value(found, "kastle_request_latency_seconds_bucket", api="Produce", le="+Inf") == produced
+    )
     assert value(found, "kastle_brokers_up") == 1 and value(found, "kastle_cluster_running") == 1
     for source in ("brokers", "metadata", "configs", "offsets", "consumer_groups"):
         assert value(found, "kastle_export_source_up", source=source) == 1, source
