@@ -4,7 +4,8 @@ KASTLE_METRICS_EXPORT_CACHE_SECONDS  a cluster's live figures (broker /metrics, 
                                      reused for this long by the export and the alert evaluation,
                                      so scrapes every 15 s and many scrapers cost one collection
                                      (default 10)
-KASTLE_ALERT_INTERVAL_SECONDS        alert rules are evaluated this often (default 30)
+KASTLE_ALERT_INTERVAL_SECONDS        alert rules are evaluated this often (default 30; read by
+                                     controlplane.settings for the beat schedule)
 KASTLE_WEBHOOK_TIMEOUT_SECONDS       one webhook delivery attempt waits this long (default 5)
 KASTLE_WEBHOOK_ALLOW_PRIVATE         webhooks may target loopback/private addresses (default false:
                                      a tenant must not reach the operator's internal services)
@@ -24,10 +25,6 @@ def _float(name: str, default: float) -> float:
 
 def export_cache_seconds() -> float:
     return _float("KASTLE_METRICS_EXPORT_CACHE_SECONDS", 10.0)
-
-
-def alert_interval() -> float:
-    return max(_float("KASTLE_ALERT_INTERVAL_SECONDS", 30.0), 0.5)
 
 
 def webhook_timeout() -> float:
