@@ -1,6 +1,8 @@
-"""Tenants and people: Organization, User, Membership (roles), REST tokens, the audit log."""
+"""Tenants and people: Organization, User, Membership (roles), invitations, REST tokens, the audit log."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
@@ -147,3 +149,36 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_label} {self.action} {self.target_id}"
+
+
+INVITATION_TTL = timedelta(days=7)
+
+
+def invitation_expiry():
+    return timezone.now() + INVITATION_TTL
+
+
+class Invitation(models.Model):
+    """A link that lets whoever holds it join the organization with a role. Only a digest of the
+    link's token is stored; the link is shown once, when it is created."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="invitations")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    email = models.EmailField(blank=True, help_text="Who it is for (a note; anyone with the link may use it)")
+    digest = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(default=invitation_expiry)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"invitation to {self.organization} as {self.role}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.accepted_at is None and self.revoked_at is None and self.expires_at > timezone.now()

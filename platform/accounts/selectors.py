@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db.models import OuterRef, QuerySet, Subquery
+from django.utils import timezone
 
-from .models import ApiToken, AuditEvent, Membership, Organization, User
+from .models import ApiToken, AuditEvent, Invitation, Membership, Organization, User
 from .tokens import token_digest
 
 
@@ -24,6 +25,11 @@ def token_get_active(raw: str) -> ApiToken | None:
 
 def token_list(*, user: User, organization: Organization) -> QuerySet[ApiToken]:
     return ApiToken.objects.filter(user=user, organization=organization, revoked_at__isnull=True)
+
+
+def token_get(*, user: User, organization: Organization, public_id: str) -> ApiToken | None:
+    """One of the user's tokens in the organization (revoked ones included), by its public id."""
+    return ApiToken.objects.filter(user=user, organization=organization, public_id=public_id).first()
 
 
 def membership_get(*, user: User, organization_id: int) -> Membership | None:
@@ -45,6 +51,10 @@ def membership_default(*, user: User) -> Membership | None:
 
 def member_list(*, organization: Organization) -> QuerySet[Membership]:
     return Membership.objects.filter(organization=organization).select_related("user").order_by("id")
+
+
+def member_get(*, organization: Organization, user_public_id: str) -> Membership | None:
+    return member_list(organization=organization).filter(user__public_id=user_public_id).first()
 
 
 def organizations_for_user(*, user: User) -> QuerySet[Organization]:
@@ -75,3 +85,26 @@ def audit_event_list(
     if until:
         qs = qs.filter(created_at__lt=until)
     return qs.order_by("-created_at", "-id")
+
+
+# --- invitations ---------------------------------------------------------------------------------
+def invitation_list_open(*, organization: Organization) -> QuerySet[Invitation]:
+    """The organization's invitations that can still be accepted (`Invitation.is_open`), newest first."""
+    return Invitation.objects.filter(
+        organization=organization,
+        accepted_at__isnull=True,
+        revoked_at__isnull=True,
+        expires_at__gt=timezone.now(),
+    ).select_related("created_by")
+
+
+def invitation_get(*, organization: Organization, invitation_id: object) -> Invitation | None:
+    if not str(invitation_id).isdigit():
+        return None
+    return Invitation.objects.filter(organization=organization, pk=int(str(invitation_id))).first()
+
+
+def invitation_get_by_token(*, token: str) -> Invitation | None:
+    """The open invitation a link's token names, else None (unknown, used, revoked or expired)."""
+    invitation = Invitation.objects.select_related("organization").filter(digest=token_digest(token)).first()
+    return invitation if invitation is not None and invitation.is_open else None

@@ -14,7 +14,7 @@ from accounts.models import Organization
 from clusters.plans import PLANS
 
 from . import pricing
-from .models import CreditGrant, HourlyUsage, Invoice, PriceBook
+from .models import BillingAccount, CreditGrant, HourlyUsage, Invoice, PriceBook, UsageSample
 from .pricing import DEFAULT_PRICES, DIMENSIONS, Prices
 
 UTC = dt.UTC
@@ -197,6 +197,11 @@ def invoice_lines(
 
 
 # --- credit and invoices ------------------------------------------------------------------------------
+def billing_account_get(*, organization: Organization) -> BillingAccount | None:
+    """The organization's billing account (its spend cap), None before it was ever needed."""
+    return BillingAccount.objects.filter(organization=organization).first()
+
+
 def credit_granted(*, organization: Organization) -> Decimal:
     return CreditGrant.objects.filter(organization=organization).aggregate(s=Sum("amount"))["s"] or Decimal(
         "0.00"
@@ -250,8 +255,6 @@ def plan_price_lines() -> dict[str, str]:
 def sample_series(*, cluster, since: dt.datetime) -> list[dict[str, Any]]:
     """Per-interval samples of a cluster since `since` (48 h kept), summed per scrape time, for charts:
     [{taken_at, interval_ms, bytes_in, bytes_out, records_in, records_out, storage_bytes, partitions}]."""
-    from .models import UsageSample
-
     return list(
         UsageSample.objects.filter(cluster=cluster, taken_at__gte=since)
         .values("taken_at")

@@ -20,7 +20,7 @@ from clusters.models import Cluster
 from controlplane.errors import ValidationFailed
 from sharedkit import kafka_admin
 
-from .services import _topic_metadata
+from .selectors import topic_metadata
 
 MAX_MESSAGES = 200
 DEFAULT_MESSAGES = 20
@@ -130,7 +130,7 @@ def browse(
         raise ValidationFailed(INVALID, details={"offset": ["Give an offset of 0 or more."]})
     if mode == "timestamp" and timestamp is None:
         raise ValidationFailed(INVALID, details={"timestamp": ["Give a date and time."]})
-    meta = _topic_metadata(cluster, topic)  # 404 for an unknown topic, 409/503 as the REST API
+    meta = topic_metadata(cluster, topic)  # 404 for an unknown topic, 409/503 as the REST API
     partitions = sorted(meta.partitions)
     if partition is not None:
         if partition not in meta.partitions:
@@ -239,7 +239,7 @@ def produce(
     timeout_s: float = 10.0,
 ) -> tuple[int, int]:
     """Produce one message (acks=all); returns (partition, offset)."""
-    meta = _topic_metadata(cluster, topic)
+    meta = topic_metadata(cluster, topic)
     if partition is not None and partition not in meta.partitions:
         raise ValidationFailed(
             INVALID, details={"partition": [f"The topic has partitions 0 to {len(meta.partitions) - 1}."]}

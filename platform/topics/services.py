@@ -1,6 +1,7 @@
 """Topics, managed on the cluster's brokers through the Kafka protocol (no topic table here).
 
-Reads and writes go through `sharedkit.kafka_admin` with the cluster's internal credential.
+Writes (reads are `selectors.py`) go through `sharedkit.kafka_admin` with the cluster's internal
+credential.
 Requests are validated here first (name, partitions, configs, plan limits) so that a 400
 names the field; the broker enforces the same rules (and the plan limits in its config) for
 tenants' own admin clients.
@@ -11,14 +12,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
     NewPartitions,
     NewTopic,
-    OffsetSpec,
     ResourceType,
 )
 from django.http import Http404
@@ -29,13 +29,13 @@ from controlplane.errors import Conflict, LimitExceeded, ValidationFailed
 from sharedkit import kafka_admin
 from sharedkit.kafka_admin import admin_client, kafka_error, result
 
-from . import logdirs
+from . import selectors
+from .selectors import topic_metadata
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9._-]+$")
 MAX_NAME_LENGTH = 249
 MAX_PARTITIONS_PER_REQUEST = 1000
 INVALID = "The topic is invalid."
-NOT_FOUND = (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC, KafkaError.TOPIC_EXCEPTION)
 
 
 class TopicExists(Conflict):
@@ -128,98 +128,10 @@ def validate_partitions(value: Any, *, field: str = "partitions") -> int:
     return value
 
 
-# --- reads ----------------------------------------------------------------------------------------
-def _metadata(cluster: Cluster, topic: str | None = None):
-    client = admin_client(cluster)
-    try:
-        return client.list_topics(topic=topic, timeout=kafka_admin.REQUEST_TIMEOUT_S)
-    except KafkaException as exc:
-        raise kafka_admin.unavailable(cluster, kafka_error(exc)) from exc
-
-
-def _user_topics(metadata) -> dict[str, Any]:
-    return {name: t for name, t in metadata.topics.items() if not name.startswith("__") and t.error is None}
-
-
-def topic_list(*, cluster: Cluster) -> list[dict[str, Any]]:
-    topics = _user_topics(_metadata(cluster))
-    return [{"name": name, "partitions_count": len(topics[name].partitions)} for name in sorted(topics)]
-
-
-def total_partitions(cluster: Cluster) -> int:
-    return sum(len(t.partitions) for t in _user_topics(_metadata(cluster)).values())
-
-
-def _topic_metadata(cluster: Cluster, name: str):
-    metadata = _metadata(cluster, name)
-    topic = metadata.topics.get(name)
-    if topic is None or name.startswith("__"):
-        raise Http404
-    if topic.error is not None:
-        if topic.error.code() in NOT_FOUND:
-            raise Http404
-        raise kafka_admin.unavailable(cluster, topic.error)
-    return topic
-
-
-def _offsets(cluster: Cluster, name: str, partitions: list[int], spec) -> dict[int, int]:
-    client = admin_client(cluster)
-    futures = client.list_offsets(
-        {TopicPartition(name, p): spec for p in partitions}, request_timeout=kafka_admin.REQUEST_TIMEOUT_S
-    )
-    return {tp.partition: result(cluster, fut).offset for tp, fut in futures.items()}
-
-
-def _configs(cluster: Cluster, name: str) -> list[dict[str, Any]]:
-    client = admin_client(cluster)
-    resource = ConfigResource(ResourceType.TOPIC, name)
-    futures = client.describe_configs([resource], request_timeout=kafka_admin.REQUEST_TIMEOUT_S)
-    entries: dict[str, ConfigEntry] = result(cluster, futures[resource])
-    return [
-        {
-            "name": entry.name,
-            "value": None if entry.is_sensitive else entry.value,
-            "source": entry.source.name if hasattr(entry.source, "name") else str(entry.source),
-            "is_default": bool(entry.is_default),
-            "read_only": bool(entry.is_read_only),
-        }
-        for entry in sorted(entries.values(), key=lambda e: e.name)
-    ]
-
-
-def topic_get(*, cluster: Cluster, name: str) -> dict[str, Any]:
-    topic = _topic_metadata(cluster, name)
-    partitions = sorted(topic.partitions)
-    earliest = _offsets(cluster, name, partitions, OffsetSpec.earliest())
-    latest = _offsets(cluster, name, partitions, OffsetSpec.latest())
-    sizes = logdirs.partition_sizes(cluster, name, partitions)
-    rows = []
-    for p in partitions:
-        meta = topic.partitions[p]
-        rows.append(
-            {
-                "partition": p,
-                "leader": meta.leader,
-                "replicas": list(meta.replicas),
-                "earliest_offset": earliest.get(p),
-                "latest_offset": latest.get(p),
-                "size_bytes": None if sizes is None else sizes.get(p, 0),
-            }
-        )
-    return {
-        "name": name,
-        "partitions_count": len(partitions),
-        "partitions": rows,
-        "records": sum(max(0, (r["latest_offset"] or 0) - (r["earliest_offset"] or 0)) for r in rows),
-        "size_bytes": None if sizes is None else sum(sizes.values()),
-        "configs": _configs(cluster, name),
-    }
-
-
 # --- writes ---------------------------------------------------------------------------------------
 def _check_partition_limit(cluster: Cluster, adding: int) -> None:
     limit = cluster.plan_limits.max_partitions
-    current = total_partitions(cluster)
+    current = selectors.total_partitions(cluster)
     if current + adding > limit:
         raise LimitExceeded(
             f"The {cluster.plan} plan allows {limit} partitions per cluster; the cluster has {current} "
@@ -290,7 +202,7 @@ def topic_update(
 ) -> None:
     client = admin_client(cluster)
     values = validate_configs(cluster, configs, allow_null=True)
-    topic = _topic_metadata(cluster, name)
+    topic = topic_metadata(cluster, name)
     current = len(topic.partitions)
     if partitions is not None:
         partitions = validate_partitions(partitions)
@@ -339,7 +251,7 @@ def topic_update(
 
 def topic_delete(*, cluster: Cluster, name: str, actor: Actor = SYSTEM) -> None:
     client = admin_client(cluster)
-    _topic_metadata(cluster, name)
+    topic_metadata(cluster, name)
     futures = client.delete_topics([name], request_timeout=kafka_admin.REQUEST_TIMEOUT_S)
     try:
         result(cluster, futures[name])

@@ -129,6 +129,7 @@ class World:
         for param, public_id in self._alerts(Actor(user=self.a.user)).items():
             self.values[param] = public_id
             self.secrets.append(public_id)
+        self.invitation_id = self._invitation()
 
     def _invoice(self) -> str | None:
         import datetime
@@ -147,6 +148,19 @@ class World:
                 ).public_id
         except Exception:  # the model's required fields changed: the id stays unknown (still a 404)
             return None
+
+    def _invitation(self) -> str:
+        from accounts.audit import Actor
+        from accounts.services import invitation_create
+
+        invitation, _ = invitation_create(
+            organization=self.a.organization,
+            role="member",
+            email="invitee@example.com",
+            inviter_role="owner",
+            actor=Actor(user=self.a.user),
+        )
+        return str(invitation.pk)
 
     def _service_account(self, actor) -> str | None:
         from django.db import transaction
@@ -182,6 +196,8 @@ class World:
                 return self.a_member.user.public_id
             if route_name.startswith("token"):
                 return self.a.token.public_id
+            if route_name.startswith("invitation"):
+                return self.invitation_id
             if route_name.startswith("billing-invoice"):
                 return self.invoice_id or "inv-missing"
             return self.cluster.public_id  # clusters/<id>, clusters/<id>/ca.pem

@@ -7,7 +7,7 @@ import pytest
 from django.test import Client
 
 from accounts.models import Role
-from consumergroups import services as group_services
+from consumergroups import selectors as group_selectors
 from tests.platform.api import Tenant
 from tests.platform.consumergroups.test_consumergroups_api import (  # noqa: F401  (host_env: a fixture)
     Running,
@@ -47,7 +47,7 @@ def test_group_delete_refused_with_members_and_done_when_empty(host_env):  # noq
         refused = admin.post(f"{base}/billing/delete/", {"confirm": "billing"})
         assert refused.status_code == 409
         assert "has active members; stop its consumers first" in refused.content.decode()
-        assert group_services.group_get(cluster=running.cluster, group_id="billing")["members"]
+        assert group_selectors.group_get(cluster=running.cluster, group_id="billing")["members"]
 
         # A member sees the group but no delete action, and may not delete.
         assert "Delete group" not in member.get(f"{base}/billing/").content.decode()

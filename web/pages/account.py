@@ -19,13 +19,11 @@ from django.views.decorators.http import require_http_methods
 from accounts import selectors as account_selectors
 from accounts import services as account_services
 from accounts.audit import Actor, client_ip
-from accounts.models import ApiToken, Membership, Role
+from accounts.models import Role
 from controlplane.api.tenancy import SESSION_ORGANIZATION_KEY
 from controlplane.errors import ServiceError
 
-from .. import invitations
-from ..models import Invitation
-from ..portal import apply_service_error, can, portal_view
+from ..portal import apply_service_error, can, forbidden, portal_view
 
 
 # --- password ---------------------------------------------------------------------------------------
@@ -36,18 +34,13 @@ def password_change(request: HttpRequest) -> HttpResponse:
     status = 200
     if request.method == "POST":
         if form.is_valid():
-            user = form.save()
-            update_session_auth_hash(request, user)  # stay logged in here; other sessions end
-            from accounts.audit import audit_record
-
-            membership = getattr(request, "membership", None)
-            audit_record(
-                organization_id=membership.organization_id if membership else None,
+            account_services.password_change(
+                user=request.user,
+                current_password=form.cleaned_data["old_password"],
+                new_password=form.cleaned_data["new_password1"],
                 actor=Actor.from_request(request),
-                action="user.password_change",
-                target=user,
-                target_label=user.email,
             )
+            update_session_auth_hash(request, request.user)  # stay logged in here; other sessions end
             messages.success(request, "Your password was changed.")
             return redirect("web:password")
         status = 400
@@ -95,7 +88,7 @@ def organization_settings(request: HttpRequest) -> HttpResponse:
             elif action == "invite":
                 invite_form = InviteForm(request.POST)
                 if invite_form.is_valid():
-                    _, raw = invitations.invitation_create(
+                    _, raw = account_services.invitation_create(
                         organization=org,
                         role=invite_form.cleaned_data["role"],
                         email=invite_form.cleaned_data["email"] or "",
@@ -109,10 +102,8 @@ def organization_settings(request: HttpRequest) -> HttpResponse:
             elif action in ("role", "remove"):
                 if not can(request, Role.OWNER):
                     return _owner_only(request)
-                membership = (
-                    Membership.objects.select_related("user")
-                    .filter(organization=org, user__public_id=request.POST.get("user"))
-                    .first()
+                membership = account_selectors.member_get(
+                    organization=org, user_public_id=request.POST.get("user") or ""
                 )
                 if membership is None:
                     raise Http404("No such member.")
@@ -130,12 +121,12 @@ def organization_settings(request: HttpRequest) -> HttpResponse:
                     messages.success(request, f"{membership.user.email} was removed from {org.name}.")
                 return redirect("web:settings")
             elif action == "revoke_invitation":
-                invitation = Invitation.objects.filter(
-                    organization=org, pk=request.POST.get("invitation")
-                ).first()
+                invitation = account_selectors.invitation_get(
+                    organization=org, invitation_id=request.POST.get("invitation")
+                )
                 if invitation is None:
                     raise Http404("No such invitation.")
-                invitations.invitation_revoke(invitation=invitation, actor=actor)
+                account_services.invitation_revoke(invitation=invitation, actor=actor)
                 messages.success(request, "Invitation revoked; its link no longer works.")
                 return redirect("web:settings")
             else:
@@ -143,13 +134,7 @@ def organization_settings(request: HttpRequest) -> HttpResponse:
         except ServiceError as exc:
             messages.error(request, exc.message)
             return redirect("web:settings")
-    pending = [
-        i
-        for i in Invitation.objects.filter(
-            organization=org, accepted_at__isnull=True, revoked_at__isnull=True
-        )
-        if i.is_open
-    ]
+    pending = account_selectors.invitation_list_open(organization=org)
     response = render(
         request,
         "web/settings/organization.html",
@@ -172,8 +157,6 @@ def organization_settings(request: HttpRequest) -> HttpResponse:
 
 
 def _owner_only(request: HttpRequest) -> HttpResponse:
-    from ..portal import forbidden
-
     return forbidden(request, Role.OWNER)
 
 
@@ -191,9 +174,11 @@ def tokens(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         actor = Actor.from_request(request)
         if request.POST.get("action") == "revoke":
-            token = ApiToken.objects.filter(
-                user=request.user, organization=request.organization, public_id=request.POST.get("token")
-            ).first()
+            token = account_selectors.token_get(
+                user=request.user,
+                organization=request.organization,
+                public_id=request.POST.get("token") or "",
+            )
             if token is None:
                 raise Http404("No such token.")
             account_services.token_revoke(token=token, actor=actor)
@@ -281,7 +266,7 @@ class JoinForm(forms.Form):
 
 @require_http_methods(["GET", "POST"])
 def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
-    invitation = invitations.invitation_get(token)
+    invitation = account_selectors.invitation_get_by_token(token=token)
     if invitation is None:
         return render(request, "web/settings/invite_invalid.html", status=404)
     form = JoinForm(request.POST or None) if not request.user.is_authenticated else None
@@ -289,11 +274,11 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "POST":
         try:
             if request.user.is_authenticated:
-                membership = invitations.invitation_accept(
+                membership = account_services.invitation_accept(
                     invitation=invitation, user=request.user, actor=Actor.from_request(request)
                 )
             elif form.is_valid():
-                membership = invitations.invitation_accept_new_user(
+                membership = account_services.invitation_accept_new_user(
                     invitation=invitation,
                     email=form.cleaned_data["email"],
                     password=form.cleaned_data["password"],

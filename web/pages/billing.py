@@ -19,7 +19,6 @@ from accounts.models import Role
 from controlplane.errors import ServiceError
 from metering import selectors as metering_selectors
 from metering import services as metering_services
-from metering.models import BillingAccount
 
 from .. import usage
 from ..charts import human_bytes
@@ -41,7 +40,7 @@ class SpendCapForm(forms.Form):
 @require_http_methods(["GET", "POST"])
 def usage_page(request: HttpRequest) -> HttpResponse:
     org = request.organization
-    account = BillingAccount.objects.filter(organization=org).first()
+    account = metering_selectors.billing_account_get(organization=org)
     form = SpendCapForm(request.POST or None, initial={"spend_cap": account.spend_cap if account else None})
     status = 200
     if request.method == "POST":

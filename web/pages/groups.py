@@ -1,6 +1,7 @@
 """Consumer groups: members, assignments, lag per partition, offset reset with a dry run, delete.
 
-Reads and writes go through `consumergroups.services`, the functions the REST API calls.
+Reads go through `consumergroups.selectors` and writes through `consumergroups.services`, the functions the
+REST API calls.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from django.views.decorators.http import require_http_methods
 from accounts.audit import Actor
 from accounts.models import Role
 from clusters.models import Cluster
+from consumergroups import selectors as group_selectors
 from consumergroups import services as group_services
 from controlplane.errors import ServiceError
 
@@ -23,7 +25,7 @@ from .clusters import ConfirmNameForm
 
 @portal_view()
 def group_list(request: HttpRequest, cluster: Cluster) -> HttpResponse:
-    groups = group_services.group_list(cluster=cluster)
+    groups = group_selectors.group_list(cluster=cluster)
     return render(
         request,
         "web/groups/list.html",
@@ -69,7 +71,7 @@ def group_detail(request: HttpRequest, cluster: Cluster, group_id: str) -> HttpR
         if form.is_valid():
             dry_run = "apply" not in request.POST
             try:
-                outcome = group_services.reset_offsets(
+                outcome = group_services.group_offsets_reset(
                     cluster=cluster,
                     group_id=group_id,
                     to=form.cleaned_data["to"],
@@ -89,7 +91,7 @@ def group_detail(request: HttpRequest, cluster: Cluster, group_id: str) -> HttpR
                 preview = outcome["offsets"]
         else:
             status = 400
-    group = group_services.group_get(cluster=cluster, group_id=group_id)
+    group = group_selectors.group_get(cluster=cluster, group_id=group_id)
     return render(
         request,
         "web/groups/detail.html",
@@ -128,7 +130,7 @@ def group_delete(request: HttpRequest, cluster: Cluster, group_id: str) -> HttpR
                 return redirect("web:groups", cluster_id=cluster.public_id)
         else:
             status = 400
-    group = group_services.group_get(cluster=cluster, group_id=group_id)
+    group = group_selectors.group_get(cluster=cluster, group_id=group_id)
     return render(
         request,
         "web/groups/delete.html",

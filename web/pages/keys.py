@@ -149,15 +149,16 @@ def api_key_list(request: HttpRequest, cluster: Cluster) -> HttpResponse:
         if form.is_valid():
             try:
                 owner = form.cleaned_data.get("owner")
+                actor, account = key_selectors.key_owner_resolve(
+                    organization=cluster.organization,
+                    owner={"type": "service_account", "id": owner} if owner else None,
+                    actor=Actor.from_request(request),
+                )
                 api_key, secret = key_services.api_key_create(
                     cluster=cluster,
                     description=form.cleaned_data["description"],
-                    actor=Actor.from_request(request),
-                    service_account=(
-                        key_selectors.service_account_get(organization=cluster.organization, public_id=owner)
-                        if owner
-                        else None
-                    ),
+                    actor=actor,
+                    service_account=account,
                     scope=form.scope(),
                     expires_at=form.cleaned_data.get("expires_at"),
                 )

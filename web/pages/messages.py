@@ -17,7 +17,7 @@ from accounts.models import Role
 from clusters.models import Cluster
 from controlplane.errors import ServiceError
 from topics import messages as topic_messages
-from topics import services as topic_services
+from topics import selectors as topic_selectors
 
 from ..portal import apply_service_error, can, friendly, portal_view
 
@@ -92,7 +92,7 @@ class ProduceForm(forms.Form):
 @portal_view()
 @require_http_methods(["GET", "POST"])
 def message_browser(request: HttpRequest, cluster: Cluster) -> HttpResponse:
-    topics = topic_services.topic_list(cluster=cluster)
+    topics = topic_selectors.topic_list(cluster=cluster)
     can_produce = can(request, Role.ADMIN)
     produce_form = ProduceForm(request.POST or None, topics=topics, prefix="produce")
     status = 200

@@ -15,6 +15,7 @@ from accounts.audit import Actor
 from accounts.models import Role
 from clusters.models import Cluster
 from controlplane.errors import ServiceError
+from topics import selectors as topic_selectors
 from topics import services as topic_services
 
 from .. import usage
@@ -117,7 +118,7 @@ def topic_list(request: HttpRequest, cluster: Cluster) -> HttpResponse:
                 messages.success(request, f"Topic {form.cleaned_data['name']} created.")
                 return redirect("web:topics", cluster_id=cluster.public_id)
         status = 400
-    topics = topic_services.topic_list(cluster=cluster)
+    topics = topic_selectors.topic_list(cluster=cluster)
     rates = usage.topic_rates(cluster)
     rows = []
     for index, topic in enumerate(topics):
@@ -128,7 +129,7 @@ def topic_list(request: HttpRequest, cluster: Cluster) -> HttpResponse:
         }
         if index < DETAILED_TOPICS:
             try:
-                detail = topic_services.topic_get(cluster=cluster, name=topic["name"])
+                detail = topic_selectors.topic_get(cluster=cluster, name=topic["name"])
             except ServiceError:
                 detail = None
             if detail is not None:
@@ -203,7 +204,7 @@ class TopicEditForm(forms.Form):
 @portal_view()
 @require_http_methods(["GET", "POST"])
 def topic_detail(request: HttpRequest, cluster: Cluster, name: str) -> HttpResponse:
-    detail = topic_services.topic_get(cluster=cluster, name=name)
+    detail = topic_selectors.topic_get(cluster=cluster, name=name)
     form = TopicEditForm(
         request.POST or None, configs=detail["configs"], initial={"partitions": detail["partitions_count"]}
     )
@@ -252,7 +253,7 @@ def topic_detail(request: HttpRequest, cluster: Cluster, name: str) -> HttpRespo
 @portal_view(read=Role.ADMIN)
 @require_http_methods(["GET", "POST"])
 def topic_delete(request: HttpRequest, cluster: Cluster, name: str) -> HttpResponse:
-    topic_services.topic_get(cluster=cluster, name=name)  # 404 for an unknown topic
+    topic_selectors.topic_get(cluster=cluster, name=name)  # 404 for an unknown topic
     form = ConfirmNameForm(request.POST or None, expected=name)
     status = 200
     if request.method == "POST":

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from accounts.models import ApiToken, AuditEvent, Membership, Organization, Role, User
+from accounts.models import ApiToken, AuditEvent, Invitation, Membership, Organization, Role, User
 
 
 class OrganizationSerializer(serializers.ModelSerializer):
@@ -109,3 +109,41 @@ class AuditEventFilterSerializer(serializers.Serializer):
 class PasswordChangeSerializer(serializers.Serializer):
     current_password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
     new_password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
+
+
+class InvitationSerializer(serializers.ModelSerializer):
+    created_by = serializers.EmailField(
+        source="created_by.email", read_only=True, allow_null=True, default=None, help_text="Who created it"
+    )
+
+    class Meta:
+        model = Invitation
+        fields = ["id", "email", "role", "created_by", "created_at", "expires_at"]
+        read_only_fields = fields
+
+
+class InvitationCreateSerializer(serializers.Serializer):
+    email = serializers.EmailField(
+        required=False, allow_blank=True, default="", help_text="A note of who the link is for (optional)"
+    )
+    role = serializers.ChoiceField(
+        choices=Role.choices, default=Role.MEMBER, help_text="At most your own role"
+    )
+
+
+class InvitationCreatedSerializer(InvitationSerializer):
+    token = serializers.CharField(help_text="Shown only in this response; only its digest is stored")
+    link = serializers.URLField(help_text="The portal page where the invited person joins (works once)")
+
+    class Meta(InvitationSerializer.Meta):
+        fields = [*InvitationSerializer.Meta.fields, "token", "link"]
+        read_only_fields = fields
+
+
+class InvitationAcceptSerializer(serializers.Serializer):
+    token = serializers.CharField(max_length=200, help_text="The token of the invitation link")
+
+
+class InvitationAcceptedSerializer(serializers.Serializer):
+    organization = OrganizationSerializer()
+    role = serializers.ChoiceField(choices=Role.choices)

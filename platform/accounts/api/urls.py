@@ -5,6 +5,7 @@ from . import views
 
 router = SimpleRouter(trailing_slash=False)
 router.register("members", views.MemberViewSet, basename="member")
+router.register("invitations", views.InvitationViewSet, basename="invitation")
 
 urlpatterns = [
     path("signup", views.SignupView.as_view(), name="signup"),
@@ -14,5 +15,6 @@ urlpatterns = [
     path("me/password", views.PasswordChangeView.as_view(), name="me-password"),
     path("organization", views.OrganizationView.as_view(), name="organization"),
     path("audit-events", views.AuditEventListView.as_view(), name="audit-event-list"),
+    path("invitations/accept", views.InvitationAcceptView.as_view(), name="invitation-accept"),
     *router.urls,
 ]

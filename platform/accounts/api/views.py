@@ -1,8 +1,10 @@
-"""REST endpoints for sign-up, tokens, the organization, its members and the audit log."""
+"""REST endpoints for sign-up, tokens, the organization, its members, invitations and the audit log."""
 
 from __future__ import annotations
 
 from django.conf import settings
+from django.http import Http404
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, generics, mixins, permissions, status, viewsets
 from rest_framework.response import Response
@@ -11,7 +13,7 @@ from rest_framework.views import APIView
 from accounts import selectors, services
 from accounts.audit import Actor, client_ip
 from accounts.authentication import BearerTokenAuthentication
-from accounts.models import Role
+from accounts.models import AuditEvent, Invitation, Membership, Role
 from accounts.throttling import SignupRateThrottle, TokenRateThrottle
 from controlplane.api.tenancy import OrganizationScopedMixin, request_membership
 
@@ -151,7 +153,7 @@ class MeView(OrganizationScopedMixin, APIView):
         return Response(
             {
                 "user": s.UserSerializer(request.user).data,
-                "organization": s.OrganizationSerializer(membership.organization).data,
+                "organization": membership.organization,
                 "role": membership.role,
             }
         )
@@ -218,9 +220,9 @@ class MemberViewSet(
     http_method_names = ["get", "patch", "delete", "head", "options"]
 
     def get_base_queryset(self):
-        from accounts.models import Membership
-
-        return Membership.objects.select_related("user", "organization").order_by("id")
+        if getattr(self, "swagger_fake_view", False):
+            return Membership.objects.none()
+        return selectors.member_list(organization=self.organization).select_related("organization")
 
     @extend_schema(request=s.MemberUpdateSerializer, responses=s.MemberSerializer)
     def partial_update(self, request, *args, **kwargs):
@@ -242,9 +244,7 @@ class AuditEventListView(OrganizationScopedMixin, generics.ListAPIView):
     serializer_class = s.AuditEventSerializer
 
     def get_base_queryset(self):
-        from accounts.models import AuditEvent
-
-        return AuditEvent.objects.all()
+        return AuditEvent.objects.none()  # the selector answers (get_queryset)
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
@@ -259,3 +259,80 @@ class AuditEventListView(OrganizationScopedMixin, generics.ListAPIView):
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
+
+
+class InvitationViewSet(
+    OrganizationScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Invitation links to join your organization: admins create and revoke them, members see the open
+    ones. A link's token is shown once, when it is created; whoever opens the link joins with its
+    role (nobody can invite above their own role). Links work once and expire after 7 days."""
+
+    serializer_class = s.InvitationSerializer
+    lookup_url_kwarg = "id"
+    lookup_value_regex = "[0-9]+"
+    roles = {"create": Role.ADMIN, "destroy": Role.ADMIN}
+    http_method_names = ["get", "post", "delete", "head", "options"]
+
+    def get_base_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Invitation.objects.none()
+        return selectors.invitation_list_open(organization=self.organization)
+
+    @extend_schema(
+        request=s.InvitationCreateSerializer,
+        responses={201: s.InvitationCreatedSerializer},
+        summary="Create an invitation link (its token is shown only in this response)",
+    )
+    def create(self, request):
+        data = s.InvitationCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        invitation, token = services.invitation_create(
+            organization=self.organization,
+            role=data.validated_data["role"],
+            email=data.validated_data["email"],
+            inviter_role=self.membership.role,
+            actor=Actor.from_request(request),
+        )
+        body = s.InvitationSerializer(invitation).data | {
+            "token": token,
+            "link": request.build_absolute_uri(reverse("web:invite", kwargs={"token": token})),
+        }
+        response = Response(body, status=status.HTTP_201_CREATED)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @extend_schema(responses={204: None}, summary="Revoke an invitation: its link stops working")
+    def destroy(self, request, id=None):
+        invitation = selectors.invitation_get(organization=self.organization, invitation_id=id)
+        if invitation is None or not invitation.is_open:
+            raise Http404
+        services.invitation_revoke(invitation=invitation, actor=Actor.from_request(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class InvitationAcceptView(APIView):
+    """Join the organization an invitation link names, as the signed-in user, with the link's role."""
+
+    permission_classes = [permissions.IsAuthenticated]
+
+    @extend_schema(
+        operation_id="invitations_accept",
+        request=s.InvitationAcceptSerializer,
+        responses={201: s.InvitationAcceptedSerializer},
+        summary="Accept an invitation: join its organization with its role",
+    )
+    def post(self, request):
+        data = s.InvitationAcceptSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        invitation = selectors.invitation_get_by_token(token=data.validated_data["token"])
+        if invitation is None:
+            raise Http404(services.INVALID_LINK)
+        membership = services.invitation_accept(
+            invitation=invitation, user=request.user, actor=Actor.from_request(request)
+        )
+        body = {
+            "organization": membership.organization,
+            "role": membership.role,
+        }
+        return Response(s.InvitationAcceptedSerializer(body).data, status=status.HTTP_201_CREATED)

@@ -8,7 +8,7 @@ from rest_framework.response import Response
 
 from accounts.audit import Actor
 from accounts.models import Role
-from acls import services
+from acls import selectors, services
 from controlplane.api.cluster_scope import CLUSTER_PARAM, ClusterScopedMixin
 
 from . import serializers as s
@@ -37,7 +37,7 @@ class AclViewSet(ClusterScopedMixin, viewsets.GenericViewSet):
 
     @extend_schema(parameters=[CLUSTER_PARAM, *FILTER_PARAMS], responses=s.AclSerializer(many=True))
     def list(self, request, cluster_id=None):
-        rows = services.acl_list(cluster=self.get_cluster(), filters=self._filters(request))
+        rows = selectors.acl_list(cluster=self.get_cluster(), filters=self._filters(request))
         page = self.paginate_queryset(rows)
         return self.get_paginated_response(s.AclSerializer(page, many=True).data)
 

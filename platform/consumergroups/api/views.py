@@ -8,7 +8,7 @@ from rest_framework.response import Response
 
 from accounts.audit import Actor
 from accounts.models import Role
-from consumergroups import services
+from consumergroups import selectors, services
 from controlplane.api.cluster_scope import CLUSTER_PARAM, ClusterScopedMixin
 
 from . import serializers as s
@@ -25,13 +25,13 @@ class ConsumerGroupViewSet(ClusterScopedMixin, viewsets.GenericViewSet):
 
     @extend_schema(parameters=[CLUSTER_PARAM], responses=s.ConsumerGroupSummarySerializer(many=True))
     def list(self, request, cluster_id=None):
-        groups = services.group_list(cluster=self.get_cluster())
+        groups = selectors.group_list(cluster=self.get_cluster())
         page = self.paginate_queryset(groups)
         return self.get_paginated_response(s.ConsumerGroupSummarySerializer(page, many=True).data)
 
     @extend_schema(parameters=[CLUSTER_PARAM, GROUP_PARAM], responses=s.ConsumerGroupSerializer)
     def retrieve(self, request, cluster_id=None, group_id=None):
-        body = services.group_get(cluster=self.get_cluster(), group_id=group_id)
+        body = selectors.group_get(cluster=self.get_cluster(), group_id=group_id)
         return Response(s.ConsumerGroupSerializer(body).data)
 
     @extend_schema(
@@ -44,7 +44,7 @@ class ConsumerGroupViewSet(ClusterScopedMixin, viewsets.GenericViewSet):
         cluster = self.get_cluster()
         data = s.ResetOffsetsSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        body = services.reset_offsets(
+        body = services.group_offsets_reset(
             cluster=cluster, group_id=group_id, actor=Actor.from_request(request), **data.validated_data
         )
         return Response(s.ResetOffsetsResultSerializer(body).data)

@@ -6,12 +6,10 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.response import Response
 
-from accounts import selectors as account_selectors
 from accounts.audit import Actor
 from accounts.models import Role
 from controlplane.api.cluster_scope import CLUSTER_PARAM, ClusterScopedMixin
 from controlplane.api.tenancy import OrganizationScopedMixin
-from controlplane.errors import ValidationFailed
 from iam import selectors, services
 from iam.models import ApiKey, ServiceAccount
 
@@ -46,25 +44,11 @@ class ApiKeyViewSet(
         cluster = self.get_cluster()
         data = s.ApiKeyCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        actor = Actor.from_request(request)
-        account = None
-        owner = data.validated_data.get("owner")
-        if owner is not None:
-            if owner["type"] == "service_account":
-                account = selectors.service_account_get(organization=self.organization, public_id=owner["id"])
-                if account is None:
-                    raise ValidationFailed(
-                        "The API key is invalid.", details={"owner": {"id": ["No such service account."]}}
-                    )
-            elif owner["id"] != request.user.public_id:
-                member = account_selectors.member_list(organization=self.organization).filter(
-                    user__public_id=owner["id"]
-                )
-                if not member.exists():
-                    raise ValidationFailed(
-                        "The API key is invalid.", details={"owner": {"id": ["No such member."]}}
-                    )
-                actor = Actor(user=member.first().user, ip=actor.ip)
+        actor, account = selectors.key_owner_resolve(
+            organization=self.organization,
+            owner=data.validated_data.get("owner"),
+            actor=Actor.from_request(request),
+        )
         api_key, secret = services.api_key_create(
             cluster=cluster,
             description=data.validated_data["description"],

@@ -13,10 +13,10 @@ from rest_framework.views import APIView
 
 from accounts.audit import Actor
 from accounts.models import Role
-from clusters.models import Cluster
+from clusters import selectors as cluster_selectors
 from controlplane.api.tenancy import OrganizationScopedMixin
 from metering import conf, pricing, selectors, services
-from metering.models import BillingAccount, HourlyUsage, Invoice
+from metering.models import HourlyUsage, Invoice
 
 from . import serializers as s
 
@@ -40,9 +40,7 @@ class UsageView(OrganizationScopedMixin, generics.GenericAPIView):
         data = filters.validated_data
         cluster = None
         if data.get("cluster"):
-            cluster = Cluster.objects.filter(
-                organization=self.organization, public_id=data["cluster"]
-            ).first()
+            cluster = cluster_selectors.cluster_get(organization=self.organization, public_id=data["cluster"])
             if cluster is None:
                 raise Http404
         rows = selectors.usage_rows(
@@ -91,7 +89,7 @@ class SpendCapView(OrganizationScopedMixin, APIView):
         return Role.MEMBER if request.method in ("GET", "HEAD", "OPTIONS") else Role.OWNER
 
     def _body(self) -> dict:
-        account = BillingAccount.objects.filter(organization=self.organization).first()
+        account = selectors.billing_account_get(organization=self.organization)
         now = timezone.now()
         return {
             "spend_cap": account.spend_cap if account else None,

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from accounts.audit import Actor
 from accounts.models import Role
 from controlplane.api.cluster_scope import CLUSTER_PARAM, ClusterScopedMixin
-from topics import services
+from topics import selectors, services
 
 from . import serializers as s
 
@@ -25,7 +25,7 @@ class TopicViewSet(ClusterScopedMixin, viewsets.GenericViewSet):
 
     @extend_schema(parameters=[CLUSTER_PARAM], responses=s.TopicSummarySerializer(many=True))
     def list(self, request, cluster_id=None):
-        topics = services.topic_list(cluster=self.get_cluster())
+        topics = selectors.topic_list(cluster=self.get_cluster())
         page = self.paginate_queryset(topics)
         return self.get_paginated_response(s.TopicSummarySerializer(page, many=True).data)
 
@@ -39,12 +39,12 @@ class TopicViewSet(ClusterScopedMixin, viewsets.GenericViewSet):
         topic = services.topic_create(
             cluster=cluster, actor=Actor.from_request(request), **data.validated_data
         )
-        body = services.topic_get(cluster=cluster, name=topic["name"])
+        body = selectors.topic_get(cluster=cluster, name=topic["name"])
         return Response(s.TopicSerializer(body).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(parameters=[CLUSTER_PARAM, NAME_PARAM], responses=s.TopicSerializer)
     def retrieve(self, request, cluster_id=None, name=None):
-        return Response(s.TopicSerializer(services.topic_get(cluster=self.get_cluster(), name=name)).data)
+        return Response(s.TopicSerializer(selectors.topic_get(cluster=self.get_cluster(), name=name)).data)
 
     @extend_schema(
         parameters=[CLUSTER_PARAM, NAME_PARAM], request=s.TopicUpdateSerializer, responses=s.TopicSerializer
@@ -56,7 +56,7 @@ class TopicViewSet(ClusterScopedMixin, viewsets.GenericViewSet):
         services.topic_update(
             cluster=cluster, name=name, actor=Actor.from_request(request), **data.validated_data
         )
-        return Response(s.TopicSerializer(services.topic_get(cluster=cluster, name=name)).data)
+        return Response(s.TopicSerializer(selectors.topic_get(cluster=cluster, name=name)).data)
 
     @extend_schema(parameters=[CLUSTER_PARAM, NAME_PARAM], responses={204: None})
     def destroy(self, request, cluster_id=None, name=None):

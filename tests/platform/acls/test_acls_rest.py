@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from accounts.models import Role
-from acls import services
+from acls import selectors
 from acls.bindings import Binding, compile_scope
 from clusters.models import ClusterStatus
 from tests.helpers import free_port
@@ -125,7 +125,7 @@ def test_cluster_not_running_is_409(tenant):
 
 
 def test_unreachable_brokers_are_503(tenant, cluster, monkeypatch):
-    monkeypatch.setattr(services, "TIMEOUT", 1.0)
+    monkeypatch.setattr(selectors, "TIMEOUT", 1.0)
     key = ApiKeyFactory(cluster=cluster)
     assert_error(tenant.client.get(acls_path(cluster)), 503, "cluster_unavailable")
     body = {**GOOD, "principal": key.key}
