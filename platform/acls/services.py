@@ -47,7 +47,9 @@ INLINE_TIMEOUT = 3.0
 
 
 # --- the broker -----------------------------------------------------------------------------------
-def broker_create(cluster: Cluster, bindings: list[Binding], *, timeout: float | None = None) -> None:
+def acls_create_on_brokers(
+    *, cluster: Cluster, bindings: list[Binding], timeout: float | None = None
+) -> None:
     if not bindings:
         return
     client = admin_client(cluster)
@@ -60,7 +62,7 @@ def broker_create(cluster: Cluster, bindings: list[Binding], *, timeout: float |
             raise_for(cluster, exc)
 
 
-def broker_delete(cluster: Cluster, filters: list, *, timeout: float | None = None) -> list[Binding]:
+def acls_delete_on_brokers(*, cluster: Cluster, filters: list, timeout: float | None = None) -> list[Binding]:
     if not filters:
         return []
     client = admin_client(cluster)
@@ -78,14 +80,16 @@ def broker_delete(cluster: Cluster, filters: list, *, timeout: float | None = No
     return sorted(deleted)
 
 
-def cluster_sync(cluster: Cluster, *, timeout: float | None = None) -> dict[str, int]:
+def cluster_sync(*, cluster: Cluster, timeout: float | None = None) -> dict[str, int]:
     """Converge the cluster's ACLs to the desired state: create what live keys miss, delete the
     ACLs of revoked and expired keys. Idempotent; raises 409/503 errors like the REST calls."""
     present = set(broker_acls(cluster, timeout=timeout))
     missing = sorted(desired_acls(cluster) - present)
-    broker_create(cluster, missing, timeout=timeout)
+    acls_create_on_brokers(cluster=cluster, bindings=missing, timeout=timeout)
     dead = sorted({b.principal for b in present} & dead_principals(cluster))
-    removed = broker_delete(cluster, [make_filter(principal=p) for p in dead], timeout=timeout)
+    removed = acls_delete_on_brokers(
+        cluster=cluster, filters=[make_filter(principal=p) for p in dead], timeout=timeout
+    )
     if missing or removed:
         logger.info(
             "acls %s: created %d, removed %d (of %d revoked/expired keys)",
@@ -97,14 +101,14 @@ def cluster_sync(cluster: Cluster, *, timeout: float | None = None) -> dict[str,
     return {"created": len(missing), "removed": len(removed)}
 
 
-def sync_now_or_later(cluster_id: int) -> None:
+def cluster_sync_now_or_later(*, cluster_id: int) -> None:
     """Converge the cluster's ACLs right away (a few round trips), or in a task if its brokers do
     not answer quickly; reconciliation catches anything both miss."""
     cluster = Cluster.objects.filter(pk=cluster_id).first()
     if cluster is None or cluster.status != ClusterStatus.RUNNING:
         return  # becoming RUNNING syncs
     try:
-        cluster_sync(cluster, timeout=INLINE_TIMEOUT)
+        cluster_sync(cluster=cluster, timeout=INLINE_TIMEOUT)
         return
     except (Conflict, ServiceError) as exc:
         logger.info("acls %s: inline sync failed (%s); queued", cluster.public_id, exc.message)
@@ -116,10 +120,10 @@ def sync_now_or_later(cluster_id: int) -> None:
         logger.exception("could not queue the ACL sync of cluster %s", cluster_id)
 
 
-def sync_on_commit(cluster_id: int) -> None:
+def cluster_sync_on_commit(*, cluster_id: int) -> None:
     """After commit, converge the cluster's ACLs (before the credentials change is sent, so that a
     new key's ACLs are on the brokers by the time the key logs in)."""
-    transaction.on_commit(lambda: sync_now_or_later(cluster_id))
+    transaction.on_commit(lambda: cluster_sync_now_or_later(cluster_id=cluster_id))
 
 
 # --- REST -----------------------------------------------------------------------------------------
@@ -147,12 +151,12 @@ def acl_create(*, cluster: Cluster, data: dict[str, Any], actor: Actor = SYSTEM)
         bindings = [Binding(principal=k.principal, **fields) for k in keys]
         with transaction.atomic():
             ServiceAccountBinding.objects.get_or_create(service_account=principal, cluster=cluster, **fields)
-            broker_create(cluster, bindings)  # inside: a broker refusal rolls the row back
+            acls_create_on_brokers(cluster=cluster, bindings=bindings)  # a broker refusal rolls the row back
             _audit(cluster, actor, "acl.create", {**fields, "principal": principal.public_id})
         return describe(cluster, bindings)
     name = principal.principal if kind == "key" else principal
     binding = Binding(principal=name, **fields)
-    broker_create(cluster, [binding])
+    acls_create_on_brokers(cluster=cluster, bindings=[binding])
     _audit(cluster, actor, "acl.create", {**fields, "principal": name})
     return describe(cluster, [binding])
 
@@ -168,7 +172,7 @@ def acl_delete(*, cluster: Cluster, filters: dict[str, Any], actor: Actor = SYST
         match = [b for b in broker_acls(cluster) if b.id == wanted]
         if not match:
             raise Http404
-        deleted = broker_delete(cluster, [match[0].to_filter()])
+        deleted = acls_delete_on_brokers(cluster=cluster, filters=[match[0].to_filter()])
         _audit(cluster, actor, "acl.delete", {"acls": [b.as_dict() for b in deleted]})
         return describe(cluster, deleted)
     if not any(v not in (None, "") for v in filters.values()):
@@ -195,9 +199,10 @@ def acl_delete(*, cluster: Cluster, filters: dict[str, Any], actor: Actor = SYST
                 rows = rows.filter(pattern_type=fields["pattern_type"])
             rows.delete()
         if principals is None:
-            deleted = broker_delete(cluster, [make_filter(**fields)])
+            deleted = acls_delete_on_brokers(cluster=cluster, filters=[make_filter(**fields)])
         else:
-            deleted = broker_delete(cluster, [make_filter(**fields, principal=p) for p in sorted(principals)])
+            filters = [make_filter(**fields, principal=p) for p in sorted(principals)]
+            deleted = acls_delete_on_brokers(cluster=cluster, filters=filters)
         _audit(
             cluster,
             actor,

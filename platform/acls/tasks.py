@@ -27,7 +27,7 @@ def cluster_sync(self, cluster_id: int) -> dict | str:
     if cluster is None or cluster.status != ClusterStatus.RUNNING:
         return "skipped"  # a cluster becoming RUNNING syncs then
     try:
-        return services.cluster_sync(cluster)
+        return services.cluster_sync(cluster=cluster)
     except ClusterUnavailable as exc:
         if self.request.called_directly:
             raise

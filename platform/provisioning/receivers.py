@@ -24,5 +24,5 @@ def start_deprovisioning(sender, cluster_id: int, **kwargs) -> None:
 
 
 def push_credentials(sender, cluster_id: int, **kwargs) -> None:
-    acl_services.sync_on_commit(cluster_id)
+    acl_services.cluster_sync_on_commit(cluster_id=cluster_id)
     transaction.on_commit(lambda: services.cluster_credentials_push(cluster_id=cluster_id))

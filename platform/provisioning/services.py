@@ -187,7 +187,7 @@ def cluster_mark_running_if_ready(*, cluster_id: int) -> bool:
         )
         _operation_done(cluster)
     logger.info("cluster %s RUNNING", cluster.public_id)
-    acl_services.sync_now_or_later(cluster_id)  # keys issued while provisioning get their ACLs now
+    acl_services.cluster_sync_now_or_later(cluster_id=cluster_id)  # keys issued while provisioning
     return True
 
 

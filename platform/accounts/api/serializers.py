@@ -112,6 +112,7 @@ class PasswordChangeSerializer(serializers.Serializer):
 
 
 class InvitationSerializer(serializers.ModelSerializer):
+    email = serializers.CharField(read_only=True, help_text="Who it is for (a note; may be empty)")
     created_by = serializers.EmailField(
         source="created_by.email", read_only=True, allow_null=True, default=None, help_text="Who created it"
     )

@@ -153,7 +153,7 @@ class MeView(OrganizationScopedMixin, APIView):
         return Response(
             {
                 "user": s.UserSerializer(request.user).data,
-                "organization": membership.organization,
+                "organization": s.OrganizationSerializer(membership.organization).data,
                 "role": membership.role,
             }
         )
