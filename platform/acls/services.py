@@ -201,8 +201,8 @@ def acl_delete(*, cluster: Cluster, filters: dict[str, Any], actor: Actor = SYST
         if principals is None:
             deleted = acls_delete_on_brokers(cluster=cluster, filters=[make_filter(**fields)])
         else:
-            filters = [make_filter(**fields, principal=p) for p in sorted(principals)]
-            deleted = acls_delete_on_brokers(cluster=cluster, filters=filters)
+            per_principal = [make_filter(**fields, principal=p) for p in sorted(principals)]
+            deleted = acls_delete_on_brokers(cluster=cluster, filters=per_principal)
         _audit(
             cluster,
             actor,
