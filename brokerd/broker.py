@@ -305,7 +305,7 @@ class Broker:
             config,
             loop=asyncio.get_running_loop(),
             producer_last_offsets=lambda topic, partition: producers.last_offsets((topic, partition)),
-            close_segments=self.flusher.close_later,
+            close_segments=lambda segments: self.logs.on_close_segments(segments),  # as retention
             alive=lambda plog: self.logs.log(plog.topic, plog.partition) is plog,
         )
         self.admin_state.metrics.cleaner = self.cleaner

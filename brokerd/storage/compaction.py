@@ -137,28 +137,68 @@ def decode(batch: bytes | memoryview) -> tuple[Header, bytes, list[Record]]:
     raw = bytes(batch[HEADER_SIZE : h.size])
     data = _decompress(h.codec, raw) if h.count else b""
     records: list[Record] = []
+    append = records.append
+    varint = _varint
     pos = 0
+    size = len(data)
+    base = h.base_offset
     # LogAppendTime: every record's timestamp is the batch's max timestamp
-    base_ts = None if h.attributes & ATTR_TIMESTAMP_TYPE else h.base_timestamp
+    log_append = bool(h.attributes & ATTR_TIMESTAMP_TYPE)
+    base_ts = h.base_timestamp
+    # Varints of one or two bytes (nearly all: deltas, lengths) are read inline.
     try:
         for _ in range(h.count):
             start = pos
-            length, pos = _varint(data, pos)
+            b = data[pos]
+            if b < 0x80:
+                length, pos = (b >> 1) ^ -(b & 1), pos + 1
+            elif data[pos + 1] < 0x80:
+                b = (b & 0x7F) | (data[pos + 1] << 7)
+                length, pos = (b >> 1) ^ -(b & 1), pos + 2
+            else:
+                length, pos = varint(data, pos)
             end = pos + length
             attrs_at = pos
-            ts_delta, rest_at = _varint(data, pos + 1)
-            off_delta, pos = _varint(data, rest_at)
-            key_len, pos = _varint(data, pos)
+            b = data[pos + 1]
+            if b < 0x80:
+                ts_delta, rest_at = (b >> 1) ^ -(b & 1), pos + 2
+            elif data[pos + 2] < 0x80:
+                b = (b & 0x7F) | (data[pos + 2] << 7)
+                ts_delta, rest_at = (b >> 1) ^ -(b & 1), pos + 3
+            else:
+                ts_delta, rest_at = varint(data, pos + 1)
+            b = data[rest_at]
+            if b < 0x80:
+                off_delta, pos = (b >> 1) ^ -(b & 1), rest_at + 1
+            elif data[rest_at + 1] < 0x80:
+                b = (b & 0x7F) | (data[rest_at + 1] << 7)
+                off_delta, pos = (b >> 1) ^ -(b & 1), rest_at + 2
+            else:
+                off_delta, pos = varint(data, rest_at)
+            b = data[pos]
+            if b < 0x80:
+                key_len, pos = (b >> 1) ^ -(b & 1), pos + 1
+            elif data[pos + 1] < 0x80:
+                b = (b & 0x7F) | (data[pos + 1] << 7)
+                key_len, pos = (b >> 1) ^ -(b & 1), pos + 2
+            else:
+                key_len, pos = varint(data, pos)
             key = None
             if key_len >= 0:
                 key = data[pos : pos + key_len]
                 pos += key_len
-            value_len, pos = _varint(data, pos)
-            if end > len(data) or pos + max(value_len, 0) > end:
+            b = data[pos]
+            if b < 0x80:
+                value_len, pos = (b >> 1) ^ -(b & 1), pos + 1
+            elif data[pos + 1] < 0x80:
+                b = (b & 0x7F) | (data[pos + 1] << 7)
+                value_len, pos = (b >> 1) ^ -(b & 1), pos + 2
+            else:
+                value_len, pos = varint(data, pos)
+            if end > size or pos + value_len > end:
                 raise InvalidBatch("record length does not match the batch")
-            ts = h.max_timestamp if base_ts is None else base_ts + ts_delta
-            records.append(Record(h.base_offset + off_delta, ts, key, value_len >= 0, start, attrs_at,
-                                  rest_at, end))
+            ts = h.max_timestamp if log_append else base_ts + ts_delta
+            append(Record(base + off_delta, ts, key, value_len >= 0, start, attrs_at, rest_at, end))
             pos = end
     except IndexError:
         raise InvalidBatch("truncated record") from None
@@ -168,16 +208,31 @@ def decode(batch: bytes | memoryview) -> tuple[Header, bytes, list[Record]]:
 def keyless_records(records: bytes | bytearray | memoryview) -> list[int]:
     """Indexes (per batch, as Kafka's ``record_errors`` count them) of records without a key.
 
-    ``records`` holds whole, already validated batches. Control batches are skipped.
+    ``records`` holds whole, already validated batches. Control batches are skipped. Only the
+    varints before each key are looked at (a null key is the one-byte varint -1).
     """
     view = memoryview(records)
     out: list[int] = []
     pos = 0
     while len(view) - pos >= HEADER_SIZE:
         h = parse_header(view, pos)
-        if not h.is_control:
-            _h, _data, recs = decode(view[pos : pos + h.size])
-            out.extend(i for i, r in enumerate(recs) if r.key is None)
+        if not h.is_control and h.count:
+            data = _decompress(h.codec, bytes(view[pos + HEADER_SIZE : pos + h.size]))
+            try:
+                at = 0
+                for i in range(h.count):
+                    length, p = _varint(data, at)
+                    at = p + length
+                    p += 1  # attributes
+                    while data[p] & 0x80:  # timestamp delta
+                        p += 1
+                    p += 1
+                    while data[p] & 0x80:  # offset delta
+                        p += 1
+                    if data[p + 1] == 1:  # key length -1
+                        out.append(i)
+            except IndexError:
+                raise InvalidBatch("truncated record") from None
         pos += h.size
     return out
 
