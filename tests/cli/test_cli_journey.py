@@ -353,10 +353,36 @@ def test_api_key_list_rotate_revoke(logged_in: Cli, account: Account, cluster) -
         "consume",
         "--expires-in",
         "30d",
-        "--no-wait",
     )
     assert scoped["scope"] == {"topic_prefix": "orders", "access": "consume"}
     assert scoped["expires_at"] is not None
+    # the scoped key reads its topics (given on the command line: it is now also the stored key)
+    read = logged_in.run(
+        "topic",
+        "consume",
+        "orders",
+        "--from-beginning",
+        "--max",
+        "5",
+        "-o",
+        "json",
+        "--api-key",
+        scoped["key"],
+        "--api-secret",
+        scoped["secret"],
+    )
+    assert read.code == 0 and len(read.out.splitlines()) == 5, read.err
+    refused = logged_in.run(
+        "topic",
+        "produce",
+        "orders",
+        "--api-key",
+        scoped["key"],
+        "--api-secret",
+        scoped["secret"],
+        input="not allowed\n",
+    )
+    assert refused.code == 1 and "may not use topic orders" in refused.err, refused.err
     described = logged_in.json("api-key", "describe", scoped["key"])
     assert strip_volatile(described) == strip_volatile(account.get(f"{base}/{scoped['key']}"))
 
