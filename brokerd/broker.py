@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,8 @@ class Broker:
         self.authorizer: Any = None
         # brokerd/replication/membership.py: the cluster this broker joined (coordination set), else None.
         self.cluster: Any = None
+        # brokerd/replication/replicas.py: local logs follow etcd's assignment; who leads what.
+        self.replicas: Any = None
 
     # --- handler helpers ----------------------------------------------------------------
     def advertised(self, listener: Listener, bound_port: int) -> tuple[str, int]:
@@ -100,8 +103,10 @@ class Broker:
 
         return unsupported_body()
 
-    def create_topic(self, name: str, partitions: int, configs: dict[str, str]) -> Topic:
-        return self.logs.create_topic(name, partitions, configs)
+    def create_topic(
+        self, name: str, partitions: int, configs: dict[str, str], topic_id: uuid.UUID | None = None
+    ) -> Topic:
+        return self.logs.create_topic(name, partitions, configs, topic_id)
 
     def delete_topic(self, name: str) -> None:
         self.logs.delete_topic(name)
@@ -228,6 +233,10 @@ class Broker:
         except MembershipError as exc:
             raise StartupError(str(exc)) from None
         self.cluster_id = self.cluster.cluster_id or self.cluster_id
+        from brokerd.replication.replicas import ReplicaManager
+
+        self.replicas = ReplicaManager(self, self.cluster)
+        self.replicas.start()
         self.metadata_cache.clear()
 
     def _start_tls(self) -> None:

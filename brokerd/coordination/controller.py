@@ -164,7 +164,13 @@ class Controller:
 
     # --- topics ----------------------------------------------------------------------------------
     async def create_topic(
-        self, name: str, partitions: int, replication_factor: int, configs: dict[str, str] | None = None
+        self,
+        name: str,
+        partitions: int,
+        replication_factor: int,
+        configs: dict[str, str] | None = None,
+        *,
+        followers_in_sync: bool = True,
     ) -> TopicRecord:
         if not LEGAL_TOPIC.match(name):
             raise ValueError(
@@ -178,7 +184,10 @@ class Controller:
         topic = TopicRecord(name, str(uuid.uuid4()), partitions, replication_factor, dict(configs or {}))
         ops = [e.put(self.keys.topic(name), topic.to_bytes())]
         ops += [
-            e.put(self.keys.partition(name, p), initial_state(topic.topic_id, replicas, live).to_bytes())
+            e.put(
+                self.keys.partition(name, p),
+                initial_state(topic.topic_id, replicas, live, followers_in_sync=followers_in_sync).to_bytes(),
+            )
             for p, replicas in enumerate(assignment)
         ]
         compare = [fence, e.created_at(self.keys.topic(name), 0)]

@@ -54,14 +54,18 @@ def reconcile(state: PartitionState, live: dict[int, int], *, unclean: bool = Fa
     return state.next(leader=NO_LEADER, isr=kept)
 
 
-def initial_state(topic_id: str, replicas: list[int], live: dict[int, int]) -> PartitionState:
-    """A new partition: every assigned replica is in the ISR (its log is empty, like the
-    leader's), and the first one leads."""
+def initial_state(
+    topic_id: str, replicas: list[int], live: dict[int, int], *, followers_in_sync: bool = True
+) -> PartitionState:
+    """A new partition: the first replica leads. As in Kafka every assigned replica starts in
+    the ISR (its log is as empty as the leader's), unless ``followers_in_sync`` is false:
+    then the followers join once a leader has seen them catch up."""
+    in_sync = replicas if followers_in_sync else replicas[:1]
     return PartitionState(
         topic_id=topic_id,
         replicas=tuple(replicas),
         leader=replicas[0],
         leader_epoch=0,
-        isr=tuple(IsrMember(r, live[r]) for r in replicas),
+        isr=tuple(IsrMember(r, live[r]) for r in in_sync),
         partition_epoch=0,
     )

@@ -17,6 +17,7 @@ from brokerd.storage import OffsetOutOfRange
 
 OFFSET_OUT_OF_RANGE = 1
 UNKNOWN_TOPIC_OR_PARTITION = 3
+NOT_LEADER_OR_FOLLOWER = 6
 TOPIC_AUTHORIZATION_FAILED = 29
 FETCH_SESSION_ID_NOT_FOUND = 70
 UNKNOWN_TOPIC_ID = 100
@@ -54,6 +55,7 @@ def _collect(ctx, request, resolved):
     errors = False
     out = []
     authz = ctx.broker.authorizer  # READ on each topic (None: authorizer off)
+    replicas = ctx.broker.replicas  # in a cluster: only the partition's leader serves it
     for name, topic_id, topic, partitions in resolved:
         parts = []
         denied = authz is not None and bool(name) and not acls.allowed(ctx, acls.READ, acls.TOPIC, name)
@@ -70,6 +72,10 @@ def _collect(ctx, request, resolved):
                     else UNKNOWN_TOPIC_OR_PARTITION
                 )
                 parts.append(_error_partition(idx, err))
+                errors = True
+                continue
+            if replicas is not None and not replicas.leads(topic.name, idx):
+                parts.append(_error_partition(idx, NOT_LEADER_OR_FOLLOWER))
                 errors = True
                 continue
             plog = topic.partitions[idx]

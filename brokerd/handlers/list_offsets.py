@@ -48,6 +48,8 @@ def handle(request, ctx):
                 error, offset, ts = ErrorCode.topic_authorization_failed, -1, -1
             elif topic is None or not 0 <= p.partition_index < len(topic.partitions):
                 error, offset, ts = ErrorCode.unknown_topic_or_partition, -1, -1
+            elif ctx.broker.replicas is not None and not ctx.broker.replicas.leads(t.name, p.partition_index):
+                error, offset, ts = ErrorCode.not_leader_or_follower, -1, -1
             else:
                 error, offset, ts = _lookup(topic.partitions[p.partition_index], p.timestamp, v)
             parts.append(

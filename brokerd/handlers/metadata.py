@@ -51,6 +51,51 @@ def _topic_entry(ctx, topic, include_ops: bool):
     )
 
 
+def _cluster_entries(ctx, wanted, include_ops: bool) -> list:
+    """A cluster's topics as etcd has them: every partition's leader, leader epoch, replicas,
+    ISR and offline replicas. Topics are created through the controller (CreateTopics), so a
+    request for an unknown topic answers UNKNOWN_TOPIC_OR_PARTITION here."""
+    topics = ctx.broker.replicas.topics()
+    by_id = {topic_id: name for name, (topic_id, _rows) in topics.items()}
+    names = list(topics) if wanted is None else [name or by_id.get(tid) for name, tid in wanted]
+    entries = []
+    for i, name in enumerate(names):
+        if name is None:
+            entries.append(_error_entry(ctx, None, wanted[i][1], ErrorCode.unknown_topic_id))
+            continue
+        if not acls.allowed(ctx, acls.DESCRIBE, acls.TOPIC, name):
+            if wanted is not None:
+                entries.append(_error_entry(ctx, name, None, ErrorCode.topic_authorization_failed))
+            continue
+        if name not in topics:
+            entries.append(_error_entry(ctx, name, None, ErrorCode.unknown_topic_or_partition))
+            continue
+        topic_id, rows = topics[name]
+        ops = TOPIC_OPS if include_ops else NO_OPS
+        if include_ops and ctx.broker.authorizer is not None:
+            ops = acls.authorized_operations(ctx, acls.TOPIC, name)
+        parts = tuple(
+            ctx.build(
+                "MetadataResponsePartition",
+                error_code=ErrorCode.leader_not_available if leader < 0 else ErrorCode.none,
+                partition_index=index,
+                leader_id=leader,
+                leader_epoch=epoch,
+                replica_nodes=replicas,
+                isr_nodes=isr,
+                offline_replicas=offline,
+            )
+            for index, leader, epoch, replicas, isr, offline in rows
+        )
+        entries.append(
+            ctx.build(
+                "MetadataResponseTopic", error_code=ErrorCode.none, name=name, topic_id=topic_id,
+                is_internal=False, partitions=parts, topic_authorized_operations=ops,
+            )
+        )
+    return entries
+
+
 def _error_entry(ctx, name, topic_id, error):
     return ctx.build(
         "MetadataResponseTopic",
@@ -94,7 +139,9 @@ def handle(request, ctx):
         return _throttled(ctx, body)
 
     entries = []
-    if wanted is None:
+    if broker.replicas is not None:
+        entries = _cluster_entries(ctx, wanted, include_ops)
+    elif wanted is None:
         entries = [
             _topic_entry(ctx, t, include_ops)
             for t in logs.topics.values()

@@ -24,6 +24,7 @@ log = logging.getLogger("brokerd.produce")
 NONE = 0
 CORRUPT_MESSAGE = 2
 UNKNOWN_TOPIC_OR_PARTITION = 3
+NOT_LEADER_OR_FOLLOWER = 6
 MESSAGE_TOO_LARGE = 10
 INVALID_REQUIRED_ACKS = 21
 TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
@@ -82,6 +83,10 @@ def handle(request, ctx):
                 error = TOPIC_AUTHORIZATION_FAILED
             elif topic is None or not 0 <= index < len(topic.partitions):
                 error = UNKNOWN_TOPIC_OR_PARTITION
+                if broker.replicas is not None and broker.replicas.partition(name, index) is not None:
+                    error = NOT_LEADER_OR_FOLLOWER  # the topic exists in the cluster, led elsewhere
+            elif broker.replicas is not None and not broker.replicas.leads(name, index):
+                error = NOT_LEADER_OR_FOLLOWER
             elif records is None or len(records) == 0:
                 error = CORRUPT_MESSAGE
                 message = "no records"

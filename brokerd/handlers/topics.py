@@ -9,16 +9,22 @@ POLICY_VIOLATION, and so is a topic whose partitions would take the cluster over
 from __future__ import annotations
 
 import datetime
+import logging
+import uuid
 
 from kio.schema.errors import ErrorCode
 
 from brokerd import acls
+from brokerd.coordination.controller import NotControllerError, TopicExistsError, UnknownTopicError
+from brokerd.coordination.etcd import CoordinationError
+from brokerd.coordination.placement import PlacementError
 from brokerd.handlers import register
 from brokerd.handlers.admin_partitions import total_partitions
 from brokerd.kafka_configs import ConfigError, InvalidConfig, TopicConfig, validate_topic_configs
 from brokerd.storage.manager import validate_topic_name
 
 _ZERO = datetime.timedelta(0)
+log = logging.getLogger("brokerd.topics")
 
 
 def _config_entries(ctx, topic_configs: dict[str, str]):
@@ -50,9 +56,13 @@ def create_topics(request, ctx):
         seen[t.name] = seen.get(t.name, 0) + 1
     # CREATE on the cluster, else CREATE on each topic
     create_all = acls.cluster_allowed(ctx, acls.CREATE)
+    replicas = broker.replicas  # in a cluster: topics live in etcd and the controller creates them
+    existing = replicas.topics() if replicas is not None else logs.topics
+    pending = []  # (row, partitions, replication factor, configs) for the controller
     for t in request.topics:
         error, message = ErrorCode.none, None
         partitions = t.num_partitions
+        rf = t.replication_factor
         configs: dict[str, str] = {}
         if seen[t.name] > 1:
             error, message = (
@@ -63,21 +73,31 @@ def create_topics(request, ctx):
             error, message = ErrorCode.topic_authorization_failed, "Authorization failed."
         elif (msg := validate_topic_name(t.name)) is not None:
             error, message = ErrorCode.invalid_topic_exception, msg
-        elif t.name in logs.topics:
+        elif t.name in existing:
             error, message = ErrorCode.topic_already_exists, f"Topic '{t.name}' already exists."
         elif t.assignments:
             error, message = ErrorCode.invalid_request, "Manual replica assignment is not supported"
         else:
             if partitions == -1:
                 partitions = broker.config["num.partitions"]
-            rf = t.replication_factor
+            brokers = replicas.live_brokers() if replicas is not None else 1
+            if rf == -1:
+                rf = replicas.default_replication_factor() if replicas is not None else 1
             if partitions <= 0:
                 error, message = ErrorCode.invalid_partitions, "Number of partitions must be larger than 0."
-            elif rf not in (-1, 1):
+            elif rf <= 0:
                 error, message = (
                     ErrorCode.invalid_replication_factor,
-                    f"Replication factor {rf} is larger than the number of brokers (1).",
+                    "Replication factor must be larger than 0, or -1 to use the default value.",
                 )
+            elif rf > brokers:
+                error, message = (
+                    ErrorCode.invalid_replication_factor,
+                    f"Replication factor {rf} is larger than the number of brokers ({brokers}).",
+                )
+            elif replicas is not None and not broker.cluster.controller.active:
+                error, message = ErrorCode.not_controller, "This broker is not the active controller."
+                log.info("CreateTopics %s refused: the controller is %d", t.name, broker.controller_id())
             else:
                 try:
                     names = [c.name for c in t.configs]
@@ -93,31 +113,67 @@ def create_topics(request, ctx):
                     if request.validate_only:  # what it would add (created ones are in total_partitions)
                         adding_total += partitions
         topic_id = None
+        row = {"name": t.name, "error_code": error, "error_message": message}
         if error == ErrorCode.none and not request.validate_only:
-            try:
-                topic_id = broker.create_topic(t.name, partitions, configs).id
-            except OSError as exc:
-                error, message = ErrorCode.kafka_storage_error, f"cannot create topic files: {exc.strerror}"
-        ok = error == ErrorCode.none
-        results.append(
-            ctx.build(
-                "CreatableTopicResult",
-                name=t.name,
-                topic_id=topic_id,
-                error_code=error,
-                error_message=message,
-                topic_config_error_code=0,
-                num_partitions=partitions if ok else -1,
-                replication_factor=1 if ok else -1,
-                configs=_config_entries(ctx, configs) if ok and ctx.api_version >= 5 else None,
+            if replicas is not None:
+                pending.append((row, partitions, rf, configs))
+            else:
+                try:
+                    topic_id = broker.create_topic(t.name, partitions, configs).id
+                except OSError as exc:
+                    row["error_code"] = ErrorCode.kafka_storage_error
+                    row["error_message"] = f"cannot create topic files: {exc.strerror}"
+        row["topic_id"] = topic_id
+        results.append((row, partitions, rf, configs))
+
+    def respond():
+        rows = []
+        for row, partitions, rf, configs in results:
+            ok = row["error_code"] == ErrorCode.none
+            rows.append(
+                ctx.build(
+                    "CreatableTopicResult",
+                    **row,
+                    topic_config_error_code=0,
+                    num_partitions=partitions if ok else -1,
+                    replication_factor=rf if ok else -1,
+                    configs=_config_entries(ctx, configs) if ok and ctx.api_version >= 5 else None,
+                )
             )
-        )
-    return ctx.response(throttle_time=_ZERO, topics=tuple(results))
+        return ctx.response(throttle_time=_ZERO, topics=tuple(rows))
+
+    if not pending:
+        return respond()
+    return _create_in_cluster(broker.cluster.controller, pending, respond)
+
+
+async def _create_in_cluster(controller, pending, respond):
+    """The controller writes each topic and its partitions to etcd in one transaction; the
+    replicas create their local logs when their metadata view sees it."""
+    for row, partitions, rf, configs in pending:
+        try:
+            # Followers do not fetch from leaders yet, so only the leader starts in sync: the
+            # ISR never names a replica that lacks the data.
+            topic = await controller.create_topic(
+                row["name"], partitions, rf, configs, followers_in_sync=False
+            )
+            row["topic_id"] = uuid.UUID(topic.topic_id)
+        except NotControllerError as exc:
+            row["error_code"], row["error_message"] = ErrorCode.not_controller, str(exc)
+        except TopicExistsError as exc:
+            row["error_code"], row["error_message"] = ErrorCode.topic_already_exists, str(exc)
+        except PlacementError as exc:
+            row["error_code"], row["error_message"] = ErrorCode.invalid_replication_factor, str(exc)
+        except (CoordinationError, TimeoutError) as exc:  # etcd unreachable: the client retries
+            row["error_code"], row["error_message"] = ErrorCode.request_timed_out, f"cluster metadata: {exc}"
+    return respond()
 
 
 @register(20, 1, 6)
 def delete_topics(request, ctx):
     broker = ctx.broker
+    if broker.replicas is not None:
+        return _delete_in_cluster(request, ctx)
     logs = broker.logs
     results = []
     if ctx.api_version >= 6:
@@ -166,3 +222,50 @@ def _may_delete(ctx, topic, name) -> bool:
     if not acls.allowed(ctx, acls.DESCRIBE, acls.TOPIC, name or ""):
         return False
     return topic is None or acls.allowed(ctx, acls.DELETE, acls.TOPIC, name)
+
+
+async def _delete_in_cluster(request, ctx):
+    """DeleteTopics in a cluster: the controller deletes the topic and its partitions from etcd
+    in one transaction; every replica removes its local log when its view sees it."""
+    broker = ctx.broker
+    topics = broker.replicas.topics()
+    by_id = {topic_id: name for name, (topic_id, _rows) in topics.items()}
+    if ctx.api_version >= 6:
+        wanted = [(t.name, t.topic_id) for t in request.topics]
+    else:
+        wanted = [(name, None) for name in request.topic_names]
+    results = []
+    for name, topic_id in wanted:
+        error, message = ErrorCode.none, None
+        if name is not None and topic_id is not None:
+            error, message = ErrorCode.invalid_request, "Give a topic name or an id, not both"
+        elif name is None:
+            name = by_id.get(topic_id)
+            if name is None or not acls.allowed(ctx, acls.DESCRIBE, acls.TOPIC, name):
+                error, message, name = ErrorCode.unknown_topic_id, "Topic id not found", None
+        if error == ErrorCode.none:
+            exists = name in topics
+            if not acls.allowed(ctx, acls.DESCRIBE, acls.TOPIC, name) or (
+                exists and not acls.allowed(ctx, acls.DELETE, acls.TOPIC, name)
+            ):
+                error, message = ErrorCode.topic_authorization_failed, "Authorization failed."
+            elif not exists:
+                error, message = ErrorCode.unknown_topic_or_partition, "This server does not host this topic"
+            elif not broker.config["delete.topic.enable"]:
+                error, message = ErrorCode.topic_deletion_disabled, "Topic deletion is disabled."
+            else:
+                topic_id = topics[name][0]
+                try:
+                    await broker.cluster.controller.delete_topic(name)
+                except NotControllerError as exc:
+                    error, message = ErrorCode.not_controller, str(exc)
+                except UnknownTopicError as exc:
+                    error, message = ErrorCode.unknown_topic_or_partition, str(exc)
+                except (CoordinationError, TimeoutError) as exc:
+                    error, message = ErrorCode.request_timed_out, f"cluster metadata: {exc}"
+        results.append(
+            ctx.build(
+                "DeletableTopicResult", name=name, topic_id=topic_id, error_code=error, error_message=message
+            )
+        )
+    return ctx.response(throttle_time=_ZERO, responses=tuple(results))

@@ -203,9 +203,16 @@ class LogManager:
             return None
         return topic.partitions[partition]
 
-    def create_topic(self, name: str, partitions: int, configs: dict[str, str] | None = None) -> Topic:
+    def create_topic(
+        self,
+        name: str,
+        partitions: int,
+        configs: dict[str, str] | None = None,
+        topic_id: uuid.UUID | None = None,
+    ) -> Topic:
+        """``topic_id``: the cluster's id for the topic (a replica's copy keeps it), else a new one."""
         configs = dict(configs or {})
-        topic = Topic(name, uuid.uuid4(), configs, self.settings_for(configs))
+        topic = Topic(name, topic_id or uuid.uuid4(), configs, self.settings_for(configs))
         for p in range(partitions):
             pdir = self._pdir(name, p)
             if os.path.exists(pdir):  # leftovers of a crash between mkdir and save

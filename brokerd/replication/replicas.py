@@ -1,0 +1,106 @@
+"""The replica manager: this broker's local partition logs follow the cluster's topics in
+etcd, and it answers which partitions this broker leads.
+
+A broker holds a local log for every topic with a partition assigned to it, under the
+topic's cluster-wide id, and no other: a topic deleted from etcd, recreated under a new
+id, or no longer assigned here is removed locally (Kafka removes stray logs the same way).
+A partition is led here only while etcd names this broker its leader and the leader's ISR
+entry carries this broker's current epoch: a broker that lost its registration leads
+nothing, whatever its logs say.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any, NamedTuple
+
+from brokerd.coordination.records import NO_LEADER, PartitionState
+from brokerd.coordination.view import ClusterState
+from brokerd.replication.membership import ClusterMembership
+
+log = logging.getLogger("brokerd.replication")
+
+
+class ReplicaManager:
+    def __init__(self, broker: Any, membership: ClusterMembership) -> None:
+        self.broker = broker
+        self.membership = membership
+        self.node_id = membership.node_id
+
+    def start(self) -> None:
+        self.membership.view.listeners.append(self.sync)
+        self.sync(self.membership.view.state)
+
+    def sync(self, state: ClusterState) -> None:
+        """Create and remove local logs so that they match the assignment in etcd."""
+        if not self.membership.view.caught_up.is_set():
+            return  # a partial read must not delete anything
+        logs = self.broker.logs
+        wanted: dict[str, uuid.UUID] = {}
+        for name, topic in state.topics.items():
+            partitions = state.topic_partitions(name)
+            if partitions is None or not any(self.node_id in p.replicas for p in partitions):
+                continue
+            wanted[name] = uuid.UUID(topic.topic_id)
+            local = logs.topics.get(name)
+            if local is not None and local.id != wanted[name]:
+                log.info("topic %s was recreated in the cluster; removing the old local log", name)
+                self.broker.delete_topic(name)
+                local = None
+            if local is None:
+                try:
+                    self.broker.create_topic(name, topic.partitions, topic.configs, wanted[name])
+                except OSError as exc:
+                    log.error("cannot create the local log of %s: %s", name, exc)
+        for name in list(logs.topics):
+            if name not in wanted:
+                log.info("topic %s is not assigned to broker %d; removing its local log", name, self.node_id)
+                self.broker.delete_topic(name)
+
+    def partition(self, name: str, index: int) -> PartitionState | None:
+        return self.membership.view.state.partitions.get((name, index))
+
+    def leads(self, name: str, index: int) -> bool:
+        state = self.partition(name, index)
+        session = self.membership.session
+        if state is None or session is None or state.leader != self.node_id or state.leader == NO_LEADER:
+            return False
+        return any(m.broker_id == self.node_id and m.broker_epoch == session.epoch for m in state.isr)
+
+    def default_replication_factor(self) -> int:
+        """``default.replication.factor`` when set, else 3 once the cluster has 3 brokers (as
+        the managed Kafka services do), else every broker."""
+        config = self.broker.config
+        if "default.replication.factor" in config.explicit:
+            return config["default.replication.factor"]
+        return min(3, max(1, len(self.membership.view.state.brokers)))
+
+    def live_brokers(self) -> int:
+        return len(self.membership.view.state.brokers)
+
+    # --- what Metadata reports -------------------------------------------------------------------
+    def topics(self) -> dict[str, tuple[uuid.UUID, list[PartitionRow]]]:
+        """Every complete topic of the cluster: its id and its partitions' rows."""
+        state = self.membership.view.state
+        out = {}
+        for name, topic in state.topics.items():
+            partitions = state.topic_partitions(name)
+            if partitions is not None:
+                live = state.brokers
+                out[name] = (uuid.UUID(topic.topic_id), [_row(i, p, live) for i, p in enumerate(partitions)])
+        return out
+
+
+class PartitionRow(NamedTuple):
+    index: int
+    leader: int
+    leader_epoch: int
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+    offline: tuple[int, ...]  # replicas whose broker is not registered
+
+
+def _row(index: int, state: PartitionState, live: dict) -> PartitionRow:
+    offline = tuple(r for r in state.replicas if r not in live)
+    return PartitionRow(index, state.leader, state.leader_epoch, state.replicas, state.isr_ids, offline)
