@@ -263,7 +263,7 @@ class LogCleaner:
         self._ensure_threads()
 
     def _ensure_threads(self) -> None:
-        want = self.config().threads
+        want = max(1, self.config().threads)  # thread 0 idles at 0 threads, watching for a raise
         while len(self._threads) < want:
             t = threading.Thread(target=self._run, args=(len(self._threads),),
                                  name=f"log-cleaner-{len(self._threads)}", daemon=True)
@@ -329,10 +329,11 @@ class LogCleaner:
             out = []
             present = set()
             for plog in self.logs():
+                if not plog.settings.compact:
+                    continue
                 present.add(plog)
-                if not plog.settings.compact or plog.cleaning or len(plog.segments) < 2:
-                    if plog.settings.compact:
-                        self.state(plog)
+                self.state(plog)
+                if plog.cleaning or len(plog.segments) < 2:
                     continue
                 bound = self.uncleanable_bound(plog) if self.uncleanable_bound else None
                 out.append((plog, tuple(plog.segments), bound))

@@ -276,6 +276,10 @@ def test_an_idempotent_producer_keeps_producing_across_passes_that_emptied_its_b
 
     mine = wait_until(emptied, 20, "a pass that empties the idempotent producer's last batch")
     assert mine[0].records_count == 0, "its records were overwritten: the batch stays, empty"
+    # Both clients read through the empty batch.
+    through = [(o, k) for o, k, _v in consume_kafka_python(broker, topic, mine[0].base_offset)]
+    assert through[0][0] > mine[0].last_offset and through[-1][1] == b"roll"
+    assert [(o, k) for o, k, _v in consume_confluent(broker, topic, mine[0].base_offset)] == through
 
     # After a crash, producer state is the snapshot plus a replay of the log after it, which
     # holds only the emptied batch: its sequence must come from its offset span.

@@ -141,3 +141,25 @@ def test_broker_dynamic_alter_persists(tmp_path) -> None:
 def test_unknown_static_broker_key_fails() -> None:
     with pytest.raises(InvalidConfig, match=r"log\.retention\.mss"):
         BrokerConfigs({"log.retention.mss": 1})
+
+
+def test_cleaner_configs_have_kafkas_names_defaults_and_synonyms() -> None:
+    b = BrokerConfigs({"log.cleaner.delete.retention.ms": 1000, "log.cleanup.policy": "compact"})
+    tc = TopicConfig(b)
+    assert tc.get("delete.retention.ms") == 1000 and tc.cleanup_policy == ["compact"]
+    [entry] = tc.describe(["delete.retention.ms"], include_synonyms=True)
+    assert entry.source == ConfigSource.STATIC_BROKER_CONFIG
+    assert [s.name for s in entry.synonyms] == ["log.cleaner.delete.retention.ms"] * 2
+    defaults = {d.name: d.value for d in TopicConfig(BrokerConfigs()).describe()}
+    assert defaults["cleanup.policy"] == "delete" and defaults["min.cleanable.dirty.ratio"] == "0.5"
+    assert defaults["min.compaction.lag.ms"] == "0" and defaults["delete.retention.ms"] == "86400000"
+    assert defaults["max.compaction.lag.ms"] == str(2**63 - 1)
+    broker = {d.name: d for d in BrokerConfigs().describe()}
+    assert broker["log.cleaner.threads"].value == "1" and not broker["log.cleaner.threads"].read_only
+    assert broker["log.cleaner.dedupe.buffer.size"].value == "134217728"
+    # The cleaner's broker settings change at runtime (AlterConfigs by a super user).
+    b.alter({"log.cleaner.io.max.bytes.per.second": "1048576", "log.cleaner.threads": "2"},
+            default=True, replace=False)
+    assert b.get("log.cleaner.io.max.bytes.per.second") == 1048576.0 and b.get("log.cleaner.threads") == 2
+    with pytest.raises(InvalidConfig, match=r"log\.cleaner\.threads"):
+        b.alter({"log.cleaner.threads": "-1"}, default=True, replace=False)
