@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from celery import current_app
 from confluent_kafka import KafkaException
 from django.db import transaction
 from django.http import Http404
@@ -112,10 +113,8 @@ def cluster_sync_now_or_later(*, cluster_id: int) -> None:
         return
     except (Conflict, ServiceError) as exc:
         logger.info("acls %s: inline sync failed (%s); queued", cluster.public_id, exc.message)
-    from .tasks import cluster_sync as task
-
-    try:
-        task.delay(cluster_id)
+    try:  # by name: tasks.py imports this module
+        current_app.send_task("acls.cluster_sync", args=(cluster_id,))
     except Exception:  # the task broker is down: the periodic reconcile repairs it
         logger.exception("could not queue the ACL sync of cluster %s", cluster_id)
 

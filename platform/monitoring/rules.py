@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from metering import selectors as metering_selectors
+from metering.services import month_start
+
 from .live import Snapshot
 from .models import AlertRule, RuleKind
 
@@ -93,11 +96,7 @@ def storage(rule: AlertRule, snap: Snapshot) -> Measure:
 
 
 def spend(rule: AlertRule, now: dt.datetime) -> Measure:
-    from metering import selectors as metering_selectors
-    from metering.models import BillingAccount
-    from metering.services import month_start
-
-    account = BillingAccount.objects.filter(organization_id=rule.organization_id).first()
+    account = metering_selectors.billing_account_get(organization=rule.organization)
     cap = account.spend_cap if account is not None else None
     if cap is None:
         return Measure(

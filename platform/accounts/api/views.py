@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.auth import update_session_auth_hash
 from django.http import Http404
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
@@ -13,6 +14,7 @@ from rest_framework.views import APIView
 from accounts import selectors, services
 from accounts.audit import Actor, client_ip
 from accounts.authentication import BearerTokenAuthentication
+from accounts.lockout import refusal_message
 from accounts.models import AuditEvent, Invitation, Membership, Role
 from accounts.throttling import SignupRateThrottle, TokenRateThrottle
 from controlplane.api.tenancy import OrganizationScopedMixin, request_membership
@@ -102,8 +104,6 @@ class TokenListCreateView(OrganizationScopedMixin, generics.GenericAPIView):
         if user is None:
             refusal = getattr(request, "kastle_login_refused", None)
             if refusal is not None:  # accounts.lockout: locked account or throttled address
-                from accounts.lockout import refusal_message
-
                 raise exceptions.Throttled(wait=refusal.retry_after, detail=refusal_message(refusal))
             raise exceptions.AuthenticationFailed("Wrong email or password.", code="invalid_credentials")
         org_id = data.validated_data.get("organization")
@@ -179,9 +179,7 @@ class PasswordChangeView(APIView):
         )
         django_request = request._request
         if getattr(django_request, "user", None) is not None and django_request.user.is_authenticated:
-            from django.contrib.auth import update_session_auth_hash  # keep this session logged in
-
-            update_session_auth_hash(django_request, request.user)
+            update_session_auth_hash(django_request, request.user)  # keep this session logged in
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
