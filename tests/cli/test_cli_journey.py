@@ -279,6 +279,24 @@ def test_produce_and_consume_100_lines_with_keys_and_headers(logged_in: Cli, clu
     assert first[0] == f"{records[0]['partition']}:0" and first[2] == "source=cli,run=journey"
     assert len(plain.out.splitlines()) == 3
 
+    # start positions: an offset, and a time (the first record at or after it)
+    p = records[0]["partition"]
+    mine = sorted((r for r in records if r["partition"] == p), key=lambda r: r["offset"])
+    at = logged_in.json("topic", "consume", "orders", "--partition", str(p), "--offset", "2", "--max", "1")
+    assert (at["offset"], at["value"]) == (2, mine[2]["value"])
+    since = logged_in.json(
+        "topic",
+        "consume",
+        "orders",
+        "--partition",
+        str(p),
+        "--timestamp",
+        str(mine[-1]["timestamp"]),
+        "--max",
+        "1",
+    )
+    assert since["offset"] <= mine[-1]["offset"] and since["timestamp"] >= mine[-1]["timestamp"]
+
 
 def test_consumer_groups_and_offset_reset(logged_in: Cli, account: Account, cluster) -> None:
     base = f"clusters/{cluster['id']}/consumer-groups"
@@ -321,6 +339,10 @@ def test_consumer_groups_and_offset_reset(logged_in: Cli, account: Account, clus
     assert account.get(f"{base}/scratch-group")["offsets"][0]["committed_offset"] == 1
     assert logged_in.json("consumer-group", "delete", "scratch-group", "--yes")["deleted"] is True
     assert account.rest("GET", f"{base}/scratch-group").status_code == 404
+
+    # JSON values (last: this adds a record): each line must be JSON; a bad line stops the run, naming it
+    bad = logged_in.run("topic", "produce", "orders", "--value-format", "json", input='{"ok": 1}\nnot json\n')
+    assert bad.code == 2 and "line 2 is not JSON" in bad.err and "the 1 records before it" in bad.err, bad.err
 
 
 def test_config_client_for_each_language(logged_in: Cli, cluster) -> None:
