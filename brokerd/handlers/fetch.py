@@ -17,7 +17,6 @@ from brokerd.storage import OffsetOutOfRange
 
 OFFSET_OUT_OF_RANGE = 1
 UNKNOWN_TOPIC_OR_PARTITION = 3
-NOT_LEADER_OR_FOLLOWER = 6
 TOPIC_AUTHORIZATION_FAILED = 29
 FETCH_SESSION_ID_NOT_FOUND = 70
 UNKNOWN_TOPIC_ID = 100
@@ -74,8 +73,10 @@ def _collect(ctx, request, resolved):
                 parts.append(_error_partition(idx, err))
                 errors = True
                 continue
-            if replicas is not None and not replicas.leads(topic.name, idx):
-                parts.append(_error_partition(idx, NOT_LEADER_OR_FOLLOWER))
+            if replicas is not None and (
+                err := replicas.leader_error(topic.name, idx, getattr(p, "current_leader_epoch", -1))
+            ):
+                parts.append(_error_partition(idx, err))
                 errors = True
                 continue
             plog = topic.partitions[idx]

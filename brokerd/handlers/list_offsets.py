@@ -48,8 +48,12 @@ def handle(request, ctx):
                 error, offset, ts = ErrorCode.topic_authorization_failed, -1, -1
             elif topic is None or not 0 <= p.partition_index < len(topic.partitions):
                 error, offset, ts = ErrorCode.unknown_topic_or_partition, -1, -1
-            elif ctx.broker.replicas is not None and not ctx.broker.replicas.leads(t.name, p.partition_index):
-                error, offset, ts = ErrorCode.not_leader_or_follower, -1, -1
+            elif ctx.broker.replicas is not None and (
+                code := ctx.broker.replicas.leader_error(
+                    t.name, p.partition_index, getattr(p, "current_leader_epoch", -1)
+                )
+            ):
+                error, offset, ts = ErrorCode(code), -1, -1
             else:
                 error, offset, ts = _lookup(topic.partitions[p.partition_index], p.timestamp, v)
             parts.append(
@@ -59,8 +63,17 @@ def handle(request, ctx):
                     error_code=error,
                     timestamp=ts,
                     offset=offset,
-                    leader_epoch=0 if error == ErrorCode.none else -1,
+                    leader_epoch=(
+                        _leader_epoch(ctx, t.name, p.partition_index) if error == ErrorCode.none else -1
+                    ),
                 )
             )
         topics.append(ctx.build("ListOffsetsTopicResponse", name=t.name, partitions=tuple(parts)))
     return ctx.response(throttle_time=datetime.timedelta(0), topics=tuple(topics))
+
+
+def _leader_epoch(ctx, name: str, index: int) -> int:
+    """The partition's leader epoch: from the cluster's metadata, else 0 (a broker alone)."""
+    replicas = ctx.broker.replicas
+    state = replicas.partition(name, index) if replicas is not None else None
+    return state.leader_epoch if state is not None else 0

@@ -21,6 +21,10 @@ from brokerd.replication.membership import ClusterMembership
 
 log = logging.getLogger("brokerd.replication")
 
+NOT_LEADER_OR_FOLLOWER = 6
+FENCED_LEADER_EPOCH = 74
+UNKNOWN_LEADER_EPOCH = 75
+
 
 class ReplicaManager:
     def __init__(self, broker: Any, membership: ClusterMembership) -> None:
@@ -60,6 +64,19 @@ class ReplicaManager:
 
     def partition(self, name: str, index: int) -> PartitionState | None:
         return self.membership.view.state.partitions.get((name, index))
+
+    def leader_error(self, name: str, index: int, current_leader_epoch: int = -1) -> int:
+        """The error a request for this partition gets here, as Kafka answers it: 0 when this
+        broker leads it; FENCED_LEADER_EPOCH (74) for a client behind on the leader epoch,
+        UNKNOWN_LEADER_EPOCH (75) for one ahead of this broker's metadata, else
+        NOT_LEADER_OR_FOLLOWER (6). ``current_leader_epoch`` -1 skips the epoch check."""
+        state = self.partition(name, index)
+        if state is not None and current_leader_epoch >= 0:
+            if current_leader_epoch < state.leader_epoch:
+                return FENCED_LEADER_EPOCH
+            if current_leader_epoch > state.leader_epoch:
+                return UNKNOWN_LEADER_EPOCH
+        return 0 if self.leads(name, index) else NOT_LEADER_OR_FOLLOWER
 
     def leads(self, name: str, index: int) -> bool:
         state = self.partition(name, index)

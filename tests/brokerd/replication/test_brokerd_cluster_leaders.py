@@ -1,0 +1,86 @@
+"""In a cluster only a partition's leader serves it: Produce, Fetch and ListOffsets sent to
+another broker answer NOT_LEADER_OR_FOLLOWER, and a request naming a leader epoch other than
+the partition's answers FENCED_LEADER_EPOCH (behind) or UNKNOWN_LEADER_EPOCH (ahead), as
+Kafka does. Raw requests, so that no client retries hide the answers."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from brokerd.protocol import kio_adapter
+from tests.brokerd.brokerd_wire import Wire, make_batch, request_class
+from tests.brokerd.replication.clustertest import cluster_brokers, wait_for
+from tests.brokerd.test_brokerd_wire import fetch_request, produce
+from tests.etcd_server import EtcdServer
+
+NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH = 6, 74, 75
+
+
+def _fetch(wire: Wire, topic: str, epoch: int) -> int:
+    request = fetch_request(topic, 0)
+    topics = request.topics
+    part = dataclasses.replace(topics[0].partitions[0], current_leader_epoch=epoch)
+    request = dataclasses.replace(request, topics=(dataclasses.replace(topics[0], partitions=(part,)),))
+    return wire.request(request).responses[0].partitions[0].error_code
+
+
+def _list_offsets(wire: Wire, topic: str, epoch: int) -> tuple[int, int]:
+    mod = kio_adapter.request_module(2, 8)
+    partition = mod.ListOffsetsPartition(partition_index=0, current_leader_epoch=epoch, timestamp=-1)
+    request = request_class(2, 8)(
+        replica_id=-1, isolation_level=0, topics=(mod.ListOffsetsTopic(name=topic, partitions=(partition,)),)
+    )
+    answer = wire.request(request).topics[0].partitions[0]
+    return answer.error_code, answer.leader_epoch
+
+
+def test_only_the_leader_serves_a_partition_and_leader_epochs_are_checked(
+    tmp_path: Path, etcd_server: EtcdServer, etcd_prefix: str
+) -> None:
+    brokers = cluster_brokers(tmp_path, etcd_server, etcd_prefix)
+    try:
+        for broker in brokers:
+            broker.start(timeout=30)
+        bootstrap = ",".join(b.bootstrap for b in brokers)
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        wait_for(lambda: len(admin.list_topics(timeout=10).brokers) == 3, what="3 brokers")
+        admin.create_topics([NewTopic("t", 1, replication_factor=3)])["t"].result(timeout=20)
+
+        def partition():
+            topic = admin.list_topics("t", timeout=10).topics["t"]
+            return topic.error is None and topic.partitions.get(0)
+
+        p0 = wait_for(partition, what="the topic")
+        leader = next(b for b in brokers if b.node_id == p0.leader)
+        other = next(b for b in brokers if b.node_id != p0.leader)
+        with Wire(leader.port, host=leader.host) as w:
+            wait_for(lambda: _fetch(w, "t", 0) == 0, what="the leader to serve")
+            answer = w.request(produce(w, "t", 0, make_batch([(None, b"x")])))
+            assert answer.responses[0].partition_responses[0].error_code == 0
+            assert _fetch(w, "t", 1) == UNKNOWN_LEADER_EPOCH
+            assert _list_offsets(w, "t", 0) == (0, 0)
+            assert _list_offsets(w, "t", 1)[0] == UNKNOWN_LEADER_EPOCH
+        with Wire(other.port, host=other.host) as w:
+            answer = w.request(produce(w, "t", 0, make_batch([(None, b"y")])))
+            assert answer.responses[0].partition_responses[0].error_code == NOT_LEADER_OR_FOLLOWER
+            assert _fetch(w, "t", -1) == NOT_LEADER_OR_FOLLOWER
+            assert _list_offsets(w, "t", -1)[0] == NOT_LEADER_OR_FOLLOWER
+
+        # The leader restarts: the partition's leader epoch moves on (offline, then led again),
+        # and a request still naming epoch 0 is fenced.
+        leader.kill()
+        leader.start(timeout=30)
+        wait_for(lambda: (p := partition()) and p.leader == leader.node_id, what="the leader back")
+        with Wire(leader.port, host=leader.host) as w:
+            wait_for(lambda: _list_offsets(w, "t", -1)[0] == 0, what="the leader to serve again")
+            _error, epoch = _list_offsets(w, "t", -1)
+            assert epoch >= 2
+            assert _fetch(w, "t", 0) == FENCED_LEADER_EPOCH
+            assert _list_offsets(w, "t", 0)[0] == FENCED_LEADER_EPOCH
+            assert _fetch(w, "t", epoch) == 0
+    finally:
+        for broker in brokers:
+            broker.kill()
