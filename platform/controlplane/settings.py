@@ -344,6 +344,7 @@ CELERY_TASK_ROUTES = {
     # alerts (platform/monitoring/tasks.py)
     "monitoring.evaluate_alerts": {"queue": CELERY_DEFAULT_QUEUE},
     "monitoring.deliver_notification": {"queue": CELERY_DEFAULT_QUEUE},
+    "monitoring.prune_notifications": {"queue": CELERY_DEFAULT_QUEUE},
 }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -391,6 +392,10 @@ CELERY_BEAT_SCHEDULE["monitoring-evaluate-alerts"] = {
     "task": "monitoring.evaluate_alerts",
     "schedule": KASTLE_ALERT_INTERVAL_SECONDS,
     "options": {"expires": KASTLE_ALERT_INTERVAL_SECONDS * 2},
+}
+CELERY_BEAT_SCHEDULE["monitoring-prune-notifications"] = {
+    "task": "monitoring.prune_notifications",
+    "schedule": 3600.0,
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 

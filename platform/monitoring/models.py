@@ -160,7 +160,10 @@ class Notification(models.Model):
                 name="notification_once_per_transition",
             )
         ]
-        indexes = [models.Index(fields=["status", "next_attempt_at"], name="notification_due")]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="notification_due"),
+            models.Index(fields=["created_at"], name="notification_created"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.public_id} {self.event} -> {self.channel_id}: {self.status}"

@@ -51,6 +51,8 @@ MAX_ATTEMPTS = 6
 MAX_EMAILS = 10
 #: A notification not delivered this long after it was queued is sent again by the beat pass.
 REDISPATCH_AFTER = dt.timedelta(seconds=30)
+#: Notifications (the delivery history) are kept this long.
+NOTIFICATION_RETENTION = dt.timedelta(days=30)
 
 
 def _invalid(field: str, message: str) -> ValidationFailed:
@@ -505,3 +507,10 @@ def notification_deliver(*, notification_id: int, now: dt.datetime | None = None
         if n.rule_id is not None:
             AlertRule.objects.filter(pk=n.rule_id).update(last_notified_at=sent_at)
     return NotificationStatus.SENT
+
+
+def notifications_prune(*, now: dt.datetime | None = None) -> int:
+    """Beat, hourly: drop notifications older than NOTIFICATION_RETENTION (rules keep their state)."""
+    cutoff = (now or timezone.now()) - NOTIFICATION_RETENTION
+    deleted, _ = Notification.objects.filter(created_at__lt=cutoff).delete()
+    return deleted

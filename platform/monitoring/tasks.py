@@ -20,3 +20,8 @@ def evaluate_alerts() -> dict:
 @shared_task(name="monitoring.deliver_notification", acks_late=True, ignore_result=True)
 def deliver_notification(notification_id: int) -> str:
     return services.notification_deliver(notification_id=notification_id)
+
+
+@shared_task(name="monitoring.prune_notifications", acks_late=True, ignore_result=True)
+def prune_notifications() -> int:
+    return services.notifications_prune()

@@ -180,6 +180,12 @@ def test_a_change_of_state_notifies_once_even_when_applied_twice(tenant, receive
     assert services.notification_deliver(notification_id=resolved.pk) == "failed"
     assert len(receiver.events()) == 1 + services.MAX_ATTEMPTS
 
+    # The delivery history is kept for 30 days; the rule keeps its state.
+    later = timezone.now() + services.NOTIFICATION_RETENTION + dt.timedelta(minutes=1)
+    assert services.notifications_prune(now=later - dt.timedelta(minutes=2)) == 0
+    assert services.notifications_prune(now=later) == 2
+    assert AlertRule.objects.get(pk=rule.pk).transitions == 2
+
 
 def services_actor(tenant):
     from accounts.audit import Actor
