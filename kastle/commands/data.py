@@ -20,7 +20,7 @@ import typer
 from kastle import kafka
 from kastle.api import seg
 from kastle.errors import AuthError, CliError, NotFound, Unavailable, UsageError
-from kastle.output import Format, OutputOpt, note
+from kastle.output import Format, OutputOpt, done, note
 from kastle.session import ClusterOpt, Session, parse_pairs
 
 ApiKeyOpt = Annotated[
@@ -183,7 +183,7 @@ def produce(
         while remaining and watch.error is None:
             remaining = producer.flush(1)
     except KeyboardInterrupt:
-        remaining = producer.flush(5)
+        producer.flush(5)
         note(f"Interrupted: {delivered} of {sent} records delivered.")
         raise typer.Exit(130) from None
     watch.check(fatal_down=remaining > 0)
@@ -193,16 +193,8 @@ def produce(
         raise Unavailable(f"{remaining} records were not delivered within 30s: the brokers did not answer")
     if problem is not None:
         raise UsageError(f"{problem}; the {delivered} records before it were delivered, nothing after it")
-    _report(output, {"cluster": session.cluster_id(cluster), "topic": topic, "produced": delivered})
-
-
-def _report(output: Format, summary: dict[str, Any]) -> None:
-    from kastle.output import emit
-
-    if output is Format.table:
-        note(f"Produced {summary['produced']} records to {summary['topic']}.")
-    else:
-        emit(summary, output)
+    summary = {"cluster": session.cluster_id(cluster), "topic": topic, "produced": delivered}
+    done(output, f"Produced {delivered} records to {topic}.", summary)
 
 
 def _timestamp_ms(value: str) -> int:
