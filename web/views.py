@@ -37,6 +37,7 @@ def signup(request: HttpRequest) -> HttpResponse:
                     password=form.cleaned_data["password"],
                     organization_name=form.cleaned_data["organization"],
                     source_ip=client_ip(request),
+                    issue_token=False,
                 )
             except ValidationFailed as exc:
                 for field, errors in exc.details.items():

@@ -25,8 +25,8 @@ class SignupResult:
     user: User
     organization: Organization
     membership: Membership
-    token: ApiToken
-    raw_token: str
+    token: ApiToken | None  # None when the caller relies on a session (the portal)
+    raw_token: str | None
 
 
 def _check_new_user(email: str, password: str) -> str:
@@ -48,9 +48,16 @@ def _check_new_user(email: str, password: str) -> str:
 
 
 def signup(
-    *, email: str, password: str, organization_name: str, source_ip: str | None = None
+    *,
+    email: str,
+    password: str,
+    organization_name: str,
+    source_ip: str | None = None,
+    issue_token: bool = True,
 ) -> SignupResult:
-    """Create an organization, its owner, a first REST token and the trial credit."""
+    """Create an organization, its owner and the trial credit, plus a first REST token unless
+    `issue_token` is False (the portal logs the owner in with a session: a token whose secret the
+    user never sees would only be a credential nobody holds)."""
     organization_name = organization_name.strip()
     if not organization_name:
         raise ValidationFailed(
@@ -70,7 +77,11 @@ def signup(
                 target=organization,
                 details={"email": email},
             )
-            token, raw = token_create(user=user, organization=organization, name="sign-up", actor=actor)
+            token, raw = (
+                token_create(user=user, organization=organization, name="sign-up", actor=actor)
+                if issue_token
+                else (None, None)
+            )
             # Metering grants the trial credit, in this transaction.
             organization_created.send(sender=Organization, organization=organization)
     except IntegrityError as exc:  # two sign-ups with one email at once
