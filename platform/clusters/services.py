@@ -15,6 +15,7 @@ from brokerd.credentials import make_user_entry
 from controlplane.errors import Conflict, ValidationFailed
 
 from .models import TRANSITIONS, Cluster, ClusterStatus
+from .names import name_problem
 from .plans import PLANS
 from .signals import deprovision_requested, provision_requested
 
@@ -33,11 +34,10 @@ class InvalidTransition(Conflict):
 
 
 def _validate_name(name: str) -> str:
-    name = (name or "").strip()
-    if not name:
-        raise ValidationFailed("The cluster is invalid.", details={"name": ["This field may not be blank."]})
-    if len(name) > 64:
-        raise ValidationFailed("The cluster is invalid.", details={"name": ["Use at most 64 characters."]})
+    name = (name or "").strip() if isinstance(name, str) else name
+    problem = name_problem(name)
+    if problem:
+        raise ValidationFailed("The cluster is invalid.", details={"name": [problem]})
     return name
 
 

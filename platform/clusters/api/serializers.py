@@ -2,6 +2,7 @@ from rest_framework import serializers
 
 from clusters import selectors
 from clusters.models import Cluster
+from clusters.names import MAX_LENGTH, RULE, name_problem
 from clusters.plans import PLANS
 
 
@@ -37,8 +38,15 @@ class ClusterSerializer(serializers.ModelSerializer):
         return selectors.is_degraded(obj)
 
 
+def _validate_cluster_name(value: str) -> str:
+    problem = name_problem(value)
+    if problem:
+        raise serializers.ValidationError(problem)
+    return value
+
+
 class ClusterCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=64)
+    name = serializers.CharField(max_length=MAX_LENGTH, help_text=RULE)
     plan = serializers.ChoiceField(choices=list(PLANS))
     security_protocol = serializers.ChoiceField(
         choices=["SASL_SSL", "SASL_PLAINTEXT"],
@@ -48,5 +56,12 @@ class ClusterCreateSerializer(serializers.Serializer):
     )
 
 
+    def validate_name(self, value: str) -> str:
+        return _validate_cluster_name(value)
+
+
 class ClusterUpdateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=64)
+    name = serializers.CharField(max_length=MAX_LENGTH, help_text=RULE)
+
+    def validate_name(self, value: str) -> str:
+        return _validate_cluster_name(value)
