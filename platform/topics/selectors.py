@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import ConfigEntry, ConfigResource, OffsetSpec, ResourceType
+from confluent_kafka.admin import ConfigEntry, ConfigResource, ConfigSource, OffsetSpec, ResourceType
 from django.http import Http404
 
 from clusters.models import Cluster
@@ -68,7 +68,7 @@ def _configs(cluster: Cluster, name: str) -> list[dict[str, Any]]:
         {
             "name": entry.name,
             "value": None if entry.is_sensitive else entry.value,
-            "source": entry.source.name if hasattr(entry.source, "name") else str(entry.source),
+            "source": config_source_name(entry.source),
             "is_default": bool(entry.is_default),
             "read_only": bool(entry.is_read_only),
         }
@@ -103,3 +103,14 @@ def topic_get(*, cluster: Cluster, name: str) -> dict[str, Any]:
         "size_bytes": None if sizes is None else sum(sizes.values()),
         "configs": _configs(cluster, name),
     }
+
+
+def config_source_name(source: Any) -> str:
+    """Kafka's name for a config's source (DYNAMIC_TOPIC_CONFIG, DEFAULT_CONFIG, …): confluent-kafka
+    reports the number of the DescribeConfigs wire field."""
+    if isinstance(source, ConfigSource):
+        return source.name
+    try:
+        return ConfigSource(int(source)).name
+    except (TypeError, ValueError):
+        return "UNKNOWN_CONFIG"

@@ -10,6 +10,7 @@ tenants' own admin clients.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
@@ -179,13 +180,30 @@ def _audit(cluster: Cluster, actor: Actor, action: str, name: str, details: dict
     )
 
 
+def validate_all(**checks: Callable[[], Any]) -> dict[str, Any]:
+    """Run every field's check and report every bad field at once (one 400 naming them all)."""
+    values: dict[str, Any] = {}
+    details: dict[str, Any] = {}
+    for field, check in checks.items():
+        try:
+            values[field] = check()
+        except ValidationFailed as exc:
+            details.update(exc.details)
+    if details:
+        raise ValidationFailed(INVALID, details=details)
+    return values
+
+
 def topic_create(
     *, cluster: Cluster, name: Any, partitions: Any = 1, configs: Any = None, actor: Actor = SYSTEM
 ) -> dict[str, Any]:
+    checked = validate_all(
+        name=lambda: validate_name(name),
+        partitions=lambda: validate_partitions(partitions),
+        configs=lambda: validate_configs(cluster, configs),
+    )
+    name, partitions, values = checked["name"], checked["partitions"], checked["configs"]
     client = admin_client(cluster)
-    name = validate_name(name)
-    partitions = validate_partitions(partitions)
-    values = validate_configs(cluster, configs)
     _check_partition_limit(cluster, partitions)
     topic = NewTopic(name, num_partitions=partitions, replication_factor=-1, config=dict(values))
     futures = client.create_topics([topic], request_timeout=kafka_admin.REQUEST_TIMEOUT_S)

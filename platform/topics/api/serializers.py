@@ -1,6 +1,8 @@
+from confluent_kafka.admin import ConfigSource
 from rest_framework import serializers
 
-from topics.services import MAX_NAME_LENGTH, MAX_PARTITIONS_PER_REQUEST
+from controlplane.errors import ValidationFailed
+from topics.services import MAX_NAME_LENGTH, MAX_PARTITIONS_PER_REQUEST, validate_name
 
 
 class TopicSummarySerializer(serializers.Serializer):
@@ -20,7 +22,11 @@ class TopicPartitionSerializer(serializers.Serializer):
 class TopicConfigSerializer(serializers.Serializer):
     name = serializers.CharField()
     value = serializers.CharField(allow_null=True)
-    source = serializers.CharField(help_text="Where the value comes from, as Kafka reports it")
+    source = serializers.ChoiceField(
+        choices=[s.name for s in ConfigSource],
+        help_text="Where the value comes from, by Kafka's name: DYNAMIC_TOPIC_CONFIG (set on the topic), "
+        "DEFAULT_CONFIG (the default), STATIC_BROKER_CONFIG, DYNAMIC_BROKER_CONFIG, …",
+    )
     is_default = serializers.BooleanField()
     read_only = serializers.BooleanField()
 
@@ -43,6 +49,13 @@ class TopicCreateSerializer(serializers.Serializer):
         default=dict,
         help_text='Topic configs by Kafka name, e.g. {"retention.ms": "86400000"}',
     )
+
+    def validate_name(self, value: str) -> str:
+        # The name's rule is checked here too, so that it is reported with the other fields' errors.
+        try:
+            return validate_name(value)
+        except ValidationFailed as exc:
+            raise serializers.ValidationError(exc.details["name"]) from exc
 
 
 class TopicUpdateSerializer(serializers.Serializer):
