@@ -1,4 +1,17 @@
-"""Schema post-processing: every operation documents the one error shape as its default response."""
+"""The API schema: a description written for users on every operation, and the one error shape as
+every operation's default response."""
+
+from drf_spectacular.openapi import AutoSchema
+
+from .descriptions import OPERATIONS
+
+
+class KastleAutoSchema(AutoSchema):
+    """Descriptions come from `descriptions.OPERATIONS` (or an `extend_schema(description=...)`),
+    never from a view class's docstring, which describes code (mixins, querysets), not the API."""
+
+    def get_description(self) -> str:
+        return OPERATIONS.get(self.get_operation_id(), "")
 
 ERROR_SCHEMA = {
     "type": "object",
