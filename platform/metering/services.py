@@ -38,7 +38,7 @@ from accounts.audit import SYSTEM, Actor, audit_record
 from accounts.models import Organization
 from brokerd.metrics import UsageJournal
 from clusters import selectors as cluster_selectors
-from clusters.models import Broker, BrokerStatus, Cluster, ClusterStatus
+from clusters.models import INTERNAL_USERNAME, Broker, BrokerStatus, Cluster, ClusterStatus
 from controlplane.errors import Conflict, ValidationFailed
 from iam import services as iam_services
 from provisioning import supervisor
@@ -133,6 +133,8 @@ def record_scrape(broker: Broker | int, scrape: Scrape | str, *, taken_at: dt.da
         changed: list[CounterCursor] = []
         resets: list[tuple[str, str]] = []
         for key, values in scrape.counters.items():
+            if key[0] == INTERNAL_USERNAME:
+                continue  # the control plane's own traffic (portal browsing, admin calls) is not billed
             cursor = cursors.get(key)
             old = [0, 0, 0, 0] if cursor is None else [getattr(cursor, f) for f in SLOT_FIELDS]
             if values == old:
