@@ -24,6 +24,7 @@ urlpatterns = [
     path("clusters/new/", clusters.cluster_create, name="cluster_create"),
     path(C, clusters.cluster_detail, name="cluster"),
     path(C + "row/", clusters.cluster_row, name="cluster_row"),
+    path(C + "deleted-notice/", clusters.cluster_deleted_notice, name="cluster_deleted_notice"),
     path(C + "ca.pem", clusters.cluster_ca, name="cluster_ca"),
     path(C + "status/", clusters.cluster_status, name="cluster_status"),
     path(C + "delete/", clusters.cluster_delete, name="cluster_delete"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django import forms
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
@@ -11,6 +13,7 @@ from django.views.decorators.http import require_http_methods
 
 from accounts.audit import Actor
 from accounts.models import Role
+from clusters import names as cluster_names
 from clusters import selectors as cluster_selectors
 from clusters import services as cluster_services
 from clusters.models import Cluster, ClusterStatus
@@ -32,23 +35,43 @@ def _plan_cards() -> list[dict]:
 
 @portal_view()
 def cluster_list(request: HttpRequest) -> HttpResponse:
-    clusters = cluster_selectors.cluster_list(organization=request.organization)
+    clusters = list(cluster_selectors.cluster_list(organization=request.organization))
+    # The banner after a delete is drawn from the cluster's state, like its row, so the two agree.
+    deleted = next((c for c in clusters if c.public_id == request.GET.get("deleted")), None)
+    if deleted is None and request.GET.get("deleted"):
+        deleted = cluster_selectors.cluster_get(
+            organization=request.organization, public_id=request.GET["deleted"]
+        )
     return render(
         request,
         "web/clusters/list.html",
-        {"clusters": clusters, "can_create": can(request, Role.ADMIN), "nav": "clusters"},
+        {
+            "clusters": clusters,
+            "deleted": deleted,
+            "can_create": can(request, Role.ADMIN),
+            "nav": "clusters",
+        },
     )
 
 
 @portal_view()
 def cluster_row(request: HttpRequest, cluster: Cluster) -> HttpResponse:
     """htmx: one row of the list, polled while the cluster is provisioning or being deleted."""
-    return render(request, "web/clusters/_row.html", {"cluster": cluster})
+    response = render(request, "web/clusters/_row.html", {"cluster": cluster})
+    if cluster.status not in TRANSITIONAL:
+        response["HX-Trigger"] = "cluster-settled"  # the delete banner refreshes with the row
+    return response
+
+
+@portal_view()
+def cluster_deleted_notice(request: HttpRequest, cluster: Cluster) -> HttpResponse:
+    """htmx: the list's banner after a delete, refreshed when the cluster's row settles."""
+    return render(request, "web/clusters/_deleted_notice.html", {"deleted": cluster})
 
 
 class ClusterCreateForm(forms.Form):
     name = forms.CharField(
-        max_length=64,
+        max_length=cluster_names.MAX_LENGTH,
         label="Cluster name",
         help_text="Letters, digits, dots, dashes; unique in your organization.",
         widget=forms.TextInput(attrs={"autocomplete": "off", "autofocus": True}),
@@ -69,6 +92,13 @@ class ClusterCreateForm(forms.Form):
         widget=forms.RadioSelect,
         help_text="Fixed for the cluster's life.",
     )
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"]
+        problem = cluster_names.name_problem(name)
+        if problem:
+            raise forms.ValidationError(problem)
+        return name
 
 
 @portal_view(read=Role.ADMIN)
@@ -104,9 +134,9 @@ def cluster_create(request: HttpRequest) -> HttpResponse:
 
 @portal_view()
 def cluster_detail(request: HttpRequest, cluster: Cluster) -> HttpResponse:
-    keys = (
-        list(key_selectors.api_key_list(cluster=cluster)) if cluster.status != ClusterStatus.DELETED else []
-    )
+    # A deleted cluster's port is soon given to another cluster: no address, keys or client snippets.
+    gone = cluster.status in (ClusterStatus.DELETING, ClusterStatus.DELETED)
+    keys = [] if gone else list(key_selectors.api_key_list(cluster=cluster))
     chosen = request.GET.get("key") or (keys[0].key if keys else None)
     if chosen and not any(k.key == chosen for k in keys):
         chosen = keys[0].key if keys else None
@@ -121,7 +151,8 @@ def cluster_detail(request: HttpRequest, cluster: Cluster) -> HttpResponse:
             "plan": cluster.plan_limits,
             "keys": keys,
             "chosen_key": chosen,
-            "snippets": clientconfig.snippets(cluster, chosen),
+            "snippets": [] if gone else clientconfig.snippets(cluster, chosen),
+            "gone": gone,
             "charts": usage.cluster_charts(cluster, window=window),
             "window": window,
             "can_admin": can(request, Role.ADMIN),
@@ -134,7 +165,10 @@ def cluster_detail(request: HttpRequest, cluster: Cluster) -> HttpResponse:
 @portal_view()
 def cluster_ca(request: HttpRequest, cluster: Cluster) -> HttpResponse:
     """The CA bundle clients verify the brokers with (the same file as GET /api/v1/clusters/{id}/ca.pem)."""
-    bundle = cluster.ca_bundle() if cluster.security_protocol == pki_services.SASL_SSL else None
+    gone = cluster.status in (ClusterStatus.DELETING, ClusterStatus.DELETED)
+    bundle = (
+        cluster.ca_bundle() if cluster.security_protocol == pki_services.SASL_SSL and not gone else None
+    )
     if bundle is None:
         raise Http404("This cluster has no TLS certificate (yet).")
     response = HttpResponse(bundle, content_type="application/x-pem-file")
@@ -180,8 +214,7 @@ def cluster_delete(request: HttpRequest, cluster: Cluster) -> HttpResponse:
             except ServiceError as exc:
                 apply_service_error(form, exc)
             else:
-                messages.success(request, f"Cluster {cluster.name} is being deleted.")
-                return redirect(reverse("web:home"))
+                return redirect(reverse("web:home") + "?" + urlencode({"deleted": cluster.public_id}))
         status = 400
     return render(
         request,
