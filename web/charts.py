@@ -8,6 +8,7 @@ accessible: each chart has a <title>, a <desc> with its numbers, and a table fal
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +25,10 @@ def human_bytes(value: float | None) -> str:
     size = float(value)
     for unit in UNITS:
         if abs(size) < 1000 or unit == UNITS[-1]:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+            if unit != "B":
+                return f"{size:.1f} {unit}"
+            # whole bytes as such; a fraction (a rate, an average) keeps one decimal below 10 B
+            return f"{size:.0f} B" if size == int(size) or abs(size) >= 10 else f"{size:.1f} B"
         size /= 1000
     return f"{size:.1f} PB"  # pragma: no cover
 
@@ -36,14 +40,24 @@ class Series:
     css_class: str = "s1"
 
 
-def _nice_max(value: float) -> float:
+def _nice_max(value: float, *, whole: bool = False) -> float:
+    """The smallest "round" number (1, 2, 2.5 or 5 times a power of ten) at or above `value`.
+    `whole`: the axis counts whole units (bytes stored), so each of its four steps is at least 1."""
+    floor = 4.0 if whole else 0.0
+    value = max(value, floor)
     if value <= 0:
         return 1.0
-    magnitude = 10 ** (len(str(int(value))) - 1)
+    magnitude = 10 ** math.floor(math.log10(value))
     for step in (1, 2, 2.5, 5, 10):
-        if value <= step * magnitude:
+        if value <= step * magnitude * (1 + 1e-9):
             return step * magnitude
     return 10 * magnitude  # pragma: no cover
+
+
+def _time_format(span_s: float) -> str:
+    if span_s <= 36 * 3600:
+        return "%H:%M"
+    return "%b %d"
 
 
 def line_chart(
@@ -51,19 +65,27 @@ def line_chart(
     *,
     title: str,
     formatter=human_bytes,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    whole: bool = False,
     width: int = 640,
     height: int = 200,
 ) -> SafeString:
-    """A responsive line chart (viewBox) with a y-axis in `formatter` units and time on the x-axis."""
-    pad_l, pad_r, pad_t, pad_b = 70, 12, 12, 28
+    """A responsive line chart (viewBox) with a y-axis in `formatter` units and time on the x-axis.
+
+    `start`/`end`: the window the chart covers (the data's own range if not given), so a chart of
+    the last day spans a day even when usage began an hour ago. `whole`: the values are whole
+    units (bytes), so the y-axis never labels fractions that round to the same text.
+    """
+    pad_l, pad_r, pad_t, pad_b = 76, 16, 12, 28
     all_points = [p for s in series for p in s.points]
     title_e = escape(title)
     if not all_points:
         return mark_safe(f'<p class="chart-empty">{title_e}: no usage recorded in this period yet.</p>')
-    t0 = min(p[0] for p in all_points).timestamp()
-    t1 = max(p[0] for p in all_points).timestamp()
+    t0 = (start or min(p[0] for p in all_points)).timestamp()
+    t1 = (end or max(p[0] for p in all_points)).timestamp()
     span = max(t1 - t0, 1.0)
-    top = _nice_max(max(p[1] for p in all_points))
+    top = _nice_max(max(p[1] for p in all_points), whole=whole)
     plot_w, plot_h = width - pad_l - pad_r, height - pad_t - pad_b
 
     def x(ts: datetime) -> float:
@@ -89,16 +111,19 @@ def line_chart(
         yy = y(value)
         parts.append(f'<line class="grid" x1="{pad_l}" x2="{width - pad_r}" y1="{yy:.1f}" y2="{yy:.1f}"/>')
         parts.append(
-            f'<text class="axis" x="{pad_l - 6}" y="{yy + 4:.1f}" text-anchor="end">'
+            f'<text class="axis y" x="{pad_l - 6}" y="{yy + 4:.1f}" text-anchor="end">'
             f"{escape(formatter(value))}</text>"
         )
-    first, last = datetime.fromtimestamp(t0, tz=UTC), datetime.fromtimestamp(t1, tz=UTC)
-    fmt = "%H:%M" if span <= 86400 else "%b %d"
-    parts.append(
-        f'<text class="axis" x="{pad_l}" y="{height - 8}">{escape(first.strftime(fmt))}</text>'
-        f'<text class="axis" x="{width - pad_r}" y="{height - 8}" text-anchor="end">'
-        f"{escape(last.strftime(fmt))}</text>"
-    )
+    fmt = _time_format(span)
+    ticks = 4
+    for i in range(ticks + 1):  # time labels: both ends and three between
+        ts = datetime.fromtimestamp(t0 + span * i / ticks, tz=UTC)
+        anchor = "start" if i == 0 else ("end" if i == ticks else "middle")
+        xx = pad_l + plot_w * i / ticks
+        parts.append(
+            f'<text class="axis x" x="{xx:.1f}" y="{height - 8}" text-anchor="{anchor}">'
+            f"{escape(ts.strftime(fmt))}</text>"
+        )
     for s in series:
         if not s.points:
             continue

@@ -30,7 +30,8 @@ def _thin(points: list[tuple[dt.datetime, float]]) -> list[tuple[dt.datetime, fl
 
 def cluster_charts(cluster: Cluster, *, window: str = "hour") -> dict[str, Any]:
     """{"throughput": svg, "storage": svg} for the last hour or day, from metering's samples."""
-    since = timezone.now() - WINDOWS.get(window, WINDOWS["hour"])
+    now = timezone.now()
+    since = now - WINDOWS.get(window, WINDOWS["hour"])
     rows = metering_selectors.sample_series(cluster=cluster, since=since)
     ins, outs, stored = [], [], []
     for row in rows:
@@ -44,8 +45,16 @@ def cluster_charts(cluster: Cluster, *, window: str = "hour") -> dict[str, Any]:
             [Series("Bytes in", _thin(ins), "s1"), Series("Bytes out", _thin(outs), "s2")],
             title=f"Throughput, {label}",
             formatter=per_second,
+            start=since,
+            end=now,
         ),
-        "storage": line_chart([Series("Stored", _thin(stored), "s3")], title=f"Storage, {label}"),
+        "storage": line_chart(
+            [Series("Stored", _thin(stored), "s3")],
+            title=f"Storage, {label}",
+            start=since,
+            end=now,
+            whole=True,
+        ),
     }
 
 
@@ -89,10 +98,16 @@ def organization_charts(organization, *, days: int) -> dict[str, Any]:
                 Series("Egress", [(at(r["day"]), r["bytes_out"]) for r in table], "s2"),
             ],
             title=f"Ingress and egress per day, last {days} days",
+            start=start,
+            end=at(today),
+            whole=True,
         ),
         "storage": line_chart(
             [Series("Average stored", [(at(r["day"]), r["stored"]) for r in table], "s3")],
             title=f"Average storage per day, last {days} days",
+            start=start,
+            end=at(today),
+            whole=True,
         ),
         "table": table,
     }

@@ -1,0 +1,48 @@
+"""Portal template filters: money, and the icon sprite."""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal, InvalidOperation
+
+from django import template
+from django.utils.html import format_html
+
+register = template.Library()
+
+
+def money_text(value, currency: str = "$") -> str:
+    """An amount as money: cents with thousands separators, and sub-cent amounts with two
+    significant digits (so a $0.0017 cost never reads as $0.00 beside a table that says $0.0017)."""
+    if value is None or value == "":
+        return "—"
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        return str(value)
+    sign = "-" if amount < 0 else ""
+    amount = abs(amount)
+    if amount == 0 or amount >= Decimal("0.01"):
+        return f"{sign}{currency}{amount:,.2f}"
+    places = min(6, 1 - math.floor(math.log10(float(amount))))
+    return f"{sign}{currency}{amount:.{places}f}"
+
+
+@register.filter
+def money(value) -> str:
+    return money_text(value)
+
+
+@register.simple_tag
+def icon(name: str, label: str = "") -> str:
+    """An icon from the sprite in static/web/icons.svg; decorative unless a label is given."""
+    from django.templatetags.static import static
+
+    href = static("web/icons.svg") + "#" + name
+    if label:
+        return format_html(
+            '<svg class="icon" role="img" aria-label="{}"><use href="{}"></use></svg>', label, href
+        )
+    return format_html(
+        '<svg class="icon" aria-hidden="true" focusable="false"><use href="{}"></use></svg>', href
+    )
