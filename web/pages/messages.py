@@ -124,7 +124,12 @@ def message_browser(request: HttpRequest, cluster: Cluster) -> HttpResponse:
     selected = request.GET.get("topic") or (
         produce_form.data.get("produce-topic") if request.method == "POST" else None
     )
-    browse_data = request.GET if "topic" in request.GET else None
+    browse_data = None
+    if "topic" in request.GET:
+        # A link to a topic's messages ("Browse messages") names the topic only: the rest are defaults.
+        browse_data = request.GET.copy()
+        browse_data.setdefault("mode", "latest")
+        browse_data.setdefault("count", str(topic_messages.DEFAULT_MESSAGES))
     browse_form = BrowseForm(browse_data, topics=topics, initial={"topic": selected})
     results = None
     error = None

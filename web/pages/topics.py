@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import messages
+from django.core.validators import MaxValueValidator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
@@ -14,6 +15,7 @@ from django.views.decorators.http import require_http_methods
 from accounts.audit import Actor
 from accounts.models import Role
 from clusters.models import Cluster
+from clusters.plans import Plan
 from controlplane.errors import ServiceError
 from topics import selectors as topic_selectors
 from topics import services as topic_services
@@ -55,6 +57,18 @@ def _config_map(detail: dict) -> dict[str, str | None]:
     return {c["name"]: c["value"] for c in detail["configs"]}
 
 
+def retention_choices(plan: Plan) -> list[tuple[str, str]]:
+    """The retention periods the plan allows (the form offers no period the plan would refuse)."""
+    unlimited = plan.max_retention_ms < 0
+
+    def allowed(value: str) -> bool:
+        if value in ("", "-1"):
+            return value == "" or unlimited
+        return unlimited or int(value) <= plan.max_retention_ms
+
+    return [(value, words) for value, words in RETENTION_CHOICES if allowed(value)]
+
+
 class TopicCreateForm(forms.Form):
     name = forms.CharField(
         max_length=topic_services.MAX_NAME_LENGTH,
@@ -66,6 +80,7 @@ class TopicCreateForm(forms.Form):
         max_value=topic_services.MAX_PARTITIONS_PER_REQUEST,
         initial=1,
         help_text="More partitions let more consumers read in parallel; the count can grow later.",
+        widget=forms.NumberInput(attrs={"class": "narrow"}),
     )
     retention = forms.ChoiceField(choices=RETENTION_CHOICES, required=False, label="Keep messages for")
     cleanup_policy = forms.ChoiceField(
@@ -77,6 +92,35 @@ class TopicCreateForm(forms.Form):
         required=False,
         label="Clean-up policy",
     )
+
+    def __init__(self, *args, plan: Plan, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.plan = plan
+        partitions = self.fields["partitions"]
+        partitions.max_value = min(topic_services.MAX_PARTITIONS_PER_REQUEST, plan.max_partitions)
+        partitions.validators = [v for v in partitions.validators if not isinstance(v, MaxValueValidator)]
+        partitions.validators.append(
+            MaxValueValidator(
+                partitions.max_value,
+                message=f"The {plan.display_name} plan allows at most {plan.max_partitions} partitions "
+                "per cluster.",
+            )
+        )
+        partitions.widget.attrs["max"] = partitions.max_value
+        partitions.help_text += f" Up to {plan.max_partitions} on the {plan.display_name} plan."
+        retention = self.fields["retention"]
+        retention.choices = retention_choices(plan)
+        retention.error_messages["invalid_choice"] = (
+            f"The {plan.display_name} plan keeps messages for at most "
+            f"{retention_words(str(plan.max_retention_ms))}; pick one of the periods offered."
+        )
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"]
+        try:
+            return topic_services.validate_name(name)
+        except ServiceError as exc:
+            raise forms.ValidationError(exc.details["name"]) from exc
 
     def configs(self) -> dict[str, str]:
         out = {}
@@ -90,7 +134,7 @@ class TopicCreateForm(forms.Form):
 @portal_view()
 @require_http_methods(["GET", "POST"])
 def topic_list(request: HttpRequest, cluster: Cluster) -> HttpResponse:
-    form = TopicCreateForm(request.POST or None)
+    form = TopicCreateForm(request.POST or None, plan=cluster.plan_limits)
     status = 200
     if request.method == "POST":
         if form.is_valid():
