@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException
@@ -28,7 +29,11 @@ _CACHE_SIZE = 64
 #: An idle client is dropped after this long: a deleted cluster's port may serve another cluster
 #: later, and a forgotten client would keep reconnecting to it.
 _CACHE_IDLE_S = 60.0
-_cache: OrderedDict[tuple[str, str], tuple[AdminClient, float]] = OrderedDict()
+#: (cluster public id, bootstrap servers, kind) -> (client, last used). Every Kafka client the
+#: control plane keeps (the AdminClient, the portal's producer) lives here under one rule: closed
+#: when its cluster stops running (`forget`, on every save of a cluster that is not RUNNING), and
+#: swept when idle.
+_cache: OrderedDict[tuple[str, str, str], tuple[Any, float]] = OrderedDict()
 _lock = threading.Lock()
 
 
@@ -87,23 +92,45 @@ def client_config(cluster: KafkaCluster) -> dict[str, Any]:
 
 def admin_client(cluster: KafkaCluster) -> AdminClient:
     """A cached AdminClient for a RUNNING cluster (409 otherwise)."""
+    return cached_client(cluster, "admin", lambda: AdminClient(client_config(cluster)))
+
+
+def cached_client(cluster: KafkaCluster, kind: str, make: Callable[[], Any]) -> Any:
+    """The cluster's cached client of `kind`, made by `make()` on first use (409 unless RUNNING)."""
     if cluster.status != RUNNING or not cluster.bootstrap_servers:
         forget(cluster)
         raise ClusterNotRunning(cluster)
-    key = (cluster.public_id, cluster.bootstrap_servers)
+    key = (cluster.public_id, cluster.bootstrap_servers, kind)
     now = time.monotonic()
+    dropped = []
     with _lock:
-        for stale in [k for k, (_, used) in _cache.items() if now - used > _CACHE_IDLE_S or k[0] == key[0]]:
-            if stale != key:
-                del _cache[stale]  # idle, or the cluster moved to other ports
+        for other, (_, used) in list(_cache.items()):
+            moved = other[0] == key[0] and other[1] != key[1]  # the cluster moved to other ports
+            if other != key and (moved or now - used > _CACHE_IDLE_S):
+                dropped.append(_cache.pop(other)[0])
         entry = _cache.get(key)
-        client = entry[0] if entry is not None else AdminClient(client_config(cluster))
+        client = entry[0] if entry is not None else make()
         _start_sweeper()
         _cache[key] = (client, now)
         _cache.move_to_end(key)
         while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
+            dropped.append(_cache.popitem(last=False)[1][0])
+    _close_all(dropped)
     return client
+
+
+def _close_all(clients: list[Any]) -> None:
+    """Close dropped clients (outside the lock). A producer is closed explicitly; an AdminClient has
+    no close(): its librdkafka handle is destroyed, with its connections, with the last reference."""
+    for client in clients:
+        close = getattr(client, "close", None)
+        if close is None:
+            continue
+        try:
+            client.purge()  # nothing is in flight (the portal flushes each message); never wait
+            close()
+        except Exception:  # a client of a cluster that is gone: closing must not raise
+            continue
 
 
 _sweeper: threading.Thread | None = None
@@ -129,15 +156,30 @@ def sweep_idle(now: float | None = None) -> int:
     now = time.monotonic() if now is None else now
     with _lock:
         stale = [k for k, (_, used) in _cache.items() if now - used > _CACHE_IDLE_S]
-        for key in stale:
-            del _cache[key]
+        dropped = [_cache.pop(key)[0] for key in stale]
+    _close_all(dropped)
     return len(stale)
 
 
-def forget(cluster: KafkaCluster) -> None:
+def forget(cluster: KafkaCluster) -> int:
+    """Close every cached client of `cluster` (it stopped running, or is being deleted); how many."""
     with _lock:
-        for key in [k for k in _cache if k[0] == cluster.public_id]:
-            del _cache[key]
+        dropped = [_cache.pop(key)[0] for key in [k for k in _cache if k[0] == cluster.public_id]]
+    _close_all(dropped)
+    return len(dropped)
+
+
+def cached_kinds(cluster: KafkaCluster) -> list[str]:
+    """The kinds of client the cache holds for `cluster` (e.g. ["admin", "portal-producer/10"])."""
+    with _lock:
+        return sorted(k[2] for k in _cache if k[0] == cluster.public_id)
+
+
+def forget_unless_running(sender, instance: KafkaCluster, **kwargs) -> None:
+    """post_save of a cluster: one that is not RUNNING (deleting, deleted, failed) keeps no client,
+    in whichever process saved it (the web process on delete, the worker when it is DELETED)."""
+    if instance.status != RUNNING:
+        forget(instance)
 
 
 def kafka_error(exc: BaseException) -> KafkaError | None:
@@ -184,4 +226,6 @@ def result(cluster: KafkaCluster, future, timeout: float = REQUEST_TIMEOUT_S + 5
 
 def clear_cache() -> None:
     with _lock:
+        dropped = [client for client, _ in _cache.values()]
         _cache.clear()
+    _close_all(dropped)

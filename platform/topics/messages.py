@@ -227,6 +227,20 @@ def _unavailable(cluster: Cluster, exc: KafkaException):
     return kafka_admin.unavailable(cluster, err)
 
 
+def _producer(cluster: Cluster, timeout_s: float) -> Producer:
+    """The portal's producer for the cluster, kept in the control plane's client cache (closed when
+    the cluster stops running, swept when idle), so a message does not pay a SASL handshake."""
+    extra = {
+        "acks": "all",
+        "client.id": "kastle-portal",
+        "linger.ms": 0,
+        "message.timeout.ms": int(timeout_s * 1000),
+    }
+    return kafka_admin.cached_client(
+        cluster, f"portal-producer/{timeout_s:g}", lambda: Producer(_config(cluster, **extra))
+    )
+
+
 def produce(
     *,
     cluster: Cluster,
@@ -251,17 +265,7 @@ def produce(
             INVALID,
             details={"value": [f"The message is {size} bytes; the {cluster.plan} plan allows {limit}."]},
         )
-    producer = Producer(
-        _config(
-            cluster,
-            **{
-                "acks": "all",
-                "client.id": "kastle-portal",
-                "linger.ms": 0,
-                "message.timeout.ms": int(timeout_s * 1000),
-            },
-        )
-    )
+    producer = _producer(cluster, timeout_s)
     outcome: dict[str, Any] = {}
 
     def delivered(err, msg) -> None:

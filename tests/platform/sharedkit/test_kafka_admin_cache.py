@@ -47,3 +47,20 @@ def test_a_cluster_that_is_not_running_is_forgotten():
     with pytest.raises(kafka_admin.ClusterNotRunning):
         kafka_admin.admin_client(cluster)
     assert kafka_admin.sweep_idle(now=time.monotonic() + kafka_admin._CACHE_IDLE_S + 1) == 0
+
+
+def test_every_kind_of_client_is_closed_when_its_cluster_stops_running():
+    from confluent_kafka import Producer
+
+    cluster = _running(4)
+    kafka_admin.admin_client(cluster)
+    producer = kafka_admin.cached_client(
+        cluster, "producer", lambda: Producer(kafka_admin.client_config(cluster))
+    )
+    assert kafka_admin.cached_kinds(cluster) == ["admin", "producer"]
+    assert kafka_admin.cached_client(cluster, "producer", lambda: None) is producer  # reused
+    cluster.status = ClusterStatus.DELETING
+    cluster.save()  # the delete itself: post_save closes them in this process
+    assert kafka_admin.cached_kinds(cluster) == []
+    with pytest.raises(RuntimeError):  # closed, not just forgotten
+        producer.produce("t", b"x")
