@@ -110,4 +110,10 @@ OPERATIONS: dict[str, str] = {
     "billing_spend_cap_retrieve": "The monthly spend cap and whether it is reached. When this month's "
     "cost reaches it, producing is slowed on every cluster until the month ends or the cap is raised.",
     "billing_spend_cap_update": "Set the monthly spend cap in USD, or null for no cap. Owner only.",
+    # --- alerts (the other alert operations describe themselves with extend_schema) ------------------
+    "alerts_channels_retrieve": "One alert channel of your organization: its kind (e-mail or webhook), "
+    "name and where it delivers. Secrets are never shown.",
+    "alerts_rules_retrieve": "One alert rule: what it measures, its threshold and channels, and its "
+    "state (ok or firing) with its last value.",
+    "alerts_rules_destroy": "Delete an alert rule: it is no longer evaluated and notifies no one.",
 }

@@ -2,6 +2,7 @@
 every operation's default response."""
 
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import get_doc
 
 from .descriptions import OPERATIONS
 
@@ -11,7 +12,16 @@ class KastleAutoSchema(AutoSchema):
     never from a view class's docstring, which describes code (mixins, querysets), not the API."""
 
     def get_description(self) -> str:
-        return OPERATIONS.get(self.get_operation_id(), "")
+        described = OPERATIONS.get(self.get_operation_id())
+        if described:
+            return described
+        # Otherwise the action's own docstring, when the project wrote one (DRF's mixins have none
+        # worth showing, and a class docstring describes code).
+        name = getattr(self.view, "action", None) or self.method.lower()
+        handler = getattr(self.view, name, None)
+        if handler is None or getattr(handler, "__module__", "").startswith("rest_framework"):
+            return ""
+        return get_doc(handler)
 
 ERROR_SCHEMA = {
     "type": "object",
