@@ -32,6 +32,16 @@ OPERATIONS: dict[str, str] = {
     "audit_events_list": "The organization's audit log, newest first: who did what, to which object, "
     "from which address. Filter by `action` (e.g. `cluster.create`, or `cluster.` for every cluster "
     "event), actor, target and time range.",
+    "invitations_list": "The open invitation links of your organization (not yet used, revoked or "
+    "expired), with the role each grants. Their tokens are never listed.",
+    "invitations_create": "Create an invitation link with a role (at most your own). Whoever opens the "
+    "link joins your organization with that role; it works once and expires after 7 days. The token and "
+    "link are in this response only. Admin role.",
+    "invitations_retrieve": "One open invitation: its role, who it is for, who created it and when it "
+    "expires.",
+    "invitations_destroy": "Revoke an invitation: its link stops working at once. Admin role.",
+    "invitations_accept": "Join the organization an invitation names, as the signed-in user, with the "
+    "invitation's role. Give the token from the link.",
     # --- plans and clusters ------------------------------------------------------------------------
     "plans_list": "The plans a cluster can be created with: their limits (partitions, throughput, "
     "retention, API keys, connections, message size) and today's prices. No authentication needed.",
