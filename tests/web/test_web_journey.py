@@ -102,8 +102,10 @@ def test_tenant_journey_in_the_browser(e2e, live_server, browser_page, screensho
     # delete a scratch topic, with its name typed to confirm
     page.get_by_role("link", name="Topics").click()
     page.get_by_label("Name").fill("scratch")
+    page.get_by_label("Clean-up policy").select_option(label="Compact: keep the latest message per key")
     page.get_by_role("button", name="Create topic").click()
     page.get_by_role("link", name="scratch").click()
+    expect(page.get_by_text("Compacted: keeps the latest message per key")).to_be_visible()
     page.get_by_role("link", name="Delete topic…").click()
     page.get_by_label("Type the name to confirm").fill("scratch")
     page.get_by_role("button", name="Delete topic").click()

@@ -53,6 +53,16 @@ def retention_words(ms: str | None) -> str:
     return f"{value} ms"
 
 
+def cleanup_words(policy: str | None) -> str:
+    """cleanup.policy in plain words (the topic page's summary)."""
+    policies = set((policy or "delete").split(","))
+    if policies == {"compact"}:
+        return "Compacted: keeps the latest message per key"
+    if policies == {"compact", "delete"}:
+        return "Compacted, and old messages deleted after the retention"
+    return "Old messages deleted after the retention"
+
+
 def _config_map(detail: dict) -> dict[str, str | None]:
     return {c["name"]: c["value"] for c in detail["configs"]}
 
@@ -285,6 +295,7 @@ def topic_detail(request: HttpRequest, cluster: Cluster, name: str) -> HttpRespo
             "topic": detail,
             "size": human_bytes(detail["size_bytes"]),
             "retention": retention_words(_config_map(detail).get("retention.ms")),
+            "cleanup": cleanup_words(_config_map(detail).get("cleanup.policy")),
             "form": form,
             "can_admin": can(request, Role.ADMIN),
             "nav": "overview",
