@@ -1,0 +1,97 @@
+"""A broker's own Kafka client for talking to other brokers (follower fetches, requests
+forwarded to the controller): one connection, one request in flight, kio's codec.
+
+Requests and responses are kio entities of a given version; the header is request header
+v1 (v2 for flexible versions) and the response header v0 (v1 when flexible; ApiVersions
+always answers with v0, KIP-511). A broken connection fails the request in flight with
+BrokerUnavailable and is opened again by the next request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import struct
+from typing import Any
+
+from brokerd.protocol import kio_adapter
+
+_HEADER = struct.Struct(">hhih")
+_SIZE = struct.Struct(">i")
+_CORRELATION = struct.Struct(">i")
+MAX_RESPONSE_BYTES = 256 * 1024 * 1024
+
+
+class BrokerUnavailable(Exception):
+    """The other broker could not be reached, or the connection broke mid-request."""
+
+
+class BrokerConnection:
+    def __init__(self, host: str, port: int, *, client_id: str, timeout: float = 10.0) -> None:
+        self.host = host
+        self.port = port
+        self.client_id = client_id.encode()
+        self.timeout = timeout
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._correlation = 0
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"BrokerConnection({self.host}:{self.port})"
+
+    async def _connect(self) -> None:
+        try:
+            self._reader, self._writer = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port), self.timeout
+            )
+        except (OSError, TimeoutError) as exc:
+            raise BrokerUnavailable(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+
+    def _frame(self, entity: Any) -> bytes:
+        cls = type(entity)
+        self._correlation = (self._correlation + 1) & 0x7FFFFFFF
+        header = _HEADER.pack(cls.__api_key__, cls.__version__, self._correlation, len(self.client_id))
+        header += self.client_id
+        if kio_adapter.is_flexible_request(cls.__api_key__, cls.__version__):
+            header += b"\x00"  # no tagged fields
+        payload = header + kio_adapter.encode(entity)
+        return _SIZE.pack(len(payload)) + payload
+
+    async def request(self, entity: Any, *, timeout: float | None = None) -> Any:
+        """Send ``entity`` and return the decoded response of the same API and version."""
+        cls = type(entity)
+        async with self._lock:
+            if self._writer is None:
+                await self._connect()
+            assert self._reader is not None and self._writer is not None
+            frame = self._frame(entity)
+            correlation = self._correlation
+            try:
+                self._writer.write(frame)
+                await self._writer.drain()
+                body = await asyncio.wait_for(self._read_frame(), timeout or self.timeout)
+            except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+                await self.close()
+                raise BrokerUnavailable(f"{self.host}:{self.port}: {exc or type(exc).__name__}") from exc
+        (answered,) = _CORRELATION.unpack_from(body, 0)
+        if answered != correlation:
+            await self.close()
+            raise BrokerUnavailable(f"{self.host}:{self.port}: answer {answered} to request {correlation}")
+        offset = 5 if kio_adapter.is_flexible_response(cls.__api_key__, cls.__version__) else 4
+        response_cls = kio_adapter.response_class(cls.__api_key__, cls.__version__)
+        return kio_adapter.decode_entity(response_cls, body, offset)
+
+    async def _read_frame(self) -> bytes:
+        assert self._reader is not None
+        (size,) = _SIZE.unpack(await self._reader.readexactly(4))
+        if not 4 <= size <= MAX_RESPONSE_BYTES:
+            raise OSError(f"response frame of {size} bytes")
+        return await self._reader.readexactly(size)
+
+    async def close(self) -> None:
+        writer, self._writer, self._reader = self._writer, None, None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError, TimeoutError):
+                await asyncio.wait_for(writer.wait_closed(), 2)
