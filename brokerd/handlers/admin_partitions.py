@@ -1,8 +1,9 @@
 """CreatePartitions 0-3, DeleteRecords 0-2 and OffsetForLeaderEpoch 2-4.
 
-brokerd is a single node whose every partition has leader epoch 0 (what Metadata reports), so
+A broker alone has leader epoch 0 on every partition (what Metadata reports), so
 OffsetForLeaderEpoch answers epoch 0 with the log end offset and any later epoch with
-UNDEFINED (-1/-1), as Kafka's leader-epoch cache does for an epoch it never had.
+UNDEFINED (-1/-1), as Kafka's leader-epoch cache does for an epoch it never had. In a cluster
+the partition's leader answers from its leader epoch cache (brokerd/storage/epochs.py).
 """
 
 from __future__ import annotations
@@ -129,6 +130,11 @@ def offset_for_leader_epoch(request, ctx):
                 error = ErrorCode.topic_authorization_failed
             elif plog is None:
                 error = ErrorCode.unknown_topic_or_partition
+            elif ctx.broker.replicas is not None:  # in a cluster: the leader's epoch cache answers
+                code, epoch, end = ctx.broker.replicas.offset_for_leader_epoch(
+                    t.topic, p.partition, p.leader_epoch, current
+                )
+                error = ErrorCode(code)
             elif current > LEADER_EPOCH:
                 error = ErrorCode.unknown_leader_epoch
             elif 0 <= current < LEADER_EPOCH:

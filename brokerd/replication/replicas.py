@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 from brokerd.coordination.records import NO_LEADER, PartitionState
 from brokerd.coordination.view import ClusterState
 from brokerd.replication.membership import ClusterMembership
+from brokerd.storage.epochs import EpochCacheError, LeaderEpochCache
 
 log = logging.getLogger("brokerd.replication")
 
@@ -31,6 +32,7 @@ class ReplicaManager:
         self.broker = broker
         self.membership = membership
         self.node_id = membership.node_id
+        self._epochs: dict[tuple[str, int], LeaderEpochCache] = {}
 
     def start(self) -> None:
         self.membership.view.listeners.append(self.sync)
@@ -61,6 +63,36 @@ class ReplicaManager:
             if name not in wanted:
                 log.info("topic %s is not assigned to broker %d; removing its local log", name, self.node_id)
                 self.broker.delete_topic(name)
+        self._epochs = {key: cache for key, cache in self._epochs.items() if key[0] in wanted}
+        for (name, index), partition in state.partitions.items():
+            if name in wanted and self.leads(name, index):
+                # A leader taking over records where its epoch begins: its log end (Kafka's
+                # becomeLeader), so OffsetForLeaderEpoch can tell followers where logs diverge.
+                cache = self.epoch_cache(name, index)
+                plog = logs.log(name, index)
+                if cache is not None and plog is not None and cache.latest_epoch < partition.leader_epoch:
+                    cache.assign(partition.leader_epoch, plog.next_offset)
+
+    def epoch_cache(self, name: str, index: int) -> LeaderEpochCache | None:
+        cache = self._epochs.get((name, index))
+        plog = self.broker.logs.log(name, index)
+        if cache is None and plog is not None:
+            try:
+                cache = self._epochs[(name, index)] = LeaderEpochCache(plog.dir)
+            except EpochCacheError as exc:
+                log.error("%s-%d: %s", name, index, exc)
+                return None
+        return cache
+
+    def offset_for_leader_epoch(self, name: str, index: int, epoch: int, current_leader_epoch: int) -> tuple:
+        """(error, epoch, end offset) for OffsetForLeaderEpoch, answered by the leader."""
+        error = self.leader_error(name, index, current_leader_epoch)
+        cache = self.epoch_cache(name, index) if not error else None
+        plog = self.broker.logs.log(name, index)
+        if error or cache is None or plog is None:
+            return error or NOT_LEADER_OR_FOLLOWER, -1, -1
+        found_epoch, end = cache.end_offset_for(epoch, plog.next_offset)
+        return 0, found_epoch, end
 
     def partition(self, name: str, index: int) -> PartitionState | None:
         return self.membership.view.state.partitions.get((name, index))

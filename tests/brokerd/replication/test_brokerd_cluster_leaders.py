@@ -37,6 +37,16 @@ def _list_offsets(wire: Wire, topic: str, epoch: int) -> tuple[int, int]:
     return answer.error_code, answer.leader_epoch
 
 
+def _offset_for_epoch(wire: Wire, topic: str, epoch: int, current: int = -1) -> tuple[int, int, int]:
+    mod = kio_adapter.request_module(23, 4)
+    partition = mod.OffsetForLeaderPartition(partition=0, current_leader_epoch=current, leader_epoch=epoch)
+    request = request_class(23, 4)(
+        replica_id=-1, topics=(mod.OffsetForLeaderTopic(topic=topic, partitions=(partition,)),)
+    )
+    answer = wire.request(request).topics[0].partitions[0]
+    return answer.error_code, answer.leader_epoch, answer.end_offset
+
+
 def test_only_the_leader_serves_a_partition_and_leader_epochs_are_checked(
     tmp_path: Path, etcd_server: EtcdServer, etcd_prefix: str
 ) -> None:
@@ -81,6 +91,15 @@ def test_only_the_leader_serves_a_partition_and_leader_epochs_are_checked(
             assert _fetch(w, "t", 0) == FENCED_LEADER_EPOCH
             assert _list_offsets(w, "t", 0)[0] == FENCED_LEADER_EPOCH
             assert _fetch(w, "t", epoch) == 0
+            # The leader's epoch cache: epoch 0 began at 0 and ended at 1 (one record), the
+            # current epoch began at 1 when the restarted broker led again.
+            assert _offset_for_epoch(w, "t", 0) == (0, 0, 1)
+            assert _offset_for_epoch(w, "t", epoch - 1) == (0, 0, 1)  # an epoch it never led
+            assert _offset_for_epoch(w, "t", epoch) == (0, epoch, 1)
+            assert _offset_for_epoch(w, "t", epoch + 1) == (0, -1, -1)
+            assert _offset_for_epoch(w, "t", 0, current=0)[0] == FENCED_LEADER_EPOCH
+        with Wire(other.port, host=other.host) as w:
+            assert _offset_for_epoch(w, "t", 0)[0] == NOT_LEADER_OR_FOLLOWER
     finally:
         for broker in brokers:
             broker.kill()
