@@ -87,7 +87,7 @@ def test_only_the_leader_serves_a_partition_and_leader_epochs_are_checked(
         with Wire(leader.port, host=leader.host) as w:
             wait_for(lambda: _list_offsets(w, "t", -1)[0] == 0, what="the leader to serve again")
             _error, epoch = _list_offsets(w, "t", -1)
-            assert epoch >= 2
+            assert epoch >= 1  # 1 when it took its id over before its lease ran out, else 2
             assert _fetch(w, "t", 0) == FENCED_LEADER_EPOCH
             assert _list_offsets(w, "t", 0)[0] == FENCED_LEADER_EPOCH
             assert _fetch(w, "t", epoch) == 0
