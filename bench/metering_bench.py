@@ -5,9 +5,9 @@ The brokers are SIMULATED: each of the N clusters gets one broker whose admin li
 HTTP server on its own loopback port serving realistic brokerd /metrics text (usage counters for
 --keys API keys x --topics topics, storage gauges for --partitions partitions per topic, plus the
 request, latency-histogram and connection series brokerd also serves). Everything else is real:
-PostgreSQL, the collector (`metering.services.collect_host`: concurrent HTTP scrapes, parse, one
+PostgreSQL, the collector (`metering.services.usage_collect_host`: concurrent HTTP scrapes, parse, one
 transaction per broker with its counter cursors and hourly upserts) and the spend-cap evaluation
-that the control-side task runs before fanning out (`evaluate_spend_caps`, every org capped).
+that the control-side task runs before fanning out (`spend_caps_evaluate`, every org capped).
 
     python3 bench/metering_bench.py                    # 100 clusters, 3 passes
     python3 bench/metering_bench.py --clusters 300 --json
@@ -149,9 +149,9 @@ def run(args, endpoints) -> dict:
         statements[0] = 0
         with connection.execute_wrapper(count):
             started = time.monotonic()
-            caps = services.evaluate_spend_caps()
+            caps = services.spend_caps_evaluate()
             caps_s = time.monotonic() - started
-            report = services.collect_host("bench-host")
+            report = services.usage_collect_host(host_name="bench-host")
             total_s = time.monotonic() - started
         passes.append(
             {

@@ -354,7 +354,7 @@ def api_keys_mark_used(*, cluster_id: int, seen: dict[str, float], min_step_s: f
     return updated
 
 
-def api_keys_mark_used_from_metrics(cluster_id: int, text: str) -> int:
+def api_keys_mark_used_from_metrics(*, cluster_id: int, text: str) -> int:
     """The metering scrape's hook: last_used_at from one broker's /metrics. Never raises."""
     try:
         return api_keys_mark_used(cluster_id=cluster_id, seen=last_seen_from_metrics(text))

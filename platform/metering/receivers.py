@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 def collect_final_usage(sender, broker, metrics=None, data_dir=None, **kwargs) -> None:
     try:
-        services.record_final(broker, metrics, data_dir)
+        services.usage_record_final(broker=broker, metrics=metrics, data_dir=data_dir)
     except Exception:  # never block the deletion; the operators have the traceback
         logger.exception("metering: final usage of broker %s could not be recorded", broker.pk)
 

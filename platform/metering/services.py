@@ -1,15 +1,15 @@
 """Metering and billing writes.
 
 Collection (runs on the broker's host, queue `host.<name>`):
-  `collect_host(host_name)`   scrape every RUNNING broker of the host, record each scrape, then
-                              converge the spend-cap quotas of its brokers
-  `record_scrape(broker_id, scrape, taken_at=)`   one scrape -> deltas -> hourly upserts, in ONE
-                              transaction with the counter cursors it compares against
-  `record_final(broker, metrics, data_dir)`       a deleted broker's final usage
+  `usage_collect_host(host_name=)`   scrape every RUNNING broker of the host, record each scrape,
+                              then converge the spend-cap quotas of its brokers
+  `usage_record_scrape(broker=, scrape=, taken_at=)`   one scrape -> deltas -> hourly upserts, in
+                              ONE transaction with the counter cursors it compares against
+  `usage_record_final(broker=, metrics=, data_dir=)`   a deleted broker's final usage
 Control (queue `kastle`):
-  `collect_control()`         evaluate spend caps, then fan collection out to the hosts
-  `spend_cap_set`, `evaluate_spend_caps`, `credit_grant_trial`, `invoice_close`,
-  `close_due_invoices`, `prune_samples`
+  `usage_collect_control()`   evaluate spend caps, then fan collection out to the hosts
+  `spend_cap_set`, `spend_caps_evaluate`, `credit_grant_trial`, `invoice_close`,
+  `invoices_close_due`, `usage_samples_prune`
 
 Exactly-once counting: a scrape is taken at `taken_at` (host clock, after the HTTP response).
 The broker's `BrokerMeter` row is locked; a scrape not newer than the last recorded one is
@@ -107,7 +107,7 @@ def _meter_for_update(broker_id: int) -> BrokerMeter:
     return meter
 
 
-def record_scrape(broker: Broker | int, scrape: Scrape | str, *, taken_at: dt.datetime) -> Recorded:
+def usage_record_scrape(*, broker: Broker | int, scrape: Scrape | str, taken_at: dt.datetime) -> Recorded:
     """Turn one /metrics scrape of a broker into usage. Idempotent; see the module docstring."""
     if isinstance(scrape, str):
         scrape = parse(scrape)
@@ -301,7 +301,7 @@ def _default_fetch(broker: Broker) -> str | None:
     return supervisor.fetch_metrics(broker.host.address, broker.admin_port)
 
 
-def collect_host(host_name: str, *, fetch=None, apply_quota=None, max_workers: int = 16) -> PassReport:
+def usage_collect_host(*, host_name: str, fetch=None, apply_quota=None, max_workers: int = 16) -> PassReport:
     """One collection pass over this host's RUNNING brokers (scrapes run concurrently)."""
     started = time.monotonic()
     fetch = fetch or _default_fetch
@@ -322,25 +322,26 @@ def collect_host(host_name: str, *, fetch=None, apply_quota=None, max_workers: i
                 report.missed.append(label)  # the next scrape's delta covers it
                 continue
             try:
-                result = record_scrape(broker.pk, text, taken_at=taken_at)
+                result = usage_record_scrape(broker=broker.pk, scrape=text, taken_at=taken_at)
             except ScrapeError as exc:
                 logger.error("metering: /metrics of %s is malformed: %s", label, exc)
                 report.missed.append(label)
                 continue
-            iam_services.api_keys_mark_used_from_metrics(broker.cluster_id, text)  # keys' last use
+            # the keys' last use, from the same scrape
+            iam_services.api_keys_mark_used_from_metrics(cluster_id=broker.cluster_id, text=text)
             report.rows += result.rows
             if result.status == "recorded":
                 report.recorded += 1
             else:
                 report.stale += 1
-    report.quotas = apply_spend_cap_quotas(brokers, apply=apply_quota)
+    report.quotas = spend_cap_quotas_apply(brokers=brokers, apply=apply_quota)
     report.seconds = time.monotonic() - started
     if report.missed:
         logger.info("metering: %s: no /metrics from %s", host_name, ", ".join(report.missed))
     return report
 
 
-def apply_spend_cap_quotas(brokers: list[Broker], *, apply=None) -> list[str]:
+def spend_cap_quotas_apply(*, brokers: list[Broker], apply=None) -> list[str]:
     """Converge each broker's `<default>` produce quota to its organization's throttle state."""
     if not brokers:
         return []
@@ -398,7 +399,7 @@ def read_journal_totals(usage_dir: Path) -> dict[tuple[str, str], list[int]] | N
     return {key: list(values) for key, values in journal.totals.items()}
 
 
-def record_final(broker: Broker, metrics: str | None, data_dir: Path | None) -> Recorded | None:
+def usage_record_final(*, broker: Broker, metrics: str | None, data_dir: Path | None) -> Recorded | None:
     """A deleted broker's last usage: its final /metrics scrape, with the counters taken from its
     stopped journal when that is readable (it includes what arrived after the scrape)."""
     try:
@@ -420,15 +421,15 @@ def record_final(broker: Broker, metrics: str | None, data_dir: Path | None) -> 
     if metrics is None and totals is None:
         logger.warning("metering: no final usage for broker %s (not running, no journal)", broker.pk)
         return None
-    result = record_scrape(broker.pk, scrape, taken_at=timezone.now())
+    result = usage_record_scrape(broker=broker.pk, scrape=scrape, taken_at=timezone.now())
     logger.info("metering: final usage of broker %s recorded (%s rows)", broker.pk, result.rows)
     return result
 
 
 # --- control: fan-out, spend caps ------------------------------------------------------------------
-def collect_control(*, send=None, now: dt.datetime | None = None) -> dict[str, Any]:
+def usage_collect_control(*, send=None, now: dt.datetime | None = None) -> dict[str, Any]:
     """Beat: evaluate spend caps (the hosts then converge quotas), then ask each host to collect."""
-    changes = evaluate_spend_caps(now=now)
+    changes = spend_caps_evaluate(now=now)
     hosts = set(
         Broker.objects.filter(status=BrokerStatus.RUNNING, cluster__status=ClusterStatus.RUNNING)
         .values_list("host__name", flat=True)
@@ -474,7 +475,7 @@ def spend_cap_set(*, organization: Organization, spend_cap: Decimal | None, acto
             target_id=organization.public_id,
             details={"spend_cap": {"from": _str(old), "to": _str(spend_cap)}},
         )
-    evaluate_spend_caps(organization_ids=[organization.pk])
+    spend_caps_evaluate(organization_ids=[organization.pk])
     account.refresh_from_db()
     return account
 
@@ -483,7 +484,7 @@ def _str(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
 
-def evaluate_spend_caps(*, now: dt.datetime | None = None, organization_ids=None) -> list[str]:
+def spend_caps_evaluate(*, now: dt.datetime | None = None, organization_ids=None) -> list[str]:
     """Throttle organizations whose month-to-date cost reached their cap; lift the others."""
     now = now or timezone.now()
     accounts = BillingAccount.objects.filter(Q(spend_cap__isnull=False) | Q(throttled=True))
@@ -554,9 +555,9 @@ def credit_grant_trial(*, organization: Organization, amount: Decimal | None = N
 
 # --- invoices ---------------------------------------------------------------------------------------
 def invoice_close(
+    *,
     organization: Organization,
     month: dt.date,
-    *,
     now: dt.datetime | None = None,
     allow_open_month: bool = False,
 ) -> Invoice:
@@ -608,7 +609,7 @@ def invoice_close(
     return invoice
 
 
-def close_due_invoices(*, now: dt.datetime | None = None, months_back: int = 3) -> list[str]:
+def invoices_close_due(*, now: dt.datetime | None = None, months_back: int = 3) -> list[str]:
     """Beat: invoice every organization with usage in a month that ended (plus the grace time)."""
     now = now or timezone.now()
     closed = []
@@ -625,11 +626,11 @@ def close_due_invoices(*, now: dt.datetime | None = None, months_back: int = 3) 
             .distinct()
         )
         for org in Organization.objects.filter(pk__in=list(org_ids)):
-            closed.append(invoice_close(org, start.date(), now=now).public_id)
+            closed.append(invoice_close(organization=org, month=start.date(), now=now).public_id)
     return closed
 
 
-def prune_samples(*, now: dt.datetime | None = None) -> int:
+def usage_samples_prune(*, now: dt.datetime | None = None) -> int:
     now = now or timezone.now()
     cutoff = now - dt.timedelta(hours=conf.sample_retention_hours())
     deleted, _ = UsageSample.objects.filter(taken_at__lt=cutoff).delete()

@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name="metering.collect", acks_late=True, ignore_result=True)
 def collect() -> dict:
-    return services.collect_control()
+    return services.usage_collect_control()
 
 
 @shared_task(name="metering.host_collect", acks_late=True, ignore_result=True)
@@ -39,7 +39,7 @@ def host_collect(host_name: str) -> dict:
     with file_lock(root / ".metering.lock", blocking=False) as acquired:
         if not acquired:
             return {"skipped": "another pass is running"}
-        report = services.collect_host(host_name)
+        report = services.usage_collect_host(host_name=host_name)
     if report.missed or report.quotas or report.stale:
         logger.info("metering pass on %s: %s", host_name, report.as_dict())
     return report.as_dict()
@@ -47,9 +47,9 @@ def host_collect(host_name: str) -> dict:
 
 @shared_task(name="metering.close_invoices", acks_late=True, ignore_result=True)
 def close_invoices() -> list[str]:
-    return services.close_due_invoices()
+    return services.invoices_close_due()
 
 
 @shared_task(name="metering.prune_samples", acks_late=True, ignore_result=True)
-def prune_samples() -> int:
-    return services.prune_samples()
+def usage_samples_prune() -> int:
+    return services.usage_samples_prune()

@@ -144,7 +144,7 @@ def _renewal_reason(cert: BrokerCertificate | None, hosts: list[str], ca_pem: st
     return None
 
 
-def certificate_ensure(cluster: Cluster, *, force: bool = False) -> BrokerCertificate | None:
+def certificate_ensure(*, cluster: Cluster, force: bool = False) -> BrokerCertificate | None:
     """Issue or renew the cluster's broker certificate when needed; None for SASL_PLAINTEXT clusters."""
     if cluster.security_protocol != SASL_SSL:
         return None
@@ -184,7 +184,7 @@ def certificate_ensure(cluster: Cluster, *, force: bool = False) -> BrokerCertif
     return cert
 
 
-def reconcile_certificates(now: dt.datetime | None = None) -> list[str]:
+def certificates_renew_due(*, now: dt.datetime | None = None) -> list[str]:
     """Reconciliation (control): re-issue the certificates of RUNNING SASL_SSL clusters that expire
     within the renewal window, whose brokers moved to hosts the certificate does not name, or that
     have none. A few queries per pass, whatever the number of clusters.
@@ -209,7 +209,7 @@ def reconcile_certificates(now: dt.datetime | None = None) -> list[str]:
     renewed = []
     for cluster in Cluster.objects.filter(pk__in=due):
         try:
-            certificate_ensure(cluster)
+            certificate_ensure(cluster=cluster)
             renewed.append(cluster.public_id)
         except Exception:
             logger.exception("could not renew the TLS certificate of %s", cluster.public_id)
@@ -226,7 +226,7 @@ def tls_files(cluster_dir: Path) -> dict[str, Path]:
     return {"ca": d / "ca.pem", "cert": d / "broker.crt", "key": d / "broker.key"}
 
 
-def write_broker_tls(cluster: Cluster, cluster_dir: Path) -> bool:
+def broker_tls_write(*, cluster: Cluster, cluster_dir: Path) -> bool:
     """Write the cluster's CA, broker key and certificate on this host (call with the cluster lock).
 
     The key is written before the certificate; brokerd loads only a matching pair. Returns True if

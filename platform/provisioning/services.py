@@ -134,7 +134,7 @@ def cluster_provision(*, cluster_id: int, owner: str, send=None) -> str:
     except placement.NoPortAvailable as exc:
         raise TransientError(f"No free port for the broker: {exc}.") from exc
     try:
-        pki_services.certificate_ensure(cluster)  # SASL_SSL clusters' certificate
+        pki_services.certificate_ensure(cluster=cluster)  # SASL_SSL clusters' certificate
     except pki_services.CaUnavailable as exc:
         raise TransientError(f"The cluster's TLS certificate cannot be issued here: {exc}.") from exc
     local = local_host_name()
@@ -399,7 +399,7 @@ def credentials_write_locked(*, cluster: Cluster, root: Path) -> bool:
     faults.point("credentials.before_write", cluster.public_id)  # tests only
     changed = brokerconf.write_credentials(path, users)
     # the SASL_SSL certificate (issued or renewed by the control step) beside it
-    changed |= pki_services.write_broker_tls(cluster, path.parent)
+    changed |= pki_services.broker_tls_write(cluster=cluster, cluster_dir=path.parent)
     return changed
 
 
@@ -464,7 +464,7 @@ def control_reconcile(*, send_lifecycle=None, send_host=None) -> dict[str, list[
         logger.warning("reconcile: %s of %s was left unfinished; driving it again", kind, cluster.public_id)
         (send_lifecycle or (lambda t, cid: t.delay(cid)))(task, cluster.pk)
         report["redriven"].append(cluster.public_id)
-    report["certificates"] = pki_services.reconcile_certificates()  # TLS renewal
+    report["certificates"] = pki_services.certificates_renew_due()  # TLS renewal
     local = local_host_name()
     for host in cluster_selectors.live_hosts():
         report["hosts"].append(host.name)

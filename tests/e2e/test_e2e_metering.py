@@ -190,9 +190,11 @@ def test_usage_costs_invoice_credit_and_spend_cap(e2e, api_client):
 
     # A duplicated scrape and a late one change nothing.
     now = BrokerMeter.objects.get(broker=broker).last_taken_at + dt.timedelta(milliseconds=1)
-    services.record_scrape(broker.pk, text, taken_at=now)
-    assert services.record_scrape(broker.pk, text, taken_at=now).status == "stale"
-    assert services.record_scrape(broker.pk, phase1_text, taken_at=phase1_at).status == "stale"
+    services.usage_record_scrape(broker=broker.pk, scrape=text, taken_at=now)
+    assert services.usage_record_scrape(broker=broker.pk, scrape=text, taken_at=now).status == "stale"
+    assert services.usage_record_scrape(
+        broker=broker.pk, scrape=phase1_text, taken_at=phase1_at
+    ).status == "stale"
     assert counted(cid, series) == series
     print(f"\nusage matched across kill -9 and duplicate scrapes after {time.monotonic() - started:.1f}s")
 
@@ -270,7 +272,7 @@ def test_usage_costs_invoice_credit_and_spend_cap(e2e, api_client):
 
     org = Organization.objects.get(public_id=signup.json()["organization"]["id"])
     month = dt.datetime.now(dt.UTC).date().replace(day=1)
-    invoice = services.invoice_close(org, month, allow_open_month=True)
+    invoice = services.invoice_close(organization=org, month=month, allow_open_month=True)
     body = client.get(f"/api/v1/billing/invoices/{invoice.public_id}").json()
     assert {line["dimension"]: Decimal(line["amount"]) for line in body["lines"]} == {
         k: r2(v) for k, v in exact.items()

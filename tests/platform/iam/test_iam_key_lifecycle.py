@@ -123,13 +123,14 @@ def test_last_used_at_follows_the_brokers_last_seen_gauge(cluster) -> None:
     seen = timezone.now().replace(microsecond=0) - dt.timedelta(minutes=5)
     text = METRICS % (key.key, f"{seen.timestamp():.3f}", key.key)
     assert services.last_seen_from_metrics(text)[key.key] == seen.timestamp()
-    assert services.api_keys_mark_used_from_metrics(cluster.pk, text) == 1
+    assert services.api_keys_mark_used_from_metrics(cluster_id=cluster.pk, text=text) == 1
     key.refresh_from_db()
     assert key.last_used_at == seen
     # Never backwards; other clusters' keys with the same name are untouched.
     older = METRICS % (key.key, f"{(seen - dt.timedelta(hours=1)).timestamp():.3f}", key.key)
-    assert services.api_keys_mark_used_from_metrics(cluster.pk, older) == 0
+    assert services.api_keys_mark_used_from_metrics(cluster_id=cluster.pk, text=older) == 0
     key.refresh_from_db()
     assert key.last_used_at == seen
-    assert services.api_keys_mark_used_from_metrics(other_cluster_key.cluster_id, text) == 0
-    assert services.api_keys_mark_used_from_metrics(cluster.pk, "garbage {{") == 0
+    other = other_cluster_key.cluster_id
+    assert services.api_keys_mark_used_from_metrics(cluster_id=other, text=text) == 0
+    assert services.api_keys_mark_used_from_metrics(cluster_id=cluster.pk, text="garbage {{") == 0

@@ -121,7 +121,9 @@ def test_usage_api_rows_and_cross_tenant(tenant, other_tenant, billed):
     assert_error(other.get("/api/v1/usage", {"cluster": billed.public_id}), 404)
     assert other.get("/api/v1/usage").json()["results"] == []
     assert other.get("/api/v1/billing/costs").json()["results"] == []
-    invoice = services.invoice_close(tenant.organization, NOW.date(), allow_open_month=True)
+    invoice = services.invoice_close(
+        organization=tenant.organization, month=NOW.date(), allow_open_month=True
+    )
     assert other.get("/api/v1/billing/invoices").json()["results"] == []
     assert_error(other.get(f"/api/v1/billing/invoices/{invoice.public_id}"), 404)
     assert tenant.client.get(f"/api/v1/billing/invoices/{invoice.public_id}").status_code == 200
@@ -137,9 +139,9 @@ def test_invoice_lines_credit_and_idempotence(tenant, billed):
 
     month = NOW.date().replace(day=1)
     with pytest.raises(services.Conflict):
-        services.invoice_close(tenant.organization, month)  # the month has not ended
-    invoice = services.invoice_close(tenant.organization, month, allow_open_month=True)
-    again = services.invoice_close(tenant.organization, month, allow_open_month=True)
+        services.invoice_close(organization=tenant.organization, month=month)  # the month has not ended
+    invoice = services.invoice_close(organization=tenant.organization, month=month, allow_open_month=True)
+    again = services.invoice_close(organization=tenant.organization, month=month, allow_open_month=True)
     assert again.pk == invoice.pk and Invoice.objects.count() == 1
     cents = {
         "base": r2(BASIC["base"]), "ingress": r2(Decimal("3.5") * BASIC["in"]),
@@ -164,7 +166,7 @@ def test_credit_pays_part_of_an_invoice(tenant):
     services.credit_grant_trial(organization=tenant.organization, amount=Decimal("1.00"))
     last_month = services.month_start(services.month_start(NOW) - dt.timedelta(days=1))
     usage(cluster, hour=last_month, cluster_ms=10 * 3_600_000)  # 10 h x $0.75
-    invoice = services.invoice_close(tenant.organization, last_month.date())
+    invoice = services.invoice_close(organization=tenant.organization, month=last_month.date())
     assert (invoice.subtotal, invoice.credit_applied, invoice.total) == (
         Decimal("7.50"), Decimal("1.00"), Decimal("6.50"),
     )  # fmt: skip
@@ -174,10 +176,10 @@ def test_credit_pays_part_of_an_invoice(tenant):
 def test_close_due_invoices_after_month_end(tenant):
     cluster = ClusterFactory(organization=tenant.organization)
     usage(cluster, hour=dt.datetime(2025, 1, 31, 23, tzinfo=UTC), cluster_ms=3_600_000)
-    assert services.close_due_invoices(now=dt.datetime(2025, 2, 1, 0, 30, tzinfo=UTC)) == []  # grace
-    [closed] = services.close_due_invoices(now=dt.datetime(2025, 2, 1, 2, tzinfo=UTC))
+    assert services.invoices_close_due(now=dt.datetime(2025, 2, 1, 0, 30, tzinfo=UTC)) == []  # grace
+    [closed] = services.invoices_close_due(now=dt.datetime(2025, 2, 1, 2, tzinfo=UTC))
     assert Invoice.objects.get(public_id=closed).month == dt.date(2025, 1, 1)
-    assert services.close_due_invoices(now=dt.datetime(2025, 2, 1, 3, tzinfo=UTC)) == []
+    assert services.invoices_close_due(now=dt.datetime(2025, 2, 1, 3, tzinfo=UTC)) == []
 
 
 def test_spend_cap_throttles_lifts_and_is_owner_only(tenant, billed):
@@ -199,9 +201,9 @@ def test_spend_cap_throttles_lifts_and_is_owner_only(tenant, billed):
 
     # A new month: month-to-date cost restarts from zero, so the throttle lifts.
     BillingAccount.objects.filter(organization=tenant.organization).update(spend_cap="0.10")
-    assert services.evaluate_spend_caps() == [f"{tenant.organization.public_id}:throttle"]
+    assert services.spend_caps_evaluate() == [f"{tenant.organization.public_id}:throttle"]
     next_month = services.next_month(services.month_start(NOW))
-    assert services.evaluate_spend_caps(now=next_month + dt.timedelta(minutes=1)) == [
+    assert services.spend_caps_evaluate(now=next_month + dt.timedelta(minutes=1)) == [
         f"{tenant.organization.public_id}:lift"
     ]
     assert_error(tenant.client.put("/api/v1/billing/spend-cap", {"spend_cap": "-1"}), 400, "validation_error")

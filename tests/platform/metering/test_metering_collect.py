@@ -50,19 +50,19 @@ def test_deltas_hourly_rows_and_exactly_once(broker):
     cluster = broker.cluster
     series = {("KEY1", "orders"): (1000, 10, 0, 0), ("KEY2", "clicks"): (200, 2, 0, 0)}
     first = metrics_text(series, {("orders", 0): 1000, ("clicks", 0): 200})
-    assert services.record_scrape(broker, first, taken_at=at(0)).status == "recorded"
+    assert services.usage_record_scrape(broker=broker, scrape=first, taken_at=at(0)).status == "recorded"
     assert totals(cluster, "KEY1", "orders")["bytes_in"] == 1000  # everything since the broker started
 
     # The same scrape again (duplicated task), and an older one arriving late: skipped.
-    assert services.record_scrape(broker, first, taken_at=at(0)).status == "stale"
+    assert services.usage_record_scrape(broker=broker, scrape=first, taken_at=at(0)).status == "stale"
     older = metrics_text({("KEY1", "orders"): (900, 9, 0, 0)})
-    assert services.record_scrape(broker, older, taken_at=at(-5)).status == "stale"
+    assert services.usage_record_scrape(broker=broker, scrape=older, taken_at=at(-5)).status == "stale"
     assert totals(cluster, "KEY1", "orders")["bytes_in"] == 1000
 
     # Growth after the hour boundary: the delta lands in the new hour; storage is split at it.
     series2 = {("KEY1", "orders"): (1500, 15, 1000, 10), ("KEY2", "clicks"): (200, 2, 200, 2)}
     second = metrics_text(series2, {("orders", 0): 1500, ("clicks", 0): 200})
-    services.record_scrape(broker, second, taken_at=at(120))  # 13:01
+    services.usage_record_scrape(broker=broker, scrape=second, taken_at=at(120))  # 13:01
     rows = HourlyUsage.objects.filter(cluster=cluster, principal="KEY1", topic="orders").order_by("hour")
     assert [(r.hour.hour, r.bytes_in, r.bytes_out, r.records_in, r.records_out) for r in rows] == [
         (12, 1000, 0, 10, 0),
@@ -79,7 +79,7 @@ def test_deltas_hourly_rows_and_exactly_once(broker):
     assert base == {12: 60_000, 13: 60_000}
 
     # Same counters a minute later: no new bytes, but a minute more of storage and cluster time.
-    services.record_scrape(broker, second, taken_at=at(180))
+    services.usage_record_scrape(broker=broker, scrape=second, taken_at=at(180))
     assert totals(cluster, "KEY1", "orders")["bytes_in"] == 1500
     assert totals(cluster, "", "orders")["storage_byte_seconds"] == 1500 * 180
     assert totals(cluster, "", "")["cluster_ms"] == 180_000
@@ -88,32 +88,42 @@ def test_deltas_hourly_rows_and_exactly_once(broker):
 
 
 def test_a_missed_scrape_loses_nothing(broker):
-    services.record_scrape(broker, metrics_text({("K", "t"): (100, 1, 0, 0)}), taken_at=at(0))
+    services.usage_record_scrape(
+        broker=broker, scrape=metrics_text({("K", "t"): (100, 1, 0, 0)}), taken_at=at(0)
+    )
     # The scrape at +60 s never happened; the one at +120 s carries both intervals' bytes.
-    services.record_scrape(broker, metrics_text({("K", "t"): (700, 7, 0, 0)}), taken_at=at(120))
+    services.usage_record_scrape(
+        broker=broker, scrape=metrics_text({("K", "t"): (700, 7, 0, 0)}), taken_at=at(120)
+    )
     assert totals(broker.cluster, "K", "t")["bytes_in"] == 700
     assert totals(broker.cluster, "", "")["cluster_ms"] == 120_000
 
 
 def test_counter_going_backwards_is_a_reset_and_logged(broker, caplog):
-    services.record_scrape(broker, metrics_text({("K", "t"): (1000, 10, 0, 0)}), taken_at=at(0))
+    services.usage_record_scrape(
+        broker=broker, scrape=metrics_text({("K", "t"): (1000, 10, 0, 0)}), taken_at=at(0)
+    )
     with caplog.at_level(logging.WARNING, logger="metering.services"):
-        result = services.record_scrape(broker, metrics_text({("K", "t"): (300, 3, 0, 0)}), taken_at=at(60))
+        result = services.usage_record_scrape(
+            broker=broker, scrape=metrics_text({("K", "t"): (300, 3, 0, 0)}), taken_at=at(60)
+        )
     assert result.resets == [("K", "t")]
     assert "went backwards" in caplog.text
     assert totals(broker.cluster, "K", "t")["bytes_in"] == 1300  # the 300 since the reset are new usage
     assert BrokerMeter.objects.get(broker=broker).resets == 1
-    services.record_scrape(broker, metrics_text({("K", "t"): (350, 4, 0, 0)}), taken_at=at(120))
+    services.usage_record_scrape(
+        broker=broker, scrape=metrics_text({("K", "t"): (350, 4, 0, 0)}), taken_at=at(120)
+    )
     assert totals(broker.cluster, "K", "t")["bytes_in"] == 1350
 
 
 def test_a_long_gap_is_not_charged_for_time(broker, settings):
     settings.KASTLE_METERING_MAX_GAP_SECONDS = 600
     text = metrics_text({}, {("t", 0): 10**9})
-    services.record_scrape(broker, text, taken_at=at(0))
-    services.record_scrape(broker, text, taken_at=at(3 * 3600))
+    services.usage_record_scrape(broker=broker, scrape=text, taken_at=at(0))
+    services.usage_record_scrape(broker=broker, scrape=text, taken_at=at(3 * 3600))
     assert totals(broker.cluster, "", "t")["storage_byte_seconds"] == 0
-    services.record_scrape(broker, text, taken_at=at(3 * 3600 + 60))
+    services.usage_record_scrape(broker=broker, scrape=text, taken_at=at(3 * 3600 + 60))
     assert totals(broker.cluster, "", "t")["storage_byte_seconds"] == 60 * 10**9
 
 
@@ -130,7 +140,7 @@ def test_collect_host_scrapes_running_brokers_over_http():
             brokers.append(BrokerFactory(host=host, node_id=1, admin_port=endpoint.port, status="RUNNING"))
         stopped = BrokerFactory(host=host, node_id=1, status="STOPPED")  # not scraped
         endpoints[2].close()  # this broker does not answer: missed, counted at the next pass
-        report = services.collect_host("metering-h1")
+        report = services.usage_collect_host(host_name="metering-h1")
         assert report.brokers == 3 and report.recorded == 2 and len(report.missed) == 1
         assert totals(brokers[0].cluster, "K0", "t")["bytes_in"] == 100
         assert totals(brokers[1].cluster, "K1", "t")["bytes_in"] == 200
@@ -145,20 +155,28 @@ def test_collect_host_scrapes_running_brokers_over_http():
 def test_final_usage_from_metrics_and_journal(broker, tmp_path):
     from brokerd.metrics import UsageJournal
 
-    services.record_scrape(broker, metrics_text({("K", "t"): (100, 1, 0, 0)}), taken_at=at(0))
+    services.usage_record_scrape(
+        broker=broker, scrape=metrics_text({("K", "t"): (100, 1, 0, 0)}), taken_at=at(0)
+    )
     # A stopped broker's data directory: its journal holds more than the last scrape saw.
     journal = UsageJournal(tmp_path / "usage")
     journal.totals[("K", "t")] = [400, 4, 50, 1]
     journal.snapshot()
-    services.record_final(broker, metrics_text({("K", "t"): (300, 3, 0, 0)}), tmp_path)
+    services.usage_record_final(
+        broker=broker, metrics=metrics_text({("K", "t"): (300, 3, 0, 0)}), data_dir=tmp_path
+    )
     assert totals(broker.cluster, "K", "t")["bytes_in"] == 400
     assert totals(broker.cluster, "K", "t")["bytes_out"] == 50
 
 
 def test_prune_samples_keeps_48_hours(broker):
-    services.record_scrape(broker, metrics_text({("K", "t"): (1, 1, 0, 0)}), taken_at=at(0))
-    services.record_scrape(broker, metrics_text({("K", "t"): (2, 2, 0, 0)}), taken_at=at(3600 * 47))
-    assert services.prune_samples(now=at(3600 * 48 + 1)) >= 1
+    services.usage_record_scrape(
+        broker=broker, scrape=metrics_text({("K", "t"): (1, 1, 0, 0)}), taken_at=at(0)
+    )
+    services.usage_record_scrape(
+        broker=broker, scrape=metrics_text({("K", "t"): (2, 2, 0, 0)}), taken_at=at(3600 * 47)
+    )
+    assert services.usage_samples_prune(now=at(3600 * 48 + 1)) >= 1
     assert list(UsageSample.objects.filter(principal="K").values_list("bytes_in", flat=True)) == [1]
 
 

@@ -56,16 +56,16 @@ def test_a_worker_without_the_ca_key_refuses_to_issue_and_never_starts_a_second_
         services.authority()
     cluster = _tls_cluster()
     with pytest.raises(services.CaUnavailable):
-        services.certificate_ensure(cluster)
+        services.certificate_ensure(cluster=cluster)
     assert CertificateAuthority.objects.count() == 1
-    assert services.reconcile_certificates() == []  # logged, retried at the next pass
+    assert services.certificates_renew_due() == []  # logged, retried at the next pass
     settings.KASTLE_DATA_DIR = data_dir
-    assert services.certificate_ensure(cluster).ca_pem == cert_pem
+    assert services.certificate_ensure(cluster=cluster).ca_pem == cert_pem
 
 
 def test_a_certificate_names_every_host_and_its_key_is_encrypted_at_rest() -> None:
     cluster = _tls_cluster(addresses=("127.0.0.1", "127.0.0.2", "kafka.example.com"))
-    cert = services.certificate_ensure(cluster)
+    cert = services.certificate_ensure(cluster=cluster)
     assert ca.certificate_hosts(cert.cert_pem) == {"127.0.0.1", "127.0.0.2", "kafka.example.com"}
     assert "PRIVATE KEY" not in cert.key_encrypted
     key_pem = services.broker_key_pem(cert)
@@ -74,7 +74,7 @@ def test_a_certificate_names_every_host_and_its_key_is_encrypted_at_rest() -> No
     lifetime = cert.not_after - timezone.now()
     assert dt.timedelta(days=89) < lifetime <= dt.timedelta(days=90)
     # Nothing to do the second time.
-    assert services.certificate_ensure(cluster).serial == cert.serial
+    assert services.certificate_ensure(cluster=cluster).serial == cert.serial
     # Verifies with Python's ssl against the CA, for each name.
     import ssl
 
@@ -85,37 +85,37 @@ def test_a_certificate_names_every_host_and_its_key_is_encrypted_at_rest() -> No
 def test_plaintext_clusters_get_no_certificate() -> None:
     cluster = ClusterFactory(security_protocol="SASL_PLAINTEXT")
     BrokerFactory(cluster=cluster, node_id=1)
-    assert services.certificate_ensure(cluster) is None
+    assert services.certificate_ensure(cluster=cluster) is None
     assert not BrokerCertificate.objects.exists()
 
 
 def test_reconciliation_reissues_near_expiry_moved_hosts_and_lost_keys(settings) -> None:
     cluster = _tls_cluster()
-    first = services.certificate_ensure(cluster)
-    assert services.reconcile_certificates() == []
+    first = services.certificate_ensure(cluster=cluster)
+    assert services.certificates_renew_due() == []
     BrokerCertificate.objects.filter(pk=first.pk).update(not_after=timezone.now() + dt.timedelta(days=29))
-    assert services.reconcile_certificates() == [cluster.public_id]
+    assert services.certificates_renew_due() == [cluster.public_id]
     second = BrokerCertificate.objects.get(cluster=cluster)
     assert second.serial != first.serial and second.not_after > timezone.now() + dt.timedelta(days=89)
     # A broker moved to another host: the certificate must name it.
     broker = cluster.brokers.get()
     broker.host = HostFactory(address="10.1.2.3")
     broker.save()
-    assert services.reconcile_certificates() == [cluster.public_id]
+    assert services.certificates_renew_due() == [cluster.public_id]
     assert "10.1.2.3" in BrokerCertificate.objects.get(cluster=cluster).hosts
     # A changed SECRET_KEY cannot decrypt the key: re-issued.
     settings.SECRET_KEY = "another secret key"
     third = BrokerCertificate.objects.get(cluster=cluster)
     assert services.broker_key_pem(third) is None
-    assert services.certificate_ensure(cluster).serial != third.serial
+    assert services.certificate_ensure(cluster=cluster).serial != third.serial
 
 
 def test_files_on_the_host(tmp_path) -> None:
     cluster = _tls_cluster()
-    services.certificate_ensure(cluster)
+    services.certificate_ensure(cluster=cluster)
     cluster_dir = tmp_path / "clusters" / cluster.public_id
-    assert services.write_broker_tls(cluster, cluster_dir) is True
-    assert services.write_broker_tls(cluster, cluster_dir) is False  # unchanged
+    assert services.broker_tls_write(cluster=cluster, cluster_dir=cluster_dir) is True
+    assert services.broker_tls_write(cluster=cluster, cluster_dir=cluster_dir) is False  # unchanged
     files = services.tls_files(cluster_dir)
     assert stat.S_IMODE(files["key"].stat().st_mode) == 0o600
     assert ca.key_matches(files["key"].read_text(), files["cert"].read_text())
@@ -140,7 +140,7 @@ def test_ca_pem_endpoint(tenant, other_tenant, api_client) -> None:
     cluster = _tls_cluster(tenant)
     path = f"/api/v1/clusters/{cluster.public_id}/ca.pem"
     assert_error(tenant.client.get(path), 409, "certificate_not_issued")
-    services.certificate_ensure(cluster)
+    services.certificate_ensure(cluster=cluster)
     response = tenant.client.get(path)
     assert response.status_code == 200 and response["Content-Type"] == "application/x-pem-file"
     assert response.content.decode() == services.authority()[1]
@@ -183,6 +183,6 @@ def test_client_configs_per_client() -> None:
 @override_settings(KASTLE_TLS_CERT_DAYS=2, KASTLE_TLS_RENEW_DAYS=1)
 def test_lifetime_and_renewal_window_are_settings() -> None:
     cluster = _tls_cluster()
-    cert = services.certificate_ensure(cluster)
+    cert = services.certificate_ensure(cluster=cluster)
     assert cert.not_after - timezone.now() < dt.timedelta(days=2, minutes=1)
-    assert services.reconcile_certificates() == []
+    assert services.certificates_renew_due() == []
