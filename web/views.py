@@ -32,7 +32,7 @@ def signup(request: HttpRequest) -> HttpResponse:
             status = 429
         elif form.is_valid():
             try:
-                result = services.signup(
+                result = services.organization_signup(
                     email=form.cleaned_data["email"],
                     password=form.cleaned_data["password"],
                     organization_name=form.cleaned_data["organization"],

@@ -84,7 +84,7 @@ def audit_event_list(
         qs = qs.filter(created_at__gte=since)
     if until:
         qs = qs.filter(created_at__lt=until)
-    return qs.order_by("-created_at", "-id")
+    return qs.select_related("actor").order_by("-created_at", "-id")
 
 
 # --- invitations ---------------------------------------------------------------------------------

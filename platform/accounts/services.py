@@ -47,7 +47,7 @@ def _check_new_user(email: str, password: str) -> str:
     return email
 
 
-def signup(
+def organization_signup(
     *,
     email: str,
     password: str,

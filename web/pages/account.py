@@ -245,7 +245,7 @@ def audit_log(request: HttpRequest) -> HttpResponse:
             target_id=data.get("target") or None,
             since=since,
             until=until,
-        ).select_related("actor")
+        )
     page = Paginator(events, 50).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)

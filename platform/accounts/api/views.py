@@ -44,7 +44,7 @@ class SignupView(APIView):
     def post(self, request):
         data = s.SignupSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        result = services.signup(
+        result = services.organization_signup(
             email=data.validated_data["email"],
             password=data.validated_data["password"],
             organization_name=data.validated_data["organization"],
