@@ -184,7 +184,7 @@ def print_results(args, results: dict) -> None:
         f"  brokers SIMULATED: one tiny HTTP server per broker serving realistic brokerd /metrics text\n"
         f"  ({results['metrics_page_bytes']} bytes: {results['series_per_broker']} principal/topic series, "
         f"{results['partitions_per_broker']} partitions, plus request/latency/connection series);\n"
-        f"  real PostgreSQL, real collector (metering.services.collect_host) and spend-cap evaluation"
+        f"  real PostgreSQL, real collector (metering.services.usage_collect_host) and spend-cap evaluation"
     )
     print(f"{'pass':>4} {'seconds':>8} {'caps s':>7} {'collect s':>9} {'rows written':>12} {'stmts':>6}")
     for p in results["passes"]:

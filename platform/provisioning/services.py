@@ -490,7 +490,7 @@ def host_reconcile(*, host_name: str) -> dict[str, list[str]]:
     - RUNNING cluster: its brokerd runs (restarted if it died; adopted if it already runs,
       checked by pidfile and command line) and its credentials file is current;
     - FAILED cluster: its brokerd is stopped (data kept for a retry);
-    - PROVISIONING / DELETING: left to the lifecycle task (reconcile_control re-drives it);
+    - PROVISIONING / DELETING: left to the lifecycle task (control_reconcile re-drives it);
     - anything under this host's root with no cluster behind it: stopped and removed.
     """
     report: dict[str, list[str]] = {"started": [], "adopted": [], "stopped": [], "removed": [], "synced": []}

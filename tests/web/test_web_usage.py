@@ -36,8 +36,8 @@ def test_a_tiny_storage_axis_has_distinct_labels():
 def test_the_seven_day_axis_spans_seven_days(db):
     broker = BrokerFactory(node_id=1)
     now = timezone.now()
-    metering_services.record_scrape(
-        broker, metrics_text({("KEY1", "t"): (5000, 5, 0, 0)}, {("t", 0): 3}), taken_at=now
+    metering_services.usage_record_scrape(
+        broker=broker, scrape=metrics_text({("KEY1", "t"): (5000, 5, 0, 0)}, {("t", 0): 3}), taken_at=now
     )
     charts = usage.organization_charts(broker.cluster.organization, days=7)
     labels = _labels(charts["traffic"], "x")
@@ -51,9 +51,9 @@ def test_last_hour_and_last_day_draw_different_ranges(db):
     broker = BrokerFactory(node_id=1)
     now = timezone.now()
     for minutes_ago, total in ((300, 1000), (240, 2000), (30, 3000), (1, 4000)):
-        metering_services.record_scrape(
-            broker,
-            metrics_text({("KEY1", "t"): (total, 1, 0, 0)}, {("t", 0): total}),
+        metering_services.usage_record_scrape(
+            broker=broker,
+            scrape=metrics_text({("KEY1", "t"): (total, 1, 0, 0)}, {("t", 0): total}),
             taken_at=now - dt.timedelta(minutes=minutes_ago),
         )
     hour = usage.cluster_charts(broker.cluster, window="hour")
@@ -71,7 +71,9 @@ def test_month_total_and_costs_agree_and_the_internal_credential_is_not_a_key(cl
     broker = BrokerFactory(cluster=cluster, node_id=1)
     now = timezone.now()
     series = {("KEY1", "orders"): (1_000_000, 10, 0, 0), (INTERNAL_USERNAME, "orders"): (9_000, 3, 9_000, 3)}
-    metering_services.record_scrape(broker, metrics_text(series, {("orders", 0): 10}), taken_at=now)
+    metering_services.usage_record_scrape(
+        broker=broker, scrape=metrics_text(series, {("orders", 0): 10}), taken_at=now
+    )
     html = client.get("/usage/").content.decode()
     assert INTERNAL_USERNAME not in html
     total = re.search(r'id="month-total">([^<]+)<', html).group(1)
