@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from brokerd.durable import atomic_write_json, fsync_dir
-from brokerd.records import HEADER_SIZE, MIN_BATCH_LENGTH
+from brokerd.records import HEADER_SIZE, MIN_BATCH_LENGTH, InvalidBatch
 from brokerd.storage import swap
 from brokerd.storage.compaction import Header, decode, empty_batch, parse_header, rebuild_batch
 from brokerd.storage.log import PartitionLog
@@ -533,7 +533,13 @@ class LogCleaner:
                         log.info("offset map full (%d keys) at offset %d of %s-%d", len(offsets),
                                  h.base_offset, ltc.plog.topic, ltc.plog.partition)
                         return offsets, max(end, ltc.first_dirty)
-                    for r in decode(raw)[2]:
+                    try:
+                        records = decode(raw)[2]
+                    except InvalidBatch as exc:  # kept as it is by the rewrite too
+                        log.warning("%s-%d: batch at offset %d left uncleaned: %s", ltc.plog.topic,
+                                    ltc.plog.partition, h.base_offset, exc)
+                        records = []
+                    for r in records:
                         if r.key is not None:
                             offsets[r.key] = r.offset
                     end = h.last_offset + 1
@@ -700,7 +706,10 @@ class LogCleaner:
             return raw, 0, -1 if own_horizon is None else own_horizon
         if not h.count:  # an empty batch kept earlier for its producer
             return (raw if keep_last.get(h.producer_id) == h.last_offset else None), 0, -1
-        _h, data, records = decode(raw)
+        try:
+            _h, data, records = decode(raw)
+        except InvalidBatch:  # undecodable (or too large once decompressed): left as it is
+            return raw, 0, -1
         kept = []
         tombstones = False
         for r in records:

@@ -135,7 +135,12 @@ def decode(batch: bytes | memoryview) -> tuple[Header, bytes, list[Record]]:
     if h.magic != 2:
         raise InvalidBatch(f"unsupported record batch magic {h.magic}")
     raw = bytes(batch[HEADER_SIZE : h.size])
-    data = _decompress(h.codec, raw) if h.count else b""
+    try:
+        data = bounded_decompress(h.codec, raw) if h.count else b""
+    except InvalidBatch:
+        raise
+    except Exception as exc:  # a codec's own error on corrupt data
+        raise InvalidBatch(f"cannot decompress the records: {exc}") from None
     records: list[Record] = []
     append = records.append
     varint = _varint
@@ -205,6 +210,59 @@ def decode(batch: bytes | memoryview) -> tuple[Header, bytes, list[Record]]:
     return h, data, records
 
 
+#: A produced batch whose records decompress to more than this is refused (CORRUPT_MESSAGE):
+#: the produce path of compacted topics decompresses, and must not be made to allocate gigabytes.
+MAX_DECOMPRESSED = 64 * 1024 * 1024
+
+
+def bounded_decompress(codec: int, data: bytes, limit: int = MAX_DECOMPRESSED) -> bytes:
+    """Decompress a record payload, refusing (InvalidBatch) one that would exceed ``limit``."""
+    too_big = InvalidBatch(f"the records decompress to more than {limit} bytes")
+    if codec == 0:
+        return data
+    if codec == 1:
+        import zlib
+
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        out = d.decompress(data, limit + 1)
+        if len(out) > limit or d.unconsumed_tail:
+            raise too_big
+        return out
+    if codec == 2:
+        import cramjam
+
+        if data[:8] == _XERIAL_HEADER[:8]:
+            total, pos = 0, 16
+            while pos + 4 <= len(data):
+                (n,) = _I32.unpack_from(data, pos)
+                total += cramjam.snappy.decompress_raw_len(data[pos + 4 : pos + 4 + n])
+                pos += 4 + n
+        else:
+            total = cramjam.snappy.decompress_raw_len(data)
+        if total > limit:
+            raise too_big
+        return _decompress(codec, data)
+    if codec == 3:
+        import lz4.frame
+
+        d = lz4.frame.LZ4FrameDecompressor()
+        out = d.decompress(data, max_length=limit + 1)
+        if len(out) > limit or not d.eof:
+            raise too_big
+        return out
+    if codec == 4:
+        import io
+
+        import zstandard
+
+        with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)) as reader:
+            out = reader.read(limit + 1)
+        if len(out) > limit:
+            raise too_big
+        return out
+    raise InvalidBatch(f"unknown compression codec {codec}")
+
+
 def keyless_records(records: bytes | bytearray | memoryview) -> list[int]:
     """Indexes (per batch, as Kafka's ``record_errors`` count them) of records without a key.
 
@@ -217,8 +275,8 @@ def keyless_records(records: bytes | bytearray | memoryview) -> list[int]:
     while len(view) - pos >= HEADER_SIZE:
         h = parse_header(view, pos)
         if not h.is_control and h.count:
-            data = _decompress(h.codec, bytes(view[pos + HEADER_SIZE : pos + h.size]))
             try:
+                data = bounded_decompress(h.codec, bytes(view[pos + HEADER_SIZE : pos + h.size]))
                 at = 0
                 for i in range(h.count):
                     length, p = _varint(data, at)
@@ -233,6 +291,10 @@ def keyless_records(records: bytes | bytearray | memoryview) -> list[int]:
                         out.append(i)
             except IndexError:
                 raise InvalidBatch("truncated record") from None
+            except InvalidBatch:
+                raise
+            except Exception as exc:  # a codec's own error on corrupt data
+                raise InvalidBatch(f"cannot decompress the records: {exc}") from None
         pos += h.size
     return out
 

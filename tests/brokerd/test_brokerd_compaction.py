@@ -146,6 +146,19 @@ def test_consumers_see_each_keys_latest_value_at_its_offset_and_deleted_keys_go(
     assert check_indexes(broker.data_dir / f"{topic}-0") > 0
 
 
+def bomb() -> bytearray:
+    """A gzip batch of one record whose payload inflates to 80 MiB of zeros (about 80 KB sent)."""
+    import gzip
+    import struct
+
+    import crc32c
+
+    payload = gzip.compress(b"\0" * (80 << 20), compresslevel=9)
+    after_crc = struct.pack(">hiqqqhii", 1, 0, 0, 0, -1, -1, -1, 1) + payload
+    head = struct.pack(">qiibI", 0, 4 + 1 + 4 + len(after_crc), -1, 2, crc32c.crc32c(after_crc))
+    return bytearray(head + after_crc)
+
+
 def test_keyless_records_are_refused_with_invalid_record(broker_factory) -> None:
     from brokerd_wire import Wire, make_batch
     from test_brokerd_wire import produce_one
@@ -182,6 +195,10 @@ def test_keyless_records_are_refused_with_invalid_record(broker_factory) -> None
         assert "2 record errors" in part.error_message
         part = produce_one(wire, "keyed", 0, bytearray(make_batch([(None, b"x")])), version=7)
         assert part.error_code == 87
+        # A batch that would decompress to gigabytes is refused, and the broker carries on.
+        part = produce_one(wire, "keyed", 0, bomb(), version=9)
+        assert part.error_code == 2 and "decompress to more than" in part.error_message
+    assert produce(broker, "keyed", [(b"after", b"bomb")])[0][2] >= 2
     # A delete-policy topic takes keyless records as before.
     create(broker, "plain")
     assert produce(broker, "plain", [(None, b"x")])[0][2] == 0
