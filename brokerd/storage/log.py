@@ -140,6 +140,32 @@ class PartitionLog:
             self.wake_waiters()
         return base
 
+    def truncate_to(self, offset: int) -> list[Segment]:
+        """Remove every batch from ``offset`` on: a follower's divergent tail (KIP-101), found
+        with OffsetForLeaderEpoch. A batch holding ``offset`` goes whole, so the new log end is a
+        batch boundary at or below ``offset``; the log start never moves (truncating below it
+        empties the log there). Returns the segments now gone: the caller closes and unlinks
+        their files, as after retention (reads in flight keep their fds)."""
+        if offset >= self.next_offset:
+            return []
+        if self.cleaning:
+            raise RuntimeError(f"{self.topic}-{self.partition}: a cleaner pass owns the segments")
+        target = max(offset, self.start_offset)
+        doomed: list[Segment] = []
+        while len(self.segments) > 1 and self.segments[-1].base >= target:
+            doomed.append(self.segments.pop())
+        active = self.segments[-1]
+        found = active.find_batch(target)  # the batch holding target, or the first after it
+        cut = found[0] if found is not None else active.size
+        if cut < active.size:
+            os.ftruncate(active.fd, cut)
+        self.next_offset = active.rebuild_from_scan(self.settings.index_interval_bytes, verify_crc=False)
+        self.flushed_offset = min(self.flushed_offset, self.next_offset)
+        self.pending_fsync[:] = [s for s in self.pending_fsync if s not in doomed]
+        self.dirty = True  # the next flush makes the shorter file durable
+        self.reset_read_hint()
+        return doomed
+
     def reset_read_hint(self) -> None:
         """Segments were replaced or removed: positions remembered for the next read are stale."""
         self._pos_hint = (-1, -1, -1)

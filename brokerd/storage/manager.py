@@ -277,10 +277,16 @@ class LogManager:
                 self._delete_segments(plog, n)
         return plog.start_offset
 
-    def _delete_segments(self, plog: PartitionLog, n: int) -> int:
-        doomed = plog.detach_oldest_segments(n)
-        if not doomed:
-            return 0
+    def truncate(self, plog: PartitionLog, offset: int) -> int:
+        """Cut a partition's log back to ``offset`` (a follower's divergent tail); returns the
+        new log end offset."""
+        before = plog.next_offset
+        self._drop_segments(plog.truncate_to(offset))
+        if plog.next_offset < before:
+            log.info("truncated %s-%d from %d to %d", plog.topic, plog.partition, before, plog.next_offset)
+        return plog.next_offset
+
+    def _drop_segments(self, doomed: list) -> None:
         if self.on_close_segments is not None:
             self.on_close_segments(doomed)  # in-flight reads and the flusher may still hold them
         else:
@@ -290,6 +296,12 @@ class LogManager:
             for path in (seg.path, seg.index_path, seg.timeindex_path):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
+
+    def _delete_segments(self, plog: PartitionLog, n: int) -> int:
+        doomed = plog.detach_oldest_segments(n)
+        if not doomed:
+            return 0
+        self._drop_segments(doomed)
         log.info("retention: deleted %d segment(s) of %s-%d; log start offset %d",
                  len(doomed), plog.topic, plog.partition, plog.start_offset)
         return len(doomed)
