@@ -214,7 +214,7 @@ def header(api_key: int, version: int, corr: int, flexible: bool, client_id: byt
 def seeds(rng: random.Random, per_version: int = 3) -> list[tuple[int, int, bytes]]:
     """Valid (api key, version, frame without size prefix) for every registered api and version."""
     out = []
-    for api_key, spec in sorted(handlers.REGISTRY.items()):
+    for api_key, spec in sorted(handlers.APIS.items()):
         for version in range(max(spec.min_version, spec.refuse_below), spec.max_version + 1):
             try:
                 cls = kio_adapter.request_class(api_key, version)
@@ -268,7 +268,7 @@ def mutate(rng: random.Random, frame: bytes, pool: list) -> bytes:
             b[-1:] = sect
         elif op == 7 and n >= 4:  # another api key / version
             if rng.random() < 0.5:
-                b[0:2] = struct.pack(">h", rng.choice(list(handlers.REGISTRY)) if rng.random() < 0.8
+                b[0:2] = struct.pack(">h", rng.choice(list(handlers.APIS)) if rng.random() < 0.8
                                      else rng.randint(-5, 100))
             b[2:4] = struct.pack(">h", rng.randint(-1, 20))
         elif op == 8 and pool:  # splice with another request
@@ -437,8 +437,8 @@ async def fuzz(data_dir: str, frames: int, seed: int, *, frame_time_limit: float
     await broker.start()
     try:
         for name, parts in (("fz0", 2), ("fz1", 1)):
-            broker.create_topic(name, parts, {})
-        broker.create_topic("fz-compact", 1, {"cleanup.policy": "compact"})
+            broker.logs.create_topic(name, parts, {})
+        broker.logs.create_topic("fz-compact", 1, {"cleanup.policy": "compact"})
         pool = seeds(rng)
         listeners = config.listeners
         ports = {listener.name: port for listener, _s, port in broker.servers}
@@ -531,7 +531,7 @@ def _trim_topics(broker: Broker) -> None:
     if len(extra) > 20:
         for name in extra:
             with contextlib.suppress(Exception):
-                broker.delete_topic(name)
+                broker.logs.delete_topic(name)
 
 
 def main() -> int:

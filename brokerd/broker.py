@@ -1,4 +1,26 @@
-"""The broker: state shared by handlers, and the process lifecycle (start, serve, stop)."""
+"""The broker: its subsystems, built explicitly by :meth:`Broker.start`, and the process lifecycle.
+
+Handlers reach the subsystems as typed attributes of the broker (``ctx.broker``); each subsystem
+has one owner module and knows nothing of the wire:
+
+====================  =================================================  =====================
+attribute             what                                               module
+====================  =================================================  =====================
+``configs``           Kafka broker configs, topic-config defaults        brokerd/kafka_configs.py
+``logs``              partition logs, retention, DeleteRecords           brokerd/storage/
+``flusher``           the group fsync (acks=all, the usage journal)      brokerd/storage/flush.py
+``credentials``       SCRAM credentials, reloaded when the file changes  brokerd/auth.py
+``tls``               the SASL_SSL certificate (None without one)        brokerd/tls.py
+``metering``          usage journal and Prometheus metrics               brokerd/metering.py
+``quotas``            client quotas and connection limits                brokerd/quotas.py
+``authorizer``        ACLs (None when authorizer.enable is false)        brokerd/acls.py
+``producers``         idempotent-producer ids and sequences              brokerd/idempotence.py
+``groups``            the group coordinator and committed offsets        brokerd/groups/
+``cleaner``           compaction of compacted topics (threads)           brokerd/storage/cleaner.py
+``cluster``           membership of an etcd cluster (None: alone)        brokerd/replication/
+``replicas``          which partitions this broker leads (None: all)     brokerd/replication/
+====================  =================================================  =====================
+"""
 
 from __future__ import annotations
 
@@ -12,19 +34,36 @@ import socket
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from brokerd import handlers
+from brokerd.acls import Authorizer
 from brokerd.admin_http import AdminServer
+from brokerd.api import ApiSpec, version_table
 from brokerd.auth import CredentialStore
 from brokerd.durable import atomic_write, atomic_write_json
+from brokerd.groups import GroupConfig, GroupCoordinator
+from brokerd.groups.config import KAFKA_NAMES
+from brokerd.groups.metrics import GroupsCollector
+from brokerd.handlers import APIS, api_versions
+from brokerd.idempotence import ProducerState
 from brokerd.kafka_configs import BrokerConfigs, TopicConfig, static_from_settings
+from brokerd.metering import Metering
 from brokerd.protocol import kio_adapter
+from brokerd.quotas import Quotas
+from brokerd.server import Connection, start_listener
 from brokerd.settings import Listener, Settings
 from brokerd.storage import Flusher, LogManager, LogSettings, StorageError, Topic
 from brokerd.storage.cleaner import CleanerConfig, LogCleaner
 
+if TYPE_CHECKING:
+    from brokerd.replication.membership import ClusterMembership
+    from brokerd.replication.replicas import ReplicaManager
+    from brokerd.tls import TlsContext
+
 log = logging.getLogger("brokerd")
+
+#: Tests only: drop the connection after every Nth idempotent append (brokerd/idempotence.py).
+FAULT_SETTING = "test.fault.produce.drop.after.append"
 
 
 class StartupError(Exception):
@@ -32,13 +71,14 @@ class StartupError(Exception):
 
 
 class Broker:
+    """One broker process. Subsystems are ``None`` until :meth:`start` builds them."""
+
     def __init__(self, config: Settings) -> None:
-        self.config = config
+        self.config = config  # process settings (brokerd/settings.py)
         self.node_id: int = config["node.id"]
         self.cluster_id = ""
-        # Kafka broker and topic configs: static ones from the settings, dynamic ones (AlterConfigs)
-        # loaded from the data directory once it is locked.
-        self.configs: BrokerConfigs | None = None
+        self.apis: dict[int, ApiSpec] = APIS
+        self.api_table = tuple(version_table(APIS))
         self.logs = LogManager(
             config["data.dir"],
             LogSettings(index_interval_bytes=config["log.index.interval.bytes"]),
@@ -46,35 +86,34 @@ class Broker:
         )
         self.credentials = CredentialStore(config["credentials.file"])
         self.credentials.on_removed.append(self._close_principals)
-        self.tls: Any = None  # brokerd/tls.py TlsContext for SASL_SSL listeners
+        self.configs: BrokerConfigs | None = None
         self.flusher: Flusher | None = None
-        self.cleaner: LogCleaner | None = None  # compaction of compacted topics, built by start()
-        self.connections: set = set()
+        self.tls: TlsContext | None = None
+        self.metering: Metering | None = None
+        self.quotas: Quotas | None = None
+        self.authorizer: Authorizer | None = None
+        self.producers: ProducerState | None = None
+        self.groups: GroupCoordinator | None = None
+        self.cleaner: LogCleaner | None = None
+        # The replica manager's seat: alone (no coordination), a broker leads every partition it
+        # has and this stays None; in a cluster, brokerd/replication/replicas.py fills it (local
+        # logs follow etcd's assignment; who leads what).
+        self.replicas: ReplicaManager | None = None
+        # brokerd/replication/membership.py: the cluster this broker joined (coordination set), else None.
+        self.cluster: ClusterMembership | None = None
+        self.connections: set[Connection] = set()
         self.metadata_cache: dict[Any, Any] = {}
         self.servers: list[tuple[Listener, asyncio.AbstractServer, int]] = []
         self.admin = AdminServer()
         self.admin.routes["/healthz"] = self._healthz
         self.admin_port: int | None = None
         self.serving = False
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Future] = []
         self._stop = asyncio.Event()
         self._flex_resp: dict[tuple[int, int], bool] = {}
         self.on_serving: list = []  # callables run once the broker serves
-        # Metering hooks: called on every successful produce/fetch.
-        self.produce_hooks: list = []
-        self.fetch_hooks: list = []
-        # brokerd/handlers/admin.py: configs, quotas, metrics, usage, retention.
-        self.admin_state: Any = None
-        # brokerd/handlers/groups.py: group coordinator, offsets, producer state.
-        self.groups: Any = None
-        # brokerd/acls.py: the Authorizer when authorizer.enable is true, else None.
-        self.authorizer: Any = None
-        # brokerd/replication/membership.py: the cluster this broker joined (coordination set), else None.
-        self.cluster: Any = None
-        # brokerd/replication/replicas.py: local logs follow etcd's assignment; who leads what.
-        self.replicas: Any = None
 
-    # --- handler helpers ----------------------------------------------------------------
+    # --- what handlers and connections ask of the broker itself -------------------------------
     def advertised(self, listener: Listener, bound_port: int) -> tuple[str, int]:
         host = self.config["advertised.host"] or listener.host
         if host in ("0.0.0.0", "::", ""):
@@ -99,9 +138,7 @@ class Broker:
         return value
 
     def api_versions_unsupported(self) -> bytes:
-        from brokerd.handlers.api_versions import unsupported_body
-
-        return unsupported_body()
+        return api_versions.unsupported_body(self.api_table)
 
     def create_topic(
         self, name: str, partitions: int, configs: dict[str, str], topic_id: uuid.UUID | None = None
@@ -115,14 +152,6 @@ class Broker:
         assert self.configs is not None, "broker configs load before storage"
         return TopicConfig(self.configs, overrides).log_values()
 
-    def on_produce(self, ctx, topic: str, partition: int, nbytes: int, records: int) -> None:
-        for hook in self.produce_hooks:
-            hook(ctx, topic, partition, nbytes, records)
-
-    def on_fetch(self, ctx, topics, nbytes: int) -> None:
-        for hook in self.fetch_hooks:
-            hook(ctx, topics, nbytes)
-
     def _close_principals(self, principals: set[str]) -> None:
         for conn in list(self.connections):
             if conn.principal in principals:
@@ -135,17 +164,19 @@ class Broker:
             return 503, "text/plain", b"joining the cluster\n"
         return 503, "text/plain", b"starting\n"
 
-    # --- lifecycle ----------------------------------------------------------------------
+    # --- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
+        """Build every subsystem, in dependency order, then open the listeners."""
         t0 = time.monotonic()
         cfg = self.config
+        data_dir = Path(cfg["data.dir"])
         try:
             self.logs.lock()
             self.cluster_id = self.logs.meta(cfg["cluster.id"], self.node_id)
             self.configs = BrokerConfigs(
                 static_from_settings(cfg), node_id=self.node_id,
-                state_path=Path(cfg["data.dir"]) / "configs" / "broker.json",
-            )
+                state_path=data_dir / "configs" / "broker.json",
+            )  # fmt: skip
             self.logs.load()
         except (StorageError, ValueError) as exc:
             raise StartupError(str(exc)) from None
@@ -158,48 +189,29 @@ class Broker:
         self._start_tls()
         self.flusher = Flusher(cfg["log.flush.group.window.ms"], cfg["test.flush.journal"])
         self.logs.on_close_segments = self.flusher.close_later
-        handlers.load_all()
-        self._start_admin_state()
+        try:
+            self.metering = Metering(data_dir, self.logs)
+            self.metering.recover()
+            self.quotas = Quotas(self.configs, self.metering.metrics, settings=cfg, data_dir=data_dir)
+        except (OSError, ValueError) as exc:
+            raise StartupError(f"metering and quota state: {exc}") from None
+        self.flusher.pre_sync.append(self.metering.fsync_fds)  # usage journal fsynced first
+        self.admin.routes["/metrics"] = self.metering.metrics_route
         self._start_authorizer()
-        self._start_groups()
+        self._start_groups_and_producers()
         self._start_cleaner()
-        from brokerd.server import start_listener
-
-        for listener in cfg.listeners:
-            try:
-                server = await start_listener(self, listener)
-            except OSError as exc:
-                url = f"{listener.name}://{listener.host}:{listener.port}"
-                if exc.errno == errno.EADDRINUSE:
-                    raise StartupError(
-                        f"listener {url}: port {listener.port} is already in use; stop the other process "
-                        "or choose another port"
-                    ) from None
-                raise StartupError(f"listener {url}: cannot bind: {exc.strerror}; check the host") from None
-            port = server.sockets[0].getsockname()[1]
-            self.servers.append((listener, server, port))
-            log.info("listening on %s://%s:%d", listener.name, listener.host, port)
-        if cfg.admin:
-            host, port = cfg.admin
-            try:
-                self.admin_port = await self.admin.start(host, port)
-            except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    raise StartupError(
-                        f"admin listener {host}:{port}: port {port} is already in use; choose another port"
-                    ) from None
-                raise StartupError(f"admin listener {host}:{port}: cannot bind: {exc.strerror}") from None
-            log.info("admin listener on http://%s:%d", host, self.admin_port)
+        await self._start_listeners()
         self._write_runtime_files()
         await self._start_cluster()
         interval = cfg["credentials.poll.ms"] / 1000
         if self.credentials.path:
             self._tasks.append(asyncio.ensure_future(self.credentials.watch(interval)))
         self._tasks.append(asyncio.ensure_future(self._idle_sweeper()))
+        self._tasks.append(asyncio.ensure_future(self._housekeeping()))
         self.serving = True
         for callback in self.on_serving:
             callback()
-        partitions = sum(len(t.partitions) for t in self.logs.topics.values())
+        partitions = self.logs.partition_count()
         log.info(
             "brokerd node %d of cluster %s serving %d topic(s), %d partition(s) (%s start, %.0f ms)",
             self.node_id, self.cluster_id, len(self.logs.topics), partitions,
@@ -240,63 +252,68 @@ class Broker:
         self.metadata_cache.clear()
 
     def _start_tls(self) -> None:
-        """TLS: the SASL_SSL listener's certificate, reloaded when its files change."""
+        """The SASL_SSL listener's certificate, reloaded when its files change."""
         if not any(listener.tls for listener in self.config.listeners):
             return
-        from brokerd.tls import TlsContext, TlsError
+        from brokerd.tls import (  # only SASL_SSL brokers pay for ssl
+            TlsContext,
+            TlsError,
+        )
 
         cfg = self.config
         try:
-            self.tls = TlsContext(cfg["tls.cert.file"], cfg["tls.key.file"], cfg["tls.min.version"])
+            tls = self.tls = TlsContext(cfg["tls.cert.file"], cfg["tls.key.file"], cfg["tls.min.version"])
         except TlsError as exc:
             raise StartupError(str(exc)) from None
-        self._tasks.append(asyncio.ensure_future(self.tls.watch(cfg["tls.poll.ms"] / 1000)))
-
-    def _start_admin_state(self) -> None:
-        """Broker/topic configs, quotas, metrics and the usage journal."""
-        from brokerd.handlers.admin import AdminState
-
-        try:
-            self.admin_state = AdminState(self)
-            self.admin_state.recover()
-        except (OSError, ValueError) as exc:
-            raise StartupError(f"admin state: {exc}") from None
-        assert self.flusher is not None
-        self.flusher.pre_sync.append(self.admin_state.usage_fds)  # usage journal fsynced first
-        self.admin.routes["/metrics"] = self.admin_state.metrics_route
-        self._tasks.append(asyncio.ensure_future(self.admin_state.retention_loop()))
+        self._tasks.append(asyncio.ensure_future(tls.watch(cfg["tls.poll.ms"] / 1000)))
 
     def _start_authorizer(self) -> None:
         """Load the ACLs when authorizer.enable is true (super.users bypass them)."""
         if not self.config["authorizer.enable"]:
             return
-        from brokerd.acls import Authorizer
-
+        assert self.configs is not None
+        super_users = self.configs.super_users
         try:
             self.authorizer = Authorizer(
                 os.path.join(self.config["data.dir"], "acls.json"),
-                super_users=self.admin_state.super_users,
+                super_users=super_users,
                 allow_if_no_acl=self.config["allow.everyone.if.no.acl.found"],
             )
         except (OSError, ValueError, TypeError) as exc:
             raise StartupError(f"ACL store: {exc}") from None
         self.metadata_cache.clear()
         log.info("authorizer enabled: %d ACL(s), super users: %s", len(self.authorizer.acls),
-                 ", ".join(sorted(self.admin_state.super_users)) or "none")
+                 ", ".join(sorted(super_users)) or "none")
 
-    def _start_groups(self) -> None:
-        """Load groups, committed offsets and idempotent-producer state."""
-        from brokerd.handlers import groups as group_handlers
-
+    def _start_groups_and_producers(self) -> None:
+        """Load idempotent-producer state (replaying the logs), groups and committed offsets."""
+        settings = {name: self.config.get(name) for name in KAFKA_NAMES}
+        group_config = GroupConfig.from_settings({k: v for k, v in settings.items() if v is not None})
+        data_dir = self.logs.data_dir
         try:
-            group_handlers.start(self)
+            self.producers = ProducerState(
+                data_dir, expiration_ms=group_config.producer_id_expiration_ms,
+                fault_every=int(self.config.get(FAULT_SETTING) or 0),
+            )  # fmt: skip
+            self.producers.start(self.logs.all_logs())
+            self.groups = GroupCoordinator(data_dir, group_config, node_id=self.node_id)
+            self.groups.start_nowait()
         except (OSError, ValueError) as exc:
             raise StartupError(f"group coordinator state: {exc}") from None
+        assert self.metering is not None
+        logs = self.logs
+
+        def end_offset(topic: str, partition: int) -> int | None:
+            plog = logs.log(topic, partition)
+            return None if plog is None else plog.next_offset
+
+        self.metering.metrics.registry.register(GroupsCollector(self.groups, end_offset))
 
     def _start_cleaner(self) -> None:
         """The log cleaner's threads (compacted topics), with the producer state it keeps."""
-        configs = self.admin_state.configs
-        producers = self.groups.producers
+        assert self.configs is not None and self.producers is not None and self.metering is not None
+        configs = self.configs
+        sequences = self.producers.sequences
 
         def config() -> CleanerConfig:
             return CleanerConfig(
@@ -309,16 +326,45 @@ class Broker:
                 kill_at=self.config["test.cleaner.kill.at"],
             )
 
+        logs = self.logs
         self.cleaner = LogCleaner(
-            self.logs.all_logs,
+            logs.all_logs,
             config,
             loop=asyncio.get_running_loop(),
-            producer_last_offsets=lambda topic, partition: producers.last_offsets((topic, partition)),
-            close_segments=lambda segments: self.logs.on_close_segments(segments),  # as retention
-            alive=lambda plog: self.logs.log(plog.topic, plog.partition) is plog,
+            producer_last_offsets=lambda topic, partition: sequences.last_offsets((topic, partition)),
+            close_segments=lambda segments: logs.on_close_segments(segments),  # as retention
+            alive=lambda plog: logs.log(plog.topic, plog.partition) is plog,
         )
-        self.admin_state.metrics.cleaner = self.cleaner
+        self.metering.metrics.cleaner = self.cleaner
         self.cleaner.start()
+
+    async def _start_listeners(self) -> None:
+        cfg = self.config
+        for listener in cfg.listeners:
+            try:
+                server = await start_listener(self, listener)
+            except OSError as exc:
+                url = f"{listener.name}://{listener.host}:{listener.port}"
+                if exc.errno == errno.EADDRINUSE:
+                    raise StartupError(
+                        f"listener {url}: port {listener.port} is already in use; stop the other process "
+                        "or choose another port"
+                    ) from None
+                raise StartupError(f"listener {url}: cannot bind: {exc.strerror}; check the host") from None
+            port = server.sockets[0].getsockname()[1]
+            self.servers.append((listener, server, port))
+            log.info("listening on %s://%s:%d", listener.name, listener.host, port)
+        if cfg.admin:
+            host, port = cfg.admin
+            try:
+                self.admin_port = await self.admin.start(host, port)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise StartupError(
+                        f"admin listener {host}:{port}: port {port} is already in use; choose another port"
+                    ) from None
+                raise StartupError(f"admin listener {host}:{port}: cannot bind: {exc.strerror}") from None
+            log.info("admin listener on http://%s:%d", host, self.admin_port)
 
     def _write_runtime_files(self) -> None:
         doc = {
@@ -340,6 +386,17 @@ class Broker:
             for conn in list(self.connections):
                 if conn.last_active < cutoff:
                     conn.close("idle for longer than connections.max.idle.ms")
+
+    async def _housekeeping(self) -> None:
+        """Size and time retention, and the usage journal's rotation, every retention check interval."""
+        assert self.configs is not None and self.metering is not None
+        while True:
+            await asyncio.sleep(self.configs.get("log.retention.check.interval.ms") / 1000.0)
+            try:
+                self.logs.apply_retention()
+                self.metering.housekeeping()
+            except Exception:
+                log.exception("retention pass failed")
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -373,13 +430,15 @@ class Broker:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 2)
         await self.admin.close()
+        if self.producers is not None:
+            await self.producers.stop()
         if self.groups is not None:
-            await self.groups.stop()
-        if self.admin_state is not None:
-            self.admin_state.close()
+            await self.groups.close()
+        if self.metering is not None:
+            self.metering.close()
         if self.flusher is not None:
             self.flusher.close()
-        if self.logs._lock_fd >= 0:
+        if self.logs.locked:
             self.logs.close(clean=True)
         pidfile = self.config["pid.file"]
         if pidfile:

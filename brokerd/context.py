@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from brokerd.protocol import kio_adapter
@@ -9,6 +10,9 @@ from brokerd.protocol import kio_adapter
 if TYPE_CHECKING:
     from brokerd.broker import Broker
     from brokerd.server import Connection
+
+
+REQUEST_QUOTA = "request_percentage"
 
 
 class RequestContext:
@@ -40,12 +44,30 @@ class RequestContext:
         # perf_counter() when the frame was taken off the buffer (request latency, request quota)
         self.started = 0.0
         # the request-time quota's throttle (ms) once recorded for this request; -1 before
-        # (AdminState.request_throttle records each request once)
+        # (request_throttle records each request once)
         self.request_throttle_ms = -1
 
     @property
     def principal(self) -> str | None:
         return self.conn.principal
+
+    def request_throttle(self) -> int:
+        """KIP-219 request-time quota: record this request's handler time so far (once); the throttle ms.
+
+        Fast-path handlers (Produce, Fetch) call it before encoding, so the throttle goes into
+        their ``throttle_time_ms``; the connection loop calls it for every other request before
+        encoding the response. A throttle mutes the connection that long.
+        """
+        ms = self.request_throttle_ms
+        if ms >= 0:
+            return ms
+        seconds = time.perf_counter() - self.started
+        ms = self.request_throttle_ms = self.broker.quotas.throttle(
+            self.principal, self.client_id, REQUEST_QUOTA, seconds * 100.0
+        )
+        if ms:
+            self.conn.mute(ms)
+        return ms
 
     @property
     def mod(self) -> Any:

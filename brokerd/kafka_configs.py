@@ -577,6 +577,15 @@ def static_from_settings(config: Any) -> dict[str, Any]:
     return static
 
 
+def parse_super_users(value: str) -> frozenset[str]:
+    out = set()
+    for item in value.replace(",", ";").split(";"):
+        item = item.strip()
+        if item:
+            out.add(item.removeprefix("User:"))
+    return frozenset(out)
+
+
 class BrokerConfigs:
     """A broker's configuration: static (config file/flags), dynamic (AlterConfigs), defaults.
 
@@ -665,6 +674,19 @@ class BrokerConfigs:
             scale = next(s.scale for s in d.synonyms if s.name == first.name)
             return _scaled(first.value, scale), first.source, synonyms
         return d.default, ConfigSource.DEFAULT_CONFIG, synonyms
+
+    # -- super users
+    @property
+    def super_users(self) -> frozenset[str]:
+        """``super.users`` as bare principal names (``User:`` dropped); empty means nobody."""
+        return parse_super_users(self.get("super.users"))
+
+    def is_super_user(self, principal: str | None) -> bool:
+        """Only the principals listed in ``super.users`` may alter broker configs (including the
+        plan's caps) and client quotas. An empty ``super.users`` makes nobody a super user: a
+        tenant's API key must never lift its plan's quotas or caps. (On a PLAINTEXT development
+        listener the principal is ANONYMOUS; list ``User:ANONYMOUS`` to allow it.)"""
+        return (principal or "ANONYMOUS") in self.super_users
 
     # -- plan limits
     def plan_limit(self, topic_key: str) -> int | None:

@@ -52,7 +52,13 @@ from pathlib import Path
 from typing import Any
 
 from crc32c import crc32c
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
@@ -516,28 +522,3 @@ class BrokerMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-def error_counts(response: Any, _depth: int = 0) -> dict[str, int]:
-    """Count ``error_code`` fields in a kio response (for the non-hot-path APIs)."""
-    counts: dict[str, int] = {}
-
-    def walk(obj: Any, depth: int) -> None:
-        if depth > 6:
-            return
-        slots = getattr(type(obj), "__dataclass_fields__", None)
-        if slots is None:
-            return
-        for name in slots:
-            value = getattr(obj, name, None)
-            if name == "error_code" and value is not None:
-                label = getattr(value, "name", str(value)).upper()
-                counts[label] = counts.get(label, 0) + 1
-            elif isinstance(value, tuple):
-                for item in value:
-                    walk(item, depth + 1)
-            elif hasattr(type(value), "__dataclass_fields__"):
-                walk(value, depth + 1)
-
-    walk(response, _depth)
-    return counts or {"NONE": 1}

@@ -43,6 +43,7 @@ Connection limits: ``max.connections`` (per broker), ``max.connections.per.ip`` 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Iterable, Mapping
@@ -51,6 +52,11 @@ from pathlib import Path
 from typing import Any
 
 from brokerd.durable import atomic_write_json
+from brokerd.kafka_configs import QUOTA_SETTINGS, BrokerConfigs
+from brokerd.metrics import ANONYMOUS, BrokerMetrics
+from brokerd.settings import Settings
+
+log = logging.getLogger("brokerd.quotas")
 
 USER = "user"
 CLIENT_ID = "client-id"
@@ -455,3 +461,82 @@ class ConnectionLimiter:
             self.per_principal[principal] = n
         else:
             self.per_principal.pop(principal, None)
+
+
+class Quotas:
+    """The broker's quota subsystem: client quotas (KIP-13, KIP-124, KIP-219) and connection limits.
+
+    Throttle times come from :class:`QuotaManager`; every throttle is also counted in the
+    broker's metrics. Connections are counted per IP and, once SASL succeeds, per principal.
+    """
+
+    def __init__(
+        self, configs: BrokerConfigs, metrics: BrokerMetrics, *, settings: Settings, data_dir: Path
+    ) -> None:
+        static = []  # the plan's per-user default quotas, as provisioning writes them in the settings
+        for key, quota_key in QUOTA_SETTINGS.items():
+            value = settings.get(key)
+            if value:
+                static.append({"entity": {"user": "<default>"}, quota_key: value})
+        self.store = QuotaStore(static, path=data_dir / "quotas.json")
+        self.manager = QuotaManager(self.store, window_num=configs.get("quota.window.num"),
+                                    window_size_seconds=configs.get("quota.window.size.seconds"))
+        self.limiter = ConnectionLimiter(
+            max_connections=configs.get("max.connections"),
+            max_per_ip=configs.get("max.connections.per.ip"),
+            max_per_principal=configs.get("kastle.max.connections.per.principal"))
+        self.metrics = metrics
+
+    # --- byte rates and request time ------------------------------------------------------
+    def throttle(self, principal: str | None, client_id: str | None, quota: str, value: float) -> int:
+        """Record ``value`` against ``quota``; the throttle time (ms) it earns, 0 if within it."""
+        user = principal or ANONYMOUS
+        ms = self.manager.record(quota, user, client_id or "", value)
+        if ms:
+            self.metrics.observe_throttle(user, quota, ms)
+        return ms
+
+    def throttle_fetch(self, principal: str | None, client_id: str | None, nbytes: int) -> int:
+        """Kafka's fetch quota: if over, un-record (the response goes out empty) and throttle."""
+        user, client = principal or ANONYMOUS, client_id or ""
+        ms = self.manager.record(FETCH, user, client, nbytes)
+        if ms:
+            self.manager.unrecord(FETCH, user, client, nbytes)
+            self.metrics.observe_throttle(user, FETCH, ms)
+        return ms
+
+    def fetch_window_bytes(self, principal: str | None, client_id: str | None) -> int | None:
+        """Kafka's cap on one fetch under a consumer_byte_rate quota: quota x (samples - 1) x size."""
+        bound = self.manager.quota(FETCH, principal or ANONYMOUS, client_id or "")
+        if bound is None:
+            return None
+        return max(1, int(bound * (self.manager.window_num - 1) * self.manager.window_ms / 1000))
+
+    # --- connections ----------------------------------------------------------------------
+    def connection_opened(self, ip: str, listener: str) -> bool:
+        """A socket was accepted; False means refuse it (a connection limit)."""
+        try:
+            self.limiter.open(ip)
+        except ConnectionLimitExceeded as exc:
+            self.metrics.connections_rejected.labels("limit").inc()
+            log.warning("refusing connection from %s: %s", ip, exc)
+            return False
+        self.metrics.connections.labels(listener).inc()
+        self.metrics.connections_opened.labels(listener).inc()
+        return True
+
+    def connection_closed(self, ip: str, listener: str, principal: str | None) -> None:
+        self.limiter.close(ip, principal)
+        if principal is not None:
+            self.metrics.principal_connections.labels(principal).dec()
+        self.metrics.connections.labels(listener).dec()
+
+    def authenticated(self, principal: str) -> str | None:
+        """SASL succeeded. An error (close the connection) if over the per-principal limit."""
+        try:
+            self.limiter.authenticate(principal)
+        except ConnectionLimitExceeded as exc:
+            self.metrics.connections_rejected.labels("principal").inc()
+            return str(exc)
+        self.metrics.principal_connections.labels(principal).inc()
+        return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import crc32c
 
@@ -32,6 +33,45 @@ ATTR_CONTROL = 0x20
 COMPRESSION_NAMES = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
 
 
+class BatchHeader(NamedTuple):
+    """The 61-byte header of a v2 record batch, as Kafka's DefaultRecordBatch lays it out."""
+
+    base_offset: int
+    batch_length: int
+    partition_leader_epoch: int
+    magic: int
+    crc: int
+    attributes: int
+    last_offset_delta: int
+    base_timestamp: int
+    max_timestamp: int
+    producer_id: int
+    producer_epoch: int
+    base_sequence: int
+    records_count: int
+
+    @property
+    def last_offset(self) -> int:
+        return self.base_offset + self.last_offset_delta
+
+    @property
+    def size(self) -> int:
+        """Bytes of the whole batch in the log (header and records)."""
+        return self.batch_length + LOG_OVERHEAD
+
+
+def read_header(buf: bytes | bytearray | memoryview, pos: int = 0) -> BatchHeader:
+    return BatchHeader._make(HEADER.unpack_from(buf, pos))
+
+
+class StampedBatch(NamedTuple):
+    """One batch of a produce request once validated and given its offsets."""
+
+    base_offset: int
+    size: int
+    max_timestamp: int
+
+
 class InvalidBatch(ValueError):
     """The records are corrupt (CRC, lengths, magic)."""
 
@@ -45,16 +85,16 @@ def validate_and_stamp(
     base_offset: int,
     max_batch_bytes: int,
     log_append_time: int | None = None,
-) -> tuple[list[tuple[int, int, int]], int]:
+) -> tuple[list[StampedBatch], int]:
     """Validate every batch in ``records`` (a writable buffer) and stamp offsets in place.
 
-    Returns ([(base offset, size, max timestamp)] per batch, total record count).
+    Returns (a StampedBatch per batch, total record count).
     Raises InvalidBatch or BatchTooLarge.
     """
     view = memoryview(records)
     total = len(view)
     pos = 0
-    batches: list[tuple[int, int, int]] = []
+    batches: list[StampedBatch] = []
     offset = base_offset
     unpack = HEADER.unpack_from
     while pos < total:
@@ -76,7 +116,7 @@ def validate_and_stamp(
             raise InvalidBatch("unknown compression codec")
         if crc32c.crc32c(view[pos + 21 : pos + size]) != crc:
             raise InvalidBatch("record batch CRC mismatch")
-        batches.append((offset, size, max_ts))
+        batches.append(StampedBatch(offset, size, max_ts))
         offset += count
         pos += size
     if not batches:
@@ -91,7 +131,7 @@ def validate_and_stamp(
             _I16.pack_into(view, pos + 21, attributes | ATTR_TIMESTAMP_TYPE)
             _I64.pack_into(view, pos + 35, log_append_time)
             _U32.pack_into(view, pos + 17, crc32c.crc32c(view[pos + 21 : pos + size]))
-            batches[i] = (base, size, log_append_time)
+            batches[i] = StampedBatch(base, size, log_append_time)
         pos += size
     return batches, offset - base_offset
 

@@ -16,11 +16,18 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from brokerd.api import response_error_counts, with_throttle
 from brokerd.context import RequestContext
 from brokerd.errors import CloseConnection
-from brokerd.handlers import REGISTRY
 from brokerd.protocol import kio_adapter
-from brokerd.protocol.framing import HEAD, SIZE, FrameError, RawBody, parse_request_header, response_prefix
+from brokerd.protocol.framing import (
+    HEAD,
+    SIZE,
+    FrameError,
+    RawBody,
+    parse_request_header,
+    response_prefix,
+)
 from brokerd.settings import Listener
 
 if TYPE_CHECKING:
@@ -57,6 +64,7 @@ class Connection(asyncio.Protocol):
         self.peer = "?"
         self._buf = bytearray()
         self._pending: deque[_Slot] = deque()
+        self._apis = broker.apis
         self._max_inflight = broker.config["max.inflight.requests.per.connection"]
         # Ready responses held back by an unfinished earlier request (responses go out in
         # order) are bounded in bytes too: a client cannot pile up fetch responses behind a
@@ -75,6 +83,9 @@ class Connection(asyncio.Protocol):
         self.sasl_session: Any = None
         self.legacy_sasl = False
         self.last_active = time.monotonic()
+        # what the connection limits counted, released when the connection closes
+        self._counted_ip: str | None = None
+        self._counted_principal: str | None = None
 
     # --- asyncio.Protocol -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -82,14 +93,34 @@ class Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.broker.connections.add(self)
-        if not self.broker.admin_state.on_connect(self):  # connection limits
+        ip = self.peer.rpartition(":")[0]
+        if self.broker.quotas.connection_opened(ip, self.listener.name):  # connection limits
+            self._counted_ip = ip
+        else:
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.broker.connections.discard(self)
         self._pending.clear()
-        self.broker.admin_state.on_disconnect(self)
+        if self._counted_ip is not None:
+            quotas = self.broker.quotas
+            quotas.connection_closed(self._counted_ip, self.listener.name, self._counted_principal)
+            self._counted_ip = self._counted_principal = None
+
+    def authenticated_as(self, principal: str) -> None:
+        """SASL succeeded: the connection acts as ``principal`` (closed if over its connection limit)."""
+        self.principal = principal
+        self.authenticated = True
+        self.sasl_session = None
+        self.legacy_sasl = False
+        log.info("authenticated %s as %s (%s)", self.peer, principal, self.sasl_mechanism)
+        error = self.broker.quotas.authenticated(principal)  # per-principal limit
+        if error:
+            self.close(error)
+            return
+        self._counted_principal = principal
+        self.broker.metering.authenticated(principal)
 
     # --- KIP-219 muting (quotas) ----------------------------------------------
     _muted = False
@@ -131,6 +162,9 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_active = time.monotonic()
+        # what the connection limits counted, released when the connection closes
+        self._counted_ip: str | None = None
+        self._counted_principal: str | None = None
         self._buf += data
         self._process()
 
@@ -239,7 +273,7 @@ class Connection(asyncio.Protocol):
             self.close("truncated request header")
             return
         api_key, version, corr = HEAD.unpack_from(frame, 0)
-        spec = REGISTRY.get(api_key)
+        spec = self._apis.get(api_key)
         if spec is None:
             self.close(f"unknown api key {api_key}")
             return
@@ -277,11 +311,10 @@ class Connection(asyncio.Protocol):
             self.close()
             return
         flex_resp = self.broker.response_header_flexible(api_key, version)
-        admin = self.broker.admin_state
         # the request-time quota (handler time of the synchronous part; waiting in
         # a long poll or for an fsync does not occupy the loop). Its throttle goes into the
         # response's throttle_time_ms (fast-path handlers put it there themselves).
-        throttle = admin.request_throttle(ctx)
+        throttle = ctx.request_throttle()
         if isinstance(result, asyncio.Future) or (
             result is not None and not isinstance(result, bytes | RawBody) and inspect.isawaitable(result)
         ):
@@ -293,9 +326,15 @@ class Connection(asyncio.Protocol):
             fut.add_done_callback(lambda f: self._complete(slot, f, ctx, flex_resp, spec.barrier))
         else:
             if throttle and result is not None:
-                result = admin.with_throttle(result, throttle)
+                result = with_throttle(result, throttle)
             self._add_ready(corr, flex_resp, result, ctx.close_after)
-            admin.on_request(ctx, started, result)
+            self._request_done(ctx, result)
+
+    def _request_done(self, ctx: RequestContext, result: Any) -> None:
+        errors = ctx.errors
+        if errors is None and result is not None and hasattr(type(result), "__dataclass_fields__"):
+            errors = response_error_counts(result)
+        self.broker.metering.request_done(ctx.api_key, ctx.started, self.principal, errors)
 
     def _encode(self, corr: int, flexible: bool, result: Any) -> list | None:
         if result is None:
@@ -336,10 +375,10 @@ class Connection(asyncio.Protocol):
         try:
             result = fut.result()
             if ctx.request_throttle_ms > 0 and result is not None:
-                result = self.broker.admin_state.with_throttle(result, ctx.request_throttle_ms)
+                result = with_throttle(result, ctx.request_throttle_ms)
             slot.parts = self._encode(ctx.correlation_id, flexible, result)
             slot.close_after = ctx.close_after
-            self.broker.admin_state.on_request(ctx, ctx.started, result)
+            self._request_done(ctx, result)
         except CloseConnection as exc:
             slot.parts = None
             slot.close_after = True
@@ -381,14 +420,17 @@ class Connection(asyncio.Protocol):
 
     # --- legacy SASL (raw tokens after SaslHandshake v0) -------------------------------------
     def _legacy_sasl_token(self, token: bytes) -> None:
-        from brokerd.handlers.sasl import legacy_step
-
         slot = _Slot()
         self._pending.append(slot)
         self._blocked = True
 
         async def run() -> Any:
-            return await legacy_step(self, token)
+            # One raw token exchange (SaslHandshake v0 clients). Raises AuthenticationFailed.
+            session = self.sasl_session
+            reply, done = await session.step(token)
+            if done:
+                self.authenticated_as(session.principal)
+            return reply
 
         fut = asyncio.ensure_future(run())
 

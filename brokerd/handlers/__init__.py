@@ -1,114 +1,70 @@
-"""Request handlers, one module per API family, registered by api key.
+"""Request handlers, one module per API family, and the one table that registers them.
 
-A handler is ``handler(request, ctx) -> response``, where
+A handler is ``handler(request, ctx) -> response``: it translates a decoded request into calls
+on the broker's subsystems (``ctx.broker.logs``, ``.configs``, ``.quotas``, ``.metering``,
+``.producers``, ``.groups``, ``.authorizer``) and their answers into a response. Handlers hold
+no state and import no other handler module; what two families share is a subsystem's method.
 
-- ``request`` is the decoded request (a kio entity, or whatever the API's fast-path ``decode``
-  returns),
-- ``ctx`` is a :class:`brokerd.context.RequestContext` (broker state, connection, version),
-- the response is a kio response entity, a :class:`~brokerd.protocol.framing.RawBody`
-  (pre-encoded body buffers), ``None`` (no response, e.g. Produce acks=0), or an awaitable
-  of one of those.
-
-Adding an API family is one line in :data:`MODULES` plus ``@register(...)`` in the module::
-
-    @register(API_KEY, min_version, max_version)
-    def handle(request, ctx): ...
-
-The ApiVersions response is built from this registry, so it advertises exactly what is
-registered.
+Adding an API is one row in :data:`APIS`; ApiVersions advertises exactly this table.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from brokerd.api import ApiSpec
+from brokerd.handlers import (
+    acls,
+    api_versions,
+    client_quotas,
+    cluster,
+    configs,
+    fetch,
+    groups,
+    list_offsets,
+    metadata,
+    partitions,
+    produce,
+    producers,
+    sasl,
+    topics,
+)
+from brokerd.protocol.fastpath import decode_produce
 
-# Modules imported at start-up; each registers its APIs.
-MODULES: tuple[str, ...] = (
-    "brokerd.handlers.api_versions",
-    "brokerd.handlers.metadata",
-    "brokerd.handlers.produce",
-    "brokerd.handlers.fetch",
-    "brokerd.handlers.list_offsets",
-    "brokerd.handlers.topics",
-    "brokerd.handlers.sasl",
-    "brokerd.handlers.admin",  # configs, partitions, records, cluster, log dirs, quotas
-    "brokerd.handlers.groups",  # coordinator, offsets, InitProducerId
-    "brokerd.handlers.acls",  # DescribeAcls, CreateAcls, DeleteAcls
+_SPECS = (
+    ApiSpec(0, 0, 11, produce.handle, decode=decode_produce, refuse_below=3),
+    ApiSpec(1, 4, 16, fetch.handle),
+    ApiSpec(2, 1, 8, list_offsets.handle),
+    ApiSpec(3, 0, 12, metadata.handle),
+    ApiSpec(8, 2, 9, groups.offset_commit),
+    ApiSpec(9, 1, 9, groups.offset_fetch),
+    ApiSpec(10, 0, 4, groups.find_coordinator),
+    ApiSpec(11, 0, 9, groups.join_group),
+    ApiSpec(12, 0, 4, groups.heartbeat),
+    ApiSpec(13, 0, 5, groups.leave_group),
+    ApiSpec(14, 0, 5, groups.sync_group),
+    ApiSpec(15, 0, 5, groups.describe_groups),
+    ApiSpec(16, 0, 5, groups.list_groups),
+    ApiSpec(17, 0, 1, sasl.handshake, pre_auth=True),
+    ApiSpec(18, 0, 4, api_versions.handle, pre_auth=True),
+    ApiSpec(19, 2, 7, topics.create_topics),
+    ApiSpec(20, 1, 6, topics.delete_topics),
+    ApiSpec(21, 0, 2, partitions.delete_records),
+    ApiSpec(22, 0, 5, producers.init_producer_id),
+    ApiSpec(23, 2, 4, partitions.offset_for_leader_epoch),
+    ApiSpec(29, 1, 3, acls.describe_acls),
+    ApiSpec(30, 1, 3, acls.create_acls),
+    ApiSpec(31, 1, 3, acls.delete_acls),
+    ApiSpec(32, 1, 4, configs.describe_configs),
+    ApiSpec(33, 0, 2, configs.alter_configs),
+    ApiSpec(35, 1, 4, cluster.describe_log_dirs),
+    ApiSpec(36, 0, 2, sasl.authenticate, pre_auth=True, barrier=True),
+    ApiSpec(37, 0, 3, partitions.create_partitions),
+    ApiSpec(42, 0, 2, groups.delete_groups),
+    ApiSpec(44, 0, 1, configs.incremental_alter_configs),
+    ApiSpec(47, 0, 0, groups.offset_delete),
+    ApiSpec(48, 0, 1, client_quotas.describe_client_quotas),
+    ApiSpec(49, 0, 1, client_quotas.alter_client_quotas),
+    ApiSpec(60, 0, 1, cluster.describe_cluster),
 )
 
-
-@dataclass(frozen=True, slots=True)
-class ApiSpec:
-    api_key: int
-    min_version: int
-    max_version: int
-    handler: Callable[[Any, Any], Any]
-    # Optional fast-path decoder: decode(frame, body_offset, version) -> request.
-    decode: Callable[[bytes, int, int], Any] | None = None
-    # Allowed before SASL authentication completes on a SASL listener.
-    pre_auth: bool = False
-    # Versions below this are advertised but refused by closing the connection (Produce v0-2).
-    refuse_below: int = -1
-    # Process no further request of this connection until this one completes (SASL).
-    barrier: bool = False
-
-
-REGISTRY: dict[int, ApiSpec] = {}
-
-
-def register(
-    api_key: int,
-    min_version: int,
-    max_version: int,
-    *,
-    decode: Callable[[bytes, int, int], Any] | None = None,
-    pre_auth: bool = False,
-    refuse_below: int = -1,
-    barrier: bool = False,
-) -> Callable[[Callable], Callable]:
-    def wrap(handler: Callable) -> Callable:
-        REGISTRY[api_key] = ApiSpec(
-            api_key, min_version, max_version, handler, decode, pre_auth, refuse_below, barrier
-        )
-        return handler
-
-    return wrap
-
-
-_loaded = False
-
-
-def load_all(extra: tuple[str, ...] = ()) -> dict[int, ApiSpec]:
-    global _loaded
-    if not _loaded:
-        for name in MODULES:
-            importlib.import_module(name)
-        _loaded = True
-    for name in extra:
-        importlib.import_module(name)
-    return REGISTRY
-
-
-_ERROR_NAMES: dict[int, str] = {}
-
-
-def error_name(code: int) -> str:
-    """Kafka's name of an error code, upper case (``UNKNOWN_TOPIC_OR_PARTITION``), for metrics."""
-    name = _ERROR_NAMES.get(code)
-    if name is None:
-        from kio.schema.errors import ErrorCode
-
-        try:
-            name = ErrorCode(code).name.upper()
-        except ValueError:
-            name = str(code)
-        _ERROR_NAMES[code] = name
-    return name
-
-
-def version_table() -> list[tuple[int, int, int]]:
-    """(api_key, min, max) for ApiVersions, sorted by api key."""
-    return sorted((s.api_key, s.min_version, s.max_version) for s in REGISTRY.values())
+#: api key -> spec: what the connection loop dispatches on.
+APIS: dict[int, ApiSpec] = {spec.api_key: spec for spec in _SPECS}

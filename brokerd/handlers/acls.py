@@ -15,7 +15,6 @@ from kio.static.primitive import i8
 
 from brokerd import acls
 from brokerd.acls import Acl, AclError, AclFilter
-from brokerd.handlers import register
 
 log = logging.getLogger("brokerd.acls")
 
@@ -35,7 +34,6 @@ def _filter(f, describe: bool) -> AclFilter:
     )
 
 
-@register(29, 1, 3)
 def describe_acls(request, ctx):
     authz = ctx.broker.authorizer
 
@@ -67,7 +65,6 @@ def describe_acls(request, ctx):
                         resources=resources)
 
 
-@register(30, 1, 3)
 def create_acls(request, ctx):
     authz = ctx.broker.authorizer
 
@@ -104,7 +101,6 @@ def create_acls(request, ctx):
     return ctx.response(throttle_time=_ZERO, results=tuple(r if r is not None else result() for r in results))
 
 
-@register(31, 1, 3)
 def delete_acls(request, ctx):
     authz = ctx.broker.authorizer
 

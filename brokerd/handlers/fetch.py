@@ -7,11 +7,14 @@ appends resolve (never by polling). Session id is always 0 (no incremental sessi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from brokerd import acls
-from brokerd.handlers import error_name, register
-from brokerd.protocol.fastpath import encode_fetch_response
+from brokerd.api import count_errors
+from brokerd.protocol.fastpath import (
+    FetchedPartition,
+    FetchedTopic,
+    encode_fetch_response,
+)
 from brokerd.protocol.framing import RawBody
 from brokerd.storage import OffsetOutOfRange
 
@@ -23,14 +26,14 @@ UNKNOWN_TOPIC_ID = 100
 NO_OFFSET = -1  # Kafka's INVALID_HIGH_WATERMARK / INVALID_LAST_STABLE_OFFSET / INVALID_LOG_START_OFFSET
 
 
-def _error_partition(index: int, error: int) -> tuple:
+def _error_partition(index: int, error: int) -> FetchedPartition:
     """A partition Kafka answers with an error alone (FetchResponse.partitionResponse).
 
     Offsets -1 and records *empty*, never null: Kafka turns null records into
     MemoryRecords.EMPTY on the wire, and librdkafka fails the whole response on a null
     (``invalid MessageSetSize -1``), so the application never sees the error.
     """
-    return (index, error, NO_OFFSET, NO_OFFSET, NO_OFFSET, b"")
+    return FetchedPartition(index, error, NO_OFFSET, NO_OFFSET, NO_OFFSET, b"")
 
 
 def _max_bytes(ctx, request) -> int:
@@ -41,7 +44,7 @@ def _max_bytes(ctx, request) -> int:
     being answered empty until the rate decays.
     """
     limit = min(request.max_bytes, ctx.broker.config["fetch.max.bytes"])
-    window = ctx.broker.admin_state.fetch_quota_window_bytes(ctx)
+    window = ctx.broker.quotas.fetch_window_bytes(ctx.principal, ctx.client_id)
     return limit if window is None else min(limit, window)
 
 
@@ -98,8 +101,8 @@ def _collect(ctx, request, resolved):
             remaining -= n
             hw = plog.next_offset
             # (an out-of-range fetch keeps the log's offsets, and empty records as every error)
-            parts.append((idx, err, hw, hw, plog.start_offset, records if err == 0 else b""))
-        out.append((name, topic_id, parts))
+            parts.append(FetchedPartition(idx, err, hw, hw, plog.start_offset, records if err == 0 else b""))
+        out.append(FetchedTopic(name, topic_id, parts))
     return out, total, errors
 
 
@@ -116,48 +119,27 @@ def _resolve(ctx, request):
     return resolved
 
 
-def _body(ctx, topics, total) -> RawBody:
-    # count bytes out (usage journal) and apply the fetch quota (KIP-219).
+def _body(ctx, topics: list[FetchedTopic], total: int) -> RawBody:
+    # Count bytes out (usage journal) and apply the fetch quota (KIP-219).
     # Over quota, Kafka answers with no records (un-recording them) and the throttle time.
-    admin = ctx.broker.admin_state
-    throttle = admin.throttle_fetch(ctx, total) if total else 0
+    throttle = ctx.broker.quotas.throttle_fetch(ctx.principal, ctx.client_id, total) if total else 0
     if throttle:
         ctx.conn.mute(throttle)
-        topics = [
-            (name, tid, [(*p[:5], b"" if p[5] else p[5]) for p in parts]) for name, tid, parts in topics
-        ]
-        total = 0
+        topics = [t._replace(partitions=[p._replace(records=b"") for p in t.partitions]) for t in topics]
     elif total:
-        admin.after_fetch(ctx, topics)
+        ctx.broker.metering.after_fetch(
+            ctx.principal, [(t.name, [p.records for p in t.partitions]) for t in topics]
+        )
     # KIP-219: the larger of the byte-rate and the request-time throttle (both mute).
-    throttle = max(throttle, admin.request_throttle(ctx))
-    ctx.errors = _error_counts(ctx, topics)
+    throttle = max(throttle, ctx.request_throttle())
+    # kastle_requests_total labels: the top-level error (v7+) and one per partition, as Kafka.
+    ctx.errors = count_errors(
+        (p.error for t in topics for p in t.partitions), none=1 if ctx.api_version >= 7 else 0
+    )
     parts, size = encode_fetch_response(ctx.api_version, topics, throttle)
-    ctx.broker.on_fetch(ctx, topics, total)
     return RawBody(parts, size)
 
 
-def _error_counts(ctx, topics) -> dict[str, int] | None:
-    """kastle_requests_total labels: the top-level error (v7+) and one per partition, as Kafka."""
-    n = 1 if ctx.api_version >= 7 else 0
-    counts: dict[str, int] | None = None
-    for _name, _tid, parts in topics:
-        for p in parts:
-            if p[1]:
-                if counts is None:
-                    counts = {}
-                label = error_name(p[1])
-                counts[label] = counts.get(label, 0) + 1
-            else:
-                n += 1
-    if counts is None:
-        return None if n == 1 else {"NONE": n}
-    if n:
-        counts["NONE"] = counts.get("NONE", 0) + n
-    return counts
-
-
-@register(1, 4, 16)
 def handle(request, ctx):
     if ctx.api_version >= 7 and request.session_id != 0:
         parts, size = encode_fetch_response(ctx.api_version, [], error=FETCH_SESSION_ID_NOT_FOUND)
@@ -193,15 +175,14 @@ async def _long_poll(ctx, request, max_wait: float):
         ]
         fut = loop.create_future()
         for plog in logs:
-            plog.waiters.append(fut)
+            plog.add_waiter(fut)
         timer = loop.call_later(remaining, _wake, fut)
         try:
             await fut
         finally:
             timer.cancel()
             for plog in logs:
-                with contextlib.suppress(ValueError):
-                    plog.waiters.remove(fut)
+                plog.remove_waiter(fut)
         topics, total, errors = _collect(ctx, request, _resolve(ctx, request))
         if total >= min(request.min_bytes, _max_bytes(ctx, request)) or errors:
             return _body(ctx, topics, total)

@@ -1,40 +1,26 @@
-"""Consumer groups, committed offsets and idempotent producers.
+"""Consumer groups and committed offsets, translated to the group coordinator (``broker.groups``).
 
 FindCoordinator 0-4, JoinGroup 0-9, Heartbeat 0-4, LeaveGroup 0-5, SyncGroup 0-5,
-DescribeGroups 0-5, ListGroups 0-5, OffsetCommit 2-9, OffsetFetch 1-9, DeleteGroups 0-2,
-OffsetDelete 0 and InitProducerId 0-5, translated to :mod:`brokerd.groups` and
-:mod:`brokerd.producers`. Also the produce-path hooks (:func:`check_produce`,
-:func:`produce_appended`) for sequence checks and the test-only fault hook.
-
-The runtime (coordinator, producer ids and sequence state) lives on ``broker.groups``; it is
-started by :func:`start` at broker start-up (or on first use) and stopped by :func:`stop`.
+DescribeGroups 0-5, ListGroups 0-5, OffsetCommit 2-9, OffsetFetch 1-9, DeleteGroups 0-2 and
+OffsetDelete 0.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import logging
-import struct
 from typing import Any
 
 from kio.schema.errors import ErrorCode
 
 from brokerd import acls
-from brokerd.errors import CloseConnection
-from brokerd.groups import CommitEntry, GroupConfig, GroupCoordinator
-from brokerd.groups.config import KAFKA_NAMES
-from brokerd.handlers import register
-from brokerd.producers import ProducerIdAllocator, ProducerStateManager
-from brokerd.records import HEADER, HEADER_SIZE, LOG_OVERHEAD
+from brokerd.groups import CommitEntry
 
 log = logging.getLogger("brokerd.groups")
 
 E = ErrorCode
 ZERO = datetime.timedelta(0)
 MS = datetime.timedelta(milliseconds=1)
-SNAPSHOT_INTERVAL_S = 10.0
-FAULT_SETTING = "test.fault.produce.drop.after.append"
 
 
 def _ms(value: Any) -> int:
@@ -49,223 +35,11 @@ def _client_host(ctx) -> str:
     return f"/{host}" if host else ""
 
 
-# --- runtime ---------------------------------------------------------------------------------
-
-
-class GroupsRuntime:
-    """Per-broker state: the group coordinator and the idempotent-producer state."""
-
-    def __init__(self, broker) -> None:
-        self.broker = broker
-        settings = {name: broker.config.get(name) for name in KAFKA_NAMES}
-        self.config = GroupConfig.from_settings({k: v for k, v in settings.items() if v is not None})
-        data_dir = broker.logs.data_dir
-        self.coordinator = GroupCoordinator(data_dir, self.config, node_id=broker.node_id)
-        self.producer_ids = ProducerIdAllocator(data_dir)
-        self.producers = ProducerStateManager(data_dir, expiration_ms=self.config.producer_id_expiration_ms)
-        self.fault_every = int(broker.config.get(FAULT_SETTING) or 0)
-        self._idempotent_appends = 0
-        self._snapshot_task: asyncio.Task | None = None
-        self._dirty = False
-        self.started = False
-
-    def start(self) -> None:
-        """Load everything (synchronous; call from the event loop)."""
-        if self.started:
-            return
-        self.started = True
-        self.coordinator.start_nowait()
-        self.producer_ids.load()
-        self.producers.load_snapshot()
-        replayed = replay_producer_state(self.producers, self.broker.logs.all_logs())
-        if replayed:
-            log.info("producer state: replayed %d idempotent batches from the log", replayed)
-        self._snapshot_task = asyncio.ensure_future(self._snapshot_loop())
-        self._register_metrics()
-
-    def _register_metrics(self) -> None:
-        metrics = getattr(getattr(self.broker, "admin_state", None), "metrics", None)
-        registry = getattr(metrics, "registry", None)
-        if registry is None:
-            return
-        from brokerd.groups.metrics import GroupsCollector
-
-        logs = self.broker.logs
-
-        def end_offset(topic: str, partition: int) -> int | None:
-            plog = logs.log(topic, partition)
-            return None if plog is None else plog.next_offset
-
-        registry.register(GroupsCollector(self.coordinator, end_offset))
-
-    async def _snapshot_loop(self) -> None:
-        while True:
-            await asyncio.sleep(SNAPSHOT_INTERVAL_S)
-            self.producers.expire()
-            if self._dirty:
-                self._dirty = False
-                try:
-                    await asyncio.to_thread(self.producers.write_snapshot)
-                except OSError as exc:
-                    log.error("cannot write the producer state snapshot: %s", exc)
-
-    async def stop(self) -> None:
-        if not self.started:
-            return
-        if self._snapshot_task is not None:
-            self._snapshot_task.cancel()
-        try:
-            self.producers.write_snapshot()
-        except OSError as exc:
-            log.error("cannot write the producer state snapshot: %s", exc)
-        await self.coordinator.close()
-        self.started = False
-
-
-def runtime(broker) -> GroupsRuntime:
-    rt = getattr(broker, "groups", None)
-    if rt is None:
-        rt = GroupsRuntime(broker)
-        broker.groups = rt
-    if not rt.started:
-        rt.start()
-    return rt
-
-
-def start(broker) -> GroupsRuntime:
-    """Broker start-up hook: load groups, offsets and producer state before serving."""
-    return runtime(broker)
-
-
-async def stop(broker) -> None:
-    """Broker shutdown hook: snapshot producer state, answer parked requests, close the store."""
-    rt = getattr(broker, "groups", None)
-    if rt is not None:
-        await rt.stop()
-
-
-def coordinator(ctx) -> GroupCoordinator:
-    return runtime(ctx.broker).coordinator
-
-
-_PRODUCER_FIELDS = struct.Struct(">qhii")  # producer id, epoch, base sequence, record count
-_PRODUCER_AT = 43
-
-
-def replay_producer_state(producers: ProducerStateManager, logs) -> int:
-    """Feed idempotent batch headers found after each partition's snapshot offset.
-
-    Without a snapshot entry for a partition the active segment is replayed (Kafka snapshots at
-    segment rolls; producers idle for longer than that have nothing left to retry).
-    """
-    applied = 0
-    for plog in logs:
-        tp = (plog.topic, plog.partition)
-        start = producers.replay_from(tp)
-        if start > plog.next_offset:
-            producers.truncate(tp, plog.next_offset)
-            start = plog.next_offset
-        if start == 0 and plog.segments:
-            start = plog.segments[-1].base
-        batches = []
-        for seg in plog.segments:
-            if seg.size == 0 or (seg is not plog.segments[-1] and _next_base(plog, seg) <= start):
-                continue
-            for base, last, pid, epoch, seq, _count in _scan_headers(seg):
-                if last >= start and pid >= 0:
-                    # The sequence span comes from the offset span, as Kafka's lastSequence: the
-                    # cleaner may have removed records (or all of them) from the batch.
-                    batches.append((tp, base, last, pid, epoch, seq, last - base + 1))
-        applied += producers.replay(batches)
-    return applied
-
-
-def _next_base(plog, seg) -> int:
-    i = plog.segments.index(seg)
-    return plog.segments[i + 1].base
-
-
-def _scan_headers(seg):
-    """(base, last offset, producer id, epoch, base sequence, count) of every batch of a segment."""
-    pos = 0
-    end = seg.size
-    chunk_size = 1 << 20
-    while pos + HEADER_SIZE <= end:
-        chunk = seg.read_at(pos, min(chunk_size, end - pos))
-        off = 0
-        while len(chunk) - off >= HEADER_SIZE:
-            fields = HEADER.unpack_from(chunk, off)
-            base, length, magic, last_delta = fields[0], fields[1], fields[3], fields[6]
-            if magic != 2 or length <= 0:
-                return
-            pid, epoch, seq, count = fields[9], fields[10], fields[11], fields[12]
-            yield base, base + last_delta, pid, epoch, seq, count
-            off += length + LOG_OVERHEAD
-        if off == 0:
-            return
-        pos += off
-        if off > len(chunk):
-            continue
-
-
-# --- produce path hooks ----------------------------------------------------------------------
-
-
-class ProduceRefused(Exception):
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = int(code)
-
-
-def check_produce(ctx, topic: str, partition: int, records) -> int | None:
-    """Before appending: None to append, the original base offset of a duplicate, or raise
-    :class:`ProduceRefused` (OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH)."""
-    view = memoryview(records)
-    if len(view) < HEADER_SIZE:
-        return None
-    fields = HEADER.unpack_from(view, 0)
-    pid = fields[9]
-    if pid < 0:
-        return None
-    producers = runtime(ctx.broker).producers
-    check = producers.check((topic, partition), pid, fields[10], fields[11], fields[12])
-    if check.error is not E.none:
-        raise ProduceRefused(check.error, check.message)
-    if check.duplicate is not None:
-        return check.duplicate.first_offset
-    return None
-
-
-def produce_appended(ctx, topic: str, partition: int, records, batches) -> None:
-    """After appending: record idempotent batches (and run the test-only fault hook)."""
-    view = memoryview(records)
-    rt = runtime(ctx.broker)
-    pos = 0
-    idempotent = False
-    for base, size, max_ts in batches:
-        fields = HEADER.unpack_from(view, pos)
-        pos += size
-        if fields[9] < 0:
-            continue
-        idempotent = True
-        rt.producers.on_append(
-            (topic, partition), fields[9], fields[10], fields[11], fields[12], base, base + fields[6], max_ts
-        )
-    if idempotent:
-        rt._dirty = True
-        if rt.fault_every:
-            rt._idempotent_appends += 1
-            if rt._idempotent_appends % rt.fault_every == 0:
-                log.warning("TEST FAULT: dropping the connection after appending to %s-%d", topic, partition)
-                raise CloseConnection("test fault: dropped after append, before the response")
-
-
 # --- FindCoordinator -------------------------------------------------------------------------
 
 
-@register(10, 0, 4)
 def find_coordinator(request, ctx):
-    coord = coordinator(ctx)
+    coord = ctx.broker.groups
     broker = ctx.broker
     host, port = broker.advertised(ctx.conn.listener, ctx.conn.port)
     v = ctx.api_version
@@ -303,7 +77,6 @@ def find_coordinator(request, ctx):
 # --- JoinGroup / SyncGroup / Heartbeat / LeaveGroup ------------------------------------------
 
 
-@register(11, 0, 9)
 async def join_group(request, ctx):
     v = ctx.api_version
     if not acls.allowed(ctx, acls.READ, acls.GROUP, request.group_id):
@@ -313,7 +86,7 @@ async def join_group(request, ctx):
             member_id=request.member_id, members=(),
         )
     rebalance = _ms(request.rebalance_timeout) if v >= 1 else -1
-    res = await coordinator(ctx).join(
+    res = await ctx.broker.groups.join(
         request.group_id,
         request.member_id,
         request.protocol_type,
@@ -351,12 +124,11 @@ async def join_group(request, ctx):
     )
 
 
-@register(14, 0, 5)
 async def sync_group(request, ctx):
     if not acls.allowed(ctx, acls.READ, acls.GROUP, request.group_id):
         return ctx.response(throttle_time=ZERO, error_code=E.group_authorization_failed, protocol_type=None,
                             protocol_name=None, assignment=b"")
-    res = await coordinator(ctx).sync(
+    res = await ctx.broker.groups.sync(
         request.group_id,
         request.generation_id,
         request.member_id,
@@ -374,11 +146,10 @@ async def sync_group(request, ctx):
     )
 
 
-@register(12, 0, 4)
 def heartbeat(request, ctx):
     if not acls.allowed(ctx, acls.READ, acls.GROUP, request.group_id):
         return ctx.response(throttle_time=ZERO, error_code=E.group_authorization_failed)
-    error = coordinator(ctx).heartbeat(
+    error = ctx.broker.groups.heartbeat(
         request.group_id,
         request.generation_id,
         request.member_id,
@@ -387,7 +158,6 @@ def heartbeat(request, ctx):
     return ctx.response(throttle_time=ZERO, error_code=error)
 
 
-@register(13, 0, 5)
 def leave_group(request, ctx):
     v = ctx.api_version
     if not acls.allowed(ctx, acls.READ, acls.GROUP, request.group_id):
@@ -396,7 +166,7 @@ def leave_group(request, ctx):
         identities = [(m.member_id, m.group_instance_id) for m in request.members]
     else:
         identities = [(request.member_id, None)]
-    error, results = coordinator(ctx).leave(request.group_id, identities)
+    error, results = ctx.broker.groups.leave(request.group_id, identities)
     if v < 3:
         if error is E.none and results:
             error = results[0].error
@@ -424,7 +194,6 @@ def _known_partition(ctx, topic: str, partition: int) -> bool:
     return t is not None and 0 <= partition < len(t.partitions)
 
 
-@register(8, 2, 9)
 async def offset_commit(request, ctx):
     v = ctx.api_version
     entries = []
@@ -452,7 +221,7 @@ async def offset_commit(request, ctx):
                 )
     if entries:
         retention = _ms(request.retention_time) if v <= 4 else -1
-        results = await coordinator(ctx).commit_offsets(
+        results = await ctx.broker.groups.commit_offsets(
             request.group_id,
             entries,
             generation_id=request.generation_id_or_member_epoch,
@@ -484,7 +253,7 @@ def _fetch_group(ctx, group_id, topics, require_stable, partition_cls, topic_cls
     """(error, topic entities) for one group of an OffsetFetch request."""
     partitions = None if topics is None else [(t.name, p) for t in topics for p in t.partition_indexes]
     if acls.allowed(ctx, acls.DESCRIBE, acls.GROUP, group_id):  # DESCRIBE on the group
-        error, fetched = coordinator(ctx).fetch_offsets(group_id, partitions, require_stable=require_stable)
+        error, fetched = ctx.broker.groups.fetch_offsets(group_id, partitions, require_stable=require_stable)
     else:
         error, fetched = E.group_authorization_failed, []
     by_topic: dict[str, list] = {}
@@ -525,7 +294,6 @@ def _fetch_group(ctx, group_id, topics, require_stable, partition_cls, topic_cls
     )
 
 
-@register(9, 1, 9)
 def offset_fetch(request, ctx):
     v = ctx.api_version
     require_stable = bool(getattr(request, "require_stable", False))
@@ -555,7 +323,6 @@ def offset_fetch(request, ctx):
     return ctx.response(throttle_time=ZERO, topics=topics, error_code=error)
 
 
-@register(47, 0, 0)
 async def offset_delete(request, ctx):
     errors: dict[tuple[str, int], ErrorCode] = {}
     wanted = []
@@ -570,7 +337,7 @@ async def offset_delete(request, ctx):
                 wanted.append((t.name, p.partition_index))
             else:
                 errors[(t.name, p.partition_index)] = E.unknown_topic_or_partition
-    error, results = await coordinator(ctx).delete_offsets(request.group_id, wanted)
+    error, results = await ctx.broker.groups.delete_offsets(request.group_id, wanted)
     errors.update(results)
     if error is not E.none:
         return ctx.response(error_code=error, throttle_time=ZERO, topics=())
@@ -597,7 +364,6 @@ async def offset_delete(request, ctx):
 AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
 
 
-@register(15, 0, 5)
 def describe_groups(request, ctx):
     out = []
     # DESCRIBE on each group; the others are answered GROUP_AUTHORIZATION_FAILED
@@ -610,7 +376,7 @@ def describe_groups(request, ctx):
             authorized_operations=AUTHORIZED_OPERATIONS_OMITTED,
         ))
     wanted = [g for g in request.groups if g not in denied] if denied else request.groups
-    for d in coordinator(ctx).describe_groups(wanted):
+    for d in ctx.broker.groups.describe_groups(wanted):
         members = tuple(
             ctx.build(
                 "DescribedGroupMember",
@@ -644,11 +410,10 @@ def describe_groups(request, ctx):
     return ctx.response(throttle_time=ZERO, groups=tuple(out))
 
 
-@register(16, 0, 5)
 def list_groups(request, ctx):
     states = getattr(request, "states_filter", None) or None
     types = getattr(request, "types_filter", None) or None
-    error, listed = coordinator(ctx).list_groups(states, types)
+    error, listed = ctx.broker.groups.list_groups(states, types)
     if not acls.cluster_allowed(ctx, acls.DESCRIBE):  # else only groups it may describe
         listed = [g for g in listed if acls.allowed(ctx, acls.DESCRIBE, acls.GROUP, g.group_id)]
     return ctx.response(
@@ -667,12 +432,11 @@ def list_groups(request, ctx):
     )
 
 
-@register(42, 0, 2)
 async def delete_groups(request, ctx):
     # DELETE on each group
     names = list(request.groups_names)
     denied = {g for g in names if not acls.allowed(ctx, acls.DELETE, acls.GROUP, g)}
-    deleted = await coordinator(ctx).delete_groups([g for g in names if g not in denied])
+    deleted = await ctx.broker.groups.delete_groups([g for g in names if g not in denied])
     results = {g: E.group_authorization_failed if g in denied else deleted[g] for g in names}
     return ctx.response(
         throttle_time=ZERO,
@@ -680,34 +444,3 @@ async def delete_groups(request, ctx):
             ctx.build("DeletableGroupResult", group_id=g, error_code=error) for g, error in results.items()
         ),
     )
-
-
-# --- InitProducerId --------------------------------------------------------------------------
-
-
-@register(22, 0, 5)
-def init_producer_id(request, ctx):
-    if request.transactional_id is not None:
-        # Transactions are not supported (FindCoordinator for transactions says so too).
-        return ctx.response(
-            throttle_time=ZERO,
-            error_code=E.transactional_id_authorization_failed,
-            producer_id=-1,
-            producer_epoch=-1,
-        )
-    # IDEMPOTENT_WRITE on the cluster, or WRITE on any topic (Kafka 2.8+)
-    if not acls.cluster_allowed(ctx, acls.IDEMPOTENT_WRITE) and not acls.allowed_any(
-        ctx, acls.WRITE, acls.TOPIC
-    ):
-        return ctx.response(throttle_time=ZERO, error_code=E.cluster_authorization_failed, producer_id=-1,
-                            producer_epoch=-1)
-    rt = runtime(ctx.broker)
-    try:
-        pid = rt.producer_ids.allocate()
-    except OSError as exc:
-        log.error("cannot reserve producer ids: %s", exc)
-        return ctx.response(
-            throttle_time=ZERO, error_code=E.coordinator_not_available, producer_id=-1, producer_epoch=-1
-        )
-    # Non-transactional producers always get a fresh id with epoch 0 (as Kafka does).
-    return ctx.response(throttle_time=ZERO, error_code=E.none, producer_id=pid, producer_epoch=0)

@@ -7,7 +7,6 @@ import datetime
 from kio.schema.errors import ErrorCode
 
 from brokerd import acls
-from brokerd.handlers import register
 
 LATEST = -1
 EARLIEST = -2
@@ -34,7 +33,6 @@ def _lookup(plog, timestamp: int, version: int) -> tuple[ErrorCode, int, int]:
     return (ErrorCode.none, found[0], found[1]) if found else (ErrorCode.none, -1, -1)
 
 
-@register(2, 1, 8)
 def handle(request, ctx):
     logs = ctx.broker.logs
     v = ctx.api_version

@@ -9,8 +9,6 @@ from kio.schema.errors import ErrorCode
 
 from brokerd import acls
 from brokerd.errors import CloseConnection
-from brokerd.handlers import register
-from brokerd.handlers.admin_partitions import total_partitions
 from brokerd.kafka_configs import ConfigError
 from brokerd.protocol import kio_adapter
 from brokerd.storage.manager import validate_topic_name
@@ -108,7 +106,6 @@ def _error_entry(ctx, name, topic_id, error):
     )
 
 
-@register(3, 0, 12)
 def handle(request, ctx):
     broker = ctx.broker
     logs = broker.logs
@@ -174,11 +171,11 @@ def handle(request, ctx):
                 if allow_auto:
                     partitions = broker.config["num.partitions"]
                     try:  # the plan's partition cap applies to auto-creation too
-                        broker.admin_state.configs.check_partition_count(total_partitions(logs), partitions)
+                        broker.configs.check_partition_count(logs.partition_count(), partitions)
                     except ConfigError:
                         entries.append(_error_entry(ctx, name, None, ErrorCode.policy_violation))
                         continue
-                    topic = broker.create_topic(name, partitions, {})
+                    topic = logs.create_topic(name, partitions, {})
                 else:
                     entries.append(_error_entry(ctx, name, None, ErrorCode.unknown_topic_or_partition))
                     continue
@@ -208,5 +205,5 @@ def handle(request, ctx):
 
 def _throttled(ctx, body: bytes) -> bytes:
     """The (cached) body with the request-time quota's throttle in throttle_time_ms (v3+: first)."""
-    ms = ctx.broker.admin_state.request_throttle(ctx) if ctx.api_version >= 3 else 0
+    ms = ctx.request_throttle() if ctx.api_version >= 3 else 0
     return _I32.pack(ms) + body[4:] if ms else body

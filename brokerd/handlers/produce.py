@@ -12,10 +12,10 @@ import logging
 import time
 
 from brokerd import acls
+from brokerd.api import count_errors
 from brokerd.errors import CloseConnection
-from brokerd.handlers import error_name, register
-from brokerd.handlers import groups as idempotence
-from brokerd.protocol.fastpath import decode_produce, encode_produce_response
+from brokerd.idempotence import ProduceRefused
+from brokerd.protocol.fastpath import encode_produce_response
 from brokerd.records import BatchTooLarge, InvalidBatch, validate_and_stamp
 from brokerd.storage.compaction import keyless_records
 
@@ -30,6 +30,7 @@ INVALID_REQUIRED_ACKS = 21
 TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
 KAFKA_STORAGE_ERROR = 56
 TOPIC_AUTHORIZATION_FAILED = 29
+PRODUCE_QUOTA = "producer_byte_rate"
 INVALID_RECORD = 87
 
 
@@ -51,7 +52,6 @@ def _refuse_keyless(name: str, index: int, records) -> None:
         raise RecordsRefused([(i, message) for i in keyless])
 
 
-@register(0, 0, 11, decode=decode_produce, refuse_below=3)
 def handle(request, ctx):
     broker = ctx.broker
     logs = broker.logs
@@ -60,7 +60,8 @@ def handle(request, ctx):
     results = []
     to_flush = []
     failed = False
-    admin = broker.admin_state  # usage journal and quotas
+    metering = broker.metering
+    producers = broker.producers
     record_errors: dict = {}
     appended = 0
     authz = broker.authorizer  # WRITE on each topic (None: authorizer off)
@@ -102,14 +103,16 @@ def handle(request, ctx):
                     if settings.compact:  # the only place produce looks inside a batch
                         _refuse_keyless(name, index, records)
                     # idempotent-producer sequence check (a retry returns its offset)
-                    base = idempotence.check_produce(ctx, name, index, records)
+                    base = producers.check(name, index, records)
                     if base is None:
                         # Usage is journaled before the append (see brokerd/metrics.py).
-                        admin.before_append(ctx, topic, index, plog.next_offset, records, count)
+                        metering.before_append(
+                            ctx.principal, name, topic.id.bytes, index, plog.next_offset, count, len(records)
+                        )
                         journaled = True
                         base = plog.append(records, batches, count)
-                        idempotence.produce_appended(ctx, name, index, records, batches)
-                except idempotence.ProduceRefused as exc:
+                        producers.appended(name, index, records, batches)
+                except ProduceRefused as exc:
                     error, message = exc.code, str(exc)
                 except RecordsRefused as exc:
                     error, message = INVALID_RECORD, str(exc)
@@ -122,13 +125,14 @@ def handle(request, ctx):
                     log.error("append to %s-%d failed: %s", name, index, exc)
                     error, message = KAFKA_STORAGE_ERROR, "storage error"
                     if journaled:
-                        admin.append_failed(ctx, topic, index, plog.next_offset, records, count)
+                        metering.append_failed(
+                            ctx.principal, name, topic.id.bytes, index, plog.next_offset, count, len(records)
+                        )
                 else:
                     lat = append_time if append_time is not None else -1
                     start = plog.start_offset
                     if acks == -1:
                         to_flush.append(plog)
-                    broker.on_produce(ctx, name, index, len(records), count)
                     appended += len(records)
             if error:
                 failed = True
@@ -136,8 +140,9 @@ def handle(request, ctx):
         results.append((name, presults))
     # KIP-219: answer with throttle_time_ms (the larger of the byte-rate and the request-time
     # quota's) and mute the connection that long; nothing is dropped.
-    throttle = admin.throttle(ctx, "producer_byte_rate", appended) if appended else 0
-    throttle = max(throttle, admin.request_throttle(ctx))
+    quotas = broker.quotas
+    throttle = quotas.throttle(ctx.principal, ctx.client_id, PRODUCE_QUOTA, appended) if appended else 0
+    throttle = max(throttle, ctx.request_throttle())
     if throttle:
         ctx.conn.mute(throttle)
     if acks == 0:
@@ -145,22 +150,10 @@ def handle(request, ctx):
             # Kafka closes the connection so an acks=0 producer notices the failure.
             raise CloseConnection("acks=0 produce failed")
         return None
-    if failed:
-        ctx.errors = _error_counts(results)
-    elif len(results) != 1 or len(results[0][1]) != 1:
-        ctx.errors = {"NONE": sum(len(presults) for _name, presults in results)}
+    if failed or len(results) != 1 or len(results[0][1]) != 1:
+        ctx.errors = count_errors(p[1] for _name, presults in results for p in presults)
     body = encode_produce_response(version, results, throttle, record_errors)
     if to_flush:
         # A future resolved with the body once an fsync covers the batches (no task per request).
         return broker.flusher.wait(to_flush, body)
     return body
-
-
-def _error_counts(results) -> dict[str, int]:
-    """kastle_requests_total labels: one per partition response, as Kafka's ErrorsPerSec."""
-    counts: dict[str, int] = {}
-    for _name, presults in results:
-        for p in presults:
-            label = error_name(p[1])
-            counts[label] = counts.get(label, 0) + 1
-    return counts

@@ -12,12 +12,10 @@ import logging
 from kio.schema.errors import ErrorCode
 
 from brokerd.auth import AuthenticationFailed, SaslSession
-from brokerd.handlers import register
 
 log = logging.getLogger("brokerd.auth")
 
 
-@register(17, 0, 1, pre_auth=True)
 def handshake(request, ctx):
     conn = ctx.conn
     enabled = list(ctx.broker.config["sasl.enabled.mechanisms"])
@@ -36,7 +34,6 @@ def handshake(request, ctx):
     return ctx.response(error_code=ErrorCode.none, mechanisms=tuple(enabled))
 
 
-@register(36, 0, 2, pre_auth=True, barrier=True)
 async def authenticate(request, ctx):
     conn = ctx.conn
     session = conn.sasl_session
@@ -60,30 +57,10 @@ async def authenticate(request, ctx):
             session_lifetime=datetime.timedelta(0),
         )
     if done:
-        _authenticated(conn, session.principal)
+        conn.authenticated_as(session.principal)
     return ctx.response(
         error_code=ErrorCode.none,
         error_message=None,
         auth_bytes=reply,
         session_lifetime=datetime.timedelta(0),
     )
-
-
-def _authenticated(conn, principal: str) -> None:
-    conn.principal = principal
-    conn.authenticated = True
-    conn.sasl_session = None
-    conn.legacy_sasl = False
-    log.info("authenticated %s as %s (%s)", conn.peer, principal, conn.sasl_mechanism)
-    error = conn.broker.admin_state.on_authenticated(conn, principal)  # per-principal limit
-    if error:
-        conn.close(error)
-
-
-async def legacy_step(conn, token: bytes) -> bytes:
-    """One raw token exchange (SaslHandshake v0 clients). Raises AuthenticationFailed."""
-    session = conn.sasl_session
-    reply, done = await session.step(token)
-    if done:
-        _authenticated(conn, session.principal)
-    return reply

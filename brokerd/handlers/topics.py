@@ -18,8 +18,6 @@ from brokerd import acls
 from brokerd.coordination.controller import NotControllerError, TopicExistsError, UnknownTopicError
 from brokerd.coordination.etcd import CoordinationError
 from brokerd.coordination.placement import PlacementError
-from brokerd.handlers import register
-from brokerd.handlers.admin_partitions import total_partitions
 from brokerd.kafka_configs import ConfigError, InvalidConfig, TopicConfig, validate_topic_configs
 from brokerd.storage.manager import validate_topic_name
 
@@ -44,11 +42,10 @@ def _config_entries(ctx, topic_configs: dict[str, str]):
     return tuple(entries)
 
 
-@register(19, 2, 7)
 def create_topics(request, ctx):
     broker = ctx.broker
     logs = broker.logs
-    plan = broker.admin_state.configs  # broker configs: plan caps
+    plan = broker.configs  # broker configs: plan caps
     results = []
     adding_total = 0
     seen: dict[str, int] = {}
@@ -105,12 +102,12 @@ def create_topics(request, ctx):
                     if dup:
                         raise InvalidConfig(dup[0], f"Duplicate config keys: {', '.join(dup)}")
                     configs = validate_topic_configs({c.name: c.value for c in t.configs}, plan)
-                    plan.check_partition_count(total_partitions(logs) + adding_total, partitions)
+                    plan.check_partition_count(logs.partition_count() + adding_total, partitions)
                 except ConfigError as exc:
                     error, message = ErrorCode(exc.error_code), exc.message
                     configs = {}
                 else:
-                    if request.validate_only:  # what it would add (created ones are in total_partitions)
+                    if request.validate_only:  # what it would add (created ones are in partition_count)
                         adding_total += partitions
         topic_id = None
         row = {"name": t.name, "error_code": error, "error_message": message}
@@ -169,7 +166,6 @@ async def _create_in_cluster(controller, pending, respond):
     return respond()
 
 
-@register(20, 1, 6)
 def delete_topics(request, ctx):
     broker = ctx.broker
     if broker.replicas is not None:
@@ -203,7 +199,7 @@ def delete_topics(request, ctx):
             error, message = ErrorCode.topic_deletion_disabled, "Topic deletion is disabled."
         elif topic is not None:
             name, topic_id = topic.name, topic.id
-            broker.delete_topic(topic.name)
+            logs.delete_topic(topic.name)
         results.append(
             ctx.build(
                 "DeletableTopicResult",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 import uuid
+from typing import NamedTuple
 
 from brokerd.protocol.framing import FrameError
 from brokerd.protocol.framing import read_uvarint as read_unsigned_varint
@@ -191,10 +192,27 @@ _Q = struct.Struct(">q")
 _FETCH_TOP_V7 = struct.Struct(">ihi")  # throttle, error, session id
 
 
+class FetchedPartition(NamedTuple):
+    """One partition of a Fetch response, as the encoder writes it."""
+
+    partition: int
+    error: int
+    high_watermark: int
+    last_stable_offset: int
+    log_start_offset: int
+    records: bytes  # whole batches; empty (never null) for an error
+
+
+class FetchedTopic(NamedTuple):
+    name: str
+    topic_id: uuid.UUID | None
+    partitions: list[FetchedPartition]
+
+
 def encode_fetch_response(
-    version: int, topics: list, throttle_ms: int = 0, error: int = 0, session_id: int = 0
+    version: int, topics: list[FetchedTopic], throttle_ms: int = 0, error: int = 0, session_id: int = 0
 ) -> tuple[list, int]:
-    """``topics``: [(name, topic_id, [(partition, error, hw, lso, log_start, records bytes | None)])].
+    """The response body for ``topics``.
 
     Returns (buffers, total size). Records are never written null (None is sent empty), as
     Kafka's FetchResponse does: librdkafka rejects a null record set as a parse failure.

@@ -32,7 +32,6 @@ def _import_kio() -> None:
 _import_kio()
 
 from kio.index import load_payload_module  # noqa: E402
-from kio.schema.index import api_key_map  # noqa: E402
 from kio.serial import entity_reader, entity_writer  # noqa: E402
 from kio.serial._introspect import (  # noqa: E402
     EntityField,
@@ -51,6 +50,17 @@ from kio.serial.readers import (  # noqa: E402
 )
 from kio.static.constants import EntityType  # noqa: E402
 
+#: kio's private names this adapter depends on (pyproject pins kio's version range for them);
+#: tests/brokerd/test_brokerd_kio_contract.py fails loudly if a kio release moves one.
+PRIVATE_KIO_NAMES: dict[str, tuple[str, ...]] = {
+    "kio.serial._introspect": (
+        "EntityField", "EntityTupleField", "PrimitiveTupleField", "classify_field", "get_field_tag",
+        "is_optional",
+    ),
+    "kio.serial._shared": ("NullableEntityMarker",),
+    "kio._kio_native": ("get_field_reader",),
+}
+
 try:  # kio's native field reader factory
     from kio._kio_native import get_field_reader
 except ImportError:  # pragma: no cover
@@ -59,10 +69,6 @@ except ImportError:  # pragma: no cover
 
 class ProtocolError(Exception):
     """A request that cannot be decoded."""
-
-
-def known_api(api_key: int) -> bool:
-    return api_key in api_key_map
 
 
 @cache

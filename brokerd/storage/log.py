@@ -8,10 +8,10 @@ import logging
 import os
 import time
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from brokerd.records import HEADER, iter_headers, record_timestamps
+from brokerd.records import HEADER, BatchHeader, iter_headers, record_timestamps
 from brokerd.storage import swap
 from brokerd.storage.retention import expired_segments, segments_below
 from brokerd.storage.segment import Segment
@@ -254,8 +254,7 @@ class PartitionLog:
 
     def advance_start_offset(self, offset: int) -> int:
         """Move the log start offset up to ``offset`` (DeleteRecords); returns segments now below it."""
-        if offset > self.start_offset:
-            self.start_offset = offset
+        self.start_offset = max(self.start_offset, offset)
         return segments_below(self.segments, self.start_offset)
 
     def detach_oldest_segments(self, n: int) -> list[Segment]:
@@ -272,6 +271,14 @@ class PartitionLog:
         self.start_offset = max(self.start_offset, self.segments[0].base)
         self.reset_read_hint()
         return doomed
+
+    def batch_headers_from(self, start: int) -> Iterator[BatchHeader]:
+        """Headers of every batch in the segments that may hold offsets >= ``start``, in order."""
+        segments = self.segments
+        for i, seg in enumerate(segments):
+            if seg.size == 0 or (i + 1 < len(segments) and segments[i + 1].base <= start):
+                continue
+            yield from seg.batch_headers()
 
     # --- offsets by time ----------------------------------------------------------------
     def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:

@@ -84,6 +84,11 @@ class LogManager:
         self.on_close_segments = None  # set by the flusher owner to defer fd closes
 
     # --- start / stop -------------------------------------------------------------------
+    @property
+    def locked(self) -> bool:
+        """Whether this process holds the data directory (between :meth:`lock` and :meth:`close`)."""
+        return self._lock_fd >= 0
+
     def lock(self) -> None:
         try:
             os.makedirs(self.data_dir, exist_ok=True)
@@ -193,6 +198,24 @@ class LogManager:
     def _save(self) -> None:
         doc = {"topics": {name: t.to_json() for name, t in self.topics.items()}}
         atomic_write_json(os.path.join(self.data_dir, "topics.json"), doc, indent=1, sort_keys=True)
+
+    def refresh_all_settings(self) -> None:
+        """The broker's topic-config defaults changed: re-apply every topic's configs."""
+        for topic in self.topics.values():
+            self.refresh_settings(topic)
+
+    def partition_count(self) -> int:
+        return sum(len(t.partitions) for t in self.topics.values())
+
+    def add_partitions(self, topic: Topic, count: int) -> None:
+        """Grow ``topic`` to ``count`` partitions, durably (topics.json)."""
+        for p in range(len(topic.partitions), count):
+            pdir = self._pdir(topic.name, p)
+            if os.path.exists(pdir):  # leftovers of a crash between mkdir and save
+                shutil.rmtree(pdir)
+            topic.partitions.append(PartitionLog.open(topic.name, p, pdir, topic.settings, clean=True))
+        self._save()
+        self.generation += 1
 
     def get(self, name: str) -> Topic | None:
         return self.topics.get(name)

@@ -5,7 +5,8 @@ import struct
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from brokerd.metrics import BrokerMetrics, UsageJournal, batch_stats, error_counts
+from brokerd.api import response_error_counts
+from brokerd.metrics import BrokerMetrics, UsageJournal, batch_stats
 
 TID = b"t" * 16
 
@@ -122,11 +123,14 @@ def test_prometheus_exposition(tmp_path) -> None:
 
 
 def test_error_counts_walks_kio_responses() -> None:
-    from kio.schema.delete_topics.v4.response import DeletableTopicResult, DeleteTopicsResponse
+    from kio.schema.delete_topics.v4.response import (
+        DeletableTopicResult,
+        DeleteTopicsResponse,
+    )
     from kio.schema.errors import ErrorCode
     from kio.static.primitive import i32Timedelta
 
     resp = DeleteTopicsResponse(throttle_time=i32Timedelta.parse(datetime.timedelta(0)), responses=(
         DeletableTopicResult(name="a", error_code=ErrorCode.none),
         DeletableTopicResult(name="b", error_code=ErrorCode.unknown_topic_or_partition)))
-    assert error_counts(resp) == {"NONE": 1, "UNKNOWN_TOPIC_OR_PARTITION": 1}
+    assert response_error_counts(resp) == {"NONE": 1, "UNKNOWN_TOPIC_OR_PARTITION": 1}

@@ -8,7 +8,6 @@ import os
 from kio.schema.errors import ErrorCode
 
 from brokerd import acls
-from brokerd.handlers import register
 
 _ZERO = datetime.timedelta(0)
 NO_OPS = -(2**31)
@@ -16,7 +15,6 @@ NO_OPS = -(2**31)
 CLUSTER_OPS = sum(1 << op for op in (5, 7, 8, 9, 10, 11, 12))
 
 
-@register(60, 0, 1)
 def describe_cluster(request, ctx):
     broker = ctx.broker
     endpoint_type = int(getattr(request, "endpoint_type", 1))
@@ -39,7 +37,6 @@ def describe_cluster(request, ctx):
         cluster_authorized_operations=ops)
 
 
-@register(35, 1, 4)
 def describe_log_dirs(request, ctx):
     logs = ctx.broker.logs
     if not acls.cluster_allowed(ctx, acls.DESCRIBE):  # DESCRIBE on the cluster

@@ -9,40 +9,19 @@ the partition's leader answers from its leader epoch cache (brokerd/storage/epoc
 from __future__ import annotations
 
 import datetime
-import os
-import shutil
 
 from kio.schema.errors import ErrorCode
 
 from brokerd import acls
-from brokerd.handlers import register
 from brokerd.kafka_configs import ConfigError
-from brokerd.storage.log import PartitionLog
 
 _ZERO = datetime.timedelta(0)
 LEADER_EPOCH = 0
 
 
-def total_partitions(logs) -> int:
-    return sum(len(t.partitions) for t in logs.topics.values())
-
-
-def add_partitions(logs, topic, count: int) -> None:
-    """Grow ``topic`` to ``count`` partitions, durably (topics.json), and bump the metadata generation."""
-    for p in range(len(topic.partitions), count):
-        pdir = os.path.join(logs.data_dir, f"{topic.name}-{p}")
-        if os.path.exists(pdir):  # leftovers of a crash between mkdir and save
-            shutil.rmtree(pdir)
-        topic.partitions.append(PartitionLog.open(topic.name, p, pdir, topic.settings, clean=True))
-    logs._save()
-    logs.generation += 1
-
-
-@register(37, 0, 3)
 def create_partitions(request, ctx):
     broker = ctx.broker
     logs = broker.logs
-    admin = broker.admin_state
     names = [t.name for t in request.topics]
     results = []
     adding_total = 0
@@ -69,15 +48,15 @@ def create_partitions(request, ctx):
         else:
             adding = t.count - len(topic.partitions)
             try:
-                admin.configs.check_partition_count(total_partitions(logs) + adding_total, adding)
+                broker.configs.check_partition_count(logs.partition_count() + adding_total, adding)
             except ConfigError as exc:
                 error, message = ErrorCode(exc.error_code), exc.message
             else:
-                if request.validate_only:  # count what it would add (real additions are in total_partitions)
+                if request.validate_only:  # count what it would add (real additions are in partition_count)
                     adding_total += adding
                 else:
                     try:
-                        add_partitions(logs, topic, t.count)
+                        logs.add_partitions(topic, t.count)
                     except OSError as exc:
                         error, message = ErrorCode.kafka_storage_error, f"cannot create partitions: {exc}"
         results.append(ctx.build("CreatePartitionsTopicResult", name=t.name, error_code=error,
@@ -85,7 +64,6 @@ def create_partitions(request, ctx):
     return ctx.response(throttle_time=_ZERO, results=tuple(results))
 
 
-@register(21, 0, 2)
 def delete_records(request, ctx):
     logs = ctx.broker.logs
     topics = []
@@ -113,7 +91,6 @@ def delete_records(request, ctx):
     return ctx.response(throttle_time=_ZERO, topics=tuple(topics))
 
 
-@register(23, 2, 4)
 def offset_for_leader_epoch(request, ctx):
     logs = ctx.broker.logs
     topics = []

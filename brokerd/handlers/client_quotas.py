@@ -11,15 +11,13 @@ import datetime
 from kio.schema.errors import ErrorCode
 
 from brokerd import acls
-from brokerd.handlers import register
 from brokerd.quotas import QuotaError
 
 _ZERO = datetime.timedelta(0)
 
 
-@register(48, 0, 1)
 def describe_client_quotas(request, ctx):
-    store = ctx.broker.admin_state.quota_store
+    store = ctx.broker.quotas.store
     if not acls.cluster_allowed(ctx, acls.DESCRIBE_CONFIGS):
         return ctx.response(throttle_time=_ZERO, error_code=ErrorCode.cluster_authorization_failed,
                             error_message="Authorization failed.", entries=None)
@@ -38,10 +36,9 @@ def describe_client_quotas(request, ctx):
     return ctx.response(throttle_time=_ZERO, error_code=ErrorCode.none, error_message=None, entries=entries)
 
 
-@register(49, 0, 1)
 def alter_client_quotas(request, ctx):
-    admin = ctx.broker.admin_state
-    if not admin.is_super_user(ctx.principal) or not acls.cluster_allowed(ctx, acls.ALTER_CONFIGS):
+    broker = ctx.broker
+    if not broker.configs.is_super_user(ctx.principal) or not acls.cluster_allowed(ctx, acls.ALTER_CONFIGS):
         entries = tuple(
             ctx.build("EntryData", error_code=ErrorCode.cluster_authorization_failed,
                       error_message="Altering client quotas needs a super user",
@@ -49,7 +46,7 @@ def alter_client_quotas(request, ctx):
                                              entity_name=e.entity_name) for e in entry.entity))
             for entry in request.entries)
         return ctx.response(throttle_time=_ZERO, entries=entries)
-    results = admin.quota_store.alter(
+    results = broker.quotas.store.alter(
         [([(e.entity_type, e.entity_name) for e in entry.entity],
           [(op.key, float(op.value), bool(op.remove)) for op in entry.ops]) for entry in request.entries],
         validate_only=bool(request.validate_only))

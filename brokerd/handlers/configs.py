@@ -15,11 +15,11 @@ import datetime
 from kio.schema.errors import ErrorCode
 
 from brokerd import acls
-from brokerd.handlers import register
 from brokerd.kafka_configs import (
     ConfigError,
     ConfigSource,
     ResourceType,
+    TopicConfig,
     incremental_alter,
     validate_topic_configs,
 )
@@ -49,9 +49,8 @@ def _broker_target(ctx, name: str) -> tuple[bool | None, str | None]:
     return None, f"Unexpected broker id, expected {ctx.broker.node_id} or empty string, but received {name}"
 
 
-@register(32, 1, 4)
 def describe_configs(request, ctx):
-    admin = ctx.broker.admin_state
+    broker = ctx.broker
     synonyms = bool(getattr(request, "include_synonyms", False))
     docs = bool(getattr(request, "include_documentation", False))
     results = []
@@ -67,7 +66,7 @@ def describe_configs(request, ctx):
                 error, message = ErrorCode.unknown_topic_or_partition, \
                     f"Topic {res.resource_name} does not exist"
             else:
-                described = admin.topic_config(topic).describe(
+                described = TopicConfig(broker.configs, topic.configs).describe(
                     keys, include_synonyms=synonyms, include_documentation=docs)
                 configs = _describe_entries(ctx, described, synonyms)
         elif rtype == ResourceType.BROKER:
@@ -77,7 +76,7 @@ def describe_configs(request, ctx):
             elif not acls.cluster_allowed(ctx, acls.DESCRIBE_CONFIGS):
                 error, message = ErrorCode.cluster_authorization_failed, "Authorization failed."
             else:
-                described = admin.configs.describe(keys, include_synonyms=synonyms,
+                described = broker.configs.describe(keys, include_synonyms=synonyms,
                                                    include_documentation=docs)
                 if default:  # the cluster default: only the dynamic default values
                     described = [c for c in described
@@ -92,7 +91,7 @@ def describe_configs(request, ctx):
 
 
 def _alter(ctx, resources, validate_only: bool, incremental: bool):
-    admin = ctx.broker.admin_state
+    broker = ctx.broker
     out = []
     changed_broker = False
     for res in resources:
@@ -109,7 +108,7 @@ def _alter(ctx, resources, validate_only: bool, incremental: bool):
                 else:
                     if incremental:
                         new = incremental_alter(topic.configs, [
-                            (c.name, int(c.config_operation), c.value) for c in res.configs], admin.configs)
+                            (c.name, int(c.config_operation), c.value) for c in res.configs], broker.configs)
                     else:
                         names = [c.name for c in res.configs]
                         dup = {n for n in names if names.count(n) > 1}
@@ -117,16 +116,16 @@ def _alter(ctx, resources, validate_only: bool, incremental: bool):
                             raise ConfigError(sorted(dup)[0], f"Error due to duplicate config keys: "
                                                               f"{', '.join(sorted(dup))}")
                         new = validate_topic_configs(
-                            {c.name: c.value for c in res.configs if c.value is not None}, admin.configs)
+                            {c.name: c.value for c in res.configs if c.value is not None}, broker.configs)
                     if not validate_only:
-                        admin.save_topic_configs(topic, new)
+                        broker.logs.set_topic_configs(topic, new)
             elif rtype == ResourceType.BROKER:
                 default, message = _broker_target(ctx, res.resource_name)
                 if message is not None:
                     error = ErrorCode.invalid_request
                 elif not acls.cluster_allowed(ctx, acls.ALTER_CONFIGS):
                     error, message = ErrorCode.cluster_authorization_failed, "Authorization failed."
-                elif not admin.is_super_user(ctx.principal):
+                elif not broker.configs.is_super_user(ctx.principal):
                     error, message = ErrorCode.cluster_authorization_failed, \
                         "Altering broker configs needs a super user"
                 else:
@@ -138,10 +137,10 @@ def _alter(ctx, resources, validate_only: bool, incremental: bool):
                                 raise ConfigError(c.name, f"Config value append/subtract is not allowed "
                                                           f"for broker config {c.name}")
                             changes[c.name] = c.value if op == 0 else None
-                        admin.configs.alter(changes, default=bool(default), replace=False,
+                        broker.configs.alter(changes, default=bool(default), replace=False,
                                             validate_only=validate_only)
                     else:
-                        admin.configs.alter({c.name: c.value for c in res.configs}, default=bool(default),
+                        broker.configs.alter({c.name: c.value for c in res.configs}, default=bool(default),
                                             replace=True, validate_only=validate_only)
                     changed_broker = changed_broker or not validate_only
             else:
@@ -151,15 +150,13 @@ def _alter(ctx, resources, validate_only: bool, incremental: bool):
         out.append(ctx.build("AlterConfigsResourceResponse", error_code=error, error_message=message,
                              resource_type=rtype, resource_name=res.resource_name))
     if changed_broker:
-        admin.refresh_all()
+        broker.logs.refresh_all_settings()
     return ctx.response(throttle_time=_ZERO, responses=tuple(out))
 
 
-@register(33, 0, 2)
 def alter_configs(request, ctx):
     return _alter(ctx, request.resources, request.validate_only, incremental=False)
 
 
-@register(44, 0, 1)
 def incremental_alter_configs(request, ctx):
     return _alter(ctx, request.resources, request.validate_only, incremental=True)
