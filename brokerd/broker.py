@@ -213,9 +213,10 @@ class Broker:
             callback()
         partitions = self.logs.partition_count()
         log.info(
-            "brokerd node %d of cluster %s serving %d topic(s), %d partition(s) (%s start, %.0f ms)",
+            "brokerd node %d of cluster %s serving %d topic(s), %d partition(s) (%s start, %.0f ms, %s loop)",
             self.node_id, self.cluster_id, len(self.logs.topics), partitions,
             "clean" if self.logs.clean_start else "recovered", (time.monotonic() - t0) * 1000,
+            type(asyncio.get_running_loop()).__module__.split(".")[0],
         )
 
     async def _start_cluster(self) -> None:

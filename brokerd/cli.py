@@ -17,7 +17,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import NoReturn
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    import asyncio
 
 
 class _Parser(argparse.ArgumentParser):
@@ -155,7 +159,8 @@ def _serve(args: argparse.Namespace) -> int:
     broker = Broker(config)
     broker.on_serving.append(release_log)
     try:
-        asyncio.run(broker.run())
+        with asyncio.Runner(loop_factory=event_loop_factory(config["event.loop"])) as runner:
+            runner.run(broker.run())
     except StartupError as exc:
         discard_log()
         _die(str(exc))
@@ -168,6 +173,19 @@ def _serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # pragma: no cover
         pass
     return 0
+
+
+def event_loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The loop brokerd runs on: uvloop when installed (or demanded), else asyncio's own."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            _die("event.loop = uvloop but uvloop is not installed; pip install uvloop or use asyncio", 2)
+        return None
+    return uvloop.new_event_loop
 
 
 def _setup_logging(config):

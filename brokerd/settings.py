@@ -82,6 +82,9 @@ register("log.retention.check.interval.ms", "int", 300000, "how often retention 
 register("log.message.timestamp.type", "str", "CreateTime", "CreateTime or LogAppendTime")
 register("log.flush.group.window.ms", "int", 0, "extra wait to batch acks=all fsyncs (rounds also batch "
          "whatever arrives while the previous fsync runs)", minimum=0)
+# uvloop (libuv) answers more requests per second of CPU than asyncio's own loop; "asyncio" keeps the
+# standard library's loop (the fallback when uvloop is not installed).
+register("event.loop", "str", "auto", "auto (uvloop when installed), uvloop or asyncio")
 register("credentials.poll.ms", "int", 250, "how often the credentials file is checked", minimum=10)
 # --- TLS for SASL_SSL listeners (brokerd/tls.py) -----------------------------
 register("tls.cert.file", "path", None, "PEM certificate chain of the SASL_SSL listener")
@@ -296,6 +299,8 @@ class Settings:
         """A SASL_SSL listener needs a certificate and its key."""
         if self["tls.min.version"] not in ("TLSv1.2", "TLSv1.3"):
             raise SettingsError("tls.min.version must be TLSv1.2 or TLSv1.3")
+        if self["event.loop"] not in ("auto", "uvloop", "asyncio"):
+            raise SettingsError(f"event.loop must be auto, uvloop or asyncio, not {self['event.loop']!r}")
         if not any(listener.tls for listener in self.listeners):
             return
         for name, flag in (("tls.cert.file", "--tls-cert"), ("tls.key.file", "--tls-key")):

@@ -148,6 +148,26 @@ def test_toml_config_flags_override_and_pidfile(tmp_path) -> None:
     assert "brokerd stopped" in b.log_text()
 
 
+@pytest.mark.parametrize(
+    ("choice", "loop"), [("auto", "uvloop"), ("uvloop", "uvloop"), ("asyncio", "asyncio")]
+)
+def test_event_loop_setting(tmp_path, choice: str, loop: str) -> None:
+    """uvloop by default (it is a dependency); event.loop = asyncio keeps the standard loop."""
+    b = Broker(tmp_path, settings={"event.loop": choice})
+    b.start()
+    try:
+        AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=10)
+    finally:
+        assert b.stop() == 0
+    assert f"{loop} loop)" in b.log_text()
+
+
+def test_bad_event_loop_setting(tmp_path) -> None:
+    args = ["--data-dir", str(tmp_path / "d"), "--listener", "PLAINTEXT://127.0.0.1:0",
+            "--set", "event.loop=tokio"]
+    assert "event.loop must be auto, uvloop or asyncio" in one_line_error(run("serve", *args))
+
+
 def test_healthz_and_unknown_admin_paths(broker) -> None:
     import urllib.error
     import urllib.request
