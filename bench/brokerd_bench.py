@@ -263,6 +263,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--ref", help="a git ref whose brokerd runs side by side with this tree's")
     ap.add_argument("--tansu", action="store_true", help=f"run Tansu side by side ({TANSU_WHEEL})")
+    ap.add_argument("--ref-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a setting of the --ref broker only (e.g. --ref HEAD --ref-set event.loop=asyncio)")
     ap.add_argument(
         "--only", choices=("classic", "latency", "idle"),
         help="the classic figures: all (classic), latency (with its sink baseline) or idle RSS",
@@ -532,7 +534,8 @@ def compare(args: argparse.Namespace) -> int:
         stack.callback(targets[0].stop)
         if args.ref:
             ref_repo = stack.enter_context(ref_checkout(args.ref))
-            targets.append(start_brokerd("ref", tmp / "ref", ref_repo, settings))
+            ref_settings = dict(item.split("=", 1) for item in args.ref_set)
+            targets.append(start_brokerd("ref", tmp / "ref", ref_repo, {**settings, **ref_settings}))
             stack.callback(targets[-1].stop)
         if args.tansu:
             targets.append(start_tansu())
