@@ -1,6 +1,8 @@
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 
+from accounts.lockout import refusal_message
+
 
 class SignupForm(forms.Form):
     email = forms.EmailField(
@@ -30,7 +32,5 @@ class LoginForm(AuthenticationForm):
         # say so when the account is locked or the address throttled (accounts.lockout)
         refusal = getattr(self.request, "kastle_login_refused", None)
         if refusal is not None:
-            from accounts.lockout import refusal_message
-
             return forms.ValidationError(refusal_message(refusal), code="login_refused")
         return super().get_invalid_login_error()

@@ -10,6 +10,11 @@ from typing import Any
 from celery import current_app
 
 
+def send_lifecycle(task_name: str, cluster_id: int) -> None:
+    """Queue a lifecycle task of a cluster; CELERY_TASK_ROUTES puts it on the control queue."""
+    current_app.send_task(task_name, args=(cluster_id,))
+
+
 def host_queue(host_name: str) -> str:
     return f"host.{host_name}"
 

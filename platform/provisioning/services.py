@@ -23,6 +23,7 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+from celery import current_app
 from django.db import transaction
 from django.utils import timezone
 
@@ -49,8 +50,6 @@ logger = logging.getLogger(__name__)
 def local_host_name() -> str | None:
     """This process's host, if it is a worker consuming `host.<KASTLE_HOST_NAME>`."""
     try:
-        from celery import current_app
-
         consume = current_app.amqp.queues.consume_from or {}
     except Exception:  # not a worker
         return None
@@ -423,9 +422,10 @@ def host_credentials_sync(*, cluster_id: int, host_name: str) -> bool:
 
 # --- reconciliation: control -------------------------------------------------------------------
 def control_reconcile(*, send_lifecycle=None, send_host=None) -> dict[str, list[str]]:
-    """Drive clusters nobody is driving; fan host reconciliation out to live hosts."""
-    from .tasks import cluster_deprovision, cluster_provision
+    """Drive clusters nobody is driving; fan host reconciliation out to live hosts.
 
+    `send_lifecycle(task name, cluster id)` queues a lifecycle task (by name: tasks.py imports
+    this module); `send_host(host name)` a host's reconciliation."""
     now = timezone.now()
     report: dict[str, list[str]] = {"redriven": [], "failed": [], "hosts": []}
     stuck = Cluster.objects.filter(status__in=[ClusterStatus.PROVISIONING, ClusterStatus.DELETING])
@@ -460,9 +460,9 @@ def control_reconcile(*, send_lifecycle=None, send_host=None) -> dict[str, list[
             locked.redrives += 1
             locked.owner, locked.lease_until = "", None
             locked.save()
-        task = cluster_provision if kind == OperationKind.PROVISION else cluster_deprovision
+        task = "provisioning.cluster_provision" if provisioning else "provisioning.cluster_deprovision"
         logger.warning("reconcile: %s of %s was left unfinished; driving it again", kind, cluster.public_id)
-        (send_lifecycle or (lambda t, cid: t.delay(cid)))(task, cluster.pk)
+        (send_lifecycle or queues.send_lifecycle)(task, cluster.pk)
         report["redriven"].append(cluster.public_id)
     report["certificates"] = pki_services.certificates_renew_due()  # TLS renewal
     local = local_host_name()

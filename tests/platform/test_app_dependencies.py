@@ -104,6 +104,44 @@ def test_no_import_circle_between_apps() -> None:
     )
 
 
+def _module_graph() -> dict[str, set[str]]:
+    """Every module under platform/ (migrations aside) -> the platform modules it imports."""
+    modules: dict[str, Path] = {}
+    for path in PLATFORM.rglob("*.py"):
+        if "migrations" in path.parts:
+            continue
+        name = ".".join(path.relative_to(PLATFORM).with_suffix("").parts).removesuffix(".__init__")
+        modules[name] = path
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        tree = ast.parse(path.read_text(), filename=str(path))
+        wiring = _ready_bodies(tree)
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Import | ast.ImportFrom) or id(node) in wiring:
+                continue
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            else:
+                base = node.module or ""
+                if node.level:  # relative: from the package, `level - 1` packages up
+                    parts = package.split(".")
+                    base = ".".join([*parts[: len(parts) - node.level + 1], *([base] if base else [])])
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+            for target in targets:
+                while target and target not in modules:
+                    target = target.rpartition(".")[0]
+                if target and target != name:
+                    graph[name].add(target)
+    return graph
+
+
+def test_no_import_circle_between_modules() -> None:
+    """Inside an app too: tasks.py imports services.py, so services.py sends tasks by name."""
+    found = find_cycles(_module_graph())
+    assert not found, f"import circles between platform/ modules: {found}"
+
+
 def test_the_shared_package_imports_no_app() -> None:
     edges = import_edges(apps())
     upward = {f"{b}: {', '.join(w)}" for (a, b), w in edges.items() if a == SHARED}

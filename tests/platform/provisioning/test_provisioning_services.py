@@ -242,7 +242,7 @@ def test_reconcile_drives_unclaimed_clusters_and_fails_them_after_too_many_tries
     Cluster.objects.filter(pk=cluster.pk).update(status_changed_at=stale)
     sent = []
     for _attempt in range(conf.MAX_REDRIVES):
-        report = services.control_reconcile(send_lifecycle=lambda t, cid: sent.append((t.name, cid)))
+        report = services.control_reconcile(send_lifecycle=lambda name, cid: sent.append((name, cid)))
         assert report["redriven"] == [cluster.public_id]
         ClusterOperation.objects.filter(cluster=cluster).update(updated_at=stale)  # nobody picked it up
     assert sent == [("provisioning.cluster_provision", cluster.pk)] * conf.MAX_REDRIVES
