@@ -136,6 +136,16 @@ def validate_and_stamp(
     return batches, offset - base_offset
 
 
+def stamp_leader_epoch(buf: bytearray | memoryview, batches: list[tuple[int, int, int]], epoch: int) -> None:
+    """Write the partition leader's epoch into each batch's ``partition_leader_epoch`` (bytes
+    12-15, outside the CRC), as a Kafka leader does: followers copying the batches learn from
+    it where each leader epoch began. ``batches``: (base offset, size, max timestamp) in order."""
+    pos = 0
+    for _base, size, _max_ts in batches:
+        _I32.pack_into(buf, pos + 12, epoch)
+        pos += size
+
+
 def iter_headers(buf: bytes | memoryview, start: int = 0, end: int | None = None) -> Iterator[tuple]:
     """Yield (position, base_offset, size, last_offset, max_timestamp, attributes) per whole batch.
 

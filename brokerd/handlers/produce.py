@@ -16,7 +16,7 @@ from brokerd.api import count_errors
 from brokerd.errors import CloseConnection
 from brokerd.idempotence import ProduceRefused
 from brokerd.protocol.fastpath import encode_produce_response
-from brokerd.records import BatchTooLarge, InvalidBatch, validate_and_stamp
+from brokerd.records import BatchTooLarge, InvalidBatch, stamp_leader_epoch, validate_and_stamp
 from brokerd.storage.compaction import keyless_records
 
 log = logging.getLogger("brokerd.produce")
@@ -100,6 +100,9 @@ def handle(request, ctx):
                     batches, count = validate_and_stamp(
                         records, plog.next_offset, settings.max_message_bytes, append_time
                     )
+                    if broker.replicas is not None:  # in a cluster: the leader's epoch, for followers
+                        epoch = broker.replicas.partition(name, index).leader_epoch
+                        stamp_leader_epoch(records, batches, epoch)
                     if settings.compact:  # the only place produce looks inside a batch
                         _refuse_keyless(name, index, records)
                     # idempotent-producer sequence check (a retry returns its offset)

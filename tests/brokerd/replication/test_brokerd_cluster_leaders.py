@@ -6,6 +6,7 @@ Kafka does. Raw requests, so that no client retries hide the answers."""
 from __future__ import annotations
 
 import dataclasses
+import struct
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -35,6 +36,15 @@ def _list_offsets(wire: Wire, topic: str, epoch: int) -> tuple[int, int]:
     )
     answer = wire.request(request).topics[0].partitions[0]
     return answer.error_code, answer.leader_epoch
+
+
+def _batches(records: bytes) -> list[bytes]:
+    out, pos = [], 0
+    while pos + 12 <= len(records):
+        (length,) = struct.unpack_from(">i", records, pos + 8)
+        out.append(records[pos : pos + 12 + length])
+        pos += 12 + length
+    return out
 
 
 def _offset_for_epoch(wire: Wire, topic: str, epoch: int, current: int = -1) -> tuple[int, int, int]:
@@ -98,6 +108,11 @@ def test_only_the_leader_serves_a_partition_and_leader_epochs_are_checked(
             assert _offset_for_epoch(w, "t", epoch) == (0, epoch, 1)
             assert _offset_for_epoch(w, "t", epoch + 1) == (0, -1, -1)
             assert _offset_for_epoch(w, "t", 0, current=0)[0] == FENCED_LEADER_EPOCH
+            # Batches carry the epoch of the leader that appended them (for followers' caches).
+            answer = w.request(produce(w, "t", 0, make_batch([(None, b"z")])))
+            assert answer.responses[0].partition_responses[0].base_offset == 1
+            records = w.request(fetch_request("t", 0)).responses[0].partitions[0].records
+            assert [struct.unpack_from(">i", b, 12)[0] for b in _batches(records)] == [0, epoch]
         with Wire(other.port, host=other.host) as w:
             assert _offset_for_epoch(w, "t", 0)[0] == NOT_LEADER_OR_FOLLOWER
     finally:
