@@ -129,7 +129,10 @@ def platform(provisioning_stack, django_db_blocker) -> Iterator[Any]:  # noqa: F
     try:
         yield provisioning_stack
     finally:
-        provisioning_stack.stop("web")
+        # Every process of the stack stops before the flush: a live worker's heartbeat would
+        # register its host again and leave the row to the modules that run after this one.
+        for name in list(provisioning_stack.processes):
+            provisioning_stack.stop(name)
         from django.core.management import call_command
 
         with django_db_blocker.unblock():
