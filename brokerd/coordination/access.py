@@ -6,6 +6,7 @@ nor change another's metadata. These calls need etcd's root user (the control pl
 from __future__ import annotations
 
 import aetcd
+import grpc
 from aetcd import rpc, utils
 
 from brokerd.coordination.etcd import Etcd
@@ -49,7 +50,26 @@ async def grant_cluster_access(etcd: Etcd, *, prefix: str, user: str, password: 
     await stub.UserGrantRole(rpc.AuthUserGrantRoleRequest(user=user, role=role), metadata=md)
 
 
-async def revoke_cluster_access(etcd: Etcd, *, user: str) -> None:
+async def revoke_cluster_access(etcd: Etcd, *, user: str, missing_ok: bool = False) -> None:
     stub, client = await _auth(etcd)
-    await stub.UserDelete(rpc.AuthUserDeleteRequest(name=user), metadata=client.metadata)
-    await stub.RoleDelete(rpc.AuthRoleDeleteRequest(role=role_name(user)), metadata=client.metadata)
+    for call, request in (
+        (stub.UserDelete, rpc.AuthUserDeleteRequest(name=user)),
+        (stub.RoleDelete, rpc.AuthRoleDeleteRequest(role=role_name(user))),
+    ):
+        try:
+            await call(request, metadata=client.metadata)
+        except grpc.aio.AioRpcError as exc:
+            if not (missing_ok and "not found" in (exc.details() or "")):
+                raise
+
+
+async def cluster_access_exists(etcd: Etcd, *, user: str) -> bool:
+    """Is ``user`` there with its role granted (what ``grant_cluster_access`` leaves)?"""
+    stub, client = await _auth(etcd)
+    try:
+        found = await stub.UserGet(rpc.AuthUserGetRequest(name=user), metadata=client.metadata)
+    except grpc.aio.AioRpcError as exc:
+        if "not found" in (exc.details() or ""):
+            return False
+        raise
+    return role_name(user) in found.roles

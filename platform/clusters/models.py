@@ -45,7 +45,13 @@ class Cluster(models.Model):
         max_length=16, choices=ClusterStatus.choices, default=ClusterStatus.PROVISIONING
     )
     status_reason = models.TextField(blank=True, help_text="Why the cluster FAILED, in words for the tenant")
-    bootstrap_servers = models.CharField(max_length=500, blank=True)
+    broker_count = models.PositiveSmallIntegerField(
+        default=1, help_text="How many brokers serve the cluster (the plan's, or chosen for Dedicated)"
+    )
+    placement_warning = models.TextField(
+        blank=True, help_text="Why the brokers share hosts (less fault tolerance), in words for the tenant"
+    )
+    bootstrap_servers = models.CharField(max_length=2000, blank=True)
     security_protocol = models.CharField(max_length=32, default="SASL_PLAINTEXT")
     sasl_mechanisms = models.CharField(max_length=100, default=DEFAULT_SASL_MECHANISMS)
     # The control plane's own admin credential on this cluster. Its password is derived from

@@ -17,7 +17,11 @@ class Plan:
     name: str
     display_name: str
     description: str
-    brokers: int
+    brokers: int  # the default broker count (Dedicated: chosen at creation within brokers_min..brokers_max)
+    brokers_min: int
+    brokers_max: int
+    replication_factor: int  # topics created without one get this
+    min_insync_replicas: int
     max_partitions: int
     ingress_mbps: int
     egress_mbps: int
@@ -29,6 +33,31 @@ class Plan:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def replicated(self) -> bool:
+        """Brokers of this plan form one cluster through etcd (coordination) and replicate."""
+        return self.brokers_max > 1
+
+    @property
+    def brokers_chosen(self) -> bool:
+        """The tenant chooses the broker count at creation (Dedicated)."""
+        return self.brokers_min != self.brokers_max
+
+    def broker_count(self, requested: int | None) -> int:
+        """The cluster's broker count; raises ValueError with words for the tenant."""
+        if requested is None:
+            return self.brokers
+        if not self.brokers_min <= requested <= self.brokers_max:
+            if self.brokers_chosen:
+                raise ValueError(
+                    f"The {self.display_name} plan runs {self.brokers_min} to {self.brokers_max} brokers."
+                )
+            raise ValueError(
+                f"The {self.display_name} plan always runs {self.brokers} broker"
+                f"{'s' if self.brokers > 1 else ''}; leave brokers out or choose the Dedicated plan."
+            )
+        return requested
+
 
 PLANS: dict[str, Plan] = {
     plan.name: plan
@@ -36,8 +65,12 @@ PLANS: dict[str, Plan] = {
         Plan(
             name="basic",
             display_name="Basic",
-            description="For development and small workloads.",
+            description="For development and small workloads: one broker, no replication.",
             brokers=1,
+            brokers_min=1,
+            brokers_max=1,
+            replication_factor=1,
+            min_insync_replicas=1,
             max_partitions=100,
             ingress_mbps=10,
             egress_mbps=30,
@@ -49,8 +82,12 @@ PLANS: dict[str, Plan] = {
         Plan(
             name="standard",
             display_name="Standard",
-            description="For production workloads.",
-            brokers=1,
+            description="For production workloads: 3 brokers, every partition on 3 of them.",
+            brokers=3,
+            brokers_min=3,
+            brokers_max=3,
+            replication_factor=3,
+            min_insync_replicas=2,
             max_partitions=1000,
             ingress_mbps=50,
             egress_mbps=150,
@@ -62,8 +99,13 @@ PLANS: dict[str, Plan] = {
         Plan(
             name="dedicated",
             display_name="Dedicated",
-            description="For high-throughput workloads and unlimited retention.",
-            brokers=1,
+            description="For high-throughput workloads and unlimited retention: 3 to 12 brokers, "
+            "each on a host of its own.",
+            brokers=3,
+            brokers_min=3,
+            brokers_max=12,
+            replication_factor=3,
+            min_insync_replicas=2,
             max_partitions=4000,
             ingress_mbps=200,
             egress_mbps=600,

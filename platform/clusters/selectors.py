@@ -8,12 +8,14 @@ placements. It is healthy again as soon as the host's worker reports back.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import Organization
+from sharedkit import coordination
 
 from . import conf
 from .models import Broker, Cluster, ClusterStatus, Host
@@ -61,3 +63,154 @@ def is_degraded(cluster: Cluster) -> bool:
     if cluster.status != ClusterStatus.RUNNING:
         return False
     return Broker.objects.filter(_stale_broker_q(), cluster=cluster).exists()
+
+
+# --- replicated clusters: brokers and partitions as etcd sees them ----------------------------------
+@dataclass(frozen=True)
+class BrokerView:
+    node_id: int
+    host: str | None
+    rack: str | None
+    address: str | None
+    status: str  # "online" or "offline"
+    partitions_led: int
+
+
+@dataclass(frozen=True)
+class Health:
+    state: str  # "healthy", "degraded" or "unknown"
+    brokers: int
+    brokers_online: int
+    partitions: int
+    under_replicated_partitions: int
+    offline_partitions: int
+    under_min_isr_partitions: int
+    summary: str
+
+
+def _etcd_state(cluster: Cluster) -> coordination.ClusterState | None:
+    """The cluster's state in etcd; None when it is not replicated or etcd does not answer."""
+    if not cluster.plan_limits.replicated or not coordination.configured():
+        return None
+    try:
+        return coordination.cluster_state(cluster.public_id)
+    except (coordination.CoordinationError, coordination.NotConfigured):
+        return None
+
+
+def cluster_brokers(*, cluster: Cluster) -> list[BrokerView]:
+    """Each broker of the cluster: where it runs and whether it serves (registered in etcd)."""
+    state = _etcd_state(cluster)
+    live = set(live_hosts().values_list("pk", flat=True))
+    views = []
+    for broker in cluster.brokers.select_related("host").order_by("node_id"):
+        if state is not None:
+            online = broker.node_id in state.brokers
+            registered = state.brokers.get(broker.node_id)
+            rack = registered.rack if registered else (broker.host.name if broker.host else None)
+            led = state.led_by(broker.node_id)
+        else:
+            online = broker.status == "RUNNING" and broker.host_id in live
+            rack = broker.host.name if broker.host else None
+            led = 0
+        views.append(
+            BrokerView(
+                node_id=broker.node_id,
+                host=broker.host.name if broker.host else None,
+                rack=rack,
+                address=f"{broker.host.address}:{broker.port}" if broker.host and broker.port else None,
+                status="online" if online else "offline",
+                partitions_led=led,
+            )
+        )
+    return views
+
+
+def cluster_partitions(*, cluster: Cluster, topic: str) -> list[dict] | None:
+    """A topic's partitions as etcd holds them (leader, replicas, ISR); None when not replicated."""
+    state = _etcd_state(cluster)
+    if state is None:
+        return None
+    rows = []
+    for (name, index), part in sorted(state.partitions.items()):
+        if name != topic:
+            continue
+        leader = part.leader if part.leader in state.brokers else -1
+        rows.append(
+            {
+                "partition": index,
+                "leader": leader,
+                "replicas": list(part.replicas),
+                "isr": list(state.live_isr(part)),
+            }
+        )
+    return rows
+
+
+def cluster_health(*, cluster: Cluster) -> Health | None:
+    """Counts of partitions in trouble, and a sentence saying what they mean. None unless RUNNING."""
+    if cluster.status != ClusterStatus.RUNNING:
+        return None
+    count = cluster.brokers.count()
+    if not cluster.plan_limits.replicated:
+        online = sum(b.status == "online" for b in cluster_brokers(cluster=cluster))
+        healthy = online == count
+        return Health(
+            state="healthy" if healthy else "degraded",
+            brokers=count,
+            brokers_online=online,
+            partitions=0,
+            under_replicated_partitions=0,
+            offline_partitions=0,
+            under_min_isr_partitions=0,
+            summary="The broker is up." if healthy else "The broker is not responding.",
+        )
+    state = _etcd_state(cluster)
+    if state is None:
+        return Health(
+            "unknown", count, 0, 0, 0, 0, 0, "The cluster's metadata store (etcd) is not answering."
+        )
+    default_min_isr = cluster.plan_limits.min_insync_replicas
+    under, offline, under_min = 0, 0, 0
+    for (name, _), part in state.partitions.items():
+        isr = state.live_isr(part)
+        topic = state.topics.get(name)
+        min_isr = int((topic.configs if topic else {}).get("min.insync.replicas", default_min_isr))
+        if part.leader not in state.brokers:
+            offline += 1
+        if len(isr) < len(part.replicas):
+            under += 1
+        if len(isr) < min_isr:
+            under_min += 1
+    online = sum(1 for b in cluster.brokers.all() if b.node_id in state.brokers)
+    words = [f"{online} of {count} brokers are up."]
+    if offline:
+        words.append(f"{_n(offline)} no leader: clients can neither write nor read {_them(offline)}.")
+    if under_min:
+        words.append(
+            f"{_n(under_min)} fewer in-sync replicas than min.insync.replicas: writes with acks=all "
+            f"to {_them(under_min)} are refused."
+        )
+    if under:
+        words.append(f"{_n(under)} fewer in-sync replicas than replicas (under-replicated).")
+    if not (offline or under_min or under) and online == count:
+        words.append("Every partition has all its replicas in sync.")
+    degraded = bool(offline or under_min or under) or online < count
+    return Health(
+        state="degraded" if degraded else "healthy",
+        brokers=count,
+        brokers_online=online,
+        partitions=len(state.partitions),
+        under_replicated_partitions=under,
+        offline_partitions=offline,
+        under_min_isr_partitions=under_min,
+        summary=" ".join(words),
+    )
+
+
+def _n(count: int) -> str:
+    return f"{count} partition has" if count == 1 else f"{count} partitions have"
+
+
+def _them(count: int) -> str:
+    return "it" if count == 1 else "them"

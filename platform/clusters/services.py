@@ -58,6 +58,7 @@ def cluster_create(
     name: str,
     plan: str,
     security_protocol: str = "SASL_SSL",
+    brokers: int | None = None,
     actor: Actor = SYSTEM,
 ) -> Cluster:
     """A new cluster in PROVISIONING; `provisioning.cluster_provision` starts after commit.
@@ -75,6 +76,10 @@ def cluster_create(
         raise ValidationFailed(
             "The cluster is invalid.", details={"plan": [f"Choose one of: {', '.join(PLANS)}."]}
         )
+    try:
+        broker_count = PLANS[plan].broker_count(brokers)
+    except ValueError as exc:
+        raise ValidationFailed("The cluster is invalid.", details={"brokers": [str(exc)]}) from exc
     if _name_taken(organization, name):
         raise ValidationFailed("The cluster is invalid.", details={"name": [NAME_TAKEN]})
     try:
@@ -83,6 +88,7 @@ def cluster_create(
                 organization=organization,
                 name=name,
                 plan=plan,
+                broker_count=broker_count,
                 status=ClusterStatus.PROVISIONING,
                 security_protocol=security_protocol,
             )
@@ -93,11 +99,12 @@ def cluster_create(
                 actor=actor,
                 action="cluster.create",
                 target=cluster,
-                details=(  # the opt-out of TLS is worth an audit trail
-                    {"plan": plan, "security_protocol": security_protocol}
-                    if security_protocol != "SASL_SSL"
-                    else {"plan": plan}
-                ),
+                details={
+                    "plan": plan,
+                    **({"brokers": broker_count} if broker_count > 1 else {}),
+                    # the opt-out of TLS is worth an audit trail
+                    **({"security_protocol": security_protocol} if security_protocol != "SASL_SSL" else {}),
+                },
             )
             _announce_on_commit(provision_requested, cluster.pk)
     except IntegrityError as exc:  # a concurrent create took the name

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,23 @@ def plan_settings(plan: Plan) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Coordination:
+    """How a broker of a replicated cluster reaches etcd, and where it stands (rack = host)."""
+
+    url: str
+    rack: str
+    user: str | None = None
+    password_file: Path | None = None
+
+    def settings(self) -> dict[str, Any]:
+        found: dict[str, Any] = {"coordination": self.url, "broker.rack": self.rack}
+        if self.user is not None and self.password_file is not None:
+            found["coordination.user"] = self.user
+            found["coordination.password.file"] = str(self.password_file)
+        return found
+
+
 def broker_settings(
     *,
     public_id: str,
@@ -64,6 +82,7 @@ def broker_settings(
     credentials_file: Path,
     security_protocol: str = "SASL_PLAINTEXT",
     tls_files: dict[str, Path] | None = None,
+    coordination: Coordination | None = None,
 ) -> dict[str, Any]:
     settings: dict[str, Any] = {
         "node.id": node_id,
@@ -80,6 +99,12 @@ def broker_settings(
         settings["tls.cert.file"] = str(tls_files["cert"])
         settings["tls.key.file"] = str(tls_files["key"])
     settings.update(plan_settings(plan))
+    if coordination is not None:  # a replicated cluster: its brokers meet in etcd
+        settings.update(coordination.settings())
+        # Topics created without a replication factor get the plan's (3): brokerd's cluster default
+        # once 3 brokers are registered, so default.replication.factor is not rendered (brokerd
+        # still holds it read-only at 1 for a broker alone).
+        settings["min.insync.replicas"] = plan.min_insync_replicas
     return known_settings(settings)
 
 

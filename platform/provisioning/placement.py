@@ -31,6 +31,10 @@ class NoPortAvailable(Exception):
     """The host's port range is exhausted."""
 
 
+class PlacementRefused(Exception):
+    """The plan's placement cannot be met (a Dedicated cluster needs a host per broker)."""
+
+
 # --- hosts ----------------------------------------------------------------------------------
 def host_register(*, name: str, address: str, port_min: int, port_max: int, capacity: int) -> Host:
     """Create or update a host and stamp its heartbeat (its worker calls this when it starts)."""
@@ -144,29 +148,65 @@ def _lock_host_with_room(prefer_not: set[int]) -> Host:
     raise NoHostAvailable("No broker host has room for this cluster right now (all live hosts are full).")
 
 
+def _hosts_with_room() -> set[int]:
+    return {
+        host.pk
+        for host in live_hosts().annotate(
+            load=Count("port_leases", filter=Q(port_leases__purpose=PortPurpose.CLIENT))
+        )
+        if host.load < host.capacity
+    }
+
+
 def place_cluster(cluster: Cluster) -> list[Broker]:
     """Brokers of `cluster` placed on live hosts with ports (idempotent: kept where they are).
 
+    Brokers of one cluster go to distinct hosts (anti-affinity; the host is the broker's rack)
+    while live hosts with room remain. When they run out, a Standard cluster shares hosts and
+    says so in `placement_warning`; a Dedicated cluster is refused (`PlacementRefused`).
     A broker that never ran and whose host is no longer live moves to another host.
     """
     with transaction.atomic():
-        Cluster.objects.select_for_update().get(pk=cluster.pk)
-        brokers = []
+        cluster = Cluster.objects.select_for_update().get(pk=cluster.pk)
+        plan = cluster.plan_limits
+        count = max(1, cluster.broker_count)
+        brokers: dict[int, Broker] = {}
+        unplaced: list[Broker] = []
         used_hosts: set[int] = set()
-        for node_id in range(1, cluster.plan_limits.brokers + 1):
+        for node_id in range(1, count + 1):
             broker, _ = Broker.objects.get_or_create(cluster=cluster, node_id=node_id)
             has_lease = PortLease.objects.filter(broker=broker).exists()
             if broker.host_id and has_lease:
                 if broker.status in (BrokerStatus.PENDING,) and not host_is_live(broker.host):
                     release_ports(broker)
                 else:
-                    brokers.append(broker)
+                    brokers[node_id] = broker
                     used_hosts.add(broker.host_id)
                     continue
+            brokers[node_id] = broker
+            unplaced.append(broker)
+        if unplaced and count > 1:
+            distinct = len(used_hosts | _hosts_with_room())
+            if distinct < count and plan.brokers_chosen:
+                raise PlacementRefused(
+                    f"A {plan.display_name} cluster of {count} brokers needs {count} broker hosts with room, "
+                    f"one per broker, and only {distinct} {'is' if distinct == 1 else 'are'} available now. "
+                    "Choose fewer brokers, or try again once the operators add hosts."
+                )
+        for broker in unplaced:
             host = _lock_host_with_room(prefer_not=used_hosts)
             lease_ports(broker, host)
             broker.status = BrokerStatus.PENDING
             broker.save(update_fields=["status", "updated_at"])
             used_hosts.add(host.pk)
-            brokers.append(broker)
-    return brokers
+        hosts = len(used_hosts)
+        warning = ""
+        if hosts < count:
+            warning = (
+                f"The cluster's {count} brokers share {hosts} host{'s' if hosts > 1 else ''} because only "
+                f"{hosts} broker host{'s' if hosts > 1 else ''} had room: losing one host stops several "
+                "brokers at once, so the cluster tolerates fewer failures than its plan promises."
+            )
+        if warning != cluster.placement_warning:
+            Cluster.objects.filter(pk=cluster.pk).update(placement_warning=warning)
+        return [brokers[n] for n in sorted(brokers)]

@@ -35,6 +35,7 @@ from clusters.models import Broker, BrokerStatus, Cluster, ClusterStatus, Host
 from iam import selectors as iam_selectors
 from iam import services as iam_services
 from pki import services as pki_services
+from sharedkit import coordination
 from sharedkit.files import file_lock, write_if_changed
 
 from . import brokerconf, conf, faults, placement, queues, supervisor
@@ -132,6 +133,10 @@ def cluster_provision(*, cluster_id: int, owner: str, send=None) -> str:
         raise TransientError(str(exc)) from exc
     except placement.NoPortAvailable as exc:
         raise TransientError(f"No free port for the broker: {exc}.") from exc
+    except placement.PlacementRefused as exc:
+        raise PermanentError(str(exc)) from exc
+    if cluster.plan_limits.replicated:
+        coordination_ensure(cluster=cluster)
     try:
         pki_services.certificate_ensure(cluster=cluster)  # SASL_SSL clusters' certificate
     except pki_services.CaUnavailable as exc:
@@ -194,6 +199,51 @@ def _bootstrap(brokers: list[Broker]) -> str:
     return ",".join(f"{b.host.address}:{b.port}" for b in brokers)
 
 
+# --- etcd (replicated clusters) --------------------------------------------------------------
+def coordination_ensure(*, cluster: Cluster) -> None:
+    """The cluster's etcd user, role and prefix exist (created at its first provisioning)."""
+    try:
+        if coordination.cluster_access_grant(cluster.public_id):
+            logger.info("cluster %s: etcd user and prefix created", cluster.public_id)
+    except coordination.NotConfigured as exc:
+        raise PermanentError(str(exc)) from exc
+    except coordination.CoordinationError as exc:
+        raise TransientError(f"The cluster's metadata store (etcd) is not answering: {exc}.") from exc
+
+
+def coordination_remove(*, cluster: Cluster) -> None:
+    """The cluster's etcd keys, user and role are gone (deletion)."""
+    if not cluster.plan_limits.replicated or not coordination.configured():
+        return
+    try:
+        coordination.cluster_remove(cluster.public_id)
+    except coordination.CoordinationError as exc:
+        raise TransientError(f"The cluster's metadata in etcd cannot be removed yet: {exc}.") from exc
+    logger.info("cluster %s: etcd keys, user and role removed", cluster.public_id)
+
+
+def etcd_password_path(cluster_dir: Path) -> Path:
+    return cluster_dir / "etcd-password"
+
+
+def broker_coordination(broker: Broker, paths: BrokerPaths) -> brokerconf.Coordination | None:
+    cluster = broker.cluster
+    if not cluster.plan_limits.replicated:
+        return None
+    try:
+        url = coordination.cluster_url(cluster.public_id)
+    except coordination.NotConfigured as exc:
+        raise PermanentError(str(exc)) from exc
+    if not coordination.auth_enabled():
+        return brokerconf.Coordination(url=url, rack=broker.host.name)
+    return brokerconf.Coordination(
+        url=url,
+        rack=broker.host.name,
+        user=coordination.cluster_user(cluster.public_id),
+        password_file=etcd_password_path(paths.cluster_dir),
+    )
+
+
 def render_config(broker: Broker, paths: BrokerPaths) -> str:
     text = brokerconf.render_toml(
         brokerconf.broker_settings(
@@ -207,6 +257,7 @@ def render_config(broker: Broker, paths: BrokerPaths) -> str:
             credentials_file=paths.credentials,
             security_protocol=broker.cluster.security_protocol,
             tls_files=pki_services.tls_files(paths.cluster_dir),
+            coordination=broker_coordination(broker, paths),
         )
     )
     try:
@@ -372,6 +423,11 @@ def cluster_mark_deleted_if_done(*, cluster_id: int) -> bool:
             return cluster.status == ClusterStatus.DELETED
         if PortLease.objects.filter(broker__cluster=cluster).exists():
             return False
+    coordination_remove(cluster=cluster)  # every broker is stopped: nothing re-registers
+    with transaction.atomic():
+        cluster = Cluster.objects.select_for_update().get(pk=cluster_id)
+        if cluster.status != ClusterStatus.DELETING:
+            return cluster.status == ClusterStatus.DELETED
         iam_services.api_keys_revoke_all(cluster=cluster)
         cluster_services.cluster_transition(cluster=cluster, to=ClusterStatus.DELETED, actor=SYSTEM)
         _operation_done(cluster)
@@ -399,6 +455,11 @@ def credentials_write_locked(*, cluster: Cluster, root: Path) -> bool:
     changed = brokerconf.write_credentials(path, users)
     # the SASL_SSL certificate (issued or renewed by the control step) beside it
     changed |= pki_services.broker_tls_write(cluster=cluster, cluster_dir=path.parent)
+    if cluster.plan_limits.replicated and coordination.configured() and coordination.auth_enabled():
+        # this cluster's own etcd password only (mode 0600), never the platform's root password
+        changed |= write_if_changed(
+            etcd_password_path(path.parent), coordination.cluster_password(cluster.public_id)
+        )
     return changed
 
 

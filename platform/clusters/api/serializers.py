@@ -1,3 +1,4 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from clusters import selectors
@@ -6,8 +7,36 @@ from clusters.names import MAX_LENGTH, RULE, name_problem
 from clusters.plans import PLANS
 
 
+class HealthSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=["healthy", "degraded", "unknown"])
+    brokers = serializers.IntegerField()
+    brokers_online = serializers.IntegerField(help_text="Brokers registered in the cluster and serving")
+    partitions = serializers.IntegerField()
+    under_replicated_partitions = serializers.IntegerField(
+        help_text="Partitions with fewer in-sync replicas than replicas"
+    )
+    offline_partitions = serializers.IntegerField(help_text="Partitions without a leader")
+    under_min_isr_partitions = serializers.IntegerField(
+        help_text="Partitions with fewer in-sync replicas than min.insync.replicas (acks=all refused)"
+    )
+    summary = serializers.CharField(help_text="The same in plain words")
+
+
+class BrokerSerializer(serializers.Serializer):
+    node_id = serializers.IntegerField()
+    host = serializers.CharField(allow_null=True)
+    rack = serializers.CharField(allow_null=True, help_text="The broker's rack: its host")
+    address = serializers.CharField(allow_null=True, help_text="HOST:PORT clients connect to")
+    status = serializers.ChoiceField(choices=["online", "offline"])
+    partitions_led = serializers.IntegerField()
+
+
 class ClusterSerializer(serializers.ModelSerializer):
     id = serializers.CharField(source="public_id", read_only=True)
+    brokers = serializers.IntegerField(source="broker_count", read_only=True)
+    health = serializers.SerializerMethodField(
+        help_text="RUNNING clusters, in a single cluster's GET: partitions in trouble (lists leave it null)"
+    )
     degraded = serializers.SerializerMethodField(
         help_text="RUNNING, but a host serving one of its brokers stopped reporting: the brokers may "
         "still serve clients, but are not supervised until the host is back"
@@ -22,6 +51,9 @@ class ClusterSerializer(serializers.ModelSerializer):
             "status",
             "status_reason",
             "degraded",
+            "placement_warning",
+            "brokers",
+            "health",
             "bootstrap_servers",
             "security_protocol",
             "sasl_mechanisms",
@@ -30,6 +62,13 @@ class ClusterSerializer(serializers.ModelSerializer):
             "status_changed_at",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(HealthSerializer(allow_null=True))
+    def get_health(self, obj: Cluster) -> dict | None:
+        if not self.context.get("with_health"):
+            return None
+        health = selectors.cluster_health(cluster=obj)
+        return HealthSerializer(health).data if health is not None else None
 
     def get_degraded(self, obj: Cluster) -> bool:
         annotated = getattr(obj, "degraded", None)  # selectors.annotate_degraded (lists)
@@ -48,6 +87,11 @@ def _validate_cluster_name(value: str) -> str:
 class ClusterCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=MAX_LENGTH, help_text=RULE)
     plan = serializers.ChoiceField(choices=list(PLANS))
+    brokers = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        help_text="How many brokers (Dedicated: 3 to 12); other plans run their plan's count",
+    )
     security_protocol = serializers.ChoiceField(
         choices=["SASL_SSL", "SASL_PLAINTEXT"],
         default="SASL_SSL",

@@ -54,6 +54,17 @@ class ClusterViewSet(
             qs = selectors.cluster_list(organization=self.organization, status=wanted)
         return selectors.annotate_degraded(qs)  # the `degraded` field without a query per cluster
 
+    def retrieve(self, request, id=None):
+        cluster = self.get_object()
+        return Response(s.ClusterSerializer(cluster, context={"with_health": True}).data)
+
+    @extend_schema(responses=s.BrokerSerializer(many=True), summary="The cluster's brokers and their state")
+    @action(detail=True, methods=["get"])
+    def brokers(self, request, id=None):
+        views = selectors.cluster_brokers(cluster=self.get_object())
+        page = self.paginate_queryset(views)
+        return self.get_paginated_response(s.BrokerSerializer(page, many=True).data)
+
     @extend_schema(request=s.ClusterCreateSerializer, responses={202: s.ClusterSerializer})
     def create(self, request):
         data = s.ClusterCreateSerializer(data=request.data)

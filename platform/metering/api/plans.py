@@ -39,7 +39,15 @@ class PlanSerializer(serializers.Serializer):
     name = serializers.CharField()
     display_name = serializers.CharField()
     description = serializers.CharField()
-    brokers = serializers.IntegerField()
+    brokers = serializers.IntegerField(
+        help_text="Brokers a cluster of this plan runs (Dedicated: the default)"
+    )
+    brokers_min = serializers.IntegerField(help_text="Fewest brokers a cluster may choose")
+    brokers_max = serializers.IntegerField(help_text="Most brokers a cluster may choose")
+    replication_factor = serializers.IntegerField(help_text="Replicas of a topic created without one")
+    min_insync_replicas = serializers.IntegerField(
+        help_text="In-sync replicas an acks=all write needs (min.insync.replicas)"
+    )
     max_partitions = serializers.IntegerField()
     ingress_mbps = serializers.IntegerField(help_text="Produce throughput limit, MB/s")
     egress_mbps = serializers.IntegerField(help_text="Fetch throughput limit, MB/s")

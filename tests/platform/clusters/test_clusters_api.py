@@ -24,8 +24,11 @@ ID = re.compile(r"^lkc-[a-z0-9]{6}$")
 def test_plans_are_public_and_carry_limits(api_client):
     results = assert_page(api_client.get("/api/v1/plans").json())
     assert [p["name"] for p in results] == ["basic", "standard", "dedicated"]
+    shapes = {p["name"]: (p["brokers"], p["brokers_min"], p["brokers_max"]) for p in results}
+    assert shapes == {"basic": (1, 1, 1), "standard": (3, 3, 3), "dedicated": (3, 3, 12)}
+    replication = {p["name"]: (p["replication_factor"], p["min_insync_replicas"]) for p in results}
+    assert replication == {"basic": (1, 1), "standard": (3, 2), "dedicated": (3, 2)}
     for plan in results:
-        assert plan["brokers"] == 1
         for limit in ("max_partitions", "ingress_mbps", "egress_mbps", "max_retention_ms", "max_api_keys"):
             assert isinstance(plan[limit], int)
     assert api_client.get("/api/v1/plans/standard").json()["max_api_keys"] == PLANS["standard"].max_api_keys
@@ -41,6 +44,7 @@ def test_create_cluster_is_202_provisioning(tenant):
     assert body["security_protocol"] == "SASL_SSL"  # the default; SASL_PLAINTEXT is an opt-in
     assert body["sasl_mechanisms"] == "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"
     assert body["bootstrap_servers"] == "" and body["status_reason"] == ""
+    assert body["brokers"] == 3 and body["placement_warning"] == ""
     assert "internal" not in str(body)
     cluster = Cluster.objects.get(public_id=body["id"])
     assert cluster.organization == tenant.organization
@@ -226,3 +230,20 @@ def test_failed_needs_a_reason_and_running_sets_fields():
     )
     event = AuditEvent.objects.get(action="cluster.status")
     assert event.actor_label == "system" and event.details == {"from": "PROVISIONING", "to": "RUNNING"}
+
+
+def test_broker_count_is_chosen_for_dedicated_only(tenant):
+    made = tenant.client.post(CLUSTERS, {"name": "big", "plan": "dedicated", "brokers": 5})
+    assert made.status_code == 202, made.content
+    assert made.json()["brokers"] == 5
+    assert tenant.client.post(CLUSTERS, {"name": "d3", "plan": "dedicated"}).json()["brokers"] == 3
+    for plan, brokers, words in (
+        ("dedicated", 2, "runs 3 to 12 brokers"),
+        ("dedicated", 13, "runs 3 to 12 brokers"),
+        ("standard", 5, "always runs 3 brokers"),
+        ("basic", 3, "always runs 1 broker;"),
+    ):
+        body = assert_error(
+            tenant.client.post(CLUSTERS, {"name": "x", "plan": plan, "brokers": brokers}), 400
+        )
+        assert words in body["details"]["brokers"][0], body

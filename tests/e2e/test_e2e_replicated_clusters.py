@@ -1,0 +1,206 @@
+"""Replicated clusters end to end: a Standard cluster of 3 brokers on 3 hosts (127.0.0.1/.2/.3),
+each host with its own worker and data root, brokers meeting in a real etcd with authentication on.
+
+REST -> PostgreSQL -> Celery (a control worker, three host workers, beat) -> brokerd processes
+registered in etcd -> Kafka clients. The cluster's etcd user is made at provisioning and removed on
+delete; its brokers hold that user's password only.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from clusters.models import Broker
+from sharedkit import coordination
+from tests.e2e.provisioning_stack import plain_login, provisioning_env, sasl, wait_status
+from tests.etcd_server import EtcdServer
+from tests.helpers import environ, wait_until
+from tests.platform.api import Tenant, assert_page
+
+HOSTS = {"a": "127.0.0.1", "b": "127.0.0.2", "c": "127.0.0.3"}
+
+
+@pytest.fixture(scope="module")
+def etcd(tmp_path_factory):
+    server = EtcdServer.start(tmp_path_factory.mktemp("etcd"))
+    server.enable_auth()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def _env(etcd):
+    with (
+        provisioning_env(),
+        environ(
+            KASTLE_ETCD_URL=f"http://127.0.0.1:{etcd.client_port}",
+            KASTLE_ETCD_ROOT_PASSWORD=EtcdServer.ROOT_PASSWORD,
+        ),
+    ):
+        yield
+
+
+@pytest.fixture(scope="module")
+def hosts(_env, celery_services):
+    celery_services.start_worker("worker", queues=["kastle"], concurrency=2)
+    for name, address in HOSTS.items():
+        celery_services.start_host_worker(name, address, concurrency=1)
+    return celery_services
+
+
+@pytest.fixture
+def three_hosts(hosts, celery_worker):
+    from clusters.models import Host
+
+    Host.objects.filter(name="local").delete()  # the module's default worker registered it before
+    wait_until(
+        lambda: set(Host.objects.values_list("name", flat=True)) == set(HOSTS),
+        timeout=30,
+        message="hosts a, b and c registered",
+    )
+    yield hosts
+    from sharedkit import kafka_admin
+
+    kafka_admin.clear_cache()
+
+
+def _internal_admin(cluster_id: str, bootstrap: str) -> AdminClient:
+    from clusters.models import Cluster
+
+    cluster = Cluster.objects.get(public_id=cluster_id)
+    return AdminClient(sasl(bootstrap, cluster.internal_username, cluster.internal_password()))
+
+
+def test_standard_cluster_on_three_hosts(three_hosts, etcd):
+    tenant = Tenant("owner")
+    client = tenant.client
+    plans = {p["name"]: p for p in assert_page(client.get("/api/v1/plans").json())}
+    assert (plans["standard"]["brokers"], plans["standard"]["replication_factor"]) == (3, 3)
+    assert plans["standard"]["min_insync_replicas"] == 2
+    assert (plans["dedicated"]["brokers_min"], plans["dedicated"]["brokers_max"]) == (3, 12)
+
+    made = client.post(
+        "/api/v1/clusters", {"name": "orders", "plan": "standard", "security_protocol": "SASL_PLAINTEXT"}
+    )
+    assert made.status_code == 202, made.content
+    cluster = wait_status(client, made.json()["id"], "RUNNING", timeout=60)
+    cid = cluster["id"]
+    assert cluster["brokers"] == 3 and cluster["placement_warning"] == ""
+    bootstrap = cluster["bootstrap_servers"].split(",")
+    assert sorted(b.rsplit(":", 1)[0] for b in bootstrap) == sorted(HOSTS.values())
+
+    brokers = assert_page(client.get(f"/api/v1/clusters/{cid}/brokers").json())
+    assert [b["node_id"] for b in brokers] == [1, 2, 3]
+    assert sorted(b["host"] for b in brokers) == sorted(HOSTS), "one broker per host"
+    assert all(b["status"] == "online" and b["rack"] == b["host"] for b in brokers)
+    assert sorted(b["address"] for b in brokers) == sorted(bootstrap)
+
+    # Every broker is in Metadata, each with its host as rack.
+    admin = _internal_admin(cid, cluster["bootstrap_servers"])
+    metadata = admin.list_topics(timeout=10)
+    assert sorted(metadata.brokers) == [1, 2, 3]
+    assert sorted(f"{b.host}:{b.port}" for b in metadata.brokers.values()) == sorted(bootstrap)
+
+    # The cluster's etcd user exists; its brokers hold its password only, readable by the owner only.
+    secret = three_hosts.host_data_dir("a") / "hosts" / "a" / "clusters" / cid / "etcd-password"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert secret.read_text() == coordination.cluster_password(cid)
+    config = (secret.parent / "broker-1").glob("brokerd.toml")
+    text = next(config).read_text()
+    assert f'"coordination.user" = "kastle-{cid}"' in text and EtcdServer.ROOT_PASSWORD not in text
+
+    # A topic created without a replication factor gets the plan's: 3 replicas, leaders spread.
+    response = client.post(f"/api/v1/clusters/{cid}/topics", {"name": "payments", "partitions": 3})
+    assert response.status_code == 201, response.content
+    topic = admin.list_topics(topic="payments", timeout=10).topics["payments"]
+    assert sorted(len(p.replicas) for p in topic.partitions.values()) == [3, 3, 3]
+    assert sorted(p.leader for p in topic.partitions.values()) == [1, 2, 3]
+    detail = client.get(f"/api/v1/clusters/{cid}").json()
+    assert detail["health"]["partitions"] == 3 and detail["health"]["offline_partitions"] == 0
+    assert detail["health"]["brokers_online"] == 3
+    assert (
+        sum(b["partitions_led"] for b in assert_page(client.get(f"/api/v1/clusters/{cid}/brokers").json()))
+        == 3
+    )
+
+    # A key works on every broker; revoked, every broker refuses it within 2 s.
+    key = client.post(f"/api/v1/clusters/{cid}/api-keys", {"description": "svc"}).json()
+    for address in bootstrap:
+        wait_until(lambda a=address: plain_login(a, key["key"], key["secret"]), timeout=10)
+    assert client.delete(f"/api/v1/clusters/{cid}/api-keys/{key['key']}").status_code == 204
+    for address in bootstrap:
+        wait_until(
+            lambda a=address: not plain_login(a, key["key"], key["secret"]),
+            timeout=2,
+            interval=0.05,
+            message=f"the revoked key refused by {address}",
+        )
+
+    # A broker that crashes on a live host is restarted in place (same address) and serves again.
+    victim = Broker.objects.select_related("host").get(cluster__public_id=cid, node_id=2)
+    address, old_pid = f"{victim.host.address}:{victim.port}", victim.pid
+    os.kill(old_pid, signal.SIGKILL)
+    wait_until(
+        lambda: Broker.objects.get(pk=victim.pk).pid not in (None, old_pid),
+        timeout=60,
+        interval=0.2,
+        message="the crashed broker restarted",
+    )
+    victim.refresh_from_db()
+    assert f"{victim.host.address}:{victim.port}" == address
+    wait_until(lambda: 2 in admin.list_topics(timeout=5).brokers, timeout=30, message="broker 2 in Metadata")
+
+    # With its host's worker down too, a killed broker stays down: health degrades in plain words
+    # (its partition has no leader), and comes back once the host does.
+    host = victim.host.name
+    three_hosts.kill(f"worker-{host}")
+    os.kill(victim.pid, signal.SIGKILL)
+    degraded = wait_until(
+        lambda: (h := client.get(f"/api/v1/clusters/{cid}").json()["health"])["offline_partitions"] and h,
+        timeout=20,
+        interval=0.2,
+        message="health to show the partition without leader",
+    )
+    assert degraded["state"] == "degraded" and degraded["brokers_online"] == 2
+    assert "1 partition has no leader" in degraded["summary"]
+    offline = {
+        b["node_id"]: b["status"] for b in assert_page(client.get(f"/api/v1/clusters/{cid}/brokers").json())
+    }
+    assert offline == {1: "online", 2: "offline", 3: "online"}
+    three_hosts.restart(f"worker-{host}")
+    wait_until(
+        lambda: client.get(f"/api/v1/clusters/{cid}").json()["health"]["offline_partitions"] == 0,
+        timeout=60,
+        interval=0.3,
+        message="the broker restarted in place and leading again",
+    )
+    online = assert_page(client.get(f"/api/v1/clusters/{cid}/brokers").json())
+    assert all(b["status"] == "online" for b in online)
+
+    # Deleting stops every broker and removes the cluster's keys and user from etcd.
+    assert coordination.cluster_keys(cid) > 0
+    assert client.delete(f"/api/v1/clusters/{cid}").status_code == 202
+    wait_status(client, cid, "DELETED", timeout=45)
+    assert coordination.cluster_keys(cid) == 0
+    assert not secret.parent.exists()
+
+
+def test_dedicated_cluster_needs_a_host_per_broker(three_hosts):
+    client = Tenant("owner").client
+    refused = client.post("/api/v1/clusters", {"name": "big", "plan": "dedicated", "brokers": 13})
+    assert refused.status_code == 400
+    assert "3 to 12 brokers" in refused.json()["error"]["details"]["brokers"][0]
+    made = client.post(
+        "/api/v1/clusters",
+        {"name": "big", "plan": "dedicated", "brokers": 4, "security_protocol": "SASL_PLAINTEXT"},
+    )
+    assert made.status_code == 202, made.content
+    failed = wait_status(client, made.json()["id"], "FAILED", timeout=30)
+    assert "needs 4 broker hosts" in failed["status_reason"] and "only 3" in failed["status_reason"]
