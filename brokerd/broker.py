@@ -414,6 +414,8 @@ class Broker:
 
     async def stop(self) -> None:
         self.serving = False
+        if self.replicas is not None:
+            await self.replicas.stop()
         if self.cluster is not None:  # leave first, so that leaderships move at once
             await self.cluster.stop()
         for task in self._tasks:

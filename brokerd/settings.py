@@ -56,6 +56,8 @@ register("coordination.session.timeout.ms", "int", 6000, "a broker whose etcd le
 register("coordination.start.timeout.ms", "int", 30000, "give up starting when etcd cannot be reached "
          "this long", minimum=100)
 register("broker.rack", "str", "", "this broker's rack, for replica placement")
+register("replica.lag.time.max.ms", "int", 30000, "a follower not caught up this long leaves the ISR",
+         minimum=100)
 # --- topics -----------------------------------------------------------------------------
 register("auto.create.topics.enable", "bool", True, "create unknown topics on Metadata/Produce")
 register("num.partitions", "int", 1, "partitions of auto-created topics", minimum=1)

@@ -16,6 +16,7 @@ from brokerd.protocol.fastpath import (
     encode_fetch_response,
 )
 from brokerd.protocol.framing import RawBody
+from brokerd.records import iter_headers
 from brokerd.storage import OffsetOutOfRange
 
 OFFSET_OUT_OF_RANGE = 1
@@ -48,6 +49,23 @@ def _max_bytes(ctx, request) -> int:
     return limit if window is None else min(limit, window)
 
 
+def replica_id_of(request) -> int:
+    """A follower's node id (``replica_id``, or ReplicaState from v15); -1 for consumers."""
+    state = getattr(request, "replica_state", None)
+    if state is not None:
+        return int(state.replica_id)
+    return int(getattr(request, "replica_id", -1))
+
+
+def _below(records: bytes, high_watermark: int) -> bytes:
+    """The whole batches of ``records`` below the high watermark: consumers never see a record
+    that not every in-sync replica holds."""
+    for pos, base, _size, _last, _ts, _attrs in iter_headers(records):
+        if base >= high_watermark:
+            return records[:pos]
+    return records
+
+
 def _collect(ctx, request, resolved):
     """Read what is available now. Returns (topics for the encoder, total record bytes, had error)."""
     remaining = _max_bytes(ctx, request)
@@ -58,6 +76,7 @@ def _collect(ctx, request, resolved):
     out = []
     authz = ctx.broker.authorizer  # READ on each topic (None: authorizer off)
     replicas = ctx.broker.replicas  # in a cluster: only the partition's leader serves it
+    follower = replica_id_of(request) if replicas is not None else -1
     for name, topic_id, topic, partitions in resolved:
         parts = []
         denied = authz is not None and bool(name) and not acls.allowed(ctx, acls.READ, acls.TOPIC, name)
@@ -83,6 +102,8 @@ def _collect(ctx, request, resolved):
                 errors = True
                 continue
             plog = topic.partitions[idx]
+            if follower >= 0:  # a follower's fetch offset says what it holds (the high watermark)
+                replicas.follower_fetched(topic.name, idx, follower, p.fetch_offset)
             records = b""
             err = 0
             if remaining > 0:
@@ -96,10 +117,14 @@ def _collect(ctx, request, resolved):
             elif not plog.start_offset <= p.fetch_offset <= plog.next_offset:
                 err = OFFSET_OUT_OF_RANGE
                 errors = True
+            hw = plog.next_offset
+            if replicas is not None:
+                hw = replicas.high_watermark(topic.name, idx) or 0
+                if follower < 0:
+                    records = _below(records, hw)
             n = len(records)
             total += n
             remaining -= n
-            hw = plog.next_offset
             # (an out-of-range fetch keeps the log's offsets, and empty records as every error)
             parts.append(FetchedPartition(idx, err, hw, hw, plog.start_offset, records if err == 0 else b""))
         out.append(FetchedTopic(name, topic_id, parts))
@@ -119,9 +144,12 @@ def _resolve(ctx, request):
     return resolved
 
 
-def _body(ctx, topics: list[FetchedTopic], total: int) -> RawBody:
+def _body(ctx, request, topics: list[FetchedTopic], total: int) -> RawBody:
     # Count bytes out (usage journal) and apply the fetch quota (KIP-219).
     # Over quota, Kafka answers with no records (un-recording them) and the throttle time.
+    replica = ctx.broker.replicas is not None and replica_id_of(request) >= 0
+    if replica:  # a follower's copying is neither a client's usage nor under its quota
+        throttle, total = 0, 0
     throttle = ctx.broker.quotas.throttle_fetch(ctx.principal, ctx.client_id, total) if total else 0
     if throttle:
         ctx.conn.mute(throttle)
@@ -149,7 +177,7 @@ def handle(request, ctx):
     topics, total, errors = _collect(ctx, request, resolved)
     max_wait = request.max_wait.total_seconds()
     if total >= min(request.min_bytes, _max_bytes(ctx, request)) or errors or max_wait <= 0:
-        return _body(ctx, topics, total)
+        return _body(ctx, request, topics, total)
     return _long_poll(ctx, request, max_wait)
 
 
@@ -185,6 +213,6 @@ async def _long_poll(ctx, request, max_wait: float):
                 plog.remove_waiter(fut)
         topics, total, errors = _collect(ctx, request, _resolve(ctx, request))
         if total >= min(request.min_bytes, _max_bytes(ctx, request)) or errors:
-            return _body(ctx, topics, total)
+            return _body(ctx, request, topics, total)
     topics, total, _errors = _collect(ctx, request, _resolve(ctx, request))
-    return _body(ctx, topics, total)
+    return _body(ctx, request, topics, total)

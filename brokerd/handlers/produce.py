@@ -8,6 +8,7 @@ acks=all is answered after a group fsync covering the batch; acks=1 once write()
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -25,6 +26,9 @@ NONE = 0
 CORRUPT_MESSAGE = 2
 UNKNOWN_TOPIC_OR_PARTITION = 3
 NOT_LEADER_OR_FOLLOWER = 6
+REQUEST_TIMED_OUT = 7
+NOT_ENOUGH_REPLICAS = 19
+NOT_ENOUGH_REPLICAS_AFTER_APPEND = 20
 MESSAGE_TOO_LARGE = 10
 INVALID_REQUIRED_ACKS = 21
 TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
@@ -58,6 +62,7 @@ def handle(request, ctx):
     acks = request.acks
     version = ctx.api_version
     results = []
+    committed: list = []  # (topic, partition, offset, result list, position) awaiting the ISR
     to_flush = []
     failed = False
     metering = broker.metering
@@ -88,6 +93,11 @@ def handle(request, ctx):
                     error = NOT_LEADER_OR_FOLLOWER  # the topic exists in the cluster, led elsewhere
             elif broker.replicas is not None and not broker.replicas.leads(name, index):
                 error = NOT_LEADER_OR_FOLLOWER
+            elif acks == -1 and broker.replicas is not None and (
+                broker.replicas.isr_size(name, index) < broker.replicas.min_insync(name)
+            ):
+                error = NOT_ENOUGH_REPLICAS
+                message = "fewer in-sync replicas than min.insync.replicas"
             elif records is None or len(records) == 0:
                 error = CORRUPT_MESSAGE
                 message = "no records"
@@ -137,6 +147,10 @@ def handle(request, ctx):
                     if acks == -1:
                         to_flush.append(plog)
                     appended += len(records)
+                    if broker.replicas is not None:
+                        broker.replicas.appended(name, index)
+                        if acks == -1:  # answered once every in-sync replica has the batch
+                            committed.append((name, index, base + count, presults, len(presults)))
             if error:
                 failed = True
             presults.append((index, error, base, lat, start, message))
@@ -156,7 +170,42 @@ def handle(request, ctx):
     if failed or len(results) != 1 or len(results[0][1]) != 1:
         ctx.errors = count_errors(p[1] for _name, presults in results for p in presults)
     body = encode_produce_response(version, results, throttle, record_errors)
+    if committed:
+        flushed = broker.flusher.wait(to_flush, body) if to_flush else body
+
+        def encode():
+            ctx.errors = count_errors(p[1] for _name, presults in results for p in presults)
+            return encode_produce_response(version, results, throttle, record_errors)
+
+        return _acknowledge(broker.replicas, committed, flushed, encode, request.timeout_ms / 1000)
     if to_flush:
         # A future resolved with the body once an fsync covers the batches (no task per request).
         return broker.flusher.wait(to_flush, body)
     return body
+
+
+async def _acknowledge(replicas, committed, flushed, encode, timeout: float):
+    """acks=all in a cluster: answer once the leader's fsync covers the batches and the high
+    watermark passed them (every in-sync replica holds them). A partition that did not get
+    there in the request's timeout answers REQUEST_TIMED_OUT; one whose ISR shrank below
+    min.insync.replicas meanwhile, NOT_ENOUGH_REPLICAS_AFTER_APPEND; one whose leadership
+    moved, NOT_LEADER_OR_FOLLOWER (the producer retries; idempotence keeps it exactly once)."""
+    body = await flushed if isinstance(flushed, asyncio.Future) else flushed
+    futures = [replicas.wait_committed(name, index, offset) for name, index, offset, _r, _i in committed]
+    pending = {f for f in futures if f is not None and not f.done()}
+    if pending:
+        await asyncio.wait(pending, timeout=max(timeout, 0.001))
+    changed = False
+    for (name, index, _offset, presults, position), fut in zip(committed, futures, strict=True):
+        if fut is None or (fut.done() and not fut.result()):
+            code = NOT_LEADER_OR_FOLLOWER
+        elif not fut.done():
+            code = REQUEST_TIMED_OUT
+        elif replicas.isr_size(name, index) < replicas.min_insync(name):
+            code = NOT_ENOUGH_REPLICAS_AFTER_APPEND
+        else:
+            continue
+        index_, _error, base, lat, start, _message = presults[position]
+        presults[position] = (index_, code, base, lat, start, None)
+        changed = True
+    return encode() if changed else body

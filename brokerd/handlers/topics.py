@@ -149,11 +149,8 @@ async def _create_in_cluster(controller, pending, respond):
     replicas create their local logs when their metadata view sees it."""
     for row, partitions, rf, configs in pending:
         try:
-            # Followers do not fetch from leaders yet, so only the leader starts in sync: the
-            # ISR never names a replica that lacks the data.
-            topic = await controller.create_topic(
-                row["name"], partitions, rf, configs, followers_in_sync=False
-            )
+            # As in Kafka every replica starts in sync: all the logs are empty.
+            topic = await controller.create_topic(row["name"], partitions, rf, configs)
             row["topic_id"] = uuid.UUID(topic.topic_id)
         except NotControllerError as exc:
             row["error_code"], row["error_message"] = ErrorCode.not_controller, str(exc)

@@ -11,12 +11,19 @@ nothing, whatever its logs say.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import uuid
 from typing import Any, NamedTuple
 
-from brokerd.coordination.records import NO_LEADER, PartitionState
+from brokerd.coordination.etcd import CoordinationError
+from brokerd.coordination.partitions import alter_isr
+from brokerd.coordination.records import NO_LEADER, IsrMember, PartitionState
+from brokerd.coordination.tasks import cancel_and_wait
 from brokerd.coordination.view import ClusterState
+from brokerd.replication.fetcher import LeaderFetcher, batches_of
+from brokerd.replication.leader import Leadership
 from brokerd.replication.membership import ClusterMembership
 from brokerd.storage.epochs import EpochCacheError, LeaderEpochCache
 
@@ -33,10 +40,25 @@ class ReplicaManager:
         self.membership = membership
         self.node_id = membership.node_id
         self._epochs: dict[tuple[str, int], LeaderEpochCache] = {}
+        self._led: dict[tuple[str, int], Leadership] = {}
+        self._known_hw: dict[tuple[str, int], int] = {}  # a follower's high watermark, from its leader
+        self._fetchers: dict[int, LeaderFetcher] = {}
+        self._shrinker: asyncio.Task | None = None
+        self.lag_max = broker.config["replica.lag.time.max.ms"] / 1000
 
     def start(self) -> None:
         self.membership.view.listeners.append(self.sync)
         self.sync(self.membership.view.state)
+        self._shrinker = asyncio.create_task(self._shrink_loop(), name="isr-shrink")
+
+    async def stop(self) -> None:
+        await cancel_and_wait(self._shrinker)
+        for fetcher in list(self._fetchers.values()):
+            await fetcher.stop()
+        self._fetchers.clear()
+        for leadership in self._led.values():
+            leadership.abandon()
+        self._led.clear()
 
     def sync(self, state: ClusterState) -> None:
         """Create and remove local logs so that they match the assignment in etcd."""
@@ -64,14 +86,160 @@ class ReplicaManager:
                 log.info("topic %s is not assigned to broker %d; removing its local log", name, self.node_id)
                 self.broker.delete_topic(name)
         self._epochs = {key: cache for key, cache in self._epochs.items() if key[0] in wanted}
+        led = {}
+        followed: set[int] = set()
         for (name, index), partition in state.partitions.items():
-            if name in wanted and self.leads(name, index):
+            if name not in wanted:
+                continue
+            plog = logs.log(name, index)
+            if self.leads(name, index):
                 # A leader taking over records where its epoch begins: its log end (Kafka's
                 # becomeLeader), so OffsetForLeaderEpoch can tell followers where logs diverge.
                 cache = self.epoch_cache(name, index)
-                plog = logs.log(name, index)
                 if cache is not None and plog is not None and cache.latest_epoch < partition.leader_epoch:
                     cache.assign(partition.leader_epoch, plog.next_offset)
+                leadership = self._led.pop((name, index), None)
+                if leadership is None or leadership.leader_epoch != partition.leader_epoch:
+                    if leadership is not None:
+                        leadership.abandon()
+                    start = min(self._known_hw.get((name, index), 0), plog.next_offset if plog else 0)
+                    leadership = Leadership(partition.leader_epoch, start)
+                led[(name, index)] = leadership
+                if plog is not None and leadership.advance(partition, self.node_id, plog.next_offset):
+                    plog.wake_waiters()
+            elif self.node_id in partition.replicas and partition.leader not in (NO_LEADER, self.node_id):
+                followed.add(partition.leader)
+        for leadership in self._led.values():
+            leadership.abandon()  # led no more
+        self._led = led
+        for leader_id in list(self._fetchers):
+            if leader_id not in followed:
+                self._fetchers.pop(leader_id).cancel()
+        for leader_id in followed:
+            if leader_id not in self._fetchers:
+                self._fetchers[leader_id] = LeaderFetcher(self, leader_id)
+            self._fetchers[leader_id].wake.set()
+
+    # --- the follower's side ----------------------------------------------------------------------
+    def leader_address(self, leader_id: int) -> tuple[str, int] | None:
+        """Where followers fetch from: the leader's PLAINTEXT listener (brokers fetch without
+        credentials for now), else its first listener."""
+        registration = self.membership.view.state.brokers.get(leader_id)
+        if registration is None or not registration.endpoints:
+            return None
+        chosen = next((e for e in registration.endpoints if e.name == "PLAINTEXT"), registration.endpoints[0])
+        return chosen.host, chosen.port
+
+    def followed_from(self, leader_id: int) -> dict[tuple[str, int], PartitionState]:
+        out = {}
+        for key, state in self.membership.view.state.partitions.items():
+            if state.leader == leader_id and self.node_id in state.replicas and self.broker.logs.log(*key):
+                out[key] = state
+        return out
+
+    def follower_append(self, name: str, index: int, records: bytes, leader_hw: int) -> None:
+        """Append what the leader sent, with its offsets and leader epochs."""
+        plog = self.broker.logs.log(name, index)
+        cache = self.epoch_cache(name, index)
+        if plog is None or cache is None:
+            return
+        data, batches, count, epochs = batches_of(records, plog.next_offset)
+        if batches:
+            for epoch, base in epochs:
+                if epoch > cache.latest_epoch:
+                    cache.assign(epoch, base)
+            plog.append(data, batches, count)
+        self._known_hw[(name, index)] = min(leader_hw, plog.next_offset)
+
+    # --- the leader's side -------------------------------------------------------------------------
+    def high_watermark(self, name: str, index: int) -> int | None:
+        leadership = self._led.get((name, index))
+        return leadership.high_watermark if leadership is not None else None
+
+    def follower_fetched(self, name: str, index: int, replica_id: int, fetch_offset: int) -> None:
+        """A follower fetched from ``fetch_offset``: it holds everything below it."""
+        leadership = self._led.get((name, index))
+        state = self.partition(name, index)
+        plog = self.broker.logs.log(name, index)
+        if leadership is None or state is None or plog is None or replica_id not in state.replicas:
+            return
+        follower = leadership.follower(replica_id)
+        follower.log_end = fetch_offset
+        if fetch_offset >= plog.next_offset:
+            follower.caught_up_at = time.monotonic()
+        if leadership.advance(state, self.node_id, plog.next_offset):
+            plog.wake_waiters()
+        cache = self.epoch_cache(name, index)
+        epoch_start = cache.entries[-1][1] if cache is not None and cache.entries else 0
+        if (
+            replica_id not in state.isr_ids
+            and fetch_offset >= max(leadership.high_watermark, epoch_start)
+            and replica_id in self.membership.view.state.brokers
+        ):
+            epoch = self.membership.view.state.brokers[replica_id].epoch
+            self._change_isr(name, index, leadership, state, (*state.isr, IsrMember(replica_id, epoch)))
+
+    def appended(self, name: str, index: int) -> None:
+        leadership = self._led.get((name, index))
+        state = self.partition(name, index)
+        plog = self.broker.logs.log(name, index)
+        if leadership is not None and state is not None and plog is not None:
+            leadership.advance(state, self.node_id, plog.next_offset)
+
+    def min_insync(self, name: str) -> int:
+        """``min.insync.replicas``: the topic's, else 2 on a replicated topic (1 otherwise)."""
+        topic = self.membership.view.state.topics.get(name)
+        if topic is None:
+            return 1
+        configured = topic.configs.get("min.insync.replicas")
+        if configured is not None:
+            return int(configured)
+        return 2 if topic.replication_factor > 1 else 1
+
+    def isr_size(self, name: str, index: int) -> int:
+        state = self.partition(name, index)
+        return len(state.isr) if state is not None else 0
+
+    def wait_committed(self, name: str, index: int, offset: int) -> asyncio.Future | None:
+        """A future resolved with True once the high watermark reaches ``offset`` (False if this
+        broker stops leading first); None when it does not lead the partition."""
+        leadership = self._led.get((name, index))
+        return leadership.wait_for(offset) if leadership is not None else None
+
+    def _change_isr(self, name, index, leadership: Leadership, seen: PartitionState, isr) -> None:
+        """Write a new ISR through etcd; act on it only once committed (the view shows it)."""
+        if leadership.isr_change is not None and not leadership.isr_change.done():
+            return
+        session = self.membership.session
+
+        async def change() -> None:
+            try:
+                committed = await alter_isr(session, name, index, seen, tuple(isr))
+            except CoordinationError as exc:
+                log.warning("%s-%d: ISR change failed: %s", name, index, exc)
+                return
+            if committed is not None:
+                log.info("%s-%d: ISR %s -> %s", name, index, list(seen.isr_ids), list(committed.isr_ids))
+
+        leadership.isr_change = asyncio.ensure_future(change())
+
+    async def _shrink_loop(self) -> None:
+        """Remove from the ISR a follower that has not caught up for replica.lag.time.max.ms."""
+        while True:
+            await asyncio.sleep(min(1.0, self.lag_max / 2))
+            now = time.monotonic()
+            for (name, index), leadership in list(self._led.items()):
+                state = self.partition(name, index)
+                if state is None:
+                    continue
+                lagging = {
+                    m.broker_id for m in state.isr
+                    if m.broker_id != self.node_id
+                    and now - leadership.follower(m.broker_id).caught_up_at > self.lag_max
+                }  # fmt: skip
+                if lagging:
+                    kept = tuple(m for m in state.isr if m.broker_id not in lagging)
+                    self._change_isr(name, index, leadership, state, kept)
 
     def epoch_cache(self, name: str, index: int) -> LeaderEpochCache | None:
         cache = self._epochs.get((name, index))

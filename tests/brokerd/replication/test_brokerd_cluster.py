@@ -118,8 +118,11 @@ def test_bad_coordination_settings_and_etcd_credentials_are_one_line_errors(
                                 "--coordination-password-file", str(good_pw)])  # fmt: skip
     try:
         broker.start(timeout=30)
-        md = AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics(timeout=10)
-        assert list(md.brokers) == [1] and md.controller_id == 1
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+        md = wait_for(
+            lambda: (m := admin.list_topics(timeout=10)).controller_id == 1 and m, what="a controller"
+        )
+        assert list(md.brokers) == [1]
     finally:
         broker.kill()
     with pytest.raises(BrokerStartError, match="etcd refused this broker"):
@@ -162,8 +165,8 @@ def test_topics_are_created_through_the_controller_and_placed_over_the_brokers(
         parts = orders.partitions.values()
         assert all(sorted(p.replicas) == [1, 2, 3] and p.leader == p.replicas[0] for p in parts)
         assert sorted(p.leader for p in parts) == [1, 1, 2, 2, 3, 3]
-        # Followers do not fetch yet: the ISR names only the leader, which holds the data.
-        assert all(p.isrs == [p.leader] for p in parts)
+        # Every replica starts in sync (all logs are empty), as in Kafka.
+        assert all(sorted(p.isrs) == [1, 2, 3] for p in parts)
         by_default = _metadata(brokers[0]).topics["by-default"]
         assert all(len(p.replicas) == 3 for p in by_default.partitions.values())  # 3 brokers: RF 3
         # Every replica holds a local log under the cluster's topic id.
@@ -186,21 +189,20 @@ def test_topics_are_created_through_the_controller_and_placed_over_the_brokers(
         consumer.close()
         assert sorted(got) == sorted(b"v%d" % i for i in range(60))
 
-        # The leader of partition 0 dies: it was the only in-sync replica, so the partition goes
-        # offline instead of electing a replica without the data, and it leads again on return.
+        # The leader of partition 0 dies: an in-sync follower leads with every acknowledged
+        # record; the old leader comes back, catches up and rejoins the ISR.
         leader = next(b for b in brokers if b.node_id == orders.partitions[0].leader)
         leader.kill()
         survivor = next(b for b in brokers if b is not leader)
 
-        def offline():
+        def moved():
             p0 = _metadata(survivor).topics["orders"].partitions[0]
-            return p0.leader == -1 and p0.isrs == [leader.node_id] and p0
+            return p0.leader not in (-1, leader.node_id) and leader.node_id not in p0.isrs and p0
 
-        wait_for(offline, timeout=20, what="partition 0 offline")
+        wait_for(moved, timeout=20, what="partition 0 led by a follower")
         leader.start(timeout=30)
-        p0 = wait_for(lambda: (p := described(survivor)) and p.partitions[0].leader == leader.node_id and p,
-                      what="the old leader back")  # fmt: skip
-        assert p0.partitions[0].leader == leader.node_id
+        wait_for(lambda: (p := described(survivor)) and sorted(p.partitions[0].isrs) == [1, 2, 3],
+                 what="the old leader back in the ISR")  # fmt: skip
         consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "g2", "enable.auto.commit": False})
         consumer.assign([TopicPartition("orders", 0, 0)])
         again = []

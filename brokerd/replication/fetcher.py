@@ -1,0 +1,194 @@
+"""Follower fetchers: a broker copies the partitions it follows from their leaders with
+Kafka's Fetch (``replica_id`` set to its node id), one task per leader.
+
+Before fetching in a new leader epoch, a follower finds where its log and the leader's
+diverge (OffsetForLeaderEpoch for its latest epoch, KIP-101/279) and truncates there, never
+to its high watermark alone. Fetched batches are appended with the leader's offsets and
+leader epochs unchanged, and each new epoch goes into the follower's epoch cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from typing import Any
+
+from brokerd.protocol import kio_adapter
+from brokerd.records import StampedBatch, iter_headers
+from brokerd.replication.client import BrokerConnection, BrokerUnavailable
+
+log = logging.getLogger("brokerd.replication")
+
+MS = datetime.timedelta(milliseconds=1)
+FETCH_VERSION = 12
+EPOCH_VERSION = 4
+RETRY_SECONDS = 0.2
+
+
+class LeaderFetcher:
+    """Fetches every partition this broker follows from one leader."""
+
+    def __init__(self, manager: Any, leader_id: int) -> None:
+        self.manager = manager
+        self.leader_id = leader_id
+        self.node_id = manager.node_id
+        self.wake = asyncio.Event()
+        self.conn: BrokerConnection | None = None
+        self.synced_epochs: dict[tuple[str, int], int] = {}  # leader epoch truncation was done for
+        self.task = asyncio.create_task(self._run(), name=f"fetcher-{self.node_id}-from-{leader_id}")
+
+    def cancel(self) -> None:
+        self.task.cancel()  # the task closes its connection as it ends
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        await asyncio.wait({self.task}, timeout=5)
+
+    def _connection(self) -> BrokerConnection | None:
+        address = self.manager.leader_address(self.leader_id)
+        if address is None:
+            return None
+        if self.conn is None or (self.conn.host, self.conn.port) != address:
+            self.conn = BrokerConnection(*address, client_id=f"brokerd-{self.node_id}-replica")
+        return self.conn
+
+    async def _run(self) -> None:
+        try:
+            await self._loop()
+        finally:
+            if self.conn is not None:
+                await self.conn.close()
+
+    async def _loop(self) -> None:
+        while True:
+            partitions = self.manager.followed_from(self.leader_id)
+            conn = self._connection()
+            if not partitions or conn is None:
+                self.wake.clear()
+                await self.wake.wait()
+                continue
+            try:
+                for key, state in partitions.items():
+                    if self.synced_epochs.get(key) != state.leader_epoch:
+                        await self._truncate(conn, key, state)
+                        self.synced_epochs[key] = state.leader_epoch
+                await self._fetch(conn, partitions)
+            except BrokerUnavailable as exc:
+                log.debug("fetch from broker %d: %s", self.leader_id, exc)
+                await asyncio.sleep(RETRY_SECONDS)
+            except Exception:  # a bug in one round must not stop replication for good
+                log.exception("follower fetch from broker %d failed", self.leader_id)
+                await asyncio.sleep(RETRY_SECONDS)
+
+    async def _truncate(self, conn: BrokerConnection, key: tuple[str, int], state) -> None:
+        name, index = key
+        plog = self.manager.broker.logs.log(name, index)
+        cache = self.manager.epoch_cache(name, index)
+        if plog is None or cache is None:
+            return
+        latest = cache.latest_epoch
+        if latest < 0:
+            if plog.next_offset > plog.start_offset:
+                # Data without epochs: nothing tells where it diverges, so copy it all again.
+                self.manager.broker.logs.truncate(plog, plog.start_offset)
+            return
+        mod = kio_adapter.request_module(23, EPOCH_VERSION)
+        request = kio_adapter.request_class(23, EPOCH_VERSION)(
+            replica_id=self.node_id,
+            topics=(
+                mod.OffsetForLeaderTopic(
+                    topic=name,
+                    partitions=(
+                        mod.OffsetForLeaderPartition(
+                            partition=index, current_leader_epoch=state.leader_epoch, leader_epoch=latest
+                        ),
+                    ),
+                ),
+            ),
+        )
+        answer = (await conn.request(request)).topics[0].partitions[0]
+        if answer.error_code:
+            raise BrokerUnavailable(f"OffsetForLeaderEpoch {name}-{index}: error {answer.error_code}")
+        if answer.leader_epoch < 0:
+            end = plog.start_offset  # the leader knows none of our epochs
+        elif answer.leader_epoch == latest:
+            end = answer.end_offset
+        else:  # our logs agree up to the end of an older epoch: where ours ended it, at most
+            _epoch, ours = cache.end_offset_for(answer.leader_epoch, plog.next_offset)
+            end = min(answer.end_offset, ours)
+        if end < plog.next_offset:
+            log.info("%s-%d: truncating from %d to %d before following leader epoch %d",
+                     name, index, plog.next_offset, end, state.leader_epoch)  # fmt: skip
+            self.manager.broker.logs.truncate(plog, end)
+        cache.truncate_from_end(plog.next_offset)
+
+    async def _fetch(self, conn: BrokerConnection, partitions: dict) -> None:
+        mod = kio_adapter.request_module(1, FETCH_VERSION)
+        topics: dict[str, list] = {}
+        for (name, index), state in partitions.items():
+            plog = self.manager.broker.logs.log(name, index)
+            if plog is None:
+                continue
+            topics.setdefault(name, []).append(
+                kio_adapter.build(
+                    mod.FetchPartition,
+                    partition=index,
+                    current_leader_epoch=state.leader_epoch,
+                    fetch_offset=plog.next_offset,
+                    last_fetched_epoch=-1,
+                    log_start_offset=plog.start_offset,
+                    partition_max_bytes=8 << 20,
+                )
+            )
+        if not topics:
+            await asyncio.sleep(RETRY_SECONDS)
+            return
+        request = kio_adapter.build(
+            kio_adapter.request_class(1, FETCH_VERSION),
+            replica_id=self.node_id,
+            max_wait=500 * MS,
+            min_bytes=1,
+            max_bytes=32 << 20,
+            isolation_level=0,
+            session_id=0,
+            session_epoch=-1,
+            topics=tuple(mod.FetchTopic(topic=n, partitions=tuple(p)) for n, p in topics.items()),
+            forgotten_topics_data=(),
+            rack_id="",
+        )
+        response = await conn.request(request, timeout=10)
+        backoff = False
+        for topic in response.responses:
+            for part in topic.partitions:
+                if part.error_code:
+                    backoff = True  # a leadership change the view has not shown yet, most often
+                    continue
+                self.manager.follower_append(topic.topic, part.partition_index, part.records or b"",
+                                             part.high_watermark)  # fmt: skip
+        if backoff:
+            await asyncio.sleep(RETRY_SECONDS)
+
+
+def batches_of(
+    records: bytes, next_offset: int
+) -> tuple[bytes, list[StampedBatch], int, list[tuple[int, int]]]:
+    """The whole batches of a fetched ``records`` that start at or after ``next_offset``: (their
+    bytes, the batches as the log appends them, how far they move the log end, and each
+    batch's (leader epoch, base offset))."""
+    batches: list[StampedBatch] = []
+    epochs: list[tuple[int, int]] = []
+    start = end = None
+    last = next_offset - 1
+    view = memoryview(records)
+    for pos, base, size, last_offset, max_ts, _attrs in iter_headers(view):
+        if base < next_offset:
+            continue  # already here (a fetch that raced an append); never rewritten
+        if start is None:
+            start = pos
+        end = pos + size
+        batches.append(StampedBatch(base, size, max_ts))
+        epochs.append((int.from_bytes(view[pos + 12 : pos + 16], "big", signed=True), base))
+        last = last_offset
+    data = bytes(view[start:end]) if start is not None else b""
+    return data, batches, last + 1 - next_offset, epochs
