@@ -149,6 +149,9 @@ class ReplicaManager:
                 if epoch > cache.latest_epoch:
                     cache.assign(epoch, base)
             plog.append(data, batches, count)
+            # Idempotent producers' sequences, from the batch headers: a follower that takes
+            # over keeps deduplicating and ordering their retries.
+            self.broker.producers.appended(name, index, data, batches)
         self._known_hw[(name, index)] = min(leader_hw, plog.next_offset)
 
     # --- the leader's side -------------------------------------------------------------------------
