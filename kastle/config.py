@@ -115,8 +115,11 @@ def normalize_url(url: str) -> str:
 
 def write_private(path: Path, text: str) -> None:
     """Write a secret-bearing file atomically with mode 0600 (its directory 0700 if we make it)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _unwritable(path, exc) from None
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w") as handle:
@@ -124,6 +127,12 @@ def write_private(path: Path, text: str) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _unwritable(path, exc) from None
         raise
+
+
+def _unwritable(path: Path, exc: OSError) -> CliError:
+    return CliError(f"cannot write {path}: {exc.strerror or exc}; name a file in a writable directory")

@@ -346,11 +346,12 @@ def test_consumer_groups_and_offset_reset(logged_in: Cli, account: Account, clus
 
 
 def test_config_client_for_each_language(logged_in: Cli, cluster) -> None:
-    python_conf = logged_in.ok("config", "client", "--lang", "python").out
+    python_conf = logged_in.ok("config", "client", "--lang", "python", "--show-secret").out
     namespace: dict[str, Any] = {}
     exec(python_conf, namespace)  # the printed snippet is Python that runs as is
     conf = namespace["conf"]
     assert conf["sasl.username"] == STATE["key"] and conf["bootstrap.servers"] == cluster["bootstrap_servers"]
+    assert conf["sasl.password"] == STATE["secret"]
     from confluent_kafka.admin import AdminClient
 
     assert "orders" in AdminClient(conf).list_topics(timeout=15).topics
@@ -361,6 +362,35 @@ def test_config_client_for_each_language(logged_in: Cli, cluster) -> None:
     assert f"sasl.username={STATE['key']}" in kcat_text
     java = logged_in.json("config", "client", "--lang", "java")["config"]
     assert java["ssl.truststore.type"] == "PEM" and STATE["key"] in java["sasl.jaas.config"]
+
+
+def test_config_client_hides_the_secret_unless_asked(logged_in: Cli, tmp_path) -> None:
+    for lang in ("python", "java"):  # java: the secret sits inside the JAAS line
+        shown = logged_in.ok("config", "client", "--lang", lang)
+        assert STATE["secret"] not in shown.out and "<api-secret: see --write or --show-secret>" in shown.out
+        assert "--write FILE" in shown.err and STATE["secret"] not in shown.err
+
+    # --write: the usable config goes to the file (0600), nothing to stdout
+    written = tmp_path / "client.properties"
+    run = logged_in.ok("config", "client", "--lang", "kcat", "--write", str(written))
+    assert run.out == "" and str(written) in run.err and "0600" in run.err
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
+    props = dict(line.split("=", 1) for line in written.read_text().splitlines() if "=" in line)
+    assert props["sasl.username"] == STATE["key"] and props["sasl.password"] == STATE["secret"]
+    listed = subprocess.run(
+        ["kcat", "-F", str(written), "-L", "-t", "orders", "-m", "15"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert listed.returncode == 0 and 'topic "orders"' in listed.stdout, listed.stderr
+
+    # a file that cannot be written: one line naming it, no traceback
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("")
+    bad = logged_in.run("config", "client", "--lang", "kcat", "--write", str(blocked / "client.properties"))
+    assert bad.code == 1 and f"cannot write {blocked / 'client.properties'}" in bad.err, bad.err
+    assert "Traceback" not in bad.err
 
 
 def test_api_key_list_rotate_revoke(logged_in: Cli, account: Account, cluster) -> None:
@@ -683,7 +713,7 @@ def test_no_secret_in_table_output_or_logs(logged_in: Cli, account: Account, pla
     assert len(runs) > 40
     for run in runs:
         table = "-o" not in run.args or "table" in run.args
-        printed_config = run.args[:2] == ["config", "client"]  # a credentials file, by request
+        printed_config = "--show-secret" in run.args  # the secret itself, by request
         for name, value in found.items():
             assert value not in run.err, f"{name} appears in the stderr of kastle {' '.join(run.args)}"
             if table and not printed_config:
