@@ -24,7 +24,9 @@ class Metering:
     def __init__(self, data_dir: Path, logs: LogManager) -> None:
         self.logs = logs
         self.usage = UsageJournal(data_dir / "usage")
-        self.metrics = BrokerMetrics(self.usage, storage=self._storage_rows)
+        self.metrics = BrokerMetrics(self.usage, storage=self._storage_rows,
+                                     live_topics=lambda: list(logs.topics))
+        self.traffic = self.metrics.partition_traffic
 
     # --- start / stop ---------------------------------------------------------------------
     def recover(self) -> None:
@@ -64,26 +66,30 @@ class Metering:
     def before_append(self, principal: str | None, topic_name: str, topic_id: bytes, partition: int,
                       base: int, count: int, nbytes: int) -> None:
         self.usage.record_in(principal or ANONYMOUS, [(topic_name, topic_id, partition, base, count, nbytes)])
+        self.traffic.add(topic_name, partition, 0, nbytes, count)
 
     def append_failed(self, principal: str | None, topic_name: str, topic_id: bytes, partition: int,
                       base: int, count: int, nbytes: int) -> None:
         self.usage.void_in(principal or ANONYMOUS, topic_name, topic_id, partition, base, count, nbytes)
+        self.traffic.add(topic_name, partition, 0, -nbytes, -count)
 
-    def after_fetch(self, principal: str | None, topics: Iterable[tuple[str, Iterable[bytes]]]) -> int:
-        """Count bytes out of a Fetch response about to be sent: (topic, records per partition).
+    def after_fetch(self, principal: str | None,
+                    topics: Iterable[tuple[str, Iterable[tuple[int, bytes]]]]) -> int:
+        """Count bytes out of a Fetch response about to be sent: (topic, (partition, records)...).
 
         Returns the total record bytes.
         """
         entries = []
         total = 0
-        for name, records in topics:
+        for name, partitions in topics:
             records_n = 0
             nbytes = 0
-            for data in records:
+            for partition, data in partitions:
                 if data:
                     n, size = batch_stats(data)
                     records_n += n
                     nbytes += size
+                    self.traffic.add(name, partition, 2, size, n)
             if nbytes:
                 entries.append((name, records_n, nbytes))
                 total += nbytes

@@ -18,6 +18,12 @@ definition Confluent Cloud uses for its ingress/egress.
     The ``records`` bytes of each partition in each Fetch response sent (including a
     truncated trailing batch, if the byte limits cut one), and the record counts of the
     complete batches in them. Counted when the response is built, before it is written.
+``kastle_partition_bytes_in_total`` / ``kastle_partition_records_in_total`` /
+``kastle_partition_bytes_out_total`` / ``kastle_partition_records_out_total``
+    The same bytes and records per (topic, partition), over all principals. These are
+    process-lifetime counters, not journaled: they restart from zero with the process, as
+    Kafka's own per-topic meters do (Prometheus's rate() absorbs the reset). A deleted
+    topic's series go away at the next scrape.
 ``kastle_partition_bytes_stored``
     Size of the partition's segment (.log) files on disk, sampled at scrape time; indexes
     excluded.
@@ -431,6 +437,43 @@ class _StorageCollector:
         yield total
 
 
+class PartitionTraffic:
+    """Bytes and records in and out per (topic, partition), for the tenant's metrics export.
+
+    A dict update per partition of a request: the produce and fetch paths already hold the
+    byte length and the record count (batch headers), so nothing is decoded for it.
+    """
+
+    def __init__(self, live_topics: Callable[[], Iterable[str]] | None = None) -> None:
+        #: (topic, partition) -> [bytes_in, records_in, bytes_out, records_out]
+        self.rows: dict[tuple[str, int], list[int]] = {}
+        self.live_topics = live_topics
+
+    def add(self, topic: str, partition: int, slot: int, nbytes: int, records: int) -> None:
+        row = self.rows.get((topic, partition))
+        if row is None:
+            row = self.rows[(topic, partition)] = [0, 0, 0, 0]
+        row[slot] += nbytes
+        row[slot + 1] += records
+
+    def collect(self) -> Iterable[Any]:
+        if self.live_topics is not None:  # forget deleted topics, as Kafka removes their meters
+            live = set(self.live_topics())
+            for key in [k for k in self.rows if k[0] not in live]:
+                del self.rows[key]
+        rows = sorted(self.rows.items())
+        for name, doc, slot in (
+            ("kastle_partition_bytes_in", "Record-batch bytes appended by Produce to the partition", 0),
+            ("kastle_partition_records_in", "Records appended by Produce to the partition", 1),
+            ("kastle_partition_bytes_out", "Record-batch bytes served by Fetch from the partition", 2),
+            ("kastle_partition_records_out", "Records served by Fetch from the partition", 3),
+        ):
+            fam = CounterMetricFamily(name, doc, labels=["topic", "partition"])
+            for (topic, partition), row in rows:
+                fam.add_metric([topic, str(partition)], row[slot])
+            yield fam
+
+
 class _CleanerCollector:
     """The log cleaner, per compacted partition (brokerd/storage/cleaner.py)."""
 
@@ -469,12 +512,15 @@ class BrokerMetrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, journal: UsageJournal, *, storage: StorageSource | None = None) -> None:
+    def __init__(self, journal: UsageJournal, *, storage: StorageSource | None = None,
+                 live_topics: Callable[[], Iterable[str]] | None = None) -> None:
         disable_created_metrics()  # no *_created series: they double the scrape for nothing
         self.journal = journal
         self.storage = storage
         r = self.registry = CollectorRegistry(auto_describe=False)
         r.register(_UsageCollector(journal))
+        self.partition_traffic = PartitionTraffic(live_topics)
+        r.register(self.partition_traffic)
         r.register(_StorageCollector(lambda: self.storage))
         self.cleaner: Any = None  # the broker's LogCleaner, once started
         r.register(_CleanerCollector(lambda: self.cleaner))

@@ -156,7 +156,7 @@ def _body(ctx, request, topics: list[FetchedTopic], total: int) -> RawBody:
         topics = [t._replace(partitions=[p._replace(records=b"") for p in t.partitions]) for t in topics]
     elif total:
         ctx.broker.metering.after_fetch(
-            ctx.principal, [(t.name, [p.records for p in t.partitions]) for t in topics]
+            ctx.principal, [(t.name, [(p.partition, p.records) for p in t.partitions]) for t in topics]
         )
     # KIP-219: the larger of the byte-rate and the request-time throttle (both mute).
     throttle = max(throttle, ctx.request_throttle())

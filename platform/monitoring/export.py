@@ -30,6 +30,19 @@ METRICS: dict[str, Spec] = {
     "kastle_topic_bytes_out_total": Spec("counter", "Record-batch bytes fetched from the topic", ("topic",)),
     "kastle_topic_records_in_total": Spec("counter", "Records produced to the topic", ("topic",)),
     "kastle_topic_records_out_total": Spec("counter", "Records fetched from the topic", ("topic",)),
+    # The same per partition (counted by the broker process serving it: they restart from 0 with it).
+    "kastle_partition_bytes_in_total": Spec(
+        "counter", "Record-batch bytes produced to the partition", ("topic", "partition")
+    ),
+    "kastle_partition_bytes_out_total": Spec(
+        "counter", "Record-batch bytes fetched from the partition", ("topic", "partition")
+    ),
+    "kastle_partition_records_in_total": Spec(
+        "counter", "Records produced to the partition", ("topic", "partition")
+    ),
+    "kastle_partition_records_out_total": Spec(
+        "counter", "Records fetched from the partition", ("topic", "partition")
+    ),
     # Partitions: storage, offsets (records appended = increase of the log end offset), health.
     "kastle_partition_stored_bytes": Spec(
         "gauge", "Bytes of the partition's log segments on disk", ("topic", "partition")
@@ -130,6 +143,11 @@ def families(snap: Snapshot, *, now: float | None = None) -> Iterable[Metric]:
     for topic, row in sorted(snap.topics.items()):
         for slot in ("bytes_in", "bytes_out", "records_in", "records_out"):
             add(f"kastle_topic_{slot}_total", [topic], row[slot])
+    for topic, partition, bytes_in, records_in, bytes_out, records_out in snap.partition_traffic:
+        add("kastle_partition_bytes_in_total", [topic, partition], bytes_in)
+        add("kastle_partition_records_in_total", [topic, partition], records_in)
+        add("kastle_partition_bytes_out_total", [topic, partition], bytes_out)
+        add("kastle_partition_records_out_total", [topic, partition], records_out)
     for topic, partition, stored in sorted(snap.stored):
         add("kastle_partition_stored_bytes", [topic, partition], stored)
     for topic, partition, leader, replicas, isr in snap.partitions:

@@ -37,13 +37,20 @@ from . import conf
 
 logger = logging.getLogger(__name__)
 
-CACHE_PREFIX = "monitoring:live:v3:"
+CACHE_PREFIX = "monitoring:live:v4:"
 #: brokerd counter families (without `_total`) -> the snapshot's per-topic slot.
 TOPIC_COUNTERS = {
     "kastle_bytes_in": "bytes_in",
     "kastle_bytes_out": "bytes_out",
     "kastle_records_in": "records_in",
     "kastle_records_out": "records_out",
+}
+#: brokerd per-partition counter families (without `_total`) -> their column in `partition_traffic`.
+PARTITION_COUNTERS = {
+    "kastle_partition_bytes_in": 2,
+    "kastle_partition_records_in": 3,
+    "kastle_partition_bytes_out": 4,
+    "kastle_partition_records_out": 5,
 }
 SOURCES = ("brokers", "metadata", "configs", "offsets", "consumer_groups")
 
@@ -61,6 +68,8 @@ class Snapshot:
     sources: dict[str, bool] = field(default_factory=dict)
     #: topic -> {bytes_in, bytes_out, records_in, records_out}, summed over API keys and brokers
     topics: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: [topic, partition, bytes_in, records_in, bytes_out, records_out], summed over brokers
+    partition_traffic: list[list[Any]] = field(default_factory=list)
     #: [topic, partition, stored_bytes]
     stored: list[list[Any]] = field(default_factory=list)
     #: [topic, partition, leader, replicas, in_sync_replicas]
@@ -151,6 +160,7 @@ def _read_brokers(cluster: Cluster, snap: Snapshot, pages: list[str | None]) -> 
         return
     requests: dict[tuple[str, str], float] = {}
     throttle: dict[tuple[str, str], list[float]] = {}
+    traffic: dict[tuple[str, int], list[Any]] = {}
     for page in pages:
         if page is None:
             continue
@@ -161,18 +171,24 @@ def _read_brokers(cluster: Cluster, snap: Snapshot, pages: list[str | None]) -> 
             continue
         snap.brokers_up += 1
         for family in families:
-            _add_family(family, snap, requests, throttle)
+            _add_family(family, snap, requests, throttle, traffic)
+    snap.partition_traffic = [traffic[key] for key in sorted(traffic)]
     snap.requests = [[api, error, n] for (api, error), n in sorted(requests.items())]
     snap.throttle = [[p, q, v[0], v[1]] for (p, q), v in sorted(throttle.items())]
     snap.sources["brokers"] = snap.brokers_up == len(pages)
 
 
-def _add_family(family, snap: Snapshot, requests: dict, throttle: dict) -> None:
+def _add_family(family, snap: Snapshot, requests: dict, throttle: dict, traffic: dict) -> None:
     name = family.name
     slot = TOPIC_COUNTERS.get(name)
+    column = PARTITION_COUNTERS.get(name)
     for sample in family.samples:
         labels, value = sample.labels, sample.value
-        if slot is not None and sample.name.endswith("_total"):
+        if column is not None and sample.name.endswith("_total"):
+            topic, partition = labels.get("topic", ""), int(labels.get("partition", "0"))
+            row = traffic.setdefault((topic, partition), [topic, partition, 0, 0, 0, 0])
+            row[column] += value
+        elif slot is not None and sample.name.endswith("_total"):
             row = snap.topics.setdefault(
                 labels.get("topic", ""), {"bytes_in": 0, "bytes_out": 0, "records_in": 0, "records_out": 0}
             )

@@ -136,7 +136,17 @@ def test_export_matches_what_clients_did(e2e, api_client):
     assert value(found, "kastle_topic_bytes_in_total", topic="orders") == bytes0 + bytes1
     assert value(found, "kastle_topic_records_in_total", topic="orders") == 19
     assert value(found, "kastle_topic_records_out_total", topic="orders") >= read  # fetched at least once
+    assert value(found, "kastle_topic_bytes_out_total", topic="orders") == sum(
+        value(found, "kastle_partition_bytes_out_total", topic="orders", partition=p) for p in (0, 1)
+    )
     for partition, (records, nbytes) in enumerate(((12, bytes0), (7, bytes1))):
+        # produced to each partition; the consumer read each partition once from offset 0, and
+        # its first fetch carried the whole log (a consumer fetches past what it consumes: 12 of 9)
+        orders = {"topic": "orders", "partition": partition}
+        assert value(found, "kastle_partition_bytes_in_total", **orders) == nbytes
+        assert value(found, "kastle_partition_records_in_total", **orders) == records
+        assert value(found, "kastle_partition_bytes_out_total", **orders) == nbytes
+        assert value(found, "kastle_partition_records_out_total", **orders) == records
         assert value(found, "kastle_partition_log_end_offset", topic="orders", partition=partition) == records
         assert value(found, "kastle_partition_log_start_offset", topic="orders", partition=partition) == 0
         assert value(found, "kastle_partition_stored_bytes", topic="orders", partition=partition) == nbytes

@@ -134,3 +134,28 @@ def test_error_counts_walks_kio_responses() -> None:
         DeletableTopicResult(name="a", error_code=ErrorCode.none),
         DeletableTopicResult(name="b", error_code=ErrorCode.unknown_topic_or_partition)))
     assert response_error_counts(resp) == {"NONE": 1, "UNKNOWN_TOPIC_OR_PARTITION": 1}
+
+
+def test_partition_traffic_per_topic_and_partition(tmp_path) -> None:
+    live = {"orders", "logs"}
+    j = UsageJournal(tmp_path)
+    j.reconcile(lambda tid, p: None)
+    m = BrokerMetrics(j, live_topics=lambda: live)
+    m.partition_traffic.add("orders", 0, 0, 1000, 10)  # produced
+    m.partition_traffic.add("orders", 1, 0, 300, 3)
+    m.partition_traffic.add("orders", 1, 0, -300, -3)  # that append failed: taken back
+    m.partition_traffic.add("orders", 0, 2, 700, 7)  # fetched
+    m.partition_traffic.add("logs", 2, 0, 50, 1)
+    found = samples(m)
+    p0 = (("partition", "0"), ("topic", "orders"))
+    assert found[("kastle_partition_bytes_in_total", p0)] == 1000
+    assert found[("kastle_partition_records_in_total", p0)] == 10
+    assert found[("kastle_partition_bytes_out_total", p0)] == 700
+    assert found[("kastle_partition_records_out_total", p0)] == 7
+    assert found[("kastle_partition_bytes_in_total", (("partition", "1"), ("topic", "orders")))] == 0
+    assert found[("kastle_partition_bytes_in_total", (("partition", "2"), ("topic", "logs")))] == 50
+
+    live.discard("orders")  # a deleted topic's series go away, as Kafka removes its meters
+    found = samples(m)
+    assert not [labels for _, labels in found if ("topic", "orders") in labels]
+    assert found[("kastle_partition_bytes_in_total", (("partition", "2"), ("topic", "logs")))] == 50

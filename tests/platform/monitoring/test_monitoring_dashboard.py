@@ -28,6 +28,7 @@ def full_snapshot() -> Snapshot:
         brokers_up=1,
         sources=dict.fromkeys(SOURCES, True),
         topics={"orders": {"bytes_in": 10, "bytes_out": 20, "records_in": 1, "records_out": 2}},
+        partition_traffic=[["orders", 0, 10, 1, 20, 2]],
         stored=[["orders", 0, 10]],
         partitions=[["orders", 0, 1, 1, 1]],
         min_isr={"orders": 1},
