@@ -42,8 +42,8 @@ The cluster's metrics in the Prometheus text format, for your own Prometheus to 
 
 Authenticate with a REST token (`Authorization: Bearer <token>`; any role). The export holds
 only this cluster's figures: per-topic bytes and records produced and fetched (the units billing
-uses), per-partition storage, log start and end offsets, replicas and in-sync replicas,
-consumer lag per group and partition, and requests, errors, throttle time and connections.
+uses), the same per partition, per-partition storage, log start and end offsets, replicas and
+in-sync replicas, consumer lag per group and partition, and requests, errors, throttle time and connections.
 `kastle_export_source_up` says which sources answered; a source that did not answer leaves its
 series out rather than failing the scrape. docs/monitoring.md lists every metric, and
 docs/grafana-dashboard.json is a dashboard for them.
@@ -97,7 +97,9 @@ class ChannelViewSet(OrganizationScopedMixin, viewsets.GenericViewSet):
              "test": Role.ADMIN, "rotate_secret": Role.ADMIN}  # fmt: skip
 
     def get_base_queryset(self):
-        return NotificationChannel.objects.all()
+        if getattr(self, "swagger_fake_view", False):
+            return NotificationChannel.objects.none()
+        return selectors.channel_list(organization=self.organization)
 
     @extend_schema(
         summary="List notification channels",
@@ -105,7 +107,7 @@ class ChannelViewSet(OrganizationScopedMixin, viewsets.GenericViewSet):
         responses=s.ChannelSerializer(many=True),
     )
     def list(self, request):
-        page = self.paginate_queryset(self.get_queryset().order_by("created_at", "id"))
+        page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(s.ChannelSerializer(page, many=True).data)
 
     @extend_schema(
@@ -190,7 +192,9 @@ class RuleViewSet(OrganizationScopedMixin, viewsets.GenericViewSet):
     roles = {"create": Role.ADMIN, "partial_update": Role.ADMIN, "destroy": Role.ADMIN}
 
     def get_base_queryset(self):
-        return AlertRule.objects.select_related("cluster").prefetch_related("channels")
+        if getattr(self, "swagger_fake_view", False):
+            return AlertRule.objects.none()
+        return selectors.rule_list(organization=self.organization)
 
     @extend_schema(
         summary="List alert rules",
@@ -199,7 +203,7 @@ class RuleViewSet(OrganizationScopedMixin, viewsets.GenericViewSet):
         responses=s.RuleSerializer(many=True),
     )
     def list(self, request):
-        page = self.paginate_queryset(self.get_queryset().order_by("created_at", "id"))
+        page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(s.RuleSerializer(page, many=True).data)
 
     @extend_schema(
