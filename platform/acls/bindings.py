@@ -165,6 +165,18 @@ def make_filter(
     )
 
 
+#: The schema registry keeps each cluster's schemas in this topic (schemaregistry.storage). Only the
+#: platform's internal user (a super user on every broker) may touch it: every other principal is
+#: denied it, whatever its other ACLs allow.
+SCHEMAS_TOPIC = "_schemas"
+PLATFORM_TOPICS = frozenset({SCHEMAS_TOPIC})
+
+
+def platform_topic_guards() -> list[Binding]:
+    """The DENY bindings that keep tenants' keys off the platform's own topics."""
+    return [Binding("TOPIC", SCHEMAS_TOPIC, "LITERAL", "User:*", "*", "ALL", "DENY")]
+
+
 # --- scopes ---------------------------------------------------------------------------------------
 def _allow(principal: str, resource_type: str, name: str, pattern: str, *operations: str) -> list[Binding]:
     return [Binding(resource_type, name, pattern, principal, "*", op, "ALLOW") for op in operations]

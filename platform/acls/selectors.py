@@ -15,7 +15,7 @@ from iam.models import ApiKey
 from sharedkit import kafka_admin
 from sharedkit.kafka_admin import admin_client, kafka_error, result
 
-from .bindings import Binding, compile_scope, from_kafka, make_filter
+from .bindings import Binding, compile_scope, from_kafka, make_filter, platform_topic_guards
 from .models import ServiceAccountBinding
 from .validation import INVALID, validate_filter
 
@@ -85,7 +85,7 @@ def desired_for_key(api_key: ApiKey) -> list[Binding]:
 
 
 def desired_acls(cluster: Cluster) -> set[Binding]:
-    desired: set[Binding] = set()
+    desired: set[Binding] = set(platform_topic_guards())
     for api_key in iam_selectors.api_key_list_live(cluster=cluster):
         desired.update(desired_for_key(api_key))
     return desired

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Organization
@@ -214,3 +215,13 @@ def _n(count: int) -> str:
 
 def _them(count: int) -> str:
     return "it" if count == 1 else "them"
+
+
+def schema_registry_url(cluster: Cluster, request=None) -> str | None:
+    """The cluster's Schema Registry URL (absolute when a request gives the host), None unless RUNNING.
+
+    The registry is served by the platform's web server under /schema-registry/<cluster id>."""
+    if cluster.status != ClusterStatus.RUNNING:
+        return None
+    path = reverse("schemaregistry:root", kwargs={"cluster_id": cluster.public_id}).rstrip("/")
+    return request.build_absolute_uri(path) if request is not None else path

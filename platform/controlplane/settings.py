@@ -112,6 +112,7 @@ INSTALLED_APPS = [
     "metering",
     "pki",
     "monitoring",
+    "schemaregistry",
     "web",
 ]
 

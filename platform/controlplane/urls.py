@@ -33,6 +33,8 @@ api_v1 = [
 urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("admin/", admin.site.urls),
+    # Confluent-compatible: clients set schema.registry.url to this prefix (see schemaregistry.urls).
+    path("schema-registry/<str:cluster_id>/", include("schemaregistry.api.urls")),
     path("healthz", healthz, name="healthz"),
     path("", include("web.urls")),
 ]

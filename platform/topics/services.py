@@ -25,6 +25,7 @@ from confluent_kafka.admin import (
 from django.http import Http404
 
 from accounts.audit import SYSTEM, Actor, audit_record
+from acls.bindings import PLATFORM_TOPICS
 from clusters.models import Cluster
 from controlplane.errors import Conflict, LimitExceeded, ValidationFailed
 from sharedkit import kafka_admin
@@ -56,6 +57,8 @@ def validate_name(name: Any) -> str:
         problem = "Use only ASCII letters, digits, '.', '_' and '-'."
     elif name.startswith("__"):
         problem = "Names starting with '__' are reserved for internal topics."
+    elif name in PLATFORM_TOPICS:
+        problem = f"'{name}' is reserved: the cluster's Schema Registry keeps its schemas there."
     if problem:
         raise ValidationFailed(INVALID, details={"name": [problem]})
     return name

@@ -41,6 +41,10 @@ class ClusterSerializer(serializers.ModelSerializer):
         help_text="RUNNING, but a host serving one of its brokers stopped reporting: the brokers may "
         "still serve clients, but are not supervised until the host is back"
     )
+    schema_registry_url = serializers.SerializerMethodField(
+        help_text="The cluster's Confluent-compatible Schema Registry: clients set schema.registry.url to it "
+        "and authenticate with an API key (basic.auth.user.info=KEY:SECRET). Null until the cluster is RUNNING."
+    )
 
     class Meta:
         model = Cluster
@@ -57,6 +61,7 @@ class ClusterSerializer(serializers.ModelSerializer):
             "bootstrap_servers",
             "security_protocol",
             "sasl_mechanisms",
+            "schema_registry_url",
             "created_at",
             "updated_at",
             "status_changed_at",
@@ -69,6 +74,9 @@ class ClusterSerializer(serializers.ModelSerializer):
             return None
         health = selectors.cluster_health(cluster=obj)
         return HealthSerializer(health).data if health is not None else None
+
+    def get_schema_registry_url(self, obj: Cluster) -> str | None:
+        return selectors.schema_registry_url(obj, self.context.get("request"))
 
     def get_degraded(self, obj: Cluster) -> bool:
         annotated = getattr(obj, "degraded", None)  # selectors.annotate_degraded (lists)
