@@ -108,8 +108,8 @@ def web(stack, celery_worker):
     servers.start()
     yield servers
     servers.stop()
-    from provisioning import kafka_admin
     from schemaregistry import storage
+    from sharedkit import kafka_admin
 
     storage.forget_all()
     kafka_admin.clear_cache()

@@ -42,8 +42,9 @@ class ClusterSerializer(serializers.ModelSerializer):
         "still serve clients, but are not supervised until the host is back"
     )
     schema_registry_url = serializers.SerializerMethodField(
-        help_text="The cluster's Confluent-compatible Schema Registry: clients set schema.registry.url to it "
-        "and authenticate with an API key (basic.auth.user.info=KEY:SECRET). Null until the cluster is RUNNING."
+        help_text="The cluster's Confluent-compatible Schema Registry: clients set schema.registry.url to "
+        "it and authenticate with an API key (basic.auth.user.info=KEY:SECRET). Null until the cluster is "
+        "RUNNING."
     )
 
     class Meta:

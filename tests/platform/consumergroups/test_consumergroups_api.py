@@ -10,27 +10,13 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from clusters.models import Cluster, ClusterStatus
-from provisioning import conf, placement, services, supervisor
-from sharedkit import kafka_admin
-from tests.e2e.provisioning_stack import free_port_block, sasl
+from tests.e2e.provisioning_stack import sasl
 from tests.platform.api import Tenant, assert_error, assert_page
-from tests.platform.factories import ApiKeyFactory, ClusterFactory
+from tests.platform.inline_cluster import SECRET, provision_inline
 from topics import services as topics
 
 pytestmark = pytest.mark.django_db
 
-SECRET = "factory-secret-" + "x" * 40
-
-
-@pytest.fixture
-def host_env(tmp_path, settings, monkeypatch):
-    low, high = free_port_block(20)
-    settings.KASTLE_DATA_DIR = tmp_path
-    monkeypatch.setenv("KASTLE_HOST_PORTS", f"{low}-{high}")
-    placement.host_register_local()
-    yield tmp_path
-    kafka_admin.clear_cache()
-    supervisor.stop_all(conf.host_root("local"), timeout=10)
 
 
 class Running:
@@ -38,14 +24,7 @@ class Running:
 
     def __init__(self, tenant: Tenant) -> None:
         self.tenant = tenant
-        cluster = ClusterFactory(
-            organization=tenant.organization, status=ClusterStatus.PROVISIONING, bootstrap_servers=""
-        )
-        self.key = ApiKeyFactory(cluster=cluster).key
-        placement.place_cluster(cluster)
-        owner = services.new_owner()
-        assert services.host_provision(cluster_id=cluster.pk, owner=owner, host_name="local") == "running"
-        cluster.refresh_from_db()
+        cluster, self.key = provision_inline(tenant.organization)
         self.cluster: Cluster = cluster
         self.bootstrap = cluster.bootstrap_servers
         topics.topic_create(cluster=cluster, name="orders", partitions=3)

@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.test import Client
 
-from clusters.models import Cluster, ClusterStatus
-from provisioning import conf, kafka_admin, placement, services, supervisor
+from clusters.models import Cluster
 from schemaregistry import storage
-from tests.e2e.provisioning_stack import free_port_block
 from tests.platform.api import Tenant
-from tests.platform.factories import ApiKeyFactory, ClusterFactory
+from tests.platform.factories import ApiKeyFactory
+from tests.platform.inline_cluster import SECRET, provision_inline
 
-SECRET = "factory-secret-" + "x" * 40
 MEDIA_TYPE = "application/vnd.schemaregistry.v1+json"
 
 
@@ -60,15 +59,8 @@ class Registry:
 class RunningCluster:
     def __init__(self, tenant: Tenant) -> None:
         self.tenant = tenant
-        cluster = ClusterFactory(
-            organization=tenant.organization, status=ClusterStatus.PROVISIONING, bootstrap_servers=""
-        )
-        self.key = ApiKeyFactory(cluster=cluster).key
-        placement.place_cluster(cluster)
-        assert services.host_provision(cluster.pk, services.new_owner(), host_name="local") == "running"
-        cluster.refresh_from_db()
-        self.cluster: Cluster = cluster
-        self.registry = Registry(cluster, self.key)
+        self.cluster, self.key = provision_inline(tenant.organization)
+        self.registry = Registry(self.cluster, self.key)
 
     def key_for(self, **scope: str) -> Registry:
         """A registry client as a new key of this cluster (scoped when `scope` is given)."""
@@ -77,17 +69,6 @@ class RunningCluster:
 
 
 @pytest.fixture
-def host_env(tmp_path, settings, monkeypatch):
-    low, high = free_port_block(20)
-    settings.KASTLE_DATA_DIR = tmp_path
-    monkeypatch.setenv("KASTLE_HOST_PORTS", f"{low}-{high}")
-    placement.host_register_local()
-    yield tmp_path
+def running(host_env) -> Iterator[RunningCluster]:
+    yield RunningCluster(Tenant("owner"))
     storage.forget_all()
-    kafka_admin.clear_cache()
-    supervisor.stop_all(conf.host_root("local"), timeout=10)
-
-
-@pytest.fixture
-def running(host_env) -> RunningCluster:
-    return RunningCluster(Tenant("owner"))
