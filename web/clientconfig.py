@@ -33,8 +33,24 @@ def librdkafka_properties(cluster: Cluster, key: str, secret: str = SECRET_PLACE
     return _properties(title, conf)
 
 
-def java_properties(cluster: Cluster, key: str, secret: str = SECRET_PLACEHOLDER) -> str:
-    conf = client_configs(cluster, key=key, secret=secret)["java"]
+def registry_properties(registry_url: str | None, key: str, secret: str) -> dict[str, str]:
+    """Confluent's serializer settings for the cluster's Schema Registry (none before it runs)."""
+    if not registry_url:
+        return {}
+    return {
+        "schema.registry.url": registry_url,
+        "basic.auth.credentials.source": "USER_INFO",
+        "basic.auth.user.info": f"{key}:{secret}",
+    }
+
+
+def java_properties(
+    cluster: Cluster, key: str, secret: str = SECRET_PLACEHOLDER, *, registry_url: str | None = None
+) -> str:
+    conf = {
+        **client_configs(cluster, key=key, secret=secret)["java"],
+        **registry_properties(registry_url, key, secret),
+    }
     return _properties(f"Kastle cluster {cluster.name} ({cluster.public_id}); Java client.properties", conf)
 
 
@@ -46,7 +62,30 @@ def _py_kwargs(conf: dict[str, Any]) -> str:
     return "dict(\n" + "".join(f"    {k}={v!r},\n".replace("'", '"') for k, v in conf.items()) + ")"
 
 
-def snippets(cluster: Cluster, key: str | None, secret: str = SECRET_PLACEHOLDER) -> list[Snippet]:
+def _schema_registry(config: dict[str, Any], registry_url: str, key: str, secret: str) -> str:
+    return f"""from confluent_kafka import Producer
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+registry = SchemaRegistryClient({{
+    "url": "{registry_url}",
+    "basic.auth.user.info": "{key}:{secret}",
+}})
+schema = '{{"type": "record", "name": "Order", "fields": [{{"name": "amount", "type": "int"}}]}}'
+serialize = AvroSerializer(registry, schema)  # registers the schema under my-topic-value
+
+config = {_py_dict(config)}
+producer = Producer(config)
+value = serialize({{"amount": 42}}, SerializationContext("my-topic", MessageField.VALUE))
+producer.produce("my-topic", key=b"order-1", value=value)
+producer.flush(10)
+"""
+
+
+def snippets(
+    cluster: Cluster, key: str | None, secret: str = SECRET_PLACEHOLDER, *, registry_url: str | None = None
+) -> list[Snippet]:
     configs = client_configs(cluster, key=key or KEY_PLACEHOLDER, secret=secret)
     confluent = f"""from confluent_kafka import Consumer, Producer
 
@@ -115,8 +154,13 @@ echo 'order-1:{{"amount": 42}}' | kcat -b {bootstrap} {auth} -t my-topic -K: -P
 # read the topic from the beginning
 kcat -b {bootstrap} {auth} -t my-topic -C -o beginning -e
 """
+    registry = []
+    if registry_url:
+        text = _schema_registry(configs["confluent_kafka"], registry_url, key or KEY_PLACEHOLDER, secret)
+        registry = [Snippet("schema-registry", "Schema Registry (Avro)", "kastle_schema_registry.py", text)]
     return [
         Snippet("confluent", "confluent-kafka (Python)", "kastle_confluent.py", confluent),
+        *registry,
         Snippet("aiokafka", "aiokafka (Python, asyncio)", "kastle_aiokafka.py", aiokafka),
         Snippet("kafka-python", "kafka-python", "kastle_kafka_python.py", kafka_python),
         Snippet("kcat", "kcat", "kastle_kcat.sh", kcat),
@@ -124,6 +168,6 @@ kcat -b {bootstrap} {auth} -t my-topic -C -o beginning -e
             "java",
             "Java client.properties",
             "client.properties",
-            java_properties(cluster, key or KEY_PLACEHOLDER, secret),
+            java_properties(cluster, key or KEY_PLACEHOLDER, secret, registry_url=registry_url),
         ),
     ]

@@ -143,6 +143,7 @@ def cluster_detail(request: HttpRequest, cluster: Cluster) -> HttpResponse:
     window = request.GET.get("window", "hour")
     if window not in ("hour", "day"):
         window = "hour"
+    registry_url = cluster_selectors.schema_registry_url(cluster, request)
     return render(
         request,
         "web/clusters/detail.html",
@@ -151,7 +152,8 @@ def cluster_detail(request: HttpRequest, cluster: Cluster) -> HttpResponse:
             "plan": cluster.plan_limits,
             "keys": keys,
             "chosen_key": chosen,
-            "snippets": [] if gone else clientconfig.snippets(cluster, chosen),
+            "snippets": [] if gone else clientconfig.snippets(cluster, chosen, registry_url=registry_url),
+            "schema_registry_url": registry_url,
             "gone": gone,
             "charts": usage.cluster_charts(cluster, window=window),
             "window": window,

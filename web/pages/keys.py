@@ -18,6 +18,7 @@ from django.views.decorators.http import require_http_methods
 
 from accounts.audit import Actor
 from accounts.models import Role
+from clusters import selectors as cluster_selectors
 from clusters.models import Cluster
 from controlplane.errors import ServiceError
 from iam import selectors as key_selectors
@@ -110,11 +111,12 @@ def _secret_page(
     rotated_from: ApiKey | None = None,
 ) -> HttpResponse:
     """The one response that carries a new key's secret (create and rotate): never cached."""
+    registry_url = cluster_selectors.schema_registry_url(cluster, request)
     files = [
         (
             f"kastle-{cluster.name}-{api_key.key}.properties",
             "Java client.properties",
-            clientconfig.java_properties(cluster, api_key.key, secret),
+            clientconfig.java_properties(cluster, api_key.key, secret, registry_url=registry_url),
         ),
         (
             f"kastle-{cluster.name}-{api_key.key}.librdkafka.conf",
