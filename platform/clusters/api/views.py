@@ -56,7 +56,7 @@ class ClusterViewSet(
 
     def retrieve(self, request, id=None):
         cluster = self.get_object()
-        return Response(s.ClusterSerializer(cluster, context={"with_health": True}).data)
+        return Response(s.ClusterSerializer(cluster, context={"with_health": True, "request": request}).data)
 
     @extend_schema(responses=s.BrokerSerializer(many=True), summary="The cluster's brokers and their state")
     @action(detail=True, methods=["get"])
@@ -72,7 +72,8 @@ class ClusterViewSet(
         cluster = services.cluster_create(
             organization=self.organization, actor=Actor.from_request(request), **data.validated_data
         )
-        return Response(s.ClusterSerializer(cluster).data, status=status.HTTP_202_ACCEPTED)
+        body = s.ClusterSerializer(cluster, context={"request": request}).data
+        return Response(body, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=s.ClusterUpdateSerializer, responses=s.ClusterSerializer)
     def partial_update(self, request, id=None):
@@ -82,12 +83,13 @@ class ClusterViewSet(
         cluster = services.cluster_update(
             cluster=cluster, actor=Actor.from_request(request), **data.validated_data
         )
-        return Response(s.ClusterSerializer(cluster).data)
+        return Response(s.ClusterSerializer(cluster, context={"request": request}).data)
 
     @extend_schema(request=None, responses={202: s.ClusterSerializer})
     def destroy(self, request, id=None):
         cluster = services.cluster_delete(cluster=self.get_object(), actor=Actor.from_request(request))
-        return Response(s.ClusterSerializer(cluster).data, status=status.HTTP_202_ACCEPTED)
+        body = s.ClusterSerializer(cluster, context={"request": request}).data
+        return Response(body, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
         request=None, responses={202: s.ClusterSerializer}, summary="Provision a FAILED cluster again"
@@ -95,4 +97,5 @@ class ClusterViewSet(
     @action(detail=True, methods=["post"])
     def retry(self, request, id=None):
         cluster = services.cluster_retry(cluster=self.get_object(), actor=Actor.from_request(request))
-        return Response(s.ClusterSerializer(cluster).data, status=status.HTTP_202_ACCEPTED)
+        body = s.ClusterSerializer(cluster, context={"request": request}).data
+        return Response(body, status=status.HTTP_202_ACCEPTED)
