@@ -303,8 +303,14 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.topic:
         name, _, n = item.partition("=")
         topics[name] = int(n or 1)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.host, args.port, topics, args.partitions))
+    try:  # uvloop as brokerd: asyncio's own transports copy a large response's unsent tail per send
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    except ImportError:
+        factory = None
+    with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(serve(args.host, args.port, topics, args.partitions))
     return 0
 
 
