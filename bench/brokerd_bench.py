@@ -427,14 +427,16 @@ def lean_consume(bootstrap: str, topic: str, n: int) -> float:
 def _e2e_consumer(bootstrap: str, topic: str, n: int, out) -> None:
     """Child process: latency from the producer's send time (in the value) to consumption."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-e2e", "enable.auto.commit": False,
-                  "fetch.wait.max.ms": 100})
+                  "fetch.wait.max.ms": 100, "enable.partition.eof": True})
     c.assign([TopicPartition(topic, 0, 0)])
     lat = []
+    while not any(m.error() for m in c.consume(1, 1)):  # the first fetch answered: ready to time
+        pass
     out.send("ready")
     deadline = time.monotonic() + 120
     while len(lat) < n and time.monotonic() < deadline:
         for msg in c.consume(1000, 1):
-            if not msg.error():
+            if not msg.error():  # (partition EOF events are errors: skipped)
                 lat.append(time.time() - struct.unpack_from(">d", msg.value())[0])
     c.close()
     out.send(lat)
