@@ -23,6 +23,7 @@ class KastleAutoSchema(AutoSchema):
             return ""
         return get_doc(handler)
 
+
 ERROR_SCHEMA = {
     "type": "object",
     "required": ["error"],

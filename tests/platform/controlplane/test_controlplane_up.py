@@ -104,20 +104,42 @@ def test_up_serves_the_platform_and_stops_without_orphans(up_process, tmp_path):
     )
     assert signup.status_code == 201, signup.text
     headers = {"Authorization": f"Bearer {signup.json()['token']}"}
+    # A Standard cluster on this one machine: 3 brokers on the one host, meeting in the embedded
+    # etcd, with a warning that they share it.
     created = requests.post(
         f"{up_process.base_url}/api/v1/clusters",
-        json={"name": "c1", "plan": "basic"},
+        json={"name": "c1", "plan": "standard"},
         headers=headers,
         timeout=10,
     )
     assert created.status_code == 202, created.text
     cluster_id = created.json()["id"]
-    wait_until(
-        lambda: f"cluster_provision: {cluster_id} is PROVISIONING" in log(), timeout=30, message="task"
-    )
+    url = f"{up_process.base_url}/api/v1/clusters/{cluster_id}"
+
+    def running():
+        body = requests.get(url, headers=headers, timeout=10).json()
+        assert body["status"] != "FAILED", body
+        return body if body["status"] == "RUNNING" else None
+
+    cluster = wait_until(running, timeout=90, interval=0.5, message="the Standard cluster RUNNING")
     assert "host.local" in log()  # the worker consumes the local host's queue too
+    assert "etcd      http://127.0.0.1:" in log() and "(embedded)" in log()
+    assert oct((tmp_path / "var" / "etcd" / "root-password").stat().st_mode & 0o777) == "0o600"
+    addresses = cluster["bootstrap_servers"].split(",")
+    assert len(addresses) == 3 and len(set(addresses)) == 3
+    assert {a.rsplit(":", 1)[0] for a in addresses} == {"127.0.0.1"}
+    assert "share 1 host" in cluster["placement_warning"], cluster
+    brokers = requests.get(f"{url}/brokers", headers=headers, timeout=10).json()["results"]
+    assert [(b["node_id"], b["host"], b["status"]) for b in brokers] == [
+        (1, "local", "online"),
+        (2, "local", "online"),
+        (3, "local", "online"),
+    ]
+    assert cluster["health"]["brokers_online"] == 3
 
     children = descendants(up_process.pid)
+    commands = {p: Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0] for p in children if alive(p)}
+    assert any(c.endswith(b"/etcd") for c in commands.values()), "the embedded etcd is one of up's children"
     assert len(children) >= 3  # web (+ its workers), worker (+ pool), beat
     started = time.monotonic()
     os.killpg(up_process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does

@@ -1,7 +1,9 @@
 """`python manage.py up`: the whole platform on one machine.
 
-Applies migrations, then runs the web server (gunicorn), a Celery worker (the default queue
-plus this host's `host.<name>` queue) and Celery beat as child processes. Each child leads its
+Applies migrations, starts a single-node etcd under var/etcd/ unless KASTLE_ETCD_URL names one
+(`controlplane.embedded_etcd`: replicated clusters keep their metadata there), then runs the web
+server (gunicorn), a Celery worker (the default queue plus this host's `host.<name>` queue) and
+Celery beat as child processes. Each child leads its
 own process group; Ctrl-C or SIGTERM stops every group (TERM, then KILL after a grace period),
 and children get SIGTERM from the kernel if `up` itself dies, so nothing is left behind.
 """
@@ -24,6 +26,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+
+from controlplane.embedded_etcd import EmbeddedEtcd, EtcdNotFound
 
 PR_SET_PDEATHSIG = 1
 
@@ -81,6 +85,9 @@ class Command(BaseCommand):
 
         children = self._children(host, port, opts)
         env = self._child_env(host)
+        etcd = self._start_etcd()
+        if etcd is not None:
+            env.update(etcd.env())
         exit_code = 0
         try:
             for child in children:
@@ -91,10 +98,16 @@ class Command(BaseCommand):
                 self.stdout.write(self.style.SUCCESS(f"Kastle is up: {base_url}/"))
                 self.stdout.write(f"  REST API  {base_url}/api/v1/   (docs {base_url}/api/v1/docs/)")
                 self.stdout.write(f"  data      {settings.VAR_DIR}")
+                etcd_url = etcd.url + " (embedded)" if etcd is not None else os.environ["KASTLE_ETCD_URL"]
+                self.stdout.write(f"  etcd      {etcd_url}")
                 self.stdout.write("Press Ctrl-C to stop.")
                 self.stdout.flush()
             while self._stop_signal is None:
                 dead = [c for c in children if not c.running]
+                if etcd is not None and not etcd.running:
+                    self.stderr.write("Kastle: the embedded etcd exited; stopping")
+                    exit_code = 1
+                    break
                 if dead:
                     for child in dead:
                         self.stderr.write(
@@ -106,10 +119,22 @@ class Command(BaseCommand):
         finally:
             self._stop(children, opts["grace"])
             self._run_shutdown_hooks()
+            if etcd is not None:  # last: brokers stopped by the hooks no longer need it
+                etcd.stop(timeout=opts["grace"])
         if self._stop_signal is not None:
             self.stdout.write("Kastle stopped.")
         if exit_code:
             raise CommandError("a child process exited unexpectedly", returncode=exit_code)
+
+    def _start_etcd(self) -> EmbeddedEtcd | None:
+        if os.environ.get("KASTLE_ETCD_URL", "").strip():
+            return None  # production: an etcd cluster of its own
+        etcd = EmbeddedEtcd(settings.VAR_DIR)
+        try:
+            etcd.start(preexec_fn=_die_with_parent)
+        except (EtcdNotFound, RuntimeError, OSError) as exc:
+            raise CommandError(f"Kastle: cannot start the embedded etcd: {exc}") from exc
+        return etcd
 
     def _on_signal(self, signum, frame) -> None:
         if self._stop_signal is None:
