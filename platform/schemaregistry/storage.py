@@ -208,11 +208,18 @@ class ClusterLog:
 
 _logs: dict[str, ClusterLog] = {}
 _logs_lock = threading.Lock()
+#: A view unused this long is dropped with its clients (a deleted cluster's ports may serve another
+#: cluster later); the next request rebuilds it from the topic.
+IDLE_S = 300.0
 
 
 def cluster_log(cluster: Cluster) -> ClusterLog:
     """This process's log of the cluster (built on first use, rebuilt from the topic)."""
+    now = time.monotonic()
     with _logs_lock:
+        for public_id, idle in list(_logs.items()):
+            if public_id != cluster.public_id and now - idle.last_used > IDLE_S:
+                _logs.pop(public_id).close()
         log = _logs.get(cluster.public_id)
         if log is not None and log.bootstrap != cluster.bootstrap_servers:
             log.close()  # the cluster moved to other ports

@@ -13,10 +13,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from confluent_kafka import KafkaException
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from clusters.models import Cluster, ClusterStatus
+from controlplane.errors import ServiceError
 
 from .. import errors, selectors, services
 from ..auth import Caller, authenticate
@@ -48,6 +50,13 @@ def _body(request: HttpRequest) -> Any:
         raise errors.RegistryError(400, 400, "The request body is not valid JSON") from None
 
 
+def _detail(exc: Exception) -> str:
+    first = exc.args[0] if exc.args else None
+    if hasattr(first, "str"):  # a KafkaError
+        return first.str()
+    return getattr(exc, "message", None) or str(exc)
+
+
 def endpoint(*methods: str) -> Callable:
     """Resolve the cluster, authenticate, run the handler with Confluent's error handling."""
 
@@ -72,6 +81,10 @@ def endpoint(*methods: str) -> Callable:
                 result = handler(request, cluster, caller, **kwargs)
             except errors.RegistryError as exc:
                 return _response(exc.body(), exc.status)
+            except (KafkaException, ServiceError) as exc:  # the cluster's brokers did not answer well
+                logger.warning("schema registry %s: %s", cluster_id, exc)
+                failure = errors.store_error(_detail(exc))
+                return _response(failure.body(), failure.status)
             return result if isinstance(result, HttpResponse) else _response(result)
 
         return view
