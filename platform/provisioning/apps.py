@@ -6,6 +6,7 @@ class ProvisioningConfig(AppConfig):
     verbose_name = "Provisioning"
 
     def ready(self) -> None:
+        from celery.signals import task_postrun
         from django.db.models.signals import post_save
 
         from clusters.models import Cluster
@@ -20,7 +21,11 @@ class ProvisioningConfig(AppConfig):
             receivers.start_deprovisioning, dispatch_uid="provisioning.deprovision"
         )
         api_keys_changed.connect(receivers.push_credentials, dispatch_uid="provisioning.credentials")
-        # Every Kafka client the control plane caches for a cluster is closed once it stops running.
+        # Every Kafka client the control plane caches for a cluster is closed once it stops running,
+        # in the process that saved it. A Celery worker has several pool processes, and the one that
+        # deletes a cluster is rarely the one that last synced its ACLs: a task's clients are closed
+        # when it ends, so no worker process keeps one between tasks.
         post_save.connect(
             kafka_admin.forget_unless_running, sender=Cluster, dispatch_uid="provisioning.kafka_clients"
         )
+        task_postrun.connect(receivers.close_kafka_clients, dispatch_uid="provisioning.kafka_clients")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from django.db import transaction
 
 from acls import services as acl_services
+from sharedkit import kafka_admin
 
 from . import services, tasks
 
@@ -26,3 +27,12 @@ def start_deprovisioning(sender, cluster_id: int, **kwargs) -> None:
 def push_credentials(sender, cluster_id: int, **kwargs) -> None:
     acl_services.cluster_sync_on_commit(cluster_id=cluster_id)
     transaction.on_commit(lambda: services.cluster_credentials_push(cluster_id=cluster_id))
+
+
+def close_kafka_clients(sender=None, task=None, **kwargs) -> None:
+    """Celery's task_postrun in a worker: close the Kafka clients the task opened (see
+    ProvisioningConfig.ready). A task run eagerly, inside a web process, leaves that process's
+    cache to its own rule."""
+    if task is not None and getattr(task.request, "is_eager", False):
+        return
+    kafka_admin.clear_cache()
