@@ -1,7 +1,7 @@
 from django.urls import path
 
 from . import views
-from .pages import account, alerts, billing, clusters, groups, keys, messages, topics
+from .pages import access, account, alerts, billing, clusters, groups, keys, messages, topics
 
 app_name = "web"
 
@@ -19,6 +19,7 @@ urlpatterns = [
     path("organization/audit/", account.audit_log, name="audit"),
     path("invite/<str:token>/", account.invitation_accept, name="invite"),
     path("usage/", billing.usage_page, name="usage"),
+    path("service-accounts/", access.service_accounts, name="service_accounts"),
     path("alerts/", alerts.alerts, name="alerts"),
     # clusters
     path("clusters/new/", clusters.cluster_create, name="cluster_create"),
@@ -36,6 +37,7 @@ urlpatterns = [
     path(C + "api-keys/<str:key>/revoke/", keys.api_key_revoke, name="api_key_revoke"),
     path(C + "api-keys/<str:key>/rotate/", keys.api_key_rotate, name="api_key_rotate"),
     path(C + "messages/", messages.message_browser, name="messages"),
+    path(C + "acls/", access.cluster_acls, name="acls"),
     path(C + "groups/", groups.group_list, name="groups"),
     path(C + "groups/<str:group_id>/", groups.group_detail, name="group"),
     path(C + "groups/<str:group_id>/delete/", groups.group_delete, name="group_delete"),

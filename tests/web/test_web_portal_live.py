@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -44,14 +45,16 @@ WIDEST = """() => {
   const limit = window.innerWidth + 1;
   if (document.documentElement.scrollWidth <= limit) return null;
   return [...document.querySelectorAll("body *")]
-    .filter((el) => el.getBoundingClientRect().right > limit && !el.closest(".table-wrap, pre"))
+    .filter((el) => el.getBoundingClientRect().right > limit)
+    .filter((el) => !el.closest(".table-wrap, pre, .tabs, .mainnav"))
     .slice(0, 5)
     .map((el) => `${el.tagName}.${el.className}#${el.id} ${el.getBoundingClientRect().right}`);
 }"""
 
 
-def _walk(page, base: str, pages: list[tuple[str, str]], shots: Path) -> None:
+def _walk(page, base: str, pages: list[tuple[str, str]], shots: Path) -> list[Path]:
     """Every page at each width: served, no sideways scrolling on a phone, a full-page screenshot."""
+    saved = []
     for label, width in WIDTHS.items():
         page.set_viewport_size({"width": width, "height": 900})
         for name, url in pages:
@@ -59,8 +62,10 @@ def _walk(page, base: str, pages: list[tuple[str, str]], shots: Path) -> None:
             assert response is not None and response.status < 400, (url, response and response.status)
             wide = page.evaluate(WIDEST)
             assert not wide, (url, width, wide)
-            page.screenshot(path=str(shots / f"{name}-{label}.png"), full_page=True)
+            saved.append(shots / f"{name}-{label}.png")
+            page.screenshot(path=str(saved[-1]), full_page=True)
     page.set_viewport_size({"width": 1280, "height": 900})
+    return saved
 
 
 def _listen(port: int) -> socket.socket:
@@ -72,19 +77,24 @@ def _listen(port: int) -> socket.socket:
     return sock
 
 
-def _connections(listeners: list[socket.socket], seconds: float) -> int:
-    """How many connections reach the listeners within `seconds`."""
-    count = 0
+def _connections(listeners: list[socket.socket], seconds: float) -> list[str]:
+    """The processes whose connections reach the listeners within `seconds`."""
+    seen = []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         for sock in listeners:
             try:
-                conn, _ = sock.accept()
+                conn, peer = sock.accept()
             except TimeoutError:
                 continue
-            count += 1
+            who = subprocess.run(
+                ["ss", "-tnpH", "state", "all", "sport", f"= :{peer[1]}"], capture_output=True, text=True
+            ).stdout.strip()
+            pid = who.split("pid=")[1].split(",")[0] if "pid=" in who else None
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:120] if pid else b""
+            seen.append(f"{who} {command.decode(errors='replace')} (this test: {os.getpid()})")
             conn.close()
-    return count
+    return seen
 
 
 def test_every_page_and_the_control_planes_clients_of_a_deleted_cluster(
@@ -137,11 +147,39 @@ def _portal_walk(page, base: str, shots: Path) -> None:
     finally:
         consumer.close()
 
-    # "Browse messages" on a topic's page lists its messages straight away.
+    # "Browse messages" on a topic's page lists its messages straight away, one line each; a
+    # message opens on click (no JavaScript: <details>).
     page.goto(f"{base}/clusters/{cid}/topics/orders/")
     page.get_by_role("link", name="Browse messages").click()
     expect(page.locator("tr.message")).to_have_count(1)
     expect(page.get_by_text("This field is required.")).to_have_count(0)
+    row = page.locator("tr.message")
+    expect(row.locator("pre.json")).to_have_text('{"amount": 42, "items": ["tea", "scones"]}')
+    assert row.bounding_box()["height"] < 60
+    expect(row.locator("pre.pretty")).to_be_hidden()
+    row.locator("summary").click()
+    expect(row.locator("pre.pretty")).to_contain_text('"scones"')
+
+    # Lag in the consumer-group list.
+    page.goto(f"{base}/clusters/{cid}/groups/")
+    expect(page.locator("tr", has_text="walk-reader").locator(".group-lag")).to_have_text("1")
+
+    # A service account, and an ACL for it, from the portal.
+    page.goto(f"{base}/service-accounts/")
+    page.get_by_label("Name").fill("orders-service")
+    page.get_by_role("button", name="Create service account").click()
+    expect(page.get_by_text(re.compile("Service account orders-service .* created"))).to_be_visible()
+    sa_id = page.locator("tr", has_text="orders-service").locator("code").inner_text()
+    page.goto(f"{base}/clusters/{cid}/acls/")
+    page.get_by_label("Principal").fill(sa_id)
+    page.get_by_label("Operation").select_option("READ")
+    page.get_by_label("Name", exact=True).fill("orders")
+    page.get_by_role("button", name="Add ACL").click()
+    expect(page.get_by_text("ACL created.")).to_be_visible()
+    page.get_by_label("Principal").fill("nobody-here")
+    page.get_by_label("Name", exact=True).fill("orders")
+    page.get_by_role("button", name="Add ACL").click()
+    expect(page.locator("#id_principal-error")).to_be_visible()
 
     # The topic form offers what the plan allows (Basic: 100 partitions, 7 days).
     page.goto(f"{base}/clusters/{cid}/topics/")
@@ -154,7 +192,7 @@ def _portal_walk(page, base: str, shots: Path) -> None:
     expect(page.locator("#id_partitions-error")).to_contain_text("at most 100 partitions")
 
     c = f"/clusters/{cid}"
-    _walk(
+    saved = _walk(
         page,
         base,
         [
@@ -167,10 +205,12 @@ def _portal_walk(page, base: str, shots: Path) -> None:
             ("messages", f"{c}/messages/?topic=orders"),
             ("api-keys", f"{c}/api-keys/"),
             ("api-key-rotate", f"{c}/api-keys/{key}/rotate/"),
+            ("acls", f"{c}/acls/"),
             ("groups", f"{c}/groups/"),
             ("group", f"{c}/groups/walk-reader/"),
             ("group-delete", f"{c}/groups/walk-reader/delete/"),
             ("cluster-delete", f"{c}/delete/"),
+            ("service-accounts", "/service-accounts/"),
             ("usage", "/usage/"),
             ("organization", "/organization/"),
             ("tokens", "/organization/tokens/"),
@@ -203,7 +243,7 @@ def _portal_walk(page, base: str, shots: Path) -> None:
     ports = [int(address.rsplit(":", 1)[1]) for address in bootstrap.split(",")]
     listeners = wait_until(lambda: _try_listen(ports), timeout=15, message="the brokers' ports to be free")
     try:
-        assert _connections(listeners, seconds=7) == 0
+        assert _connections(listeners, seconds=7) == []
     finally:
         for sock in listeners:
             sock.close()
@@ -212,8 +252,8 @@ def _portal_walk(page, base: str, shots: Path) -> None:
     # Logged out: the public pages.
     page.goto(f"{base}/logout/")
     page.get_by_role("button", name="Log out").click()
-    _walk(page, base, [("login", "/login/"), ("signup", "/signup/")], shots)
-    assert len(list(shots.glob("*.png"))) == 2 * 21
+    saved += _walk(page, base, [("login", "/login/"), ("signup", "/signup/")], shots)
+    assert len(set(saved)) == 2 * 23 and all(path.stat().st_size > 10_000 for path in saved)
 
 
 def _try_listen(ports: list[int]) -> list[socket.socket] | None:

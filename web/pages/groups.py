@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
@@ -22,10 +22,22 @@ from controlplane.errors import ServiceError
 from ..portal import apply_service_error, can, portal_view
 from .clusters import ConfirmNameForm
 
+DETAILED_GROUPS = 50  # beyond this many groups the list shows ids and states only
+
 
 @portal_view()
 def group_list(request: HttpRequest, cluster: Cluster) -> HttpResponse:
     groups = group_selectors.group_list(cluster=cluster)
+    for index, group in enumerate(groups):
+        if index >= DETAILED_GROUPS:
+            break
+        try:
+            detail = group_selectors.group_get(cluster=cluster, group_id=group["group_id"])
+        except (ServiceError, Http404):
+            continue  # gone meanwhile, or its coordinator did not answer: the row shows "—"
+        group["lag"] = detail["total_lag"]
+        group["members_count"] = len(detail["members"])
+        group["topics"] = sorted({row["topic"] for row in detail["offsets"]})
     return render(
         request,
         "web/groups/list.html",

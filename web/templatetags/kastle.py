@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from decimal import Decimal, InvalidOperation
 
@@ -46,3 +47,13 @@ def icon(name: str, label: str = "") -> str:
     return format_html(
         '<svg class="icon" aria-hidden="true" focusable="false"><use href="{}"></use></svg>', href
     )
+
+
+@register.filter
+def oneline(text: str) -> str:
+    """A message body on one line for the compact row: JSON re-serialized without its indentation,
+    other text with its line breaks shown as ⏎."""
+    try:
+        return json.dumps(json.loads(text), ensure_ascii=False)
+    except (TypeError, ValueError):
+        return str(text).replace("\r\n", "⏎").replace("\n", "⏎")
