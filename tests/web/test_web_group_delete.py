@@ -9,11 +9,8 @@ from django.test import Client
 from accounts.models import Role
 from consumergroups import selectors as group_selectors
 from tests.platform.api import Tenant
-from tests.platform.consumergroups.test_consumergroups_api import (  # noqa: F401  (host_env: a fixture)
-    Running,
-    consume,
-    host_env,
-)
+from tests.platform.consumergroups.test_consumergroups_api import Running, consume
+from tests.platform.inline_cluster import host_env  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.django_db
 
