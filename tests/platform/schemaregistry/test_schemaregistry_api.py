@@ -14,6 +14,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from iam.services import api_key_revoke
+from provisioning import conf, supervisor
 from schemaregistry import storage
 from sharedkit import kafka_admin
 from tests.e2e.provisioning_stack import sasl
@@ -270,7 +271,7 @@ def test_keys_scopes_and_the_topic_is_the_platforms(running, django_user_model):
     assert storage.SCHEMAS_TOPIC not in admin.list_topics(timeout=10).topics
 
 
-def test_state_survives_a_restart_and_writers_never_collide(running):
+def test_state_survives_a_restart_and_writers_never_collide(running, monkeypatch):
     r = running.registry
     ids = {
         r.register(f"s{i}-value", compact({"type": "fixed", "name": f"F{i}", "size": i + 1}))
@@ -325,3 +326,10 @@ def test_state_survives_a_restart_and_writers_never_collide(running):
     consumer.close()
     assert keys[0] == {"keytype": "SCHEMA", "subject": "s0-value", "version": 1, "magic": 1}
     assert {"keytype": "CONFIG", "subject": "s0-value", "magic": 0} in keys
+
+    # The brokers gone: Confluent's error body naming the trouble, not a server error page.
+    monkeypatch.setattr(storage, "IO_TIMEOUT_S", 2.0)
+    supervisor.stop_all(conf.host_root("local"), timeout=10)
+    response = r.call("GET", "/subjects")
+    assert response.status_code == 500, response.content
+    assert response.json()["error_code"] in (50001, 50002) and "_schemas" in response.json()["message"]
