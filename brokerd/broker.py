@@ -201,6 +201,7 @@ class Broker:
         self._start_groups_and_producers()
         self._start_cleaner()
         await self._start_listeners()
+        self._describe_started()
         self._write_runtime_files()
         await self._start_cluster()
         interval = cfg["credentials.poll.ms"] / 1000
@@ -366,6 +367,20 @@ class Broker:
                     ) from None
                 raise StartupError(f"admin listener {host}:{port}: cannot bind: {exc.strerror}") from None
             log.info("admin listener on http://%s:%d", host, self.admin_port)
+
+    def _describe_started(self) -> None:
+        """The broker configs DescribeConfigs reports as STATIC_BROKER_CONFIG once bound."""
+
+        def url(name: str, host: str, port: int) -> str:
+            return f"{name}://{f'[{host}]' if ':' in host else host}:{port}"
+
+        self.configs.set_started({
+            "listeners": ",".join(url(lis.name, lis.host, port) for lis, _s, port in self.servers),
+            "advertised.listeners": ",".join(
+                url(lis.name, *self.advertised(lis, port)) for lis, _s, port in self.servers),
+            "log.dirs": os.path.abspath(self.logs.data_dir),
+            "node.id": self.node_id,
+        })
 
     def _write_runtime_files(self) -> None:
         doc = {

@@ -368,11 +368,65 @@ BROKER_CONFIG_DEFS: dict[str, ConfigDef] = {d.name: d for d in [
               "Specify the final compression type for a given topic. Only 'producer' is supported.",
               (one_of("producer", unsupported=("uncompressed", "gzip", "snappy", "lz4", "zstd")),)),
     ConfigDef("default.replication.factor", ConfigType.INT, "1",
-              "The default replication factor for automatically created topics. This broker keeps "
-              "one replica.", (between(1, 1),), read_only=True, dynamic=False),
+              "The replication factor for automatically created topics, and for topics created "
+              "with a replication factor of -1.", (at_least(1),), read_only=True, dynamic=False),
     ConfigDef("delete.topic.enable", ConfigType.BOOLEAN, "true",
               "Enables delete topic. Delete topic through the admin tool will have no effect if this "
               "config is turned off.", dynamic=False),
+    # Where the broker listens and what it tells clients: the bound addresses, set at start-up
+    # (Broker.start), so an ephemeral port 0 is described as the port in use.
+    ConfigDef("listeners", ConfigType.STRING, "PLAINTEXT://:9092",
+              "Listener List - Comma-separated list of URIs we will listen on and the listener names.",
+              read_only=True, dynamic=False),
+    ConfigDef("advertised.listeners", ConfigType.STRING, None,
+              "Listeners to publish to ZooKeeper/clients to use, if different than the listeners "
+              "config property.", read_only=True, dynamic=False),
+    ConfigDef("log.dirs", ConfigType.LIST, None,
+              "A comma-separated list of the directories where the log data is stored.",
+              read_only=True, dynamic=False),
+    ConfigDef("node.id", ConfigType.INT, "-1",
+              "The node ID associated with the roles this process is playing.",
+              read_only=True, dynamic=False),
+    ConfigDef("broker.rack", ConfigType.STRING, None,
+              "Rack of the broker. This will be used in rack aware replication assignment for fault "
+              "tolerance.", read_only=True, dynamic=False),
+    ConfigDef("connections.max.idle.ms", ConfigType.LONG, "600000",
+              "Idle connections timeout: the server socket processor threads close the connections "
+              "that idle more than this", dynamic=False),
+    ConfigDef("fetch.max.bytes", ConfigType.INT, "57671680",
+              "The maximum number of bytes we will return for a fetch request. Must be at least 1024.",
+              (at_least(1024),), dynamic=False),
+    ConfigDef("sasl.enabled.mechanisms", ConfigType.LIST, "GSSAPI",
+              "The list of SASL mechanisms enabled in the Kafka server.", dynamic=False),
+    ConfigDef("sasl.server.max.receive.size", ConfigType.INT, "524288",
+              "The maximum receive size allowed before and during initial SASL authentication.",
+              dynamic=False),
+    ConfigDef("log.index.interval.bytes", ConfigType.INT, "4096",
+              "The interval with which we add an entry to the offset index.", (at_least(0),),
+              dynamic=False),
+    # The classic group coordinator (brokerd/groups). Static in Kafka too.
+    ConfigDef("group.min.session.timeout.ms", ConfigType.INT, "6000",
+              "The minimum allowed session timeout for registered consumers.", dynamic=False),
+    ConfigDef("group.max.session.timeout.ms", ConfigType.INT, "1800000",
+              "The maximum allowed session timeout for registered consumers.", dynamic=False),
+    ConfigDef("group.initial.rebalance.delay.ms", ConfigType.INT, "3000",
+              "The amount of time the group coordinator will wait for more consumers to join a new "
+              "group before performing the first rebalance.", dynamic=False),
+    ConfigDef("group.max.size", ConfigType.INT, str(INT_MAX),
+              "The maximum number of consumers that a single consumer group can accommodate.",
+              (at_least(1),), dynamic=False),
+    ConfigDef("offsets.retention.minutes", ConfigType.INT, "10080",
+              "For subscribed consumers, committed offset of a specific partition will be expired "
+              "and discarded when the consumer group is empty for this long.", (at_least(1),),
+              dynamic=False),
+    ConfigDef("offsets.retention.check.interval.ms", ConfigType.LONG, "600000",
+              "Frequency at which to check for stale offsets", (at_least(1),), dynamic=False),
+    ConfigDef("offset.metadata.max.bytes", ConfigType.INT, "4096",
+              "The maximum size for a metadata entry associated with an offset commit.",
+              dynamic=False),
+    ConfigDef("producer.id.expiration.ms", ConfigType.INT, "86400000",
+              "The time in ms that a topic partition leader will wait before expiring producer IDs.",
+              (at_least(1),), dynamic=False),
     ConfigDef("log.cleanup.policy", ConfigType.LIST, "delete",
               "The default cleanup policy for segments beyond the retention window. A comma "
               "separated list of valid policies.", (one_of("delete", "compact"), _non_empty_list)),
@@ -497,7 +551,11 @@ SHARED_KEYS = (
     "auto.create.topics.enable", "num.partitions", "default.replication.factor", "delete.topic.enable",
     "message.max.bytes", "socket.request.max.bytes", "log.segment.bytes", "log.roll.ms",
     "log.retention.ms", "log.retention.bytes", "log.retention.check.interval.ms",
-    "log.message.timestamp.type",
+    "log.message.timestamp.type", "broker.rack", "connections.max.idle.ms", "fetch.max.bytes",
+    "sasl.enabled.mechanisms", "sasl.server.max.receive.size", "log.index.interval.bytes",
+    "group.min.session.timeout.ms", "group.max.session.timeout.ms", "group.initial.rebalance.delay.ms",
+    "group.max.size", "offsets.retention.minutes", "offsets.retention.check.interval.ms",
+    "offset.metadata.max.bytes", "producer.id.expiration.ms",
 )
 #: Keys only this module knows; registered in brokerd/settings.py by ``register_settings``.
 OWN_KEYS = (
@@ -563,7 +621,7 @@ def static_from_settings(config: Any) -> dict[str, Any]:
     static: dict[str, Any] = {}
     for key in SHARED_KEYS + OWN_KEYS:
         value = config.get(key)
-        if value is None:
+        if value is None or value == "":  # "" = unset (broker.rack)
             continue
         d = BROKER_CONFIG_DEFS[key]
         canon = d.canonical(value) if not isinstance(value, list) else ",".join(value)
@@ -609,6 +667,12 @@ class BrokerConfigs:
             self.dynamic_default = {k: str(v) for k, v in state.get("default", {}).items()}
         self._cache: dict[str, Any] = {}
         self.check_plan_limits()
+
+    def set_started(self, values: Mapping[str, Any]) -> None:
+        """Static configs known once the broker runs (the bound listeners, the log directory)."""
+        for key, raw in values.items():
+            self.static[key] = self._canonical_broker(key, raw)
+        self._cache.clear()
 
     # -- lookups
     @staticmethod

@@ -30,18 +30,18 @@ from brokerd.handlers import (
 from brokerd.protocol.fastpath import decode_produce
 
 _SPECS = (
-    ApiSpec(0, 0, 11, produce.handle, decode=decode_produce, refuse_below=3),
-    ApiSpec(1, 4, 16, fetch.handle),
-    ApiSpec(2, 1, 8, list_offsets.handle),
-    ApiSpec(3, 0, 12, metadata.handle),
+    ApiSpec(0, 0, 13, produce.handle, decode=decode_produce, refuse_below=3),
+    ApiSpec(1, 4, 18, fetch.handle),
+    ApiSpec(2, 1, 10, list_offsets.handle),
+    ApiSpec(3, 0, 13, metadata.handle),
     ApiSpec(8, 2, 9, groups.offset_commit),
     ApiSpec(9, 1, 9, groups.offset_fetch),
-    ApiSpec(10, 0, 4, groups.find_coordinator),
+    ApiSpec(10, 0, 6, groups.find_coordinator),
     ApiSpec(11, 0, 9, groups.join_group),
     ApiSpec(12, 0, 4, groups.heartbeat),
     ApiSpec(13, 0, 5, groups.leave_group),
     ApiSpec(14, 0, 5, groups.sync_group),
-    ApiSpec(15, 0, 5, groups.describe_groups),
+    ApiSpec(15, 0, 6, groups.describe_groups),
     ApiSpec(16, 0, 5, groups.list_groups),
     ApiSpec(17, 0, 1, sasl.handshake, pre_auth=True),
     ApiSpec(18, 0, 4, api_versions.handle, pre_auth=True),
@@ -63,7 +63,8 @@ _SPECS = (
     ApiSpec(47, 0, 0, groups.offset_delete),
     ApiSpec(48, 0, 1, client_quotas.describe_client_quotas),
     ApiSpec(49, 0, 1, client_quotas.alter_client_quotas),
-    ApiSpec(60, 0, 1, cluster.describe_cluster),
+    ApiSpec(60, 0, 2, cluster.describe_cluster),
+    ApiSpec(74, 0, 1, configs.list_config_resources),
 )
 
 #: api key -> spec: what the connection loop dispatches on.

@@ -1,4 +1,4 @@
-"""DescribeCluster 0-1 and DescribeLogDirs 1-4 (size on disk per partition)."""
+"""DescribeCluster 0-2 and DescribeLogDirs 1-4 (size on disk per partition)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ def describe_cluster(request, ctx):
         throttle_time=_ZERO, error_code=ErrorCode.none, error_message=None, endpoint_type=1,
         cluster_id=broker.cluster_id, controller_id=broker.controller_id(),
         brokers=tuple(
-            ctx.build("DescribeClusterBroker", broker_id=node_id, host=host, port=port, rack=rack)
+            # v2 asks for fenced brokers too; brokerd lists registered (unfenced) brokers only
+            ctx.build("DescribeClusterBroker", broker_id=node_id, host=host, port=port, rack=rack,
+                      is_fenced=False)
             for node_id, host, port, rack in broker.cluster_brokers(ctx.conn.listener, ctx.conn.port)
         ),
         cluster_authorized_operations=ops)

@@ -1,4 +1,5 @@
-"""DescribeConfigs 1-4, AlterConfigs 0-2 and IncrementalAlterConfigs 0-1 (topics and the broker).
+"""DescribeConfigs 1-4, AlterConfigs 0-2, IncrementalAlterConfigs 0-1 (topics and the broker) and
+ListConfigResources 0-1.
 
 Topic configs are validated by brokerd/kafka_configs.py (Kafka's names, types, ranges; plan limits
 from the broker's ``kastle.plan.*`` settings give POLICY_VIOLATION). Broker resources are this
@@ -160,3 +161,29 @@ def alter_configs(request, ctx):
 
 def incremental_alter_configs(request, ctx):
     return _alter(ctx, request.resources, request.validate_only, incremental=True)
+
+
+# ListConfigResources (KIP-1142): v0 was ListClientMetricsResources and lists only client-metrics
+# subscriptions (brokerd has none); v1 lists the resources of the types asked for, all of the
+# types brokerd describes when none are named. Config resource types, as DescribeConfigs has them:
+TOPIC, BROKER, BROKER_LOGGER, CLIENT_METRICS, GROUP = 2, 4, 8, 16, 32
+LISTABLE = (TOPIC, BROKER, CLIENT_METRICS)
+
+
+def list_config_resources(request, ctx):
+    if not acls.cluster_allowed(ctx, acls.DESCRIBE_CONFIGS):  # DESCRIBE_CONFIGS on the cluster
+        return ctx.response(throttle_time=_ZERO, error_code=ErrorCode.cluster_authorization_failed,
+                            config_resources=())
+    asked = (CLIENT_METRICS,) if ctx.api_version == 0 else tuple(request.resource_types) or LISTABLE
+    if any(int(t) not in LISTABLE for t in asked):  # broker loggers, group configs: not held here
+        return ctx.response(throttle_time=_ZERO, error_code=ErrorCode.unsupported_version,
+                            config_resources=())
+    broker = ctx.broker
+    found: list[tuple[int, str]] = []
+    if TOPIC in asked:
+        names = broker.replicas.topics() if broker.replicas is not None else broker.logs.topics
+        found += [(TOPIC, name) for name in sorted(names)]
+    if BROKER in asked:
+        found += [(BROKER, str(b[0])) for b in broker.cluster_brokers(ctx.conn.listener, ctx.conn.port)]
+    return ctx.response(throttle_time=_ZERO, error_code=ErrorCode.none, config_resources=tuple(
+        ctx.build("ConfigResource", resource_name=name, resource_type=rtype) for rtype, name in found))

@@ -1,4 +1,4 @@
-"""Fetch v4-16: whole stored batches from the one containing the requested offset.
+"""Fetch v4-18: whole stored batches from the one containing the requested offset.
 
 Long-polls for ``max_wait_ms`` until ``min_bytes`` are available, woken by futures that
 appends resolve (never by polling). Session id is always 0 (no incremental sessions).

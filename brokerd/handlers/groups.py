@@ -37,6 +37,8 @@ def _client_host(ctx) -> str:
 
 # --- FindCoordinator -------------------------------------------------------------------------
 
+SHARE_KEY_TYPE = 2
+
 
 def find_coordinator(request, ctx):
     coord = ctx.broker.groups
@@ -47,6 +49,9 @@ def find_coordinator(request, ctx):
     keys = list(request.coordinator_keys) if v >= 4 else [request.key]
     found = []
     for key in keys:
+        if key_type == SHARE_KEY_TYPE:  # v6: share-group partitions; brokerd serves no share groups
+            found.append((key, -1, "", -1, E.unsupported_version, "Share groups are not enabled."))
+            continue
         # DESCRIBE on the group (or transactional id) to find its coordinator
         if key_type == 1 and not acls.allowed(ctx, acls.DESCRIBE, acls.TRANSACTIONAL_ID, key):
             found.append((key, -1, "", -1, E.transactional_id_authorization_failed, "Authorization failed."))
@@ -373,10 +378,19 @@ def describe_groups(request, ctx):
         out.append(ctx.build(
             "DescribedGroup", error_code=E.group_authorization_failed, group_id=g, group_state="",
             protocol_type="", protocol_data="", members=(),
-            authorized_operations=AUTHORIZED_OPERATIONS_OMITTED,
+            authorized_operations=AUTHORIZED_OPERATIONS_OMITTED, error_message="Authorization failed.",
         ))
     wanted = [g for g in request.groups if g not in denied] if denied else request.groups
     for d in ctx.broker.groups.describe_groups(wanted):
+        if ctx.api_version >= 6 and d.error == E.none and d.state == "Dead" and not d.members:
+            # v6 (KIP-1043): a group that does not exist is an error, no longer a Dead group
+            out.append(ctx.build(
+                "DescribedGroup", error_code=E.group_id_not_found,
+                error_message=f"Group {d.group_id} not found.",
+                group_id=d.group_id, group_state="", protocol_type="", protocol_data="", members=(),
+                authorized_operations=AUTHORIZED_OPERATIONS_OMITTED,
+            ))
+            continue
         members = tuple(
             ctx.build(
                 "DescribedGroupMember",

@@ -1,4 +1,5 @@
-"""ListOffsets v1-8: earliest (-2), latest (-1), max timestamp (-3), earliest local (-4), by time."""
+"""ListOffsets v1-10: earliest (-2), latest (-1), max timestamp (-3), earliest local (-4), latest
+tiered (-5), by time. v10's timeout bounds reads from remote storage, which brokerd has none of."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ LATEST = -1
 EARLIEST = -2
 MAX_TIMESTAMP = -3
 EARLIEST_LOCAL = -4
+LATEST_TIERED = -5  # v9 (KIP-1005)
 
 
 def _lookup(plog, timestamp: int, version: int) -> tuple[ErrorCode, int, int]:
@@ -22,6 +24,11 @@ def _lookup(plog, timestamp: int, version: int) -> tuple[ErrorCode, int, int]:
         if timestamp == EARLIEST_LOCAL and version < 8:
             return ErrorCode.unsupported_version, -1, -1
         return ErrorCode.none, plog.start_offset, -1
+    if timestamp == LATEST_TIERED:
+        if version < 9:
+            return ErrorCode.unsupported_version, -1, -1
+        # Without tiered storage nothing is tiered: Kafka answers offset -1 (and leader epoch -1)
+        return ErrorCode.none, -1, -1
     if timestamp == MAX_TIMESTAMP:
         if version < 7:
             return ErrorCode.unsupported_version, -1, -1
@@ -62,7 +69,8 @@ def handle(request, ctx):
                     timestamp=ts,
                     offset=offset,
                     leader_epoch=(
-                        _leader_epoch(ctx, t.name, p.partition_index) if error == ErrorCode.none else -1
+                        _leader_epoch(ctx, t.name, p.partition_index)
+                        if error == ErrorCode.none and offset >= 0 else -1
                     ),
                 )
             )

@@ -1,4 +1,4 @@
-"""Metadata v0-12, with topic ids; auto-creates topics when allowed; caches encoded bodies."""
+"""Metadata v0-13, with topic ids; auto-creates topics when allowed; caches encoded bodies."""
 
 from __future__ import annotations
 
@@ -182,6 +182,7 @@ def handle(request, ctx):
             entries.append(_topic_entry(ctx, topic, include_ops))
     resp = ctx.response(
         throttle_time=_ZERO,
+        error_code=ErrorCode.none,  # v13: a top-level error only asks the client to rebootstrap
         brokers=tuple(
             ctx.build("MetadataResponseBroker", node_id=node_id, host=host, port=port, rack=rack)
             for node_id, host, port, rack in broker.cluster_brokers(listener, ctx.conn.port)

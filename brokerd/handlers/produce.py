@@ -1,4 +1,7 @@
-"""Produce v3-11 (advertised from v0; v0-2 are refused by closing the connection, as Kafka 4 does).
+"""Produce v3-13 (advertised from v0; v0-2 are refused by closing the connection, as Kafka 4 does).
+
+From v13 (KIP-516) topics are named by id: an id this broker does not know gets
+UNKNOWN_TOPIC_ID, or NOT_LEADER_OR_FOLLOWER when the cluster has the topic led elsewhere.
 
 Batches are validated by header + CRC-32C and stamped in place; records are never decoded,
 except on compacted topics, where a record without a key is refused (INVALID_RECORD, with
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 
 from brokerd import acls
 from brokerd.api import count_errors
@@ -36,6 +40,7 @@ KAFKA_STORAGE_ERROR = 56
 TOPIC_AUTHORIZATION_FAILED = 29
 PRODUCE_QUOTA = "producer_byte_rate"
 INVALID_RECORD = 87
+UNKNOWN_TOPIC_ID = 100
 
 
 class RecordsRefused(Exception):
@@ -56,6 +61,18 @@ def _refuse_keyless(name: str, index: int, records) -> None:
         raise RecordsRefused([(i, message) for i in keyless])
 
 
+def _name_of(broker, topic_id: uuid.UUID) -> tuple[str | None, int]:
+    """(topic name, error) for a Produce v13 topic id."""
+    topic = broker.logs.by_id.get(topic_id)
+    if topic is not None:
+        return topic.name, NONE
+    if broker.replicas is not None:  # a cluster topic without a replica here
+        for name, (cluster_id, _rows) in broker.replicas.topics().items():
+            if cluster_id == topic_id:
+                return name, NOT_LEADER_OR_FOLLOWER
+    return None, UNKNOWN_TOPIC_ID
+
+
 def handle(request, ctx):
     broker = ctx.broker
     logs = broker.logs
@@ -70,9 +87,15 @@ def handle(request, ctx):
     record_errors: dict = {}
     appended = 0
     authz = broker.authorizer  # WRITE on each topic (None: authorizer off)
-    for name, partitions in request.topics:
-        topic = logs.topics.get(name)
-        denied = authz is not None and not acls.allowed(ctx, acls.WRITE, acls.TOPIC, name)
+    for key, partitions in request.topics:
+        unknown_id = NONE
+        if version >= 13:
+            name, unknown_id = _name_of(broker, key)
+        else:
+            name = key
+        topic = logs.topics.get(name) if unknown_id == NONE else None
+        denied = (authz is not None and name is not None
+                  and not acls.allowed(ctx, acls.WRITE, acls.TOPIC, name))
         presults = []
         for index, records in partitions:
             error = NONE
@@ -87,6 +110,8 @@ def handle(request, ctx):
                 message = "transactions are not supported"
             elif denied:
                 error = TOPIC_AUTHORIZATION_FAILED
+            elif unknown_id:
+                error = unknown_id
             elif topic is None or not 0 <= index < len(topic.partitions):
                 error = UNKNOWN_TOPIC_OR_PARTITION
                 if broker.replicas is not None and broker.replicas.partition(name, index) is not None:
@@ -129,7 +154,7 @@ def handle(request, ctx):
                     error, message = exc.code, str(exc)
                 except RecordsRefused as exc:
                     error, message = INVALID_RECORD, str(exc)
-                    record_errors[(name, index)] = exc.errors
+                    record_errors[(key, index)] = exc.errors
                 except InvalidBatch as exc:
                     error, message = CORRUPT_MESSAGE, str(exc)
                 except BatchTooLarge as exc:
@@ -154,7 +179,7 @@ def handle(request, ctx):
             if error:
                 failed = True
             presults.append((index, error, base, lat, start, message))
-        results.append((name, presults))
+        results.append((key, presults))
     # KIP-219: answer with throttle_time_ms (the larger of the byte-rate and the request-time
     # quota's) and mute the connection that long; nothing is dropped.
     quotas = broker.quotas

@@ -46,7 +46,9 @@ class ProduceRequest:
         self.transactional_id = transactional_id
         self.acks = acks
         self.timeout_ms = timeout_ms
-        self.topics = topics  # [(name, [(partition, memoryview | None)])]
+        # [(name, [(partition, memoryview | None)])]; from v13 (KIP-516) a topic is named by its
+        # id: the first item is then a uuid.UUID
+        self.topics = topics
 
 
 def _skip_tags(buf: memoryview, pos: int) -> int:
@@ -61,10 +63,11 @@ def _skip_tags(buf: memoryview, pos: int) -> int:
 
 
 def decode_produce(frame: bytearray, pos: int, version: int) -> ProduceRequest:
-    """Decode a Produce request v3-11 body starting at ``pos``."""
+    """Decode a Produce request v3-13 body starting at ``pos``."""
     buf = memoryview(frame)
     end = len(frame)
     flexible = version >= 9
+    by_id = version >= 13
 
     def string(pos: int, nullable: bool) -> tuple[str | None, int]:
         if flexible:
@@ -100,7 +103,13 @@ def decode_produce(frame: bytearray, pos: int, version: int) -> ProduceRequest:
     n_topics, pos = array_len(pos)
     topics = []
     for _ in range(n_topics):
-        name, pos = string(pos, False)
+        if by_id:
+            if pos + 16 > end:
+                raise FrameError("topic id overruns the frame")
+            name = uuid.UUID(bytes=bytes(buf[pos : pos + 16]))
+            pos += 16
+        else:
+            name, pos = string(pos, False)
         n_parts, pos = array_len(pos)
         parts = []
         for _ in range(n_parts):
@@ -151,14 +160,15 @@ _PART_V5 = struct.Struct(">ihqqq")  # + log start offset
 def encode_produce_response(
     version: int, topics: list, throttle_ms: int = 0, record_errors: dict | None = None
 ) -> bytes:
-    """``topics``: [(name, [(index, error, base_offset, log_append_time, log_start, error_message)])].
+    """``topics``: [(name, [(index, error, base_offset, log_append_time, log_start, error_message)])];
+    from v13 each topic is named by its id (a uuid.UUID in place of the name).
 
     ``record_errors``: {(name, index): [(batch_index, message)]} for refused records (v8+).
     """
     flexible = version >= 9
     out = [_arr(len(topics), flexible)]
     for name, parts in topics:
-        out.append(_str(name, flexible))
+        out.append(name.bytes if version >= 13 else _str(name, flexible))
         out.append(_arr(len(parts), flexible))
         for index, error, base, lat, start, message in parts:
             if version >= 5:

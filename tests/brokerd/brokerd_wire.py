@@ -16,6 +16,46 @@ from kio.index import load_payload_module
 from kio.serial import entity_reader, entity_writer
 from kio.static.constants import EntityType
 
+# Apache Kafka 4.1's ApiVersions ranges for the APIs brokerd serves. Produce keeps v0-2 in the
+# range as Kafka does (librdkafka needs them listed) and refuses them.
+KAFKA_41 = {
+    0: (0, 13),
+    1: (4, 18),
+    2: (1, 10),
+    3: (0, 13),
+    8: (2, 9),
+    9: (1, 9),
+    10: (0, 6),
+    11: (0, 9),
+    12: (0, 4),
+    13: (0, 5),
+    14: (0, 5),
+    15: (0, 6),
+    16: (0, 5),
+    17: (0, 1),
+    18: (0, 4),
+    19: (2, 7),
+    20: (1, 6),
+    21: (0, 2),
+    22: (0, 5),
+    23: (2, 4),
+    29: (1, 3),
+    30: (1, 3),
+    31: (1, 3),
+    32: (1, 4),
+    33: (0, 2),
+    35: (1, 4),
+    36: (0, 2),
+    37: (0, 3),
+    42: (0, 2),
+    44: (0, 1),
+    47: (0, 0),
+    48: (0, 1),
+    49: (0, 1),
+    60: (0, 2),
+    74: (0, 1),
+}
+
 
 def _uvarint(n: int) -> bytes:
     out = bytearray()

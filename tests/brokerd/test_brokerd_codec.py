@@ -96,7 +96,15 @@ def test_truncated_request_is_a_protocol_error() -> None:
         kio_adapter.decode_request(3, 12, raw[:10], 0)
 
 
-@pytest.mark.parametrize("version", range(3, 12))
+_TOPIC_IDS = {"a": uuid.UUID(int=0xA), "bb": uuid.UUID(int=0xBB), "t": uuid.UUID(int=0x7)}
+
+
+def _topic_key(name: str, version: int) -> dict:
+    """From Produce v13 a topic is named by its id."""
+    return {"topic_id": _TOPIC_IDS[name]} if version >= 13 else {"name": name}
+
+
+@pytest.mark.parametrize("version", range(3, 14))
 def test_produce_request_fast_decoder_matches_kio(version: int) -> None:
     cls = request_class(0, version)
     mod = kio_adapter.request_module(0, version)
@@ -108,13 +116,13 @@ def test_produce_request_fast_decoder_matches_kio(version: int) -> None:
         timeout=datetime.timedelta(milliseconds=1500),
         topic_data=(
             mod.TopicProduceData(
-                name="a",
+                **_topic_key("a", version),
                 partition_data=(
                     mod.PartitionProduceData(index=0, records=batch),
                     mod.PartitionProduceData(index=2, records=None),
                 ),
             ),
-            mod.TopicProduceData(name="bb", partition_data=()),
+            mod.TopicProduceData(**_topic_key("bb", version), partition_data=()),
         ),
     )
     raw = bytearray(b"prefix" + encode(req))
@@ -123,12 +131,12 @@ def test_produce_request_fast_decoder_matches_kio(version: int) -> None:
     assert [
         (name, [(i, None if r is None else bytes(r)) for i, r in parts]) for name, parts in decoded.topics
     ] == [
-        ("a", [(0, batch), (2, None)]),
-        ("bb", []),
+        (_TOPIC_IDS["a"] if version >= 13 else "a", [(0, batch), (2, None)]),
+        (_TOPIC_IDS["bb"] if version >= 13 else "bb", []),
     ]
 
 
-@pytest.mark.parametrize("version", range(3, 12))
+@pytest.mark.parametrize("version", range(3, 14))
 def test_produce_response_fast_encoder_matches_kio(version: int) -> None:
     cls = response_class(0, version)
     mod = kio_adapter.response_module(0, version)
@@ -137,7 +145,7 @@ def test_produce_response_fast_encoder_matches_kio(version: int) -> None:
         cls,
         responses=(
             mod.TopicProduceResponse(
-                name="t",
+                **_topic_key("t", version),
                 partition_responses=tuple(
                     kio_adapter.build(
                         mod.PartitionProduceResponse,
@@ -155,10 +163,11 @@ def test_produce_response_fast_encoder_matches_kio(version: int) -> None:
         ),
         throttle_time=datetime.timedelta(0),
     )
-    assert encode_produce_response(version, [("t", partitions)]) == encode(expected)
+    name = _TOPIC_IDS["t"] if version >= 13 else "t"
+    assert encode_produce_response(version, [(name, partitions)]) == encode(expected)
 
 
-@pytest.mark.parametrize("version", range(4, 17))
+@pytest.mark.parametrize("version", range(4, 19))
 def test_fetch_response_fast_encoder_matches_kio(version: int) -> None:
     cls = response_class(1, version)
     mod = kio_adapter.response_module(1, version)
@@ -231,7 +240,7 @@ def _fetch_response_kio(version: int, topics: list):
     )
 
 
-@pytest.mark.parametrize("version", range(4, 17))
+@pytest.mark.parametrize("version", range(4, 19))
 def test_fetch_error_partitions_match_kio_and_kafka(version: int) -> None:
     """Denied / unknown partitions as Kafka's FetchResponse.partitionResponse sends them.
 
@@ -283,7 +292,7 @@ def test_fetch_error_partitions_match_kio_and_kafka(version: int) -> None:
     assert decoded.responses[2].partitions[0].error_code == unknown
 
 
-@pytest.mark.parametrize("version", range(4, 17))
+@pytest.mark.parametrize("version", range(4, 19))
 def test_fetch_fast_encoder_never_writes_null_records(version: int) -> None:
     none, _ = encode_fetch_response(version, [("t", uuid.uuid4(), [(0, 1, 7, 7, 2, None)])])
     empty, _ = encode_fetch_response(version, [("t", uuid.uuid4(), [(0, 1, 7, 7, 2, b"")])])
@@ -374,7 +383,7 @@ def test_settings_errors_are_one_line() -> None:
     assert parse_listener("SASL_PLAINTEXT://[::1]:9093").host == "::1"
 
 
-@pytest.mark.parametrize(("api_key", "versions"), [(0, range(3, 12)), (1, range(4, 17))])
+@pytest.mark.parametrize(("api_key", "versions"), [(0, range(3, 14)), (1, range(4, 19))])
 def test_hot_path_flexibility_table_matches_kio(api_key: int, versions: range) -> None:
     # Produce/Fetch header flexibility comes from a table (no schema import on the hot path).
     for v in versions:
