@@ -557,6 +557,11 @@ SHARED_KEYS = (
     "group.max.size", "offsets.retention.minutes", "offsets.retention.check.interval.ms",
     "offset.metadata.max.bytes", "producer.id.expiration.ms",
 )
+#: Broker configs brokerd derives from its own settings once started (Broker.start): what to set
+#: instead, for an operator who names them.
+DERIVED_KEYS = {
+    "advertised.listeners": "set advertised.host; each listener is advertised with its port",
+}
 #: Keys only this module knows; registered in brokerd/settings.py by ``register_settings``.
 OWN_KEYS = (
     "log.retention.hours", "log.retention.minutes", "log.roll.hours", "log.cleanup.policy",

@@ -125,6 +125,9 @@ PASSTHROUGH = {"quotas"}
 
 def _kafka_config(name: str, raw: Any, source: str) -> str:
     """Other Kafka broker configs (brokerd/kafka_configs.py): validated, kept as canonical strings."""
+    instead = kafka_configs.DERIVED_KEYS.get(name)
+    if instead is not None:
+        raise SettingsError(f"{source}: {name} is derived by brokerd, not set; {instead}")
     definition = kafka_configs.BROKER_CONFIG_DEFS.get(name)
     if definition is None:
         raise SettingsError(f"{source}: unknown setting {name!r}; run 'brokerd settings' for the list")

@@ -376,6 +376,7 @@ def test_settings_errors_are_one_line() -> None:
         ({"listeners": ["HTTP://127.0.0.1:1"]}, "not supported"),
         ({"listeners": ["127.0.0.1:9092"]}, "PROTOCOL://HOST:PORT"),
         ({"listeners": ["SASL_PLAINTEXT://127.0.0.1:1"]}, "credentials"),
+        ({"advertised.listeners": "PLAINTEXT://h:1"}, "derived by brokerd.*advertised.host"),
     ]:
         with pytest.raises(SettingsError, match=match) as info:
             Settings.resolve(flags={**base, **bad})
