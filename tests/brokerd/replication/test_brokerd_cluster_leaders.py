@@ -6,6 +6,7 @@ Kafka does. Raw requests, so that no client retries hide the answers."""
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import struct
 from pathlib import Path
 
@@ -55,6 +56,25 @@ def _offset_for_epoch(wire: Wire, topic: str, epoch: int, current: int = -1) -> 
     )
     answer = wire.request(request).topics[0].partitions[0]
     return answer.error_code, answer.leader_epoch, answer.end_offset
+
+
+def _topic_id(wire: Wire, topic: str):
+    mod = kio_adapter.request_module(3, 12)
+    wanted = (mod.MetadataRequestTopic(name=topic, topic_id=None),)
+    answer = wire.request(kio_adapter.build(request_class(3, 12), topics=wanted,
+                                            allow_auto_topic_creation=False,
+                                            include_topic_authorized_operations=False))
+    return answer.topics[0].topic_id
+
+
+def _produce_by_id(wire: Wire, topic_id, records: bytes) -> int:
+    """Produce v13 (KIP-516): the topic named by its id."""
+    mod = kio_adapter.request_module(0, 13)
+    partition = mod.PartitionProduceData(index=0, records=records)
+    data = mod.TopicProduceData(topic_id=topic_id, partition_data=(partition,))
+    answer = wire.request(kio_adapter.build(request_class(0, 13), transactional_id=None, acks=-1,
+                                            timeout=datetime.timedelta(seconds=5), topic_data=(data,)))
+    return answer.responses[0].partition_responses[0].error_code
 
 
 def test_only_the_leader_serves_a_partition_and_leader_epochs_are_checked(
@@ -116,6 +136,16 @@ def test_only_the_leader_serves_a_partition_and_leader_epochs_are_checked(
         third = next(b for b in brokers if b not in (leader, new))  # a live follower
         with Wire(third.port, host=third.host) as w:
             assert _offset_for_epoch(w, "t", 0)[0] == NOT_LEADER_OR_FOLLOWER
+        # Produce v13 names the topic by id: every live broker knows the cluster's id of the topic
+        ids = set()
+        for broker in (new, third):
+            with Wire(broker.port, host=broker.host) as w:
+                ids.add(_topic_id(w, "t"))
+        [topic_id] = ids
+        with Wire(third.port, host=third.host) as w:
+            assert _produce_by_id(w, topic_id, make_batch([(None, b"y")])) == NOT_LEADER_OR_FOLLOWER
+        with Wire(new.port, host=new.host) as w:
+            assert _produce_by_id(w, topic_id, make_batch([(None, b"by id")])) == 0
     finally:
         for broker in brokers:
             broker.kill()
