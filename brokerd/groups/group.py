@@ -119,7 +119,8 @@ class Member:
         return self.sync_future is not None
 
     def protocol_names(self) -> list[str]:
-        return [name for name, _ in self.protocols]
+        """Each name once: a protocol listed twice is still one protocol the member supports."""
+        return list(dict.fromkeys(name for name, _ in self.protocols))
 
     def metadata(self, protocol: str) -> bytes:
         for name, data in self.protocols:

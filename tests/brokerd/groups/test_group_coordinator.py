@@ -525,3 +525,14 @@ def _entry(topic, partition, offset, epoch=-1, metadata=""):
 
 
 assert FAST.initial_rebalance_delay_ms == 0
+
+
+def test_a_protocol_named_twice_counts_once(tmp_path):
+    # A member listing one protocol twice still supports it once: the group's only member must
+    # find it among the candidates (found by the fuzzer: the rebalance raised instead).
+    async def main():
+        async with coordinator(tmp_path) as coord:
+            joined = await join_new(coord, protocols=[("range", b"a"), ("range", b"b")])
+            assert joined.error is E.none and joined.protocol_name == "range"
+
+    run(main())
