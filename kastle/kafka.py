@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from kastle.api import seg
-from kastle.config import config_dir
+from kastle.config import config_dir, write_private
 from kastle.errors import CliError, UsageError
 from kastle.session import Session
 
@@ -21,11 +21,8 @@ def ca_file(session: Session, cluster_id: str) -> Path:
     """The cluster's CA bundle, fetched now (a CA rotation is picked up) and kept beside the config."""
     pem = session.api.text(f"clusters/{seg(cluster_id)}/ca.pem", what=f"cluster {cluster_id}")
     path = config_dir() / "ca" / f"{cluster_id}.pem"
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if not path.exists() or path.read_text() != pem:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(pem)
-        tmp.replace(path)
+        write_private(path, pem)  # a temporary file of its own: concurrent runs (CI jobs) never collide
     return path
 
 

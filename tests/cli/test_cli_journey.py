@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -384,6 +386,15 @@ def test_config_client_hides_the_secret_unless_asked(logged_in: Cli, tmp_path) -
         timeout=30,
     )
     assert listed.returncode == 0 and 'topic "orders"' in listed.stdout, listed.stderr
+
+    # CI jobs sharing a home fetch the cluster's CA at once: each writes a temporary file of its own
+    shutil.rmtree(logged_in.config_dir / "ca")
+    with ThreadPoolExecutor(4) as pool:
+        runs = list(
+            pool.map(lambda _: logged_in.run("config", "client", "--lang", "kcat", "-o", "json"), range(4))
+        )
+    assert [r.code for r in runs] == [0] * 4, [r.err for r in runs]
+    assert os.path.exists(runs[0].json()["config"]["ssl.ca.location"])
 
     # a file that cannot be written: one line naming it, no traceback
     blocked = tmp_path / "not-a-dir"
