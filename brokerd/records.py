@@ -29,6 +29,7 @@ ATTR_COMPRESSION_MASK = 0x07
 ATTR_TIMESTAMP_TYPE = 0x08  # LogAppendTime
 ATTR_TRANSACTIONAL = 0x10
 ATTR_CONTROL = 0x20
+ATTR_DELETE_HORIZON = 0x40  # KIP-534: the base timestamp holds the tombstones' delete horizon
 
 COMPRESSION_NAMES = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
 
@@ -58,6 +59,23 @@ class BatchHeader(NamedTuple):
     def size(self) -> int:
         """Bytes of the whole batch in the log (header and records)."""
         return self.batch_length + LOG_OVERHEAD
+
+    @property
+    def codec(self) -> int:
+        return self.attributes & ATTR_COMPRESSION_MASK
+
+    @property
+    def is_control(self) -> bool:
+        return bool(self.attributes & ATTR_CONTROL)
+
+    @property
+    def is_transactional(self) -> bool:
+        return bool(self.attributes & ATTR_TRANSACTIONAL)
+
+    @property
+    def delete_horizon(self) -> int | None:
+        """KIP-534: when set, the base timestamp field holds the tombstones' delete horizon."""
+        return self.base_timestamp if self.attributes & ATTR_DELETE_HORIZON else None
 
 
 def read_header(buf: bytes | bytearray | memoryview, pos: int = 0) -> BatchHeader:

@@ -45,9 +45,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from brokerd.durable import atomic_write_json, fsync_dir
-from brokerd.records import HEADER_SIZE, MIN_BATCH_LENGTH, InvalidBatch
+from brokerd.records import HEADER_SIZE, MIN_BATCH_LENGTH, BatchHeader, InvalidBatch, read_header
 from brokerd.storage import swap
-from brokerd.storage.compaction import Header, decode, empty_batch, parse_header, rebuild_batch
+from brokerd.storage.compaction import decode, empty_batch, rebuild_batch
 from brokerd.storage.log import PartitionLog
 from brokerd.storage.segment import Segment
 
@@ -193,15 +193,15 @@ class _Owner:
                     raise PassAborted("the event loop stopped") from None
 
 
-def _iter_batches(fd: int, start: int, end: int) -> Iterator[tuple[int, Header, bytes]]:
+def _iter_batches(fd: int, start: int, end: int) -> Iterator[tuple[int, BatchHeader, bytes]]:
     """Whole batches of a segment file between two positions."""
     pos = start
     while end - pos >= HEADER_SIZE:
         chunk = os.pread(fd, min(READ_CHUNK, end - pos), pos)
         off = 0
         while len(chunk) - off >= HEADER_SIZE:
-            h = parse_header(chunk, off)
-            if h.magic != 2 or h.length < MIN_BATCH_LENGTH or pos + off + h.size > end:
+            h = read_header(chunk, off)
+            if h.magic != 2 or h.batch_length < MIN_BATCH_LENGTH or pos + off + h.size > end:
                 return
             if off + h.size > len(chunk):
                 if off == 0:  # one batch larger than a chunk
@@ -526,10 +526,10 @@ class LogCleaner:
                         continue
                     if h.base_offset >= ltc.first_uncleanable:
                         break
-                    if h.is_control or h.is_transactional or not h.count:
+                    if h.is_control or h.is_transactional or not h.records_count:
                         end = h.last_offset + 1
                         continue
-                    if offsets and len(offsets) + h.count > capacity:
+                    if offsets and len(offsets) + h.records_count > capacity:
                         log.info("offset map full (%d keys) at offset %d of %s-%d", len(offsets),
                                  h.base_offset, ltc.plog.topic, ltc.plog.partition)
                         return offsets, max(end, ltc.first_dirty)
@@ -617,7 +617,7 @@ class LogCleaner:
                             horizon = h_horizon if horizon < 0 else min(horizon, h_horizon)
                         if out is None:
                             continue
-                        oh = parse_header(out)
+                        oh = read_header(out)
                         metas.append((oh.base_offset, len(out), oh.max_timestamp))
                         buf += out
                         if len(buf) >= WRITE_CHUNK:
@@ -698,13 +698,13 @@ class LogCleaner:
         return True
 
     @staticmethod
-    def _filter(h: Header, raw: bytes, offsets: dict[bytes, int], end: int, keep_last: dict[int, int],
+    def _filter(h: BatchHeader, raw: bytes, offsets: dict[bytes, int], end: int, keep_last: dict[int, int],
                 now: int, delete_retention_ms: int) -> tuple[bytes | None, int, int]:
         """(the batch to write or None, records removed, delete horizon of what is kept or -1)."""
         own_horizon = h.delete_horizon
         if h.base_offset >= end or h.is_control or h.is_transactional:
             return raw, 0, -1 if own_horizon is None else own_horizon
-        if not h.count:  # an empty batch kept earlier for its producer
+        if not h.records_count:  # an empty batch kept earlier for its producer
             return (raw if keep_last.get(h.producer_id) == h.last_offset else None), 0, -1
         try:
             _h, data, records = decode(raw)

@@ -25,70 +25,24 @@ from typing import NamedTuple
 import crc32c
 
 from brokerd.records import (
-    ATTR_COMPRESSION_MASK,
     ATTR_CONTROL,
+    ATTR_DELETE_HORIZON,
     ATTR_TIMESTAMP_TYPE,
     ATTR_TRANSACTIONAL,
     HEADER,
     HEADER_SIZE,
     LOG_OVERHEAD,
+    BatchHeader,
     InvalidBatch,
     _decompress,
+    read_header,
 )
 
-ATTR_DELETE_HORIZON = 0x40
 NO_TIMESTAMP = -1
 _I32 = struct.Struct(">i")
 _U32 = struct.Struct(">I")
 _SNAPPY_BLOCK = 32 * 1024  # xerial framing block size, as the Java client writes it
 _XERIAL_HEADER = b"\x82SNAPPY\x00" + struct.pack(">ii", 1, 1)
-
-
-class Header(NamedTuple):
-    """A stored batch's 61-byte header (magic 2)."""
-
-    base_offset: int
-    length: int
-    leader_epoch: int
-    magic: int
-    crc: int
-    attributes: int
-    last_offset_delta: int
-    base_timestamp: int
-    max_timestamp: int
-    producer_id: int
-    producer_epoch: int
-    base_sequence: int
-    count: int
-
-    @property
-    def size(self) -> int:
-        return self.length + LOG_OVERHEAD
-
-    @property
-    def last_offset(self) -> int:
-        return self.base_offset + self.last_offset_delta
-
-    @property
-    def codec(self) -> int:
-        return self.attributes & ATTR_COMPRESSION_MASK
-
-    @property
-    def is_control(self) -> bool:
-        return bool(self.attributes & ATTR_CONTROL)
-
-    @property
-    def is_transactional(self) -> bool:
-        return bool(self.attributes & ATTR_TRANSACTIONAL)
-
-    @property
-    def delete_horizon(self) -> int | None:
-        """KIP-534: when set, the base timestamp field holds the tombstones' delete horizon."""
-        return self.base_timestamp if self.attributes & ATTR_DELETE_HORIZON else None
-
-
-def parse_header(buf: bytes | memoryview, pos: int = 0) -> Header:
-    return Header(*HEADER.unpack_from(buf, pos))
 
 
 class Record(NamedTuple):
@@ -129,14 +83,14 @@ def _zigzag(value: int) -> bytes:
     return bytes(out)
 
 
-def decode(batch: bytes | memoryview) -> tuple[Header, bytes, list[Record]]:
+def decode(batch: bytes | memoryview) -> tuple[BatchHeader, bytes, list[Record]]:
     """The header, the decompressed payload and the records of one whole stored batch."""
-    h = parse_header(batch)
+    h = read_header(batch)
     if h.magic != 2:
         raise InvalidBatch(f"unsupported record batch magic {h.magic}")
     raw = bytes(batch[HEADER_SIZE : h.size])
     try:
-        data = bounded_decompress(h.codec, raw) if h.count else b""
+        data = bounded_decompress(h.codec, raw) if h.records_count else b""
     except InvalidBatch:
         raise
     except Exception as exc:  # a codec's own error on corrupt data
@@ -152,7 +106,7 @@ def decode(batch: bytes | memoryview) -> tuple[Header, bytes, list[Record]]:
     base_ts = h.base_timestamp
     # Varints of one or two bytes (nearly all: deltas, lengths) are read inline.
     try:
-        for _ in range(h.count):
+        for _ in range(h.records_count):
             start = pos
             b = data[pos]
             if b < 0x80:
@@ -273,12 +227,12 @@ def keyless_records(records: bytes | bytearray | memoryview) -> list[int]:
     out: list[int] = []
     pos = 0
     while len(view) - pos >= HEADER_SIZE:
-        h = parse_header(view, pos)
-        if not h.is_control and h.count:
+        h = read_header(view, pos)
+        if not h.is_control and h.records_count:
             try:
                 data = bounded_decompress(h.codec, bytes(view[pos + HEADER_SIZE : pos + h.size]))
                 at = 0
-                for i in range(h.count):
+                for i in range(h.records_count):
                     length, p = _varint(data, at)
                     at = p + length
                     p += 1  # attributes
@@ -330,16 +284,19 @@ def compress(codec: int, data: bytes) -> bytes:
     raise InvalidBatch(f"unknown compression codec {codec}")
 
 
-def _finish(h: Header, attributes: int, base_ts: int, max_ts: int, count: int, payload: bytes) -> bytes:
+def _finish(h: BatchHeader, attributes: int, base_ts: int, max_ts: int, count: int, payload: bytes) -> bytes:
     length = HEADER_SIZE - LOG_OVERHEAD + len(payload)
-    out = bytearray(HEADER.pack(h.base_offset, length, h.leader_epoch, 2, 0, attributes, h.last_offset_delta,
-                                base_ts, max_ts, h.producer_id, h.producer_epoch, h.base_sequence, count))
+    out = bytearray(HEADER.pack(h.base_offset, length, h.partition_leader_epoch, 2, 0, attributes,
+                                h.last_offset_delta, base_ts, max_ts, h.producer_id, h.producer_epoch,
+                                h.base_sequence, count))
     out += payload
     _U32.pack_into(out, 17, crc32c.crc32c(memoryview(out)[21:]))
     return bytes(out)
 
 
-def rebuild_batch(h: Header, data: bytes, kept: list[Record], *, delete_horizon: int | None = None) -> bytes:
+def rebuild_batch(
+    h: BatchHeader, data: bytes, kept: list[Record], *, delete_horizon: int | None = None
+) -> bytes:
     """The batch ``h`` holding only ``kept`` (a non-empty, ordered subset of its records).
 
     ``delete_horizon`` sets Kafka's delete horizon on a batch that has none yet.
@@ -364,7 +321,7 @@ def rebuild_batch(h: Header, data: bytes, kept: list[Record], *, delete_horizon:
     return _finish(h, attributes, base_ts, max_ts, len(kept), compress(h.codec, b"".join(parts)))
 
 
-def empty_batch(h: Header) -> bytes:
+def empty_batch(h: BatchHeader) -> bytes:
     """Kafka's ``writeEmptyHeader``: the batch with no records, kept for its producer's sequence."""
     attributes = h.attributes & (ATTR_TIMESTAMP_TYPE | ATTR_TRANSACTIONAL | ATTR_CONTROL)
     return _finish(h, attributes, NO_TIMESTAMP, h.max_timestamp, 0, b"")
