@@ -32,7 +32,7 @@ from tests.e2e.provisioning_stack import (
     stop_brokers,
     wait_status,
 )
-from tests.helpers import wait_until
+from tests.helpers import environ, wait_until
 from tests.platform.api import Tenant, assert_error
 
 METERING_ENV = {"KASTLE_METERING_INTERVAL_SECONDS": "1", "KASTLE_SPEND_CAP_PRODUCER_BYTE_RATE": "1024"}
@@ -40,15 +40,8 @@ METERING_ENV = {"KASTLE_METERING_INTERVAL_SECONDS": "1", "KASTLE_SPEND_CAP_PRODU
 
 @pytest.fixture(scope="module")
 def _metering_env():
-    saved = {k: os.environ.get(k) for k in METERING_ENV}
-    os.environ.update(METERING_ENV)
-    with provisioning_env() as env:
+    with environ(**METERING_ENV), provisioning_env() as env:
         yield env
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ produced and consumed (exact record-batch bytes, records, offsets, lag).
 
 from __future__ import annotations
 
-import os
 import time
 from decimal import Decimal
 
@@ -19,7 +18,7 @@ from monitoring.export import sample_names
 from monitoring.models import AlertRule, Notification
 from tests.e2e.provisioning_stack import create_running_cluster, plain_login, provisioning_env, sasl
 from tests.e2e.test_e2e_metering import batch_bytes
-from tests.helpers import wait_until
+from tests.helpers import environ, wait_until
 from tests.platform.api import Tenant, assert_error
 from tests.platform.monitoring.webhook_receiver import WebhookReceiver
 
@@ -34,15 +33,8 @@ MONITORING_ENV = {
 
 @pytest.fixture(scope="module")
 def _monitoring_env():
-    saved = {k: os.environ.get(k) for k in MONITORING_ENV}
-    os.environ.update(MONITORING_ENV)
-    with provisioning_env() as env:
+    with environ(**MONITORING_ENV), provisioning_env() as env:
         yield env
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 @pytest.fixture
