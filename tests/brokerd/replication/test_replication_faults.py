@@ -5,6 +5,8 @@ no acknowledged record is lost or duplicated, and offsets only grow."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -16,6 +18,38 @@ from tests.brokerd.replication.clustertest import cluster_brokers, wait_for
 from tests.etcd_server import EtcdServer
 
 KILLS = 3
+
+
+def check_queue(acked: dict[int, int], seen: list[tuple[int, int]]) -> tuple[list, list, list]:
+    """Jepsen's queue check over what a consumer read (offset, value), in order, against what
+    the producer had acknowledged (value -> offset): (lost, duplicated, other problems)."""
+    offsets = [o for o, _v in seen]
+    values = [v for _o, v in seen]
+    lost = sorted(set(acked) - set(values))
+    duplicated = sorted(v for v in set(values) if values.count(v) > 1)
+    problems = []
+    if offsets != sorted(set(offsets)):
+        problems.append("offsets went backwards or repeated")
+    read = dict(seen)
+    moved = [v for v, o in acked.items() if v in read.values() and read.get(o) != v]
+    if moved:
+        problems.append(f"{len(moved)} acknowledged record(s) not at their acknowledged offset")
+    return lost, duplicated, problems
+
+
+def read_back(bootstrap: str, end: int) -> list[tuple[int, int]]:
+    """Everything in queue-0 below ``end``, or what there is once nothing came for 10 s."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "checker", "enable.auto.commit": False})
+    consumer.assign([TopicPartition("queue", 0, 0)])
+    seen: list[tuple[int, int]] = []
+    deadline = time.monotonic() + 10
+    while (not seen or seen[-1][0] < end - 1) and time.monotonic() < deadline:
+        message = consumer.poll(0.5)
+        if message is not None and message.error() is None:
+            seen.append((message.offset(), int(message.value())))
+            deadline = time.monotonic() + 10
+    consumer.close()
+    return seen
 
 
 def test_no_acknowledged_record_is_lost_when_leaders_are_killed(
@@ -78,29 +112,71 @@ def test_no_acknowledged_record_is_lost_when_leaders_are_killed(
         writer.join(90)
         assert not writer.is_alive()
 
-        consumer = Consumer(
-            {"bootstrap.servers": bootstrap, "group.id": "checker", "enable.auto.commit": False}
-        )
-        consumer.assign([TopicPartition("queue", 0, 0)])
-        seen: list[tuple[int, int]] = []  # (offset, value) in the order read
-        end = max(acked.values()) + 1
-        deadline = time.monotonic() + 60
-        while (not seen or seen[-1][0] < end - 1) and time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is not None and message.error() is None:
-                seen.append((message.offset(), int(message.value())))
-        consumer.close()
-
-        offsets = [o for o, _v in seen]
-        assert offsets == sorted(set(offsets)), "offsets went backwards or repeated"
-        values = [v for _o, v in seen]
-        lost = sorted(set(acked) - set(values))
-        duplicated = sorted(v for v in set(values) if values.count(v) > 1)
+        seen = read_back(bootstrap, max(acked.values()) + 1)
+        lost, duplicated, problems = check_queue(acked, seen)
         assert not lost, f"{len(lost)} acknowledged record(s) lost, e.g. {lost[:10]}"
         assert not duplicated, f"duplicated: {duplicated[:10]}"
-        assert all(dict(seen).get(offset) == value for value, offset in acked.items()), "acked offsets differ"
+        assert not problems, problems
         print(f"{len(acked)} acknowledged, {len(failed)} failed, failovers (s): "
               f"{', '.join(f'{f:.2f}' for f in failovers)}")  # fmt: skip
+    finally:
+        for broker in brokers:
+            broker.kill()
+
+
+def test_the_checker_reports_loss_when_writes_are_acknowledged_by_the_leader_alone(
+    tmp_path: Path, etcd_server: EtcdServer, etcd_prefix: str
+) -> None:
+    """The negative control: acks=1 acknowledges at the leader alone. The followers are paused
+    (SIGSTOP, shorter than the session and lag timeouts, so they stay in the ISR), the leader
+    acknowledges a burst and dies, and an in-sync follower that never copied the burst takes
+    over: the same checker must report the burst lost."""
+    brokers = cluster_brokers(tmp_path, etcd_server, etcd_prefix)
+    try:
+        for broker in brokers:
+            broker.start(timeout=30)
+        bootstrap = ",".join(b.bootstrap for b in brokers)
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        wait_for(lambda: len(admin.list_topics(timeout=10).brokers) == 3, what="3 brokers")
+        admin.create_topics([NewTopic("queue", 1, replication_factor=3)])["queue"].result(timeout=20)
+
+        def partition():
+            topic = (
+                AdminClient({"bootstrap.servers": bootstrap}).list_topics("queue", timeout=10).topics["queue"]
+            )
+            return topic.error is None and topic.partitions.get(0)
+
+        p0 = wait_for(lambda: (p := partition()) and sorted(p.isrs) == [1, 2, 3] and p, what="in sync")
+        leader = next(b for b in brokers if b.node_id == p0.leader)
+        followers = [b for b in brokers if b is not leader]
+        acked: dict[int, int] = {}
+
+        def delivered(err, msg) -> None:
+            if err is None:
+                acked[int(msg.value())] = msg.offset()
+
+        producer = Producer({"bootstrap.servers": leader.bootstrap, "acks": 1, "linger.ms": 0})
+        for n in range(100):  # copied by the followers before the pause
+            producer.produce("queue", value=str(n).encode(), partition=0, on_delivery=delivered)
+        producer.flush(10)
+        time.sleep(1.0)
+        for follower in followers:
+            os.kill(follower.pid, signal.SIGSTOP)
+        try:
+            for n in range(100, 300):  # acknowledged by the leader alone
+                producer.produce("queue", value=str(n).encode(), partition=0, on_delivery=delivered)
+            producer.flush(5)
+            leader.kill()
+        finally:
+            for follower in followers:
+                os.kill(follower.pid, signal.SIGCONT)
+        assert len(acked) == 300
+        wait_for(lambda: (p := partition()) and p.leader in {f.node_id for f in followers}, timeout=30,
+                 what="a follower leading")  # fmt: skip
+        leader.start(timeout=30)
+        lost, _duplicated, _problems = check_queue(acked, read_back(bootstrap, 300))
+        assert lost, "the checker found no loss although writes were acknowledged by the leader alone"
+        assert set(lost) <= set(range(100, 300))
     finally:
         for broker in brokers:
             broker.kill()
