@@ -131,7 +131,11 @@ def test_the_checker_reports_loss_when_writes_are_acknowledged_by_the_leader_alo
     (SIGSTOP, shorter than the session and lag timeouts, so they stay in the ISR), the leader
     acknowledges a burst and dies, and an in-sync follower that never copied the burst takes
     over: the same checker must report the burst lost."""
-    brokers = cluster_brokers(tmp_path, etcd_server, etcd_prefix)
+    # A session long enough that the paused followers keep their registrations (and so their
+    # ISR places): only the leader's death changes the cluster.
+    brokers = cluster_brokers(
+        tmp_path, etcd_server, etcd_prefix, settings={"coordination.session.timeout.ms": 8000}
+    )
     try:
         for broker in brokers:
             broker.start(timeout=30)
@@ -162,6 +166,9 @@ def test_the_checker_reports_loss_when_writes_are_acknowledged_by_the_leader_alo
         time.sleep(1.0)
         for follower in followers:
             os.kill(follower.pid, signal.SIGSTOP)
+        # Their fetches in flight long-poll at most 0.5 s: let them be answered (empty) before
+        # the burst, or the burst would wait in the followers' socket buffers.
+        time.sleep(1.5)
         try:
             for n in range(100, 300):  # acknowledged by the leader alone
                 producer.produce("queue", value=str(n).encode(), partition=0, on_delivery=delivered)
