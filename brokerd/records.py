@@ -191,7 +191,8 @@ def batch_crc_ok(buf: bytes | memoryview, pos: int, size: int) -> bool:
 # Record decoding (rare paths only)
 
 
-def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+def read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    """A record field's zig-zag varint at ``pos``: (value, position after it)."""
     shift = 0
     result = 0
     while True:
@@ -199,9 +200,10 @@ def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
         pos += 1
         result |= (b & 0x7F) << shift
         if not b & 0x80:
-            break
+            return (result >> 1) ^ -(result & 1), pos
         shift += 7
-    return (result >> 1) ^ -(result & 1), pos
+        if shift > 63:
+            raise InvalidBatch("varint too long")
 
 
 def _decompress(codec: int, data: bytes) -> bytes:
@@ -242,11 +244,11 @@ def record_timestamps(batch: bytes) -> list[tuple[int, int]]:
     out = []
     pos = 0
     for _ in range(count):
-        length, pos = _read_varint(data, pos)
+        length, pos = read_varint(data, pos)
         end = pos + length
         pos += 1  # attributes (int8)
-        ts_delta, pos = _read_varint(data, pos)
-        off_delta, pos = _read_varint(data, pos)
+        ts_delta, pos = read_varint(data, pos)
+        off_delta, pos = read_varint(data, pos)
         out.append((base + off_delta, base_ts + ts_delta))
         pos = end
     return out

@@ -36,6 +36,7 @@ from brokerd.records import (
     InvalidBatch,
     _decompress,
     read_header,
+    read_varint,
 )
 
 NO_TIMESTAMP = -1
@@ -57,20 +58,6 @@ class Record(NamedTuple):
     attrs_at: int  # its attributes byte
     rest_at: int  # its offset delta varint (everything from here on is copied verbatim)
     end: int
-
-
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    shift = 0
-    result = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return (result >> 1) ^ -(result & 1), pos
-        shift += 7
-        if shift > 63:
-            raise InvalidBatch("varint too long")
 
 
 def _zigzag(value: int) -> bytes:
@@ -97,7 +84,7 @@ def decode(batch: bytes | memoryview) -> tuple[BatchHeader, bytes, list[Record]]
         raise InvalidBatch(f"cannot decompress the records: {exc}") from None
     records: list[Record] = []
     append = records.append
-    varint = _varint
+    varint = read_varint
     pos = 0
     size = len(data)
     base = h.base_offset
@@ -233,7 +220,7 @@ def keyless_records(records: bytes | bytearray | memoryview) -> list[int]:
                 data = bounded_decompress(h.codec, bytes(view[pos + HEADER_SIZE : pos + h.size]))
                 at = 0
                 for i in range(h.records_count):
-                    length, p = _varint(data, at)
+                    length, p = read_varint(data, at)
                     at = p + length
                     p += 1  # attributes
                     while data[p] & 0x80:  # timestamp delta
