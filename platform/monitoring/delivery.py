@@ -93,13 +93,22 @@ def send_webhook(channel: NotificationChannel, notification_id: str, payload: di
         SIGNATURE_HEADER: sign(webhook_secret(channel), int(time.time()), body),
     }
     try:
+        # stream: only the status counts, and a body the receiver streams or stalls must not hold
+        # the worker (the timeout bounds each read, not the whole body)
         response = requests.post(
-            channel.url, data=body, headers=headers, timeout=conf.webhook_timeout(), allow_redirects=False
+            channel.url,
+            data=body,
+            headers=headers,
+            timeout=conf.webhook_timeout(),
+            allow_redirects=False,
+            stream=True,
         )
     except requests.RequestException as exc:
         raise DeliveryError(f"POST {channel.url} failed: {type(exc).__name__}") from exc
-    if not 200 <= response.status_code < 300:
-        raise DeliveryError(f"POST {channel.url} answered {response.status_code}; a 2xx is expected.")
+    status = response.status_code
+    response.close()
+    if not 200 <= status < 300:
+        raise DeliveryError(f"POST {channel.url} answered {status}; a 2xx is expected.")
 
 
 def send_email(channel: NotificationChannel, payload: dict[str, Any]) -> None:

@@ -99,6 +99,16 @@ def test_test_notification_is_signed_and_reports_failures(tenant, receiver):
     assert message.to == ["oncall@example.com"] and "Test notification" in message.subject
 
 
+def test_a_webhook_is_sent_once_its_status_arrives_whatever_its_body(tenant, receiver):
+    """Only the status line counts: a receiver's body is never read, so one that announces a body
+    and never sends it cannot hold a worker."""
+    receiver.endless_body = True
+    created = webhook(tenant, receiver.url)
+    result = tenant.client.post(f"/api/v1/alerts/channels/{created['id']}/test").json()
+    assert result["status"] == "sent", result["last_error"]
+    assert len(receiver.events()) == 1
+
+
 def test_rules_validate_their_kind_cluster_and_channels(tenant):
     cluster = ClusterFactory(organization=tenant.organization)
     other = ClusterFactory(organization=Tenant("owner").organization)

@@ -21,9 +21,13 @@ class Received:
 
 @dataclass
 class WebhookReceiver:
-    """POSTs to http://127.0.0.1:<port>/hook are recorded; `status` is what the receiver answers."""
+    """POSTs to http://127.0.0.1:<port>/hook are recorded; `status` is what the receiver answers.
+
+    `endless_body`: the answer announces a body it never sends (the connection then closes), as a
+    receiver that streams or stalls its body would: a sender must not wait on it."""
 
     status: int = 200
+    endless_body: bool = False
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -36,7 +40,7 @@ class WebhookReceiver:
                 with receiver.lock:
                     receiver.received.append(Received(dict(self.headers.items()), body))
                 self.send_response(receiver.status)
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(2**40) if receiver.endless_body else "0")
                 self.end_headers()
 
             def log_message(self, *args: Any) -> None:
