@@ -229,6 +229,15 @@ def cluster_log(cluster: Cluster) -> ClusterLog:
         return log
 
 
+def forget(public_id: str) -> None:
+    """Close the view of a cluster that stopped running (`sharedkit.kafka_admin.on_forget`): its
+    clients must not keep reconnecting to ports that may soon serve another cluster."""
+    with _logs_lock:
+        log = _logs.pop(public_id, None)
+    if log is not None:
+        log.close()
+
+
 def forget_all() -> None:
     """Drop every view (tests; a restarted platform starts with none and rebuilds from the topics)."""
     with _logs_lock:

@@ -161,11 +161,24 @@ def sweep_idle(now: float | None = None) -> int:
     return len(stale)
 
 
+#: Other per-cluster caches of Kafka clients (the schema registry's log readers and writers) follow
+#: the same rule: `forget(cluster)` calls each hook with the cluster's public id.
+_forget_hooks: list[Callable[[str], None]] = []
+
+
+def on_forget(hook: Callable[[str], None]) -> None:
+    """Call `hook(public_id)` whenever a cluster's clients are closed here (see `forget`)."""
+    if hook not in _forget_hooks:
+        _forget_hooks.append(hook)
+
+
 def forget(cluster: KafkaCluster) -> int:
     """Close every cached client of `cluster` (it stopped running, or is being deleted); how many."""
     with _lock:
         dropped = [_cache.pop(key)[0] for key in [k for k in _cache if k[0] == cluster.public_id]]
     _close_all(dropped)
+    for hook in list(_forget_hooks):
+        hook(cluster.public_id)
     return len(dropped)
 
 

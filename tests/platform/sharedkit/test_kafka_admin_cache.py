@@ -64,3 +64,20 @@ def test_every_kind_of_client_is_closed_when_its_cluster_stops_running():
     assert kafka_admin.cached_kinds(cluster) == []
     with pytest.raises(RuntimeError):  # closed, not just forgotten
         producer.produce("t", b"x")
+
+
+def test_other_caches_of_a_clusters_clients_are_told_when_it_stops_running():
+    from schemaregistry import storage
+
+    cluster = _running(5)
+    told: list[str] = []
+    kafka_admin.on_forget(told.append)
+    try:
+        log = storage.ClusterLog(cluster)
+        storage._logs[cluster.public_id] = log
+        cluster.status = ClusterStatus.DELETED
+        cluster.save()
+    finally:
+        kafka_admin._forget_hooks.remove(told.append)
+    assert told == [cluster.public_id]
+    assert cluster.public_id not in storage._logs  # the schema registry's view is closed too
