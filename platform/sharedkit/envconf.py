@@ -7,6 +7,7 @@ ImproperlyConfigured naming the variable and the value.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -30,6 +31,8 @@ def number(
         value = float(raw)
     except ValueError as exc:
         raise ImproperlyConfigured(f"{name} must be {what}, not {raw!r}") from exc
+    if not math.isfinite(value):  # "inf" and "nan" parse, then break every timeout made of them
+        raise ImproperlyConfigured(f"{name} must be {what} (a finite one), not {raw!r}")
     if positive and value <= 0:
         raise ImproperlyConfigured(f"{name} must be positive, not {raw!r}")
     if not negative_ok and value < 0:
