@@ -63,6 +63,8 @@ register("auto.create.topics.enable", "bool", True, "create unknown topics on Me
 register("num.partitions", "int", 1, "partitions of auto-created topics", minimum=1)
 register("default.replication.factor", "int", 1, "accepted for compatibility (single node)", minimum=1)
 register("delete.topic.enable", "bool", True, "allow DeleteTopics")
+register("max.request.partition.size.limit", "int", 2000, "most partitions one "
+         "DescribeTopicPartitions response holds (caps the request's limit)", minimum=1)
 # --- records and requests ---------------------------------------------------------------
 register("message.max.bytes", "int", 1048588, "largest record batch accepted", minimum=64)
 register("socket.request.max.bytes", "int", 104857600, "largest request frame accepted", minimum=1024)

@@ -65,6 +65,7 @@ _SPECS = (
     ApiSpec(49, 0, 1, client_quotas.alter_client_quotas),
     ApiSpec(60, 0, 2, cluster.describe_cluster),
     ApiSpec(74, 0, 1, configs.list_config_resources),
+    ApiSpec(75, 0, 0, metadata.describe_topic_partitions),
 )
 
 #: api key -> spec: what the connection loop dispatches on.

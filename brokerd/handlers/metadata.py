@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import struct
+import uuid
 
 from kio.schema.errors import ErrorCode
 
@@ -16,6 +17,7 @@ from brokerd.storage.manager import validate_topic_name
 _ZERO = datetime.timedelta(0)
 _I32 = struct.Struct(">i")
 NO_OPS = -(2**31)
+_ZERO_UUID = uuid.UUID(int=0)
 # READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS
 TOPIC_OPS = sum(1 << op for op in (3, 4, 5, 6, 7, 8, 10, 11))
 
@@ -208,3 +210,84 @@ def _throttled(ctx, body: bytes) -> bytes:
     """The (cached) body with the request-time quota's throttle in throttle_time_ms (v3+: first)."""
     ms = ctx.request_throttle() if ctx.api_version >= 3 else 0
     return _I32.pack(ms) + body[4:] if ms else body
+
+
+def _described_topics(broker) -> dict:
+    """name -> (topic id, partition rows) of every topic: the etcd view in a cluster, the local
+    logs on a standalone broker (which leads every partition alone)."""
+    if broker.replicas is not None:
+        return broker.replicas.topics()
+    node = broker.node_id
+    return {
+        name: (topic.id, [(i, node, 0, (node,), (node,), ()) for i in range(len(topic.partitions))])
+        for name, topic in broker.logs.topics.items()
+    }
+
+
+def _paged_topic(ctx, name, topic_id, rows, start: int, limit: int):
+    """One topic's partitions from ``start``, at most ``limit`` of them, and the index to resume
+    at (-1 when the topic is complete), as Kafka pages DescribeTopicPartitions."""
+    chosen = rows[start : start + limit]
+    resume = start + limit if start + limit < len(rows) else -1
+    ops = TOPIC_OPS if ctx.broker.authorizer is None else acls.authorized_operations(ctx, acls.TOPIC, name)
+    parts = tuple(
+        ctx.build(
+            "DescribeTopicPartitionsResponsePartition",
+            error_code=ErrorCode.leader_not_available if leader < 0 else ErrorCode.none,
+            partition_index=index, leader_id=leader, leader_epoch=epoch, replica_nodes=tuple(replicas),
+            isr_nodes=tuple(isr), eligible_leader_replicas=None, last_known_elr=None,
+            offline_replicas=tuple(offline),
+        )
+        for index, leader, epoch, replicas, isr, offline in chosen
+    )
+    topic = ctx.build("DescribeTopicPartitionsResponseTopic", error_code=ErrorCode.none, name=name,
+                      topic_id=topic_id, is_internal=False, partitions=parts, topic_authorized_operations=ops)
+    return topic, resume
+
+
+def describe_topic_partitions(request, ctx):
+    """DescribeTopicPartitions (KIP-966), paged by response_partition_limit and a cursor.
+
+    As Kafka: topics in name order; no topics named means every topic the caller may describe
+    (unknown or hidden ones are then left out); a named topic the caller may not describe answers
+    TOPIC_AUTHORIZATION_FAILED, an unknown one UNKNOWN_TOPIC_OR_PARTITION; the limit is capped by
+    max.request.partition.size.limit and at least 1; next_cursor names where to resume."""
+    broker = ctx.broker
+    names = [t.name for t in request.topics]
+    fetch_all = not names
+    cursor = request.cursor
+    if cursor is not None and not fetch_all and cursor.topic_name not in names:
+        raise CloseConnection("DescribeTopicPartitions: the topic list must contain the cursor topic")
+    start_name = cursor.topic_name if cursor is not None else ""
+    topics = _described_topics(broker)
+    candidates = sorted({n for n in (topics if fetch_all else names) if n >= start_name})
+    denied, allowed = [], []
+    for name in candidates:
+        if acls.allowed(ctx, acls.DESCRIBE, acls.TOPIC, name):
+            allowed.append(name)
+        elif not fetch_all:
+            denied.append(ctx.build("DescribeTopicPartitionsResponseTopic",
+                                    error_code=ErrorCode.topic_authorization_failed, name=name,
+                                    topic_id=_ZERO_UUID, is_internal=False, partitions=()))
+    remaining = max(min(broker.config["max.request.partition.size.limit"],
+                        request.response_partition_limit), 1)
+    entries, next_cursor = [], None
+    for name in allowed:
+        if remaining <= 0:  # every partition so far fitted: resume at this topic's start
+            next_cursor = ctx.build("Cursor", topic_name=name, partition_index=0)
+            break
+        if name not in topics:
+            if not fetch_all:
+                entries.append(ctx.build("DescribeTopicPartitionsResponseTopic",
+                                         error_code=ErrorCode.unknown_topic_or_partition, name=name,
+                                         topic_id=_ZERO_UUID, is_internal=False, partitions=()))
+            continue
+        start = cursor.partition_index if cursor is not None and name == cursor.topic_name else 0
+        topic_id, rows = topics[name]
+        entry, resume = _paged_topic(ctx, name, topic_id, rows, max(start, 0), remaining)
+        entries.append(entry)
+        if resume >= 0:
+            next_cursor = ctx.build("Cursor", topic_name=name, partition_index=resume)
+            break
+        remaining -= len(entry.partitions)
+    return ctx.response(throttle_time=_ZERO, topics=(*entries, *denied), next_cursor=next_cursor)

@@ -1,0 +1,157 @@
+"""The replication admin APIs against one shared cluster of three real brokerd processes (on
+127.0.0.1, .2 and .3) on a real etcd, driven by confluent-kafka and kafka-python admin clients.
+Every test produces before it administers and consumes after, and compares what it reads."""
+
+from __future__ import annotations
+
+import uuid
+import warnings
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicCollection, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests.brokerd.replication.clustertest import ClusterBroker, cluster_brokers, wait_for
+from tests.etcd_server import EtcdServer
+
+UNKNOWN_TOPIC_OR_PARTITION = 3
+
+
+class Cluster:
+    def __init__(self, brokers: list[ClusterBroker]) -> None:
+        self.brokers = brokers
+        self.bootstrap = ",".join(b.bootstrap for b in brokers)
+        self.admin = AdminClient({"bootstrap.servers": self.bootstrap})
+
+    def kafka_python_admin(self):
+        with warnings.catch_warnings():  # kafka-python 3 reads its schemas with a deprecated API
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from kafka.admin import KafkaAdminClient
+
+        return KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=20000)
+
+    def create_topic(self, name: str, partitions: int, rf: int = 3) -> None:
+        self.admin.create_topics([NewTopic(name, partitions, replication_factor=rf)])[name].result(timeout=20)
+
+        def ready():
+            topic = self.admin.list_topics(name, timeout=10).topics[name]
+            parts = topic.partitions.values()
+            return topic.error is None and len(parts) == partitions and all(p.leader >= 0 for p in parts)
+
+        wait_for(ready, what=f"topic {name}'s leaders")
+
+    def produce(self, topic: str, count: int) -> list[tuple[int, bytes]]:
+        producer = Producer({"bootstrap.servers": self.bootstrap, "acks": "all", "enable.idempotence": True})
+        sent: list[tuple[int, bytes]] = []
+        errors: list = []
+
+        def done(err, msg):
+            if err is not None:
+                errors.append(err)
+            else:
+                sent.append((msg.partition(), msg.value()))
+
+        for i in range(count):
+            producer.produce(topic, f"{topic}-{i}".encode(), key=str(i).encode(), on_delivery=done)
+        assert producer.flush(30) == 0
+        assert not errors, errors
+        return sent
+
+    def consume(self, topic: str, count: int) -> list[tuple[int, bytes]]:
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": uuid.uuid4().hex,
+                             "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        try:
+            meta = consumer.list_topics(topic, timeout=10).topics[topic]
+            consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
+            got: list[tuple[int, bytes]] = []
+            wait_for(lambda: _poll_into(consumer, got) >= count, timeout=30, what=f"{count} of {topic}")
+            return got
+        finally:
+            consumer.close()
+
+
+def _poll_into(consumer: Consumer, got: list) -> int:
+    for msg in consumer.consume(500, timeout=0.5):
+        if msg.error() is None:
+            got.append((msg.partition(), msg.value()))
+    return len(got)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, etcd_server: EtcdServer) -> Iterator[Cluster]:
+    prefix = f"/kastle-test/{uuid.uuid4().hex[:12]}/"
+    brokers = cluster_brokers(tmp_path_factory.mktemp("admin-cluster"), etcd_server, prefix)
+    try:
+        for broker in brokers:
+            broker.start(timeout=30)
+        cluster = Cluster(brokers)
+        wait_for(lambda: len(cluster.admin.list_topics(timeout=10).brokers) == 3, what="3 brokers")
+        yield cluster
+    finally:
+        for broker in brokers:
+            broker.kill()
+
+
+def _requests_of(broker: ClusterBroker, api: str) -> float:
+    import urllib.request
+
+    text = urllib.request.urlopen(f"{broker.admin_url}/metrics", timeout=5).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("kastle_requests_total{") and f'api="{api}"' in line)
+
+
+def test_describe_topic_partitions_pages_the_cluster_view(cluster: Cluster) -> None:
+    cluster.create_topic("dtp-a", 5)
+    cluster.create_topic("dtp-b", 2)
+    sent = cluster.produce("dtp-a", 200)
+
+    # confluent-kafka (librdkafka 2.x) describes topics with Metadata, not DescribeTopicPartitions;
+    # both views must agree
+    described = cluster.admin.describe_topics(TopicCollection(["dtp-a"]))["dtp-a"].result(timeout=20)
+    meta = cluster.admin.list_topics("dtp-a", timeout=10).topics["dtp-a"]
+    assert [p.id for p in described.partitions] == list(range(5))
+    for p in described.partitions:
+        assert p.leader.id == meta.partitions[p.id].leader
+        assert sorted(r.id for r in p.replicas) == [1, 2, 3]
+        assert sorted(r.id for r in p.isr) == sorted(meta.partitions[p.id].isrs)
+
+    admin = cluster.kafka_python_admin()
+    try:
+        before = sum(_requests_of(b, "DescribeTopicPartitions") for b in cluster.brokers)
+        # three partitions a page: dtp-a 0-2, then dtp-a 3-4 and dtp-b 0, then dtp-b 1
+        page = admin.describe_topic_partitions(["dtp-b", "dtp-a"], response_partition_limit=3)
+        assert [t["name"] for t in page["topics"]] == ["dtp-a"]
+        assert [p["partition_index"] for p in page["topics"][0]["partitions"]] == [0, 1, 2]
+        assert page["next_cursor"] == {"topic_name": "dtp-a", "partition_index": 3}
+        page = admin.describe_topic_partitions(["dtp-b", "dtp-a"], response_partition_limit=3,
+                                               cursor=page["next_cursor"])
+        assert [(t["name"], [p["partition_index"] for p in t["partitions"]]) for t in page["topics"]] == [
+            ("dtp-a", [3, 4]), ("dtp-b", [0])]
+        assert page["next_cursor"] == {"topic_name": "dtp-b", "partition_index": 1}
+        page = admin.describe_topic_partitions(["dtp-b", "dtp-a"], response_partition_limit=3,
+                                               cursor=page["next_cursor"])
+        assert [(t["name"], [p["partition_index"] for p in t["partitions"]]) for t in page["topics"]] == [
+            ("dtp-b", [1])]
+        assert page["next_cursor"] is None
+        assert sum(_requests_of(b, "DescribeTopicPartitions") for b in cluster.brokers) > before
+        # exactly filling a page points the cursor at the next topic's start
+        page = admin.describe_topic_partitions(["dtp-a", "dtp-b"], response_partition_limit=5)
+        assert [t["name"] for t in page["topics"]] == ["dtp-a"]
+        assert page["next_cursor"] == {"topic_name": "dtp-b", "partition_index": 0}
+        # an unknown topic answers UNKNOWN_TOPIC_OR_PARTITION with no partitions
+        page = admin.describe_topic_partitions(["dtp-missing"])
+        assert [(t["name"], t["error_code"], t["partitions"]) for t in page["topics"]] == [
+            ("dtp-missing", UNKNOWN_TOPIC_OR_PARTITION, [])]
+        # no topics named: every topic, by name, each partition with its leader and epoch
+        page = admin.describe_topic_partitions([])
+        by_name = {t["name"]: t for t in page["topics"]}
+        assert {"dtp-a", "dtp-b"} <= set(by_name)
+        assert [t["name"] for t in page["topics"]] == sorted(by_name)
+        for p in by_name["dtp-a"]["partitions"]:
+            assert p["leader_id"] == meta.partitions[p["partition_index"]].leader
+            assert p["leader_epoch"] >= 0 and p["offline_replicas"] == []
+    finally:
+        admin.close()
+
+    assert sorted(cluster.consume("dtp-a", len(sent))) == sorted(sent)
