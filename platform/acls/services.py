@@ -28,9 +28,9 @@ from accounts.audit import SYSTEM, Actor, audit_record
 from clusters.models import INTERNAL_USERNAME, Cluster, ClusterStatus
 from controlplane.errors import Conflict, ServiceError, ValidationFailed
 from iam import selectors as iam_selectors
-from sharedkit.kafka_admin import admin_client, result
+from sharedkit.kafka_admin import ClusterUnavailable, admin_client, result
 
-from . import selectors
+from . import selectors, wire
 from .bindings import Binding, from_kafka, make_filter
 from .models import ServiceAccountBinding
 from .selectors import (
@@ -53,6 +53,12 @@ def acls_create_on_brokers(
 ) -> None:
     if not bindings:
         return
+    if cluster.broker_count > 1:  # each broker keeps its own ACLs: write them to every one
+        try:
+            wire.create_on_each_broker(cluster, bindings)
+        except wire.BrokerRefused as exc:
+            raise _brokers_unavailable(cluster, exc) from exc
+        return
     client = admin_client(cluster)
     timeout = timeout or selectors.TIMEOUT
     futures = client.create_acls([b.to_kafka() for b in bindings], request_timeout=timeout)
@@ -66,6 +72,11 @@ def acls_create_on_brokers(
 def acls_delete_on_brokers(*, cluster: Cluster, filters: list, timeout: float | None = None) -> list[Binding]:
     if not filters:
         return []
+    if cluster.broker_count > 1:
+        try:
+            return sorted(wire.delete_on_each_broker(cluster, filters))
+        except wire.BrokerRefused as exc:
+            raise _brokers_unavailable(cluster, exc) from exc
     client = admin_client(cluster)
     timeout = timeout or selectors.TIMEOUT
     futures = client.delete_acls(filters, request_timeout=timeout)
@@ -81,25 +92,37 @@ def acls_delete_on_brokers(*, cluster: Cluster, filters: list, timeout: float | 
     return sorted(deleted)
 
 
+def _brokers_unavailable(cluster: Cluster, exc: Exception) -> ServiceError:
+    return ClusterUnavailable(
+        f"Cluster {cluster.public_id}'s brokers did not all take the ACL change ({exc}); "
+        "try again in a few seconds.",
+        details={"kafka_error": "broker_unavailable"},
+    )
+
+
 def cluster_sync(*, cluster: Cluster, timeout: float | None = None) -> dict[str, int]:
     """Converge the cluster's ACLs to the desired state: create what live keys miss, delete the
     ACLs of revoked and expired keys. Idempotent; raises 409/503 errors like the REST calls."""
     present = set(broker_acls(cluster, timeout=timeout))
-    missing = sorted(desired_acls(cluster) - present)
+    desired = desired_acls(cluster)
+    # Several brokers: the ACLs read come from one of them; another (new, or restored) may lack
+    # some, and creating what a broker holds keeps one copy, so every desired ACL is written.
+    new = sorted(desired - present)
+    missing = sorted(desired) if cluster.broker_count > 1 else new
     acls_create_on_brokers(cluster=cluster, bindings=missing, timeout=timeout)
     dead = sorted({b.principal for b in present} & dead_principals(cluster))
     removed = acls_delete_on_brokers(
         cluster=cluster, filters=[make_filter(principal=p) for p in dead], timeout=timeout
     )
-    if missing or removed:
+    if new or removed:
         logger.info(
             "acls %s: created %d, removed %d (of %d revoked/expired keys)",
             cluster.public_id,
-            len(missing),
+            len(new),
             len(removed),
             len(dead),
         )
-    return {"created": len(missing), "removed": len(removed)}
+    return {"created": len(new), "removed": len(removed)}
 
 
 def cluster_sync_now_or_later(*, cluster_id: int) -> None:

@@ -1,8 +1,8 @@
 """ACL tasks (control queue).
 
-  acls.cluster_sync(cluster_id)   converge one cluster's ACLs (after a key is issued or revoked,
-                                  when the cluster becomes RUNNING)
-  acls.reconcile()                beat: a cluster_sync for every RUNNING cluster
+acls.cluster_sync(cluster_id)   converge one cluster's ACLs (after a key is issued or revoked,
+                                when the cluster becomes RUNNING)
+acls.reconcile()                beat: a cluster_sync for every RUNNING cluster
 """
 
 from __future__ import annotations

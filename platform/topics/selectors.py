@@ -90,6 +90,7 @@ def topic_get(*, cluster: Cluster, name: str) -> dict[str, Any]:
                 "partition": p,
                 "leader": meta.leader,
                 "replicas": list(meta.replicas),
+                "isr": list(meta.isrs),
                 "earliest_offset": earliest.get(p),
                 "latest_offset": latest.get(p),
                 "size_bytes": None if sizes is None else sizes.get(p, 0),

@@ -13,7 +13,10 @@ import signal
 import stat
 
 import pytest
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
+from django.test import Client as DjangoClient
+from django.urls import reverse
 
 from clusters.models import Broker
 from sharedkit import coordination
@@ -130,10 +133,26 @@ def test_standard_cluster_on_three_hosts(three_hosts, etcd):
         == 3
     )
 
+    # The portal's overview says so in words, and the topic page shows leaders, replicas and ISR.
+    portal = DjangoClient()
+    portal.force_login(tenant.user)
+    overview = portal.get(reverse("web:cluster", args=[cid])).content.decode()
+    assert "Health: healthy" in overview and "3 of 3 brokers are up." in overview
+    topic_page = portal.get(reverse("web:topic", args=[cid, "payments"])).content.decode()
+    assert "In sync (ISR)" in topic_page and "none (offline)" not in topic_page
+
     # A key works on every broker; revoked, every broker refuses it within 2 s.
     key = client.post(f"/api/v1/clusters/{cid}/api-keys", {"description": "svc"}).json()
     for address in bootstrap:
         wait_until(lambda a=address: plain_login(a, key["key"], key["secret"]), timeout=10)
+    # Its ACLs reach every broker: it writes to the partitions each broker leads.
+    errors: list = []
+    producer = Producer(sasl(cluster["bootstrap_servers"], key["key"], key["secret"], acks=1))
+    for partition in range(3):
+        producer.produce(
+            "payments", b"v", partition=partition, on_delivery=lambda e, m: e and errors.append(e)
+        )
+    assert producer.flush(20) == 0 and not errors, errors
     assert client.delete(f"/api/v1/clusters/{cid}/api-keys/{key['key']}").status_code == 204
     for address in bootstrap:
         wait_until(

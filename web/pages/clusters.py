@@ -155,6 +155,8 @@ def cluster_detail(request: HttpRequest, cluster: Cluster) -> HttpResponse:
             "snippets": [] if gone else clientconfig.snippets(cluster, chosen, registry_url=registry_url),
             "schema_registry_url": registry_url,
             "gone": gone,
+            "health": None if gone else cluster_selectors.cluster_health(cluster=cluster),
+            "brokers": [] if gone else cluster_selectors.cluster_brokers(cluster=cluster),
             "charts": usage.cluster_charts(cluster, window=window),
             "window": window,
             "can_admin": can(request, Role.ADMIN),
@@ -168,9 +170,7 @@ def cluster_detail(request: HttpRequest, cluster: Cluster) -> HttpResponse:
 def cluster_ca(request: HttpRequest, cluster: Cluster) -> HttpResponse:
     """The CA bundle clients verify the brokers with (the same file as GET /api/v1/clusters/{id}/ca.pem)."""
     gone = cluster.status in (ClusterStatus.DELETING, ClusterStatus.DELETED)
-    bundle = (
-        cluster.ca_bundle() if cluster.security_protocol == pki_services.SASL_SSL and not gone else None
-    )
+    bundle = cluster.ca_bundle() if cluster.security_protocol == pki_services.SASL_SSL and not gone else None
     if bundle is None:
         raise Http404("This cluster has no TLS certificate (yet).")
     response = HttpResponse(bundle, content_type="application/x-pem-file")

@@ -14,6 +14,9 @@ class TopicPartitionSerializer(serializers.Serializer):
     partition = serializers.IntegerField()
     leader = serializers.IntegerField(help_text="Node id of the partition's leader")
     replicas = serializers.ListField(child=serializers.IntegerField())
+    isr = serializers.ListField(
+        child=serializers.IntegerField(), help_text="The replicas in sync with the leader (ISR)"
+    )
     earliest_offset = serializers.IntegerField(allow_null=True)
     latest_offset = serializers.IntegerField(allow_null=True, help_text="The next offset to be written")
     size_bytes = serializers.IntegerField(allow_null=True, help_text="Bytes on disk (null if unknown)")
