@@ -50,6 +50,7 @@ from brokerd.kafka_configs import BrokerConfigs, TopicConfig, static_from_settin
 from brokerd.metering import Metering
 from brokerd.protocol import kio_adapter
 from brokerd.quotas import Quotas
+from brokerd.schemas import SchemaIds
 from brokerd.server import Connection, start_listener
 from brokerd.settings import Listener, Settings
 from brokerd.storage import Flusher, LogManager, LogSettings, StorageError, Topic
@@ -84,6 +85,8 @@ class Broker:
             LogSettings(index_interval_bytes=config["log.index.interval.bytes"]),
             topic_settings=self._topic_log_settings,
         )
+        # schema ids read from the local `_schemas` log, for topics validating them (brokerd/schemas.py)
+        self.schemas = SchemaIds(self.logs)
         self.credentials = CredentialStore(config["credentials.file"])
         self.credentials.on_removed.append(self._close_principals)
         self.configs: BrokerConfigs | None = None

@@ -246,6 +246,12 @@ def format_value(value: Any) -> str | None:
     return str(value)
 
 
+#: Confluent's subject name strategies, as its serializers and topic configs name them.
+SUBJECT_STRATEGIES = tuple(
+    f"io.confluent.kafka.serializers.subject.{name}"
+    for name in ("TopicNameStrategy", "RecordNameStrategy", "TopicRecordNameStrategy")
+)
+
 _H = 3_600_000
 _M = 60_000
 
@@ -261,6 +267,18 @@ TOPIC_CONFIG_DEFS: dict[str, ConfigDef] = {d.name: d for d in [
         "compacted.",
         (one_of("delete", "compact"), _non_empty_list),
         (Synonym("log.cleanup.policy"),)),
+    *(ConfigDef(
+        f"confluent.{part}.schema.validation", ConfigType.BOOLEAN, "false",
+        f"When set to true, every record's {part} must carry the Schema Registry wire format (magic "
+        f"byte 0 and a 4-byte schema id) with an id registered under the topic's {part} subject "
+        f"(see confluent.{part}.subject.name.strategy); other batches are refused with "
+        "INVALID_RECORD.") for part in ("key", "value")),
+    *(ConfigDef(
+        f"confluent.{part}.subject.name.strategy", ConfigType.STRING, SUBJECT_STRATEGIES[0],
+        f"How the subject a record's {part} schema id must be registered under is named: "
+        f"TopicNameStrategy <topic>-{part}, RecordNameStrategy the record's full name, "
+        "TopicRecordNameStrategy <topic>-<record full name>.",
+        (one_of(*SUBJECT_STRATEGIES),)) for part in ("key", "value")),
     ConfigDef(
         "delete.retention.ms", ConfigType.LONG, "86400000",
         "The amount of time to retain delete tombstone markers for log compacted topics. This "
@@ -353,6 +371,10 @@ LOG_SETTINGS: dict[str, str] = {
     "min.compaction.lag.ms": "min_compaction_lag_ms",
     "max.compaction.lag.ms": "max_compaction_lag_ms",
     "delete.retention.ms": "delete_retention_ms",
+    "confluent.key.schema.validation": "key_schema_validation",
+    "confluent.value.schema.validation": "value_schema_validation",
+    "confluent.key.subject.name.strategy": "key_subject_strategy",
+    "confluent.value.subject.name.strategy": "value_subject_strategy",
 }
 
 PLAN_LIMIT_KEYS = {

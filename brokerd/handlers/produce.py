@@ -4,8 +4,10 @@ From v13 (KIP-516) topics are named by id: an id this broker does not know gets
 UNKNOWN_TOPIC_ID, or NOT_LEADER_OR_FOLLOWER when the cluster has the topic led elsewhere.
 
 Batches are validated by header + CRC-32C and stamped in place; records are never decoded,
-except on compacted topics, where a record without a key is refused (INVALID_RECORD, with
-``record_errors`` from v8), as Kafka's LogValidator does.
+except for their first bytes where a topic config asks for it: on compacted topics a record
+without a key is refused, as Kafka's LogValidator does, and with confluent.key/value.schema.validation
+a key or value without a schema id registered under its subject (brokerd/schemas.py); both
+answer INVALID_RECORD, with ``record_errors`` from v8.
 acks=all is answered after a group fsync covering the batch; acks=1 once write() returned.
 """
 
@@ -22,7 +24,7 @@ from brokerd.errors import CloseConnection
 from brokerd.idempotence import ProduceRefused
 from brokerd.protocol.fastpath import encode_produce_response
 from brokerd.records import BatchTooLarge, InvalidBatch, stamp_leader_epoch, validate_and_stamp
-from brokerd.storage.compaction import keyless_records
+from brokerd.schemas import record_problems, validates
 
 log = logging.getLogger("brokerd.produce")
 
@@ -53,12 +55,10 @@ class RecordsRefused(Exception):
         self.errors = errors
 
 
-def _refuse_keyless(name: str, index: int, records) -> None:
-    """A compacted topic keeps the latest record per key: a record without one cannot be kept."""
-    keyless = keyless_records(records)
-    if keyless:
-        message = f"Compacted topic cannot accept message without key in topic partition {name}-{index}."
-        raise RecordsRefused([(i, message) for i in keyless])
+def _refuse_records(broker, name: str, index: int, records, settings) -> None:
+    problems = record_problems(broker.schemas, name, index, records, settings)
+    if problems:
+        raise RecordsRefused(problems)
 
 
 def _name_of(broker, topic_id: uuid.UUID) -> tuple[str | None, int]:
@@ -138,8 +138,8 @@ def handle(request, ctx):
                     if broker.replicas is not None:  # in a cluster: the leader's epoch, for followers
                         epoch = broker.replicas.partition(name, index).leader_epoch
                         stamp_leader_epoch(records, batches, epoch)
-                    if settings.compact:  # the only place produce looks inside a batch
-                        _refuse_keyless(name, index, records)
+                    if settings.compact or validates(settings):  # the only look inside a batch
+                        _refuse_records(broker, name, index, records, settings)
                     # idempotent-producer sequence check (a retry returns its offset)
                     base = producers.check(name, index, records)
                     if base is None:

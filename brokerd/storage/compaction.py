@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import crc32c
@@ -204,14 +205,17 @@ def bounded_decompress(codec: int, data: bytes, limit: int = MAX_DECOMPRESSED) -
     raise InvalidBatch(f"unknown compression codec {codec}")
 
 
-def keyless_records(records: bytes | bytearray | memoryview) -> list[int]:
-    """Indexes (per batch, as Kafka's ``record_errors`` count them) of records without a key.
+def record_heads(
+    records: bytes | bytearray | memoryview, head: int
+) -> Iterator[tuple[int, bytes | None, bytes | None]]:
+    """(index, key head, value head) of every record, the heads being at most ``head`` bytes (None
+    for a null key or value); indexes are per batch, as Kafka's ``record_errors`` count them.
 
     ``records`` holds whole, already validated batches. Control batches are skipped. Only the
-    varints before each key are looked at (a null key is the one-byte varint -1).
+    varints before the key and value and their first ``head`` bytes are looked at, so checks that
+    need a record's first bytes (a compacted topic's keys, schema ids) never decode records.
     """
     view = memoryview(records)
-    out: list[int] = []
     pos = 0
     while len(view) - pos >= HEADER_SIZE:
         h = read_header(view, pos)
@@ -228,8 +232,15 @@ def keyless_records(records: bytes | bytearray | memoryview) -> list[int]:
                     p += 1
                     while data[p] & 0x80:  # offset delta
                         p += 1
-                    if data[p + 1] == 1:  # key length -1
-                        out.append(i)
+                    p += 1
+                    key_length, p = _varint(data, p)
+                    key = None if key_length < 0 else data[p : p + min(key_length, head)]
+                    p += max(key_length, 0)
+                    value_length, p = _varint(data, p)
+                    value = None if value_length < 0 else data[p : p + min(value_length, head)]
+                    if p + max(value_length, 0) > at:
+                        raise IndexError
+                    yield i, key, value
             except IndexError:
                 raise InvalidBatch("truncated record") from None
             except InvalidBatch:
@@ -237,7 +248,6 @@ def keyless_records(records: bytes | bytearray | memoryview) -> list[int]:
             except Exception as exc:  # a codec's own error on corrupt data
                 raise InvalidBatch(f"cannot decompress the records: {exc}") from None
         pos += h.size
-    return out
 
 
 # ---------------------------------------------------------------------------------------

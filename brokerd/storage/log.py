@@ -35,6 +35,11 @@ class LogSettings:
     min_compaction_lag_ms: int = 0
     max_compaction_lag_ms: int = 2**63 - 1
     delete_retention_ms: int = 86400000
+    # broker-side schema validation (brokerd/schemas.py): produce checks records' schema ids
+    key_schema_validation: bool = False
+    value_schema_validation: bool = False
+    key_subject_strategy: str = "io.confluent.kafka.serializers.subject.TopicNameStrategy"
+    value_subject_strategy: str = "io.confluent.kafka.serializers.subject.TopicNameStrategy"
 
 
 class OffsetOutOfRange(Exception):
