@@ -233,10 +233,10 @@ def record_heads(
                     while data[p] & 0x80:  # offset delta
                         p += 1
                     p += 1
-                    key_length, p = _varint(data, p)
+                    key_length, p = read_varint(data, p)
                     key = None if key_length < 0 else data[p : p + min(key_length, head)]
                     p += max(key_length, 0)
-                    value_length, p = _varint(data, p)
+                    value_length, p = read_varint(data, p)
                     value = None if value_length < 0 else data[p : p + min(value_length, head)]
                     if p + max(value_length, 0) > at:
                         raise IndexError
