@@ -229,6 +229,7 @@ class Broker:
         cfg = self.config
         if getattr(cfg, "coordination", None) is None:
             return
+        from brokerd.coordination.controller import LeaderRebalance
         from brokerd.coordination.records import Endpoint
         from brokerd.replication.membership import ClusterMembership, MembershipError
 
@@ -244,6 +245,11 @@ class Broker:
                 user=cfg["coordination.user"] or None,
                 password_file=cfg["coordination.password.file"],
                 session_timeout_ms=cfg["coordination.session.timeout.ms"],
+                leader_rebalance=LeaderRebalance(
+                    enabled=cfg["auto.leader.rebalance.enable"],
+                    interval_s=cfg["leader.imbalance.check.interval.seconds"],
+                    percentage=cfg["leader.imbalance.per.broker.percentage"],
+                ),
             )
             self.cluster.on_change.append(self.metadata_cache.clear)
             await self.cluster.start(endpoints, timeout=cfg["coordination.start.timeout.ms"] / 1000)

@@ -56,6 +56,12 @@ register("coordination.session.timeout.ms", "int", 6000, "a broker whose etcd le
 register("coordination.start.timeout.ms", "int", 30000, "give up starting when etcd cannot be reached "
          "this long", minimum=100)
 register("broker.rack", "str", "", "this broker's rack, for replica placement")
+register("auto.leader.rebalance.enable", "bool", True, "the controller gives partitions back to their "
+         "preferred replicas when a broker's leaderships are imbalanced")
+register("leader.imbalance.check.interval.seconds", "int", 300, "how often the controller checks the "
+         "leader imbalance", minimum=1)
+register("leader.imbalance.per.broker.percentage", "int", 10, "the share of a broker's preferred "
+         "partitions led elsewhere above which they are given back", minimum=0)
 register("replica.lag.time.max.ms", "int", 30000, "a follower not caught up this long leaves the ISR",
          minimum=100)
 # --- topics -----------------------------------------------------------------------------

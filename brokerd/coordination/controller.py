@@ -20,8 +20,10 @@ import logging
 import random
 import re
 import uuid
+from dataclasses import dataclass
 
 from brokerd.coordination import etcd as e
+from brokerd.coordination.elections import PREFERRED, ElectionRefusal, elect, imbalanced_leaderships
 from brokerd.coordination.keys import Keys
 from brokerd.coordination.leadership import initial_state, reconcile
 from brokerd.coordination.placement import assign_replicas
@@ -47,9 +49,24 @@ class UnknownTopicError(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class LeaderRebalance:
+    """Kafka's automatic preferred-leader rebalance: auto.leader.rebalance.enable,
+    leader.imbalance.check.interval.seconds and leader.imbalance.per.broker.percentage."""
+
+    enabled: bool = True
+    interval_s: float = 300.0
+    percentage: int = 10
+
+
 class Controller:
     def __init__(
-        self, session: BrokerSession, view: ClusterView, *, rng: random.Random | None = None
+        self,
+        session: BrokerSession,
+        view: ClusterView,
+        *,
+        rng: random.Random | None = None,
+        rebalance: LeaderRebalance | None = None,
     ) -> None:
         self.session = session
         self.view = view
@@ -59,6 +76,8 @@ class Controller:
         self.rng = rng or random.Random()
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self.rebalance = rebalance or LeaderRebalance(enabled=False)
+        self._rebalancer: asyncio.Task | None = None
 
     @property
     def active(self) -> bool:
@@ -69,12 +88,17 @@ class Controller:
         self.view.listeners.append(self._on_change)
         self._wake.set()
         self._task = asyncio.create_task(self._run(), name=f"controller-{self.session.node_id}")
+        if self.rebalance.enabled:
+            self._rebalancer = asyncio.create_task(
+                self._rebalance_loop(), name=f"leader-rebalance-{self.session.node_id}"
+            )
 
     async def stop(self) -> None:
         with contextlib.suppress(ValueError):
             self.view.listeners.remove(self._on_change)
         await cancel_and_wait(self._task)
-        self._task = None
+        await cancel_and_wait(self._rebalancer)
+        self._task = self._rebalancer = None
         self.epoch = 0
 
     def _on_change(self, _state: ClusterState) -> None:
@@ -161,6 +185,64 @@ class Controller:
             [self._fence(), e.modified_at(key, seen.mod_revision)], [e.put(key, wanted.to_bytes())]
         )
         return result.succeeded
+
+    async def _rebalance_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.rebalance.interval_s)
+            if not self.active:
+                continue
+            try:
+                moved = await self.rebalance_leaders()
+            except (e.CoordinationError, NotControllerError, UnknownTopicError, TimeoutError) as exc:
+                log.warning("preferred-leader rebalance stopped early (%s)", exc)
+                continue
+            if moved:
+                log.info("preferred-leader rebalance moved %d leaderships", moved)
+
+    async def rebalance_leaders(self) -> int:
+        """Give their preferred replicas back the partitions of every broker whose share of
+        led-elsewhere partitions exceeds leader.imbalance.per.broker.percentage."""
+        state = self.view.state
+        partitions = {
+            key: p for key, p in state.partitions.items()
+            if key[0] in state.topics and state.topics[key[0]].topic_id == p.topic_id
+        }
+        moved = 0
+        for name, index in imbalanced_leaderships(partitions, state.live_epochs(), self.rebalance.percentage):
+            if await self.elect_leader(name, index, PREFERRED) is None:
+                moved += 1
+        return moved
+
+    async def elect_leader(self, name: str, index: int, election_type: int) -> ElectionRefusal | None:
+        """Elect a partition's leader as an operator asked (see ``elections.elect``); None when
+        the new leader is written, else why not. Raises UnknownTopicError for an unknown
+        partition, NotControllerError when this broker is not (or no longer) the controller."""
+        self._fence()
+        for _attempt in range(5):  # a leader's ISR change may land between the read and the write
+            state = self.view.state
+            partition = state.partitions.get((name, index))
+            topic = state.topics.get(name)
+            if partition is None or topic is None or topic.topic_id != partition.topic_id:
+                raise UnknownTopicError(f"partition {name}-{index} does not exist")
+            wanted = elect(partition, state.live_epochs(), election_type)
+            if isinstance(wanted, ElectionRefusal):
+                return wanted
+            result = await self.etcd.txn(
+                [self._fence(), e.modified_at(self.keys.partition(name, index), partition.mod_revision)],
+                [e.put(self.keys.partition(name, index), wanted.to_bytes())],
+                [e.get(self.keys.controller)],
+            )
+            if result.succeeded:
+                log.info("%s-%d: leader %d -> %d by election (leader epoch %d)", name, index,
+                         partition.leader, wanted.leader, wanted.leader_epoch)
+                await self.view.wait_for(result.revision)
+                return None
+            controller = result.ranges[0]
+            if not controller or controller[0].create_revision != self.epoch:
+                self.epoch = 0
+                raise NotControllerError(f"broker {self.session.node_id} is no longer the controller")
+            await self.view.wait_for(result.revision)
+        raise e.CoordinationError(f"partition {name}-{index} kept changing during the election; try again")
 
     # --- topics ----------------------------------------------------------------------------------
     async def create_topic(

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from brokerd.coordination.controller import Controller
+from brokerd.coordination.controller import Controller, LeaderRebalance
 from brokerd.coordination.etcd import CoordinationDenied, CoordinationError, Etcd
 from brokerd.coordination.keys import Keys
 from brokerd.coordination.records import BrokerRegistration, Endpoint
@@ -54,6 +54,7 @@ class ClusterMembership:
         user: str | None = None,
         password_file: str | None = None,
         session_timeout_ms: int = 6000,
+        leader_rebalance: LeaderRebalance | None = None,
     ) -> None:
         password = None
         if password_file:
@@ -68,6 +69,7 @@ class ClusterMembership:
         self.keys = Keys(url.prefix)
         self.view = ClusterView(self.etcd, self.keys)
         self.ttl = max(2, round(session_timeout_ms / 1000))
+        self.leader_rebalance = leader_rebalance
         self.session: BrokerSession | None = None
         self.controller: Controller | None = None
         self.on_change: list[Callable[[], None]] = []
@@ -101,7 +103,7 @@ class ClusterMembership:
                     "check --coordination and that etcd runs"
                 )
             await asyncio.sleep(0.1)
-        self.controller = Controller(self.session, self.view)
+        self.controller = Controller(self.session, self.view, rebalance=self.leader_rebalance)
         self.controller.start()
         self._rejoin = asyncio.create_task(self._rejoin_loop(), name="cluster-rejoin")
         log.info(

@@ -7,9 +7,10 @@ from __future__ import annotations
 import uuid
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicCollection, TopicPartition
+from confluent_kafka import Consumer, ElectionType, Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.brokerd.replication.clustertest import ClusterBroker, cluster_brokers, wait_for
@@ -23,6 +24,10 @@ class Cluster:
         self.brokers = brokers
         self.bootstrap = ",".join(b.bootstrap for b in brokers)
         self.admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        # One idempotent producer for the module: brokers hand out producer ids from their own
+        # local blocks, so two producers that bootstrap on different brokers may share an id
+        self.producer = Producer({"bootstrap.servers": self.bootstrap, "acks": "all",
+                                  "enable.idempotence": True})
 
     def kafka_python_admin(self):
         with warnings.catch_warnings():  # kafka-python 3 reads its schemas with a deprecated API
@@ -42,7 +47,7 @@ class Cluster:
         wait_for(ready, what=f"topic {name}'s leaders")
 
     def produce(self, topic: str, count: int) -> list[tuple[int, bytes]]:
-        producer = Producer({"bootstrap.servers": self.bootstrap, "acks": "all", "enable.idempotence": True})
+        producer = self.producer
         sent: list[tuple[int, bytes]] = []
         errors: list = []
 
@@ -155,3 +160,76 @@ def test_describe_topic_partitions_pages_the_cluster_view(cluster: Cluster) -> N
         admin.close()
 
     assert sorted(cluster.consume("dtp-a", len(sent))) == sorted(sent)
+
+
+def _partition(cluster: Cluster, topic: str, index: int):
+    return cluster.admin.list_topics(topic, timeout=10).topics[topic].partitions[index]
+
+
+def _elect(cluster: Cluster, election_type: ElectionType, topic: str, index: int) -> str | None:
+    """confluent-kafka's answer for one partition: None, or Kafka's error name."""
+    answer = cluster.admin.elect_leaders(election_type, [TopicPartition(topic, index)]).result(timeout=20)
+    (error,) = answer.values()
+    return None if error is None else error.name()
+
+
+def test_preferred_and_unclean_elections_through_the_controller(cluster: Cluster) -> None:
+    cluster.create_topic("elect", 2)
+    sent = cluster.produce("elect", 200)
+    preferred = _partition(cluster, "elect", 0).replicas[0]
+    victim = next(b for b in cluster.brokers if b.node_id == preferred)
+
+    # the preferred replica goes away: leadership moves, and it cannot be elected back
+    victim.kill()
+    wait_for(lambda: _partition(cluster, "elect", 0).leader not in (-1, preferred), what="a new leader")
+    assert _elect(cluster, ElectionType.PREFERRED, "elect", 0) == "PREFERRED_LEADER_NOT_AVAILABLE"
+    assert _elect(cluster, ElectionType.UNCLEAN, "elect", 0) == "ELECTION_NOT_NEEDED"  # it has a leader
+    sent += cluster.produce("elect", 100)
+
+    # back and in sync again, it still does not lead until elected
+    victim.start(timeout=30)
+    wait_for(lambda: preferred in _partition(cluster, "elect", 0).isrs, timeout=30, what="the ISR")
+    assert _partition(cluster, "elect", 0).leader != preferred
+    admin = cluster.kafka_python_admin()
+    try:
+        answer = admin.elect_leaders(0, {"elect": [0]})
+        assert [(r.topic, [(p.partition_id, p.error_code) for p in r.partition_result])
+                for r in answer.replica_election_results] == [("elect", [(0, 0)])]
+    finally:
+        admin.close()
+    wait_for(lambda: _partition(cluster, "elect", 0).leader == preferred, what="the preferred leader")
+    assert _elect(cluster, ElectionType.PREFERRED, "elect", 0) == "ELECTION_NOT_NEEDED"
+    assert _elect(cluster, ElectionType.PREFERRED, "elect", 7) == "UNKNOWN_TOPIC_OR_PART"
+
+    sent += cluster.produce("elect", 100)
+    assert sorted(cluster.consume("elect", len(sent))) == sorted(sent)
+
+
+def test_the_controller_gives_leaderships_back_to_preferred_replicas(
+    tmp_path: Path, etcd_server: EtcdServer
+) -> None:
+    prefix = f"/kastle-test/{uuid.uuid4().hex[:12]}/"
+    settings = {"leader.imbalance.check.interval.seconds": 1, "leader.imbalance.per.broker.percentage": 10}
+    brokers = cluster_brokers(tmp_path, etcd_server, prefix, settings=settings)
+    try:
+        for broker in brokers:
+            broker.start(timeout=30)
+        cluster = Cluster(brokers)
+        wait_for(lambda: len(cluster.admin.list_topics(timeout=10).brokers) == 3, what="3 brokers")
+        cluster.create_topic("rebalanced", 3)
+        sent = cluster.produce("rebalanced", 150)
+        preferred = {i: _partition(cluster, "rebalanced", i).replicas[0] for i in range(3)}
+        victim = next(b for b in brokers if b.node_id == preferred[0])
+        victim.kill()
+        wait_for(lambda: all(_partition(cluster, "rebalanced", i).leader != victim.node_id for i in range(3)),
+                 what="leaderships to leave the killed broker")
+        sent += cluster.produce("rebalanced", 150)
+        victim.start(timeout=30)
+        # nobody asks for an election: the controller's imbalance check gives them back
+        wait_for(lambda: all(_partition(cluster, "rebalanced", i).leader == preferred[i] for i in range(3)),
+                 timeout=30, what="the preferred leaders back")
+        sent += cluster.produce("rebalanced", 150)
+        assert sorted(cluster.consume("rebalanced", len(sent))) == sorted(sent)
+    finally:
+        for broker in brokers:
+            broker.kill()
