@@ -41,17 +41,19 @@ class Series:
 
 
 def _nice_max(value: float, *, whole: bool = False) -> float:
-    """The smallest "round" number (1, 2, 2.5 or 5 times a power of ten) at or above `value`.
-    `whole`: the axis counts whole units (bytes stored), so each of its four steps is at least 1."""
-    floor = 4.0 if whole else 0.0
-    value = max(value, floor)
-    if value <= 0:
-        return 1.0
-    magnitude = 10 ** math.floor(math.log10(value))
+    """The top of the y-axis: four equal steps of a "round" size (1, 2, 2.5 or 5 times a power of
+    ten) that reach `value`. `whole`: the axis counts whole units (bytes), so a step is a whole number."""
+    quarter = value / 4
+    if quarter <= 0:
+        return 4.0 if whole else 1.0
+    magnitude = 10 ** math.floor(math.log10(quarter))
     for step in (1, 2, 2.5, 5, 10):
-        if value <= step * magnitude * (1 + 1e-9):
-            return step * magnitude
-    return 10 * magnitude  # pragma: no cover
+        size = step * magnitude
+        if whole and (size < 1 or size != int(size)):
+            continue
+        if quarter <= size * (1 + 1e-9):
+            return 4 * size
+    return 4 * 10 * magnitude  # pragma: no cover
 
 
 def _time_format(span_s: float) -> str:
@@ -115,14 +117,18 @@ def line_chart(
             f"{escape(formatter(value))}</text>"
         )
     fmt = _time_format(span)
-    ticks = 4
-    for i in range(ticks + 1):  # time labels: both ends and three between
-        ts = datetime.fromtimestamp(t0 + span * i / ticks, tz=UTC)
-        anchor = "start" if i == 0 else ("end" if i == ticks else "middle")
-        xx = pad_l + plot_w * i / ticks
+    if span > 36 * 3600:  # days: a label on every day (or every few), at the day's start
+        every = math.ceil(span / 86400 / 6) * 86400
+        stamps = [t0 + k * every for k in range(int(span // every) + 1)]
+    else:  # hours: both ends and three between
+        stamps = [t0 + span * i / 4 for i in range(5)]
+    for ts_s in stamps:
+        xx = pad_l + (ts_s - t0) / span * plot_w
+        anchor = "start" if ts_s == t0 else ("end" if xx >= width - pad_r - 1 else "middle")
+        label = datetime.fromtimestamp(ts_s, tz=UTC).strftime(fmt)
         parts.append(
             f'<text class="axis x" x="{xx:.1f}" y="{height - 8}" text-anchor="{anchor}">'
-            f"{escape(ts.strftime(fmt))}</text>"
+            f"{escape(label)}</text>"
         )
     for s in series:
         if not s.points:

@@ -31,6 +31,7 @@ def test_a_tiny_storage_axis_has_distinct_labels():
     )
     labels = _labels(svg, "y")
     assert len(labels) == len(set(labels)) == 5, labels
+    assert labels == ["0 B", "1 B", "2 B", "3 B", "4 B"]  # whole bytes, never "1.2 B"
 
 
 def test_the_seven_day_axis_spans_seven_days(db):
