@@ -214,17 +214,20 @@ def record_problems(
     out: list[tuple[int, str]] = []
     if parts:
         schemas.catch_up()
+    passed: set[tuple[str, bytes]] = set()  # heads already checked in this batch (usually one id)
     for i, key, value in record_heads(records, WIRE_HEAD if parts else 0):
         if compact and key is None:
             out.append((i, "Compacted topic cannot accept message without key in topic partition "
                            f"{topic}-{index}."))
             continue
         for part, at, strategy in parts:
-            head = (i, key, value)[at]
-            if head is None:  # a null key or value carries no schema (serializers write None as null)
+            head = key if at == 1 else value
+            # a null key or value carries no schema (serializers write None as null)
+            if head is None or (part, head) in passed:
                 continue
             reason = schemas.problem(topic, part, strategy, head)
             if reason:
                 out.append((i, reason))
                 break
+            passed.add((part, head))
     return out

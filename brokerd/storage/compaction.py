@@ -224,7 +224,15 @@ def record_heads(
                 data = bounded_decompress(h.codec, bytes(view[pos + HEADER_SIZE : pos + h.size]))
                 at = 0
                 for i in range(h.records_count):
-                    length, p = read_varint(data, at)
+                    # varints inline when one or two bytes long (nearly always), else read_varint
+                    b = data[at]
+                    if b < 0x80:
+                        length, p = (b >> 1) ^ -(b & 1), at + 1
+                    elif data[at + 1] < 0x80:
+                        b = (b & 0x7F) | (data[at + 1] << 7)
+                        length, p = (b >> 1) ^ -(b & 1), at + 2
+                    else:
+                        length, p = read_varint(data, at)
                     at = p + length
                     p += 1  # attributes
                     while data[p] & 0x80:  # timestamp delta
@@ -233,12 +241,28 @@ def record_heads(
                     while data[p] & 0x80:  # offset delta
                         p += 1
                     p += 1
-                    key_length, p = read_varint(data, p)
-                    key = None if key_length < 0 else data[p : p + min(key_length, head)]
-                    p += max(key_length, 0)
-                    value_length, p = read_varint(data, p)
-                    value = None if value_length < 0 else data[p : p + min(value_length, head)]
-                    if p + max(value_length, 0) > at:
+                    b = data[p]
+                    if b == 1:  # a null key: the one-byte varint -1
+                        key = None
+                        p += 1
+                    else:
+                        key_length, p = read_varint(data, p)
+                        key = data[p : p + (key_length if key_length < head else head)]
+                        p += key_length
+                    b = data[p]
+                    if b < 0x80:
+                        value_length, p = (b >> 1) ^ -(b & 1), p + 1
+                    elif data[p + 1] < 0x80:
+                        b = (b & 0x7F) | (data[p + 1] << 7)
+                        value_length, p = (b >> 1) ^ -(b & 1), p + 2
+                    else:
+                        value_length, p = read_varint(data, p)
+                    if value_length < 0:
+                        value = None
+                    else:
+                        value = data[p : p + (value_length if value_length < head else head)]
+                        p += value_length
+                    if p > at:
                         raise IndexError
                     yield i, key, value
             except IndexError:
