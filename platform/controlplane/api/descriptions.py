@@ -58,6 +58,8 @@ OPERATIONS: dict[str, str] = {
     "fixed for the cluster's life.",
     "clusters_destroy": "Delete a cluster: returns 202 with status DELETING. Its brokers stop, and its "
     "topics, messages and API keys are removed. This cannot be undone. Admin role.",
+    "clusters_brokers_list": "The cluster's brokers: node id, host (its rack), the address clients "
+    "connect to, whether it is online, and how many partitions it leads.",
     "clusters_retry_create": "Provision a FAILED cluster again (202, PROVISIONING). Admin role.",
     "clusters_ca_pem": "The CA certificate (PEM) your clients verify the brokers of a SASL_SSL cluster "
     "with, e.g. `ssl.ca.location=kastle-ca.pem`.",
