@@ -16,9 +16,10 @@ from itertools import count
 
 import pytest
 from brokerd_wire import KAFKA_41, Wire, make_batch, request_class
-from conftest import Broker
 from kio.index import load_payload_module
 from kio.static.constants import EntityType
+
+from tests.brokerd.conftest import Broker
 
 TOPIC = "matrix"
 ZERO = datetime.timedelta(0)

@@ -10,7 +10,8 @@ import sys
 
 import pytest
 from confluent_kafka.admin import AdminClient
-from conftest import REPO, Broker
+
+from tests.brokerd.conftest import REPO, Broker
 
 
 def run(*args: str, stdin: str | None = None, timeout: float = 20) -> subprocess.CompletedProcess:

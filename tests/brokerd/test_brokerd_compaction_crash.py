@@ -96,7 +96,7 @@ def test_kill_dash_nine_during_cleaner_passes_loses_no_latest_value(broker_facto
 def test_kill_at_each_swap_point_recovers_old_or_new_segments(broker_factory) -> None:
     """The broker SIGKILLs itself at a chosen point of a swap (a test-only setting); the next
     start must discard (before the commit) or complete (after it) that swap."""
-    from conftest import BrokerStartError
+    from tests.brokerd.conftest import BrokerStartError
 
     quiet = {"log.cleaner.backoff.ms": 20, "log.segment.bytes": 16 * 1024, "log.cleaner.threads": 0}
     broker = broker_factory(settings=quiet)

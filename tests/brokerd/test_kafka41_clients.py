@@ -26,7 +26,7 @@ STATIC, DEFAULT, DYNAMIC = "STATIC_BROKER_CONFIG", "DEFAULT_CONFIG", "DYNAMIC_BR
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory):
-    from conftest import Broker
+    from tests.brokerd.conftest import Broker
 
     b = Broker(
         tmp_path_factory.mktemp("kafka41"),
