@@ -1,7 +1,7 @@
 from django.urls import path
 
 from . import views
-from .pages import access, account, alerts, billing, clusters, groups, keys, messages, topics
+from .pages import access, account, alerts, billing, clusters, groups, keys, messages, schemas, topics
 
 app_name = "web"
 
@@ -38,6 +38,7 @@ urlpatterns = [
     path(C + "api-keys/<str:key>/rotate/", keys.api_key_rotate, name="api_key_rotate"),
     path(C + "messages/", messages.message_browser, name="messages"),
     path(C + "acls/", access.cluster_acls, name="acls"),
+    path(C + "schemas/", schemas.schema_list, name="schemas"),
     path(C + "groups/", groups.group_list, name="groups"),
     path(C + "groups/<str:group_id>/", groups.group_detail, name="group"),
     path(C + "groups/<str:group_id>/delete/", groups.group_delete, name="group_delete"),

@@ -7,7 +7,7 @@ from typing import Any
 
 from clusters.models import Cluster
 
-from . import errors
+from . import compatibility, errors
 from .formats import FORMATS, InvalidSchema, ParsedSchema, Reference, parse, protobuf
 from .state import RegistryState, Version
 from .storage import cluster_log
@@ -136,3 +136,17 @@ def version_body(state: RegistryState, version: Version, *, fmt: str | None = No
         "id": version.id,
         **schema_body(state, version, fmt=fmt),
     }
+
+
+def compatibility_test(
+    state: RegistryState, subject: str, body: Any, version: str | None = None
+) -> list[str]:
+    """The incompatibilities of the body's schema with `subject` (all its live versions at its
+    level, or one version); an empty list when compatible."""
+    parsed = parse_offered(state, body)
+    if version is None:
+        against, level = state.versions(subject), state.level(subject)
+    else:
+        against = [version_get(state, subject, version)]
+        level = state.level(subject).removesuffix("_TRANSITIVE")
+    return compatibility.check(level, parsed, [parse_stored(state, v) for v in against])

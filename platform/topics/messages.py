@@ -38,6 +38,7 @@ class Message:
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes | None]] = field(default_factory=list)
+    schema: Any = None  # the value read through the Schema Registry (schemaregistry.decoding), if framed
 
     @property
     def key_view(self) -> dict[str, Any]:

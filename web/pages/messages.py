@@ -16,6 +16,7 @@ from accounts.audit import Actor
 from accounts.models import Role
 from clusters.models import Cluster
 from controlplane.errors import ServiceError
+from schemaregistry import decoding
 from topics import messages as topic_messages
 from topics import selectors as topic_selectors
 
@@ -153,6 +154,12 @@ def message_browser(request: HttpRequest, cluster: Cluster) -> HttpResponse:
                 apply_service_error(browse_form, exc)
             else:
                 error = friendly(exc)
+        else:
+            # values in the Schema Registry wire format are shown decoded, with their schema
+            for message, decoded in zip(
+                results, decoding.decode_all(cluster=cluster, values=[m.value for m in results]), strict=True
+            ):
+                message.schema = decoded
     if selected and not produce_form.is_bound:
         produce_form.initial["topic"] = selected
     context = {

@@ -22,7 +22,6 @@ from controlplane.errors import ServiceError
 
 from .. import errors, selectors, services
 from ..auth import Caller, authenticate
-from ..compatibility import check as compatibility_check
 from ..formats import FORMATS
 from ..state import content_key
 
@@ -221,15 +220,7 @@ def referenced_by(request, cluster, caller, subject: str, version: str):
 def _compatibility(request, cluster, caller, subject: str, version: str | None):
     caller.require_read(subject)
     state = selectors.registry_state(cluster=cluster)
-    parsed = selectors.parse_offered(state, _body(request))
-    if version is None:
-        against = state.versions(subject)
-        level = state.level(subject)
-    else:
-        found = selectors.version_get(state, subject, version)
-        against = [found]
-        level = state.level(subject).removesuffix("_TRANSITIVE")
-    messages = compatibility_check(level, parsed, [selectors.parse_stored(state, v) for v in against])
+    messages = selectors.compatibility_test(state, subject, _body(request), version)
     body: dict[str, Any] = {"is_compatible": not messages}
     if _flag(request, "verbose"):
         body["messages"] = messages
