@@ -12,6 +12,9 @@ services and on-commit tasks as behind gunicorn, minus the HTTP hop).
 Reports:
 - create -> RUNNING and delete -> DELETED, p50/p95 over --clusters (20) clusters, one at a time
   (target p50 <= 2 s), as a user sees them (polling GET /api/v1/clusters/{id} every 10 ms);
+- the same for --standard (10) Standard clusters (3 brokers meeting in an etcd started under the
+  bench's var/ as `manage.py up` starts it; all on this one host), target p50 <= 3 s, and the
+  ratio of its p50 to the Basic p50 measured in the same run;
 - a new API key working, and a revoked key refused, on a new connection (SASL PLAIN login),
   p50/p95 over --keys (10) keys (target <= 2 s);
 - exactly --idle (100) idle clusters started at once: time until all are RUNNING, RSS and PSS
@@ -46,6 +49,7 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clusters", type=int, default=20, help="clusters timed one at a time (default 20)")
     p.add_argument("--keys", type=int, default=10, help="API keys timed (default 10)")
+    p.add_argument("--standard", type=int, default=10, help="Standard clusters timed (default 10)")
     p.add_argument("--idle", type=int, default=100, help="idle clusters started at once (default 100)")
     p.add_argument("--concurrency", type=int, default=4, help="worker processes (default 4)")
     p.add_argument(
@@ -196,11 +200,11 @@ class Api:
         self.protocol = protocol
         self.counter = 0
 
-    def create(self, protocol: str | None = None) -> str:
+    def create(self, protocol: str | None = None, plan: str = "basic") -> str:
         self.counter += 1
         body = {
             "name": f"bench-{self.counter}",
-            "plan": "basic",
+            "plan": plan,
             "security_protocol": protocol or self.protocol,
         }
         response = self.client.post("/api/v1/clusters", body, format="json")
@@ -286,12 +290,12 @@ def time_until(predicate, timeout: float = 30.0, interval: float = 0.01) -> floa
 
 
 # --- phases ---------------------------------------------------------------------------------------
-def bench_lifecycle(api: Api, n: int) -> dict:
+def bench_lifecycle(api: Api, n: int, plan: str = "basic") -> dict:
     created, deleted = [], []
     ids = []
     for _ in range(n):
         start = time.monotonic()
-        cid = api.create()
+        cid = api.create(plan=plan)
         api.wait(cid, "RUNNING")
         created.append(time.monotonic() - start)
         ids.append(cid)
@@ -402,6 +406,13 @@ def main() -> None:
         "KASTLE_HOST_PORTS": f"{low}-{high}",
         "KASTLE_HOST_CAPACITY": str(max(200, args.idle + 10)),
     }
+    etcd = None
+    if args.standard:
+        from controlplane.embedded_etcd import EmbeddedEtcd
+
+        etcd = EmbeddedEtcd(workdir / "var")
+        etcd.start()
+        env.update(etcd.env())
     stack = Stack(env, workdir, args.concurrency)
     results: dict = {}
     try:
@@ -423,6 +434,10 @@ def main() -> None:
 
         if args.clusters:
             results.update(bench_lifecycle(api, args.clusters))
+        if args.standard:
+            standard = bench_lifecycle(api, args.standard, plan="standard")
+            results["standard_create_to_running"] = standard["create_to_running"]
+            results["standard_delete_to_deleted"] = standard["delete_to_deleted"]
         if args.keys:
             results.update(bench_keys(api, args.keys))
         if args.idle:
@@ -432,6 +447,8 @@ def main() -> None:
         from provisioning import supervisor
 
         supervisor.stop_all(workdir / "data" / "hosts" / "local", timeout=10)
+        if etcd is not None:
+            etcd.stop()
         services.release()
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -442,6 +459,8 @@ def main() -> None:
     rows = [
         ("create -> RUNNING", "create_to_running", "p50 <= 2 s"),
         ("delete -> DELETED", "delete_to_deleted", ""),
+        ("Standard -> RUNNING", "standard_create_to_running", "p50 <= 3 s"),
+        ("Standard -> DELETED", "standard_delete_to_deleted", ""),
         ("new key works", "new_key_works", "<= 2 s"),
         ("revoked key refused", "revoked_key_refused", "<= 2 s"),
     ]
@@ -450,6 +469,11 @@ def main() -> None:
         if key in results:
             r = results[key]
             print(f"{label:22} {r['n']:>4} {r['p50_s']:>7} {r['p95_s']:>7} {r['max_s']:>7}  {target}")
+    if "standard_create_to_running" in results and "create_to_running" in results:
+        ratio = results["standard_create_to_running"]["p50_s"] / max(
+            results["create_to_running"]["p50_s"], 1e-9
+        )
+        print(f"Standard (3 brokers, one host) / Basic create -> RUNNING p50: {ratio:.2f}x")
     if "idle" in results:
         i = results["idle"]
         print(
