@@ -26,7 +26,7 @@ from brokerd.coordination import etcd as e
 from brokerd.coordination.elections import PREFERRED, ElectionRefusal, elect, imbalanced_leaderships
 from brokerd.coordination.keys import Keys
 from brokerd.coordination.leadership import initial_state, reconcile
-from brokerd.coordination.placement import assign_replicas
+from brokerd.coordination.placement import AssignmentError, assign_replicas, check_assignment
 from brokerd.coordination.records import ControllerRecord, PartitionState, TopicRecord
 from brokerd.coordination.session import BrokerSession
 from brokerd.coordination.tasks import cancel_and_wait
@@ -47,6 +47,10 @@ class TopicExistsError(Exception):
 
 class UnknownTopicError(Exception):
     pass
+
+
+class InvalidPartitionsError(ValueError):
+    """A partition count a topic cannot take (Kafka's INVALID_PARTITIONS)."""
 
 
 @dataclass(frozen=True)
@@ -285,6 +289,63 @@ class Controller:
             raise e.CoordinationError("the set of live brokers changed while placing replicas; try again")
         await self.view.wait_for(result.revision)
         return topic
+
+    async def create_partitions(
+        self,
+        name: str,
+        count: int,
+        assignments: list[list[int]] | None = None,
+        *,
+        validate_only: bool = False,
+    ) -> None:
+        """Grow a topic to ``count`` partitions: the new ones on the brokers ``assignments`` names
+        (checked as Kafka checks them), else placed as a new topic's are, across racks."""
+        fence = self._fence()
+        state = self.view.state
+        topic = state.topics.get(name)
+        existing = state.topic_partitions(name)
+        if topic is None or existing is None:
+            raise UnknownTopicError(f"topic {name!r} does not exist")
+        if count < topic.partitions:
+            raise InvalidPartitionsError(f"topic {name!r} has {topic.partitions} partitions, more than the "
+                                         f"requested {count}; partitions cannot be removed")
+        if count == topic.partitions:
+            raise InvalidPartitionsError(f"topic {name!r} already has {count} partitions")
+        adding = count - topic.partitions
+        live = state.live_epochs()
+        rf = len(existing[0].replicas)
+        if assignments is not None:
+            if len(assignments) != adding:
+                raise AssignmentError(f"{adding} partition(s) are added but {len(assignments)} "
+                                      "assignment(s) were given; give one per new partition")
+            check_assignment(assignments, set(live), rf)
+            assignment = [list(a) for a in assignments]
+        else:
+            racks = {node_id: reg.rack for node_id, reg in state.brokers.items()}
+            assignment = assign_replicas(racks, adding, rf, rng=self.rng)
+        if validate_only:
+            return
+        grown = TopicRecord(topic.name, topic.topic_id, count, topic.replication_factor, dict(topic.configs))
+        ops = [e.put(self.keys.topic(name), grown.to_bytes())]
+        ops += [
+            e.put(self.keys.partition(name, topic.partitions + i),
+                  initial_state(topic.topic_id, replicas, live).to_bytes())
+            for i, replicas in enumerate(assignment)
+        ]
+        current = await self.etcd.get(self.keys.topic(name))
+        if current is None:
+            raise UnknownTopicError(f"topic {name!r} does not exist")
+        compare = [fence, e.modified_at(current.key, current.mod_revision)]
+        compare += [
+            e.created_at(self.keys.broker(b), live[b]) for b in sorted({r for a in assignment for r in a})
+        ]
+        reads = [e.get(self.keys.controller), e.get(self.keys.topic(name))]
+        result = await self.etcd.txn(compare, ops, reads)
+        if not result.succeeded:
+            self._explain_refusal(result, topic_should_exist=True, name=name)
+            raise e.CoordinationError(f"topic {name!r} or its brokers changed while adding partitions; "
+                                      "try again")
+        await self.view.wait_for(result.revision)
 
     async def delete_topic(self, name: str) -> None:
         fence = self._fence()

@@ -13,6 +13,9 @@ import datetime
 from kio.schema.errors import ErrorCode
 
 from brokerd import acls
+from brokerd.coordination.controller import InvalidPartitionsError, NotControllerError, UnknownTopicError
+from brokerd.coordination.etcd import CoordinationError
+from brokerd.coordination.placement import AssignmentError, PlacementError
 from brokerd.kafka_configs import ConfigError
 
 _ZERO = datetime.timedelta(0)
@@ -21,6 +24,8 @@ LEADER_EPOCH = 0
 
 def create_partitions(request, ctx):
     broker = ctx.broker
+    if broker.replicas is not None:
+        return _create_partitions_in_cluster(request, ctx)
     logs = broker.logs
     names = [t.name for t in request.topics]
     results = []
@@ -59,6 +64,49 @@ def create_partitions(request, ctx):
                         logs.add_partitions(topic, t.count)
                     except OSError as exc:
                         error, message = ErrorCode.kafka_storage_error, f"cannot create partitions: {exc}"
+        results.append(ctx.build("CreatePartitionsTopicResult", name=t.name, error_code=error,
+                                 error_message=message))
+    return ctx.response(throttle_time=_ZERO, results=tuple(results))
+
+
+async def _create_partitions_in_cluster(request, ctx):
+    """The controller adds the partitions to etcd in one transaction (with the topic's new
+    count); each replica creates its local logs when its metadata view sees them."""
+    broker = ctx.broker
+    names = [t.name for t in request.topics]
+    controller = broker.cluster.controller
+    results = []
+    for t in request.topics:
+        error, message = ErrorCode.none, None
+        if names.count(t.name) > 1:
+            error, message = ErrorCode.invalid_request, "Duplicate topic in request."
+        elif not acls.allowed(ctx, acls.ALTER, acls.TOPIC, t.name):
+            error, message = ErrorCode.topic_authorization_failed, "Authorization failed."
+        elif not controller.active:
+            error, message = ErrorCode.not_controller, "This broker is not the active controller."
+        else:
+            assignments = None if t.assignments is None else [list(a.broker_ids) for a in t.assignments]
+            try:
+                current = broker.replicas.topics().get(t.name)
+                if current is not None and t.count > len(current[1]):
+                    broker.configs.check_partition_count(
+                        broker.logs.partition_count(), t.count - len(current[1]))
+                await controller.create_partitions(t.name, t.count, assignments,
+                                                   validate_only=request.validate_only)
+            except UnknownTopicError as exc:
+                error, message = ErrorCode.unknown_topic_or_partition, str(exc)
+            except InvalidPartitionsError as exc:
+                error, message = ErrorCode.invalid_partitions, str(exc)
+            except AssignmentError as exc:
+                error, message = ErrorCode.invalid_replica_assignment, str(exc)
+            except PlacementError as exc:
+                error, message = ErrorCode.invalid_replication_factor, str(exc)
+            except ConfigError as exc:
+                error, message = ErrorCode(exc.error_code), exc.message
+            except NotControllerError as exc:
+                error, message = ErrorCode.not_controller, str(exc)
+            except (CoordinationError, TimeoutError) as exc:  # etcd unreachable or busy: retriable
+                error, message = ErrorCode.request_timed_out, f"cluster metadata: {exc}"
         results.append(ctx.build("CreatePartitionsTopicResult", name=t.name, error_code=error,
                                  error_message=message))
     return ctx.response(throttle_time=_ZERO, results=tuple(results))

@@ -68,7 +68,14 @@ class ReplicaManager:
         wanted: dict[str, uuid.UUID] = {}
         for name, topic in state.topics.items():
             partitions = state.topic_partitions(name)
-            if partitions is None or not any(self.node_id in p.replicas for p in partitions):
+            if partitions is None:
+                local = logs.topics.get(name)
+                if local is not None and str(local.id) == topic.topic_id:
+                    # the topic is changing (CreatePartitions: a watch delivers a transaction's
+                    # keys one by one): keep the local log until the change is complete
+                    wanted[name] = local.id
+                continue
+            if not any(self.node_id in p.replicas for p in partitions):
                 continue
             wanted[name] = uuid.UUID(topic.topic_id)
             local = logs.topics.get(name)
@@ -76,11 +83,13 @@ class ReplicaManager:
                 log.info("topic %s was recreated in the cluster; removing the old local log", name)
                 self.broker.delete_topic(name)
                 local = None
-            if local is None:
-                try:
+            try:
+                if local is None:
                     self.broker.create_topic(name, topic.partitions, topic.configs, wanted[name])
-                except OSError as exc:
-                    log.error("cannot create the local log of %s: %s", name, exc)
+                elif len(local.partitions) < topic.partitions:  # CreatePartitions grew the topic
+                    logs.add_partitions(local, topic.partitions)
+            except OSError as exc:
+                log.error("cannot create the local log of %s: %s", name, exc)
         for name in list(logs.topics):
             if name not in wanted:
                 log.info("topic %s is not assigned to broker %d; removing its local log", name, self.node_id)

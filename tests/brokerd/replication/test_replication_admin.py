@@ -10,13 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, ElectionType, Producer, TopicCollection, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Consumer, ElectionType, KafkaException, Producer, TopicCollection, TopicPartition
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 
 from tests.brokerd.replication.clustertest import ClusterBroker, cluster_brokers, wait_for
 from tests.etcd_server import EtcdServer
 
-UNKNOWN_TOPIC_OR_PARTITION = 3
+UNKNOWN_TOPIC_OR_PARTITION, INVALID_PARTITIONS = 3, 37
 
 
 class Cluster:
@@ -27,7 +27,7 @@ class Cluster:
         # One idempotent producer for the module: brokers hand out producer ids from their own
         # local blocks, so two producers that bootstrap on different brokers may share an id
         self.producer = Producer({"bootstrap.servers": self.bootstrap, "acks": "all",
-                                  "enable.idempotence": True})
+                                  "enable.idempotence": True, "topic.metadata.refresh.interval.ms": 500})
 
     def kafka_python_admin(self):
         with warnings.catch_warnings():  # kafka-python 3 reads its schemas with a deprecated API
@@ -233,3 +233,60 @@ def test_the_controller_gives_leaderships_back_to_preferred_replicas(
     finally:
         for broker in brokers:
             broker.kill()
+
+
+def _create_partitions_error(cluster: Cluster, topic: str, count: int, assignment) -> str | None:
+    extra = {} if assignment is None else {"replica_assignment": assignment}
+    future = cluster.admin.create_partitions([NewPartitions(topic, count, **extra)])
+    try:
+        future[topic].result(timeout=20)
+    except KafkaException as exc:
+        return exc.args[0].name()
+    return None
+
+
+def test_create_partitions_with_assignments_across_the_cluster(cluster: Cluster) -> None:
+    cluster.create_topic("grow", 1, rf=2)
+    sent = cluster.produce("grow", 100)
+
+    admin = cluster.kafka_python_admin()
+    try:
+        from kafka.admin import NewPartitions as KNewPartitions
+
+        admin.create_partitions({"grow": KNewPartitions(3, [[2, 3], [3, 1]])})
+    finally:
+        admin.close()
+
+    def replicas():
+        topic = cluster.admin.list_topics("grow", timeout=10).topics["grow"]
+        return {i: p.replicas for i, p in topic.partitions.items() if p.leader >= 0}
+
+    wait_for(lambda: len(replicas()) == 3, what="the new partitions' leaders")
+    assert replicas()[1] == [2, 3] and replicas()[2] == [3, 1]
+
+    # what Kafka refuses, and why
+    assert _create_partitions_error(cluster, "grow", 4, [[1, 1]]) == "INVALID_REPLICA_ASSIGNMENT"
+    assert _create_partitions_error(cluster, "grow", 4, [[1, 9]]) == "INVALID_REPLICA_ASSIGNMENT"
+    assert _create_partitions_error(cluster, "grow", 4, [[1]]) == "INVALID_REPLICA_ASSIGNMENT"
+    admin = cluster.kafka_python_admin()
+    try:
+        from kafka.admin import NewPartitions as KNewPartitions
+
+        answer = admin.create_partitions({"grow": KNewPartitions(2), "grow-missing": KNewPartitions(2)},
+                                         raise_errors=False)
+        assert sorted((r.name, r.error_code) for r in answer.results) == [
+            ("grow", INVALID_PARTITIONS), ("grow-missing", UNKNOWN_TOPIC_OR_PARTITION)]
+    finally:
+        admin.close()
+    assert len(replicas()) == 3  # nothing half-written
+
+    # automatic placement: two replicas on two racks (each broker has its own)
+    assert _create_partitions_error(cluster, "grow", 5, None) is None
+    wait_for(lambda: len(replicas()) == 5, what="the placed partitions' leaders")
+    assert all(len(set(r)) == 2 for r in replicas().values())
+
+    wait_for(lambda: len(cluster.producer.list_topics("grow", timeout=10).topics["grow"].partitions) == 5,
+             what="the producer to see 5 partitions")
+    sent += cluster.produce("grow", 300)
+    assert {p for p, _ in sent} == {0, 1, 2, 3, 4}
+    assert sorted(cluster.consume("grow", len(sent))) == sorted(sent)
