@@ -122,7 +122,9 @@ def usage_record_scrape(*, broker: Broker | int, scrape: Scrape | str, taken_at:
                 meter.last_taken_at.isoformat(),
             )
             return Recorded("stale")
-        cluster = Cluster.objects.only("id", "organization_id", "plan").get(brokers__id=broker_id)
+        cluster = Cluster.objects.only("id", "organization_id", "plan", "broker_count").get(
+            brokers__id=broker_id
+        )
         rows = 0
         hour = hour_of(taken_at)
         increments: dict[tuple[str, str, dt.datetime], list[int]] = defaultdict(lambda: [0] * len(FIELDS))
@@ -184,21 +186,26 @@ def usage_record_scrape(*, broker: Broker | int, scrape: Scrape | str, taken_at:
                     gap,
                     conf.max_gap(),
                 )
-        brokers_per_cluster = max(1, cluster.plan_limits.brokers)
+        # Each broker samples its share of the cluster's time: the cluster is billed once per hour
+        # whatever its broker count (the plan's price covers its brokers).
+        brokers_per_cluster = max(1, cluster.broker_count)
         for seg_hour, ms in segments:
             increments[("", "", seg_hour)][FIELDS.index("cluster_ms")] += ms // brokers_per_cluster
+        # Storage and partitions are billed logically, one replica's worth, as Confluent bills
+        # them: every replica of a replicated cluster reports its copy, so each counts 1/RF.
+        replicas = cluster.plan_limits.replication_factor if cluster.broker_count > 1 else 1
         for topic in set(scrape.stored) | set(scrape.partitions):
-            stored = scrape.stored.get(topic, 0)
-            parts = scrape.partitions.get(topic, 0)
+            stored = scrape.stored.get(topic, 0) // replicas
+            parts = scrape.partitions.get(topic, 0) / replicas
             for seg_hour, ms in segments:
                 row = increments[("", topic, seg_hour)]
                 row[FIELDS.index("storage_byte_seconds")] += (stored * ms + 500) // 1000
-                row[FIELDS.index("partition_ms")] += parts * ms
+                row[FIELDS.index("partition_ms")] += round(parts * ms)
             samples[("", topic)].update(
                 storage_bytes=stored,
-                partitions=parts,
+                partitions=round(parts),
                 storage_byte_seconds=(stored * elapsed_ms + 500) // 1000,
-                partition_ms=parts * elapsed_ms,
+                partition_ms=round(parts * elapsed_ms),
             )
         if elapsed_ms:
             samples[("", "")]["cluster_ms"] = elapsed_ms // brokers_per_cluster

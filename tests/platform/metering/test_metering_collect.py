@@ -117,6 +117,21 @@ def test_counter_going_backwards_is_a_reset_and_logged(broker, caplog):
     assert totals(broker.cluster, "K", "t")["bytes_in"] == 1350
 
 
+def test_a_replicated_cluster_is_billed_one_replica_and_once_per_hour():
+    """Three brokers each hold a copy of a topic: the tenant pays for one copy, and the cluster's
+    time once, not once per broker."""
+    cluster = ClusterFactory(plan="standard", broker_count=3)
+    brokers = [BrokerFactory(cluster=cluster, node_id=n) for n in (1, 2, 3)]
+    text = metrics_text({}, {("orders", 0): 3000, ("orders", 1): 3000})
+    for b in brokers:
+        services.usage_record_scrape(broker=b, scrape=text, taken_at=at(0))
+        services.usage_record_scrape(broker=b, scrape=text, taken_at=at(60))
+    orders = totals(cluster, "", "orders")
+    assert orders["storage_byte_seconds"] == 6000 * 60  # one replica's 6000 bytes, not 18000
+    assert orders["partition_ms"] == 2 * 60_000  # two partitions, not six replicas
+    assert totals(cluster, "", "")["cluster_ms"] == 60_000
+
+
 def test_a_long_gap_is_not_charged_for_time(broker, settings):
     settings.KASTLE_METERING_MAX_GAP_SECONDS = 600
     text = metrics_text({}, {("t", 0): 10**9})
