@@ -29,6 +29,7 @@ class Plan:
     max_api_keys: int
     max_connections: int
     max_message_bytes: int
+    max_schemas: int  # live schema versions in the cluster's Schema Registry, all subjects together
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,6 +79,7 @@ PLANS: dict[str, Plan] = {
             max_api_keys=10,
             max_connections=100,
             max_message_bytes=1024 * 1024,
+            max_schemas=100,
         ),
         Plan(
             name="standard",
@@ -95,6 +97,7 @@ PLANS: dict[str, Plan] = {
             max_api_keys=50,
             max_connections=1000,
             max_message_bytes=8 * 1024 * 1024,
+            max_schemas=1000,
         ),
         Plan(
             name="dedicated",
@@ -113,6 +116,7 @@ PLANS: dict[str, Plan] = {
             max_api_keys=500,
             max_connections=10000,
             max_message_bytes=20 * 1024 * 1024,
+            max_schemas=10000,
         ),
     )
 }

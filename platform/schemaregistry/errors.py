@@ -126,3 +126,12 @@ def unauthorized(message: str = "Unauthorized") -> RegistryError:
 
 def forbidden(message: str) -> RegistryError:
     return RegistryError(403, 40301, message)
+
+
+def schema_limit(plan_name: str, limit: int) -> RegistryError:
+    return RegistryError(
+        422, 42205,
+        f"Schema limit exceeded: the {plan_name} plan allows {limit} schema versions per cluster. "
+        "Delete versions no longer used (soft deletes free their place) or move the cluster to a "
+        "larger plan.",
+    )

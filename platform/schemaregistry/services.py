@@ -48,6 +48,9 @@ def schema_register(*, cluster: Cluster, subject: str, body: Any) -> int:
                 if existing.content_key() == key:
                     return existing.id
             live = state.versions(subject)
+            plan = cluster.plan_limits
+            if sum(len(state.versions(s)) for s in state.subjects) >= plan.max_schemas:
+                raise errors.schema_limit(plan.display_name, plan.max_schemas)
             if mode != "IMPORT":
                 previous = [parse_stored(state, v) for v in live]
                 problems = compatibility.check(state.level(subject), parsed, previous)

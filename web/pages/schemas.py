@@ -120,6 +120,7 @@ def schema_list(request: HttpRequest, cluster: Cluster) -> HttpResponse:
         "versions": [(v, _pretty(v.schema)) for v in versions],
         "subject_level": state.level(selected) if selected else None,
         "global_level": state.level(None),
+        "schema_count": sum(s["versions"] for s in subjects),
         "diff": diff,
         "register_form": register_form,
         "check_form": check_form,

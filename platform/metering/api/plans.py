@@ -57,6 +57,9 @@ class PlanSerializer(serializers.Serializer):
     max_api_keys = serializers.IntegerField()
     max_connections = serializers.IntegerField()
     max_message_bytes = serializers.IntegerField()
+    max_schemas = serializers.IntegerField(
+        help_text="Live schema versions the cluster's Schema Registry may hold, all subjects together."
+    )
     prices = PlanPricesSerializer()
 
 
