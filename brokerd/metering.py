@@ -86,7 +86,8 @@ class Metering:
             nbytes = 0
             for partition, data in partitions:
                 if data:
-                    n, size = batch_stats(data)
+                    # a segment file range knows its record count (read from its batch headers)
+                    n, size = (data.records, data.size) if hasattr(data, "fd") else batch_stats(data)
                     records_n += n
                     nbytes += size
                     self.traffic.add(name, partition, 2, size, n)

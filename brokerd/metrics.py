@@ -545,6 +545,9 @@ class BrokerMetrics:
                                  ["principal", "quota"], registry=r)
         self.malformed = Counter("kastle_malformed_requests",
                                  "Frames that could not be parsed (connection closed)", registry=r)
+        self.zero_copy_bytes = Counter("kastle_fetch_zero_copy_bytes",
+                                       "Fetch record bytes sent straight from segment files (sendfile)",
+                                       registry=r)
         self._latency_children: dict[str, Any] = {}
         self._request_children: dict[tuple[str, str], Any] = {}
 

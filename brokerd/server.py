@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
 import struct
 import time
 from collections import deque
@@ -20,6 +21,7 @@ from brokerd.api import response_error_counts, with_throttle
 from brokerd.context import RequestContext
 from brokerd.errors import CloseConnection
 from brokerd.protocol import kio_adapter
+from brokerd.protocol.fastpath import FileRange
 from brokerd.protocol.framing import (
     HEAD,
     SIZE,
@@ -55,6 +57,48 @@ class _Slot:
 WRITE_BATCH_BYTES = 256 * 1024
 
 
+_IOV_MAX = 512
+
+
+def _write_all(fd: int, chunk: list) -> list | None:
+    """Write ``chunk`` (bytes-like parts) to the non-blocking socket ``fd``: None when all of
+    it went, else the unsent rest (the socket would block)."""
+    i = 0
+    while i < len(chunk):
+        batch = chunk[i : i + _IOV_MAX]
+        want = sum(len(b) for b in batch)
+        try:
+            n = os.writev(fd, batch)
+        except BlockingIOError:
+            n = 0
+        if n == want:
+            i += len(batch)
+            continue
+        rest = []
+        for b in chunk[i:]:
+            if n >= len(b):
+                n -= len(b)
+                continue
+            rest.append(memoryview(b)[n:] if n else b)
+            n = 0
+        return rest
+    return None
+
+
+def _sendfile_all(fd: int, part: FileRange) -> int:
+    """sendfile ``part`` to the non-blocking socket ``fd``; returns the bytes sent (fewer: it would block)."""
+    done = 0
+    while done < part.size:
+        try:
+            n = os.sendfile(fd, part.fd, part.pos + done, part.size - done)
+        except BlockingIOError:
+            return done
+        if n == 0:
+            raise OSError("segment file shrank under a fetch")
+        done += n
+    return done
+
+
 class Connection(asyncio.Protocol):
     def __init__(self, broker: Broker, listener: Listener, bound_port: int) -> None:
         self.broker = broker
@@ -74,6 +118,9 @@ class Connection(asyncio.Protocol):
         self._max_frame = broker.config["socket.request.max.bytes"]
         self._max_preauth = broker.config["sasl.server.max.receive.size"]
         self._blocked = False  # waiting on a barrier request (SASL)
+        # Fetch records go from segment files to the socket by sendfile (plaintext only)
+        self.zero_copy = bool(broker.config["fetch.zero.copy"]) and not listener.tls
+        self._sock_fd = -1
         self._reading_paused = False
         self._writing_paused = False
         self.closed = False
@@ -90,6 +137,12 @@ class Connection(asyncio.Protocol):
     # --- asyncio.Protocol -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if self.zero_copy and sock is not None and not self.listener.tls:
+            self._sock_fd = sock.fileno()
+            self._zero_copy_counter = self.broker.metering.metrics.zero_copy_bytes
+        else:
+            self.zero_copy = False
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.broker.connections.add(self)
@@ -175,6 +228,11 @@ class Connection(asyncio.Protocol):
     _out_bytes = 0
 
     def _queue_write(self, parts: list) -> None:
+        if self.zero_copy:
+            for part in parts:
+                if type(part) is FileRange:
+                    self._send_direct(parts)
+                    return
         out = self._out
         if out is None:
             self._out = list(parts)
@@ -184,6 +242,61 @@ class Connection(asyncio.Protocol):
             self._out_bytes += len(part)
         if self._out_bytes >= WRITE_BATCH_BYTES:
             self._write_out()
+
+    def _send_direct(self, parts: list) -> None:
+        """Send ``parts`` (and everything queued before them) in order, file ranges by sendfile.
+
+        Straight to the socket only while the transport holds nothing unsent: then no write
+        of the transport can interleave with ours (we are its only writer, and the loop runs
+        nothing else meanwhile). Once the socket would block, the rest (file ranges copied)
+        goes through the transport as usual, behind what we wrote.
+        """
+        out = self._out or []
+        self._out = None
+        self._out_bytes = 0
+        out.extend(parts)
+        if self.closed:
+            return
+        direct = self.transport.get_write_buffer_size() == 0
+        fd = self._sock_fd
+        chunk: list = []
+        sent_zero_copy = 0
+        try:
+            for part in out:
+                if type(part) is not FileRange:
+                    chunk.append(part)
+                    continue
+                if direct:
+                    rest = _write_all(fd, chunk)
+                    if rest is None:
+                        chunk = []
+                        done = _sendfile_all(fd, part)
+                        sent_zero_copy += done
+                        if done == part.size:
+                            part.close()
+                            continue
+                        direct = False
+                        chunk.append(os.pread(part.fd, part.size - done, part.pos + done))
+                        if len(chunk[-1]) != part.size - done:
+                            raise OSError("segment file shrank under a fetch")
+                        part.close()
+                        continue
+                    direct = False
+                    chunk = rest
+                chunk.append(part.read())
+                part.close()
+        except OSError as exc:
+            self.close(f"fetch response not sent: {exc}")
+            return
+        finally:
+            if sent_zero_copy:
+                self._zero_copy_counter.inc(sent_zero_copy)
+        if direct:
+            rest = _write_all(fd, chunk)
+            chunk = [] if rest is None else rest
+        if chunk:
+            self._out = chunk
+            self._out_bytes = sum(len(c) for c in chunk)
 
     def _write_out(self) -> None:
         self._write_scheduled = False

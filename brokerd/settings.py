@@ -94,6 +94,8 @@ register("log.flush.group.window.ms", "int", 0, "extra wait to batch acks=all fs
          "whatever arrives while the previous fsync runs)", minimum=0)
 # uvloop (libuv) answers more requests per second of CPU than asyncio's own loop; "asyncio" keeps the
 # standard library's loop (the fallback when uvloop is not installed).
+register("fetch.zero.copy", "bool", True,
+         "plaintext listeners send Fetch records from segment files with sendfile (no copy into the broker)")
 register("event.loop", "str", "auto", "auto (uvloop when installed), uvloop or asyncio")
 register("credentials.poll.ms", "int", 250, "how often the credentials file is checked", minimum=10)
 # --- TLS for SASL_SSL listeners (brokerd/tls.py) -----------------------------

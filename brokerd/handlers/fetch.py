@@ -13,6 +13,7 @@ from brokerd.api import count_errors
 from brokerd.protocol.fastpath import (
     FetchedPartition,
     FetchedTopic,
+    FileRange,
     encode_fetch_response,
 )
 from brokerd.protocol.framing import RawBody
@@ -77,6 +78,9 @@ def _collect(ctx, request, resolved):
     authz = ctx.broker.authorizer  # READ on each topic (None: authorizer off)
     replicas = ctx.broker.replicas  # in a cluster: only the partition's leader serves it
     follower = replica_id_of(request) if replicas is not None else -1
+    # records stay in the segment files until the connection sends them (sendfile): plaintext
+    # listeners only, and not in a cluster (records are cut at the high watermark there)
+    zero_copy = ctx.conn.zero_copy and replicas is None
     for name, topic_id, topic, partitions in resolved:
         parts = []
         denied = authz is not None and bool(name) and not acls.allowed(ctx, acls.READ, acls.TOPIC, name)
@@ -108,9 +112,15 @@ def _collect(ctx, request, resolved):
             err = 0
             if remaining > 0:
                 try:
-                    records = plog.read(
-                        p.fetch_offset, min(p.partition_max_bytes, remaining), min_one=total == 0
-                    )
+                    if zero_copy:
+                        found = plog.read_range(
+                            p.fetch_offset, min(p.partition_max_bytes, remaining), min_one=total == 0
+                        )
+                        records = b"" if found is None else FileRange(*found)
+                    else:
+                        records = plog.read(
+                            p.fetch_offset, min(p.partition_max_bytes, remaining), min_one=total == 0
+                        )
                 except OffsetOutOfRange:
                     err = OFFSET_OUT_OF_RANGE
                     errors = True

@@ -8,6 +8,7 @@ Tests check both against kio's encoders for every version.
 
 from __future__ import annotations
 
+import os
 import struct
 import uuid
 from typing import NamedTuple
@@ -202,6 +203,40 @@ _Q = struct.Struct(">q")
 _FETCH_TOP_V7 = struct.Struct(">ihi")  # throttle, error, session id
 
 
+class FileRange:
+    """Record bytes still in a segment file: a private descriptor (a dup, so retention,
+    compaction and roll may close or delete the segment meanwhile), position and size.
+
+    ``records`` is the record count of its whole batches (for metering without reading them).
+    The descriptor closes with the object.
+    """
+
+    __slots__ = ("fd", "pos", "records", "size")
+
+    def __init__(self, fd: int, pos: int, size: int, records: int) -> None:
+        self.fd = fd
+        self.pos = pos
+        self.size = size
+        self.records = records
+
+    def __len__(self) -> int:
+        return self.size
+
+    def read(self) -> bytes:
+        """The bytes themselves (the copying path); raises OSError if the file lost them."""
+        data = os.pread(self.fd, self.size, self.pos)
+        if len(data) != self.size:
+            raise OSError(f"segment file shrank under a fetch ({len(data)} of {self.size} bytes)")
+        return data
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    __del__ = close
+
+
 class FetchedPartition(NamedTuple):
     """One partition of a Fetch response, as the encoder writes it."""
 
@@ -210,7 +245,7 @@ class FetchedPartition(NamedTuple):
     high_watermark: int
     last_stable_offset: int
     log_start_offset: int
-    records: bytes  # whole batches; empty (never null) for an error
+    records: bytes | FileRange  # whole batches; empty (never null) for an error
 
 
 class FetchedTopic(NamedTuple):

@@ -6,15 +6,20 @@ import asyncio
 import contextlib
 import logging
 import os
+import struct
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from brokerd.records import HEADER, BatchHeader, iter_headers, record_timestamps
+from brokerd.records import HEADER, HEADER_SIZE, BatchHeader, iter_headers, record_timestamps
 from brokerd.storage import swap
 from brokerd.storage.retention import expired_segments, segments_below
 from brokerd.storage.segment import Segment
+
+_BASE_LEN = struct.Struct(">qi")
+_LAST_DELTA = struct.Struct(">i")
+_I32 = _LAST_DELTA
 
 logger = logging.getLogger("brokerd.storage")
 
@@ -231,6 +236,55 @@ class PartitionLog:
             self._pos_hint = (last + 1, seg.base, pos + end)
             return data if end == len(data) else data[:end]
         return b""
+
+    def read_range(self, offset: int, max_bytes: int, min_one: bool) -> tuple[int, int, int, int] | None:
+        """Like :meth:`read`, without reading the records: (dup'd segment fd, position, size,
+        record count) of the whole batches, or None for nothing. Only batch headers are read.
+        """
+        if offset < self.start_offset or offset > self.next_offset:
+            raise OffsetOutOfRange(offset)
+        if offset == self.next_offset:
+            return None
+        segments = self.segments
+        i = self._segment_for(offset)
+        while i < len(segments):
+            seg = segments[i]
+            hint_offset, hint_base, hint_pos = self._pos_hint
+            if hint_offset == offset and hint_base == seg.base:
+                pos = hint_pos
+            else:
+                entry = seg.find_batch(offset)
+                if entry is None:
+                    i += 1
+                    continue
+                pos = entry[0]
+            fd = seg.fd
+            limit = seg.size
+            end = pos
+            records = 0
+            last = -1
+            while end + HEADER_SIZE <= limit:
+                head = os.pread(fd, HEADER_SIZE, end)
+                if len(head) < HEADER_SIZE:
+                    break
+                base, length = _BASE_LEN.unpack_from(head)
+                size = length + 12
+                if length < 49 or end + size > limit:
+                    break
+                if end > pos and end + size - pos > max_bytes:
+                    break
+                if end == pos and size > max_bytes and not min_one:
+                    return None
+                (delta,) = _LAST_DELTA.unpack_from(head, 23)
+                (count,) = _I32.unpack_from(head, 57)
+                records += count
+                last = base + delta
+                end += size
+            if end == pos:
+                return None
+            self._pos_hint = (last + 1, seg.base, end)
+            return os.dup(fd), pos, end - pos, records
+        return None
 
     def add_waiter(self, fut: asyncio.Future) -> None:
         """Resolve ``fut`` on the next append (a fetch long-poll); see :meth:`remove_waiter`."""
