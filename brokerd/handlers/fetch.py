@@ -116,7 +116,12 @@ def _collect(ctx, request, resolved):
                         found = plog.read_range(
                             p.fetch_offset, min(p.partition_max_bytes, remaining), min_one=total == 0
                         )
-                        records = b"" if found is None else FileRange(*found)
+                        if found is None:
+                            records = b""
+                        elif isinstance(found, bytes):
+                            records = found
+                        else:
+                            records = FileRange(*found)
                     else:
                         records = plog.read(
                             p.fetch_offset, min(p.partition_max_bytes, remaining), min_one=total == 0

@@ -18,6 +18,7 @@ from brokerd.storage.retention import expired_segments, segments_below
 from brokerd.storage.segment import Segment
 
 _BASE_LEN = struct.Struct(">qi")
+ZERO_COPY_MIN_BYTES = 32 * 1024
 _LAST_DELTA = struct.Struct(">i")
 _I32 = _LAST_DELTA
 
@@ -237,9 +238,14 @@ class PartitionLog:
             return data if end == len(data) else data[:end]
         return b""
 
-    def read_range(self, offset: int, max_bytes: int, min_one: bool) -> tuple[int, int, int, int] | None:
+    def read_range(
+        self, offset: int, max_bytes: int, min_one: bool
+    ) -> tuple[int, int, int, int] | bytes | None:
         """Like :meth:`read`, without reading the records: (dup'd segment fd, position, size,
         record count) of the whole batches, or None for nothing. Only batch headers are read.
+
+        A range under ``ZERO_COPY_MIN_BYTES`` is read (returned as bytes): copying it costs less
+        than a descriptor, and it bounds the descriptors a many-partition fetch holds.
         """
         if offset < self.start_offset or offset > self.next_offset:
             raise OffsetOutOfRange(offset)
@@ -283,7 +289,12 @@ class PartitionLog:
             if end == pos:
                 return None
             self._pos_hint = (last + 1, seg.base, end)
-            return os.dup(fd), pos, end - pos, records
+            if end - pos >= ZERO_COPY_MIN_BYTES:
+                try:
+                    return os.dup(fd), pos, end - pos, records
+                except OSError:  # out of descriptors: this one is copied
+                    pass
+            return seg.read_at(pos, end - pos)
         return None
 
     def add_waiter(self, fut: asyncio.Future) -> None:
