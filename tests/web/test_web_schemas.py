@@ -42,15 +42,24 @@ def _journey(page, base: str) -> None:
     tenant = Tenant(Role.OWNER)
     cluster, key = provision_inline(tenant.organization)
     cid = cluster.public_id
-    made = tenant.client.post(f"/api/v1/clusters/{cid}/topics", {
-        "name": "orders", "configs": {"confluent.value.schema.validation": "true"}}, format="json")
-    assert made.status_code == 201, made.content
-
     page.goto(f"{base}/login/")
     page.get_by_label("Email").fill(tenant.user.email)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("heading", name="Clusters")).to_be_visible()
+
+    # A topic whose values the brokers validate, created in the portal.
+    page.goto(f"{base}/clusters/{cid}/topics/")
+    page.get_by_label("Name").fill("orders")
+    page.get_by_role("group", name="Schema validation").get_by_label("Values").check()
+    page.get_by_role("button", name="Create topic").click()
+    expect(page.locator("form .invalid")).to_have_count(0)
+    page.wait_for_load_state()
+    detail = tenant.client.get(f"/api/v1/clusters/{cid}/topics/orders")
+    assert detail.status_code == 200, detail.content
+    configs = {c["name"]: c["value"] for c in detail.json()["configs"]}
+    assert configs["confluent.value.schema.validation"] == "true"
+    assert configs["confluent.key.schema.validation"] == "false"
 
     # Register in the Schemas tab; a broken schema is refused beside the field, naming the problem.
     page.goto(f"{base}/clusters/{cid}/")

@@ -102,6 +102,14 @@ class TopicCreateForm(forms.Form):
         required=False,
         label="Clean-up policy",
     )
+    schema_validation = forms.MultipleChoiceField(
+        choices=[("value", "Values"), ("key", "Keys")],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Schema validation",
+        help_text="The brokers refuse records without a schema id registered in this cluster's Schema "
+        "Registry under <topic>-value (or <topic>-key).",
+    )
 
     def __init__(self, *args, plan: Plan, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -138,6 +146,8 @@ class TopicCreateForm(forms.Form):
             out["retention.ms"] = self.cleaned_data["retention"]
         if self.cleaned_data.get("cleanup_policy"):
             out["cleanup.policy"] = self.cleaned_data["cleanup_policy"]
+        for part in self.cleaned_data.get("schema_validation") or ():
+            out[f"confluent.{part}.schema.validation"] = "true"
         return out
 
 
