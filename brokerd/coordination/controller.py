@@ -257,16 +257,23 @@ class Controller:
         configs: dict[str, str] | None = None,
         *,
         followers_in_sync: bool = True,
+        assignment: list[list[int]] | None = None,
     ) -> TopicRecord:
+        """Create a topic; ``assignment`` (one replica list per partition, checked as Kafka
+        checks a manual assignment) places its partitions, else they are placed across racks."""
         if not LEGAL_TOPIC.match(name):
             raise ValueError(
                 f"topic name {name!r} is not legal: use 1 to 249 letters, digits, '.', '_' or '-'"
             )
         fence = self._fence()
         state = self.view.state
-        racks = {node_id: reg.rack for node_id, reg in state.brokers.items()}
-        assignment = assign_replicas(racks, partitions, replication_factor, rng=self.rng)
         live = state.live_epochs()
+        if assignment is not None:
+            check_assignment(assignment, set(live))
+            assignment = [list(a) for a in assignment]
+        else:
+            racks = {node_id: reg.rack for node_id, reg in state.brokers.items()}
+            assignment = assign_replicas(racks, partitions, replication_factor, rng=self.rng)
         topic = TopicRecord(name, str(uuid.uuid4()), partitions, replication_factor, dict(configs or {}))
         ops = [e.put(self.keys.topic(name), topic.to_bytes())]
         ops += [
@@ -318,7 +325,7 @@ class Controller:
             if len(assignments) != adding:
                 raise AssignmentError(f"{adding} partition(s) are added but {len(assignments)} "
                                       "assignment(s) were given; give one per new partition")
-            check_assignment(assignments, set(live), rf)
+            check_assignment(assignments, set(live), rf, first_index=topic.partitions)
             assignment = [list(a) for a in assignments]
         else:
             racks = {node_id: reg.rack for node_id, reg in state.brokers.items()}

@@ -79,25 +79,29 @@ class AssignmentError(PlacementError):
 
 
 def check_assignment(
-    assignment: list[list[int]], registered: set[int], replication_factor: int | None = None
+    assignment: list[list[int]],
+    registered: set[int],
+    replication_factor: int | None = None,
+    *,
+    first_index: int = 0,
 ) -> None:
     """A manual assignment, as Kafka's controller checks it: every partition names at least one
     broker, no broker twice, only registered brokers, and the same number of replicas as the
     topic's other partitions (``replication_factor``, or the first listed partition's)."""
     expected = replication_factor
-    for index, replicas in enumerate(assignment):
+    for index, replicas in enumerate(assignment, start=first_index):
         if not replicas:
-            raise AssignmentError(f"the assignment of new partition {index} is an empty replica list")
+            raise AssignmentError(f"the assignment of partition {index} is an empty replica list")
         twice = sorted({b for b in replicas if replicas.count(b) > 1})
         if twice:
-            raise AssignmentError(f"the assignment of new partition {index} names broker {twice[0]} "
+            raise AssignmentError(f"the assignment of partition {index} names broker {twice[0]} "
                                   "more than once")
         unknown = sorted(set(replicas) - registered)
         if unknown:
-            raise AssignmentError(f"the assignment of new partition {index} names broker {unknown[0]}, "
+            raise AssignmentError(f"the assignment of partition {index} names broker {unknown[0]}, "
                                   f"but no such broker is registered (brokers: {sorted(registered)})")
         if expected is None:
             expected = len(replicas)
         elif len(replicas) != expected:
-            raise AssignmentError(f"new partition {index} has {len(replicas)} replica(s), but the topic's "
+            raise AssignmentError(f"partition {index} has {len(replicas)} replica(s), but the topic's "
                                   f"other partitions have {expected}; give every partition {expected}")

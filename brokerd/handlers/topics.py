@@ -17,7 +17,7 @@ from kio.schema.errors import ErrorCode
 from brokerd import acls
 from brokerd.coordination.controller import NotControllerError, TopicExistsError, UnknownTopicError
 from brokerd.coordination.etcd import CoordinationError
-from brokerd.coordination.placement import PlacementError
+from brokerd.coordination.placement import AssignmentError, PlacementError, check_assignment
 from brokerd.kafka_configs import ConfigError, InvalidConfig, TopicConfig, validate_topic_configs
 from brokerd.storage.manager import validate_topic_name
 
@@ -72,9 +72,15 @@ def create_topics(request, ctx):
             error, message = ErrorCode.invalid_topic_exception, msg
         elif t.name in existing:
             error, message = ErrorCode.topic_already_exists, f"Topic '{t.name}' already exists."
-        elif t.assignments:
-            error, message = ErrorCode.invalid_request, "Manual replica assignment is not supported"
+        elif t.assignments and (partitions != -1 or rf != -1):
+            error, message = ErrorCode.invalid_request, (
+                "Both numPartitions or replicationFactor and replicasAssignments were set. "
+                "Both cannot be used at the same time.")
+        elif t.assignments and (problem := _assignment_problem(broker, t.assignments)) is not None:
+            error, message = ErrorCode.invalid_replica_assignment, problem
         else:
+            if t.assignments:
+                partitions, rf = len(t.assignments), len(t.assignments[0].broker_ids)
             if partitions == -1:
                 partitions = broker.config["num.partitions"]
             brokers = replicas.live_brokers() if replicas is not None else 1
@@ -113,7 +119,8 @@ def create_topics(request, ctx):
         row = {"name": t.name, "error_code": error, "error_message": message}
         if error == ErrorCode.none and not request.validate_only:
             if replicas is not None:
-                pending.append((row, partitions, rf, configs))
+                assignment = _ordered_assignment(t.assignments) if t.assignments else None
+                pending.append((row, partitions, rf, configs, assignment))
             else:
                 try:
                     topic_id = broker.create_topic(t.name, partitions, configs).id
@@ -147,20 +154,43 @@ def create_topics(request, ctx):
 async def _create_in_cluster(controller, pending, respond):
     """The controller writes each topic and its partitions to etcd in one transaction; the
     replicas create their local logs when their metadata view sees it."""
-    for row, partitions, rf, configs in pending:
+    for row, partitions, rf, configs, assignment in pending:
         try:
             # As in Kafka every replica starts in sync: all the logs are empty.
-            topic = await controller.create_topic(row["name"], partitions, rf, configs)
+            topic = await controller.create_topic(row["name"], partitions, rf, configs, assignment=assignment)
             row["topic_id"] = uuid.UUID(topic.topic_id)
         except NotControllerError as exc:
             row["error_code"], row["error_message"] = ErrorCode.not_controller, str(exc)
         except TopicExistsError as exc:
             row["error_code"], row["error_message"] = ErrorCode.topic_already_exists, str(exc)
+        except AssignmentError as exc:
+            row["error_code"], row["error_message"] = ErrorCode.invalid_replica_assignment, str(exc)
         except PlacementError as exc:
             row["error_code"], row["error_message"] = ErrorCode.invalid_replication_factor, str(exc)
         except (CoordinationError, TimeoutError) as exc:  # etcd unreachable: the client retries
             row["error_code"], row["error_message"] = ErrorCode.request_timed_out, f"cluster metadata: {exc}"
     return respond()
+
+
+def _ordered_assignment(assignments) -> list[list[int]]:
+    return [list(a.broker_ids) for a in sorted(assignments, key=lambda a: a.partition_index)]
+
+
+def _assignment_problem(broker, assignments) -> str | None:
+    """Why Kafka would refuse a CreateTopics replica assignment, or None."""
+    indices = sorted(a.partition_index for a in assignments)
+    if indices != list(range(len(indices))):
+        return "partitions should be a consecutive 0-based integer sequence"
+    ordered = _ordered_assignment(assignments)
+    if broker.replicas is None:  # a standalone broker holds every replica itself
+        if any(a != [broker.node_id] for a in ordered):
+            return f"each partition must be assigned to exactly broker {broker.node_id}"
+        return None
+    try:
+        check_assignment(ordered, set(broker.replicas.membership.view.state.brokers))
+    except AssignmentError as exc:
+        return str(exc)
+    return None
 
 
 def delete_topics(request, ctx):

@@ -961,6 +961,32 @@ def check_list_config_resources(w: Wire, v: int, b: Broker) -> None:
     assert w.request(req(74, v, resource_types=(8,))).error_code == 35  # broker loggers: not held
 
 
+def check_elect_leaders(w: Wire, v: int, b: Broker) -> None:
+    name = create_topic(w, 2)
+    asked = (part(43, v, "TopicPartitions", topic=name, partitions=(0, 5)),)
+    timeout = datetime.timedelta(seconds=5)
+    resp = w.request(req(43, v, election_type=0, topic_partitions=asked, timeout=timeout))
+    assert getattr(resp, "error_code", 0) == 0
+    (result,) = resp.replica_election_results
+    # a broker alone leads every partition it has: no election is needed
+    assert result.topic == name
+    assert [(p.partition_id, p.error_code) for p in result.partition_result] == [(0, 84), (5, 3)]
+
+
+def check_describe_topic_partitions(w: Wire, v: int, b: Broker) -> None:
+    name = create_topic(w, 3)
+    asked = (part(75, v, "TopicRequest", name=name), part(75, v, "TopicRequest", name=unique("missing")))
+    resp = w.request(req(75, v, topics=asked, response_partition_limit=2))
+    known, missing = sorted(resp.topics, key=lambda t: t.name != name)
+    assert (missing.error_code, missing.partitions) == (3, ())  # UNKNOWN_TOPIC_OR_PARTITION
+    assert [p.partition_index for p in known.partitions] == [0, 1]
+    assert all(p.leader_id >= 0 and tuple(p.replica_nodes) == (p.leader_id,) for p in known.partitions)
+    assert (resp.next_cursor.topic_name, resp.next_cursor.partition_index) == (name, 2)
+    cursor = part(75, v, "Cursor", topic_name=name, partition_index=2)
+    resp = w.request(req(75, v, topics=asked[:1], response_partition_limit=2, cursor=cursor))
+    assert [p.partition_index for p in resp.topics[0].partitions] == [2] and resp.next_cursor is None
+
+
 CHECKS = {
     0: check_produce,
     1: check_fetch,
@@ -991,12 +1017,14 @@ CHECKS = {
     36: check_sasl_authenticate,
     37: check_create_partitions,
     42: check_delete_groups,
+    43: check_elect_leaders,
     44: check_incremental_alter_configs,
     47: check_offset_delete,
     48: check_describe_client_quotas,
     49: check_alter_client_quotas,
     60: check_describe_cluster,
     74: check_list_config_resources,
+    75: check_describe_topic_partitions,
 }
 CASES = [(k, v) for k, (lo, hi) in KAFKA_41.items() for v in sorted({lo, hi})] + [(0, 3)]
 

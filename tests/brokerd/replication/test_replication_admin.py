@@ -290,3 +290,41 @@ def test_create_partitions_with_assignments_across_the_cluster(cluster: Cluster)
     sent += cluster.produce("grow", 300)
     assert {p for p, _ in sent} == {0, 1, 2, 3, 4}
     assert sorted(cluster.consume("grow", len(sent))) == sorted(sent)
+
+
+def _create_topic_error(cluster: Cluster, new: NewTopic) -> str | None:
+    try:
+        cluster.admin.create_topics([new])[new.topic].result(timeout=20)
+    except KafkaException as exc:
+        return exc.args[0].name()
+    return None
+
+
+def test_create_topics_with_a_replica_assignment(cluster: Cluster) -> None:
+    placed = NewTopic("placed", 3, replica_assignment=[[3, 1], [1, 2], [2, 3]])
+    assert _create_topic_error(cluster, placed) is None
+    admin = cluster.kafka_python_admin()
+    try:
+        from kafka.admin import NewTopic as KNewTopic
+
+        admin.create_topics([KNewTopic("placed-kp", replica_assignments={0: [2], 1: [3]})])
+    finally:
+        admin.close()
+
+    def replicas(name):
+        topic = cluster.admin.list_topics(name, timeout=10).topics[name]
+        return {i: p.replicas for i, p in topic.partitions.items() if p.leader >= 0}
+
+    wait_for(lambda: len(replicas("placed")) == 3 and len(replicas("placed-kp")) == 2, what="the leaders")
+    assert replicas("placed") == {0: [3, 1], 1: [1, 2], 2: [2, 3]}
+    assert replicas("placed-kp") == {0: [2], 1: [3]}
+    for bad in ([[1, 1]], [[1, 9]], [[1, 2], [3]]):
+        assert _create_topic_error(cluster, NewTopic("misplaced", len(bad), replica_assignment=bad)) == (
+            "INVALID_REPLICA_ASSIGNMENT"), bad
+    assert "misplaced" not in cluster.admin.list_topics(timeout=10).topics  # nothing half-written
+
+    wait_for(lambda: len(cluster.producer.list_topics("placed", timeout=10).topics["placed"].partitions) == 3,
+             what="the producer to see the topic")
+    sent = cluster.produce("placed", 300)
+    assert {p for p, _ in sent} == {0, 1, 2}
+    assert sorted(cluster.consume("placed", len(sent))) == sorted(sent)
