@@ -39,6 +39,13 @@ def describe_cluster(request, ctx):
         cluster_authorized_operations=ops)
 
 
+def _hosts_replica(broker, name: str, index: int) -> bool:
+    if broker.replicas is None:
+        return True
+    state = broker.replicas.partition(name, index)
+    return state is not None and broker.node_id in state.replicas
+
+
 def describe_log_dirs(request, ctx):
     logs = ctx.broker.logs
     if not acls.cluster_allowed(ctx, acls.DESCRIBE):  # DESCRIBE on the cluster
@@ -59,6 +66,8 @@ def describe_log_dirs(request, ctx):
         for plog in topic.partitions:
             if partitions is not None and plog.partition not in partitions:
                 continue
+            if not _hosts_replica(ctx.broker, name, plog.partition):
+                continue  # a local log kept for a partition this broker does not replicate
             parts.append(ctx.build("DescribeLogDirsPartition", partition_index=plog.partition,
                                    partition_size=plog.size_bytes(), offset_lag=0, is_future_key=False))
         topics.append(ctx.build("DescribeLogDirsTopic", name=name, partitions=tuple(parts)))

@@ -13,6 +13,7 @@ import pytest
 from confluent_kafka import Consumer, ElectionType, KafkaException, Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 
+from tests.brokerd.brokerd_wire import Wire, request_class
 from tests.brokerd.replication.clustertest import ClusterBroker, cluster_brokers, wait_for
 from tests.etcd_server import EtcdServer
 
@@ -328,3 +329,16 @@ def test_create_topics_with_a_replica_assignment(cluster: Cluster) -> None:
     sent = cluster.produce("placed", 300)
     assert {p for p, _ in sent} == {0, 1, 2}
     assert sorted(cluster.consume("placed", len(sent))) == sorted(sent)
+
+
+def test_describe_log_dirs_lists_every_replica_a_broker_hosts(cluster: Cluster) -> None:
+    cluster.create_topic("dirs", 3, rf=2)
+    sent = cluster.produce("dirs", 90)
+    meta = cluster.admin.list_topics("dirs", timeout=10).topics["dirs"]
+    for broker in cluster.brokers:
+        with Wire(broker.port, host=broker.host) as w:
+            answer = w.request(request_class(35, 4)(topics=None))
+        (result,) = answer.results
+        hosted = sorted(p.partition_index for t in result.topics if t.name == "dirs" for p in t.partitions)
+        assert hosted == sorted(i for i, p in meta.partitions.items() if broker.node_id in p.replicas)
+    assert sorted(cluster.consume("dirs", len(sent))) == sorted(sent)
