@@ -23,6 +23,7 @@ import uuid
 from dataclasses import dataclass
 
 from brokerd.coordination import etcd as e
+from brokerd.coordination import reassignment
 from brokerd.coordination.elections import PREFERRED, ElectionRefusal, elect, imbalanced_leaderships
 from brokerd.coordination.keys import Keys
 from brokerd.coordination.leadership import initial_state, reconcile
@@ -47,6 +48,10 @@ class TopicExistsError(Exception):
 
 class UnknownTopicError(Exception):
     pass
+
+
+class NoReassignmentError(Exception):
+    """Cancelling a reassignment that is not in progress (NO_REASSIGNMENT_IN_PROGRESS)."""
 
 
 class InvalidPartitionsError(ValueError):
@@ -164,7 +169,7 @@ class Controller:
             if topic is None or topic.topic_id != partition.topic_id:
                 continue
             unclean = topic.configs.get("unclean.leader.election.enable", "false").lower() == "true"
-            wanted = reconcile(partition, live, unclean=unclean)
+            wanted = reconcile(partition, live, unclean=unclean) or reassignment.complete(partition)
             if wanted is None:
                 continue
             if await self.write_partition(name, index, partition, wanted):
@@ -216,6 +221,39 @@ class Controller:
             if await self.elect_leader(name, index, PREFERRED) is None:
                 moved += 1
         return moved
+
+    async def alter_reassignment(self, name: str, index: int, target: list[int] | None) -> None:
+        """Move a partition to the ``target`` replicas (None cancels the move in progress); the
+        controller completes it once the new replicas are in sync (``reassignment.complete``)."""
+        self._fence()
+        state = self.view.state
+        partition = state.partitions.get((name, index))
+        topic = state.topics.get(name)
+        if partition is None or topic is None or topic.topic_id != partition.topic_id:
+            raise UnknownTopicError(f"partition {name}-{index} does not exist")
+        if target is None:
+            if not partition.adding and not partition.removing:
+                raise NoReassignmentError(f"no reassignment of {name}-{index} is in progress")
+            wanted = reassignment.cancel(partition)
+        else:
+            check_assignment([list(target)], set(state.live_epochs()), first_index=index)
+            wanted = reassignment.start(partition, list(target))
+            if wanted is None:
+                return
+        key = self.keys.partition(name, index)
+        result = await self.etcd.txn(
+            [self._fence(), e.modified_at(key, partition.mod_revision)], [e.put(key, wanted.to_bytes())],
+            [e.get(self.keys.controller)],
+        )
+        if not result.succeeded:
+            controller = result.ranges[0]
+            if not controller or controller[0].create_revision != self.epoch:
+                self.epoch = 0
+                raise NotControllerError(f"broker {self.session.node_id} is no longer the controller")
+            raise e.CoordinationError(f"partition {name}-{index} changed meanwhile; try again")
+        log.info("%s-%d: reassignment to %s (adding %s, removing %s)", name, index, list(wanted.replicas),
+                 list(wanted.adding), list(wanted.removing))
+        await self.view.wait_for(result.revision)
 
     async def elect_leader(self, name: str, index: int, election_type: int) -> ElectionRefusal | None:
         """Elect a partition's leader as an operator asked (see ``elections.elect``); None when

@@ -104,6 +104,10 @@ class PartitionState:
     isr: tuple[IsrMember, ...]
     partition_epoch: int
     mod_revision: int = 0  # where this state was read from; not stored in the value
+    # A reassignment in progress (Kafka's adding_replicas / removing_replicas): ``replicas``
+    # holds the target replicas first, then those being removed
+    adding: tuple[int, ...] = ()
+    removing: tuple[int, ...] = ()
 
     @property
     def isr_ids(self) -> tuple[int, ...]:
@@ -118,6 +122,8 @@ class PartitionState:
             "isr": [[m.broker_id, m.broker_epoch] for m in self.isr],
             "partition_epoch": self.partition_epoch,
         }
+        if self.adding or self.removing:
+            data["adding"], data["removing"] = list(self.adding), list(self.removing)
         return json.dumps(data).encode()
 
     @classmethod
@@ -131,6 +137,8 @@ class PartitionState:
             isr=tuple(IsrMember(int(b), int(e)) for b, e in data["isr"]),
             partition_epoch=int(data["partition_epoch"]),
             mod_revision=mod_revision,
+            adding=tuple(int(r) for r in data.get("adding", ())),
+            removing=tuple(int(r) for r in data.get("removing", ())),
         )
 
     def next(self, *, new_leader_epoch: bool = False, **changes: Any) -> PartitionState:

@@ -25,6 +25,7 @@ from brokerd.handlers import (
     partitions,
     produce,
     producers,
+    reassignments,
     sasl,
     topics,
 )
@@ -62,6 +63,8 @@ _SPECS = (
     ApiSpec(42, 0, 2, groups.delete_groups),
     ApiSpec(43, 0, 2, leaders.elect_leaders),
     ApiSpec(44, 0, 1, configs.incremental_alter_configs),
+    ApiSpec(45, 0, 1, reassignments.alter_partition_reassignments),
+    ApiSpec(46, 0, 0, reassignments.list_partition_reassignments),
     ApiSpec(47, 0, 0, groups.offset_delete),
     ApiSpec(48, 0, 1, client_quotas.describe_client_quotas),
     ApiSpec(49, 0, 1, client_quotas.alter_client_quotas),

@@ -973,6 +973,29 @@ def check_elect_leaders(w: Wire, v: int, b: Broker) -> None:
     assert [(p.partition_id, p.error_code) for p in result.partition_result] == [(0, 84), (5, 3)]
 
 
+def check_alter_partition_reassignments(w: Wire, v: int, b: Broker) -> None:
+    name = create_topic(w)
+
+    def moved(replicas):
+        partition = part(45, v, "ReassignablePartition", partition_index=0, replicas=replicas)
+        topics = (part(45, v, "ReassignableTopic", name=name, partitions=(partition,)),)
+        resp = w.request(req(45, v, timeout=datetime.timedelta(seconds=5), topics=topics))
+        assert resp.error_code == 0
+        return resp.responses[0].partitions[0].error_code
+
+    described = w.request(req(75, 0, topics=(part(75, 0, "TopicRequest", name=name),)))
+    node = described.topics[0].partitions[0].leader_id
+    # a broker alone: its own id is the only replica list; nothing is ever in progress
+    assert moved((node,)) == 0
+    assert moved((node + 1,)) == 39  # INVALID_REPLICA_ASSIGNMENT
+    assert moved(None) == 85  # NO_REASSIGNMENT_IN_PROGRESS
+
+
+def check_list_partition_reassignments(w: Wire, v: int, b: Broker) -> None:
+    resp = w.request(req(46, v, timeout=datetime.timedelta(seconds=5), topics=None))
+    assert (resp.error_code, resp.topics) == (0, ())
+
+
 def check_describe_topic_partitions(w: Wire, v: int, b: Broker) -> None:
     name = create_topic(w, 3)
     asked = (part(75, v, "TopicRequest", name=name), part(75, v, "TopicRequest", name=unique("missing")))
@@ -1019,6 +1042,8 @@ CHECKS = {
     42: check_delete_groups,
     43: check_elect_leaders,
     44: check_incremental_alter_configs,
+    45: check_alter_partition_reassignments,
+    46: check_list_partition_reassignments,
     47: check_offset_delete,
     48: check_describe_client_quotas,
     49: check_alter_client_quotas,

@@ -342,3 +342,43 @@ def test_describe_log_dirs_lists_every_replica_a_broker_hosts(cluster: Cluster) 
         hosted = sorted(p.partition_index for t in result.topics if t.name == "dirs" for p in t.partitions)
         assert hosted == sorted(i for i, p in meta.partitions.items() if broker.node_id in p.replicas)
     assert sorted(cluster.consume("dirs", len(sent))) == sorted(sent)
+
+
+def test_reassign_a_partition_to_other_brokers_and_list_it_while_it_runs(cluster: Cluster) -> None:
+    import os
+    import signal
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from kafka.structs import TopicPartition as KTopicPartition
+    cluster.create_topic("moved", 1, rf=1)
+    sent = cluster.produce("moved", 500)
+    (source,) = _partition(cluster, "moved", 0).replicas
+    first, second = (b for b in cluster.brokers if b.node_id != source)
+    tp = KTopicPartition("moved", 0)
+    admin = cluster.kafka_python_admin()
+    try:
+        from kafka.errors import NoReassignmentInProgressError
+
+        assert admin.alter_partition_reassignments({tp: None}) == {tp: NoReassignmentInProgressError}
+        # the second target is paused, so that the move cannot finish before it is listed
+        os.kill(second.pid, signal.SIGSTOP)
+        try:
+            answer = admin.alter_partition_reassignments({tp: [first.node_id, second.node_id]})
+            assert answer == {tp: None}
+            listed = admin.list_partition_reassignments()
+        finally:
+            os.kill(second.pid, signal.SIGCONT)
+        assert listed == {tp: {"replicas": [first.node_id, second.node_id, source],
+                               "adding_replicas": [first.node_id, second.node_id],
+                               "removing_replicas": [source]}}
+        wait_for(lambda: _partition(cluster, "moved", 0).replicas == [first.node_id, second.node_id],
+                 timeout=30, what="the reassignment to complete")
+        assert admin.list_partition_reassignments() == {}
+    finally:
+        admin.close()
+    p = _partition(cluster, "moved", 0)
+    assert p.leader in (first.node_id, second.node_id) and sorted(p.isrs) == sorted(p.replicas)
+    wait_for(lambda: _partition(cluster, "moved", 0).leader == first.node_id, what="the new leader")
+    sent += cluster.produce("moved", 100)
+    assert sorted(cluster.consume("moved", len(sent))) == sorted(sent)
