@@ -27,9 +27,18 @@ class BrokerUnavailable(Exception):
 
 
 class BrokerConnection:
-    def __init__(self, host: str, port: int, *, client_id: str, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        client_id: str,
+        timeout: float = 10.0,
+        sasl_plain: tuple[str, str] | None = None,
+    ) -> None:
         self.host = host
         self.port = port
+        self.sasl_plain = sasl_plain  # (user, password) for a SASL_PLAINTEXT listener
         self.client_id = client_id.encode()
         self.timeout = timeout
         self._reader: asyncio.StreamReader | None = None
@@ -47,6 +56,24 @@ class BrokerConnection:
             )
         except (OSError, TimeoutError) as exc:
             raise BrokerUnavailable(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+        if self.sasl_plain is not None:
+            await self._authenticate(*self.sasl_plain)
+
+    async def _authenticate(self, user: str, password: str) -> None:
+        """SASL/PLAIN (SaslHandshake v1, then SaslAuthenticate v2), as any Kafka client."""
+        try:
+            handshake = await self._exchange(kio_adapter.request_class(17, 1)(mechanism="PLAIN"))
+            if handshake.error_code:
+                raise BrokerUnavailable(f"{self.host}:{self.port}: no SASL/PLAIN ({handshake.error_code})")
+            token = b"\0" + user.encode() + b"\0" + password.encode()
+            answer = await self._exchange(kio_adapter.request_class(36, 2)(auth_bytes=token))
+            if answer.error_code:
+                raise BrokerUnavailable(
+                    f"{self.host}:{self.port} refused the inter-broker credentials: {answer.error_message}"
+                )
+        except BaseException:
+            await self.close()
+            raise
 
     def _frame(self, entity: Any) -> bytes:
         cls = type(entity)
@@ -60,20 +87,25 @@ class BrokerConnection:
 
     async def request(self, entity: Any, *, timeout: float | None = None) -> Any:
         """Send ``entity`` and return the decoded response of the same API and version."""
-        cls = type(entity)
         async with self._lock:
             if self._writer is None:
                 await self._connect()
-            assert self._reader is not None and self._writer is not None
-            frame = self._frame(entity)
-            correlation = self._correlation
-            try:
-                self._writer.write(frame)
-                await self._writer.drain()
-                body = await asyncio.wait_for(self._read_frame(), timeout or self.timeout)
-            except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
-                await self.close()
-                raise BrokerUnavailable(f"{self.host}:{self.port}: {exc or type(exc).__name__}") from exc
+            return await self._exchange(entity, timeout)
+
+    async def _exchange(self, entity: Any, timeout: float | None = None) -> Any:
+        """One request and its response on the open connection (the caller holds the lock)."""
+        cls = type(entity)
+        if self._reader is None or self._writer is None:
+            raise BrokerUnavailable(f"{self.host}:{self.port}: the connection is closed")
+        frame = self._frame(entity)
+        correlation = self._correlation
+        try:
+            self._writer.write(frame)
+            await self._writer.drain()
+            body = await asyncio.wait_for(self._read_frame(), timeout or self.timeout)
+        except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+            await self.close()
+            raise BrokerUnavailable(f"{self.host}:{self.port}: {exc or type(exc).__name__}") from exc
         (answered,) = _CORRELATION.unpack_from(body, 0)
         if answered != correlation:
             await self.close()

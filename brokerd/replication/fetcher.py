@@ -36,6 +36,7 @@ class LeaderFetcher:
         self.wake = asyncio.Event()
         self.conn: BrokerConnection | None = None
         self.synced_epochs: dict[tuple[str, int], int] = {}  # leader epoch truncation was done for
+        self._closing: asyncio.Future | None = None
         self.task = asyncio.create_task(self._run(), name=f"fetcher-{self.node_id}-from-{leader_id}")
 
     def cancel(self) -> None:
@@ -49,8 +50,14 @@ class LeaderFetcher:
         address = self.manager.leader_address(self.leader_id)
         if address is None:
             return None
-        if self.conn is None or (self.conn.host, self.conn.port) != address:
-            self.conn = BrokerConnection(*address, client_id=f"brokerd-{self.node_id}-replica")
+        host, port, credentials = address
+        conn = self.conn
+        if conn is None or (conn.host, conn.port, conn.sasl_plain) != (host, port, credentials):
+            if conn is not None:
+                self._closing = asyncio.ensure_future(conn.close())
+            self.conn = BrokerConnection(
+                host, port, client_id=f"brokerd-{self.node_id}-replica", sasl_plain=credentials
+            )
         return self.conn
 
     async def _run(self) -> None:

@@ -130,14 +130,31 @@ class ReplicaManager:
             self._fetchers[leader_id].wake.set()
 
     # --- the follower's side ----------------------------------------------------------------------
-    def leader_address(self, leader_id: int) -> tuple[str, int] | None:
-        """Where followers fetch from: the leader's PLAINTEXT listener (brokers fetch without
-        credentials for now), else its first listener."""
+    def leader_address(self, leader_id: int) -> tuple[str, int, tuple[str, str] | None] | None:
+        """Where followers fetch from, and with which SASL/PLAIN credentials: the leader's
+        PLAINTEXT listener, else its SASL_PLAINTEXT one as ``inter.broker.user``."""
         registration = self.membership.view.state.brokers.get(leader_id)
-        if registration is None or not registration.endpoints:
+        if registration is None:
             return None
-        chosen = next((e for e in registration.endpoints if e.name == "PLAINTEXT"), registration.endpoints[0])
-        return chosen.host, chosen.port
+        by_name = {e.name: e for e in registration.endpoints}
+        if "PLAINTEXT" in by_name:
+            return by_name["PLAINTEXT"].host, by_name["PLAINTEXT"].port, None
+        credentials = self._inter_broker_credentials()
+        if "SASL_PLAINTEXT" in by_name and credentials is not None:
+            return by_name["SASL_PLAINTEXT"].host, by_name["SASL_PLAINTEXT"].port, credentials
+        return None  # nothing this broker can fetch through: the follower stays out of the ISR
+
+    def _inter_broker_credentials(self) -> tuple[str, str] | None:
+        config = self.broker.config
+        user, path = config["inter.broker.user"], config["inter.broker.password.file"]
+        if not user or not path:
+            return None
+        try:
+            with open(path) as fh:
+                return user, fh.read().strip()
+        except OSError as exc:
+            log.error("inter-broker password file %s: %s", path, exc.strerror)
+            return None
 
     def followed_from(self, leader_id: int) -> dict[tuple[str, int], PartitionState]:
         out = {}
