@@ -13,11 +13,12 @@ import pytest
 from confluent_kafka import Consumer, ElectionType, KafkaException, Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 
+from brokerd.protocol import kio_adapter
 from tests.brokerd.brokerd_wire import Wire, request_class
 from tests.brokerd.replication.clustertest import ClusterBroker, cluster_brokers, wait_for
 from tests.etcd_server import EtcdServer
 
-UNKNOWN_TOPIC_OR_PARTITION, INVALID_PARTITIONS = 3, 37
+UNKNOWN_TOPIC_OR_PARTITION, INVALID_PARTITIONS, NO_REASSIGNMENT_IN_PROGRESS = 3, 37, 85
 
 
 class Cluster:
@@ -354,7 +355,10 @@ def test_reassign_a_partition_to_other_brokers_and_list_it_while_it_runs(cluster
     cluster.create_topic("moved", 1, rf=1)
     sent = cluster.produce("moved", 500)
     (source,) = _partition(cluster, "moved", 0).replicas
-    first, second = (b for b in cluster.brokers if b.node_id != source)
+    controller = cluster.admin.list_topics(timeout=10).controller_id
+    # the one paused below must not be the controller, which admin requests go to
+    first, second = sorted((b for b in cluster.brokers if b.node_id != source),
+                           key=lambda b: b.node_id != controller)
     tp = KTopicPartition("moved", 0)
     admin = cluster.kafka_python_admin()
     try:
@@ -382,3 +386,44 @@ def test_reassign_a_partition_to_other_brokers_and_list_it_while_it_runs(cluster
     wait_for(lambda: _partition(cluster, "moved", 0).leader == first.node_id, what="the new leader")
     sent += cluster.produce("moved", 100)
     assert sorted(cluster.consume("moved", len(sent))) == sorted(sent)
+
+
+def _reassign(wire: Wire, topic: str, replicas) -> int:
+    mod = kio_adapter.request_module(45, 1)
+    partition = mod.ReassignablePartition(partition_index=0, replicas=replicas)
+    request = request_class(45, 1)(topics=(mod.ReassignableTopic(name=topic, partitions=(partition,)),))
+    return wire.request(request).responses[0].partitions[0].error_code
+
+
+def _listed(wire: Wire) -> list:
+    answer = wire.request(request_class(46, 0)(topics=None))
+    return [(t.name, p.partition_index, list(p.adding_replicas)) for t in answer.topics for p in t.partitions]
+
+
+def test_cancel_a_running_reassignment_and_describe_the_cluster(cluster: Cluster) -> None:
+    import os
+    import signal
+
+    described = cluster.admin.describe_cluster().result(timeout=20)
+    assert described.controller.id == cluster.admin.list_topics(timeout=10).controller_id
+    assert described.controller.id in {b.node_id for b in cluster.brokers}
+
+    cluster.create_topic("unmoved", 1, rf=1)
+    sent = cluster.produce("unmoved", 200)
+    (source,) = _partition(cluster, "unmoved", 0).replicas
+    controller = next(b for b in cluster.brokers if b.node_id == described.controller.id)
+    target = next(b for b in cluster.brokers if b.node_id not in (source, controller.node_id))
+    with Wire(controller.port, host=controller.host) as w:
+        os.kill(target.pid, signal.SIGSTOP)  # it cannot catch up: the move stays in progress
+        try:
+            assert _reassign(w, "unmoved", (target.node_id,)) == 0
+            assert _listed(w) == [("unmoved", 0, [target.node_id])]
+            assert _reassign(w, "unmoved", None) == 0  # cancelled
+        finally:
+            os.kill(target.pid, signal.SIGCONT)
+        assert _listed(w) == []
+        assert _reassign(w, "unmoved", None) == NO_REASSIGNMENT_IN_PROGRESS
+    wait_for(lambda: _partition(cluster, "unmoved", 0).replicas == [source], what="the original replicas")
+    assert _partition(cluster, "unmoved", 0).leader == source
+    sent += cluster.produce("unmoved", 100)
+    assert sorted(cluster.consume("unmoved", len(sent))) == sorted(sent)
