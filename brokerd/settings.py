@@ -63,8 +63,10 @@ register("leader.imbalance.check.interval.seconds", "int", 300, "how often the c
 register("leader.imbalance.per.broker.percentage", "int", 10, "the share of a broker's preferred "
          "partitions led elsewhere above which they are given back", minimum=0)
 register("inter.broker.user", "str", "", "user followers authenticate as (SASL/PLAIN) on a leader's "
-         "SASL_PLAINTEXT listener, when the brokers have no PLAINTEXT one")
+         "SASL_PLAINTEXT or SASL_SSL listener, when the brokers have no PLAINTEXT one")
 register("inter.broker.password.file", "path", None, "file holding inter.broker.user's password")
+register("inter.broker.tls.ca.file", "path", None, "PEM CA bundle that verifies a leader's SASL_SSL "
+         "listener; followers fetch over TLS only when it is set")
 register("replica.lag.time.max.ms", "int", 30000, "a follower not caught up this long leaves the ISR",
          minimum=100)
 # --- topics -----------------------------------------------------------------------------

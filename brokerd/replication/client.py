@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import struct
-from typing import Any
+from typing import Any, NamedTuple
 
 from brokerd.protocol import kio_adapter
 
@@ -26,6 +27,15 @@ class BrokerUnavailable(Exception):
     """The other broker could not be reached, or the connection broke mid-request."""
 
 
+class LeaderAddress(NamedTuple):
+    """A listener followers fetch through, and how they log in to it."""
+
+    host: str
+    port: int
+    sasl_plain: tuple[str, str] | None  # (user, password) for a SASL listener
+    ca_file: str | None  # set for a SASL_SSL listener: the CA that verifies its certificate
+
+
 class BrokerConnection:
     def __init__(
         self,
@@ -35,10 +45,12 @@ class BrokerConnection:
         client_id: str,
         timeout: float = 10.0,
         sasl_plain: tuple[str, str] | None = None,
+        ca_file: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
-        self.sasl_plain = sasl_plain  # (user, password) for a SASL_PLAINTEXT listener
+        self.sasl_plain = sasl_plain  # (user, password) for a SASL listener
+        self.ca_file = ca_file  # TLS, verified against this CA, when set
         self.client_id = client_id.encode()
         self.timeout = timeout
         self._reader: asyncio.StreamReader | None = None
@@ -51,10 +63,17 @@ class BrokerConnection:
 
     async def _connect(self) -> None:
         try:
+            tls = None
+            if self.ca_file is not None:
+                # the platform's broker certificates name their hosts' addresses
+                tls = ssl.create_default_context(cafile=self.ca_file)
             self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), self.timeout
+                asyncio.open_connection(
+                    self.host, self.port, ssl=tls, server_hostname=self.host if tls else None
+                ),
+                self.timeout,
             )
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, ssl.SSLError) as exc:
             raise BrokerUnavailable(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
         if self.sasl_plain is not None:
             await self._authenticate(*self.sasl_plain)

@@ -50,13 +50,16 @@ class LeaderFetcher:
         address = self.manager.leader_address(self.leader_id)
         if address is None:
             return None
-        host, port, credentials = address
         conn = self.conn
-        if conn is None or (conn.host, conn.port, conn.sasl_plain) != (host, port, credentials):
+        if conn is None or (conn.host, conn.port, conn.sasl_plain, conn.ca_file) != address:
             if conn is not None:
                 self._closing = asyncio.ensure_future(conn.close())
             self.conn = BrokerConnection(
-                host, port, client_id=f"brokerd-{self.node_id}-replica", sasl_plain=credentials
+                address.host,
+                address.port,
+                client_id=f"brokerd-{self.node_id}-replica",
+                sasl_plain=address.sasl_plain,
+                ca_file=address.ca_file,
             )
         return self.conn
 

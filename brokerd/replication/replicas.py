@@ -22,6 +22,7 @@ from brokerd.coordination.partitions import alter_isr
 from brokerd.coordination.records import NO_LEADER, IsrMember, PartitionState
 from brokerd.coordination.tasks import cancel_and_wait
 from brokerd.coordination.view import ClusterState
+from brokerd.replication.client import LeaderAddress
 from brokerd.replication.fetcher import LeaderFetcher, batches_of
 from brokerd.replication.leader import Leadership
 from brokerd.replication.membership import ClusterMembership
@@ -130,19 +131,26 @@ class ReplicaManager:
             self._fetchers[leader_id].wake.set()
 
     # --- the follower's side ----------------------------------------------------------------------
-    def leader_address(self, leader_id: int) -> tuple[str, int, tuple[str, str] | None] | None:
-        """Where followers fetch from, and with which SASL/PLAIN credentials: the leader's
-        PLAINTEXT listener, else its SASL_PLAINTEXT one as ``inter.broker.user``."""
+    def leader_address(self, leader_id: int) -> LeaderAddress | None:
+        """Where followers fetch from: the leader's PLAINTEXT listener, else its SASL_PLAINTEXT one,
+        else its SASL_SSL one (verified with ``inter.broker.tls.ca.file``), as ``inter.broker.user``."""
         registration = self.membership.view.state.brokers.get(leader_id)
         if registration is None:
             return None
         by_name = {e.name: e for e in registration.endpoints}
         if "PLAINTEXT" in by_name:
-            return by_name["PLAINTEXT"].host, by_name["PLAINTEXT"].port, None
+            return LeaderAddress(by_name["PLAINTEXT"].host, by_name["PLAINTEXT"].port, None, None)
         credentials = self._inter_broker_credentials()
-        if "SASL_PLAINTEXT" in by_name and credentials is not None:
-            return by_name["SASL_PLAINTEXT"].host, by_name["SASL_PLAINTEXT"].port, credentials
-        return None  # nothing this broker can fetch through: the follower stays out of the ISR
+        if credentials is None:
+            return None  # nothing this broker can log in with: the follower stays out of the ISR
+        if "SASL_PLAINTEXT" in by_name:
+            endpoint = by_name["SASL_PLAINTEXT"]
+            return LeaderAddress(endpoint.host, endpoint.port, credentials, None)
+        ca_file = self.broker.config["inter.broker.tls.ca.file"]
+        if "SASL_SSL" in by_name and ca_file:
+            endpoint = by_name["SASL_SSL"]
+            return LeaderAddress(endpoint.host, endpoint.port, credentials, str(ca_file))
+        return None
 
     def _inter_broker_credentials(self) -> tuple[str, str] | None:
         config = self.broker.config

@@ -59,11 +59,19 @@ class Coordination:
 
     url: str
     rack: str
+    inter_broker_password_file: Path  # the control plane's credential, which followers log in with
     user: str | None = None
     password_file: Path | None = None
 
     def settings(self) -> dict[str, Any]:
-        found: dict[str, Any] = {"coordination": self.url, "broker.rack": self.rack}
+        found: dict[str, Any] = {
+            "coordination": self.url,
+            "broker.rack": self.rack,
+            # Followers fetch through the leader's SASL listener as the cluster's internal user
+            # (a super user, so CLUSTER_ACTION on Fetch with a replica id is allowed).
+            "inter.broker.user": INTERNAL_USERNAME,
+            "inter.broker.password.file": str(self.inter_broker_password_file),
+        }
         if self.user is not None and self.password_file is not None:
             found["coordination.user"] = self.user
             found["coordination.password.file"] = str(self.password_file)
@@ -101,6 +109,9 @@ def broker_settings(
     settings.update(plan_settings(plan))
     if coordination is not None:  # a replicated cluster: its brokers meet in etcd
         settings.update(coordination.settings())
+        if security_protocol == "SASL_SSL":  # followers verify the leader's certificate too
+            assert tls_files is not None
+            settings["inter.broker.tls.ca.file"] = str(tls_files["ca"])
         # Topics created without a replication factor get the plan's (3): brokerd's cluster default
         # once 3 brokers are registered, so default.replication.factor is not rendered (brokerd
         # still holds it read-only at 1 for a broker alone).

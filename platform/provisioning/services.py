@@ -246,6 +246,10 @@ def etcd_password_path(cluster_dir: Path) -> Path:
     return cluster_dir / "etcd-password"
 
 
+def inter_broker_password_path(cluster_dir: Path) -> Path:
+    return cluster_dir / "inter-broker-password"
+
+
 def broker_coordination(broker: Broker, paths: BrokerPaths) -> brokerconf.Coordination | None:
     cluster = broker.cluster
     if not cluster.plan_limits.replicated:
@@ -254,11 +258,15 @@ def broker_coordination(broker: Broker, paths: BrokerPaths) -> brokerconf.Coordi
         url = coordination.cluster_url(cluster.public_id)
     except coordination.NotConfigured as exc:
         raise PermanentError(str(exc)) from exc
+    inter_broker = inter_broker_password_path(paths.cluster_dir)
     if not coordination.auth_enabled():
-        return brokerconf.Coordination(url=url, rack=broker.host.name)
+        return brokerconf.Coordination(
+            url=url, rack=broker.host.name, inter_broker_password_file=inter_broker
+        )
     return brokerconf.Coordination(
         url=url,
         rack=broker.host.name,
+        inter_broker_password_file=inter_broker,
         user=coordination.cluster_user(cluster.public_id),
         password_file=etcd_password_path(paths.cluster_dir),
     )
@@ -475,6 +483,9 @@ def credentials_write_locked(*, cluster: Cluster, root: Path) -> bool:
     changed = brokerconf.write_credentials(path, users)
     # the SASL_SSL certificate (issued or renewed by the control step) beside it
     changed |= pki_services.broker_tls_write(cluster=cluster, cluster_dir=path.parent)
+    if cluster.plan_limits.replicated:
+        # the password followers log in to their leaders with (this cluster's own, mode 0600)
+        changed |= write_if_changed(inter_broker_password_path(path.parent), cluster.internal_password())
     if cluster.plan_limits.replicated and coordination.configured() and coordination.auth_enabled():
         # this cluster's own etcd password only (mode 0600), never the platform's root password
         changed |= write_if_changed(

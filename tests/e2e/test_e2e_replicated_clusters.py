@@ -145,9 +145,11 @@ def test_standard_cluster_on_three_hosts(three_hosts, etcd):
     key = client.post(f"/api/v1/clusters/{cid}/api-keys", {"description": "svc"}).json()
     for address in bootstrap:
         wait_until(lambda a=address: plain_login(a, key["key"], key["secret"]), timeout=10)
-    # Its ACLs reach every broker: it writes to the partitions each broker leads.
+    # Its ACLs reach every broker: it writes to the partitions each broker leads, with acks=all, so
+    # each write is acknowledged only once the followers copied it over the brokers' SASL_SSL
+    # listeners (as the cluster's inter-broker user, verified against the cluster's CA).
     errors: list = []
-    producer = Producer(sasl(cluster["bootstrap_servers"], key["key"], key["secret"], acks=1))
+    producer = Producer(sasl(cluster["bootstrap_servers"], key["key"], key["secret"], acks="all"))
     for partition in range(3):
         producer.produce(
             "payments", b"v", partition=partition, on_delivery=lambda e, m: e and errors.append(e)
@@ -203,6 +205,13 @@ def test_standard_cluster_on_three_hosts(three_hosts, etcd):
         message="the broker restarted in place",
     )
     assert back["offline_partitions"] == 0
+    # The restarted broker catches up from the leaders and every ISR is full again.
+    wait_until(
+        lambda: client.get(f"/api/v1/clusters/{cid}").json()["health"]["under_replicated_partitions"] == 0,
+        timeout=60,
+        interval=0.3,
+        message="every partition back in full ISR",
+    )
     online = assert_page(client.get(f"/api/v1/clusters/{cid}/brokers").json())
     assert all(b["status"] == "online" for b in online)
 

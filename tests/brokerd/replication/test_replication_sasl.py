@@ -10,6 +10,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from pki import ca
 from tests.brokerd.replication.clustertest import ClusterBroker, wait_for
 from tests.etcd_server import EtcdServer
 
@@ -102,6 +103,79 @@ def test_without_inter_broker_credentials_followers_leave_the_isr(
         p0 = wait_for(lambda: (p := _partition(brokers)) and len(p.isrs) == 1 and p, timeout=30,
                       what="the followers out of the ISR")  # fmt: skip
         assert p0.isrs == [p0.leader]
+    finally:
+        for broker in brokers:
+            broker.kill()
+
+
+class TlsClusterBroker(ClusterBroker):
+    """A broker whose only client listener is SASL_SSL, as the platform provisions them."""
+
+    def __init__(self, root: Path, *, authority: ca.Issued, **options) -> None:
+        super().__init__(root, plaintext=False, sasl=True, **options)
+        self.ports["SASL_SSL"] = 0
+        issued = ca.issue_server_certificate(
+            authority.key_pem, authority.cert_pem, common_name="broker", hosts=(self.host,), valid_days=1
+        )
+        self.cert_path, self.key_path = self.root / "broker.crt", self.root / "broker.key"
+        self.key_path.write_text(issued.key_pem)
+        self.cert_path.write_text(issued.cert_pem)
+
+    def command(self) -> list[str]:
+        cmd = super().command()
+        at = cmd.index("--listener", cmd.index("serve"))
+        assert cmd[at + 1].startswith("SASL_PLAINTEXT://")
+        cmd[at + 1] = f"SASL_SSL://{self.host}:{self.ports['SASL_SSL']}"
+        return [*cmd, "--tls-cert", str(self.cert_path), "--tls-key", str(self.key_path)]
+
+
+def test_followers_fetch_over_tls_from_sasl_ssl_leaders(
+    tmp_path: Path, etcd_server: EtcdServer, etcd_prefix: str
+) -> None:
+    authority = ca.generate_ca("Kastle replication test CA")
+    ca_path = tmp_path / "ca.pem"
+    ca_path.write_text(authority.cert_pem)
+    password = tmp_path / "inter-broker-password"
+    password.write_text(USERS["replicator"])
+    settings: dict[str, object] = {
+        "coordination.session.timeout.ms": 2000,
+        "replica.lag.time.max.ms": 2000,
+        "inter.broker.user": "replicator",
+        "inter.broker.password.file": str(password),
+        "inter.broker.tls.ca.file": str(ca_path),
+    }
+    brokers = [
+        TlsClusterBroker(
+            tmp_path / f"broker-{n}",
+            authority=authority,
+            host=f"127.0.0.{n}",
+            node_id=n,
+            users=USERS,
+            settings=settings,
+            extra_args=["--coordination", etcd_server.url(etcd_prefix)],
+        )
+        for n in (1, 2, 3)
+    ]
+    conf = {
+        "bootstrap.servers": ",".join(f"{b.host}:{b.ports['SASL_SSL']}" for b in brokers),
+        "security.protocol": "SASL_SSL", "ssl.ca.location": str(ca_path), "sasl.mechanism": "PLAIN",
+        "sasl.username": "alice", "sasl.password": USERS["alice"],
+    }  # fmt: skip
+    try:
+        for broker in brokers:
+            broker.start(timeout=30)
+        conf["bootstrap.servers"] = ",".join(f"{b.host}:{b.ports['SASL_SSL']}" for b in brokers)
+        admin = AdminClient(conf)
+        wait_for(lambda: len(admin.list_topics(timeout=10).brokers) == 3, what="3 brokers")
+        admin.create_topics([NewTopic("t", 1, replication_factor=3)])["t"].result(timeout=20)
+        producer = Producer({**conf, "acks": "all", "enable.idempotence": True})
+        for i in range(50):
+            producer.produce("t", value=b"%d" % i, partition=0)
+        assert producer.flush(30) == 0
+        # Still three in sync well past replica.lag.time.max.ms: the followers keep fetching over TLS.
+        time.sleep(3)
+        partition = admin.list_topics("t", timeout=10).topics["t"].partitions[0]
+        assert sorted(partition.isrs) == [1, 2, 3]
     finally:
         for broker in brokers:
             broker.kill()
