@@ -92,6 +92,14 @@ class EtcdServer:
         return False
 
     def _answers(self) -> bool:
+        # A gRPC channel opened before etcd listens leaves its failed socket to the garbage
+        # collector, whose ResourceWarning would then surface in whichever test runs next: ask
+        # with a plain socket first, and open the etcd client only once the port accepts.
+        try:
+            socket.create_connection(("127.0.0.1", self.client_port), timeout=1).close()
+        except OSError:
+            return False
+
         async def probe() -> bool:
             etcd = self.client()
             try:
