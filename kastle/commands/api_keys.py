@@ -73,7 +73,7 @@ def _path(cluster_id: str, key: str | None = None) -> str:
     return f"{base}/{seg(key)}" if key else base
 
 
-def _issue(cluster: str | None, rotated: str | None, body: dict[str, Any], *, write_config: Path | None,
+def _issue_key(cluster: str | None, rotated: str | None, body: dict[str, Any], *, write_config: Path | None,
            wait: bool, timeout: float, output: Format) -> None:  # fmt: skip
     """Create a key (or rotate `rotated`), keep it, wait for the brokers, and show it."""
     session = Session()
@@ -159,7 +159,7 @@ def create(
         body["scope"] = {"topic_prefix": scope_prefix, "access": access}
     if service_account:
         body["owner"] = {"type": "service_account", "id": service_account}
-    _issue(cluster, None, body, write_config=write_config, wait=wait, timeout=timeout, output=output)
+    _issue_key(cluster, None, body, write_config=write_config, wait=wait, timeout=timeout, output=output)
 
 
 @app.command("list")
@@ -210,4 +210,4 @@ def rotate(
     """Issue a new key with the same owner and access; the old one expires after --overlap."""
     seconds = 0 if overlap.strip() in ("0", "0s") else parse_duration(overlap, "--overlap")
     body = {"overlap_seconds": seconds}
-    _issue(cluster, key, body, write_config=write_config, wait=wait, timeout=timeout, output=output)
+    _issue_key(cluster, key, body, write_config=write_config, wait=wait, timeout=timeout, output=output)
