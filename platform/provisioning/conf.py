@@ -8,7 +8,8 @@ Per host (each broker host's worker reads its own):
   KASTLE_DATA_DIR         data root (`sharedkit.envconf.data_root`); a host keeps its brokers
                           under hosts/<name>/
 Timings (seconds): KASTLE_HEARTBEAT_INTERVAL (5), KASTLE_RECONCILE_INTERVAL (3),
-KASTLE_BROKER_START_TIMEOUT (30), KASTLE_OPERATION_LEASE (20), KASTLE_UNCLAIMED_GRACE (15).
+KASTLE_BROKER_START_TIMEOUT (30), KASTLE_OPERATION_LEASE (20), KASTLE_UNCLAIMED_GRACE (15),
+KASTLE_PORT_RELEASE_WAIT (15).
 Host liveness (KASTLE_HOST_TIMEOUT) is the clusters app's (`clusters/conf.py`).
 """
 
@@ -65,6 +66,14 @@ def reconcile_interval() -> float:
 
 def broker_start_timeout() -> float:
     return _seconds("KASTLE_BROKER_START_TIMEOUT", 30.0)
+
+
+def port_release_wait() -> float:
+    """How long a restart waits for a broker's own ports to be released before it leases others.
+
+    Clients, replicas and the bootstrap list know a broker by its address, so a restart keeps it
+    while its previous process (killed a moment ago) is still releasing its sockets."""
+    return _seconds("KASTLE_PORT_RELEASE_WAIT", 15.0)
 
 
 def operation_lease() -> float:

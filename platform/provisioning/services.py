@@ -321,9 +321,7 @@ def broker_ensure_running(*, broker: Broker, tick=None, attempts: int = 3) -> in
             supervisor.stop_pid(pid, paths, timeout=5)
     last: BrokerStartError | None = None
     for _ in range(attempts):
-        busy = {
-            p for p in (broker.port, broker.admin_port) if not supervisor.port_is_free(broker.host.address, p)
-        }
+        busy = _ports_still_held(broker)
         if busy:
             _move_ports(broker, busy)
         write_if_changed(paths.config, render_config(broker, paths))
@@ -340,8 +338,7 @@ def broker_ensure_running(*, broker: Broker, tick=None, attempts: int = 3) -> in
             last = exc
             logger.warning("brokerd for %s did not start: %s", broker, exc.message)
             if exc.port_in_use:
-                _move_ports(broker, {broker.port, broker.admin_port})
-                continue
+                continue  # the next attempt waits for the ports, then moves off those still held
             break
         _broker_running(broker, pid)
         logger.info("brokerd for %s started (pid %s, port %s)", broker, pid, broker.port)
@@ -356,6 +353,18 @@ def _broker_running(broker: Broker, pid: int) -> None:
     Broker.objects.filter(pk=broker.pk).update(
         pid=pid, status=BrokerStatus.RUNNING, updated_at=timezone.now()
     )
+
+
+def _ports_still_held(broker: Broker) -> set[int]:
+    """The broker's ports that stay held by some process beyond the release wait.
+
+    The broker keeps its address whenever it can: a previous brokerd killed a moment ago may
+    still be closing its listeners, so its ports are waited for before any is given up. A broker
+    not yet advertised (its cluster has no bootstrap list) waits briefly: nobody knows its address."""
+    ports = {p for p in (broker.port, broker.admin_port) if p}
+    advertised = Cluster.objects.filter(pk=broker.cluster_id).exclude(bootstrap_servers="").exists()
+    wait = conf.port_release_wait() if advertised else min(2.0, conf.port_release_wait())
+    return supervisor.wait_ports_free(broker.host.address, ports, wait)
 
 
 def _move_ports(broker: Broker, busy: set[int]) -> None:

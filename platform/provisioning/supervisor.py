@@ -355,6 +355,19 @@ def port_is_free(address: str, port: int) -> bool:
     return True
 
 
+def wait_ports_free(address: str, ports: set[int], timeout: float) -> set[int]:
+    """Wait up to `timeout` for `ports` to be bindable on `address`; return those still held.
+
+    A broker killed a moment ago may still hold its listeners: its main thread shows as exited
+    while its other threads are still closing the process's sockets."""
+    deadline = time.monotonic() + timeout
+    while True:
+        busy = {p for p in ports if not port_is_free(address, p)}
+        if not busy or time.monotonic() >= deadline:
+            return busy
+        time.sleep(0.05)
+
+
 def stop_all(host_root: Path, *, timeout: float = 10.0) -> list[int]:
     """Stop every brokerd of this host root (SIGTERM all, then wait). Returns their pids."""
     procs = brokerd_processes(host_root)

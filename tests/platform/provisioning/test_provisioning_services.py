@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import threading
 import time
 from datetime import timedelta
 
@@ -210,6 +212,53 @@ def test_reconcile_restarts_a_killed_broker_and_adopts_a_running_one(host):
     assert report["started"] == [f"{cluster.public_id}/1"]
     restarted = Broker.objects.get(pk=broker.pk)
     assert restarted.pid != broker.pid and restarted.port == broker.port
+
+
+def _hold_port(address: str, port: int) -> socket.socket:
+    """A listener on `port`, as a killed broker's last thread holds it until it has exited."""
+    deadline = time.monotonic() + 10
+    while True:
+        holder = socket.socket()
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            holder.bind((address, port))
+            holder.listen()
+            return holder
+        except OSError:
+            holder.close()
+            assert time.monotonic() < deadline, f"port {port} never came free"
+            time.sleep(0.02)
+
+
+def test_a_restart_waits_for_the_killed_brokers_port_and_keeps_its_address(host):
+    cluster = _provision(provisioning_cluster())
+    broker = cluster.brokers.get()
+    os.kill(broker.pid, signal.SIGKILL)
+    _wait_dead(broker.pid)
+    holder = _hold_port(broker.host.address, broker.port)
+    threading.Timer(1.0, holder.close).start()  # released a moment after the restart begins
+
+    report = services.host_reconcile(host_name="local")
+
+    assert report["started"] == [f"{cluster.public_id}/1"]
+    restarted = Broker.objects.get(pk=broker.pk)
+    assert (restarted.port, restarted.admin_port) == (broker.port, broker.admin_port)
+    assert Cluster.objects.get(pk=cluster.pk).bootstrap_servers == cluster.bootstrap_servers
+    assert supervisor.healthz(broker.host.address, broker.admin_port)
+
+
+def test_a_port_held_for_good_is_given_up_and_the_new_address_advertised(host, monkeypatch):
+    monkeypatch.setenv("KASTLE_PORT_RELEASE_WAIT", "0.5")
+    cluster = _provision(provisioning_cluster())
+    broker = cluster.brokers.get()
+    os.kill(broker.pid, signal.SIGKILL)
+    _wait_dead(broker.pid)
+    with _hold_port(broker.host.address, broker.port):
+        report = services.host_reconcile(host_name="local")
+        assert report["started"] == [f"{cluster.public_id}/1"]
+        moved = Broker.objects.get(pk=broker.pk)
+        assert moved.port != broker.port
+        assert Cluster.objects.get(pk=cluster.pk).bootstrap_servers == f"127.0.0.1:{moved.port}"
 
 
 def test_up_shutdown_hook_stops_brokers_and_reconcile_starts_them_again(host):
