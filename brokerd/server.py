@@ -215,9 +215,6 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_active = time.monotonic()
-        # what the connection limits counted, released when the connection closes
-        self._counted_ip: str | None = None
-        self._counted_principal: str | None = None
         self._buf += data
         self._process()
 

@@ -3,6 +3,8 @@ capped at the quota window, request-time throttle in throttle_time_ms) and error
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from admintest import fetch, make_batch, metrics, ms, produce, req, sasl_wire
 from brokerd_wire import Wire
@@ -217,3 +219,25 @@ def test_produce_and_fetch_error_code_labels(broker) -> None:
         ("Produce", "CORRUPT_MESSAGE"): 1, ("Fetch", "NONE"): 3, ("Fetch", "OFFSET_OUT_OF_RANGE"): 1,
         ("Fetch", "UNKNOWN_TOPIC_OR_PARTITION"): 1,
     }
+
+
+def test_closed_connections_give_back_their_connection_limit(broker_factory) -> None:
+    """A connection that sent requests and closed no longer counts against max.connections.per.ip."""
+    b = broker_factory(settings={"max.connections.per.ip": 2})
+    open_now = ("kastle_connections", (("listener", "PLAINTEXT"),))
+    for _ in range(5):  # more than the limit, one after another
+        with Wire(b.port) as w:
+            assert _metadata(w, auto=False).throttle_time is not None
+        deadline = time.monotonic() + 30
+        while metrics(b.admin_url).get(open_now) != 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert metrics(b.admin_url).get(open_now) == 0
+    with Wire(b.port) as w, Wire(b.port) as w2:  # the limit itself still holds
+        assert _metadata(w).throttle_time is not None and _metadata(w2).throttle_time is not None
+        with Wire(b.port) as w3:
+            try:
+                answered = _metadata(w3) is not None
+            except OSError:  # closed before or while the request was sent
+                answered = False
+            assert not answered
+    assert metrics(b.admin_url)[("kastle_connections_rejected_total", (("reason", "limit"),))] == 1
