@@ -52,6 +52,9 @@ class Cluster(models.Model):
         blank=True, help_text="Why the brokers share hosts (less fault tolerance), in words for the tenant"
     )
     bootstrap_servers = models.CharField(max_length=2000, blank=True)
+    schemas = models.PositiveIntegerField(
+        default=0, help_text="Live schema versions in the cluster's Schema Registry (metered hourly)"
+    )
     security_protocol = models.CharField(max_length=32, default="SASL_PLAINTEXT")
     sasl_mechanisms = models.CharField(max_length=100, default=DEFAULT_SASL_MECHANISMS)
     # The control plane's own admin credential on this cluster. Its password is derived from

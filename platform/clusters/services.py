@@ -182,6 +182,11 @@ def cluster_transition(
     return locked
 
 
+def cluster_schemas_counted(*, cluster_id: int, count: int) -> None:
+    """The registry's live schema versions after its latest write; metering charges their hours."""
+    Cluster.objects.filter(pk=cluster_id).exclude(schemas=count).update(schemas=count)
+
+
 def cluster_delete(*, cluster: Cluster, actor: Actor = SYSTEM) -> Cluster:
     """DELETING now; `provisioning.cluster_deprovision` runs after commit."""
     with transaction.atomic():

@@ -94,6 +94,9 @@ class UsageFields(models.Model):
     storage_byte_seconds = models.BigIntegerField(default=0, help_text="Sampled bytes stored x seconds")
     partition_ms = models.BigIntegerField(default=0, help_text="Sampled partitions x milliseconds")
     cluster_ms = models.BigIntegerField(default=0, help_text="Milliseconds the cluster was running")
+    schema_ms = models.BigIntegerField(
+        default=0, help_text="Live schema versions in the cluster's registry x milliseconds running"
+    )
 
     class Meta:
         abstract = True

@@ -26,6 +26,7 @@ FIELDS = (
     "storage_byte_seconds",
     "partition_ms",
     "cluster_ms",
+    "schema_ms",
 )
 
 

@@ -122,7 +122,7 @@ def usage_record_scrape(*, broker: Broker | int, scrape: Scrape | str, taken_at:
                 meter.last_taken_at.isoformat(),
             )
             return Recorded("stale")
-        cluster = Cluster.objects.only("id", "organization_id", "plan", "broker_count").get(
+        cluster = Cluster.objects.only("id", "organization_id", "plan", "broker_count", "schemas").get(
             brokers__id=broker_id
         )
         rows = 0
@@ -190,7 +190,10 @@ def usage_record_scrape(*, broker: Broker | int, scrape: Scrape | str, taken_at:
         # whatever its broker count (the plan's price covers its brokers).
         brokers_per_cluster = max(1, cluster.broker_count)
         for seg_hour, ms in segments:
-            increments[("", "", seg_hour)][FIELDS.index("cluster_ms")] += ms // brokers_per_cluster
+            row = increments[("", "", seg_hour)]
+            row[FIELDS.index("cluster_ms")] += ms // brokers_per_cluster
+            # schemas held, as partitions are: a count over time, the cluster's share per broker
+            row[FIELDS.index("schema_ms")] += cluster.schemas * ms // brokers_per_cluster
         # Storage and partitions are billed logically, one replica's worth, as Confluent bills
         # them: every replica of a replicated cluster reports its copy, so each counts 1/RF.
         replicas = cluster.plan_limits.replication_factor if cluster.broker_count > 1 else 1
@@ -209,6 +212,8 @@ def usage_record_scrape(*, broker: Broker | int, scrape: Scrape | str, taken_at:
             )
         if elapsed_ms:
             samples[("", "")]["cluster_ms"] = elapsed_ms // brokers_per_cluster
+            if cluster.schemas:
+                samples[("", "")]["schema_ms"] = cluster.schemas * elapsed_ms // brokers_per_cluster
 
         # 3. write: hourly upserts, cursors, samples, the meter
         rows += _upsert_hourly(cluster, increments)

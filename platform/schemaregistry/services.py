@@ -49,7 +49,7 @@ def schema_register(*, cluster: Cluster, subject: str, body: Any) -> int:
                     return existing.id
             live = state.versions(subject)
             plan = cluster.plan_limits
-            if sum(len(state.versions(s)) for s in state.subjects) >= plan.max_schemas:
+            if state.schema_count() >= plan.max_schemas:
                 raise errors.schema_limit(plan.display_name, plan.max_schemas)
             if mode != "IMPORT":
                 previous = [parse_stored(state, v) for v in live]

@@ -67,6 +67,10 @@ class RegistryState:
         found = self.subjects.get(subject, {})
         return [v for _, v in sorted(found.items()) if deleted or not v.deleted]
 
+    def schema_count(self) -> int:
+        """Live schema versions over all subjects: what a plan caps and metering counts."""
+        return sum(len(self.versions(s)) for s in self.subjects)
+
     def subject_names(self, *, deleted: bool = False) -> list[str]:
         return sorted(s for s in self.subjects if self.versions(s, deleted=deleted))
 

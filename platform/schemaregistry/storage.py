@@ -31,6 +31,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 from django.db import connection, transaction
 
 from acls.bindings import SCHEMAS_TOPIC
+from clusters import services as cluster_services
 from clusters.models import Cluster
 from sharedkit.kafka_admin import admin_client, client_config
 
@@ -66,12 +67,17 @@ class ClusterLog:
 
     # --- the topic --------------------------------------------------------------------------------
     def ensure_topic(self, cluster: Cluster) -> None:
-        """Create `_schemas` (one partition, compacted, replicated as the cluster's default) if it is
-        missing; an existing one that is not compacted is switched to compaction."""
+        """Create `_schemas` (one partition, compacted, a replica on every broker) if it is missing;
+        an existing one that is not compacted is switched to compaction.
+
+        Every broker validates the schema ids of the partitions it leads from its own replica of
+        `_schemas`, so the topic is replicated to all of the cluster's brokers, not to the default
+        replication factor (a Dedicated cluster has more brokers than that)."""
         if self._topic_ready:
             return
         admin = admin_client(cluster)
-        topic = NewTopic(SCHEMAS_TOPIC, 1, -1, config={"cleanup.policy": "compact"})
+        replicas = cluster.broker_count if cluster.broker_count > 1 else -1
+        topic = NewTopic(SCHEMAS_TOPIC, 1, replicas, config={"cleanup.policy": "compact"})
         future = admin.create_topics([topic], request_timeout=IO_TIMEOUT_S)[SCHEMAS_TOPIC]
         try:
             future.result(IO_TIMEOUT_S + 5)
@@ -182,7 +188,10 @@ class ClusterLog:
             if failed is not None:
                 raise errors.store_error(f"writing to {SCHEMAS_TOPIC} failed: {failed.str()}")
             last = max(msg.offset() for _, msg in results)
-            return self.catch_up(at_least=last + 1)
+            state = self.catch_up(at_least=last + 1)
+            # every change of the registry comes through here: metering bills the count it leaves
+            cluster_services.cluster_schemas_counted(cluster_id=self.cluster.pk, count=state.schema_count())
+            return state
 
     def catch_up_to_write(self) -> RegistryState:
         """For a writer holding the lock: the state read to the end, with the last record of every

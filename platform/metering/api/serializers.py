@@ -53,6 +53,9 @@ class UsageRowSerializer(serializers.Serializer):
     storage_byte_hours = serializers.SerializerMethodField()
     partition_hours = serializers.SerializerMethodField()
     cluster_hours = serializers.SerializerMethodField()
+    schema_hours = serializers.SerializerMethodField(
+        help_text="Live schema versions in the cluster's Schema Registry x hours (cluster rows only)"
+    )
 
     def get_api_key(self, row) -> str | None:
         return row["principal"] or None
@@ -69,10 +72,13 @@ class UsageRowSerializer(serializers.Serializer):
     def get_cluster_hours(self, row) -> Decimal:
         return _hours(row["cluster_ms"], pricing.MS_PER_HOUR)
 
+    def get_schema_hours(self, row) -> Decimal:
+        return _hours(row["schema_ms"], pricing.MS_PER_HOUR)
+
     def to_representation(self, row):
         row = {"hour": None, "day": None, **row}
         data = super().to_representation(row)
-        for name in ("storage_byte_hours", "partition_hours", "cluster_hours"):
+        for name in ("storage_byte_hours", "partition_hours", "cluster_hours", "schema_hours"):
             data[name] = str(data[name])
         return data
 

@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from clusters.models import Cluster
 from metering import services
 from metering.models import BrokerMeter, CounterCursor, HourlyUsage, UsageSample
 from metering.scrape import parse
@@ -130,6 +131,23 @@ def test_a_replicated_cluster_is_billed_one_replica_and_once_per_hour():
     assert orders["storage_byte_seconds"] == 6000 * 60  # one replica's 6000 bytes, not 18000
     assert orders["partition_ms"] == 2 * 60_000  # two partitions, not six replicas
     assert totals(cluster, "", "")["cluster_ms"] == 60_000
+
+
+def test_schemas_held_are_metered_as_schema_hours_once_per_cluster():
+    """A registry holding 4 schema versions for a minute is 4 schema-minutes, whatever the number
+    of brokers scraped, in the cluster's own row; the count may change between scrapes."""
+    cluster = ClusterFactory(plan="standard", broker_count=3, schemas=4)
+    brokers = [BrokerFactory(cluster=cluster, node_id=n) for n in (1, 2, 3)]
+    text = metrics_text({}, {("orders", 0): 10})
+    for b in brokers:
+        services.usage_record_scrape(broker=b, scrape=text, taken_at=at(0))
+        services.usage_record_scrape(broker=b, scrape=text, taken_at=at(60))
+    assert totals(cluster, "", "")["schema_ms"] == 4 * 60_000
+    assert totals(cluster, "", "orders")["schema_ms"] == 0
+    Cluster.objects.filter(pk=cluster.pk).update(schemas=1)
+    for b in brokers:
+        services.usage_record_scrape(broker=b, scrape=text, taken_at=at(120))
+    assert totals(cluster, "", "")["schema_ms"] == 5 * 60_000
 
 
 def test_a_long_gap_is_not_charged_for_time(broker, settings):

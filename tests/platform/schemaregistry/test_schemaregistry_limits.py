@@ -9,6 +9,7 @@ import json
 import pytest
 from django.test import Client
 
+from clusters.models import Cluster
 from clusters.plans import PLANS
 
 pytestmark = pytest.mark.django_db
@@ -20,6 +21,10 @@ def _schema(name: str) -> str:
     return json.dumps({**ORDER, "name": name})
 
 
+def _metered(cluster: Cluster) -> int:
+    return Cluster.objects.get(pk=cluster.pk).schemas
+
+
 def test_schema_versions_are_capped_per_plan(running, monkeypatch):
     monkeypatch.setitem(PLANS, "basic", dataclasses.replace(PLANS["basic"], max_schemas=2))
     registry = running.registry
@@ -27,10 +32,13 @@ def test_schema_versions_are_capped_per_plan(running, monkeypatch):
     registry.register("b-value", _schema("B"))
     message = registry.error(422, 42205, "POST", "/subjects/c-value/versions", {"schema": _schema("C")})
     assert "Basic plan allows 2 schema versions" in message
+    assert _metered(running.cluster) == 2  # the count metering bills, as the cap counts it
     # A schema already there answers its id, as ever; a soft delete frees its place.
     assert registry.register("a-value", _schema("A")) == first
     registry.ok("DELETE", "/subjects/b-value")
+    assert _metered(running.cluster) == 1
     assert registry.register("c-value", _schema("C")) > first
+    assert _metered(running.cluster) == 2
 
     # The portal's register form shows the registry's words and code.
     portal = Client()
