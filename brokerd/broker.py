@@ -299,7 +299,10 @@ class Broker:
     def _start_groups_and_producers(self) -> None:
         """Load idempotent-producer state (replaying the logs), groups and committed offsets."""
         settings = {name: self.config.get(name) for name in KAFKA_NAMES}
-        group_config = GroupConfig.from_settings({k: v for k, v in settings.items() if v is not None})
+        try:
+            group_config = GroupConfig.from_settings({k: v for k, v in settings.items() if v is not None})
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
         data_dir = self.logs.data_dir
         try:
             self.producers = ProducerState(
@@ -307,7 +310,9 @@ class Broker:
                 fault_every=int(self.config.get(FAULT_SETTING) or 0),
             )  # fmt: skip
             self.producers.start(self.logs.all_logs())
-            self.groups = GroupCoordinator(data_dir, group_config, node_id=self.node_id)
+            self.groups = GroupCoordinator(
+                data_dir, group_config, node_id=self.node_id, topics=self._topics_for_assignment
+            )
             self.groups.start_nowait()
         except (OSError, ValueError) as exc:
             raise StartupError(f"group coordinator state: {exc}") from None
@@ -319,6 +324,12 @@ class Broker:
             return None if plog is None else plog.next_offset
 
         self.metering.metrics.registry.register(GroupsCollector(self.groups, end_offset))
+
+    def _topics_for_assignment(self) -> dict[str, tuple[uuid.UUID, int]]:
+        """Topic name -> (topic id, partition count): what consumer-protocol assignors divide."""
+        if self.replicas is not None:
+            return {name: (tid, len(rows)) for name, (tid, rows) in self.replicas.topics().items()}
+        return {name: (t.id, len(t.partitions)) for name, t in self.logs.topics.items()}
 
     def _start_cleaner(self) -> None:
         """The log cleaner's threads (compacted topics), with the producer state it keeps."""

@@ -437,6 +437,22 @@ BROKER_CONFIG_DEFS: dict[str, ConfigDef] = {d.name: d for d in [
     ConfigDef("group.max.size", ConfigType.INT, str(INT_MAX),
               "The maximum number of consumers that a single consumer group can accommodate.",
               (at_least(1),), dynamic=False),
+    ConfigDef("group.consumer.session.timeout.ms", ConfigType.INT, "45000",
+              "The timeout to detect client failures when using the consumer group protocol.",
+              (at_least(1),), dynamic=False),
+    ConfigDef("group.consumer.heartbeat.interval.ms", ConfigType.INT, "5000",
+              "The heartbeat interval given to the members of a consumer group.", (at_least(1),),
+              dynamic=False),
+    ConfigDef("group.consumer.max.size", ConfigType.INT, str(INT_MAX),
+              "The maximum number of consumers that a single consumer group can accommodate.",
+              (at_least(1),), dynamic=False),
+    ConfigDef("group.consumer.assignors", ConfigType.LIST, "uniform,range",
+              "The server-side assignors; the first one is used by default.", dynamic=False),
+    ConfigDef("group.consumer.migration.policy", ConfigType.STRING, "disabled",
+              "The config that enables converting the non-empty classic group using the consumer "
+              "embedded protocol to the non-empty consumer group using the consumer group protocol "
+              "and vice versa (brokerd serves disabled: empty groups change protocol).",
+              dynamic=False),
     ConfigDef("offsets.retention.minutes", ConfigType.INT, "10080",
               "For subscribed consumers, committed offset of a specific partition will be expired "
               "and discarded when the consumer group is empty for this long.", (at_least(1),),
@@ -577,7 +593,9 @@ SHARED_KEYS = (
     "sasl.enabled.mechanisms", "sasl.server.max.receive.size", "log.index.interval.bytes",
     "group.min.session.timeout.ms", "group.max.session.timeout.ms", "group.initial.rebalance.delay.ms",
     "group.max.size", "offsets.retention.minutes", "offsets.retention.check.interval.ms",
-    "offset.metadata.max.bytes", "producer.id.expiration.ms",
+    "offset.metadata.max.bytes", "producer.id.expiration.ms", "group.consumer.session.timeout.ms",
+    "group.consumer.heartbeat.interval.ms", "group.consumer.max.size", "group.consumer.assignors",
+    "group.consumer.migration.policy",
 )
 #: Broker configs brokerd derives from its own settings once started (Broker.start): what to set
 #: instead, for an operator who names them.

@@ -118,6 +118,16 @@ register("offsets.retention.check.interval.ms", "int", 600000, "how often offset
 register("offset.metadata.max.bytes", "int", 4096, "largest commit metadata string", minimum=0)
 register("offsets.commit.flush.window.ms", "int", 0, "extra wait to batch offset-commit fsyncs", minimum=0)
 register("producer.id.expiration.ms", "int", 86400000, "forget an idle producer's sequence state", minimum=1)
+register("group.consumer.session.timeout.ms", "int", 45000, "a consumer-protocol member not heard from "
+         "this long leaves its group", minimum=1)
+register("group.consumer.heartbeat.interval.ms", "int", 5000, "heartbeat interval told to "
+         "consumer-protocol members", minimum=1)
+register("group.consumer.max.size", "int", 2147483647, "members allowed in one consumer-protocol group",
+         minimum=1)
+register("group.consumer.assignors", "list", ["uniform", "range"], "server-side assignors (uniform, range); "
+         "the first is the default")
+register("group.consumer.migration.policy", "str", "disabled", "disabled only: a group changes protocol "
+         "while empty, keeping its committed offsets")
 # --- ACLs: the authorizer (brokerd/acls.py) ---------------------------------------
 register("authorizer.enable", "bool", False, "enforce ACLs (Kafka AclAuthorizer; super.users bypass)")
 register("allow.everyone.if.no.acl.found", "bool", False,

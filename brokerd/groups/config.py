@@ -18,7 +18,17 @@ KAFKA_NAMES: dict[str, str] = {
     "offsets.commit.flush.window.ms": "commit_flush_window_ms",
     "offsets.compaction.min.records": "compaction_min_records",
     "producer.id.expiration.ms": "producer_id_expiration_ms",
+    "group.consumer.session.timeout.ms": "consumer_session_timeout_ms",
+    "group.consumer.heartbeat.interval.ms": "consumer_heartbeat_interval_ms",
+    "group.consumer.max.size": "consumer_max_size",
+    "group.consumer.assignors": "consumer_assignors",
+    "group.consumer.migration.policy": "consumer_migration_policy",
 }
+
+#: group.consumer.migration.policy values brokerd serves: a group changes protocol only while it
+#: is empty (its committed offsets kept), which Kafka does under every policy; converting a group
+#: that has members (Kafka's upgrade, downgrade and bidirectional) is not built.
+MIGRATION_POLICIES = ("disabled",)
 
 #: (Kafka name, type, default, doc, minimum) for registration with brokerd.settings.
 SETTINGS_DOC: tuple[tuple[str, str, Any, str, int | None], ...] = (
@@ -50,6 +60,35 @@ SETTINGS_DOC: tuple[tuple[str, str, Any, str, int | None], ...] = (
         "forget an idle producer's sequence state after this long",
         1,
     ),
+    (
+        "group.consumer.session.timeout.ms",
+        "int",
+        45000,
+        "a consumer-protocol member not heard from this long is removed from its group",
+        1,
+    ),
+    (
+        "group.consumer.heartbeat.interval.ms",
+        "int",
+        5000,
+        "how often consumer-protocol members heartbeat (told in every heartbeat response)",
+        1,
+    ),
+    ("group.consumer.max.size", "int", 2147483647, "members allowed in one consumer-protocol group", 1),
+    (
+        "group.consumer.assignors",
+        "list",
+        ["uniform", "range"],
+        "server-side assignors; the first is the default",
+        None,
+    ),
+    (
+        "group.consumer.migration.policy",
+        "str",
+        "disabled",
+        "protocol changes of non-empty groups (only disabled: empty groups change protocol, keeping offsets)",
+        None,
+    ),
 )
 
 
@@ -70,6 +109,22 @@ class GroupConfig:
     #: Compact the offsets log when it holds this many more records than live ones.
     compaction_min_records: int = 10_000
     producer_id_expiration_ms: int = 86_400_000
+    consumer_session_timeout_ms: int = 45_000
+    consumer_heartbeat_interval_ms: int = 5_000
+    consumer_max_size: int = 2**31 - 1
+    consumer_assignors: tuple[str, ...] = ("uniform", "range")
+    consumer_migration_policy: str = "disabled"
+
+    def __post_init__(self) -> None:
+        if self.consumer_migration_policy.lower() not in MIGRATION_POLICIES:
+            raise ValueError(
+                f"group.consumer.migration.policy={self.consumer_migration_policy}: only "
+                f"{', '.join(MIGRATION_POLICIES)} is served (empty groups change protocol under it)"
+            )
+        if not self.consumer_assignors or any(a not in ("uniform", "range") for a in self.consumer_assignors):
+            raise ValueError(
+                f"group.consumer.assignors={','.join(self.consumer_assignors)}: uniform and range only"
+            )
 
     @property
     def offsets_retention_ms(self) -> int:
@@ -83,7 +138,7 @@ class GroupConfig:
         for name, value in settings.items():
             attr = KAFKA_NAMES.get(name, name if name in valid else None)
             if attr is not None and value is not None:
-                kwargs[attr] = value
+                kwargs[attr] = tuple(value) if isinstance(value, list) else value
         return cls(**kwargs)
 
 

@@ -23,6 +23,17 @@ from pathlib import Path
 from kio.schema.errors import ErrorCode
 
 from brokerd.groups.config import GroupConfig
+from brokerd.groups.consumer import (
+    ConsumerGroup,
+    ConsumerProtocol,
+    ConsumerProtocolConfig,
+    HeartbeatRequest,
+    HeartbeatResult,
+    TopicsView,
+    group_from_document,
+)
+from brokerd.groups.consumer import GroupDescription as ConsumerDescription
+from brokerd.groups.consumer import describe as describe_consumer_group
 from brokerd.groups.group import (
     CONSUMER_PROTOCOL_TYPE,
     Group,
@@ -134,8 +145,21 @@ class GroupCoordinator:
         is_coordinator_for: Callable[[str], bool] | None = None,
         clock: Callable[[], int] = _wall_ms,
         fsync: bool = True,
+        topics: Callable[[], TopicsView] | None = None,
     ) -> None:
         self.config = config or GroupConfig()
+        cfg = self.config
+        self.consumer = ConsumerProtocol(
+            ConsumerProtocolConfig(
+                cfg.consumer_session_timeout_ms,
+                cfg.consumer_heartbeat_interval_ms,
+                cfg.consumer_max_size,
+                tuple(cfg.consumer_assignors),
+            ),
+            topics or dict,
+            self._consumer_group_changed,
+        )
+        self._consumer_writes: dict[str, asyncio.Future[None]] = {}
         self.node_id = node_id
         self.directory = Path(data_dir) / OFFSETS_DIR
         self.store = OffsetsStore(
@@ -179,6 +203,7 @@ class GroupCoordinator:
         for group in self._groups.values():
             for member in group.members.values():
                 self._reschedule_heartbeat(group, member)
+        self.consumer.start(self._loop, [g.consumer for g in self._groups.values() if g.consumer is not None])
         self.load_seconds = time.perf_counter() - started
         self._loading = False
         self._active = True
@@ -191,6 +216,10 @@ class GroupCoordinator:
         self._schedule_expiry()
 
     def _group_from_document(self, group_id: str, doc: dict, now: int) -> Group:
+        if doc.get("type") == "consumer":
+            group = Group(group_id, GroupState.EMPTY, now)
+            group.consumer = group_from_document(group_id, doc)
+            return group
         members_doc = doc.get("members") or []
         group = Group(group_id, GroupState.STABLE if members_doc else GroupState.EMPTY, now)
         group.generation_id = int(doc.get("generation", 0))
@@ -227,6 +256,7 @@ class GroupCoordinator:
         if self._expiry_handle is not None:
             self._expiry_handle.cancel()
             self._expiry_handle = None
+        self.consumer.stop([g.consumer for g in self._groups.values() if g.consumer is not None])
         for group in self._groups.values():
             self._cancel_timers(group)
             for member in group.members.values():
@@ -354,6 +384,15 @@ class GroupCoordinator:
         is_unknown = member_id == ""
         group = self._groups.get(group_id)
         created = False
+        if group is not None and group.consumer is not None:
+            if group.consumer.members:
+                # Classic members may not join a consumer-protocol group that has members
+                # (group.consumer.migration.policy=disabled).
+                return respond(JoinResult(E.inconsistent_group_protocol, member_id))
+            # An empty consumer group becomes a classic one, keeping its committed offsets.
+            log.info("group %s: empty consumer group becomes a classic group", group_id)
+            group.consumer = None
+            group.protocol_type = None
         if group is None:
             if not is_unknown:
                 return respond(JoinResult(E.unknown_member_id, member_id))
@@ -947,6 +986,85 @@ class GroupCoordinator:
         log.info("group %s: member %s %s", group.group_id, member_id, reason)
         self._remove_member_and_update_group(group, member, f"member {member_id} {reason}")
 
+    # ==== ConsumerGroupHeartbeat / ConsumerGroupDescribe (the consumer protocol) ==============
+
+    async def consumer_heartbeat(self, group_id: str, request: HeartbeatRequest) -> HeartbeatResult:
+        """ConsumerGroupHeartbeat; answers once the group's new state is durable."""
+        error = self._not_serving(group_id or "")
+        if error is not None:
+            return HeartbeatResult(error, None, request.member_id or None)
+        if not group_id:
+            return HeartbeatResult(E.invalid_request, "GroupId can't be empty.", request.member_id or None)
+        if request.member_epoch < -2:
+            return HeartbeatResult(E.invalid_request, "MemberEpoch is invalid.", request.member_id or None)
+        group = self._groups.get(group_id)
+        joining = request.member_epoch == 0
+        new_group = False
+        if group is not None and group.is_(GroupState.DEAD):
+            group = None
+        if group is None:
+            if not joining:
+                message = f"Group {group_id} not found."
+                return HeartbeatResult(E.group_id_not_found, message, request.member_id)
+            group = self._get_or_create(group_id)
+            group.consumer = ConsumerGroup(group_id)
+            new_group = True
+        elif group.consumer is None:
+            # A classic group changes protocol only while empty (no member, none joining); its
+            # committed offsets stay, so consumer-protocol members resume from them.
+            if group.members or group.pending_members or not group.is_(GroupState.EMPTY) or not joining:
+                return HeartbeatResult(
+                    E.group_id_not_found, f"Group {group_id} is not a consumer group.", request.member_id
+                )
+            log.info("group %s: empty classic group becomes a consumer group", group_id)
+            self._cancel_timers(group)
+            group.generation_id = 0
+            group.protocol_name = None
+            group.leader_id = None
+            group.consumer = ConsumerGroup(group_id)
+            new_group = True
+        group.protocol_type = CONSUMER_PROTOCOL_TYPE
+        result = self.consumer.heartbeat(group.consumer, request, new_group=new_group)
+        if result.error is not E.none and new_group and not group.consumer.members and not group.offsets:
+            self._kill_group(group)
+        write = self._consumer_writes.pop(group_id, None)
+        if write is not None:
+            try:
+                await asyncio.shield(write)
+            except StoreError:
+                return HeartbeatResult(E.coordinator_not_available, None, request.member_id)
+        return result
+
+    def _consumer_group_changed(self, consumer: ConsumerGroup) -> None:
+        entry = self._groups.get(consumer.group_id)
+        if entry is None or entry.consumer is not consumer:
+            return
+        fut = self.store.put_group(consumer.group_id, consumer.to_document())
+        self._track(fut)
+        self._consumer_writes[consumer.group_id] = fut
+        if not consumer.members:
+            entry.state_timestamp_ms = self._now()
+
+    def consumer_describe(self, group_ids: Iterable[str]) -> list[ConsumerDescription]:
+        """ConsumerGroupDescribe: a classic group is GROUP_ID_NOT_FOUND, as Kafka answers."""
+        topics = self.consumer.topics()
+        out = []
+        for group_id in group_ids:
+            error = self._not_serving(group_id)
+            if error is not None:
+                out.append(ConsumerDescription(error, group_id))
+                continue
+            group = self._groups.get(group_id)
+            if group is None or group.is_(GroupState.DEAD):
+                message = f"Group {group_id} not found."
+                out.append(ConsumerDescription(E.group_id_not_found, group_id, message))
+            elif group.consumer is None:
+                message = f"Group {group_id} is not a consumer group."
+                out.append(ConsumerDescription(E.group_id_not_found, group_id, message))
+            else:
+                out.append(describe_consumer_group(group.consumer, topics))
+        return out
+
     # ==== OffsetCommit ========================================================================
 
     async def commit_offsets(
@@ -1021,9 +1139,11 @@ class GroupCoordinator:
     def _validate_offset_commit(
         self, group: Group, generation_id: int, member_id: str, instance_id: str | None
     ) -> ErrorCode | None:
-        """Kafka 4's ClassicGroup.validateOffsetCommit (non-transactional)."""
+        """Kafka 4's ClassicGroup / ConsumerGroup.validateOffsetCommit (non-transactional)."""
         if group.is_(GroupState.DEAD):
             return E.coordinator_not_available
+        if group.consumer is not None:
+            return self._validate_consumer_member(group.consumer, member_id, generation_id)
         if generation_id < 0 and group.is_(GroupState.EMPTY):
             return None  # admin client or a consumer without group management
         if generation_id >= 0 or member_id or instance_id is not None:
@@ -1038,6 +1158,21 @@ class GroupCoordinator:
             return E.rebalance_in_progress
         return None
 
+    @staticmethod
+    def _validate_consumer_member(
+        consumer: ConsumerGroup, member_id: str, member_epoch: int
+    ) -> ErrorCode | None:
+        """A consumer-protocol member commits and fetches at its current member epoch."""
+        if member_epoch < 0 and not member_id:
+            # the admin client or a consumer without group management
+            return None if not consumer.members else E.unknown_member_id
+        member = consumer.members.get(member_id)
+        if member is None:
+            return E.unknown_member_id
+        if member_epoch != member.member_epoch:
+            return E.stale_member_epoch
+        return None
+
     # ==== OffsetFetch =========================================================================
 
     def fetch_offsets(
@@ -1046,16 +1181,27 @@ class GroupCoordinator:
         partitions: Iterable[TopicPartition] | None = None,
         *,
         require_stable: bool = False,
+        member_id: str | None = None,
+        member_epoch: int = -1,
     ) -> tuple[ErrorCode, list[FetchedOffset]]:
-        """OffsetFetch for one group; ``partitions=None`` means every committed partition."""
+        """OffsetFetch for one group; ``partitions=None`` means every committed partition.
+
+        A consumer-protocol member names itself (v9+): a stale member epoch is refused, as Kafka does.
+        """
         error = self._validate(group_id, allow_empty_id=True)
         if error is not None:
             return error, []
         group = self._groups.get(group_id)
         if group is None or group.is_(GroupState.DEAD):
+            if member_id:
+                return E.group_id_not_found, []
             if partitions is None:
                 return E.none, []
             return E.none, [FetchedOffset(t, p, -1, -1, "", E.none) for t, p in partitions]
+        if member_id and group.consumer is not None:
+            error = self._validate_consumer_member(group.consumer, member_id, member_epoch)
+            if error is not None:
+                return error, []
         tps = sorted(group.offsets) if partitions is None else list(partitions)
         out = []
         for tp in tps:
@@ -1081,6 +1227,11 @@ class GroupCoordinator:
             group = self._groups.get(group_id)
             if group is None:
                 out.append(GroupDescription(E.none, group_id, GroupState.DEAD.value, "", ""))
+                continue
+            if group.consumer is not None:
+                # Kafka's DescribeGroups only describes classic groups; admin clients describe
+                # consumer-protocol groups with ConsumerGroupDescribe.
+                out.append(GroupDescription(E.group_id_not_found, group_id, "", "", ""))
                 continue
             stable = group.is_(GroupState.STABLE) and group.protocol_name is not None
             members = []
@@ -1121,15 +1272,19 @@ class GroupCoordinator:
             return error, []
         state_filter = {s.lower() for s in states or ()}
         type_filter = {t.lower() for t in types or ()}
-        if type_filter and "classic" not in type_filter:
-            return E.none, []
         out = []
         for group in self._groups.values():
             if group.is_(GroupState.DEAD):
                 continue
-            if state_filter and group.state.value.lower() not in state_filter:
+            if group.consumer is not None:
+                kind, state = "consumer", group.consumer.state.value
+            else:
+                kind, state = "classic", group.state.value
+            if type_filter and kind not in type_filter:
                 continue
-            out.append(GroupListing(group.group_id, group.protocol_type or "", group.state.value))
+            if state_filter and state.lower() not in state_filter:
+                continue
+            out.append(GroupListing(group.group_id, group.protocol_type or "", state, kind))
         return E.none, out
 
     # ==== DeleteGroups / OffsetDelete =========================================================
@@ -1145,6 +1300,8 @@ class GroupCoordinator:
             group = self._groups.get(group_id)
             if group is None or group.is_(GroupState.DEAD):
                 results[group_id] = E.group_id_not_found
+            elif group.consumer is not None and group.consumer.members:
+                results[group_id] = E.non_empty_group
             elif group.is_(GroupState.EMPTY):
                 self._kill_group(group)
                 stores[group_id] = self.store.delete_group(group_id)
@@ -1177,7 +1334,15 @@ class GroupCoordinator:
         if group is None or group.is_(GroupState.DEAD):
             return E.group_id_not_found, {}
         results: dict[TopicPartition, ErrorCode] = {}
-        if group.is_(GroupState.EMPTY):
+        if group.consumer is not None and group.consumer.members:
+            subscribed = group.consumer.subscribed_topic_names(self.consumer.topics())
+            eligible = []
+            for tp in tps:
+                if tp[0] in subscribed:
+                    results[tp] = E.group_subscribed_to_topic
+                else:
+                    eligible.append(tp)
+        elif group.is_(GroupState.EMPTY):
             eligible = tps
         elif group.protocol_type == CONSUMER_PROTOCOL_TYPE:
             eligible = []
@@ -1235,6 +1400,7 @@ class GroupCoordinator:
                 and not group.offsets
                 and not group.pending_members
                 and not group.pending_offset_commits
+                and (group.consumer is None or not group.consumer.members)
             ):
                 self._kill_group(group)
                 self._track(self.store.delete_group(group.group_id))
@@ -1256,6 +1422,9 @@ class GroupCoordinator:
                     out.append(tp)
             return out
 
+        if group.consumer is not None and group.consumer.members:
+            # Offsets of topics the members subscribe to never expire.
+            return pick(lambda om: om.commit_timestamp_ms, frozenset(group.consumer.subscription_metadata))
         if group.protocol_type and group.is_(GroupState.EMPTY):
             # No member left: the retention clock starts when the group became empty.
             ts = group.state_timestamp_ms
@@ -1277,6 +1446,11 @@ class GroupCoordinator:
         members: dict[str, int] = {}
         for group in self._groups.values():
             if group.is_(GroupState.DEAD):
+                continue
+            if group.consumer is not None:
+                state = group.consumer.state.value
+                by_state[state] = by_state.get(state, 0) + 1
+                members[group.group_id] = len(group.consumer.members)
                 continue
             by_state[group.state.value] += 1
             members[group.group_id] = len(group.members)

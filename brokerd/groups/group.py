@@ -8,11 +8,14 @@ import struct
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
 from brokerd.groups.store import OffsetAndMetadata, TopicPartition
+
+if TYPE_CHECKING:
+    from brokerd.groups.consumer import ConsumerGroup
 
 CONSUMER_PROTOCOL_TYPE = "consumer"
 
@@ -214,6 +217,9 @@ class Group:
         self.subscribed_topics: set[str] | None = None
         self.offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         self.pending_offset_commits: Counter[TopicPartition] = Counter()
+        #: set while the group speaks the consumer protocol (ConsumerGroupHeartbeat): its
+        #: membership lives there, and this entry keeps only the committed offsets
+        self.consumer: ConsumerGroup | None = None
 
     # -- state ----------------------------------------------------------------------------------
 

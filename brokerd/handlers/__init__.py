@@ -17,6 +17,7 @@ from brokerd.handlers import (
     client_quotas,
     cluster,
     configs,
+    consumer_groups,
     fetch,
     groups,
     leaders,
@@ -69,6 +70,8 @@ _SPECS = (
     ApiSpec(48, 0, 1, client_quotas.describe_client_quotas),
     ApiSpec(49, 0, 1, client_quotas.alter_client_quotas),
     ApiSpec(60, 0, 2, cluster.describe_cluster),
+    ApiSpec(68, 0, 1, consumer_groups.consumer_group_heartbeat),
+    ApiSpec(69, 0, 1, consumer_groups.consumer_group_describe),
     ApiSpec(74, 0, 1, configs.list_config_resources),
     ApiSpec(75, 0, 0, metadata.describe_topic_partitions),
 )

@@ -11,17 +11,39 @@ from brokerd.protocol import kio_adapter
 
 API_KEY = 18
 _ZERO = datetime.timedelta(0)
+#: Kafka feature flags brokerd serves: (name, lowest, highest supported level, finalized level).
+#: group.version 1 is the consumer group protocol (ConsumerGroupHeartbeat); a cluster of brokerd
+#: brokers always runs it.
+FEATURES = (("group.version", 0, 1, 1),)
+#: The finalized features never change, so their epoch is the first one.
+FINALIZED_EPOCH = 0
 
 
 @cache
 def _body(version: int, table: tuple[tuple[int, int, int], ...]) -> bytes:
     mod = kio_adapter.response_module(API_KEY, version)
     keys = tuple(mod.ApiVersion(api_key=k, min_version=lo, max_version=hi) for k, lo, hi in table)
+    features = {}
+    if version >= 3:
+        features = {
+            # before v4, features whose lowest level is 0 are left out (old clients reject 0)
+            "supported_features": tuple(
+                mod.SupportedFeatureKey(name=name, min_version=lo, max_version=hi)
+                for name, lo, hi, _ in FEATURES
+                if version >= 4 or lo > 0
+            ),
+            "finalized_features_epoch": FINALIZED_EPOCH,
+            "finalized_features": tuple(
+                mod.FinalizedFeatureKey(name=name, max_version_level=level, min_version_level=level)
+                for name, _, _, level in FEATURES
+            ),
+        }
     resp = kio_adapter.build(
         kio_adapter.response_class(API_KEY, version),
         error_code=ErrorCode.none,
         api_keys=keys,
         throttle_time=_ZERO,
+        **features,
     )
     return kio_adapter.encode(resp)
 

@@ -254,11 +254,13 @@ async def offset_commit(request, ctx):
     return ctx.response(throttle_time=ZERO, topics=topics)
 
 
-def _fetch_group(ctx, group_id, topics, require_stable, partition_cls, topic_cls):
+def _fetch_group(ctx, group_id, topics, require_stable, partition_cls, topic_cls, member=(None, -1)):
     """(error, topic entities) for one group of an OffsetFetch request."""
     partitions = None if topics is None else [(t.name, p) for t in topics for p in t.partition_indexes]
     if acls.allowed(ctx, acls.DESCRIBE, acls.GROUP, group_id):  # DESCRIBE on the group
-        error, fetched = ctx.broker.groups.fetch_offsets(group_id, partitions, require_stable=require_stable)
+        error, fetched = ctx.broker.groups.fetch_offsets(
+            group_id, partitions, require_stable=require_stable, member_id=member[0], member_epoch=member[1]
+        )
     else:
         error, fetched = E.group_authorization_failed, []
     by_topic: dict[str, list] = {}
@@ -312,6 +314,8 @@ def offset_fetch(request, ctx):
                 require_stable,
                 "OffsetFetchResponsePartitions",
                 "OffsetFetchResponseTopics",
+                # v9: a consumer-protocol member names itself and its epoch
+                (getattr(g, "member_id", None), getattr(g, "member_epoch", -1)),
             )
             groups.append(
                 ctx.build("OffsetFetchResponseGroup", group_id=g.group_id, topics=topics, error_code=error)

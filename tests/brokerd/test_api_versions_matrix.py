@@ -485,6 +485,12 @@ def check_api_versions(w: Wire, v: int, b: Broker) -> None:
     resp = w.request(req(18, v, client_software_name="matrix", client_software_version="1.0"))
     assert resp.error_code == 0
     assert {k.api_key: (k.min_version, k.max_version) for k in resp.api_keys} == KAFKA_41
+    if v >= 3:  # feature flags: the consumer group protocol is group.version 1, finalized
+        finalized = {f.name: (f.min_version_level, f.max_version_level) for f in resp.finalized_features}
+        assert finalized == {"group.version": (1, 1)} and resp.finalized_features_epoch >= 0
+        supported = {f.name: (f.min_version, f.max_version) for f in resp.supported_features}
+        # before v4, features whose lowest level is 0 are left out
+        assert supported == ({"group.version": (0, 1)} if v >= 4 else {})
 
 
 def check_create_topics(w: Wire, v: int, b: Broker) -> None:
@@ -1010,6 +1016,61 @@ def check_describe_topic_partitions(w: Wire, v: int, b: Broker) -> None:
     assert [p.partition_index for p in resp.topics[0].partitions] == [2] and resp.next_cursor is None
 
 
+def consumer_heartbeat(w: Wire, v: int, group: str, member: str, epoch: int, **kwargs):
+    fields_ = {
+        "group_id": group, "member_id": member, "member_epoch": epoch, "instance_id": None, "rack_id": None,
+        "rebalance_timeout": datetime.timedelta(seconds=30), "subscribed_topic_names": None,
+        "subscribed_topic_regex": None, "server_assignor": None, "topic_partitions": None,
+    }  # fmt: skip
+    fields_.update(kwargs)
+    return w.request(req(68, v, **fields_))
+
+
+def check_consumer_group_heartbeat(w: Wire, v: int, b: Broker) -> None:
+    group, chosen = unique("cgh"), str(uuid.uuid4())
+    joined = consumer_heartbeat(w, v, group, chosen if v >= 1 else "", 0, subscribed_topic_names=(TOPIC,),
+                                topic_partitions=())  # fmt: skip
+    assert joined.error_code == 0 and joined.member_epoch == 1
+    member = joined.member_id
+    # v1: the member names itself; v0: the coordinator does
+    assert member == chosen if v >= 1 else member and member != chosen
+    tid = topic_id(w)
+    assigned = [(tp.topic_id, tuple(tp.partitions)) for tp in joined.assignment.topic_partitions]
+    assert assigned == [(tid, (0, 1))]
+    assert joined.heartbeat_interval.total_seconds() > 0
+    owned = (part(68, v, "TopicPartitions", topic_id=tid, partitions=(0, 1)),)
+    again = consumer_heartbeat(w, v, group, member, 1, topic_partitions=owned)
+    assert (again.error_code, again.member_epoch, again.assignment) == (0, 1, None)  # nothing changed
+    assert consumer_heartbeat(w, v, group, member, 7).error_code == 110  # FENCED_MEMBER_EPOCH
+    assert consumer_heartbeat(w, v, group, "nobody", 1).error_code == 25  # UNKNOWN_MEMBER_ID
+    if v >= 1:  # regular expressions (RE2 syntax) came with v1
+        bad = consumer_heartbeat(w, v, unique("cgh"), chosen, 0, subscribed_topic_regex="(unclosed")
+        assert bad.error_code == 128  # INVALID_REGULAR_EXPRESSION
+    left = consumer_heartbeat(w, v, group, member, -1)
+    assert (left.error_code, left.member_epoch) == (0, -1)
+
+
+def check_consumer_group_describe(w: Wire, v: int, b: Broker) -> None:
+    group, classic, member = unique("cgd"), unique("classic"), str(uuid.uuid4())
+    joined = consumer_heartbeat(w, 1, group, member, 0, subscribed_topic_names=(TOPIC,), topic_partitions=())
+    assert joined.error_code == 0
+    join(w, classic)
+    asked = (group, classic, unique("missing"))
+    resp = w.request(req(69, v, group_ids=asked, include_authorized_operations=True))
+    described, not_consumer, missing = resp.groups
+    assert (described.error_code, described.group_state, described.group_epoch) == (0, "Stable", 1)
+    assert (described.assignment_epoch, described.assignor_name) == (1, "uniform")
+    (m,) = described.members
+    assert (m.member_id, m.member_epoch, tuple(m.subscribed_topic_names)) == (member, 1, (TOPIC,))
+    assigned = [(tp.topic_name, tuple(tp.partitions)) for tp in m.assignment.topic_partitions]
+    assert assigned == [(TOPIC, (0, 1))]
+    assert m.target_assignment == m.assignment
+    if v >= 1:
+        assert m.member_type == 1  # a consumer-protocol member
+    # Kafka answers GROUP_ID_NOT_FOUND for a classic group (admin clients then use DescribeGroups)
+    assert (not_consumer.error_code, missing.error_code) == (69, 69)
+
+
 CHECKS = {
     0: check_produce,
     1: check_fetch,
@@ -1048,6 +1109,8 @@ CHECKS = {
     48: check_describe_client_quotas,
     49: check_alter_client_quotas,
     60: check_describe_cluster,
+    68: check_consumer_group_heartbeat,
+    69: check_consumer_group_describe,
     74: check_list_config_resources,
     75: check_describe_topic_partitions,
 }

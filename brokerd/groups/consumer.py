@@ -1,0 +1,685 @@
+"""The consumer group protocol (ConsumerGroupHeartbeat / ConsumerGroupDescribe), wire-independent.
+
+The coordinator computes each group's target assignment with a server-side assignor and moves
+every member towards its share one heartbeat at a time, as Kafka's GroupMetadataManager and
+CurrentAssignmentBuilder do:
+
+* the *group epoch* goes up whenever membership, subscriptions or the subscribed topics'
+  partition counts change; the *assignment epoch* is the group epoch the target was computed
+  at; a member's *member epoch* reaches the assignment epoch once it runs its target share;
+* a partition moving between members is first revoked by its owner (the owner stays at its
+  epoch, told to keep only the rest) and only given to the new member once the owner's
+  heartbeat no longer lists it: a partition is never owned twice, and a member keeps every
+  partition that stays its own throughout;
+* a heartbeat carrying an epoch other than the member's (or its previous one, with owned
+  partitions it still has: a lost response) is FENCED_MEMBER_EPOCH; a member missing its
+  session timeout, or not revoking within its rebalance timeout, is removed.
+
+This module keeps no storage: :meth:`ConsumerGroup.to_document` and :func:`group_from_document`
+turn the state into the coordinator's group document, which the coordinator persists with the
+classic groups and committed offsets (shared with the classic protocol).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import re2
+from kio.schema.errors import ErrorCode
+
+from brokerd.groups.assignors import ASSIGNORS, Assignment, MemberSpec, assign
+
+E = ErrorCode
+LEAVE_EPOCH = -1
+STATIC_LEAVE_EPOCH = -2
+#: topic name -> (topic id, partition count), as the broker's metadata has them
+TopicsView = Mapping[str, tuple[uuid.UUID, int]]
+INTERNAL_TOPIC_PREFIX = "__"
+
+
+class MemberState(enum.Enum):
+    STABLE = "stable"
+    UNREVOKED_PARTITIONS = "unrevoked_partitions"
+    UNRELEASED_PARTITIONS = "unreleased_partitions"
+
+
+class ConsumerGroupState(enum.Enum):
+    EMPTY = "Empty"
+    ASSIGNING = "Assigning"
+    RECONCILING = "Reconciling"
+    STABLE = "Stable"
+    DEAD = "Dead"
+
+
+class HeartbeatError(Exception):
+    def __init__(self, error: ErrorCode, message: str | None = None) -> None:
+        super().__init__(message or error.name)
+        self.error = error
+        self.message = message
+
+
+@dataclass(slots=True)
+class HeartbeatRequest:
+    member_id: str
+    member_epoch: int
+    instance_id: str | None = None
+    rack_id: str | None = None
+    rebalance_timeout_ms: int = -1
+    subscribed_topic_names: list[str] | None = None
+    subscribed_topic_regex: str | None = None
+    server_assignor: str | None = None
+    #: owned partitions (topic id -> partitions); None when unchanged since the last heartbeat
+    owned: Assignment | None = None
+    client_id: str = ""
+    client_host: str = ""
+
+
+@dataclass(slots=True)
+class HeartbeatResult:
+    error: ErrorCode
+    message: str | None = None
+    member_id: str | None = None
+    member_epoch: int = -1
+    heartbeat_interval_ms: int = 0
+    #: the member's assignment, sent when it changed (or the member just joined)
+    assignment: Assignment | None = None
+
+
+def _copy(a: Mapping[uuid.UUID, Iterable[int]]) -> Assignment:
+    return {t: set(ps) for t, ps in a.items() if ps}
+
+
+def _minus(a: Assignment, b: Assignment) -> Assignment:
+    return {t: ps - b.get(t, set()) for t, ps in a.items() if ps - b.get(t, set())}
+
+
+def _and(a: Assignment, b: Assignment) -> Assignment:
+    return {t: ps & b[t] for t, ps in a.items() if t in b and ps & b[t]}
+
+
+def _pairs(a: Assignment) -> Iterable[tuple[uuid.UUID, int]]:
+    for t, ps in a.items():
+        for p in ps:
+            yield t, p
+
+
+def _doc(a: Assignment) -> dict[str, list[int]]:
+    return {str(t): sorted(ps) for t, ps in a.items() if ps}
+
+
+def _undoc(d: Mapping[str, Iterable[int]] | None) -> Assignment:
+    return {uuid.UUID(t): set(ps) for t, ps in (d or {}).items() if ps}
+
+
+@dataclass(slots=True, eq=False)
+class ConsumerMember:
+    member_id: str
+    instance_id: str | None = None
+    rack_id: str | None = None
+    client_id: str = ""
+    client_host: str = ""
+    rebalance_timeout_ms: int = 300_000
+    subscribed_names: tuple[str, ...] = ()
+    subscribed_regex: str | None = None
+    server_assignor: str | None = None
+    member_epoch: int = 0
+    previous_epoch: int = -1
+    state: MemberState = MemberState.STABLE
+    assigned: Assignment = field(default_factory=dict)
+    revoking: Assignment = field(default_factory=dict)
+    session_timer: asyncio.TimerHandle | None = None
+    rebalance_timer: asyncio.TimerHandle | None = None
+
+    def cancel_timers(self) -> None:
+        for handle in (self.session_timer, self.rebalance_timer):
+            if handle is not None:
+                handle.cancel()
+        self.session_timer = self.rebalance_timer = None
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "member_id": self.member_id,
+            "instance_id": self.instance_id,
+            "rack_id": self.rack_id,
+            "client_id": self.client_id,
+            "client_host": self.client_host,
+            "rebalance_timeout_ms": self.rebalance_timeout_ms,
+            "subscribed_names": list(self.subscribed_names),
+            "subscribed_regex": self.subscribed_regex,
+            "server_assignor": self.server_assignor,
+            "member_epoch": self.member_epoch,
+            "previous_epoch": self.previous_epoch,
+            "state": self.state.value,
+            "assigned": _doc(self.assigned),
+            "revoking": _doc(self.revoking),
+        }
+
+
+class ConsumerGroup:
+    """One consumer-protocol group's membership and assignment state (offsets live with the entry)."""
+
+    def __init__(self, group_id: str) -> None:
+        self.group_id = group_id
+        self.group_epoch = 0
+        self.assignment_epoch = 0
+        self.members: dict[str, ConsumerMember] = {}
+        self.static_members: dict[str, str] = {}
+        self.target: dict[str, Assignment] = {}
+        #: the subscribed topics' (id, partition count) the target was computed from
+        self.subscription_metadata: dict[str, tuple[uuid.UUID, int]] = {}
+        self.assignor_name = ""
+        #: partition -> member owning it (assigned or still revoking)
+        self.owners: dict[tuple[uuid.UUID, int], str] = {}
+
+    # -- views ---------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> ConsumerGroupState:
+        if not self.members:
+            return ConsumerGroupState.EMPTY
+        if self.group_epoch > self.assignment_epoch:
+            return ConsumerGroupState.ASSIGNING
+        for m in self.members.values():
+            if m.member_epoch != self.assignment_epoch or m.state is not MemberState.STABLE:
+                return ConsumerGroupState.RECONCILING
+        return ConsumerGroupState.STABLE
+
+    def subscribed_topic_names(self, topics: TopicsView) -> set[str]:
+        out: set[str] = set()
+        for m in self.members.values():
+            out.update(_resolve(m, topics))
+        return out
+
+    # -- ownership -----------------------------------------------------------------------------
+
+    def _release(self, member: ConsumerMember) -> None:
+        for tp in list(_pairs(member.assigned)) + list(_pairs(member.revoking)):
+            if self.owners.get(tp) == member.member_id:
+                del self.owners[tp]
+
+    def _claim(self, member: ConsumerMember) -> None:
+        for tp in _pairs(member.assigned):
+            self.owners[tp] = member.member_id
+        for tp in _pairs(member.revoking):
+            self.owners[tp] = member.member_id
+
+    def add_member(self, member: ConsumerMember) -> None:
+        self.members[member.member_id] = member
+        if member.instance_id is not None:
+            self.static_members[member.instance_id] = member.member_id
+        self._claim(member)
+
+    def remove_member(self, member_id: str) -> ConsumerMember | None:
+        member = self.members.pop(member_id, None)
+        if member is None:
+            return None
+        member.cancel_timers()
+        self._release(member)
+        self.target.pop(member_id, None)
+        if member.instance_id is not None and self.static_members.get(member.instance_id) == member_id:
+            del self.static_members[member.instance_id]
+        return member
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "type": "consumer",
+            "group_epoch": self.group_epoch,
+            "assignment_epoch": self.assignment_epoch,
+            "assignor": self.assignor_name,
+            "subscription_metadata": {n: [str(t), c] for n, (t, c) in self.subscription_metadata.items()},
+            "members": [m.to_document() for m in self.members.values()],
+            "target": {m: _doc(a) for m, a in self.target.items()},
+        }
+
+
+def group_from_document(group_id: str, doc: Mapping[str, Any]) -> ConsumerGroup:
+    group = ConsumerGroup(group_id)
+    group.group_epoch = int(doc.get("group_epoch", 0))
+    group.assignment_epoch = int(doc.get("assignment_epoch", 0))
+    group.assignor_name = doc.get("assignor") or ""
+    group.subscription_metadata = {
+        n: (uuid.UUID(t), int(c)) for n, (t, c) in (doc.get("subscription_metadata") or {}).items()
+    }
+    for md in doc.get("members") or []:
+        member = ConsumerMember(
+            md["member_id"],
+            md.get("instance_id"),
+            md.get("rack_id"),
+            md.get("client_id", ""),
+            md.get("client_host", ""),
+            int(md.get("rebalance_timeout_ms", 300_000)),
+            tuple(md.get("subscribed_names") or ()),
+            md.get("subscribed_regex"),
+            md.get("server_assignor"),
+            int(md.get("member_epoch", 0)),
+            int(md.get("previous_epoch", -1)),
+            MemberState(md.get("state", "stable")),
+            _undoc(md.get("assigned")),
+            _undoc(md.get("revoking")),
+        )
+        group.add_member(member)
+    group.target = {m: _undoc(a) for m, a in (doc.get("target") or {}).items() if m in group.members}
+    return group
+
+
+def _check_instance(group: ConsumerGroup, req: HeartbeatRequest) -> None:
+    """The instance id names this member, else UNKNOWN_MEMBER_ID or FENCED_INSTANCE_ID."""
+    current = group.static_members.get(req.instance_id or "")
+    if current is None:
+        raise HeartbeatError(E.unknown_member_id, f"Instance id {req.instance_id} is unknown.")
+    if current != req.member_id:
+        raise HeartbeatError(E.fenced_instance_id, f"Instance id {req.instance_id} belongs to {current}.")
+
+
+def compile_regex(regex: str):
+    """RE2 syntax, as Kafka's coordinator uses (RE2/J): linear time, no backreferences."""
+    try:
+        return re2.compile(regex)
+    except re2.error as exc:
+        raise HeartbeatError(E.invalid_regular_expression, f"Invalid regular expression: {exc}") from None
+
+
+def _resolve(member: ConsumerMember, topics: TopicsView) -> set[str]:
+    names = {n for n in member.subscribed_names if n in topics}
+    if member.subscribed_regex:
+        pattern = compile_regex(member.subscribed_regex)
+        names.update(
+            n for n in topics if not n.startswith(INTERNAL_TOPIC_PREFIX) and pattern.fullmatch(n) is not None
+        )
+    return names
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerProtocolConfig:
+    session_timeout_ms: int = 45_000
+    heartbeat_interval_ms: int = 5_000
+    max_size: int = 2**31 - 1
+    assignors: tuple[str, ...] = ("uniform", "range")
+
+
+class ConsumerProtocol:
+    """Heartbeat handling and timers for every consumer group of one coordinator.
+
+    ``on_change(group)`` is called whenever a group's state changed (the coordinator persists
+    it); ``on_removed(group)`` when a member timer emptied or changed a group outside a request.
+    """
+
+    def __init__(
+        self,
+        config: ConsumerProtocolConfig,
+        topics: Callable[[], TopicsView],
+        on_change: Callable[[ConsumerGroup], None],
+    ) -> None:
+        self.config = config
+        self.topics = topics
+        self._on_change = on_change
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop, groups: Iterable[ConsumerGroup]) -> None:
+        self._loop = loop
+        for group in groups:
+            for member in group.members.values():
+                self._schedule_session(group, member)
+
+    # -- heartbeat -------------------------------------------------------------------------------
+
+    def heartbeat(self, group: ConsumerGroup, req: HeartbeatRequest, *, new_group: bool) -> HeartbeatResult:
+        try:
+            return self._heartbeat(group, req, new_group)
+        except HeartbeatError as exc:
+            return HeartbeatResult(exc.error, exc.message, req.member_id or None)
+
+    def _heartbeat(self, group: ConsumerGroup, req: HeartbeatRequest, new_group: bool) -> HeartbeatResult:
+        topics = self.topics()
+        cfg = self.config
+        if req.server_assignor is not None and req.server_assignor not in ASSIGNORS:
+            raise HeartbeatError(E.unsupported_assignor, f"Assignor {req.server_assignor} is not supported.")
+        if req.subscribed_topic_regex:
+            compile_regex(req.subscribed_topic_regex)
+        if req.member_epoch in (LEAVE_EPOCH, STATIC_LEAVE_EPOCH):
+            return self._leave(group, req)
+        changed = new_group
+        bump = False
+        if req.member_epoch == 0:
+            member, joined = self._join(group, req)
+            bump = joined
+            changed = True
+        else:
+            member = self._existing(group, req)
+        old_assigned = _copy(member.assigned)
+        old_epoch = member.member_epoch
+        # Subscription and assignor changes bump the group epoch.
+        if req.subscribed_topic_names is not None:
+            names = tuple(sorted(set(req.subscribed_topic_names)))
+            if names != member.subscribed_names:
+                member.subscribed_names = names
+                bump = True
+        if (
+            req.subscribed_topic_regex is not None
+            and (req.subscribed_topic_regex or None) != member.subscribed_regex
+        ):
+            member.subscribed_regex = req.subscribed_topic_regex or None
+            bump = True
+        if req.server_assignor is not None and req.server_assignor != member.server_assignor:
+            member.server_assignor = req.server_assignor
+            bump = True
+        if req.rebalance_timeout_ms is not None and req.rebalance_timeout_ms > 0:
+            member.rebalance_timeout_ms = req.rebalance_timeout_ms
+        if req.rack_id is not None:
+            member.rack_id = req.rack_id
+        if req.client_id:
+            member.client_id = req.client_id
+        if req.client_host:
+            member.client_host = req.client_host
+        # The subscribed topics' partition counts (topics created, deleted or grown) too.
+        metadata = {n: topics[n] for n in sorted(group.subscribed_topic_names(topics))}
+        if metadata != group.subscription_metadata:
+            group.subscription_metadata = metadata
+            bump = True
+        if bump:
+            group.group_epoch += 1
+            changed = True
+        if group.group_epoch > group.assignment_epoch:
+            self._compute_target(group)
+            changed = True
+        if self._reconcile(group, member, req.owned):
+            changed = True
+        self._schedule_session(group, member)
+        if changed or member.member_epoch != old_epoch:
+            self._on_change(group)
+        send = req.member_epoch == 0 or member.assigned != old_assigned
+        return HeartbeatResult(
+            E.none,
+            None,
+            member.member_id,
+            member.member_epoch,
+            cfg.heartbeat_interval_ms,
+            _copy(member.assigned) if send else None,
+        )
+
+    def _join(self, group: ConsumerGroup, req: HeartbeatRequest) -> tuple[ConsumerMember, bool]:
+        """(member, whether membership changed) for a heartbeat at epoch 0."""
+        if req.subscribed_topic_names is None and req.subscribed_topic_regex is None:
+            raise HeartbeatError(
+                E.invalid_request,
+                "SubscribedTopicNames or SubscribedTopicRegex must be set in first request.",
+            )
+        member_id = req.member_id
+        if req.instance_id is not None:
+            current_id = group.static_members.get(req.instance_id)
+            if current_id is not None:
+                current = group.members[current_id]
+                if current.member_epoch != STATIC_LEAVE_EPOCH and current_id != member_id:
+                    raise HeartbeatError(
+                        E.unreleased_instance_id,
+                        f"Static member {current_id} with instance id {req.instance_id} is not released yet.",
+                    )
+                # A static member coming back takes over its predecessor's assignment and epoch.
+                group.remove_member(current_id)
+                replacement = ConsumerMember(
+                    member_id,
+                    req.instance_id,
+                    current.rack_id,
+                    req.client_id,
+                    req.client_host,
+                    current.rebalance_timeout_ms,
+                    current.subscribed_names,
+                    current.subscribed_regex,
+                    current.server_assignor,
+                    current.previous_epoch
+                    if current.member_epoch == STATIC_LEAVE_EPOCH
+                    else current.member_epoch,
+                    current.previous_epoch,
+                    current.state,
+                    _copy(current.assigned),
+                    _copy(current.revoking),
+                )
+                group.add_member(replacement)
+                group.target[member_id] = group.target.pop(current_id, _copy(current.assigned))
+                return replacement, False
+        existing = group.members.get(member_id)
+        if existing is not None:
+            # A member rejoining with epoch 0 (it lost its state) starts over with nothing owned.
+            group._release(existing)
+            existing.assigned, existing.revoking = {}, {}
+            existing.member_epoch, existing.state = 0, MemberState.STABLE
+            return existing, True
+        if len(group.members) >= self.config.max_size:
+            raise HeartbeatError(
+                E.group_max_size_reached,
+                f"The consumer group has reached its maximum capacity of {self.config.max_size} members.",
+            )
+        member = ConsumerMember(member_id, req.instance_id, req.rack_id, req.client_id, req.client_host)
+        group.add_member(member)
+        return member, True
+
+    def _existing(self, group: ConsumerGroup, req: HeartbeatRequest) -> ConsumerMember:
+        member = group.members.get(req.member_id)
+        if req.instance_id is not None:
+            _check_instance(group, req)
+        if member is None:
+            raise HeartbeatError(
+                E.unknown_member_id, f"Member {req.member_id} is not a member of group {group.group_id}."
+            )
+        epoch = req.member_epoch
+        # The previous epoch is still fine when the response that bumped it was lost and the
+        # member owns no partition it no longer has.
+        if epoch > member.member_epoch or (
+            epoch < member.member_epoch
+            and (
+                epoch != member.previous_epoch
+                or (req.owned is not None and _minus(req.owned, member.assigned))
+            )
+        ):
+            which = "greater" if epoch > member.member_epoch else "smaller"
+            raise HeartbeatError(
+                E.fenced_member_epoch,
+                f"The consumer group member has a {which} member epoch ({epoch}) than the one known "
+                f"by the group coordinator ({member.member_epoch}). The member must abandon all its "
+                "partitions and rejoin.",
+            )
+        return member
+
+    def _leave(self, group: ConsumerGroup, req: HeartbeatRequest) -> HeartbeatResult:
+        member = group.members.get(req.member_id)
+        if req.member_epoch == STATIC_LEAVE_EPOCH:
+            if req.instance_id is None:
+                raise HeartbeatError(
+                    E.invalid_request, "InstanceId can't be null when leaving with epoch -2."
+                )
+            _check_instance(group, req)
+            assert member is not None
+            # A static member leaving keeps its partitions for its session timeout: the same
+            # instance coming back with a new member id gets them without a rebalance.
+            if member.member_epoch != STATIC_LEAVE_EPOCH:
+                member.previous_epoch = member.member_epoch
+            member.member_epoch = STATIC_LEAVE_EPOCH
+            self._schedule_session(group, member)
+            self._on_change(group)
+            return HeartbeatResult(E.none, None, req.member_id, STATIC_LEAVE_EPOCH, 0, None)
+        if member is None:
+            raise HeartbeatError(
+                E.unknown_member_id, f"Member {req.member_id} is not a member of group {group.group_id}."
+            )
+        self.remove(group, member.member_id)
+        return HeartbeatResult(E.none, None, req.member_id, LEAVE_EPOCH, 0, None)
+
+    def remove(self, group: ConsumerGroup, member_id: str) -> None:
+        """Remove a member (leave, session or rebalance timeout): its partitions are free at once."""
+        if group.remove_member(member_id) is None:
+            return
+        group.group_epoch += 1
+        if group.members:
+            self._compute_target(group)
+        else:
+            group.target.clear()
+            group.assignment_epoch = group.group_epoch
+            group.subscription_metadata = {}
+        self._on_change(group)
+
+    # -- assignment ------------------------------------------------------------------------------
+
+    def _choose_assignor(self, group: ConsumerGroup) -> str:
+        votes: dict[str, int] = {}
+        for m in group.members.values():
+            if m.server_assignor:
+                votes[m.server_assignor] = votes.get(m.server_assignor, 0) + 1
+        if not votes:
+            return self.config.assignors[0]
+        return max(votes, key=lambda name: (votes[name], -self.config.assignors.index(name)))
+
+    def _compute_target(self, group: ConsumerGroup) -> None:
+        topics = self.topics()
+        specs: dict[str, MemberSpec] = {}
+        for m in group.members.values():
+            ids = frozenset(topics[n][0] for n in _resolve(m, topics))
+            previous = group.target.get(m.member_id)
+            specs[m.member_id] = MemberSpec(
+                ids, previous if previous is not None else m.assigned, m.instance_id
+            )
+        partitions = {tid: count for tid, count in topics.values()}
+        name = self._choose_assignor(group)
+        group.assignor_name = name
+        group.target = assign(name, specs, partitions)
+        group.assignment_epoch = group.group_epoch
+
+    def _reconcile(self, group: ConsumerGroup, member: ConsumerMember, owned: Assignment | None) -> bool:
+        """Move the member towards its target (Kafka's CurrentAssignmentBuilder); True if it moved."""
+        if member.member_epoch == STATIC_LEAVE_EPOCH:
+            return False
+        target_epoch = group.assignment_epoch
+        state = member.state
+        if state is MemberState.STABLE and member.member_epoch == target_epoch:
+            return False
+        if state is MemberState.UNREVOKED_PARTITIONS and (owned is None or _and(owned, member.revoking)):
+            return False  # still owns what it must give up
+        before = (member.member_epoch, member.state, _copy(member.assigned), _copy(member.revoking))
+        target = group.target.get(member.member_id, {})
+        group._release(member)
+        current = member.assigned
+        kept = _and(current, target)
+        revoke = _minus(current, target)
+        pending = _minus(target, current)
+        newly: Assignment = {}
+        unreleased = False
+        for tp in _pairs(pending):
+            if tp in group.owners:
+                unreleased = True
+            else:
+                newly.setdefault(tp[0], set()).add(tp[1])
+        if revoke:
+            # Revoke before assigning: the member keeps its epoch until it has let go.
+            member.assigned, member.revoking = kept, revoke
+            member.state = MemberState.UNREVOKED_PARTITIONS
+            self._schedule_rebalance_timeout(group, member)
+        else:
+            for t, ps in newly.items():
+                kept.setdefault(t, set()).update(ps)
+            member.assigned, member.revoking = kept, {}
+            if member.member_epoch != target_epoch:
+                member.previous_epoch = member.member_epoch
+            member.member_epoch = target_epoch
+            member.state = MemberState.UNRELEASED_PARTITIONS if unreleased else MemberState.STABLE
+            if member.rebalance_timer is not None:
+                member.rebalance_timer.cancel()
+                member.rebalance_timer = None
+        group._claim(member)
+        return before != (member.member_epoch, member.state, member.assigned, member.revoking)
+
+    # -- timers ----------------------------------------------------------------------------------
+
+    def _schedule_session(self, group: ConsumerGroup, member: ConsumerMember) -> None:
+        if self._loop is None:
+            return
+        if member.session_timer is not None:
+            member.session_timer.cancel()
+        member.session_timer = self._loop.call_later(
+            self.config.session_timeout_ms / 1000, self._expire, group, member, "session timeout"
+        )
+
+    def _schedule_rebalance_timeout(self, group: ConsumerGroup, member: ConsumerMember) -> None:
+        if self._loop is None or member.rebalance_timer is not None:
+            return
+        member.rebalance_timer = self._loop.call_later(
+            member.rebalance_timeout_ms / 1000, self._expire, group, member, "rebalance timeout"
+        )
+
+    def _expire(self, group: ConsumerGroup, member: ConsumerMember, why: str) -> None:
+        if group.members.get(member.member_id) is member:
+            self.remove(group, member.member_id)
+
+    def stop(self, groups: Iterable[ConsumerGroup]) -> None:
+        for group in groups:
+            for member in group.members.values():
+                member.cancel_timers()
+
+
+@dataclass(slots=True)
+class MemberDescription:
+    member_id: str
+    instance_id: str | None
+    rack_id: str | None
+    member_epoch: int
+    client_id: str
+    client_host: str
+    subscribed_topic_names: list[str]
+    subscribed_topic_regex: str | None
+    #: (topic id, topic name, partitions), sorted by name
+    assignment: list[tuple[uuid.UUID, str, list[int]]]
+    target_assignment: list[tuple[uuid.UUID, str, list[int]]]
+    state: str
+
+
+@dataclass(slots=True)
+class GroupDescription:
+    error: ErrorCode
+    group_id: str
+    message: str | None = None
+    state: str = ConsumerGroupState.DEAD.value
+    group_epoch: int = -1
+    assignment_epoch: int = -1
+    assignor_name: str = ""
+    members: list[MemberDescription] = field(default_factory=list)
+
+
+def describe(group: ConsumerGroup, topics: TopicsView) -> GroupDescription:
+    names = {tid: name for name, (tid, _count) in topics.items()}
+    for name, (tid, _count) in group.subscription_metadata.items():
+        names.setdefault(tid, name)
+
+    def listed(a: Assignment) -> list[tuple[uuid.UUID, str, list[int]]]:
+        return sorted(((t, names.get(t, ""), sorted(ps)) for t, ps in a.items() if ps), key=lambda x: x[1])
+
+    members = [
+        MemberDescription(
+            m.member_id,
+            m.instance_id,
+            m.rack_id,
+            m.member_epoch,
+            m.client_id,
+            m.client_host,
+            list(m.subscribed_names),
+            m.subscribed_regex,
+            listed(m.assigned),
+            listed(group.target.get(m.member_id, {})),
+            m.state.value,
+        )
+        for m in group.members.values()
+    ]
+    return GroupDescription(
+        E.none,
+        group.group_id,
+        None,
+        group.state.value,
+        group.group_epoch,
+        group.assignment_epoch,
+        group.assignor_name or "uniform",
+        members,
+    )

@@ -1,0 +1,253 @@
+"""confluent-kafka consumers with ``group.protocol=consumer`` against a real brokerd.
+
+Several members split a topic's partitions (disjoint, covering all), rebalance incrementally as
+members come and go (no member ever gives up a partition it keeps), survive a ``kill -9`` of a
+member, and take over the committed offsets of a classic group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests.brokerd.conftest import Broker
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:importlib.resources._legacy")
+
+SETTINGS = {
+    "group.initial.rebalance.delay.ms": 0,
+    "group.min.session.timeout.ms": 500,
+    # a silent member leaves after 2 s; members heartbeat every 200 ms
+    "group.consumer.session.timeout.ms": 2000,
+    "group.consumer.heartbeat.interval.ms": 200,
+}
+PARTITIONS = 12
+
+
+@pytest.fixture(scope="module")
+def cbroker(tmp_path_factory):
+    b = Broker(tmp_path_factory.mktemp("kip848"), settings=SETTINGS)
+    b.start()
+    yield b
+    b.stop()
+
+
+_topics = iter(range(1000))
+
+
+def new_topic(b: Broker, partitions: int = PARTITIONS) -> str:
+    name = f"cp-{next(_topics)}"
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    admin.create_topics([NewTopic(name, partitions, 1)], operation_timeout=5)[name].result(10)
+    return name
+
+
+def consumer_conf(b: Broker, group: str, **extra) -> dict:
+    return {
+        "bootstrap.servers": b.bootstrap,
+        "group.id": group,
+        "group.protocol": "consumer",
+        "auto.offset.reset": "earliest",
+        "fetch.wait.max.ms": 50,
+        "topic.metadata.refresh.interval.ms": 1000,
+        **extra,
+    }
+
+
+class Member:
+    """A consumer polled by its own thread; what it owns comes from its rebalance callbacks."""
+
+    def __init__(self, b: Broker, group: str, topic: str, name: str, **extra) -> None:
+        self.name = name
+        self.owned: set[int] = set()
+        self.revoked: list[set[int]] = []
+        self.errors: list = []
+        self.messages: list[tuple[int, int]] = []
+        self._stop = threading.Event()
+        self.consumer = Consumer(consumer_conf(b, group, **extra))
+        self.consumer.subscribe([topic], on_assign=self._assign, on_revoke=self._revoke, on_lost=self._revoke)
+        self.thread = threading.Thread(target=self._run, name=f"member-{name}", daemon=True)
+        self.thread.start()
+
+    def _assign(self, _c, partitions) -> None:
+        self.owned |= {p.partition for p in partitions}
+
+    def _revoke(self, _c, partitions) -> None:
+        gone = {p.partition for p in partitions}
+        self.revoked.append(gone)
+        self.owned -= gone
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            msg = self.consumer.poll(0.05)
+            if msg is None:
+                continue
+            if msg.error():
+                self.errors.append(msg.error())
+            else:
+                self.messages.append((msg.partition(), msg.offset()))
+
+    def close(self) -> None:
+        self._stop.set()
+        self.thread.join(10)
+        self.consumer.close()  # leaves the group (member epoch -1)
+
+
+def describe(b: Broker, group: str):
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    return admin.describe_consumer_groups([group])[group].result(10)
+
+
+def wait_split(b: Broker, group: str, members: list[Member], partitions: int = PARTITIONS, timeout=30.0):
+    """Until the group is Stable and the members' own views are disjoint and cover every partition."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        desc = describe(b, group)
+        views = [set(m.owned) for m in members]
+        owned = [p for v in views for p in v]
+        last = (str(desc.state), len(desc.members), views)
+        if (
+            "STABLE" in str(desc.state)
+            and len(desc.members) == len(members)
+            and len(owned) == len(set(owned)) == partitions
+        ):
+            served = sorted(tp.partition for m in desc.members for tp in m.assignment.topic_partitions)
+            assert served == list(range(partitions))
+            return views
+        time.sleep(0.1)
+    raise AssertionError(f"group {group} did not settle: {last}")
+
+
+def kept_untouched(
+    before: dict[str, set[int]], after: dict[str, set[int]], members: list[Member], marks
+) -> None:
+    """No member revoked a partition it owned before and owns after the rebalance."""
+    for m in members:
+        kept = before[m.name] & after[m.name]
+        for revoked in m.revoked[marks[m.name] :]:
+            assert not revoked & kept, (m.name, revoked, kept)
+
+
+def test_members_split_and_rebalance_incrementally(cbroker) -> None:
+    topic, group = new_topic(cbroker), "cp-incremental"
+    members: list[Member] = []
+    try:
+        for i in range(3):
+            members.append(Member(cbroker, group, topic, f"m{i}"))
+        views = wait_split(cbroker, group, members)
+        assert sorted(len(v) for v in views) == [4, 4, 4]  # uniform: balanced
+        desc = describe(cbroker, group)
+        assert "CONSUMER" in str(desc.type)
+
+        # a fourth member joins: each old member gives up one partition and keeps the rest
+        before = {m.name: set(m.owned) for m in members}
+        marks = {m.name: len(m.revoked) for m in members}
+        members.append(Member(cbroker, group, topic, "m3"))
+        views = wait_split(cbroker, group, members)
+        assert sorted(len(v) for v in views) == [3, 3, 3, 3]
+        after = {m.name: set(m.owned) for m in members}
+        kept_untouched(before, after, members[:3], marks)
+        for m in members[:3]:
+            assert len(before[m.name] - after[m.name]) == 1
+
+        # one leaves: the others only gain
+        before = {m.name: set(m.owned) for m in members}
+        marks = {m.name: len(m.revoked) for m in members}
+        members.pop(0).close()
+        wait_split(cbroker, group, members)
+        for m in members:
+            assert before[m.name] <= m.owned
+            assert m.revoked[marks[m.name] :] == [] or all(not r for r in m.revoked[marks[m.name] :])
+        assert not [e for m in members for e in m.errors if e.fatal()]
+    finally:
+        for m in members:
+            m.close()
+
+
+CRASHING_MEMBER = """
+import sys, time
+from confluent_kafka import Consumer
+c = Consumer({"bootstrap.servers": sys.argv[1], "group.id": sys.argv[2], "group.protocol": "consumer",
+              "auto.offset.reset": "earliest"})
+c.subscribe([sys.argv[3]], on_assign=lambda _c, ps: print("assigned", len(ps), flush=True))
+while True:
+    c.poll(0.1)
+"""
+
+
+def test_group_survives_kill_9_of_a_member(cbroker) -> None:
+    topic, group = new_topic(cbroker), "cp-crash"
+    members = [Member(cbroker, group, topic, "a"), Member(cbroker, group, topic, "b")]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CRASHING_MEMBER, cbroker.bootstrap, group, topic],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            desc = describe(cbroker, group)
+            owned = sorted(tp.partition for m in desc.members for tp in m.assignment.topic_partitions)
+            if "STABLE" in str(desc.state) and len(desc.members) == 3 and owned == list(range(PARTITIONS)):
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"three members never settled: {desc}")
+        before = {m.name: set(m.owned) for m in members}
+        marks = {m.name: len(m.revoked) for m in members}
+        proc.send_signal(signal.SIGKILL)  # no leave: its session times out
+        proc.wait(10)
+        views = wait_split(cbroker, group, members)
+        assert sorted(len(v) for v in views) == [6, 6]
+        kept_untouched(before, {m.name: set(m.owned) for m in members}, members, marks)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait(10)
+        if proc.stdout:
+            proc.stdout.close()
+        for m in members:
+            m.close()
+
+
+def test_consumer_protocol_takes_over_a_classic_groups_offsets(cbroker) -> None:
+    topic, group = new_topic(cbroker, 2), "cp-takeover"
+    producer = Producer({"bootstrap.servers": cbroker.bootstrap})
+    for i in range(20):
+        producer.produce(topic, value=f"v{i}".encode(), partition=i % 2)
+    assert producer.flush(15) == 0
+    classic = Consumer(
+        {**consumer_conf(cbroker, group), "group.protocol": "classic", "enable.auto.commit": False}
+    )
+    classic.subscribe([topic])
+    deadline = time.monotonic() + 30
+    while not classic.assignment() and time.monotonic() < deadline:
+        classic.poll(0.2)
+    # the classic group commits 3 of partition 0 and 5 of partition 1 as processed
+    committed = {0: 3, 1: 5}
+    classic.commit(offsets=[TopicPartition(topic, p, o) for p, o in committed.items()], asynchronous=False)
+    classic.close()
+
+    member = Member(cbroker, group, topic, "new")
+    try:
+        deadline = time.monotonic() + 30
+        while len(member.messages) < 12 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        first = {}
+        for partition, offset in member.messages:
+            first.setdefault(partition, offset)
+        # it resumes where the classic group left off: nothing is read twice
+        assert first == committed
+        assert len(member.messages) == 12
+        assert "CONSUMER" in str(describe(cbroker, group).type)
+    finally:
+        member.close()
