@@ -290,21 +290,67 @@ def time_until(predicate, timeout: float = 30.0, interval: float = 0.01) -> floa
 
 
 # --- phases ---------------------------------------------------------------------------------------
+def wait_with_phases(api: Api, cluster_id: str, start: float, timeout: float = 120.0) -> dict[str, float]:
+    """Wait for RUNNING, noting when each step became visible in the database (polled every 10 ms):
+    the brokers placed (the lifecycle task ran: queue latency, placement, etcd user and role, the
+    certificate), the first and the last brokerd spawned (the host steps began), every broker
+    healthy (registered in etcd), and the cluster RUNNING; seconds since the create request."""
+    from clusters.models import Broker, BrokerStatus, Cluster
+
+    seen: dict[str, float] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = time.monotonic() - start
+        rows = Broker.objects.filter(cluster__public_id=cluster_id)
+        brokers = list(rows.values_list("port", "pid", "status"))
+        cluster = Cluster.objects.filter(public_id=cluster_id)
+        status, reason = cluster.values_list("status", "status_reason")[0]
+        if brokers and all(port for port, _, _ in brokers):
+            seen.setdefault("placed", now)
+        spawned = sum(1 for _, pid, _ in brokers if pid)
+        if spawned:
+            seen.setdefault("first_spawned", now)
+        if brokers and spawned == len(brokers):
+            seen.setdefault("all_spawned", now)
+        if brokers and all(s == BrokerStatus.RUNNING for _, _, s in brokers):
+            seen.setdefault("all_healthy", now)
+        if status == "RUNNING":
+            seen.setdefault("running", now)
+            for name in ("placed", "first_spawned", "all_spawned", "all_healthy"):
+                seen.setdefault(name, now)
+            return seen
+        if status == "FAILED":
+            raise SystemExit(f"cluster {cluster_id} FAILED: {reason}")
+        time.sleep(0.01)
+    raise SystemExit(f"cluster {cluster_id} did not become RUNNING within {timeout:.0f}s")
+
+
+PHASES = ("placed", "first_spawned", "all_spawned", "all_healthy", "running")
+
+
 def bench_lifecycle(api: Api, n: int, plan: str = "basic") -> dict:
     created, deleted = [], []
     ids = []
+    phases: dict[str, list[float]] = {name: [] for name in PHASES}
     for _ in range(n):
         start = time.monotonic()
         cid = api.create(plan=plan)
+        seen = wait_with_phases(api, cid, start)
         api.wait(cid, "RUNNING")
         created.append(time.monotonic() - start)
+        for name in PHASES:
+            phases[name].append(seen[name])
         ids.append(cid)
     for cid in ids:
         start = time.monotonic()
         api.delete(cid)
         api.wait(cid, "DELETED")
         deleted.append(time.monotonic() - start)
-    return {"create_to_running": summary(created), "delete_to_deleted": summary(deleted)}
+    return {
+        "create_to_running": summary(created),
+        "delete_to_deleted": summary(deleted),
+        "phases_p50_s": {name: round(pct(values, 50), 3) for name, values in phases.items()},
+    }
 
 
 def bench_keys(api: Api, n: int) -> dict:
@@ -433,10 +479,12 @@ def main() -> None:
         api.wait(warm, "DELETED")
 
         if args.clusters:
-            results.update(bench_lifecycle(api, args.clusters))
+            basic = bench_lifecycle(api, args.clusters)
+            results.update(basic)
         if args.standard:
             standard = bench_lifecycle(api, args.standard, plan="standard")
             results["standard_create_to_running"] = standard["create_to_running"]
+            results["standard_phases_p50_s"] = standard["phases_p50_s"]
             results["standard_delete_to_deleted"] = standard["delete_to_deleted"]
         if args.keys:
             results.update(bench_keys(api, args.keys))
@@ -474,6 +522,10 @@ def main() -> None:
             results["create_to_running"]["p50_s"], 1e-9
         )
         print(f"Standard (3 brokers, one host) / Basic create -> RUNNING p50: {ratio:.2f}x")
+    for label, key in (("Basic", "phases_p50_s"), ("Standard", "standard_phases_p50_s")):
+        if key in results:
+            steps = ", ".join(f"{name} {value} s" for name, value in results[key].items())
+            print(f"{label} create, p50 seconds after the request until: {steps}")
     if "idle" in results:
         i = results["idle"]
         print(

@@ -8,12 +8,17 @@ delete; its brokers hold that user's password only.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 import stat
+import struct
+import threading
+import time
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient
 from django.test import Client as DjangoClient
 from django.urls import reverse
@@ -79,6 +84,108 @@ def _internal_admin(cluster_id: str, bootstrap: str) -> AdminClient:
 
     cluster = Cluster.objects.get(public_id=cluster_id)
     return AdminClient(sasl(bootstrap, cluster.internal_username, cluster.internal_password()))
+
+
+class Traffic:
+    """A producer (acks=all) and a consumer group running side by side on one topic: which values
+    were acknowledged, which were consumed, and any error that is not retriable."""
+
+    def __init__(self, bootstrap: str, key: str, secret: str, topic: str) -> None:
+        self.acked: set[bytes] = set()
+        self.consumed: set[bytes] = set()
+        self.fatal: list = []
+        self._stop_producing = threading.Event()
+        self._stop_consuming = threading.Event()
+        self._producer = Producer(sasl(bootstrap, key, secret, acks="all", **{"linger.ms": 2}))
+        self._consumer = Consumer(sasl(bootstrap, key, secret, **{
+            "group.id": "e2e-traffic", "auto.offset.reset": "earliest", "enable.auto.commit": True,
+            "auto.commit.interval.ms": 200, "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
+        }))  # fmt: skip
+        self._consumer.subscribe([topic])
+        self.topic = topic
+        self._threads = [
+            threading.Thread(target=self._produce, daemon=True),
+            threading.Thread(target=self._consume, daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _delivered(self, err, msg) -> None:
+        if err is None:
+            self.acked.add(msg.value())
+        elif not err.retriable():
+            self.fatal.append(err)
+
+    def _produce(self) -> None:
+        i = 0
+        while not self._stop_producing.is_set():
+            self._producer.produce(self.topic, value=f"t-{i}".encode(), on_delivery=self._delivered)
+            self._producer.poll(0.005)
+            i += 1
+        self._producer.flush(60)
+
+    def _consume(self) -> None:
+        while not self._stop_consuming.is_set():
+            for msg in self._consumer.consume(num_messages=500, timeout=0.2):
+                if msg.error() is None:
+                    self.consumed.add(msg.value())
+                elif msg.error().fatal():
+                    self.fatal.append(msg.error())
+        self._consumer.close()
+
+    def finish(self, timeout: float = 60) -> None:
+        """Stop producing; wait until every acknowledged value was consumed (none may be lost)."""
+        self._stop_producing.set()
+        self._threads[0].join(70)
+        wait_until(lambda: self.acked <= self.consumed, timeout=timeout, interval=0.2,
+                   message=f"{len(self.acked - self.consumed)} acknowledged records to be consumed")
+        self._stop_consuming.set()
+        self._threads[1].join(30)
+
+
+def _registry_call(cid: str, key: dict, method: str, path: str, body: dict | None = None):
+    token = base64.b64encode(f"{key['key']}:{key['secret']}".encode()).decode()
+    client = DjangoClient(HTTP_AUTHORIZATION=f"Basic {token}")
+    return getattr(client, method)(
+        f"/schema-registry/{cid}{path}", data=json.dumps(body) if body else None,
+        content_type="application/vnd.schemaregistry.v1+json",
+    )  # fmt: skip
+
+
+def _validated_on_every_broker(client, cid: str, bootstrap: str, key: dict, admin: AdminClient) -> None:
+    """A schema registered through the registry is known to every broker: each leads a partition of
+    a validating topic and accepts a record with its id, and refuses an unknown id."""
+    schema = {"type": "record", "name": "Entry", "fields": [{"name": "id", "type": "string"}]}
+    made = _registry_call(cid, key, "post", "/subjects/ledger-value/versions", {"schema": json.dumps(schema)})
+    assert made.status_code == 200, made.content
+    schema_id = made.json()["id"]
+    schemas = admin.list_topics(topic="_schemas", timeout=10).topics["_schemas"].partitions[0]
+    assert sorted(schemas.replicas) == [1, 2, 3], "a replica of _schemas on every broker"
+    on = {"name": "ledger", "partitions": 3, "configs": {"confluent.value.schema.validation": "true"}}
+    assert client.post(f"/api/v1/clusters/{cid}/topics", on, format="json").status_code == 201
+    ledger = admin.list_topics(topic="ledger", timeout=10).topics["ledger"]
+    leaders = {p.id: p.leader for p in ledger.partitions.values()}
+    assert sorted(leaders.values()) == [1, 2, 3]
+    producer = Producer(sasl(bootstrap, key["key"], key["secret"], acks="all",
+                             **{"retries": 0, "message.timeout.ms": 15000}))  # fmt: skip
+    outcomes: dict[tuple[int, int], int] = {}
+    reasons: dict[tuple[int, int], str] = {}
+
+    def record(schema: int, partition: int) -> None:
+        def done(err, msg, at=(schema, partition)):
+            outcomes[at] = 0 if err is None else err.code()
+            reasons[at] = "" if err is None else err.str()
+
+        framed = b"\x00" + struct.pack(">I", schema) + b"\x06e-1"
+        producer.produce("ledger", framed, partition=partition, on_delivery=done)
+
+    for schema in (schema_id, schema_id + 1000):  # one batch each: a refusal takes the whole batch
+        for partition in leaders:
+            record(schema, partition)
+        assert producer.flush(30) == 0
+    for partition, leader in leaders.items():
+        assert outcomes[(schema_id, partition)] == 0, (f"broker {leader} knows the registered id", reasons)
+        assert outcomes[(schema_id + 1000, partition)] == KafkaError.INVALID_RECORD, leader
 
 
 def test_standard_cluster_on_three_hosts(three_hosts, etcd):
@@ -155,6 +262,7 @@ def test_standard_cluster_on_three_hosts(three_hosts, etcd):
             "payments", b"v", partition=partition, on_delivery=lambda e, m: e and errors.append(e)
         )
     assert producer.flush(20) == 0 and not errors, errors
+    _validated_on_every_broker(client, cid, cluster["bootstrap_servers"], key, admin)
     assert client.delete(f"/api/v1/clusters/{cid}/api-keys/{key['key']}").status_code == 204
     for address in bootstrap:
         wait_until(
@@ -164,9 +272,16 @@ def test_standard_cluster_on_three_hosts(three_hosts, etcd):
             message=f"the revoked key refused by {address}",
         )
 
-    # A broker that crashes on a live host is restarted in place (same address) and serves again.
+    # A broker that crashes on a live host is restarted in place (same address) and serves again,
+    # while a producer (acks=all) and a consumer group run: no acknowledged record is lost.
+    key = client.post(f"/api/v1/clusters/{cid}/api-keys", {"description": "traffic"}).json()
+    for address in bootstrap:
+        wait_until(lambda a=address: plain_login(a, key["key"], key["secret"]), timeout=10)
+    traffic = Traffic(cluster["bootstrap_servers"], key["key"], key["secret"], "payments")
+    wait_until(lambda: len(traffic.consumed) > 50, timeout=30, message="traffic flowing")
     victim = Broker.objects.select_related("host").get(cluster__public_id=cid, node_id=2)
     address, old_pid = f"{victim.host.address}:{victim.port}", victim.pid
+    acked_before = len(traffic.acked)
     os.kill(old_pid, signal.SIGKILL)
     wait_until(
         lambda: Broker.objects.get(pk=victim.pk).pid not in (None, old_pid),
@@ -177,6 +292,16 @@ def test_standard_cluster_on_three_hosts(three_hosts, etcd):
     victim.refresh_from_db()
     assert f"{victim.host.address}:{victim.port}" == address
     wait_until(lambda: 2 in admin.list_topics(timeout=5).brokers, timeout=30, message="broker 2 in Metadata")
+    wait_until(
+        lambda: client.get(f"/api/v1/clusters/{cid}").json()["health"]["under_replicated_partitions"] == 0,
+        timeout=60,
+        interval=0.3,
+        message="every partition back in full ISR after the crash",
+    )
+    time.sleep(0.5)  # a little traffic with the ISR full again
+    traffic.finish()
+    assert not traffic.fatal, traffic.fatal[:3]
+    assert len(traffic.acked) > acked_before, "records were acknowledged across the crash"
 
     # With its host's worker down too, a killed broker stays down: health degrades, in plain words
     # (a broker down, its partitions missing an in-sync replica), and recovers once the host is back.
