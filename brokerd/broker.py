@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import json
 import logging
 import os
 import signal
@@ -36,6 +37,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from brokerd import records
 from brokerd.acls import Authorizer
 from brokerd.admin_http import AdminServer
 from brokerd.api import ApiSpec, version_table
@@ -55,6 +57,7 @@ from brokerd.server import Connection, start_listener
 from brokerd.settings import Listener, Settings
 from brokerd.storage import Flusher, LogManager, LogSettings, StorageError, Topic
 from brokerd.storage.cleaner import CleanerConfig, LogCleaner
+from brokerd.telemetry import ClientTelemetry, SubscriptionStore
 
 if TYPE_CHECKING:
     from brokerd.replication.membership import ClusterMembership
@@ -97,6 +100,7 @@ class Broker:
         self.authorizer: Authorizer | None = None
         self.producers: ProducerState | None = None
         self.groups: GroupCoordinator | None = None
+        self.telemetry: ClientTelemetry | None = None
         self.cleaner: LogCleaner | None = None
         # The replica manager's seat: alone (no coordination), a broker leads every partition it
         # has and this stays None; in a cluster, brokerd/replication/replicas.py fills it (local
@@ -202,6 +206,7 @@ class Broker:
         self.admin.routes["/metrics"] = self.metering.metrics_route
         self._start_authorizer()
         self._start_groups_and_producers()
+        self._start_telemetry(data_dir)
         self._start_cleaner()
         await self._start_listeners()
         self._describe_started()
@@ -324,6 +329,21 @@ class Broker:
             return None if plog is None else plog.next_offset
 
         self.metering.metrics.registry.register(GroupsCollector(self.groups, end_offset))
+
+    def _start_telemetry(self, data_dir: Path) -> None:
+        """Client-metrics subscriptions (client-metrics.json) and the series clients push (KIP-714)."""
+        try:
+            subscriptions = SubscriptionStore(data_dir)
+        except (OSError, ValueError) as exc:
+            raise StartupError(f"client-metrics subscriptions: {exc}") from None
+        self.telemetry = ClientTelemetry(subscriptions, decompress=records.decompress)
+        telemetry = self.telemetry
+
+        def route() -> tuple[int, str, bytes]:
+            body = json.dumps({"node_id": self.node_id, "clients": telemetry.snapshot()})
+            return 200, "application/json", body.encode()
+
+        self.admin.routes["/telemetry"] = route
 
     def _topics_for_assignment(self) -> dict[str, tuple[uuid.UUID, int]]:
         """Topic name -> (topic id, partition count): what consumer-protocol assignors divide."""

@@ -130,6 +130,9 @@ class Connection(asyncio.Protocol):
         self.sasl_session: Any = None
         self.legacy_sasl = False
         self.last_active = time.monotonic()
+        # what the client said it is in ApiVersions v3+ (client telemetry matches on it)
+        self.client_software_name = ""
+        self.client_software_version = ""
         # what the connection limits counted, released when the connection closes
         self._counted_ip: str | None = None
         self._counted_principal: str | None = None

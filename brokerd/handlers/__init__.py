@@ -28,6 +28,7 @@ from brokerd.handlers import (
     producers,
     reassignments,
     sasl,
+    telemetry,
     topics,
 )
 from brokerd.protocol.fastpath import decode_produce
@@ -72,6 +73,8 @@ _SPECS = (
     ApiSpec(60, 0, 2, cluster.describe_cluster),
     ApiSpec(68, 0, 1, consumer_groups.consumer_group_heartbeat),
     ApiSpec(69, 0, 1, consumer_groups.consumer_group_describe),
+    ApiSpec(71, 0, 0, telemetry.get_telemetry_subscriptions),
+    ApiSpec(72, 0, 0, telemetry.push_telemetry),
     ApiSpec(74, 0, 1, configs.list_config_resources),
     ApiSpec(75, 0, 0, metadata.describe_topic_partitions),
 )

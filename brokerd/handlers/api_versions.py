@@ -61,4 +61,7 @@ def unsupported_body(table: tuple[tuple[int, int, int], ...]) -> bytes:
 
 
 def handle(request, ctx) -> bytes:
+    if ctx.api_version >= 3:
+        ctx.conn.client_software_name = request.client_software_name or ""
+        ctx.conn.client_software_version = request.client_software_version or ""
     return _body(ctx.api_version, ctx.broker.api_table)

@@ -1,4 +1,5 @@
-"""DescribeConfigs 1-4, AlterConfigs 0-2, IncrementalAlterConfigs 0-1 (topics and the broker) and
+"""DescribeConfigs 1-4, AlterConfigs 0-2, IncrementalAlterConfigs 0-1 (topics, the broker and
+client-metrics subscriptions, kept by brokerd/telemetry/) and
 ListConfigResources 0-1.
 
 Topic configs are validated by brokerd/kafka_configs.py (Kafka's names, types, ranges; plan limits
@@ -19,11 +20,14 @@ from brokerd import acls
 from brokerd.kafka_configs import (
     ConfigError,
     ConfigSource,
+    ConfigType,
+    DescribedConfig,
     ResourceType,
     TopicConfig,
     incremental_alter,
     validate_topic_configs,
 )
+from brokerd.telemetry import subscriptions
 
 _ZERO = datetime.timedelta(0)
 
@@ -83,12 +87,45 @@ def describe_configs(request, ctx):
                     described = [c for c in described
                                  if c.source is ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG]
                 configs = _describe_entries(ctx, described, synonyms)
+        elif rtype == ResourceType.CLIENT_METRICS:
+            if not acls.cluster_allowed(ctx, acls.DESCRIBE_CONFIGS):  # DESCRIBE_CONFIGS on the cluster
+                error, message = ErrorCode.cluster_authorization_failed, "Authorization failed."
+            else:
+                configs = _describe_entries(ctx, _client_metrics_entries(ctx, res.resource_name, keys, docs),
+                                            synonyms)
         else:
             error, message = ErrorCode.invalid_request, f"Unsupported resource type {rtype}"
         results.append(ctx.build(
             "DescribeConfigsResult", error_code=error, error_message=message, resource_type=rtype,
             resource_name=res.resource_name, configs=configs))
     return ctx.response(throttle_time=_ZERO, results=tuple(results))
+
+
+def _client_metrics_entries(ctx, name: str, keys, docs: bool) -> list[DescribedConfig]:
+    """A client-metrics subscription's configs as Kafka describes them (CLIENT_METRICS_CONFIG)."""
+    stored = ctx.broker.telemetry.subscriptions.configs(name) or {}
+    return [
+        DescribedConfig(key, value, ConfigSource.CLIENT_METRICS_CONFIG, False, False,
+                        ConfigType.INT if key == subscriptions.INTERVAL_MS else ConfigType.LIST,
+                        subscriptions.DOCS[key] if docs else None)
+        for key, value in stored.items() if keys is None or key in keys
+    ]
+
+
+def _alter_client_metrics(ctx, res, validate_only: bool, incremental: bool) -> None:
+    """Alter one client-metrics subscription; raises ConfigError with Kafka's error code."""
+    store = ctx.broker.telemetry.subscriptions
+    try:
+        if incremental:
+            store.alter(res.resource_name, [(c.name, int(c.config_operation), c.value) for c in res.configs],
+                        validate_only=validate_only)
+        else:
+            wanted = {c.name: c.value for c in res.configs}
+            store.replace(res.resource_name, wanted, validate_only=validate_only)
+    except subscriptions.SubscriptionError as exc:
+        error = ConfigError(res.resource_name, str(exc))
+        error.error_code = int(ErrorCode.invalid_request if exc.unknown_name else ErrorCode.invalid_config)
+        raise error from None
 
 
 def _alter(ctx, resources, validate_only: bool, incremental: bool):
@@ -144,6 +181,11 @@ def _alter(ctx, resources, validate_only: bool, incremental: bool):
                         broker.configs.alter({c.name: c.value for c in res.configs}, default=bool(default),
                                             replace=True, validate_only=validate_only)
                     changed_broker = changed_broker or not validate_only
+            elif rtype == ResourceType.CLIENT_METRICS:
+                if not acls.cluster_allowed(ctx, acls.ALTER_CONFIGS):  # ALTER_CONFIGS on the cluster
+                    error, message = ErrorCode.cluster_authorization_failed, "Authorization failed."
+                else:
+                    _alter_client_metrics(ctx, res, validate_only, incremental)
             else:
                 error, message = ErrorCode.invalid_request, f"Unsupported resource type {rtype}"
         except ConfigError as exc:
@@ -185,5 +227,7 @@ def list_config_resources(request, ctx):
         found += [(TOPIC, name) for name in sorted(names)]
     if BROKER in asked:
         found += [(BROKER, str(b[0])) for b in broker.cluster_brokers(ctx.conn.listener, ctx.conn.port)]
+    if CLIENT_METRICS in asked:
+        found += [(CLIENT_METRICS, name) for name in broker.telemetry.subscriptions.names()]
     return ctx.response(throttle_time=_ZERO, error_code=ErrorCode.none, config_resources=tuple(
         ctx.build("ConfigResource", resource_name=name, resource_type=rtype) for rtype, name in found))

@@ -954,14 +954,23 @@ def check_describe_cluster(w: Wire, v: int, b: Broker) -> None:
         assert [x.is_fenced for x in resp.brokers] == [False]
 
 
+def subscribe_client_metrics(w: Wire, name: str, **configs: str) -> None:
+    entries = tuple(part(44, 1, "AlterableConfig", name=k.replace("_", "."), config_operation=0, value=val)
+                    for k, val in configs.items())  # fmt: skip
+    resource = part(44, 1, "AlterConfigsResource", resource_type=16, resource_name=name, configs=entries)
+    assert w.request(req(44, 1, resources=(resource,), validate_only=False)).responses[0].error_code == 0
+
+
 def check_list_config_resources(w: Wire, v: int, b: Broker) -> None:
+    subscription = unique("sub")
+    subscribe_client_metrics(w, subscription, metrics="org.apache.kafka.producer.", interval_ms="60000")
     resp = w.request(req(74, v, resource_types=()))
     assert resp.error_code == 0
-    listed = {(r.resource_type, r.resource_name) for r in resp.config_resources}
-    if v == 0:  # ListClientMetricsResources: brokerd has no client-metrics subscriptions
-        assert listed == set()
+    if v == 0:  # ListClientMetricsResources: the client-metrics subscriptions only (no type field)
+        assert subscription in {r.resource_name for r in resp.config_resources}
         return
-    assert {(2, TOPIC), (4, "1")} <= listed
+    listed = {(r.resource_type, r.resource_name) for r in resp.config_resources}
+    assert {(2, TOPIC), (4, "1"), (16, subscription)} <= listed
     only_brokers = w.request(req(74, v, resource_types=(4,)))
     assert [(r.resource_type, r.resource_name) for r in only_brokers.config_resources] == [(4, "1")]
     assert w.request(req(74, v, resource_types=(8,))).error_code == 35  # broker loggers: not held
@@ -1071,6 +1080,30 @@ def check_consumer_group_describe(w: Wire, v: int, b: Broker) -> None:
     assert (not_consumer.error_code, missing.error_code) == (69, 69)
 
 
+def check_get_telemetry_subscriptions(w: Wire, v: int, b: Broker) -> None:
+    subscribe_client_metrics(w, unique("sub"), metrics="org.apache.kafka.consumer.", interval_ms="5000",
+                             match="client_id=matrix-telemetry")  # fmt: skip
+    resp = w.request(req(71, v, client_instance_id=uuid.UUID(int=0)))  # client id "wire-test": no match
+    assert resp.error_code == 0 and resp.client_instance_id.int != 0  # the broker names the instance
+    assert tuple(resp.requested_metrics) == ()
+    assert resp.telemetry_max_bytes > 0 and 4 in resp.accepted_compression_types
+    again = w.request(req(71, v, client_instance_id=resp.client_instance_id))
+    assert again.client_instance_id == resp.client_instance_id
+    assert again.subscription_id == resp.subscription_id
+
+
+def check_push_telemetry(w: Wire, v: int, b: Broker) -> None:
+    got = w.request(req(71, 0, client_instance_id=uuid.UUID(int=0)))
+    push = {"client_instance_id": got.client_instance_id, "terminating": False, "compression_type": 0}
+    # an empty MetricsData is a valid push
+    assert w.request(req(72, v, subscription_id=got.subscription_id, metrics=b"", **push)).error_code == 0
+    stale = w.request(req(72, v, subscription_id=got.subscription_id + 1, metrics=b"", **push))
+    assert stale.error_code == 117  # UNKNOWN_SUBSCRIPTION_ID
+    final = w.request(req(72, v, subscription_id=got.subscription_id, metrics=b"\xff\xff",
+                          **{**push, "terminating": True}))  # fmt: skip
+    assert final.error_code == 87  # INVALID_RECORD: not an OTLP MetricsData
+
+
 CHECKS = {
     0: check_produce,
     1: check_fetch,
@@ -1111,6 +1144,8 @@ CHECKS = {
     60: check_describe_cluster,
     68: check_consumer_group_heartbeat,
     69: check_consumer_group_describe,
+    71: check_get_telemetry_subscriptions,
+    72: check_push_telemetry,
     74: check_list_config_resources,
     75: check_describe_topic_partitions,
 }
