@@ -154,7 +154,7 @@ def main() -> None:
         etcd = EtcdServer.start(root / "etcd")
         alone = Broker(root / "alone")
         brokers = cluster_brokers(root, etcd, f"/bench/{uuid.uuid4().hex[:8]}/",
-                                  settings={"coordination.session.timeout.ms": 6000})  # fmt: skip
+                                  settings={"broker.session.timeout.ms": 6000})  # fmt: skip
         try:
             alone.start(timeout=30)
             for broker in brokers:

@@ -127,12 +127,16 @@ class Broker:
             host = socket.gethostname()
         return host, bound_port
 
-    def cluster_brokers(self, listener: Listener, bound_port: int) -> list[tuple[int, str, int, str | None]]:
-        """(node id, host, port, rack) of every broker a client may use on this listener."""
+    def cluster_brokers(
+        self, listener: Listener, bound_port: int, *, departed: bool = False
+    ) -> list[tuple[int, str, int, str | None]]:
+        """(node id, host, port, rack) of every broker a client may use on this listener; with
+        ``departed``, brokers that left the cluster a moment ago too (see ClusterMembership)."""
         if self.cluster is None:
             host, port = self.advertised(listener, bound_port)
             return [(self.node_id, host, port, self.config["broker.rack"] or None)]
-        return [(b.node_id, b.host, b.port, b.rack) for b in self.cluster.brokers(listener.name)]
+        brokers = self.cluster.brokers(listener.name, departed=departed)
+        return [(b.node_id, b.host, b.port, b.rack) for b in brokers]
 
     def controller_id(self) -> int:
         return self.node_id if self.cluster is None else self.cluster.controller_id()
@@ -249,7 +253,8 @@ class Broker:
                 rack=cfg["broker.rack"] or None,
                 user=cfg["coordination.user"] or None,
                 password_file=cfg["coordination.password.file"],
-                session_timeout_ms=cfg["coordination.session.timeout.ms"],
+                session_timeout_ms=cfg["broker.session.timeout.ms"],
+                heartbeat_interval_ms=cfg.heartbeat_interval_ms(),
                 leader_rebalance=LeaderRebalance(
                     enabled=cfg["auto.leader.rebalance.enable"],
                     interval_s=cfg["leader.imbalance.check.interval.seconds"],

@@ -29,7 +29,11 @@ class Setting:
 
 
 SETTINGS: dict[str, Setting] = {}
-ALIASES: dict[str, str] = {"log.dirs": "data.dir", "log.dir": "data.dir"}
+ALIASES: dict[str, str] = {
+    "log.dirs": "data.dir",
+    "log.dir": "data.dir",
+    "coordination.session.timeout.ms": "broker.session.timeout.ms",  # the name it had first
+}
 
 
 def register(name: str, type_: str, default: Any, doc: str, *, minimum: int | None = None) -> None:
@@ -51,8 +55,10 @@ register("log.level", "str", "INFO", "logging level of brokerd's own log")
 register("coordination", "str", "", "etcd://HOST:PORT[,HOST:PORT]/PREFIX: form a cluster (empty: alone)")
 register("coordination.user", "str", "", "etcd user of this cluster, when etcd has authentication on")
 register("coordination.password.file", "path", None, "file holding the etcd user's password")
-register("coordination.session.timeout.ms", "int", 6000, "a broker whose etcd lease is not refreshed "
+register("broker.session.timeout.ms", "int", 6000, "a broker whose etcd lease is not refreshed "
          "this long leaves the cluster (its leaderships move)", minimum=2000)
+register("broker.heartbeat.interval.ms", "int", 2000, "how often a broker refreshes its etcd lease "
+         "(less than broker.session.timeout.ms; unset: a third of it, 2000 at most)", minimum=100)
 register("coordination.start.timeout.ms", "int", 30000, "give up starting when etcd cannot be reached "
          "this long", minimum=100)
 register("broker.rack", "str", "", "this broker's rack, for replica placement")
@@ -324,6 +330,18 @@ class Settings:
             )
         if password_file and not Path(password_file).is_file():
             raise SettingsError(f"coordination password file {password_file} does not exist or is not a file")
+        if self.heartbeat_interval_ms() >= self["broker.session.timeout.ms"]:
+            raise SettingsError(
+                "broker.heartbeat.interval.ms must be less than broker.session.timeout.ms, or the "
+                "lease expires between two refreshes"
+            )
+
+    def heartbeat_interval_ms(self) -> int:
+        """broker.heartbeat.interval.ms when set, else a third of the session timeout (2000 at
+        most, Kafka's default), so that a shorter session alone still refreshes in time."""
+        if "broker.heartbeat.interval.ms" in self.explicit:
+            return self["broker.heartbeat.interval.ms"]
+        return min(2000, self["broker.session.timeout.ms"] // 3)
 
     def _validate_tls(self) -> None:
         """A SASL_SSL listener needs a certificate and its key."""

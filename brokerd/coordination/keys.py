@@ -8,6 +8,8 @@
     {prefix}topics/{name}           a topic: id, partition count, configs
     {prefix}partitions/{name}/{n}   a partition's replicas, leader, leader epoch, ISR and
                                     partition epoch
+    {prefix}suspects/{id}/{by}      broker ``by`` could not connect to broker ``id``'s listener
+                                    (the epoch it saw); bound to ``by``'s lease
 
 Topic names cannot hold ``/`` (Kafka's legal characters are letters, digits, ``.``, ``_``
 and ``-``), so a name is a single path element.
@@ -26,6 +28,7 @@ class Keys:
         self.controller = self.prefix + b"controller"
         self.topics = self.prefix + b"topics/"
         self.partitions = self.prefix + b"partitions/"
+        self.suspects = self.prefix + b"suspects/"
 
     def broker(self, node_id: int) -> bytes:
         return self.brokers + str(node_id).encode()
@@ -39,6 +42,12 @@ class Keys:
     def partition(self, name: str, index: int) -> bytes:
         return self.topic_partitions(name) + str(index).encode()
 
+    def suspicions_of(self, suspect: int) -> bytes:
+        return self.suspects + str(suspect).encode() + b"/"
+
+    def suspicion(self, suspect: int, reporter: int) -> bytes:
+        return self.suspicions_of(suspect) + str(reporter).encode()
+
     # --- parsing keys read back from etcd ----------------------------------------------------
     def broker_id(self, key: bytes) -> int:
         return int(key[len(self.brokers) :])
@@ -49,3 +58,8 @@ class Keys:
     def partition_of(self, key: bytes) -> tuple[str, int]:
         name, _, index = key[len(self.partitions) :].decode().rpartition("/")
         return name, int(index)
+
+    def suspicion_of(self, key: bytes) -> tuple[int, int]:
+        """(suspect, reporter) of a suspicion key."""
+        suspect, _, reporter = key[len(self.suspects) :].decode().partition("/")
+        return int(suspect), int(reporter)

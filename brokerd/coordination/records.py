@@ -24,6 +24,7 @@ class BrokerRegistration:
     endpoints: tuple[Endpoint, ...]
     incarnation: str  # a fresh id per process start
     epoch: int = 0  # the registration key's create revision; not stored in the value
+    lease: int = 0  # the lease it is bound to; not stored in the value
 
     def to_bytes(self) -> bytes:
         return json.dumps(
@@ -37,7 +38,7 @@ class BrokerRegistration:
         ).encode()
 
     @classmethod
-    def from_bytes(cls, raw: bytes, *, epoch: int) -> BrokerRegistration:
+    def from_bytes(cls, raw: bytes, *, epoch: int, lease: int = 0) -> BrokerRegistration:
         data = json.loads(raw)
         return cls(
             node_id=int(data["node_id"]),
@@ -45,6 +46,7 @@ class BrokerRegistration:
             endpoints=tuple(Endpoint(**e) for e in data.get("endpoints", ())),
             incarnation=data.get("incarnation", ""),
             epoch=epoch,
+            lease=lease,
         )
 
 
@@ -61,6 +63,24 @@ class ControllerRecord:
     def from_bytes(cls, raw: bytes, *, epoch: int) -> ControllerRecord:
         data = json.loads(raw)
         return cls(int(data["node_id"]), int(data["broker_epoch"]), epoch)
+
+
+@dataclass(frozen=True)
+class Suspicion:
+    """A broker (``reporter``) found another's listener refusing connections while that one
+    was registered with ``broker_epoch``: the controller checks for itself before fencing."""
+
+    suspect: int
+    reporter: int
+    broker_epoch: int
+    mod_revision: int = 0  # not stored in the value
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({"broker_epoch": self.broker_epoch}).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, *, suspect: int, reporter: int, mod_revision: int) -> Suspicion:
+        return cls(suspect, reporter, int(json.loads(raw)["broker_epoch"]), mod_revision)
 
 
 @dataclass(frozen=True)

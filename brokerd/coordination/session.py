@@ -26,9 +26,20 @@ log = logging.getLogger("brokerd.coordination")
 
 
 class BrokerSession:
-    def __init__(self, etcd: e.Etcd, keys: Keys, registration: BrokerRegistration, *, ttl: int = 6) -> None:
+    def __init__(
+        self,
+        etcd: e.Etcd,
+        keys: Keys,
+        registration: BrokerRegistration,
+        *,
+        ttl: int = 6,
+        heartbeat_s: float | None = None,
+    ) -> None:
         if ttl < 2:
             raise ValueError("the broker session TTL must be at least 2 seconds (etcd's minimum)")
+        self.heartbeat_s = heartbeat_s if heartbeat_s is not None else ttl / 3
+        if not 0 < self.heartbeat_s < ttl:
+            raise ValueError("the heartbeat interval must be positive and shorter than the session TTL")
         self.etcd = etcd
         self.keys = keys
         self.registration = registration
@@ -93,9 +104,8 @@ class BrokerSession:
             )
 
     async def _keep_alive(self) -> None:
-        interval = self.ttl / 3
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self.heartbeat_s)
             try:
                 ttl = await self.etcd.keepalive(self.lease_id)
             except e.CoordinationError as exc:

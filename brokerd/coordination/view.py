@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 
 from brokerd.coordination.etcd import CoordinationError, Entry, Etcd, WatchEvent
 from brokerd.coordination.keys import Keys
-from brokerd.coordination.records import BrokerRegistration, ControllerRecord, PartitionState, TopicRecord
+from brokerd.coordination.records import (
+    BrokerRegistration,
+    ControllerRecord,
+    PartitionState,
+    Suspicion,
+    TopicRecord,
+)
 from brokerd.coordination.tasks import cancel_and_wait
 
 log = logging.getLogger("brokerd.coordination")
@@ -32,6 +38,7 @@ class ClusterState:
     controller: ControllerRecord | None = None
     topics: dict[str, TopicRecord] = field(default_factory=dict)
     partitions: dict[tuple[str, int], PartitionState] = field(default_factory=dict)
+    suspicions: dict[tuple[int, int], Suspicion] = field(default_factory=dict)  # (suspect, reporter)
 
     def live_epochs(self) -> dict[int, int]:
         return {node_id: reg.epoch for node_id, reg in self.brokers.items()}
@@ -120,7 +127,7 @@ class ClusterView:
                     state.brokers.pop(node_id, None)
                 else:
                     state.brokers[node_id] = BrokerRegistration.from_bytes(
-                        entry.value, epoch=entry.create_revision
+                        entry.value, epoch=entry.create_revision, lease=entry.lease
                     )
             elif key.startswith(keys.topics):
                 name = keys.topic_name(key)
@@ -135,6 +142,14 @@ class ClusterView:
                 else:
                     state.partitions[where] = PartitionState.from_bytes(
                         entry.value, mod_revision=entry.mod_revision
+                    )
+            elif key.startswith(keys.suspects):
+                suspect, reporter = keys.suspicion_of(key)
+                if event.deleted:
+                    state.suspicions.pop((suspect, reporter), None)
+                else:
+                    state.suspicions[(suspect, reporter)] = Suspicion.from_bytes(
+                        entry.value, suspect=suspect, reporter=reporter, mod_revision=entry.mod_revision
                     )
         except (ValueError, KeyError, TypeError) as exc:
             # Only brokerd writes here; a value it cannot read is logged, never fatal.

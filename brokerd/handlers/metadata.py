@@ -55,7 +55,7 @@ def _cluster_entries(ctx, wanted, include_ops: bool) -> list:
     """A cluster's topics as etcd has them: every partition's leader, leader epoch, replicas,
     ISR and offline replicas. Topics are created through the controller (CreateTopics), so a
     request for an unknown topic answers UNKNOWN_TOPIC_OR_PARTITION here."""
-    topics = ctx.broker.replicas.topics()
+    topics = ctx.broker.replicas.topics(for_clients=True)
     by_id = {topic_id: name for name, (topic_id, _rows) in topics.items()}
     names = list(topics) if wanted is None else [name or by_id.get(tid) for name, tid in wanted]
     entries = []
@@ -187,7 +187,7 @@ def handle(request, ctx):
         error_code=ErrorCode.none,  # v13: a top-level error only asks the client to rebootstrap
         brokers=tuple(
             ctx.build("MetadataResponseBroker", node_id=node_id, host=host, port=port, rack=rack)
-            for node_id, host, port, rack in broker.cluster_brokers(listener, ctx.conn.port)
+            for node_id, host, port, rack in broker.cluster_brokers(listener, ctx.conn.port, departed=True)
         ),
         cluster_id=broker.cluster_id,
         controller_id=broker.controller_id(),

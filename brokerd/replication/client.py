@@ -26,6 +26,11 @@ MAX_RESPONSE_BYTES = 256 * 1024 * 1024
 class BrokerUnavailable(Exception):
     """The other broker could not be reached, or the connection broke mid-request."""
 
+    def __init__(self, message: str, *, refused: bool = False, lost: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused  # the connection was refused: nothing listens at the address
+        self.lost = lost  # an open connection broke (the other end closed it or died)
+
 
 class LeaderAddress(NamedTuple):
     """A listener followers fetch through, and how they log in to it."""
@@ -74,7 +79,9 @@ class BrokerConnection:
                 self.timeout,
             )
         except (OSError, TimeoutError, ssl.SSLError) as exc:
-            raise BrokerUnavailable(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+            refused = isinstance(exc, ConnectionRefusedError)
+            message = f"cannot connect to {self.host}:{self.port}: {exc}"
+            raise BrokerUnavailable(message, refused=refused) from exc
         if self.sasl_plain is not None:
             await self._authenticate(*self.sasl_plain)
 
@@ -124,7 +131,8 @@ class BrokerConnection:
             body = await asyncio.wait_for(self._read_frame(), timeout or self.timeout)
         except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
             await self.close()
-            raise BrokerUnavailable(f"{self.host}:{self.port}: {exc or type(exc).__name__}") from exc
+            message = f"{self.host}:{self.port}: {exc or type(exc).__name__}"
+            raise BrokerUnavailable(message, lost=True) from exc
         (answered,) = _CORRELATION.unpack_from(body, 0)
         if answered != correlation:
             await self.close()

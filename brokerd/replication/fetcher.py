@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import time
 from typing import Any
 
 from brokerd.protocol import kio_adapter
@@ -24,6 +25,7 @@ MS = datetime.timedelta(milliseconds=1)
 FETCH_VERSION = 12
 EPOCH_VERSION = 4
 RETRY_SECONDS = 0.2
+RECONNECT_SECONDS = 0.01  # after a lost connection: a refusal now tells the leader died
 
 
 class LeaderFetcher:
@@ -37,6 +39,9 @@ class LeaderFetcher:
         self.conn: BrokerConnection | None = None
         self.synced_epochs: dict[tuple[str, int], int] = {}  # leader epoch truncation was done for
         self._closing: asyncio.Future | None = None
+        self._lost_last = False  # the last failure was a lost connection
+        # when the connection to the leader broke or was refused, until a fetch succeeds again
+        self.unreachable_since: float | None = None
         self.task = asyncio.create_task(self._run(), name=f"fetcher-{self.node_id}-from-{leader_id}")
 
     def cancel(self) -> None:
@@ -84,9 +89,23 @@ class LeaderFetcher:
                         await self._truncate(conn, key, state)
                         self.synced_epochs[key] = state.leader_epoch
                 await self._fetch(conn, partitions)
+                self._lost_last = False
+                if self.unreachable_since is not None:
+                    self.unreachable_since = None
+                    self.manager.leader_reachability_changed()
             except BrokerUnavailable as exc:
                 log.debug("fetch from broker %d: %s", self.leader_id, exc)
-                await asyncio.sleep(RETRY_SECONDS)
+                if (exc.lost or exc.refused) and self.unreachable_since is None:
+                    self.unreachable_since = time.monotonic()
+                    self.manager.leader_reachability_changed()
+                if exc.refused:
+                    self.manager.leader_refused(self.leader_id)
+                # Reconnect at once after a connection broke (once: a leader that keeps
+                # closing connections is retried at the normal pace).
+                reconnect_now = exc.lost and not self._lost_last
+                self._lost_last = exc.lost
+                await asyncio.sleep(RECONNECT_SECONDS if reconnect_now else RETRY_SECONDS)
+                continue
             except Exception:  # a bug in one round must not stop replication for good
                 log.exception("follower fetch from broker %d failed", self.leader_id)
                 await asyncio.sleep(RETRY_SECONDS)

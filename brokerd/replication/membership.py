@@ -2,7 +2,8 @@
 ``coordination`` is set.
 
 It registers the broker (its advertised listeners and rack) on an etcd lease, keeps a
-watched view of the cluster's metadata, and runs the broker's controller candidacy. The
+watched view of the cluster's metadata, runs the broker's controller candidacy and its part
+in fast failure detection (``coordination.fencing``). The
 broker is ``ready`` (``/healthz`` 200) only while it is registered with its current epoch
 and its view has caught up with etcd. A broker whose lease expired (etcd unreachable for
 longer than the session timeout) registers again with a new epoch as soon as it can.
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from brokerd.coordination.controller import Controller, LeaderRebalance
 from brokerd.coordination.etcd import CoordinationDenied, CoordinationError, Etcd
+from brokerd.coordination.fencing import FailureDetector
 from brokerd.coordination.keys import Keys
 from brokerd.coordination.records import BrokerRegistration, Endpoint
 from brokerd.coordination.session import BrokerSession
@@ -30,6 +32,11 @@ from brokerd.coordination.view import ClusterState, ClusterView
 log = logging.getLogger("brokerd.replication")
 
 NO_CONTROLLER = -1
+# How long Metadata keeps listing a broker whose registration went (fenced, expired or left):
+# clients learn its partitions' new leaders first and see it leave afterwards. librdkafka,
+# told both at once, drops the broker's thread while the partitions move and produces again
+# only after its next once-a-second metadata scan.
+DEPARTED_GRACE_S = 5.0
 
 
 class MembershipError(Exception):
@@ -54,6 +61,7 @@ class ClusterMembership:
         user: str | None = None,
         password_file: str | None = None,
         session_timeout_ms: int = 6000,
+        heartbeat_interval_ms: int | None = None,
         leader_rebalance: LeaderRebalance | None = None,
     ) -> None:
         password = None
@@ -69,10 +77,14 @@ class ClusterMembership:
         self.keys = Keys(url.prefix)
         self.view = ClusterView(self.etcd, self.keys)
         self.ttl = max(2, round(session_timeout_ms / 1000))
+        self.heartbeat_s = heartbeat_interval_ms / 1000 if heartbeat_interval_ms else None
         self.leader_rebalance = leader_rebalance
         self.session: BrokerSession | None = None
         self.controller: Controller | None = None
+        self.detector: FailureDetector | None = None
         self.on_change: list[Callable[[], None]] = []
+        self._registered: dict[int, BrokerRegistration] = {}
+        self._departed: dict[int, tuple[BrokerRegistration, float]] = {}  # node id -> (last, when)
         self._rejoin: asyncio.Task | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -82,7 +94,9 @@ class ClusterMembership:
         self.view.listeners.append(self._changed)
         self.view.start()
         registration = BrokerRegistration(self.node_id, self.rack, tuple(endpoints), "")
-        self.session = BrokerSession(self.etcd, self.keys, registration, ttl=self.ttl)
+        self.session = BrokerSession(
+            self.etcd, self.keys, registration, ttl=self.ttl, heartbeat_s=self.heartbeat_s
+        )
         while True:
             try:
                 if isinstance(self.view.last_error, CoordinationDenied):
@@ -105,6 +119,8 @@ class ClusterMembership:
             await asyncio.sleep(0.1)
         self.controller = Controller(self.session, self.view, rebalance=self.leader_rebalance)
         self.controller.start()
+        self.detector = FailureDetector(self.session, self.view, self.controller)
+        self.detector.start()
         self._rejoin = asyncio.create_task(self._rejoin_loop(), name="cluster-rejoin")
         log.info(
             "joined cluster %s as broker %d (epoch %d, rack %s)",
@@ -124,6 +140,8 @@ class ClusterMembership:
     async def stop(self) -> None:
         """Leave the cluster now: the lease is revoked so that leaderships move at once."""
         await cancel_and_wait(self._rejoin)
+        if self.detector is not None:
+            await self.detector.stop()
         if self.controller is not None:
             await self.controller.stop()
         if self.session is not None:
@@ -132,7 +150,18 @@ class ClusterMembership:
         with contextlib.suppress(Exception):
             await self.etcd.close()
 
-    def _changed(self, _state: ClusterState) -> None:
+    def _changed(self, state: ClusterState) -> None:
+        now = time.monotonic()
+        for node_id, registration in self._registered.items():
+            if node_id not in state.brokers:
+                self._departed[node_id] = (registration, now)
+                asyncio.get_running_loop().call_later(DEPARTED_GRACE_S + 0.01, self._notify)
+        for node_id in state.brokers:
+            self._departed.pop(node_id, None)
+        self._registered = dict(state.brokers)
+        self._notify()
+
+    def _notify(self) -> None:
         for callback in list(self.on_change):
             callback()
 
@@ -153,10 +182,17 @@ class ClusterMembership:
         record = self.view.state.controller
         return record.node_id if record is not None else NO_CONTROLLER
 
-    def brokers(self, listener_name: str) -> list[BrokerAddress]:
-        """Every registered broker's address on the listener a client came in through."""
+    def brokers(self, listener_name: str, *, departed: bool = False) -> list[BrokerAddress]:
+        """Every registered broker's address on the listener a client came in through, with
+        ``departed`` those that left less than DEPARTED_GRACE_S ago too (for Metadata)."""
         out = []
-        for node_id, registration in sorted(self.view.state.brokers.items()):
+        registrations = dict(self.view.state.brokers)
+        if departed:
+            now = time.monotonic()
+            for node_id, (registration, when) in self._departed.items():
+                if now - when < DEPARTED_GRACE_S and node_id not in registrations:
+                    registrations[node_id] = registration
+        for node_id, registration in sorted(registrations.items()):
             for endpoint in registration.endpoints:
                 if endpoint.name == listener_name:
                     out.append(BrokerAddress(node_id, endpoint.host, endpoint.port, registration.rack))

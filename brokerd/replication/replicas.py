@@ -46,6 +46,7 @@ class ReplicaManager:
         self._fetchers: dict[int, LeaderFetcher] = {}
         self._shrinker: asyncio.Task | None = None
         self.lag_max = broker.config["replica.lag.time.max.ms"] / 1000
+        self.session_s = broker.config["broker.session.timeout.ms"] / 1000
 
     def start(self) -> None:
         self.membership.view.listeners.append(self.sync)
@@ -163,6 +164,25 @@ class ReplicaManager:
         except OSError as exc:
             log.error("inter-broker password file %s: %s", path, exc.strerror)
             return None
+
+    def leader_refused(self, leader_id: int) -> None:
+        """A connection to the leader's listener was refused: tell the controller, which checks
+        for itself and fences the leader if it is gone (``coordination.fencing``)."""
+        detector = self.membership.detector
+        if detector is not None:
+            detector.suspect(leader_id)
+
+    def leader_reachability_changed(self) -> None:
+        self.broker.metadata_cache.clear()  # Metadata answers from what the fetchers see
+
+    def unreachable_leaders(self) -> set[int]:
+        """Leaders whose listener this broker lost as a follower (the connection broke or was
+        refused) less than broker.session.timeout.ms ago, and has not fetched from since."""
+        now = time.monotonic()
+        return {
+            leader_id for leader_id, fetcher in self._fetchers.items()
+            if fetcher.unreachable_since is not None and now - fetcher.unreachable_since < self.session_s
+        }  # fmt: skip
 
     def followed_from(self, leader_id: int) -> dict[tuple[str, int], PartitionState]:
         out = {}
@@ -334,15 +354,22 @@ class ReplicaManager:
         return len(self.membership.view.state.brokers)
 
     # --- what Metadata reports -------------------------------------------------------------------
-    def topics(self) -> dict[str, tuple[uuid.UUID, list[PartitionRow]]]:
-        """Every complete topic of the cluster: its id and its partitions' rows."""
+    def topics(self, *, for_clients: bool = False) -> dict[str, tuple[uuid.UUID, list[PartitionRow]]]:
+        """Every complete topic of the cluster: its id and its partitions' rows.
+
+        ``for_clients`` (Metadata): a partition whose leader this broker, as its
+        follower, has just lost (``unreachable_leaders``) shows no leader, so that clients
+        keep asking (LEADER_NOT_AVAILABLE) until the controller has moved it, instead of
+        retrying a dead broker with growing back-off."""
         state = self.membership.view.state
+        lost = self.unreachable_leaders() if for_clients else set()
         out = {}
         for name, topic in state.topics.items():
             partitions = state.topic_partitions(name)
             if partitions is not None:
                 live = state.brokers
-                out[name] = (uuid.UUID(topic.topic_id), [_row(i, p, live) for i, p in enumerate(partitions)])
+                rows = [_row(i, p, live, lost) for i, p in enumerate(partitions)]
+                out[name] = (uuid.UUID(topic.topic_id), rows)
         return out
 
 
@@ -355,6 +382,7 @@ class PartitionRow(NamedTuple):
     offline: tuple[int, ...]  # replicas whose broker is not registered
 
 
-def _row(index: int, state: PartitionState, live: dict) -> PartitionRow:
+def _row(index: int, state: PartitionState, live: dict, lost: set[int]) -> PartitionRow:
     offline = tuple(r for r in state.replicas if r not in live)
-    return PartitionRow(index, state.leader, state.leader_epoch, state.replicas, state.isr_ids, offline)
+    leader = NO_LEADER if state.leader in lost else state.leader
+    return PartitionRow(index, leader, state.leader_epoch, state.replicas, state.isr_ids, offline)

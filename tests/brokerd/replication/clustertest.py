@@ -41,7 +41,7 @@ def cluster_brokers(
             root / f"broker-{node_id}",
             host=f"127.0.0.{node_id}",
             node_id=node_id,
-            settings={"coordination.session.timeout.ms": 2000, **(settings or {})},
+            settings={"broker.session.timeout.ms": 2000, **(settings or {})},
             extra_args=["--coordination", url, "--rack", f"rack-{node_id}"],
         )
         brokers.append(broker)

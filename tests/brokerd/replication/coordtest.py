@@ -73,3 +73,14 @@ async def stop_all(nodes: list[Node]) -> None:
 def controller_of(nodes: list[Node]) -> Node:
     [active] = [n for n in nodes if n.controller.active]
     return active
+
+
+def assert_leaderships_moved(before: dict, state: ClusterState, gone: int) -> None:
+    """The partitions ``gone`` led moved to an in-sync replica with the next leader epoch; the
+    others kept their leader and leader epoch."""
+    for key, old in before.items():
+        new = state.partitions[key]
+        if old.leader == gone:
+            assert new.leader in old.isr_ids and new.leader_epoch == old.leader_epoch + 1
+        else:
+            assert new.leader == old.leader and new.leader_epoch == old.leader_epoch

@@ -90,6 +90,11 @@ def test_bad_coordination_settings_and_etcd_credentials_are_one_line_errors(
     assert bad.returncode == 2 and "no key prefix" in bad.stderr
     half = serve("--coordination", url, "--node-id", "1", "--coordination-user", "u")
     assert half.returncode == 2 and "--coordination-password-file" in half.stderr
+    # the session timeout under its first name too; a heartbeat as long as the session cannot work
+    slow = serve("--coordination", url, "--node-id", "1", "--set", "coordination.session.timeout.ms=3000",
+                 "--set", "broker.heartbeat.interval.ms=3000")  # fmt: skip
+    assert slow.returncode == 2
+    assert "broker.heartbeat.interval.ms must be less than broker.session.timeout.ms" in slow.stderr
     down = serve("--coordination", "etcd://127.0.0.1:9/x", "--node-id", "1",
                  "--set", "coordination.start.timeout.ms=500")  # fmt: skip
     assert down.returncode == 1 and "cannot reach etcd at etcd://127.0.0.1:9/x" in down.stderr

@@ -12,7 +12,13 @@ from brokerd.coordination import etcd as e
 from brokerd.coordination.controller import Controller, NotControllerError, TopicExistsError
 from brokerd.coordination.partitions import alter_isr
 from brokerd.coordination.records import NO_LEADER, IsrMember
-from tests.brokerd.replication.coordtest import Node, controller_of, start_nodes, stop_all
+from tests.brokerd.replication.coordtest import (
+    Node,
+    assert_leaderships_moved,
+    controller_of,
+    start_nodes,
+    stop_all,
+)
 from tests.etcd_server import EtcdServer
 
 
@@ -202,12 +208,7 @@ def test_an_expired_broker_leaves_every_isr_and_its_leaderships_move(
                 ),
                 timeout=20,
             )
-            for key, old in before.items():
-                new = state.partitions[key]
-                if old.leader == vid:
-                    assert new.leader in old.isr_ids and new.leader_epoch == old.leader_epoch + 1
-                else:
-                    assert new.leader == old.leader and new.leader_epoch == old.leader_epoch
+            assert_leaderships_moved(before, state, vid)
             # It comes back with a new epoch; it stays out of the ISR (a leader adds it once
             # it has caught up).
             back = await Node(etcd_server, etcd_prefix, vid).start()

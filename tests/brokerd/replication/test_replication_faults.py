@@ -13,7 +13,10 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from kio.index import load_payload_module
+from kio.static.constants import EntityType
 
+from tests.brokerd.brokerd_wire import Wire, request_class
 from tests.brokerd.replication.clustertest import cluster_brokers, wait_for
 from tests.etcd_server import EtcdServer
 
@@ -75,26 +78,7 @@ def test_no_acknowledged_record_is_lost_when_leaders_are_killed(
         acked: dict[int, int] = {}  # value -> offset
         failed: list[str] = []
         stop = threading.Event()
-
-        def produce() -> None:
-            producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
-                                 "linger.ms": 5, "message.timeout.ms": 60000})  # fmt: skip
-
-            def delivered(err, msg) -> None:
-                if err is None:
-                    acked[int(msg.value())] = msg.offset()
-                else:
-                    failed.append(str(err))
-
-            n = 0
-            while not stop.is_set():
-                producer.produce("queue", value=str(n).encode(), partition=0, on_delivery=delivered)
-                producer.poll(0)
-                n += 1
-                time.sleep(0.002)
-            producer.flush(60)
-
-        writer = threading.Thread(target=produce, daemon=True)
+        writer = threading.Thread(target=_produce_queue, args=(bootstrap, acked, stop, failed), daemon=True)
         writer.start()
         failovers = []
         for _cycle in range(KILLS):
@@ -134,7 +118,7 @@ def test_the_checker_reports_loss_when_writes_are_acknowledged_by_the_leader_alo
     # A session long enough that the paused followers keep their registrations (and so their
     # ISR places): only the leader's death changes the cluster.
     brokers = cluster_brokers(
-        tmp_path, etcd_server, etcd_prefix, settings={"coordination.session.timeout.ms": 8000}
+        tmp_path, etcd_server, etcd_prefix, settings={"broker.session.timeout.ms": 8000}
     )
     try:
         for broker in brokers:
@@ -187,3 +171,96 @@ def test_the_checker_reports_loss_when_writes_are_acknowledged_by_the_leader_alo
     finally:
         for broker in brokers:
             broker.kill()
+
+
+def test_a_killed_leader_is_fenced_fast_and_clients_are_told_no_leader_meanwhile(
+    tmp_path: Path, etcd_server: EtcdServer, etcd_prefix: str
+) -> None:
+    """Fast failure detection with a 30 s session: a follower whose connection to the killed
+    leader is refused reports it, answers Metadata with no leader (LEADER_NOT_AVAILABLE) for
+    the partition while the controller is paused, and once the controller runs again it
+    probes the leader's listener, fences it and elects an in-sync follower, long before the
+    lease could expire; the acks=all producer loses nothing."""
+    settings = {"broker.session.timeout.ms": 30000}
+    brokers = cluster_brokers(tmp_path, etcd_server, etcd_prefix, settings=settings)
+    try:
+        for broker in brokers:
+            broker.start(timeout=30)
+        bootstrap = ",".join(b.bootstrap for b in brokers)
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        meta = wait_for(
+            lambda: (m := admin.list_topics(timeout=10)).controller_id > 0 and len(m.brokers) == 3 and m,
+            what="3 brokers and a controller",
+        )
+        controller = next(b for b in brokers if b.node_id == meta.controller_id)
+        leader, follower = (b for b in brokers if b is not controller)
+        order = [leader.node_id, follower.node_id, controller.node_id]
+        admin.create_topics([NewTopic("queue", 1, replica_assignment=[order])])["queue"].result(timeout=20)
+        wait_for(lambda: (p := _partition(follower)) is not None and p.leader_id == leader.node_id
+                 and sorted(p.isr_nodes) == [1, 2, 3], what="the topic in sync")  # fmt: skip
+
+        acked: dict[int, int] = {}
+        stop = threading.Event()
+        writer = threading.Thread(target=_produce_queue, args=(bootstrap, acked, stop), daemon=True)
+        writer.start()
+        wait_for(lambda: len(acked) > 50, what="writes flowing")
+        os.kill(controller.pid, signal.SIGSTOP)
+        try:
+            leader.kill()
+            # the follower's connection to the leader broke: it reports no leader to clients
+            row = wait_for(lambda: (p := _partition(follower)) is not None and p.leader_id == -1 and p,
+                           timeout=15, what="Metadata without a leader")  # fmt: skip
+            assert row.error_code == 5  # LEADER_NOT_AVAILABLE: clients ask again soon
+            assert leader.node_id in row.isr_nodes  # nothing was fenced yet: the controller is paused
+        finally:
+            os.kill(controller.pid, signal.SIGCONT)
+        row = wait_for(lambda: (p := _partition(follower)) is not None and p.leader_id in (follower.node_id,
+                       controller.node_id) and p, timeout=15, what="an in-sync follower leading")  # fmt: skip
+        assert leader.node_id not in row.isr_nodes
+        assert "fenced broker" in controller.log_path.read_text()
+        before = len(acked)
+        wait_for(lambda: len(acked) > before + 20, timeout=30, what="writes resuming")
+        stop.set()
+        writer.join(90)
+        lost, duplicated, problems = check_queue(acked, read_back(bootstrap, max(acked.values()) + 1))
+        assert not lost and not duplicated and not problems, (lost[:10], duplicated[:10], problems)
+    finally:
+        for broker in brokers:
+            broker.kill()
+
+
+def _partition(broker):
+    """Partition queue-0 as ``broker`` alone answers Metadata v12 for it (None if unknown)."""
+    with Wire(broker.port, host=broker.host) as w:
+        answer = w.request(request_class(3, 12)(topics=(_metadata_topic("queue"),),
+                                                allow_auto_topic_creation=False,
+                                                include_topic_authorized_operations=False))  # fmt: skip
+    topics = [t for t in answer.topics if t.name == "queue" and t.error_code == 0]
+    return topics[0].partitions[0] if topics and topics[0].partitions else None
+
+
+def _metadata_topic(name: str):
+    return load_payload_module(3, 12, EntityType.request).MetadataRequestTopic(topic_id=None, name=name)
+
+
+def _produce_queue(
+    bootstrap: str, acked: dict[int, int], stop: threading.Event, failed: list | None = None
+) -> None:
+    """Write 0, 1, 2, ... to queue-0 with acks=all and idempotence until ``stop``; ``acked``
+    gets value -> offset of every acknowledged write, ``failed`` the errors."""
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
+                         "linger.ms": 5, "message.timeout.ms": 60000})  # fmt: skip
+
+    def delivered(err, msg) -> None:
+        if err is None:
+            acked[int(msg.value())] = msg.offset()
+        elif failed is not None:
+            failed.append(str(err))
+
+    n = 0
+    while not stop.is_set():
+        producer.produce("queue", value=str(n).encode(), partition=0, on_delivery=delivered)
+        producer.poll(0)
+        n += 1
+        time.sleep(0.002)
+    producer.flush(60)

@@ -20,7 +20,7 @@ USERS = {"alice": "alice-secret", "replicator": "replicator-secret"}
 def _brokers(root: Path, etcd: EtcdServer, prefix: str, *, credentials: bool) -> list[ClusterBroker]:
     password = root / "inter-broker-password"
     password.write_text(USERS["replicator"] + "\n")
-    settings: dict[str, object] = {"coordination.session.timeout.ms": 2000, "replica.lag.time.max.ms": 2000}
+    settings: dict[str, object] = {"broker.session.timeout.ms": 2000, "replica.lag.time.max.ms": 2000}
     if credentials:
         settings.update({"inter.broker.user": "replicator", "inter.broker.password.file": str(password)})
     return [
@@ -138,7 +138,7 @@ def test_followers_fetch_over_tls_from_sasl_ssl_leaders(
     password = tmp_path / "inter-broker-password"
     password.write_text(USERS["replicator"])
     settings: dict[str, object] = {
-        "coordination.session.timeout.ms": 2000,
+        "broker.session.timeout.ms": 2000,
         "replica.lag.time.max.ms": 2000,
         "inter.broker.user": "replicator",
         "inter.broker.password.file": str(password),
