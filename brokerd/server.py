@@ -13,6 +13,8 @@ import inspect
 import logging
 import os
 import struct
+import sys
+import threading
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -50,6 +52,54 @@ class _Slot:
         self.parts: list | None = None
         self.close_after = False
         self.held = 0  # bytes of this ready response waiting behind an unfinished earlier one
+
+
+# Reads land in a scratch buffer of this size; a frame larger than it that has not all arrived
+# gets a buffer of its own that the transport reads the rest into, so a large Produce frame is
+# copied once (socket to its buffer) instead of appended to the stream buffer and sliced out.
+READ_BYTES = 256 * 1024
+# One scratch buffer per event-loop thread, shared by its connections: a read is taken out of
+# it (buffer_updated) before the loop runs anything else.
+_scratch = threading.local()
+
+
+def _read_scratch() -> memoryview:
+    view = getattr(_scratch, "view", None)
+    if view is None:
+        view = _scratch.view = memoryview(bytearray(READ_BYTES))
+    return view
+
+
+def _holders(buf: bytearray) -> int:
+    return sys.getrefcount(buf)
+
+
+# What _holders reports of the loop's spare frame buffer when nothing else refers to it (the
+# count includes the call's own references, which differ between Python versions).
+_scratch.spare = bytearray(1)
+_UNSHARED = _holders(_scratch.spare)
+del _scratch.spare
+
+
+def _frame_buffer(size: int) -> bytearray:
+    """A buffer of ``size`` bytes for a large frame, every byte of which the socket then fills.
+
+    The last large frame's buffer is taken again when nothing else refers to it any more (its
+    handler, and whatever the handler passed its records to, are done with it) and it is big
+    enough without reallocating: a Produce stream then does not allocate and zero a new
+    megabyte per request.
+    """
+    if getattr(_scratch, "spare", None) is not None and _holders(_scratch.spare) == _UNSHARED:
+        spare = _scratch.spare
+        room = spare.__alloc__()
+        if room // 2 <= size < room:
+            have = len(spare)
+            if size < have:
+                del spare[size:]
+            elif size > have:
+                spare.extend(bytes(size - have))
+            return spare
+    return bytearray(size)
 
 
 # Responses queued in one turn of the loop are written once they reach this size (so that
@@ -99,14 +149,20 @@ def _sendfile_all(fd: int, part: FileRange) -> int:
     return done
 
 
-class Connection(asyncio.Protocol):
+class Connection(asyncio.BufferedProtocol):
     def __init__(self, broker: Broker, listener: Listener, bound_port: int) -> None:
         self.broker = broker
         self.listener = listener
         self.port = bound_port
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
-        self._buf = bytearray()
+        self._buf = bytearray()  # received bytes not yet taken as frames
+        self._scratch = _read_scratch()
+        # A frame being read into its own buffer (it comes before anything in _buf), how much
+        # of it has arrived, and whether the last buffer handed to the transport was its.
+        self._frame: bytearray | None = None
+        self._frame_got = 0
+        self._into_frame = False
         self._pending: deque[_Slot] = deque()
         self._apis = broker.apis
         self._max_inflight = broker.config["max.inflight.requests.per.connection"]
@@ -216,10 +272,30 @@ class Connection(asyncio.Protocol):
         self._update_reading()
         self._process()
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        frame = self._frame
+        self._into_frame = frame is not None and self._frame_got < len(frame)
+        return memoryview(frame)[self._frame_got :] if self._into_frame else self._scratch
+
+    def buffer_updated(self, nbytes: int) -> None:
         self.last_active = time.monotonic()
-        self._buf += data
+        if self._into_frame:
+            self._frame_got += nbytes
+            if self._frame_got < len(self._frame):
+                return
+        else:
+            self._buf += self._scratch[:nbytes]
         self._process()
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes already read (tests, the fuzzer): fed through the same buffers as the transport's reads."""
+        view = memoryview(data)
+        while view and not self.closed:
+            into = self.get_buffer(len(view))
+            n = min(len(into), len(view))
+            into[:n] = view[:n]
+            self.buffer_updated(n)
+            view = view[n:]
 
     # --- output: responses ready in one turn of the loop go out in one write ----------------
     _out: list | None = None
@@ -353,6 +429,14 @@ class Connection(asyncio.Protocol):
             ):
                 if self._writing_paused:
                     break
+                frame = self._frame
+                if frame is not None:  # a frame read into its own buffer: next in order
+                    if self._frame_got < len(frame):
+                        break
+                    self._frame = None
+                    self._handle_frame(frame if frame[:2] == b"\0\0" else bytes(frame))
+                    _scratch.spare = frame
+                    continue
                 if len(buf) - pos < 4:
                     break
                 (size,) = SIZE.unpack_from(buf, pos)
@@ -361,6 +445,12 @@ class Connection(asyncio.Protocol):
                     self.close(f"frame of {size} bytes refused (limit {limit})")
                     return
                 if len(buf) - pos - 4 < size:
+                    if size > READ_BYTES:  # the rest is read straight into the frame's own buffer
+                        frame = self._frame = _frame_buffer(size)
+                        got = len(buf) - pos - 4
+                        frame[:got] = memoryview(buf)[pos + 4 :]
+                        self._frame_got = got
+                        pos = len(buf)
                     break
                 if size >= 2 and buf[pos + 4] == 0 and buf[pos + 5] == 0:
                     frame = buf[

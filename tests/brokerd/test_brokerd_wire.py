@@ -337,6 +337,64 @@ def test_pipelined_requests_are_answered_in_order(broker) -> None:
             assert struct.unpack_from(">i", frame)[0] == corr
 
 
+def test_large_frames_split_across_reads_and_pipelined(broker) -> None:
+    """Produce frames larger than one read, their size fields and bodies cut anywhere and sent
+    back to back with small requests, are answered in order and stored byte for byte."""
+    big = [make_batch([(None, bytes([i % 256]) * 1000) for i in range(k, k + 700)]) for k in (0, 1)]
+    small = make_batch([(None, b"small")])
+    sent = [big[0], small, big[1], big[0], small]  # ~700 KB each: more than one read takes
+    with Wire(broker.port) as w:
+        create(w, "big")
+        stream = b""
+        for records in sent:
+            req = produce(w, "big", 0, records, acks=1)
+            cls = type(req)
+            payload = w.header(cls.__api_key__, cls.__version__, cls.__flexible__) + encode(req)
+            stream += struct.pack(">i", len(payload)) + payload
+        start = 0
+        for cut in (1, 3, 70_001, 300_000, 701_000, 701_002, 1_500_000, len(stream)):
+            w.sock.sendall(stream[start:cut])  # a pause after each piece: a read of its own
+            start = cut
+            time.sleep(0.05)
+        bases = []
+        for _ in sent:
+            [part] = w.recv(0, 9).responses[0].partition_responses
+            assert part.error_code == 0
+            bases.append(part.base_offset)
+        assert bases == [0, 700, 701, 1401, 2101]
+        stored, offset = [], 0
+        while offset < 2102:
+            part = w.request(fetch_request("big", offset)).responses[0].partitions[0]
+            assert part.error_code == 0 and part.records
+            pos = 0
+            for base, count in batch_offsets(part.records):
+                if base >= offset:
+                    (length,) = struct.unpack_from(">i", part.records, pos + 8)
+                    stored.append(bytes(part.records[pos + 61 : pos + 12 + length]))  # the records
+                    offset = base + count
+                pos += 12 + struct.unpack_from(">i", part.records, pos + 8)[0]
+        assert stored == [records[61:] for records in sent]
+
+
+def test_a_large_frame_buffer_is_reused_only_once_nothing_refers_to_it() -> None:
+    from brokerd import server
+
+    first = server._frame_buffer(600_000)
+    server._scratch.spare = first
+    records = memoryview(first)[100:200]  # as a handler that kept the records would hold them
+    assert server._frame_buffer(600_000) is not first
+    del records
+    assert server._frame_buffer(600_000) is not first  # ``first`` itself is still referred to here
+    first_id = id(first)
+    del first
+    again = server._frame_buffer(590_000)  # nothing else refers to it: the same buffer, resized
+    assert id(again) == first_id and len(again) == 590_000
+    del again
+    small = server._frame_buffer(100_000)  # far smaller: a new one, the big one is not kept for it
+    assert id(small) != first_id and len(small) == 100_000
+    del server._scratch.spare
+
+
 def test_idle_socket_does_not_block_others(broker) -> None:
     slow = socket.create_connection(("127.0.0.1", broker.port))
     try:
