@@ -104,6 +104,12 @@ def _translate(error: grpc.aio.AioRpcError, what: str) -> CoordinationError:
     return CoordinationError(f"etcd {what}: {detail}")
 
 
+def _being_cancelled() -> bool:
+    """Whether the running task itself is being cancelled (not a call it awaits)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class Etcd:
     def __init__(
         self,
@@ -185,6 +191,15 @@ class Etcd:
                 raise CoordinationUnavailable(f"etcd {what}: {exc}") from exc
             except aetcd.exceptions.ClientError as exc:
                 raise CoordinationError(f"etcd {what}: {exc}") from exc
+            except asyncio.CancelledError as exc:
+                if _being_cancelled():
+                    raise
+                # gRPC cancels the calls in flight on a channel that another caller closed after
+                # a failure (``_drop``). Only the channel ended, not the caller: to it this is
+                # etcd being unreachable, retried like any other, never a silent end of the
+                # caller's task (a lease keep-alive that ended so would let the lease expire
+                # without the broker ever noticing).
+                raise CoordinationUnavailable(f"etcd {what}: the connection closed during the call") from exc
         raise AssertionError("unreachable")
 
     # --- key-value ---------------------------------------------------------------------------
