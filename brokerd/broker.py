@@ -266,6 +266,8 @@ class Broker:
         except MembershipError as exc:
             raise StartupError(str(exc)) from None
         self.cluster_id = self.cluster.cluster_id or self.cluster_id
+        if self.producers is not None:  # producer ids unique across the cluster
+            self.producers.ids = await self.cluster.start_producer_ids(floor=self.producers.ids.reserved)
         from brokerd.replication.replicas import ReplicaManager
 
         self.replicas = ReplicaManager(self, self.cluster)

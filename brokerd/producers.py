@@ -84,6 +84,13 @@ class ProducerIdAllocator:
         self._next = self._block_end = reserved
         self._loaded = True
 
+    @property
+    def reserved(self) -> int:
+        """Every id below this may have been handed out already."""
+        if not self._loaded:
+            self.load()
+        return self._block_end
+
     def allocate(self) -> int:
         """A fresh producer id. Blocks on an fsync once per ``block_size`` ids."""
         if not self._loaded:

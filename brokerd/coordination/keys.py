@@ -8,6 +8,7 @@
     {prefix}topics/{name}           a topic: id, partition count, configs
     {prefix}partitions/{name}/{n}   a partition's replicas, leader, leader epoch, ISR and
                                     partition epoch
+    {prefix}producer_ids            the start of the next free block of producer ids
     {prefix}suspects/{id}/{by}      broker ``by`` could not connect to broker ``id``'s listener
                                     (the epoch it saw); bound to ``by``'s lease
 
@@ -29,6 +30,7 @@ class Keys:
         self.topics = self.prefix + b"topics/"
         self.partitions = self.prefix + b"partitions/"
         self.suspects = self.prefix + b"suspects/"
+        self.producer_ids = self.prefix + b"producer_ids"
 
     def broker(self, node_id: int) -> bytes:
         return self.brokers + str(node_id).encode()

@@ -8,6 +8,7 @@ import logging
 from kio.schema.errors import ErrorCode as E
 
 from brokerd import acls
+from brokerd.coordination.producer_ids import ProducerIdsUnavailable
 
 log = logging.getLogger("brokerd.producers")
 
@@ -31,6 +32,10 @@ def init_producer_id(request, ctx):
                             producer_epoch=-1)
     try:
         pid = ctx.broker.producers.ids.allocate()
+    except ProducerIdsUnavailable:  # a block is on its way from the cluster: the client retries
+        return ctx.response(
+            throttle_time=ZERO, error_code=E.coordinator_load_in_progress, producer_id=-1, producer_epoch=-1
+        )
     except OSError as exc:
         log.error("cannot reserve producer ids: %s", exc)
         return ctx.response(

@@ -23,6 +23,7 @@ from brokerd.coordination.controller import Controller, LeaderRebalance
 from brokerd.coordination.etcd import CoordinationDenied, CoordinationError, Etcd
 from brokerd.coordination.fencing import FailureDetector
 from brokerd.coordination.keys import Keys
+from brokerd.coordination.producer_ids import ClusterProducerIds
 from brokerd.coordination.records import BrokerRegistration, Endpoint
 from brokerd.coordination.session import BrokerSession
 from brokerd.coordination.tasks import cancel_and_wait
@@ -82,6 +83,7 @@ class ClusterMembership:
         self.session: BrokerSession | None = None
         self.controller: Controller | None = None
         self.detector: FailureDetector | None = None
+        self.producer_ids: ClusterProducerIds | None = None
         self.on_change: list[Callable[[], None]] = []
         self._registered: dict[int, BrokerRegistration] = {}
         self._departed: dict[int, tuple[BrokerRegistration, float]] = {}  # node id -> (last, when)
@@ -127,6 +129,14 @@ class ClusterMembership:
             self.url, self.node_id, self.session.epoch, self.rack or "none",
         )
 
+    async def start_producer_ids(self, *, floor: int) -> ClusterProducerIds:
+        """Producer ids from the cluster's counter, none below ``floor`` (the ids this broker's
+        data dir reserved on its own)."""
+        assert self.session is not None
+        self.producer_ids = ClusterProducerIds(self.session, floor=floor)
+        await self.producer_ids.start()
+        return self.producer_ids
+
     async def _rejoin_loop(self) -> None:
         assert self.session is not None
         while True:
@@ -140,6 +150,8 @@ class ClusterMembership:
     async def stop(self) -> None:
         """Leave the cluster now: the lease is revoked so that leaderships move at once."""
         await cancel_and_wait(self._rejoin)
+        if self.producer_ids is not None:
+            await self.producer_ids.stop()
         if self.detector is not None:
             await self.detector.stop()
         if self.controller is not None:

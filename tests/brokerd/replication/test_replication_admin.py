@@ -26,8 +26,7 @@ class Cluster:
         self.brokers = brokers
         self.bootstrap = ",".join(b.bootstrap for b in brokers)
         self.admin = AdminClient({"bootstrap.servers": self.bootstrap})
-        # One idempotent producer for the module: brokers hand out producer ids from their own
-        # local blocks, so two producers that bootstrap on different brokers may share an id
+        # One idempotent producer for the module (fewer connections to the shared cluster)
         self.producer = Producer({"bootstrap.servers": self.bootstrap, "acks": "all",
                                   "enable.idempotence": True, "topic.metadata.refresh.interval.ms": 500})
 
