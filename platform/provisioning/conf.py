@@ -10,6 +10,8 @@ Per host (each broker host's worker reads its own):
 Timings (seconds): KASTLE_HEARTBEAT_INTERVAL (5), KASTLE_RECONCILE_INTERVAL (3),
 KASTLE_BROKER_START_TIMEOUT (30), KASTLE_OPERATION_LEASE (20), KASTLE_UNCLAIMED_GRACE (15),
 KASTLE_PORT_RELEASE_WAIT (15).
+KASTLE_BROKERD_FORKSERVER (on): brokers are forked from a fork server with brokerd imported
+(`supervisor.forkserver_enabled`, read from the environment: `0` starts each brokerd afresh).
 Host liveness (KASTLE_HOST_TIMEOUT) is the clusters app's (`clusters/conf.py`).
 """
 

@@ -3,7 +3,9 @@
 Nothing here touches the database. Every process is identified by its pidfile *and* its
 command line (`brokerd serve --config <this broker's config>`), so a recycled pid is never
 mistaken for a broker, and brokers of other data roots (other hosts, other test runs) are
-never touched.
+never touched. A broker forked by the fork server (`forkserver.py`: brokerd's modules imported
+once, so a broker starts without paying for the imports) keeps the server's command line; it is
+recognised by that command line and its working directory, the broker's own directory.
 
 Layout under a host's root (``KASTLE_DATA_DIR/hosts/<name>/``)::
 
@@ -119,13 +121,28 @@ def _alive(pid: int) -> bool:
 
 
 def is_brokerd_for(pid: int, config: Path) -> bool:
-    """Is `pid` a live `brokerd serve --config <config>`?"""
+    """Is `pid` a live `brokerd serve --config <config>` (or a broker forked for that config)?"""
     if pid <= 0 or not _alive(pid):
         return False
+    found = _config_of(pid)
+    return found is not None and (found == str(config) or found == os.path.realpath(config))
+
+
+def _config_of(pid: int) -> str | None:
+    """The broker config a process serves: from a `brokerd serve` command line, or for a broker
+    forked by the fork server, the `brokerd.toml` of its working directory."""
     argv = _cmdline(pid)
     if not argv:
-        return False
-    return _brokerd_config(argv) == str(config)
+        return None
+    config = _brokerd_config(argv)
+    if config is not None or not any(a.endswith(FORKSERVER_SCRIPT.name) for a in argv):
+        return config
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return None
+    candidate = os.path.join(cwd, "brokerd.toml")
+    return candidate if os.path.isfile(candidate) else None  # the server itself has none
 
 
 def _brokerd_config(argv: list[str]) -> str | None:
@@ -158,17 +175,14 @@ def running_pid(paths: BrokerPaths, *, hint: int | None = None) -> int | None:
 
 def brokerd_processes(host_root: Path) -> dict[Path, int]:
     """Every brokerd process whose config lies under `host_root`: {config path: pid}."""
-    root = str(clusters_root(host_root)) + os.sep
+    roots = (str(clusters_root(host_root)) + os.sep, os.path.realpath(clusters_root(host_root)) + os.sep)
     found: dict[Path, int] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         pid = int(entry.name)
-        argv = _cmdline(pid)
-        if not argv:
-            continue
-        config = _brokerd_config(argv)
-        if config and config.startswith(root) and _alive(pid):
+        config = _config_of(pid)
+        if config and config.startswith(roots) and _alive(pid):
             found[Path(config)] = pid
     return found
 
@@ -206,11 +220,117 @@ def brokerd_env() -> dict[str, str]:
     return env
 
 
-def spawn(paths: BrokerPaths) -> subprocess.Popen:
-    """Start brokerd detached: its own session (a worker restart or Ctrl-C never reaches it)."""
+class Forked:
+    """A broker forked by the fork server: not this process's child, so watched through /proc."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def poll(self) -> int | None:
+        return None if _alive(self.pid) else -1
+
+
+FORKSERVER_SCRIPT = Path(__file__).resolve().parent / "forkserver.py"
+_forkservers: dict[str, subprocess.Popen] = {}  # socket path -> this process's fork server
+_forkserver_lock = threading.Lock()
+
+
+def forkserver_enabled() -> bool:
+    return os.environ.get("KASTLE_BROKERD_FORKSERVER", "1").lower() not in ("0", "false", "no", "off")
+
+
+def _forkserver_socket(host_root: Path) -> str:
+    # One server per worker process (each prefork child has its own); Unix socket paths are short.
+    path = str(host_root / f".brokerd-forkserver-{os.getpid()}.sock")
+    if len(path) > 100:
+        import hashlib
+        import tempfile
+
+        digest = hashlib.sha256(str(host_root).encode()).hexdigest()[:12]
+        path = os.path.join(tempfile.gettempdir(), f"kastle-brokerd-{digest}-{os.getpid()}.sock")
+    return path
+
+
+def forkserver_start(host_root: Path, *, wait: float = 0.0) -> str | None:
+    """This process's fork server for `host_root` (started if needed); its socket once it answers,
+    else None (a caller then starts brokerd the ordinary way). `wait`: how long to wait for it."""
+    if not forkserver_enabled():
+        return None
+    path = _forkserver_socket(host_root)
+    with _forkserver_lock:
+        server = _forkservers.get(path)
+        if server is None or server.poll() is not None:
+            host_root.mkdir(parents=True, exist_ok=True)
+            with open(host_root / "forkserver.log", "ab") as log:
+                server = subprocess.Popen(
+                    [sys.executable, str(FORKSERVER_SCRIPT), path],
+                    cwd=host_root,
+                    env=brokerd_env(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    close_fds=True,
+                )
+            _forkservers[path] = server
+            threading.Thread(target=server.wait, name="reap-forkserver", daemon=True).start()
+    deadline = time.monotonic() + wait
+    while not os.path.exists(path):
+        if server.poll() is not None or time.monotonic() >= deadline:
+            return None
+        time.sleep(0.02)
+    return path
+
+
+def forkserver_stop(host_root: Path) -> None:
+    """Stop this process's fork server for `host_root` (brokers it forked keep running)."""
+    with _forkserver_lock:
+        server = _forkservers.pop(_forkserver_socket(host_root), None)
+    if server is not None and server.poll() is None:
+        server.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.wait(timeout=5)
+
+
+def _fork_broker(paths: BrokerPaths) -> Forked | None:
+    import json
+    import socket
+
+    path = forkserver_start(paths.root.parents[2], wait=0.0)
+    if path is None:
+        return None
+    request = {"argv": brokerd_command(paths)[3:], "cwd": str(paths.root), "stderr": str(paths.stderr)}
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(5)
+            conn.connect(path)
+            conn.sendall(json.dumps(request).encode() + b"\n")
+            raw = b""
+            while not raw.endswith(b"\n"):
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                raw += chunk
+        answer = json.loads(raw)
+    except (OSError, ValueError) as exc:
+        logger.warning("brokerd fork server at %s did not answer (%s); starting brokerd directly", path, exc)
+        return None
+    if "pid" not in answer:
+        logger.warning("brokerd fork server refused: %s; starting brokerd directly", answer.get("error"))
+        return None
+    return Forked(int(answer["pid"]))
+
+
+def spawn(paths: BrokerPaths) -> subprocess.Popen | Forked:
+    """Start brokerd detached: its own session (a worker restart or Ctrl-C never reaches it).
+
+    Forked by this worker's fork server when it runs (no interpreter start, no imports), else a
+    new `python -m brokerd serve` process."""
     paths.root.mkdir(parents=True, exist_ok=True)
     paths.pidfile.unlink(missing_ok=True)
     (paths.data / "listeners.json").unlink(missing_ok=True)
+    forked = _fork_broker(paths)
+    if forked is not None:
+        return forked
     env = brokerd_env()
     with open(paths.stderr, "ab") as err:
         proc = subprocess.Popen(
@@ -263,7 +383,7 @@ def stderr_tail(paths: BrokerPaths, limit: int = 2000) -> str:
 
 def wait_healthy(
     paths: BrokerPaths,
-    proc: subprocess.Popen,
+    proc: subprocess.Popen | Forked,
     address: str,
     admin_port: int,
     timeout: float,
@@ -382,4 +502,5 @@ def stop_all(host_root: Path, *, timeout: float = 10.0) -> list[int]:
     for pid in pending:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    forkserver_stop(host_root)
     return sorted(procs.values())

@@ -21,14 +21,14 @@ import logging
 import threading
 
 from celery import current_app, shared_task
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 
 from clusters.models import Cluster
 from sharedkit.retry import backoff
 
-from . import conf, placement, services
+from . import conf, placement, services, supervisor
 from .errors import PermanentError, TransientError
 from .queues import host_queue, send_to_host
 
@@ -216,6 +216,15 @@ def _register_host(sender=None, **kwargs) -> None:
         return  # a control-plane-only worker
     _heartbeat = Heartbeat(name)
     _heartbeat.start()
+    supervisor.forkserver_start(conf.host_root(name))  # for a pool that runs tasks in this process
+
+
+@worker_process_init.connect
+def _warm_forkserver(**kwargs) -> None:
+    """Each pool process of a host's worker starts its brokerd fork server now, so that the first
+    broker it starts is forked rather than paying for an interpreter and brokerd's imports."""
+    if services.local_host_name() is not None:
+        supervisor.forkserver_start(conf.host_root())
 
 
 @worker_shutdown.connect

@@ -11,7 +11,8 @@ API (`CeleryServices`, module-scoped as `celery_services`, function-scoped as `c
   REDIS_URL, SECRET_KEY, KASTLE_VAR_DIR/KASTLE_DATA_DIR in a temp dir, PYTHONPATH).
 - `data_dir`: KASTLE_DATA_DIR of the processes (brokers put hosts/<name>/ under it).
 - `start_worker(name="worker", queues=None, concurrency=2, env=None)`, `start_beat(name="beat", env=None)`:
-  start (or restart) a process; each runs in its own process group, output in `log_path(name)`.
+  start (or restart) a process; each runs in its own process group, output in `log_path(name)`. With
+  `wait=False` it is not waited for: start several, then `wait_ready(*names)` (they boot in parallel).
 - `stop(name, timeout=20)`: SIGTERM (warm shutdown), then SIGKILL the group; returns the exit code.
 - `kill(name, sig=SIGKILL)`: signal the process group without waiting (crash tests).
 - `restart(name)`, `processes[name]` (a `ServiceProcess`), `log(name)`, `wait_for_log(name, text, timeout)`.
@@ -75,6 +76,7 @@ class ServiceProcess:
     env: dict[str, str]
     log_path: Path
     proc: subprocess.Popen | None = field(default=None, repr=False)
+    _terminated: subprocess.Popen | None = field(default=None, repr=False)
 
     def start(self) -> None:
         with self.log_path.open("ab") as log:
@@ -103,11 +105,17 @@ class ServiceProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
 
+    def terminate(self) -> None:
+        """SIGTERM once (a worker's warm shutdown; a second one would not wait for its tasks)."""
+        if self.proc is not None and self.proc.poll() is None and self._terminated is not self.proc:
+            self._terminated = self.proc
+            self.proc.send_signal(signal.SIGTERM)
+
     def stop(self, timeout: float = 20.0) -> int | None:
         if self.proc is None:
             return None
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=timeout)
         self.signal_group(signal.SIGKILL)  # anything left in the group (pool children)
@@ -123,6 +131,7 @@ class CeleryServices:
         self.wait_until = wait_until
         self.data_dirs: list[Path] = [self.data_dir]  # every data root whose brokers teardown stops
         self.web_url: str | None = None
+        self._starting: dict[str, tuple[str, int, float]] = {}  # name -> (ready text, log offset, timeout)
 
     def log_path(self, name: str) -> Path:
         return self.workdir / f"{name}.log"
@@ -130,7 +139,10 @@ class CeleryServices:
     def log(self, name: str) -> str:
         return self.processes[name].log()
 
-    def _start(self, name: str, argv: list[str], ready: str, env: dict[str, str] | None, timeout: float):
+    def _start(
+        self, name: str, argv: list[str], ready: str, env: dict[str, str] | None, timeout: float,
+        wait: bool = True,
+    ):  # fmt: skip
         if name in self.processes and self.processes[name].alive:
             self.stop(name)
         proc_env = {**self.env, **(env or {})}
@@ -138,14 +150,24 @@ class CeleryServices:
         offset = len(process.log())
         process.start()
         self.processes[name] = process
-        wait_until(
-            lambda: ready in process.log()[offset:] or not process.alive,
-            timeout=timeout,
-            message=f"{name} to be ready",
-        )
-        if not process.alive:
-            pytest.fail(f"{name} exited during start-up:\n{process.log()[offset:][-4000:]}")
+        self._starting[name] = (ready, offset, timeout)
+        if wait:
+            self.wait_ready(name)
         return process
+
+    def wait_ready(self, *names: str) -> None:
+        """Wait until processes started with `wait=False` are ready (started side by side, they
+        boot in parallel: a worker's start-up is mostly importing Django)."""
+        for name in names:
+            ready, offset, timeout = self._starting.pop(name)
+            process = self.processes[name]
+            wait_until(
+                lambda p=process, r=ready, o=offset: r in p.log()[o:] or not p.alive,
+                timeout=timeout,
+                message=f"{name} to be ready",
+            )
+            if not process.alive:
+                pytest.fail(f"{name} exited during start-up:\n{process.log()[offset:][-4000:]}")
 
     def start_worker(
         self,
@@ -154,6 +176,7 @@ class CeleryServices:
         concurrency: int = 2,
         env: dict[str, str] | None = None,
         timeout: float = 60.0,
+        wait: bool = True,
     ) -> ServiceProcess:
         queues = queues or [settings.CELERY_DEFAULT_QUEUE, f"host.{settings.KASTLE_HOST_NAME}"]
         argv = [
@@ -161,7 +184,7 @@ class CeleryServices:
             "-n", f"{name}-{os.getpid()}@%h", "--concurrency", str(concurrency), "--loglevel", "INFO",
             "--without-mingle", "--without-gossip",
         ]  # fmt: skip
-        return self._start(name, argv, " ready.", env, timeout)
+        return self._start(name, argv, " ready.", env, timeout, wait)
 
     def host_data_dir(self, host: str) -> Path:
         return self.workdir / f"data-{host}"
@@ -174,6 +197,7 @@ class CeleryServices:
         concurrency: int = 1,
         env: dict[str, str] | None = None,
         timeout: float = 60.0,
+        wait: bool = True,
     ) -> ServiceProcess:
         """Start (or restart) the worker of broker host `host` as `worker-<host>` (see the module doc)."""
         data_dir = self.host_data_dir(host)
@@ -190,14 +214,17 @@ class CeleryServices:
             concurrency=concurrency,
             env={**host_env, **(env or {})},
             timeout=timeout,
+            wait=wait,
         )
 
-    def start_beat(self, name: str = "beat", env: dict[str, str] | None = None, timeout: float = 60.0):
+    def start_beat(
+        self, name: str = "beat", env: dict[str, str] | None = None, timeout: float = 60.0, wait: bool = True
+    ):
         argv = [
             sys.executable, "-m", "celery", "-A", "controlplane", "beat", "--loglevel", "INFO",
             "--schedule", str(self.workdir / f"{name}-schedule"),
         ]  # fmt: skip
-        return self._start(name, argv, "beat: Starting...", env, timeout)
+        return self._start(name, argv, "beat: Starting...", env, timeout, wait)
 
     def start_web(
         self, name: str = "web", workers: int = 1, threads: int = 4, env: dict[str, str] | None = None
@@ -236,6 +263,8 @@ class CeleryServices:
         wait_until(lambda: text in self.log(name), timeout=timeout, message=f"{text!r} in the {name} log")
 
     def stop_all(self) -> None:
+        for process in self.processes.values():  # all shut down side by side
+            process.terminate()
         for process in self.processes.values():
             process.stop()
 
@@ -264,8 +293,9 @@ def celery_services(
     )
     services = CeleryServices(workdir, env)
     try:
-        services.start_worker()
-        services.start_beat()
+        services.start_worker(wait=False)
+        services.start_beat(wait=False)
+        services.wait_ready("worker", "beat")
         yield services
     finally:
         services.stop_all()

@@ -57,9 +57,10 @@ def _env(etcd):
 
 @pytest.fixture(scope="module")
 def hosts(_env, celery_services):
-    celery_services.start_worker("worker", queues=["kastle"], concurrency=2)
+    celery_services.start_worker("worker", queues=["kastle"], concurrency=2, wait=False)
     for name, address in HOSTS.items():
-        celery_services.start_host_worker(name, address, concurrency=1)
+        celery_services.start_host_worker(name, address, concurrency=1, wait=False)
+    celery_services.wait_ready("worker", *(f"worker-{name}" for name in HOSTS))
     return celery_services
 
 
@@ -67,7 +68,8 @@ def hosts(_env, celery_services):
 def three_hosts(hosts, celery_worker):
     from clusters.models import Host
 
-    Host.objects.filter(name="local").delete()  # the module's default worker registered it before
+    # the module's default worker registered `local` before; a previous module's host may linger
+    Host.objects.exclude(name__in=list(HOSTS)).delete()
     wait_until(
         lambda: set(Host.objects.values_list("name", flat=True)) == set(HOSTS),
         timeout=30,

@@ -38,15 +38,17 @@ def _env():
 @pytest.fixture(scope="module")
 def hosts(_env, celery_services):
     # The control plane's worker without a host of its own; then hosts a and b.
-    celery_services.start_worker("worker", queues=["kastle"], concurrency=2)
-    celery_services.start_host_worker("a", "127.0.0.1", concurrency=2)
-    celery_services.start_host_worker("b", "127.0.0.2", concurrency=2)
+    celery_services.start_worker("worker", queues=["kastle"], concurrency=2, wait=False)
+    celery_services.start_host_worker("a", "127.0.0.1", concurrency=2, wait=False)
+    celery_services.start_host_worker("b", "127.0.0.2", concurrency=2, wait=False)
+    celery_services.wait_ready("worker", "worker-a", "worker-b")
     return celery_services
 
 
 @pytest.fixture
 def two_hosts(hosts, celery_worker):
-    Host.objects.filter(name="local").delete()  # the module's default worker registered it before
+    # the module's default worker registered `local` before; a previous module's host may linger
+    Host.objects.exclude(name__in=["a", "b"]).delete()
     wait_until(
         lambda: set(Host.objects.values_list("name", flat=True)) == {"a", "b"},
         timeout=20,

@@ -47,7 +47,7 @@ def billed(tenant):
     usage(cluster, "KEY1", "orders", bytes_in=3_000_000_000, records_in=3000, bytes_out=1_000_000_000)
     usage(cluster, "KEY2", "clicks", bytes_in=500_000_000, records_in=5, bytes_out=2_500_000_000)
     usage(cluster, "", "orders", storage_byte_seconds=2 * 10**9 * 3600, partition_ms=3 * 3_600_000)
-    usage(cluster, "", "", cluster_ms=3_600_000)
+    usage(cluster, "", "", cluster_ms=3_600_000, schema_ms=5 * 3_600_000)  # schemas: metered, not priced
     return cluster
 
 
@@ -114,6 +114,7 @@ def test_usage_api_rows_and_cross_tenant(tenant, other_tenant, billed):
     assert rows[(None, "orders")]["storage_byte_hours"] == "2000000000.000000"
     assert rows[(None, "orders")]["partition_hours"] == "3.000000"
     assert rows[(None, None)]["cluster_hours"] == "1.000000"
+    assert rows[(None, None)]["schema_hours"] == "5.000000"
     days = tenant.client.get("/api/v1/usage?group_by=day").json()["results"]
     assert {(r["api_key"], r["day"]) for r in days} >= {("KEY1", str(THIS_HOUR.date()))}
 

@@ -261,6 +261,27 @@ def test_a_port_held_for_good_is_given_up_and_the_new_address_advertised(host, m
         assert Cluster.objects.get(pk=cluster.pk).bootstrap_servers == f"127.0.0.1:{moved.port}"
 
 
+def test_brokers_are_forked_by_the_fork_server_and_recognised_as_brokers(host):
+    root = conf.host_root("local")
+    assert supervisor.forkserver_start(root, wait=60), (root / "forkserver.log").read_text()
+    cluster = _provision(provisioning_cluster())
+    broker = cluster.brokers.get()
+    assert any(a.endswith("forkserver.py") for a in supervisor._cmdline(broker.pid)), "forked, not exec'd"
+    assert os.getsid(broker.pid) == broker.pid  # its own session, as an exec'd broker has
+    paths = services.broker_paths(broker)
+    assert supervisor.running_pid(paths) == broker.pid
+    assert supervisor.brokerd_processes(root) == {paths.config: broker.pid}  # the server is no broker
+    assert plain_login(cluster.bootstrap_servers, cluster.internal_username, cluster.internal_password())
+
+    os.kill(broker.pid, signal.SIGKILL)  # reaped by the server; reconciliation forks it again
+    _wait_dead(broker.pid)
+    assert services.host_reconcile(host_name="local")["started"] == [f"{cluster.public_id}/1"]
+    again = Broker.objects.get(pk=broker.pk)
+    assert again.port == broker.port and supervisor.is_brokerd_for(again.pid, paths.config)
+    assert supervisor.stop_all(root) == [again.pid]
+    _wait_dead(again.pid)
+
+
 def test_up_shutdown_hook_stops_brokers_and_reconcile_starts_them_again(host):
     cluster = _provision(provisioning_cluster())
     pid = cluster.brokers.get().pid
