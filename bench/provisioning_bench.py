@@ -15,6 +15,10 @@ Reports:
 - the same for --standard (10) Standard clusters (3 brokers meeting in an etcd started under the
   bench's var/ as `manage.py up` starts it; all on this one host), target p50 <= 3 s, and the
   ratio of its p50 to the Basic p50 measured in the same run;
+- for both, where the time goes: p50 seconds from the request until the brokers are placed (the
+  lifecycle task ran), the first and the last brokerd spawned, every broker healthy (registered in
+  etcd), and RUNNING. Brokers are forked from the workers' brokerd fork server; run the bench with
+  KASTLE_BROKERD_FORKSERVER=0 to measure a fresh interpreter per broker instead;
 - a new API key working, and a revoked key refused, on a new connection (SASL PLAIN login),
   p50/p95 over --keys (10) keys (target <= 2 s);
 - exactly --idle (100) idle clusters started at once: time until all are RUNNING, RSS and PSS
