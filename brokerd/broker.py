@@ -16,6 +16,7 @@ attribute             what                                               module
 ``authorizer``        ACLs (None when authorizer.enable is false)        brokerd/acls.py
 ``producers``         idempotent-producer ids and sequences              brokerd/idempotence.py
 ``groups``            the group coordinator and committed offsets        brokerd/groups/
+``transactions``      the transaction coordinator (None in a cluster)    brokerd/txn/
 ``cleaner``           compaction of compacted topics (threads)           brokerd/storage/cleaner.py
 ``cluster``           membership of an etcd cluster (None: alone)        brokerd/replication/
 ``replicas``          which partitions this broker leads (None: all)     brokerd/replication/
@@ -58,6 +59,7 @@ from brokerd.settings import Listener, Settings
 from brokerd.storage import Flusher, LogManager, LogSettings, StorageError, Topic
 from brokerd.storage.cleaner import CleanerConfig, LogCleaner
 from brokerd.telemetry import ClientTelemetry, SubscriptionStore
+from brokerd.txn import TransactionCoordinator, TxnConfig
 
 if TYPE_CHECKING:
     from brokerd.replication.membership import ClusterMembership
@@ -101,6 +103,7 @@ class Broker:
         self.producers: ProducerState | None = None
         self.groups: GroupCoordinator | None = None
         self.telemetry: ClientTelemetry | None = None
+        self.transactions: TransactionCoordinator | None = None
         self.cleaner: LogCleaner | None = None
         # The replica manager's seat: alone (no coordination), a broker leads every partition it
         # has and this stays None; in a cluster, brokerd/replication/replicas.py fills it (local
@@ -211,6 +214,7 @@ class Broker:
         self._start_authorizer()
         self._start_groups_and_producers()
         self._start_telemetry(data_dir)
+        self._start_transactions()
         self._start_cleaner()
         await self._start_listeners()
         self._describe_started()
@@ -358,6 +362,31 @@ class Broker:
             return {name: (tid, len(rows)) for name, (tid, rows) in self.replicas.topics().items()}
         return {name: (t.id, len(t.partitions)) for name, t in self.logs.topics.items()}
 
+    def _start_transactions(self) -> None:
+        """The transaction coordinator, reading ``__transaction_state`` back. Alone only: in a
+        cluster the state topic is not yet replicated, so no broker coordinates transactions."""
+        assert self.producers is not None and self.groups is not None and self.flusher is not None
+        logs = self.logs
+        self.producers.log_of = logs.log
+        if getattr(self.config, "coordination", None) is not None:
+            return
+        cfg = self.config
+        config = TxnConfig(
+            max_timeout_ms=cfg["transaction.max.timeout.ms"],
+            partitions=cfg["transaction.state.log.num.partitions"],
+            segment_bytes=cfg["transaction.state.log.segment.bytes"],
+            abort_interval_ms=cfg["transaction.abort.timed.out.transaction.cleanup.interval.ms"],
+            id_expiration_ms=cfg["transactional.id.expiration.ms"],
+            offsets_partitions=cfg["offsets.topic.num.partitions"],
+        )
+        self.transactions = TransactionCoordinator(
+            logs=logs, flusher=self.flusher, producers=self.producers, groups=self.groups, config=config,
+        )
+        try:
+            self.transactions.start()
+        except (OSError, ValueError) as exc:
+            raise StartupError(f"transaction coordinator state: {exc}") from None
+
     def _start_cleaner(self) -> None:
         """The log cleaner's threads (compacted topics), with the producer state it keeps."""
         assert self.configs is not None and self.producers is not None and self.metering is not None
@@ -495,6 +524,8 @@ class Broker:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 2)
         await self.admin.close()
+        if self.transactions is not None:
+            await self.transactions.close()
         if self.producers is not None:
             await self.producers.stop()
         if self.groups is not None:

@@ -165,6 +165,9 @@ class ProducerStateManager:
         #: per partition, the next offset the state covers (the snapshot's or the last append's)
         self._covered: dict[TopicPartition, int] = {}
         self._snapshot_offsets: dict[TopicPartition, int] = {}
+        #: per partition, producer id -> first offset of its open transaction: the first unstable
+        #: offset, which bounds the last stable offset (Kafka's ongoingTxns)
+        self._ongoing: dict[TopicPartition, dict[int, int]] = {}
 
     # -- the produce path ---------------------------------------------------------------------
 
@@ -246,6 +249,42 @@ class ProducerStateManager:
         if last_offset + 1 > self._covered.get(tp, 0):
             self._covered[tp] = last_offset + 1
 
+    # -- transactions ---------------------------------------------------------------------------
+
+    def begin_txn(self, tp: TopicPartition, producer_id: int, first_offset: int) -> None:
+        """A transactional batch was appended: the producer's transaction is open from its first one."""
+        ongoing = self._ongoing.get(tp)
+        if ongoing is None:
+            ongoing = self._ongoing[tp] = {}
+        ongoing.setdefault(producer_id, first_offset)
+
+    def end_txn(self, tp: TopicPartition, producer_id: int, epoch: int, marker_offset: int) -> int | None:
+        """A commit or abort marker was appended: the first offset of the transaction it ends
+        (None when the producer had none open here), and the producer's epoch moves up to the
+        marker's (a bumped epoch fences older batches)."""
+        ongoing = self._ongoing.get(tp)
+        first = ongoing.pop(producer_id, None) if ongoing else None
+        entry = self._partitions.get(tp, {}).get(producer_id)
+        if entry is None:
+            producers = self._partitions.setdefault(tp, {})
+            entry = producers[producer_id] = ProducerEntry(epoch, self._clock())
+        elif epoch > entry.epoch:
+            entry.epoch = epoch
+            entry.batches.clear()
+        entry.last_timestamp_ms = self._clock()
+        if marker_offset + 1 > self._covered.get(tp, 0):
+            self._covered[tp] = marker_offset + 1
+        return first
+
+    def first_unstable_offset(self, tp: TopicPartition) -> int | None:
+        """The first offset of the oldest open transaction of a partition, or None."""
+        ongoing = self._ongoing.get(tp)
+        return min(ongoing.values()) if ongoing else None
+
+    def open_transactions(self, tp: TopicPartition) -> dict[int, int]:
+        """Producer id -> first offset of each open transaction of a partition."""
+        return dict(self._ongoing.get(tp, {}))
+
     # -- recovery -------------------------------------------------------------------------------
 
     def replay_from(self, tp: TopicPartition) -> int:
@@ -283,6 +322,10 @@ class ProducerStateManager:
             self._snapshot_offsets[tp] = log_end_offset
         if self._covered.get(tp, 0) > log_end_offset:
             self._covered[tp] = log_end_offset
+        ongoing = self._ongoing.get(tp)
+        if ongoing:
+            for pid in [p for p, first in ongoing.items() if first >= log_end_offset]:
+                del ongoing[pid]
 
     def truncate_head(self, tp: TopicPartition, log_start_offset: int) -> None:
         """Retention removed offsets below ``log_start_offset``: drop producers wholly before it."""
@@ -298,13 +341,16 @@ class ProducerStateManager:
         self._partitions.pop(tp, None)
         self._covered.pop(tp, None)
         self._snapshot_offsets.pop(tp, None)
+        self._ongoing.pop(tp, None)
 
     def expire(self, now_ms: int | None = None) -> int:
         """Forget producers idle longer than ``producer.id.expiration.ms``."""
         now = self._clock() if now_ms is None else now_ms
         removed = 0
-        for producers in self._partitions.values():
-            for pid in [p for p, e in producers.items() if now - e.last_timestamp_ms >= self.expiration_ms]:
+        for tp, producers in self._partitions.items():
+            ongoing = self._ongoing.get(tp, {})  # a producer with an open transaction stays
+            for pid in [p for p, e in producers.items()
+                        if now - e.last_timestamp_ms >= self.expiration_ms and p not in ongoing]:
                 del producers[pid]
                 removed += 1
         return removed
@@ -331,14 +377,19 @@ class ProducerStateManager:
                         }
                         for pid, e in producers.items()
                     ],
+                    "ongoing": self._ongoing_document((topic, partition)),
                 }
             )
         for (topic, partition), offset in self._covered.items():
             if (topic, partition) not in self._partitions:
                 partitions.append(
-                    {"topic": topic, "partition": partition, "next_offset": offset, "producers": []}
+                    {"topic": topic, "partition": partition, "next_offset": offset, "producers": [],
+                     "ongoing": self._ongoing_document((topic, partition))}
                 )
         return {"version": 1, "partitions": partitions}
+
+    def _ongoing_document(self, tp: TopicPartition) -> list[list[int]]:
+        return [[pid, first] for pid, first in self._ongoing.get(tp, {}).items()]
 
     def write_snapshot(self) -> None:
         """Write the state durably (atomic replace). Blocking: run off the loop if large."""
@@ -352,6 +403,7 @@ class ProducerStateManager:
         self._partitions.clear()
         self._covered.clear()
         self._snapshot_offsets.clear()
+        self._ongoing.clear()
         if not self.snapshot_path.exists():
             return
         try:
@@ -371,6 +423,8 @@ class ProducerStateManager:
                 producers[int(p["id"])] = entry
             if producers:
                 self._partitions[tp] = producers
+            if part.get("ongoing"):
+                self._ongoing[tp] = {int(pid): int(first) for pid, first in part["ongoing"]}
             self._covered[tp] = self._snapshot_offsets[tp] = int(part.get("next_offset", 0))
 
     # -- introspection --------------------------------------------------------------------------

@@ -257,3 +257,77 @@ def record_timestamps(batch: bytes) -> list[tuple[int, int]]:
         out.append((base + off_delta, base_ts + ts_delta))
         pos = end
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# Batches the broker writes itself (transaction markers, internal topics' records)
+
+CONTROL_ABORT = 0
+CONTROL_COMMIT = 1
+
+
+def zigzag(value: int) -> bytes:
+    n = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def build_batch(
+    records: list[tuple[bytes | None, bytes | None]],
+    *,
+    timestamp_ms: int,
+    producer_id: int = -1,
+    producer_epoch: int = -1,
+    base_sequence: int = -1,
+    attributes: int = 0,
+) -> bytearray:
+    """An uncompressed v2 batch of ``records`` (key, value), base offset 0, CRC set: the caller
+    stamps its offsets as a produced batch's (:func:`validate_and_stamp`)."""
+    body = bytearray()
+    for i, (key, value) in enumerate(records):
+        rec = bytearray(b"\x00")  # record attributes
+        rec += zigzag(0)  # timestamp delta
+        rec += zigzag(i)  # offset delta
+        for part in (key, value):
+            rec += zigzag(-1) if part is None else zigzag(len(part)) + part
+        rec += zigzag(0)  # headers
+        body += zigzag(len(rec)) + rec
+    n = len(records)
+    out = bytearray(HEADER.pack(0, HEADER_SIZE - LOG_OVERHEAD + len(body), -1, 2, 0, attributes, n - 1,
+                                timestamp_ms, timestamp_ms, producer_id, producer_epoch, base_sequence, n))
+    out += body
+    _U32.pack_into(out, 17, crc32c.crc32c(memoryview(out)[21:]))
+    return out
+
+
+def control_batch(
+    commit: bool, producer_id: int, producer_epoch: int, coordinator_epoch: int, timestamp_ms: int
+) -> bytearray:
+    """A transaction marker: Kafka's control batch holding one EndTransactionMarker record
+    (key: version 0, type 0 abort / 1 commit; value: version 0, the coordinator's epoch)."""
+    key = struct.pack(">hh", 0, CONTROL_COMMIT if commit else CONTROL_ABORT)
+    value = struct.pack(">hi", 0, coordinator_epoch)
+    return build_batch([(key, value)], timestamp_ms=timestamp_ms, producer_id=producer_id,
+                       producer_epoch=producer_epoch, attributes=ATTR_TRANSACTIONAL | ATTR_CONTROL)
+
+
+def control_type(batch: bytes | bytearray | memoryview, pos: int = 0) -> int | None:
+    """The control record type of the control batch at ``pos`` (0 abort, 1 commit), None if
+    unreadable. Control batches are never compressed."""
+    try:
+        p = pos + HEADER_SIZE
+        _length, p = read_varint(batch, p)
+        p += 1  # attributes
+        _ts, p = read_varint(batch, p)
+        _off, p = read_varint(batch, p)
+        key_len, p = read_varint(batch, p)
+        if key_len < 4:
+            return None
+        _version, kind = struct.unpack_from(">hh", batch, p)
+        return kind
+    except (IndexError, struct.error, InvalidBatch):
+        return None

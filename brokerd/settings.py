@@ -134,6 +134,18 @@ register("group.consumer.assignors", "list", ["uniform", "range"], "server-side 
          "the first is the default")
 register("group.consumer.migration.policy", "str", "disabled", "disabled only: a group changes protocol "
          "while empty, keeping its committed offsets")
+# --- transactions: the transaction coordinator (brokerd/txn/) ----------------------------
+register("transaction.max.timeout.ms", "int", 900000, "longest transaction timeout a producer may ask for",
+         minimum=1)
+register("transaction.state.log.num.partitions", "int", 50, "partitions of __transaction_state", minimum=1)
+register("transaction.state.log.segment.bytes", "int", 104857600, "segment size of __transaction_state",
+         minimum=1024)
+register("transaction.abort.timed.out.transaction.cleanup.interval.ms", "int", 10000,
+         "how often transactions open longer than their timeout are aborted", minimum=1)
+register("transactional.id.expiration.ms", "int", 604800000,
+         "remove a transactional id whose producer sent nothing for this long", minimum=1)
+register("offsets.topic.num.partitions", "int", 50,
+         "partitions of __consumer_offsets (the group's partition a transaction adds)", minimum=1)
 # --- ACLs: the authorizer (brokerd/acls.py) ---------------------------------------
 register("authorizer.enable", "bool", False, "enforce ACLs (Kafka AclAuthorizer; super.users bypass)")
 register("allow.everyone.if.no.acl.found", "bool", False,

@@ -177,6 +177,9 @@ class GroupCoordinator:
         self._expiry_handle: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Future[None]] = set()
         self.load_seconds = 0.0
+        #: (group, partition) -> whether a transaction holds an offset for it not yet committed or
+        #: aborted: OffsetFetch with require_stable answers UNSTABLE_OFFSET_COMMIT (KIP-447)
+        self.transactional_pending: Callable[[str, TopicPartition], bool] | None = None
 
     # ==== lifecycle ===========================================================================
 
@@ -1137,9 +1140,11 @@ class GroupCoordinator:
         return results
 
     def _validate_offset_commit(
-        self, group: Group, generation_id: int, member_id: str, instance_id: str | None
+        self, group: Group, generation_id: int, member_id: str, instance_id: str | None,
+        *, transactional: bool = False,
     ) -> ErrorCode | None:
-        """Kafka 4's ClassicGroup / ConsumerGroup.validateOffsetCommit (non-transactional)."""
+        """Kafka 4's ClassicGroup / ConsumerGroup.validateOffsetCommit (``transactional``: for
+        TxnOffsetCommit, KIP-447)."""
         if group.is_(GroupState.DEAD):
             return E.coordinator_not_available
         if group.consumer is not None:
@@ -1152,9 +1157,9 @@ class GroupCoordinator:
                 return error
             if generation_id != group.generation_id:
                 return E.illegal_generation
-        elif not group.is_(GroupState.EMPTY):
+        elif not transactional and not group.is_(GroupState.EMPTY):
             return E.unknown_member_id
-        if group.is_(GroupState.COMPLETING_REBALANCE):
+        if not transactional and group.is_(GroupState.COMPLETING_REBALANCE):
             return E.rebalance_in_progress
         return None
 
@@ -1172,6 +1177,37 @@ class GroupCoordinator:
         if member_epoch != member.member_epoch:
             return E.stale_member_epoch
         return None
+
+    # ==== TxnOffsetCommit (offsets committed inside a transaction) ===============================
+
+    def validate_txn_offset_commit(
+        self, group_id: str, generation_id: int, member_id: str, instance_id: str | None
+    ) -> ErrorCode | None:
+        """KIP-447's fencing of a transactional commit: Kafka's ClassicGroup.validateOffsetCommit
+        with isTransactional (a zombie member of an older generation is refused). A group that
+        does not exist is accepted without a generation (a producer outside group management)."""
+        error = self._validate(group_id, allow_empty_id=True)
+        if error is not None:
+            return error
+        group = self._groups.get(group_id)
+        if group is None:
+            return None if generation_id < 0 else E.illegal_generation
+        return self._validate_offset_commit(group, generation_id, member_id, instance_id, transactional=True)
+
+    async def commit_transactional(
+        self, group_id: str, offsets: list[tuple[TopicPartition, OffsetAndMetadata]]
+    ) -> None:
+        """A committed transaction's offsets become the group's (its commit marker reached the
+        group's offsets). Raises StoreError when they could not be made durable."""
+        if not offsets:
+            return
+        group = self._groups.get(group_id)
+        if group is None or group.is_(GroupState.DEAD):
+            group = self._get_or_create(group_id)
+        await self.store.commit(group_id, offsets)
+        if not group.is_(GroupState.DEAD):
+            for tp, om in offsets:
+                group.offsets[tp] = om
 
     # ==== OffsetFetch =========================================================================
 
@@ -1205,7 +1241,10 @@ class GroupCoordinator:
         tps = sorted(group.offsets) if partitions is None else list(partitions)
         out = []
         for tp in tps:
-            if require_stable and group.pending_offset_commits.get(tp):
+            if require_stable and (
+                group.pending_offset_commits.get(tp)
+                or (self.transactional_pending is not None and self.transactional_pending(group_id, tp))
+            ):
                 out.append(FetchedOffset(tp[0], tp[1], -1, -1, "", E.unstable_offset_commit))
                 continue
             om = group.offsets.get(tp)

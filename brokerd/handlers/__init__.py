@@ -30,6 +30,7 @@ from brokerd.handlers import (
     sasl,
     telemetry,
     topics,
+    txn,
 )
 from brokerd.protocol.fastpath import decode_produce
 
@@ -54,6 +55,11 @@ _SPECS = (
     ApiSpec(21, 0, 2, partitions.delete_records),
     ApiSpec(22, 0, 5, producers.init_producer_id),
     ApiSpec(23, 2, 4, partitions.offset_for_leader_epoch),
+    ApiSpec(24, 0, 5, txn.add_partitions_to_txn),
+    ApiSpec(25, 0, 4, txn.add_offsets_to_txn),
+    ApiSpec(26, 0, 5, txn.end_txn),
+    ApiSpec(27, 1, 1, txn.write_txn_markers),
+    ApiSpec(28, 0, 5, txn.txn_offset_commit),
     ApiSpec(29, 1, 3, acls.describe_acls),
     ApiSpec(30, 1, 3, acls.create_acls),
     ApiSpec(31, 1, 3, acls.delete_acls),
@@ -71,6 +77,8 @@ _SPECS = (
     ApiSpec(48, 0, 1, client_quotas.describe_client_quotas),
     ApiSpec(49, 0, 1, client_quotas.alter_client_quotas),
     ApiSpec(60, 0, 2, cluster.describe_cluster),
+    ApiSpec(65, 0, 0, txn.describe_transactions),
+    ApiSpec(66, 0, 1, txn.list_transactions),
     ApiSpec(68, 0, 1, consumer_groups.consumer_group_heartbeat),
     ApiSpec(69, 0, 1, consumer_groups.consumer_group_describe),
     ApiSpec(71, 0, 0, telemetry.get_telemetry_subscriptions),

@@ -81,6 +81,9 @@ def _collect(ctx, request, resolved):
     # records stay in the segment files until the connection sends them (sendfile): plaintext
     # listeners only, and not in a cluster (records are cut at the high watermark there)
     zero_copy = ctx.conn.zero_copy and replicas is None
+    # read_committed: records up to the last stable offset, with the aborted transactions in them
+    read_committed = getattr(request, "isolation_level", 0) == 1 and follower < 0
+    producers = ctx.broker.producers
     for name, topic_id, topic, partitions in resolved:
         parts = []
         denied = authz is not None and bool(name) and not acls.allowed(ctx, acls.READ, acls.TOPIC, name)
@@ -110,9 +113,13 @@ def _collect(ctx, request, resolved):
                 replicas.follower_fetched(topic.name, idx, follower, p.fetch_offset)
             records = b""
             err = 0
+            hw = plog.next_offset
+            if replicas is not None:
+                hw = replicas.high_watermark(topic.name, idx) or 0
+            lso = producers.last_stable_offset(plog, hw)
             if remaining > 0:
                 try:
-                    if zero_copy:
+                    if zero_copy and not (read_committed and lso < plog.next_offset):
                         found = plog.read_range(
                             p.fetch_offset, min(p.partition_max_bytes, remaining), min_one=total == 0
                         )
@@ -132,16 +139,20 @@ def _collect(ctx, request, resolved):
             elif not plog.start_offset <= p.fetch_offset <= plog.next_offset:
                 err = OFFSET_OUT_OF_RANGE
                 errors = True
-            hw = plog.next_offset
-            if replicas is not None:
-                hw = replicas.high_watermark(topic.name, idx) or 0
-                if follower < 0:
-                    records = _below(records, hw)
+            if replicas is not None and follower < 0:
+                records = _below(records, hw)
+            aborted = None
+            if read_committed and err == 0:
+                if lso < hw:
+                    records = _below(records, lso)
+                if len(records):
+                    aborted = producers.aborted(plog, p.fetch_offset, lso) or None
             n = len(records)
             total += n
             remaining -= n
             # (an out-of-range fetch keeps the log's offsets, and empty records as every error)
-            parts.append(FetchedPartition(idx, err, hw, hw, plog.start_offset, records if err == 0 else b""))
+            parts.append(FetchedPartition(idx, err, hw, lso, plog.start_offset, records if err == 0 else b"",
+                                          aborted))
         out.append(FetchedTopic(name, topic_id, parts))
     return out, total, errors
 

@@ -59,12 +59,14 @@ def find_coordinator(request, ctx):
         if key_type != 1 and not acls.allowed(ctx, acls.DESCRIBE, acls.GROUP, key):
             found.append((key, -1, "", -1, E.group_authorization_failed, "Authorization failed."))
             continue
-        error, node = coord.find_coordinator(key, key_type)
+        if key_type == 1:
+            error, node = _transaction_coordinator(broker)
+        else:
+            error, node = coord.find_coordinator(key, key_type)
         if error is E.none:
             found.append((key, node, host, port, error, None))
         else:
-            message = "transactions are not supported" if error is E.invalid_request else error.name
-            found.append((key, -1, "", -1, error, message))
+            found.append((key, -1, "", -1, error, error.name))
     if v >= 4:
         return ctx.response(
             throttle_time=ZERO,
@@ -77,6 +79,19 @@ def find_coordinator(request, ctx):
     return ctx.response(
         throttle_time=ZERO, error_code=error, error_message=message, node_id=node, host=h, port=p
     )
+
+
+def _transaction_coordinator(broker) -> tuple[E, int]:
+    """This broker coordinates every transactional id when alone; ``__transaction_state`` is
+    created on the first look-up, as Kafka does."""
+    if broker.transactions is None:
+        return E.coordinator_not_available, -1
+    try:
+        broker.transactions.ensure_topic()
+    except OSError as exc:
+        log.error("cannot create the transaction state topic: %s", exc)
+        return E.coordinator_not_available, -1
+    return E.none, broker.node_id
 
 
 # --- JoinGroup / SyncGroup / Heartbeat / LeaveGroup ------------------------------------------

@@ -1,5 +1,6 @@
-"""ListOffsets v1-10: earliest (-2), latest (-1), max timestamp (-3), earliest local (-4), latest
-tiered (-5), by time. v10's timeout bounds reads from remote storage, which brokerd has none of."""
+"""ListOffsets v1-10: earliest (-2), latest (-1; with read_committed, from v2, the last stable
+offset), max timestamp (-3), earliest local (-4), latest tiered (-5), by time. v10's timeout
+bounds reads from remote storage, which brokerd has none of."""
 
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ EARLIEST_LOCAL = -4
 LATEST_TIERED = -5  # v9 (KIP-1005)
 
 
-def _lookup(plog, timestamp: int, version: int) -> tuple[ErrorCode, int, int]:
-    """(error, offset, timestamp)."""
+def _lookup(plog, timestamp: int, version: int, latest: int) -> tuple[ErrorCode, int, int]:
+    """(error, offset, timestamp); ``latest``: the end the request's isolation level sees."""
     if timestamp == LATEST:
-        return ErrorCode.none, plog.next_offset, -1
+        return ErrorCode.none, latest, -1
     if timestamp in (EARLIEST, EARLIEST_LOCAL):
         if timestamp == EARLIEST_LOCAL and version < 8:
             return ErrorCode.unsupported_version, -1, -1
@@ -44,6 +45,7 @@ def handle(request, ctx):
     logs = ctx.broker.logs
     v = ctx.api_version
     topics = []
+    read_committed = getattr(request, "isolation_level", 0) == 1
     for t in request.topics:
         topic = logs.topics.get(t.name)
         parts = []
@@ -60,7 +62,8 @@ def handle(request, ctx):
             ):
                 error, offset, ts = ErrorCode(code), -1, -1
             else:
-                error, offset, ts = _lookup(topic.partitions[p.partition_index], p.timestamp, v)
+                plog = topic.partitions[p.partition_index]
+                error, offset, ts = _lookup(plog, p.timestamp, v, _latest(ctx, plog, read_committed))
             parts.append(
                 ctx.build(
                     "ListOffsetsPartitionResponse",
@@ -83,3 +86,14 @@ def _leader_epoch(ctx, name: str, index: int) -> int:
     replicas = ctx.broker.replicas
     state = replicas.partition(name, index) if replicas is not None else None
     return state.leader_epoch if state is not None else 0
+
+
+def _latest(ctx, plog, read_committed: bool) -> int:
+    """The latest offset: the high watermark, or for read_committed the last stable offset."""
+    hw = plog.next_offset
+    replicas = ctx.broker.replicas
+    if replicas is not None:
+        hw = replicas.high_watermark(plog.topic, plog.partition) or 0
+        if not read_committed:
+            return plog.next_offset  # as before: the leader's log end
+    return ctx.broker.producers.last_stable_offset(plog, hw) if read_committed else hw

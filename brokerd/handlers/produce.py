@@ -23,7 +23,14 @@ from brokerd.api import count_errors
 from brokerd.errors import CloseConnection
 from brokerd.idempotence import ProduceRefused
 from brokerd.protocol.fastpath import encode_produce_response
-from brokerd.records import BatchTooLarge, InvalidBatch, stamp_leader_epoch, validate_and_stamp
+from brokerd.records import (
+    HEADER_SIZE,
+    BatchTooLarge,
+    InvalidBatch,
+    read_header,
+    stamp_leader_epoch,
+    validate_and_stamp,
+)
 from brokerd.schemas import record_problems, validates
 
 log = logging.getLogger("brokerd.produce")
@@ -42,6 +49,11 @@ KAFKA_STORAGE_ERROR = 56
 TOPIC_AUTHORIZATION_FAILED = 29
 PRODUCE_QUOTA = "producer_byte_rate"
 INVALID_RECORD = 87
+INVALID_PRODUCER_EPOCH = 47
+INVALID_TXN_STATE = 48
+CONCURRENT_TRANSACTIONS = 51
+PRODUCER_FENCED = 90
+TRANSACTION_ABORTABLE = 120
 UNKNOWN_TOPIC_ID = 100
 
 
@@ -87,6 +99,8 @@ def handle(request, ctx):
     record_errors: dict = {}
     appended = 0
     authz = broker.authorizer  # WRITE on each topic (None: authorizer off)
+    tid = request.transactional_id  # WRITE on the transactional id of a transactional producer
+    txn_denied = tid is not None and not acls.allowed(ctx, acls.WRITE, acls.TRANSACTIONAL_ID, tid)
     for key, partitions in request.topics:
         unknown_id = NONE
         if version >= 13:
@@ -105,9 +119,8 @@ def handle(request, ctx):
             start = -1
             if acks not in (-1, 0, 1):
                 error = INVALID_REQUIRED_ACKS
-            elif request.transactional_id is not None:
+            elif txn_denied:
                 error = TRANSACTIONAL_ID_AUTHORIZATION_FAILED
-                message = "transactions are not supported"
             elif denied:
                 error = TOPIC_AUTHORIZATION_FAILED
             elif unknown_id:
@@ -140,6 +153,7 @@ def handle(request, ctx):
                         stamp_leader_epoch(records, batches, epoch)
                     if settings.compact or validates(settings):  # the only look inside a batch
                         _refuse_records(broker, name, index, records, settings)
+                    _check_transaction(broker, tid, name, index, records, version)
                     # idempotent-producer sequence check (a retry returns its offset)
                     base = producers.check(name, index, records)
                     if base is None:
@@ -207,6 +221,36 @@ def handle(request, ctx):
         # A future resolved with the body once an fsync covers the batches (no task per request).
         return broker.flusher.wait(to_flush, body)
     return body
+
+
+def _check_transaction(broker, tid: str | None, name: str, index: int, records, version: int) -> None:
+    """The partition side of transactions: no control batch from a client, transactional batches
+    only from a transactional producer, and (KIP-890) only to a partition the coordinator has
+    in the producer's open transaction: INVALID_TXN_STATE, or TRANSACTION_ABORTABLE from v11."""
+    if len(records) < HEADER_SIZE:
+        return
+    header = read_header(records)
+    if header.is_control:
+        raise ProduceRefused(INVALID_RECORD, "clients may not write control batches")
+    if not header.is_transactional:
+        return
+    if tid is None:
+        raise ProduceRefused(INVALID_RECORD, "transactional records without a transactional id")
+    pid = header.producer_id
+    if broker.producers.sequences.open_transactions((name, index)).get(pid) is not None:
+        return  # already in the producer's open transaction here (its epoch is checked next)
+    coord = broker.transactions
+    if coord is None:
+        raise ProduceRefused(INVALID_TXN_STATE, "no transaction coordinator to verify the transaction")
+    result = int(coord.verify(tid, pid, header.producer_epoch, (name, index)))
+    if result == 0:
+        return
+    if result == CONCURRENT_TRANSACTIONS:  # retriable for every client, as Kafka answers it
+        raise ProduceRefused(NOT_ENOUGH_REPLICAS, "the transaction is completing; retry")
+    if result == PRODUCER_FENCED:
+        raise ProduceRefused(INVALID_PRODUCER_EPOCH, "the producer's epoch is fenced")
+    message = f"{name}-{index} is not in the open transaction of {tid}"
+    raise ProduceRefused(TRANSACTION_ABORTABLE if version >= 11 else INVALID_TXN_STATE, message)
 
 
 async def _acknowledge(replicas, committed, flushed, encode, timeout: float):

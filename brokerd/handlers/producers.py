@@ -1,4 +1,5 @@
-"""InitProducerId 0-5: producer ids for idempotent producers (``broker.producers``)."""
+"""InitProducerId 0-5: producer ids for idempotent producers (``broker.producers``), and for
+transactional ones from the transaction coordinator (``broker.transactions``)."""
 
 from __future__ import annotations
 
@@ -15,15 +16,9 @@ log = logging.getLogger("brokerd.producers")
 ZERO = datetime.timedelta(0)
 
 
-def init_producer_id(request, ctx):
+async def init_producer_id(request, ctx):
     if request.transactional_id is not None:
-        # Transactions are not supported (FindCoordinator for transactions says so too).
-        return ctx.response(
-            throttle_time=ZERO,
-            error_code=E.transactional_id_authorization_failed,
-            producer_id=-1,
-            producer_epoch=-1,
-        )
+        return await _transactional(request, ctx)
     # IDEMPOTENT_WRITE on the cluster, or WRITE on any topic (Kafka 2.8+)
     if not acls.cluster_allowed(ctx, acls.IDEMPOTENT_WRITE) and not acls.allowed_any(
         ctx, acls.WRITE, acls.TOPIC
@@ -43,3 +38,31 @@ def init_producer_id(request, ctx):
         )
     # Non-transactional producers always get a fresh id with epoch 0 (as Kafka does).
     return ctx.response(throttle_time=ZERO, error_code=E.none, producer_id=pid, producer_epoch=0)
+
+
+async def _transactional(request, ctx):
+    """A transactional producer: WRITE on its transactional id, then the coordinator bumps the
+    id's epoch (fencing any previous producer of it)."""
+    tid = request.transactional_id
+    coord = ctx.broker.transactions
+    if not acls.allowed(ctx, acls.WRITE, acls.TRANSACTIONAL_ID, tid):
+        error, pid, epoch = E.transactional_id_authorization_failed, -1, -1
+    elif coord is None:
+        error, pid, epoch = E.not_coordinator, -1, -1
+    else:
+        timeout = request.transaction_timeout
+        timeout_ms = int(timeout // datetime.timedelta(milliseconds=1)) if isinstance(
+            timeout, datetime.timedelta) else int(timeout)
+        try:
+            error, pid, epoch = await coord.init_producer_id(
+                tid, timeout_ms, int(getattr(request, "producer_id", -1)),
+                int(getattr(request, "producer_epoch", -1)), allocate=ctx.broker.producers.ids.allocate,
+            )
+        except ProducerIdsUnavailable:  # a block is on its way from the cluster: the client retries
+            error, pid, epoch = E.coordinator_load_in_progress, -1, -1
+        except OSError as exc:
+            log.error("cannot reserve producer ids: %s", exc)
+            error, pid, epoch = E.coordinator_not_available, -1, -1
+        if error is E.producer_fenced and ctx.api_version < 4:  # before KIP-588
+            error = E.invalid_producer_epoch
+    return ctx.response(throttle_time=ZERO, error_code=error, producer_id=pid, producer_epoch=epoch)

@@ -200,6 +200,7 @@ def encode_produce_response(
 
 _FP_V4 = struct.Struct(">ihqq")  # partition, error, high watermark, last stable offset
 _Q = struct.Struct(">q")
+_ABORTED = struct.Struct(">qq")  # producer id, first offset
 _FETCH_TOP_V7 = struct.Struct(">ihi")  # throttle, error, session id
 
 
@@ -246,6 +247,8 @@ class FetchedPartition(NamedTuple):
     last_stable_offset: int
     log_start_offset: int
     records: bytes | FileRange  # whole batches; empty (never null) for an error
+    #: (producer id, first offset) of the aborted transactions in the range (read_committed)
+    aborted: list[tuple[int, int]] | None = None
 
 
 class FetchedTopic(NamedTuple):
@@ -277,11 +280,20 @@ def encode_fetch_response(
         else:
             head += _str(name, flexible)
         head += _arr(len(partitions), flexible)
-        for partition, perr, hw, lso, log_start, records in partitions:
+        for fetched in partitions:
+            partition, perr, hw, lso, log_start, records = fetched[:6]
+            aborted = fetched[6] if len(fetched) > 6 else None
             head += _FP_V4.pack(partition, perr, hw, lso)
             if version >= 5:
                 head += _Q.pack(log_start)
-            head += _arr(0, flexible)  # aborted transactions: none
+            if aborted:
+                head += _arr(len(aborted), flexible)
+                for producer_id, first_offset in aborted:
+                    head += _ABORTED.pack(producer_id, first_offset)
+                    if flexible:
+                        head += b"\x00"
+            else:
+                head += _arr(0, flexible)  # aborted transactions: none
             if version >= 11:
                 head += _I32.pack(-1)  # preferred read replica
             n = len(records) if records is not None else 0

@@ -38,6 +38,7 @@ from brokerd.records import (
     _decompress,
     read_header,
     read_varint,
+    zigzag,
 )
 
 NO_TIMESTAMP = -1
@@ -59,16 +60,6 @@ class Record(NamedTuple):
     attrs_at: int  # its attributes byte
     rest_at: int  # its offset delta varint (everything from here on is copied verbatim)
     end: int
-
-
-def _zigzag(value: int) -> bytes:
-    n = (value << 1) ^ (value >> 63)
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def decode(batch: bytes | memoryview) -> tuple[BatchHeader, bytes, list[Record]]:
@@ -332,9 +323,9 @@ def rebuild_batch(
     parts = []
     for r in kept:
         if reencode:
-            ts_delta = _zigzag(r.timestamp - base_ts)
+            ts_delta = zigzag(r.timestamp - base_ts)
             body = data[r.attrs_at : r.attrs_at + 1] + ts_delta + data[r.rest_at : r.end]
-            parts.append(_zigzag(len(body)))
+            parts.append(zigzag(len(body)))
             parts.append(body)
         else:
             parts.append(data[r.start : r.end])

@@ -404,6 +404,14 @@ def check_find_coordinator(w: Wire, v: int, b: Broker) -> None:
         ("g1", 0, 1, b.port),
         ("g2", 0, 1, b.port),
     ]
+    txn_key = ("k" if v < 4 else None)
+    if v >= 1:  # key type 1: the transaction coordinator (this broker, alone)
+        if txn_key:
+            resp = w.request(req(10, v, key="tx", key_type=1))
+            assert (resp.error_code, resp.node_id, resp.port) == (0, 1, b.port)
+        else:
+            resp = w.request(req(10, v, key_type=1, coordinator_keys=("tx",)))
+            assert [(c.error_code, c.node_id) for c in resp.coordinators] == [(0, 1)]
     if v >= 6:  # share groups: not served
         resp = w.request(req(10, v, key_type=2, coordinator_keys=(f"g:{uuid.uuid4()}:0",)))
         assert resp.coordinators[0].error_code == 35
@@ -578,6 +586,122 @@ def check_init_producer_id(w: Wire, v: int, b: Broker) -> None:
         )
     )
     assert resp.error_code == 0 and resp.producer_id >= 0 and resp.producer_epoch == 0
+    # a transactional producer: the coordinator's producer id, epoch 0, then bumped by a second one
+    tid = unique("tx-init")
+    first = init_txn(w, tid, v)
+    again = init_txn(w, tid, v)
+    assert again == (first[0], first[1] + 1)
+    over = w.request(req(22, v, transactional_id=tid, transaction_timeout=datetime.timedelta(hours=1),
+                         producer_id=-1, producer_epoch=-1))
+    assert over.error_code == 50  # INVALID_TRANSACTION_TIMEOUT (transaction.max.timeout.ms)
+
+
+def init_txn(w: Wire, tid: str, v: int = 5) -> tuple[int, int]:
+    resp = w.request(req(22, v, transactional_id=tid, transaction_timeout=datetime.timedelta(seconds=60),
+                         producer_id=-1, producer_epoch=-1))
+    assert resp.error_code == 0, resp
+    return resp.producer_id, resp.producer_epoch
+
+
+def add_partition(w: Wire, tid: str, pid: int, epoch: int, partition: int = 0, v: int = 3) -> int:
+    topic = part(24, v, "AddPartitionsToTxnTopic", name=TOPIC, partitions=(partition,))
+    resp = w.request(req(24, v, v3_and_below_transactional_id=tid, v3_and_below_producer_id=pid,
+                         v3_and_below_producer_epoch=epoch, v3_and_below_topics=(topic,)))
+    return resp.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code
+
+
+def check_add_partitions_to_txn(w: Wire, v: int, b: Broker) -> None:
+    tid = unique("tx-add")
+    pid, epoch = init_txn(w, tid)
+    if v < 4:
+        assert add_partition(w, tid, pid, epoch, v=v) == 0
+        assert add_partition(w, tid, pid, epoch + 1, v=v) == (47 if v < 2 else 90)  # fenced
+        return
+    # v4+: a broker's batched form; verify-only asks whether partitions are in the transaction
+    assert add_partition(w, tid, pid, epoch) == 0
+
+    def batched(verify_only: bool, partitions: tuple[int, ...]):
+        topic = part(24, v, "AddPartitionsToTxnTopic", name=TOPIC, partitions=partitions)
+        txn = part(24, v, "AddPartitionsToTxnTransaction", transactional_id=tid, producer_id=pid,
+                   producer_epoch=epoch, verify_only=verify_only, topics=(topic,))
+        resp = w.request(req(24, v, transactions=(txn,)))
+        assert resp.error_code == 0
+        return {r.partition_index: r.partition_error_code
+                for r in resp.results_by_transaction[0].topic_results[0].results_by_partition}
+
+    assert batched(True, (0, 1)) == {0: 0, 1: 48}  # INVALID_TXN_STATE: partition 1 was not added
+    assert batched(False, (1,)) == {1: 0}
+    assert batched(True, (1,)) == {1: 0}
+
+
+def check_add_offsets_to_txn(w: Wire, v: int, b: Broker) -> None:
+    tid = unique("tx-offsets")
+    pid, epoch = init_txn(w, tid)
+    resp = w.request(req(25, v, transactional_id=tid, producer_id=pid, producer_epoch=epoch, group_id="g"))
+    assert resp.error_code == 0
+    resp = w.request(req(25, v, transactional_id=unique("tx-none"), producer_id=pid, producer_epoch=epoch,
+                         group_id="g"))
+    assert resp.error_code == 49  # INVALID_PRODUCER_ID_MAPPING
+
+
+def check_end_txn(w: Wire, v: int, b: Broker) -> None:
+    tid = unique("tx-end")
+    pid, epoch = init_txn(w, tid)
+    resp = w.request(req(26, v, transactional_id=tid, producer_id=pid, producer_epoch=epoch, committed=True))
+    assert resp.error_code == 48  # INVALID_TXN_STATE: no transaction to end
+    assert add_partition(w, tid, pid, epoch) == 0
+    resp = w.request(req(26, v, transactional_id=tid, producer_id=pid, producer_epoch=epoch, committed=True))
+    assert resp.error_code == 0
+
+
+def check_write_txn_markers(w: Wire, v: int, b: Broker) -> None:
+    topic = part(27, v, "WritableTxnMarkerTopic", name=TOPIC, partition_indexes=(0,))
+    marker = part(27, v, "WritableTxnMarker", producer_id=987654, producer_epoch=0, transaction_result=False,
+                  topics=(topic,), coordinator_epoch=0)
+    resp = w.request(req(27, v, markers=(marker,)))
+    assert [(m.producer_id, m.topics[0].partitions[0].error_code) for m in resp.markers] == [(987654, 0)]
+
+
+def check_txn_offset_commit(w: Wire, v: int, b: Broker) -> None:
+    tid = unique("tx-commit")
+    group = unique("txg")
+    pid, epoch = init_txn(w, tid)
+
+    def commit() -> int:
+        p = part(28, v, "TxnOffsetCommitRequestPartition", partition_index=0, committed_offset=1,
+                 committed_leader_epoch=-1, committed_metadata="")
+        t = part(28, v, "TxnOffsetCommitRequestTopic", name=TOPIC, partitions=(p,))
+        resp = w.request(req(28, v, transactional_id=tid, group_id=group, producer_id=pid,
+                             producer_epoch=epoch, generation_id=-1, member_id="", group_instance_id=None,
+                             topics=(t,)))
+        return resp.topics[0].partitions[0].error_code
+
+    assert commit() == 48  # the group's offsets partition was not added (AddOffsetsToTxn)
+    assert w.request(req(25, 3, transactional_id=tid, producer_id=pid, producer_epoch=epoch,
+                         group_id=group)).error_code == 0
+    assert commit() == 0
+
+
+def check_describe_transactions(w: Wire, v: int, b: Broker) -> None:
+    tid = unique("tx-describe")
+    pid, epoch = init_txn(w, tid)
+    assert add_partition(w, tid, pid, epoch) == 0
+    # (an unknown id's entry carries start time -1, which kio's reader refuses to decode)
+    resp = w.request(req(65, v, transactional_ids=(tid,)))
+    (known,) = resp.transaction_states
+    assert (known.error_code, known.transaction_state, known.producer_id, known.producer_epoch) == (
+        0, "Ongoing", pid, epoch)
+    assert [(t.topic, t.partitions) for t in known.topics] == [(TOPIC, (0,))]
+
+
+def check_list_transactions(w: Wire, v: int, b: Broker) -> None:
+    tid = unique("tx-list")
+    pid, _epoch = init_txn(w, tid)
+    resp = w.request(req(66, v, state_filters=("Empty", "Bogus"), producer_id_filters=(pid,),
+                         duration_filter=-1))
+    assert resp.error_code == 0 and resp.unknown_state_filters == ("Bogus",)
+    assert [(t.transactional_id, t.producer_id, t.transaction_state) for t in resp.transaction_states] == [
+        (tid, pid, "Empty")]
 
 
 def check_offset_for_leader_epoch(w: Wire, v: int, b: Broker) -> None:
@@ -1125,6 +1249,11 @@ CHECKS = {
     21: check_delete_records,
     22: check_init_producer_id,
     23: check_offset_for_leader_epoch,
+    24: check_add_partitions_to_txn,
+    25: check_add_offsets_to_txn,
+    26: check_end_txn,
+    27: check_write_txn_markers,
+    28: check_txn_offset_commit,
     29: check_describe_acls,
     30: check_create_acls,
     31: check_delete_acls,
@@ -1142,6 +1271,8 @@ CHECKS = {
     48: check_describe_client_quotas,
     49: check_alter_client_quotas,
     60: check_describe_cluster,
+    65: check_describe_transactions,
+    66: check_list_transactions,
     68: check_consumer_group_heartbeat,
     69: check_consumer_group_describe,
     71: check_get_telemetry_subscriptions,

@@ -173,7 +173,8 @@ def test_fetch_response_fast_encoder_matches_kio(version: int) -> None:
     mod = kio_adapter.response_module(1, version)
     tid = uuid.uuid4()
     batch = make_batch([(None, b"x" * 10)])
-    parts = [(0, 0, 5, 5, 0, batch), (1, 1, 7, 7, 2, None), (2, 0, 0, 0, 0, b"")]
+    # read_committed: partition 0 names the aborted transactions in its range
+    parts = [(0, 0, 5, 3, 0, batch, [(42, 1), (43, 2)]), (1, 1, 7, 7, 2, None), (2, 0, 0, 0, 0, b"")]
     expected = kio_adapter.build(
         cls,
         throttle_time=datetime.timedelta(0),
@@ -192,11 +193,14 @@ def test_fetch_response_fast_encoder_matches_kio(version: int) -> None:
                         high_watermark=hw,
                         last_stable_offset=lso,
                         log_start_offset=ls,
-                        aborted_transactions=(),
+                        aborted_transactions=tuple(
+                            kio_adapter.build(mod.AbortedTransaction, producer_id=pid, first_offset=first)
+                            for pid, first in (rest[0] if rest else ())
+                        ),
                         preferred_read_replica=-1,
                         records=b"" if r is None else r,  # never null on the wire, as Kafka
                     )
-                    for p, e, hw, lso, ls, r in parts
+                    for p, e, hw, lso, ls, r, *rest in parts
                 ),
             ),
         ),
@@ -266,7 +270,8 @@ def test_fetch_error_partitions_match_kio_and_kafka(version: int) -> None:
         else ("gone", None, [_error_partition(0, unknown)]),
     ]
     kafka = [
-        (name, t_id, [(p, e, -1, -1, -1, b"") if e else (p, e, hw, lso, ls, r) for p, e, hw, lso, ls, r in x])
+        (name, t_id, [(p, e, -1, -1, -1, b"") if e else (p, e, hw, lso, ls, r)
+                      for p, e, hw, lso, ls, r, *_ in x])
         for name, t_id, x in topics
     ]
     expected = encode(_fetch_response_kio(version, kafka))
