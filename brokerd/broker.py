@@ -324,7 +324,6 @@ class Broker:
             self.producers = ProducerState(
                 data_dir, expiration_ms=group_config.producer_id_expiration_ms,
                 fault_every=int(self.config.get(FAULT_SETTING) or 0),
-                node_id=self.node_id if getattr(self.config, "coordination", None) is not None else None,
             )  # fmt: skip
             self.producers.start(self.logs.all_logs())
             self.groups = GroupCoordinator(

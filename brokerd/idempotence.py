@@ -47,11 +47,8 @@ class ProduceRefused(Exception):
 class ProducerState:
     """The broker's idempotent-producer subsystem."""
 
-    def __init__(
-        self, data_dir: str, *, expiration_ms: int, fault_every: int = 0, node_id: int | None = None
-    ) -> None:
-        # node_id: the broker's in a cluster (ids unique cluster-wide), None for a broker alone.
-        self.ids = ProducerIdAllocator(data_dir, node_id=node_id)
+    def __init__(self, data_dir: str, *, expiration_ms: int, fault_every: int = 0) -> None:
+        self.ids = ProducerIdAllocator(data_dir)
         self.sequences = ProducerStateManager(data_dir, expiration_ms=expiration_ms)
         # Tests only: drop the connection after every Nth idempotent append, before answering.
         self.fault_every = fault_every

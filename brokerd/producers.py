@@ -59,29 +59,13 @@ def increment_sequence(sequence: int, increment: int) -> int:
 # --- producer ids ------------------------------------------------------------------------------
 
 
-#: In a cluster a producer id carries the allocating broker's node id above this many bits.
-NODE_ID_SHIFT = 40
-
-
 class ProducerIdAllocator:
-    """Durable, never-repeating producer ids (blocks of ``block_size`` reserved with one fsync).
+    """Durable, never-repeating producer ids (blocks of ``block_size`` reserved with one fsync)."""
 
-    In a cluster (``node_id`` given) every broker allocates, so ids must be unique across the
-    cluster, not only across restarts: two idempotent producers that got the same id from two
-    brokers share sequence state on every partition leader, which refuses one of them
-    (OUT_OF_ORDER_SEQUENCE_NUMBER, fatal to the producer) or takes a new batch of one for a
-    retry of the other's and acknowledges it without writing it. Kafka hands out id blocks
-    from its controller; here each broker owns the ids whose high bits are its node id (node
-    ids are unique in a cluster), so allocating needs no round trip.
-    """
-
-    def __init__(
-        self, data_dir: str | os.PathLike[str], *, block_size: int = 1000, node_id: int | None = None
-    ) -> None:
+    def __init__(self, data_dir: str | os.PathLike[str], *, block_size: int = 1000) -> None:
         self.directory = Path(data_dir) / STATE_DIR
         self.path = self.directory / IDS_FILE
         self.block_size = block_size
-        self.base = 0 if node_id is None else node_id << NODE_ID_SHIFT
         self._next = 0
         self._block_end = 0
         self._lock = threading.Lock()
@@ -118,7 +102,7 @@ class ProducerIdAllocator:
                 self._block_end = end
             pid = self._next
             self._next += 1
-            return self.base | pid
+            return pid
 
 
 # --- sequence state ----------------------------------------------------------------------------

@@ -19,19 +19,6 @@ def test_producer_ids_are_unique_across_restarts(tmp_path):
     assert nxt not in first
 
 
-def test_brokers_of_a_cluster_never_hand_out_the_same_producer_id(tmp_path):
-    # Every broker of a cluster allocates from its own data directory: each keeps to the ids
-    # of its node id, across its restarts too.
-    one = ProducerIdAllocator(tmp_path / "b1", block_size=10, node_id=1)
-    two = ProducerIdAllocator(tmp_path / "b2", block_size=10, node_id=2)
-    ids_one = [one.allocate() for _ in range(25)]
-    ids_two = [two.allocate() for _ in range(25)]
-    assert not set(ids_one) & set(ids_two)
-    again = ProducerIdAllocator(tmp_path / "b1", block_size=10, node_id=1)
-    assert again.allocate() not in set(ids_one) | set(ids_two)
-    assert all(0 < pid < 2**63 for pid in ids_one + ids_two)
-
-
 def test_sequences_duplicates_and_gaps(tmp_path):
     ps = ProducerStateManager(tmp_path)
     assert ps.check(TP, 7, 0, 0, 5).error is E.none
