@@ -9,8 +9,10 @@
   ALTER_CONFIGS). Principals match exactly or ``User:*``; hosts exactly or ``*``.
 - Filters (DescribeAcls/DeleteAcls) follow ``AclBindingFilter``: ANY matches every value,
   MATCH matches the patterns that affect the named resource.
-- The store is one JSON file, ``acls.json`` in the data dir, rewritten atomically (temp file,
-  fsync, rename, fsync of the directory) on every change: it survives kill -9.
+- The store of a broker alone is one JSON file, ``acls.json`` in the data dir, rewritten
+  atomically (temp file, fsync, rename, fsync of the directory) on every change: it survives
+  kill -9. In a cluster the bindings are cluster metadata in etcd, one key each
+  (brokerd/coordination/metadata.py); every broker holds the same set (``replace``).
 - Decisions are cached per (principal, host, operation, resource type, name); the cache is
   dropped whenever the ACLs change.
 
@@ -160,9 +162,10 @@ class Authorizer:
 
     CACHE_MAX = 100_000
 
-    def __init__(self, path: str | os.PathLike, *, super_users: frozenset[str] = frozenset(),
+    def __init__(self, path: str | os.PathLike | None, *, super_users: frozenset[str] = frozenset(),
                  allow_if_no_acl: bool = False) -> None:
-        self.path = Path(path)
+        # None: the ACLs are the cluster's, held in etcd, and given by ``replace`` (no local file)
+        self.path = Path(path) if path is not None else None
         # super users as bare names ("kastle-internal") as brokerd's super.users parses them
         self.super_users = super_users
         self.allow_if_no_acl = allow_if_no_acl
@@ -177,14 +180,22 @@ class Authorizer:
 
     # ------------------------------------------------------------------ store
     def load(self) -> None:
-        if self.path.exists():
+        if self.path is not None and self.path.exists():
             doc = json.loads(self.path.read_text())
             self.acls = {Acl(*row) for row in doc.get("acls", ())}
         else:
             self.acls = set()
         self._reindex()
 
+    def replace(self, acls: set[Acl]) -> None:
+        """Hold exactly ``acls`` (a cluster's, as etcd has them now)."""
+        if acls != self.acls:
+            self.acls = set(acls)
+            self._reindex()
+
     def _save(self) -> None:
+        if self.path is None:
+            raise OSError("the ACLs of a cluster are changed in its metadata, not in a local file")
         rows = sorted(a.to_json() for a in self.acls)
         atomic_write_json(self.path, {"version": 1, "acls": rows})
 

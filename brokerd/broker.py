@@ -162,6 +162,11 @@ class Broker:
     def delete_topic(self, name: str) -> None:
         self.logs.delete_topic(name)
 
+    @property
+    def _clustered(self) -> bool:
+        """Started with coordination: topic configs, ACLs and quotas are the cluster's, in etcd."""
+        return getattr(self.config, "coordination", None) is not None
+
     def _topic_log_settings(self, overrides: dict[str, str]) -> dict[str, Any]:
         assert self.configs is not None, "broker configs load before storage"
         return TopicConfig(self.configs, overrides).log_values()
@@ -206,7 +211,8 @@ class Broker:
         try:
             self.metering = Metering(data_dir, self.logs)
             self.metering.recover()
-            self.quotas = Quotas(self.configs, self.metering.metrics, settings=cfg, data_dir=data_dir)
+            self.quotas = Quotas(self.configs, self.metering.metrics, settings=cfg,
+                                 data_dir=None if self._clustered else data_dir)
         except (OSError, ValueError) as exc:
             raise StartupError(f"metering and quota state: {exc}") from None
         self.flusher.pre_sync.append(self.metering.fsync_fds)  # usage journal fsynced first
@@ -276,6 +282,9 @@ class Broker:
 
         self.replicas = ReplicaManager(self, self.cluster)
         self.replicas.start()
+        from brokerd.cluster_metadata import MetadataFollower
+
+        MetadataFollower(self, self.cluster.view).start()
         self.metadata_cache.clear()
 
     def _start_tls(self) -> None:
@@ -301,8 +310,8 @@ class Broker:
         assert self.configs is not None
         super_users = self.configs.super_users
         try:
-            self.authorizer = Authorizer(
-                os.path.join(self.config["data.dir"], "acls.json"),
+            self.authorizer = Authorizer(  # a cluster's ACLs are in etcd (brokerd/cluster_metadata.py)
+                None if self._clustered else os.path.join(self.config["data.dir"], "acls.json"),
                 super_users=super_users,
                 allow_if_no_acl=self.config["allow.everyone.if.no.acl.found"],
             )

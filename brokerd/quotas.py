@@ -33,7 +33,8 @@ mutes the connection for that long after sending the response. Nothing is droppe
 
 Limits come from two places: the broker config file (``[[quotas]]`` entries written by the
 provisioning code from the plan; read-only on the wire) and AlterClientQuotas (persisted
-atomically in ``<data-dir>/quotas.json``). A dynamic value overrides the static value of the
+atomically in ``<data-dir>/quotas.json`` on a broker alone; in a cluster, in etcd, the same on
+every broker: brokerd/coordination/metadata.py). A dynamic value overrides the static value of the
 same entity and key; removing it restores the static one.
 
 Connection limits: ``max.connections`` (per broker), ``max.connections.per.ip`` and
@@ -269,35 +270,14 @@ class QuotaStore:
                                             Iterable[tuple[str, float, bool]]]],
               validate_only: bool = False) -> list[AlterResult]:
         """Each entry: (entity parts, [(key, value, remove)]). Per-entry results, as Kafka."""
-        results: list[AlterResult] = []
-        new_dynamic = {e: dict(v) for e, v in self.dynamic.items()}
-        changed = False
-        for parts, ops in entries:
-            parts = list(parts)
-            try:
-                entity = make_entity(parts)
-                staged = dict(new_dynamic.get(entity, {}))
-                keys: set[str] = set()
-                for key, value, remove in ops:
-                    if key in keys:
-                        raise QuotaError(f"Duplicate quota key {key} for entity {_describe(entity)}")
-                    keys.add(key)
-                    if remove:
-                        if key not in QUOTA_KEYS:
-                            raise QuotaError(f"Invalid quota configuration key {key}")
-                        staged.pop(key, None)
-                    else:
-                        staged[key] = validate_quota_value(key, value)
-            except QuotaError as exc:
-                results.append(AlterResult(_safe_entity(parts), exc.error_code, exc.message))
-                continue
-            results.append(AlterResult(entity))
-            if staged:
-                new_dynamic[entity] = staged
-            else:
-                new_dynamic.pop(entity, None)
-            changed = True
-        if changed and not validate_only:
+        results, changes = plan_alter(self.dynamic, entries)
+        if changes and not validate_only:
+            new_dynamic = {e: dict(v) for e, v in self.dynamic.items()}
+            for entity, values in changes.items():
+                if values:
+                    new_dynamic[entity] = values
+                else:
+                    new_dynamic.pop(entity, None)
             self.dynamic = new_dynamic
             self._remerge()
             if self.path:
@@ -305,6 +285,44 @@ class QuotaStore:
                     {"entity": _encode_entity(e), "values": v} for e, v in sorted(
                         self.dynamic.items(), key=lambda kv: str(kv[0]))]}, sort_keys=True, indent=1)
         return results
+
+    def replace_dynamic(self, dynamic: Mapping[Entity, Mapping[str, float]]) -> None:
+        """Hold exactly these dynamic quotas (a cluster's, as etcd has them now)."""
+        new = {entity: dict(values) for entity, values in dynamic.items() if values}
+        if new != self.dynamic:
+            self.dynamic = new
+            self._remerge()
+
+
+def plan_alter(dynamic: Mapping[Entity, Mapping[str, float]],
+               entries: Iterable[tuple[Iterable[tuple[str, str | None]], Iterable[tuple[str, float, bool]]]],
+               ) -> tuple[list[AlterResult], dict[Entity, dict[str, float]]]:
+    """AlterClientQuotas against the ``dynamic`` quotas: per-entry results, as Kafka, and the new
+    values of each entity changed (empty: its dynamic quotas are all removed)."""
+    results: list[AlterResult] = []
+    changes: dict[Entity, dict[str, float]] = {}
+    for parts, ops in entries:
+        parts = list(parts)
+        try:
+            entity = make_entity(parts)
+            staged = dict(changes.get(entity, dynamic.get(entity, {})))
+            keys: set[str] = set()
+            for key, value, remove in ops:
+                if key in keys:
+                    raise QuotaError(f"Duplicate quota key {key} for entity {_describe(entity)}")
+                keys.add(key)
+                if remove:
+                    if key not in QUOTA_KEYS:
+                        raise QuotaError(f"Invalid quota configuration key {key}")
+                    staged.pop(key, None)
+                else:
+                    staged[key] = validate_quota_value(key, value)
+        except QuotaError as exc:
+            results.append(AlterResult(_safe_entity(parts), exc.error_code, exc.message))
+            continue
+        results.append(AlterResult(entity))
+        changes[entity] = staged
+    return results, changes
 
 
 def _safe_entity(parts: list[tuple[str, str | None]]) -> Entity:
@@ -471,14 +489,15 @@ class Quotas:
     """
 
     def __init__(
-        self, configs: BrokerConfigs, metrics: BrokerMetrics, *, settings: Settings, data_dir: Path
+        self, configs: BrokerConfigs, metrics: BrokerMetrics, *, settings: Settings, data_dir: Path | None
     ) -> None:
         static = []  # the plan's per-user default quotas, as provisioning writes them in the settings
         for key, quota_key in QUOTA_SETTINGS.items():
             value = settings.get(key)
             if value:
                 static.append({"entity": {"user": "<default>"}, quota_key: value})
-        self.store = QuotaStore(static, path=data_dir / "quotas.json")
+        # data_dir None: a cluster's dynamic quotas are in etcd (``QuotaStore.replace_dynamic``)
+        self.store = QuotaStore(static, path=None if data_dir is None else data_dir / "quotas.json")
         self.manager = QuotaManager(self.store, window_num=configs.get("quota.window.num"),
                                     window_size_seconds=configs.get("quota.window.size.seconds"))
         self.limiter = ConnectionLimiter(

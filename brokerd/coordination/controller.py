@@ -7,7 +7,9 @@ lease expired, or it was taken over) cannot change anything afterwards, whatever
 still believes: fencing comes from the compare, never from holding a lease.
 
 Duties: keep every partition's leader and ISR right as brokers come and go (see
-``leadership.reconcile``), and create and delete topics. Each partition write also
+``leadership.reconcile``). Topics are created and deleted by whichever broker receives the
+request (``metadata.MetadataWriter``); the controller's own topic methods make the same writes
+under its fence. Each partition write also
 compares the partition's mod revision, which moves with its partition epoch, so it never
 overwrites a leader's ISR change it has not seen.
 """
@@ -18,16 +20,19 @@ import asyncio
 import contextlib
 import logging
 import random
-import re
-import uuid
 from dataclasses import dataclass
 
 from brokerd.coordination import etcd as e
 from brokerd.coordination import reassignment
 from brokerd.coordination.elections import PREFERRED, ElectionRefusal, elect, imbalanced_leaderships
 from brokerd.coordination.keys import Keys
-from brokerd.coordination.leadership import initial_state, reconcile
-from brokerd.coordination.placement import AssignmentError, assign_replicas, check_assignment
+from brokerd.coordination.leadership import reconcile
+from brokerd.coordination.metadata import (
+    Fence,
+    MetadataWriter,
+    UnknownTopicError,
+)
+from brokerd.coordination.placement import check_assignment
 from brokerd.coordination.records import ControllerRecord, PartitionState, TopicRecord
 from brokerd.coordination.session import BrokerSession
 from brokerd.coordination.tasks import cancel_and_wait
@@ -35,27 +40,12 @@ from brokerd.coordination.view import ClusterState, ClusterView
 
 log = logging.getLogger("brokerd.coordination")
 
-LEGAL_TOPIC = re.compile(r"^[A-Za-z0-9._\-]{1,249}$")
-
-
 class NotControllerError(Exception):
     """This broker is not the active controller (Kafka's NOT_CONTROLLER)."""
 
 
-class TopicExistsError(Exception):
-    pass
-
-
-class UnknownTopicError(Exception):
-    pass
-
-
 class NoReassignmentError(Exception):
     """Cancelling a reassignment that is not in progress (NO_REASSIGNMENT_IN_PROGRESS)."""
-
-
-class InvalidPartitionsError(ValueError):
-    """A partition count a topic cannot take (Kafka's INVALID_PARTITIONS)."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +77,8 @@ class Controller:
         self._task: asyncio.Task | None = None
         self.rebalance = rebalance or LeaderRebalance(enabled=False)
         self._rebalancer: asyncio.Task | None = None
+        fence = Fence(self.keys.controller, lambda: self.epoch, self._deposed)
+        self.writes = MetadataWriter(view, fence, rng=self.rng)
 
     @property
     def active(self) -> bool:
@@ -286,133 +278,20 @@ class Controller:
             await self.view.wait_for(result.revision)
         raise e.CoordinationError(f"partition {name}-{index} kept changing during the election; try again")
 
-    # --- topics ----------------------------------------------------------------------------------
-    async def create_topic(
-        self,
-        name: str,
-        partitions: int,
-        replication_factor: int,
-        configs: dict[str, str] | None = None,
-        *,
-        followers_in_sync: bool = True,
-        assignment: list[list[int]] | None = None,
-    ) -> TopicRecord:
-        """Create a topic; ``assignment`` (one replica list per partition, checked as Kafka
-        checks a manual assignment) places its partitions, else they are placed across racks."""
-        if not LEGAL_TOPIC.match(name):
-            raise ValueError(
-                f"topic name {name!r} is not legal: use 1 to 249 letters, digits, '.', '_' or '-'"
-            )
-        fence = self._fence()
-        state = self.view.state
-        live = state.live_epochs()
-        if assignment is not None:
-            check_assignment(assignment, set(live))
-            assignment = [list(a) for a in assignment]
-        else:
-            racks = {node_id: reg.rack for node_id, reg in state.brokers.items()}
-            assignment = assign_replicas(racks, partitions, replication_factor, rng=self.rng)
-        topic = TopicRecord(name, str(uuid.uuid4()), partitions, replication_factor, dict(configs or {}))
-        ops = [e.put(self.keys.topic(name), topic.to_bytes())]
-        ops += [
-            e.put(
-                self.keys.partition(name, p),
-                initial_state(topic.topic_id, replicas, live, followers_in_sync=followers_in_sync).to_bytes(),
-            )
-            for p, replicas in enumerate(assignment)
-        ]
-        compare = [fence, e.created_at(self.keys.topic(name), 0)]
-        # Every replica must still be registered with the epoch its ISR entry names.
-        compare += [
-            e.created_at(self.keys.broker(b), live[b]) for b in sorted({r for a in assignment for r in a})
-        ]
-        result = await self.etcd.txn(
-            compare, ops, [e.get(self.keys.controller), e.get(self.keys.topic(name))]
-        )
-        if not result.succeeded:
-            self._explain_refusal(result, topic_should_exist=False, name=name)
-            raise e.CoordinationError("the set of live brokers changed while placing replicas; try again")
-        await self.view.wait_for(result.revision)
-        return topic
+    # --- topics (the same writes any broker makes, under the controller's fence) -----------------
+    async def create_topic(self, name: str, partitions: int, replication_factor: int,
+                           configs: dict[str, str] | None = None, **options) -> TopicRecord:
+        return await self.writes.create_topic(name, partitions, replication_factor, configs, **options)
 
-    async def create_partitions(
-        self,
-        name: str,
-        count: int,
-        assignments: list[list[int]] | None = None,
-        *,
-        validate_only: bool = False,
-    ) -> None:
-        """Grow a topic to ``count`` partitions: the new ones on the brokers ``assignments`` names
-        (checked as Kafka checks them), else placed as a new topic's are, across racks."""
-        fence = self._fence()
-        state = self.view.state
-        topic = state.topics.get(name)
-        existing = state.topic_partitions(name)
-        if topic is None or existing is None:
-            raise UnknownTopicError(f"topic {name!r} does not exist")
-        if count < topic.partitions:
-            raise InvalidPartitionsError(f"topic {name!r} has {topic.partitions} partitions, more than the "
-                                         f"requested {count}; partitions cannot be removed")
-        if count == topic.partitions:
-            raise InvalidPartitionsError(f"topic {name!r} already has {count} partitions")
-        adding = count - topic.partitions
-        live = state.live_epochs()
-        rf = len(existing[0].replicas)
-        if assignments is not None:
-            if len(assignments) != adding:
-                raise AssignmentError(f"{adding} partition(s) are added but {len(assignments)} "
-                                      "assignment(s) were given; give one per new partition")
-            check_assignment(assignments, set(live), rf, first_index=topic.partitions)
-            assignment = [list(a) for a in assignments]
-        else:
-            racks = {node_id: reg.rack for node_id, reg in state.brokers.items()}
-            assignment = assign_replicas(racks, adding, rf, rng=self.rng)
-        if validate_only:
-            return
-        grown = TopicRecord(topic.name, topic.topic_id, count, topic.replication_factor, dict(topic.configs))
-        ops = [e.put(self.keys.topic(name), grown.to_bytes())]
-        ops += [
-            e.put(self.keys.partition(name, topic.partitions + i),
-                  initial_state(topic.topic_id, replicas, live).to_bytes())
-            for i, replicas in enumerate(assignment)
-        ]
-        current = await self.etcd.get(self.keys.topic(name))
-        if current is None:
-            raise UnknownTopicError(f"topic {name!r} does not exist")
-        compare = [fence, e.modified_at(current.key, current.mod_revision)]
-        compare += [
-            e.created_at(self.keys.broker(b), live[b]) for b in sorted({r for a in assignment for r in a})
-        ]
-        reads = [e.get(self.keys.controller), e.get(self.keys.topic(name))]
-        result = await self.etcd.txn(compare, ops, reads)
-        if not result.succeeded:
-            self._explain_refusal(result, topic_should_exist=True, name=name)
-            raise e.CoordinationError(f"topic {name!r} or its brokers changed while adding partitions; "
-                                      "try again")
-        await self.view.wait_for(result.revision)
+    async def create_partitions(self, name: str, count: int, assignments: list[list[int]] | None = None,
+                                *, validate_only: bool = False) -> None:
+        await self.writes.create_partitions(name, count, assignments, validate_only=validate_only)
 
     async def delete_topic(self, name: str) -> None:
-        fence = self._fence()
-        current = await self.etcd.get(self.keys.topic(name))
-        if current is None:
-            raise UnknownTopicError(f"topic {name!r} does not exist")
-        result = await self.etcd.txn(
-            [fence, e.modified_at(current.key, current.mod_revision)],
-            [e.delete(current.key), e.delete(self.keys.topic_partitions(name), prefix=True)],
-            [e.get(self.keys.controller), e.get(self.keys.topic(name))],
-        )
-        if not result.succeeded:
-            self._explain_refusal(result, topic_should_exist=True, name=name)
-            raise e.CoordinationError(f"topic {name!r} changed while being deleted; try again")
-        await self.view.wait_for(result.revision)
+        await self.writes.delete_topic(name)
 
-    def _explain_refusal(self, result: e.TxnResult, *, topic_should_exist: bool, name: str) -> None:
-        controller, topic = result.ranges
-        if not controller or controller[0].create_revision != self.epoch:
-            self.epoch = 0
-            raise NotControllerError(f"broker {self.session.node_id} is no longer the controller")
-        if topic_should_exist and not topic:
-            raise UnknownTopicError(f"topic {name!r} does not exist")
-        if not topic_should_exist and topic:
-            raise TopicExistsError(f"topic {name!r} already exists")
+    def _deposed(self) -> NotControllerError:
+        was, self.epoch = self.epoch, 0
+        if was:
+            return NotControllerError(f"broker {self.session.node_id} is no longer the controller")
+        return NotControllerError(f"broker {self.session.node_id} is not the controller")

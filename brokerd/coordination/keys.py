@@ -11,6 +11,8 @@
     {prefix}producer_ids            the start of the next free block of producer ids
     {prefix}suspects/{id}/{by}      broker ``by`` could not connect to broker ``id``'s listener
                                     (the epoch it saw); bound to ``by``'s lease
+    {prefix}acls/{digest}           one ACL binding (its digest names it)
+    {prefix}quotas/{digest}         one client-quota entity and its values
 
 Topic names cannot hold ``/`` (Kafka's legal characters are letters, digits, ``.``, ``_``
 and ``-``), so a name is a single path element.
@@ -31,6 +33,8 @@ class Keys:
         self.partitions = self.prefix + b"partitions/"
         self.suspects = self.prefix + b"suspects/"
         self.producer_ids = self.prefix + b"producer_ids"
+        self.acls = self.prefix + b"acls/"
+        self.quotas = self.prefix + b"quotas/"
 
     def broker(self, node_id: int) -> bytes:
         return self.brokers + str(node_id).encode()

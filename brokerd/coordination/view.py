@@ -10,6 +10,8 @@ healthy. ``wait_for(revision)`` lets a writer read its own write.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ from brokerd.coordination.tasks import cancel_and_wait
 log = logging.getLogger("brokerd.coordination")
 
 RETRY_SECONDS = 0.5
+_SERIALS = itertools.count(1)
 
 
 @dataclass
@@ -39,6 +42,14 @@ class ClusterState:
     topics: dict[str, TopicRecord] = field(default_factory=dict)
     partitions: dict[tuple[str, int], PartitionState] = field(default_factory=dict)
     suspicions: dict[tuple[int, int], Suspicion] = field(default_factory=dict)  # (suspect, reporter)
+    # ACL bindings as rows (resource type, name, pattern type, principal, host, operation,
+    # permission) and client quotas as entity -> values, each by its key; ``*_serial`` takes a new
+    # value at every change of one of them (one per key, so one per event even when a transaction
+    # changed several) and at every full read, so followers rebuild only then
+    acls: dict[bytes, tuple] = field(default_factory=dict)
+    quotas: dict[bytes, tuple[tuple, dict[str, float]]] = field(default_factory=dict)
+    acls_serial: int = field(default_factory=lambda: next(_SERIALS))
+    quotas_serial: int = field(default_factory=lambda: next(_SERIALS))
 
     def live_epochs(self) -> dict[int, int]:
         return {node_id: reg.epoch for node_id, reg in self.brokers.items()}
@@ -151,6 +162,20 @@ class ClusterView:
                     state.suspicions[(suspect, reporter)] = Suspicion.from_bytes(
                         entry.value, suspect=suspect, reporter=reporter, mod_revision=entry.mod_revision
                     )
+            elif key.startswith(keys.acls):
+                state.acls_serial = next(_SERIALS)
+                if event.deleted:
+                    state.acls.pop(key, None)
+                else:
+                    state.acls[key] = tuple(json.loads(entry.value))
+            elif key.startswith(keys.quotas):
+                state.quotas_serial = next(_SERIALS)
+                if event.deleted:
+                    state.quotas.pop(key, None)
+                else:
+                    doc = json.loads(entry.value)
+                    entity = tuple((str(t), None if n is None else str(n)) for t, n in doc["entity"])
+                    state.quotas[key] = (entity, {str(k): float(v) for k, v in doc["values"].items()})
         except (ValueError, KeyError, TypeError) as exc:
             # Only brokerd writes here; a value it cannot read is logged, never fatal.
             log.error("unreadable metadata at %r: %s", key, exc)

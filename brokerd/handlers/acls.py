@@ -2,7 +2,8 @@
 
 Describing needs DESCRIBE on the cluster, creating and deleting need ALTER on the cluster
 (super users always may). With the authorizer off (``authorizer.enable=false``) all three
-answer SECURITY_DISABLED, as Kafka without an authorizer.
+answer SECURITY_DISABLED, as Kafka without an authorizer. In a cluster any broker takes the
+writes: the bindings live in etcd, the same on every broker.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from kio.static.primitive import i8
 
 from brokerd import acls
 from brokerd.acls import Acl, AclError, AclFilter
+from brokerd.coordination.etcd import CoordinationError
 
 log = logging.getLogger("brokerd.acls")
 
@@ -91,14 +93,34 @@ def create_acls(request, ctx):
             continue
         valid.append(acl)
         results.append(None)
-    if valid:
-        try:
-            authz.create(valid)
-        except OSError as exc:
-            log.error("cannot write the ACL store: %s", exc)
-            return all_failed(ErrorCode.unknown_server_error, "cannot write the ACL store")
-        log.info("%s created %d ACL(s)", acls.principal_of(ctx.principal), len(valid))
-    return ctx.response(throttle_time=_ZERO, results=tuple(r if r is not None else result() for r in results))
+
+    def respond():
+        rows = tuple(r if r is not None else result() for r in results)
+        return ctx.response(throttle_time=_ZERO, results=rows)
+
+    if not valid:
+        return respond()
+    who = acls.principal_of(ctx.principal)
+    if ctx.broker.cluster is not None:
+        return _create_in_cluster(ctx.broker.cluster.writes, valid, who, respond, all_failed)
+    try:
+        authz.create(valid)
+    except OSError as exc:
+        log.error("cannot write the ACL store: %s", exc)
+        return all_failed(ErrorCode.unknown_server_error, "cannot write the ACL store")
+    log.info("%s created %d ACL(s)", who, len(valid))
+    return respond()
+
+
+async def _create_in_cluster(writes, valid: list[Acl], who: str, respond, all_failed):
+    """The bindings go to etcd, from where every broker's authorizer takes them; this broker's
+    holds them before the answer leaves."""
+    try:
+        await writes.create_acls([a.to_json() for a in valid])
+    except (CoordinationError, TimeoutError) as exc:  # etcd unreachable: the client retries
+        return all_failed(ErrorCode.request_timed_out, f"cluster metadata: {exc}")
+    log.info("%s created %d ACL(s) in the cluster", who, len(valid))
+    return respond()
 
 
 def delete_acls(request, ctx):
@@ -118,18 +140,38 @@ def delete_acls(request, ctx):
     filters = [_filter(f, False) for f in request.filters]
     problems = [f.validate() for f in filters]
     usable = [f for f, p in zip(filters, problems, strict=True) if p is None]
+    if ctx.broker.cluster is not None:
+        return _delete_in_cluster(ctx, usable, problems, failed, all_failed)
     try:
-        deleted = iter(authz.delete(usable))
+        deleted = authz.delete(usable)
     except OSError as exc:
         log.error("cannot write the ACL store: %s", exc)
         return all_failed(ErrorCode.unknown_server_error, "cannot write the ACL store")
+    return _deleted(ctx, deleted, problems, failed)
+
+
+async def _delete_in_cluster(ctx, usable: list[AclFilter], problems, failed, all_failed):
+    """Each filter matches the bindings etcd holds now; they are deleted there, and from every
+    broker's authorizer as its view follows."""
+    matchers = [lambda row, f=f: f.matches(Acl(*row)) for f in usable]
+    try:
+        rows = await ctx.broker.cluster.writes.delete_acls(matchers)
+    except (CoordinationError, TimeoutError) as exc:
+        return all_failed(ErrorCode.request_timed_out, f"cluster metadata: {exc}")
+    deleted = [sorted((Acl(*row) for row in matched), key=Acl.to_json) for matched in rows]
+    return _deleted(ctx, deleted, problems, failed)
+
+
+def _deleted(ctx, deleted: list[list[Acl]], problems, failed):
+    """The DeleteAcls answer: per filter, its problem or the bindings it deleted."""
+    per_filter = iter(deleted)
     out = []
     total = 0
     for problem in problems:
         if problem is not None:
             out.append(failed(ErrorCode.invalid_request, problem))
             continue
-        matched = next(deleted)
+        matched = next(per_filter)
         total += len(matched)
         out.append(ctx.build(
             "DeleteAclsFilterResult", error_code=ErrorCode.none, error_message=None,

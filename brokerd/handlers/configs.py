@@ -7,7 +7,8 @@ from the broker's ``kastle.plan.*`` settings give POLICY_VIOLATION). Broker reso
 broker (resource name = its node id) or the cluster default (resource name ""); altering them
 (plan caps included) needs a super user (``super.users``; empty means nobody), else
 CLUSTER_AUTHORIZATION_FAILED. Alterations of a batch are applied per resource, each with its
-own error, as Kafka does.
+own error, as Kafka does. In a cluster a topic's configs are cluster metadata in etcd: any
+broker alters them and describes them, and every replica applies them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import datetime
 from kio.schema.errors import ErrorCode
 
 from brokerd import acls
+from brokerd.coordination.etcd import CoordinationError
+from brokerd.coordination.metadata import UnknownTopicError
 from brokerd.kafka_configs import (
     ConfigError,
     ConfigSource,
@@ -64,14 +67,14 @@ def describe_configs(request, ctx):
         error, message, configs = ErrorCode.none, None, ()
         rtype = int(res.resource_type)
         if rtype == ResourceType.TOPIC:
-            topic = ctx.broker.logs.topics.get(res.resource_name)
+            overrides = _topic_overrides(broker, res.resource_name)
             if not acls.allowed(ctx, acls.DESCRIBE_CONFIGS, acls.TOPIC, res.resource_name):
                 error, message = ErrorCode.topic_authorization_failed, "Authorization failed."
-            elif topic is None:
+            elif overrides is None:
                 error, message = ErrorCode.unknown_topic_or_partition, \
                     f"Topic {res.resource_name} does not exist"
             else:
-                described = TopicConfig(broker.configs, topic.configs).describe(
+                described = TopicConfig(broker.configs, overrides).describe(
                     keys, include_synonyms=synonyms, include_documentation=docs)
                 configs = _describe_entries(ctx, described, synonyms)
         elif rtype == ResourceType.BROKER:
@@ -128,33 +131,50 @@ def _alter_client_metrics(ctx, res, validate_only: bool, incremental: bool) -> N
         raise error from None
 
 
+def _topic_overrides(broker, name: str) -> dict[str, str] | None:
+    """A topic's config overrides: in a cluster the cluster's (etcd), alone the local log's."""
+    if broker.cluster is not None:
+        record = broker.cluster.view.state.topics.get(name)
+        return None if record is None else record.configs
+    topic = broker.logs.topics.get(name)
+    return None if topic is None else topic.configs
+
+
+def _topic_change(res, incremental: bool, broker_configs):
+    """The alteration as a function of the topic's current overrides (validating, may raise
+    ConfigError): AlterConfigs replaces them all, IncrementalAlterConfigs applies its operations."""
+    if incremental:
+        ops = [(c.name, int(c.config_operation), c.value) for c in res.configs]
+        return lambda current: incremental_alter(current, ops, broker_configs)
+    names = [c.name for c in res.configs]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ConfigError(sorted(dup)[0], f"Error due to duplicate config keys: {', '.join(sorted(dup))}")
+    wanted = {c.name: c.value for c in res.configs if c.value is not None}
+    return lambda _current: validate_topic_configs(wanted, broker_configs)
+
+
 def _alter(ctx, resources, validate_only: bool, incremental: bool):
     broker = ctx.broker
     out = []
     changed_broker = False
+    in_cluster = []  # (row index, topic, alteration): written to etcd by this broker
     for res in resources:
         rtype = int(res.resource_type)
         error, message = ErrorCode.none, None
         try:
             if rtype == ResourceType.TOPIC:
-                topic = ctx.broker.logs.topics.get(res.resource_name)
+                topic = broker.logs.topics.get(res.resource_name)
                 if not acls.allowed(ctx, acls.ALTER_CONFIGS, acls.TOPIC, res.resource_name):
                     error, message = ErrorCode.topic_authorization_failed, "Authorization failed."
+                elif broker.cluster is not None:
+                    in_cluster.append((len(out), res.resource_name,
+                                       _topic_change(res, incremental, broker.configs)))
                 elif topic is None:
                     error, message = ErrorCode.unknown_topic_or_partition, \
                         f"Topic {res.resource_name} does not exist"
                 else:
-                    if incremental:
-                        new = incremental_alter(topic.configs, [
-                            (c.name, int(c.config_operation), c.value) for c in res.configs], broker.configs)
-                    else:
-                        names = [c.name for c in res.configs]
-                        dup = {n for n in names if names.count(n) > 1}
-                        if dup:
-                            raise ConfigError(sorted(dup)[0], f"Error due to duplicate config keys: "
-                                                              f"{', '.join(sorted(dup))}")
-                        new = validate_topic_configs(
-                            {c.name: c.value for c in res.configs if c.value is not None}, broker.configs)
+                    new = _topic_change(res, incremental, broker.configs)(dict(topic.configs))
                     if not validate_only:
                         broker.logs.set_topic_configs(topic, new)
             elif rtype == ResourceType.BROKER:
@@ -190,11 +210,36 @@ def _alter(ctx, resources, validate_only: bool, incremental: bool):
                 error, message = ErrorCode.invalid_request, f"Unsupported resource type {rtype}"
         except ConfigError as exc:
             error, message = ErrorCode(exc.error_code), exc.message
-        out.append(ctx.build("AlterConfigsResourceResponse", error_code=error, error_message=message,
-                             resource_type=rtype, resource_name=res.resource_name))
+        out.append(dict(error_code=error, error_message=message, resource_type=rtype,
+                        resource_name=res.resource_name))
     if changed_broker:
         broker.logs.refresh_all_settings()
-    return ctx.response(throttle_time=_ZERO, responses=tuple(out))
+    if in_cluster:
+        return _alter_in_cluster(ctx, out, in_cluster, validate_only)
+    return _altered(ctx, out)
+
+
+def _altered(ctx, rows):
+    return ctx.response(throttle_time=_ZERO, responses=tuple(
+        ctx.build("AlterConfigsResourceResponse", **row) for row in rows))
+
+
+async def _alter_in_cluster(ctx, rows, alterations, validate_only: bool):
+    """Topic configs of a cluster: read from etcd, altered and written back by this broker
+    (brokerd/coordination/metadata.py); every replica applies them as its view follows."""
+    writes = ctx.broker.cluster.writes
+    for index, name, change in alterations:
+        error, message = ErrorCode.none, None
+        try:
+            await writes.alter_topic_configs(name, change, validate_only=validate_only)
+        except ConfigError as exc:
+            error, message = ErrorCode(exc.error_code), exc.message
+        except UnknownTopicError:
+            error, message = ErrorCode.unknown_topic_or_partition, f"Topic {name} does not exist"
+        except (CoordinationError, TimeoutError) as exc:  # etcd unreachable or busy: the client retries
+            error, message = ErrorCode.request_timed_out, f"cluster metadata: {exc}"
+        rows[index].update(error_code=error, error_message=message)
+    return _altered(ctx, rows)
 
 
 def alter_configs(request, ctx):

@@ -13,8 +13,8 @@ import datetime
 from kio.schema.errors import ErrorCode
 
 from brokerd import acls
-from brokerd.coordination.controller import InvalidPartitionsError, NotControllerError, UnknownTopicError
 from brokerd.coordination.etcd import CoordinationError
+from brokerd.coordination.metadata import InvalidPartitionsError, UnknownTopicError
 from brokerd.coordination.placement import AssignmentError, PlacementError
 from brokerd.kafka_configs import ConfigError
 
@@ -70,11 +70,12 @@ def create_partitions(request, ctx):
 
 
 async def _create_partitions_in_cluster(request, ctx):
-    """The controller adds the partitions to etcd in one transaction (with the topic's new
-    count); each replica creates its local logs when its metadata view sees them."""
+    """This broker adds the partitions to etcd in one transaction (with the topic's new count),
+    whichever broker is the controller; each replica creates its local logs when its metadata
+    view sees them."""
     broker = ctx.broker
     names = [t.name for t in request.topics]
-    controller = broker.cluster.controller
+    writes = broker.cluster.writes
     results = []
     for t in request.topics:
         error, message = ErrorCode.none, None
@@ -82,8 +83,6 @@ async def _create_partitions_in_cluster(request, ctx):
             error, message = ErrorCode.invalid_request, "Duplicate topic in request."
         elif not acls.allowed(ctx, acls.ALTER, acls.TOPIC, t.name):
             error, message = ErrorCode.topic_authorization_failed, "Authorization failed."
-        elif not controller.active:
-            error, message = ErrorCode.not_controller, "This broker is not the active controller."
         else:
             assignments = None if t.assignments is None else [list(a.broker_ids) for a in t.assignments]
             try:
@@ -91,8 +90,8 @@ async def _create_partitions_in_cluster(request, ctx):
                 if current is not None and t.count > len(current[1]):
                     broker.configs.check_partition_count(
                         broker.logs.partition_count(), t.count - len(current[1]))
-                await controller.create_partitions(t.name, t.count, assignments,
-                                                   validate_only=request.validate_only)
+                await writes.create_partitions(t.name, t.count, assignments,
+                                               validate_only=request.validate_only)
             except UnknownTopicError as exc:
                 error, message = ErrorCode.unknown_topic_or_partition, str(exc)
             except InvalidPartitionsError as exc:
@@ -103,8 +102,6 @@ async def _create_partitions_in_cluster(request, ctx):
                 error, message = ErrorCode.invalid_replication_factor, str(exc)
             except ConfigError as exc:
                 error, message = ErrorCode(exc.error_code), exc.message
-            except NotControllerError as exc:
-                error, message = ErrorCode.not_controller, str(exc)
             except (CoordinationError, TimeoutError) as exc:  # etcd unreachable or busy: retriable
                 error, message = ErrorCode.request_timed_out, f"cluster metadata: {exc}"
         results.append(ctx.build("CreatePartitionsTopicResult", name=t.name, error_code=error,

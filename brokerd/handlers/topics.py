@@ -9,20 +9,18 @@ POLICY_VIOLATION, and so is a topic whose partitions would take the cluster over
 from __future__ import annotations
 
 import datetime
-import logging
 import uuid
 
 from kio.schema.errors import ErrorCode
 
 from brokerd import acls
-from brokerd.coordination.controller import NotControllerError, TopicExistsError, UnknownTopicError
 from brokerd.coordination.etcd import CoordinationError
+from brokerd.coordination.metadata import TopicExistsError, UnknownTopicError
 from brokerd.coordination.placement import AssignmentError, PlacementError, check_assignment
 from brokerd.kafka_configs import ConfigError, InvalidConfig, TopicConfig, validate_topic_configs
 from brokerd.storage.manager import validate_topic_name
 
 _ZERO = datetime.timedelta(0)
-log = logging.getLogger("brokerd.topics")
 
 
 def _config_entries(ctx, topic_configs: dict[str, str]):
@@ -98,9 +96,6 @@ def create_topics(request, ctx):
                     ErrorCode.invalid_replication_factor,
                     f"Replication factor {rf} is larger than the number of brokers ({brokers}).",
                 )
-            elif replicas is not None and not broker.cluster.controller.active:
-                error, message = ErrorCode.not_controller, "This broker is not the active controller."
-                log.info("CreateTopics %s refused: the controller is %d", t.name, broker.controller_id())
             else:
                 try:
                     names = [c.name for c in t.configs]
@@ -148,19 +143,18 @@ def create_topics(request, ctx):
 
     if not pending:
         return respond()
-    return _create_in_cluster(broker.cluster.controller, pending, respond)
+    return _create_in_cluster(broker.cluster.writes, pending, respond)
 
 
-async def _create_in_cluster(controller, pending, respond):
-    """The controller writes each topic and its partitions to etcd in one transaction; the
-    replicas create their local logs when their metadata view sees it."""
+async def _create_in_cluster(writes, pending, respond):
+    """This broker writes each topic and its partitions to etcd in one transaction, whichever
+    broker is the controller (brokerd/coordination/metadata.py); the replicas create their local
+    logs when their metadata view sees it."""
     for row, partitions, rf, configs, assignment in pending:
         try:
             # As in Kafka every replica starts in sync: all the logs are empty.
-            topic = await controller.create_topic(row["name"], partitions, rf, configs, assignment=assignment)
+            topic = await writes.create_topic(row["name"], partitions, rf, configs, assignment=assignment)
             row["topic_id"] = uuid.UUID(topic.topic_id)
-        except NotControllerError as exc:
-            row["error_code"], row["error_message"] = ErrorCode.not_controller, str(exc)
         except TopicExistsError as exc:
             row["error_code"], row["error_message"] = ErrorCode.topic_already_exists, str(exc)
         except AssignmentError as exc:
@@ -248,8 +242,8 @@ def _may_delete(ctx, topic, name) -> bool:
 
 
 async def _delete_in_cluster(request, ctx):
-    """DeleteTopics in a cluster: the controller deletes the topic and its partitions from etcd
-    in one transaction; every replica removes its local log when its view sees it."""
+    """DeleteTopics in a cluster: this broker deletes the topic and its partitions from etcd in
+    one transaction; every replica removes its local log when its view sees it."""
     broker = ctx.broker
     topics = broker.replicas.topics()
     by_id = {topic_id: name for name, (topic_id, _rows) in topics.items()}
@@ -279,9 +273,7 @@ async def _delete_in_cluster(request, ctx):
             else:
                 topic_id = topics[name][0]
                 try:
-                    await broker.cluster.controller.delete_topic(name)
-                except NotControllerError as exc:
-                    error, message = ErrorCode.not_controller, str(exc)
+                    await broker.cluster.writes.delete_topic(name)
                 except UnknownTopicError as exc:
                     error, message = ErrorCode.unknown_topic_or_partition, str(exc)
                 except (CoordinationError, TimeoutError) as exc:

@@ -23,6 +23,7 @@ from brokerd.coordination.controller import Controller, LeaderRebalance
 from brokerd.coordination.etcd import CoordinationDenied, CoordinationError, Etcd
 from brokerd.coordination.fencing import FailureDetector
 from brokerd.coordination.keys import Keys
+from brokerd.coordination.metadata import Fence, MetadataWriter, NotRegisteredError
 from brokerd.coordination.producer_ids import ClusterProducerIds
 from brokerd.coordination.records import BrokerRegistration, Endpoint
 from brokerd.coordination.session import BrokerSession
@@ -84,6 +85,10 @@ class ClusterMembership:
         self.controller: Controller | None = None
         self.detector: FailureDetector | None = None
         self.producer_ids: ClusterProducerIds | None = None
+        # Admin writes this broker makes itself (topics, configs, ACLs, quotas): any registered
+        # broker may, under a compare of its own registration
+        fence = Fence(self.keys.broker(node_id), self._epoch, self._unregistered)
+        self.writes = MetadataWriter(self.view, fence)
         self.on_change: list[Callable[[], None]] = []
         self._registered: dict[int, BrokerRegistration] = {}
         self._departed: dict[int, tuple[BrokerRegistration, float]] = {}  # node id -> (last, when)
@@ -161,6 +166,13 @@ class ClusterMembership:
         await self.view.stop()
         with contextlib.suppress(Exception):
             await self.etcd.close()
+
+    def _epoch(self) -> int:
+        session = self.session
+        return 0 if session is None or session.lost.is_set() else session.epoch
+
+    def _unregistered(self) -> NotRegisteredError:
+        return NotRegisteredError(f"broker {self.node_id} is not registered in the cluster right now")
 
     def _changed(self, state: ClusterState) -> None:
         now = time.monotonic()

@@ -32,7 +32,7 @@ class ClusterBroker(Broker):
 
 
 def cluster_brokers(
-    root: Path, etcd: EtcdServer, prefix: str, count: int = 3, *, settings: dict | None = None
+    root: Path, etcd: EtcdServer, prefix: str, count: int = 3, *, settings: dict | None = None, **options
 ) -> list[ClusterBroker]:
     url = etcd.url(prefix)
     brokers = []
@@ -43,6 +43,7 @@ def cluster_brokers(
             node_id=node_id,
             settings={"broker.session.timeout.ms": 2000, **(settings or {})},
             extra_args=["--coordination", url, "--rack", f"rack-{node_id}"],
+            **options,
         )
         brokers.append(broker)
     return brokers

@@ -219,10 +219,8 @@ def test_topics_are_created_through_the_controller_and_placed_over_the_brokers(
         consumer.close()
         assert sorted(again) == sorted(b"v%d" % i for i in range(0, 60, 6))
 
-        # DeleteTopics: gone from every broker's metadata and data directory. (A new client:
-        # brokers do not forward admin writes to the controller yet, and the first client's
-        # metadata may still name the controller that was killed above.)
-        admin = AdminClient({"bootstrap.servers": bootstrap})
+        # DeleteTopics: gone from every broker's metadata and data directory. (The first client,
+        # whose metadata may still name the broker killed above as controller: any broker takes it.)
         admin.delete_topics(["orders"], request_timeout=15)["orders"].result(timeout=20)
         for broker in brokers:
             wait_for(lambda b=broker: "orders" not in _metadata(b).topics, what="deleted everywhere")

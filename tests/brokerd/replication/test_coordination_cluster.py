@@ -9,7 +9,8 @@ import asyncio
 import pytest
 
 from brokerd.coordination import etcd as e
-from brokerd.coordination.controller import Controller, NotControllerError, TopicExistsError
+from brokerd.coordination.controller import Controller, NotControllerError
+from brokerd.coordination.metadata import TopicExistsError
 from brokerd.coordination.partitions import alter_isr
 from brokerd.coordination.records import NO_LEADER, IsrMember
 from tests.brokerd.replication.coordtest import (
