@@ -1,7 +1,19 @@
 from django.urls import path
 
 from . import views
-from .pages import access, account, alerts, billing, clusters, groups, keys, messages, schemas, topics
+from .pages import (
+    access,
+    account,
+    alerts,
+    billing,
+    clients,
+    clusters,
+    groups,
+    keys,
+    messages,
+    schemas,
+    topics,
+)
 
 app_name = "web"
 
@@ -40,6 +52,7 @@ urlpatterns = [
     path(C + "acls/", access.cluster_acls, name="acls"),
     path(C + "schemas/", schemas.schema_list, name="schemas"),
     path(C + "groups/", groups.group_list, name="groups"),
+    path(C + "clients/", clients.client_list, name="clients"),
     path(C + "groups/<str:group_id>/", groups.group_detail, name="group"),
     path(C + "groups/<str:group_id>/delete/", groups.group_delete, name="group_delete"),
 ]

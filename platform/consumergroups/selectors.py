@@ -25,6 +25,8 @@ from controlplane.errors import Conflict
 from sharedkit import kafka_admin
 from sharedkit.kafka_admin import admin_client, kafka_error, result
 
+from .wire import consumer_group_epochs
+
 STATES = {
     ConsumerGroupState.UNKNOWN: "Unknown",
     ConsumerGroupState.PREPARING_REBALANCING: "PreparingRebalance",
@@ -195,12 +197,21 @@ def group_get(*, cluster: Cluster, group_id: str) -> dict[str, Any]:
         )
     lags = [row["lag"] for row in offsets if row["lag"] is not None]
     coordinator = desc.coordinator
+    kind = _type(getattr(desc, "type", None))
+    epochs = consumer_group_epochs(cluster, group_id) if kind == "consumer" else None
+    for member in members:
+        known = (epochs or {}).get("members", {}).get(member["member_id"])
+        member["member_epoch"] = known["member_epoch"] if known else None
+        member["target_assignments"] = known["target"] if known else None
     return {
         "group_id": desc.group_id,
         "state": group_state_name(desc.state),
-        "type": _type(getattr(desc, "type", None)),
+        "type": kind,
+        "protocol": "consumer" if kind == "consumer" else "classic",
+        "group_epoch": epochs["group_epoch"] if epochs else None,
+        "assignment_epoch": epochs["assignment_epoch"] if epochs else None,
         "simple": bool(desc.is_simple_consumer_group),
-        "partition_assignor": desc.partition_assignor or None,
+        "partition_assignor": desc.partition_assignor or (epochs or {}).get("assignor"),
         "coordinator": (
             {"id": coordinator.id, "host": coordinator.host, "port": coordinator.port}
             if coordinator is not None

@@ -3,12 +3,14 @@ notifications (always per organization)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import QuerySet
 
 from accounts.models import Organization
 from clusters.models import Cluster
 
-from . import export, live
+from . import clients, export, live
 from .models import AlertRule, Notification, NotificationChannel
 
 
@@ -48,3 +50,13 @@ def notification_list(
     if channel:
         qs = qs.filter(channel__public_id=channel)
     return qs.order_by("-created_at", "-id")
+
+
+def client_list(*, cluster: Cluster) -> list[dict[str, Any]]:
+    """The clients connected to the cluster and the metrics they push (client telemetry)."""
+    return clients.clients(cluster)
+
+
+def client_metrics_subscription_list(*, cluster: Cluster) -> list[dict[str, Any]]:
+    """Which clients push which metrics, how often (the cluster's client-metrics subscriptions)."""
+    return clients.subscriptions(cluster)

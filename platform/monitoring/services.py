@@ -32,7 +32,7 @@ from accounts.models import Organization
 from clusters.models import Cluster
 from controlplane.errors import ValidationFailed
 
-from . import delivery, live, rules
+from . import clients, delivery, live, rules
 from .models import (
     AlertRule,
     AlertState,
@@ -514,3 +514,39 @@ def notifications_prune(*, now: dt.datetime | None = None) -> int:
     cutoff = (now or timezone.now()) - NOTIFICATION_RETENTION
     deleted, _ = Notification.objects.filter(created_at__lt=cutoff).delete()
     return deleted
+
+
+def client_metrics_subscription_set(
+    *, cluster: Cluster, name: str, metrics: list[str], interval_ms: int, match: list[str], actor: Actor
+) -> dict[str, Any]:
+    """Create or replace a client-metrics subscription on every broker of the cluster."""
+    clients.subscription_set(cluster, name, metrics, interval_ms, match)
+    audit_record(
+        organization=cluster.organization,
+        actor=actor,
+        action="client_metrics_subscription.set",
+        target_type="client_metrics_subscription",
+        target_id=f"{cluster.public_id}/{name}"[:64],
+        target_label=name[:200],
+        details={
+            "cluster": cluster.public_id,
+            "name": name,
+            "metrics": metrics,
+            "interval_ms": interval_ms,
+            "match": match,
+        },
+    )
+    return {"name": name, "metrics": metrics, "interval_ms": interval_ms, "match": match}
+
+
+def client_metrics_subscription_delete(*, cluster: Cluster, name: str, actor: Actor) -> None:
+    clients.subscription_delete(cluster, name)
+    audit_record(
+        organization=cluster.organization,
+        actor=actor,
+        action="client_metrics_subscription.delete",
+        target_type="client_metrics_subscription",
+        target_id=f"{cluster.public_id}/{name}"[:64],
+        target_label=name[:200],
+        details={"cluster": cluster.public_id, "name": name},
+    )

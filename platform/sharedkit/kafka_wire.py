@@ -1,5 +1,6 @@
 """A small blocking Kafka-protocol connection, for the requests confluent-kafka's AdminClient lacks
-(DescribeLogDirs, AlterClientQuotas, DescribeClientQuotas).
+(DescribeLogDirs, AlterClientQuotas, DescribeClientQuotas, ConsumerGroupDescribe, client-metrics
+configs); flexible versions get the tagged-field request and response headers.
 
 Requests and responses are encoded with kio (brokerd's codec library, a main dependency). On a
 SASL_SSL cluster the connection is TLS, verifying the platform CA and the broker's host name.
@@ -26,6 +27,20 @@ TIMEOUT_S = 5.0
 CLIENT_ID = b"kastle-control-plane"
 
 
+API_VERSIONS = 18  # its response header stays v0 in every version
+
+
+def _uvarint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
 class BrokerConnection:
     """One connection to one broker; `call` sends a request and reads its response, in order."""
 
@@ -43,6 +58,9 @@ class BrokerConnection:
         cls = type(entity)
         self.corr += 1
         head = struct.pack(">hhih", cls.__api_key__, cls.__version__, self.corr, len(CLIENT_ID)) + CLIENT_ID
+        flexible = bool(getattr(cls, "__flexible__", False))
+        if flexible:
+            head += b"\x00"  # request header v2: no tagged fields
         buf = io.BytesIO()
         entity_writer(cls)(buf, entity)
         payload = head + buf.getvalue()
@@ -52,7 +70,14 @@ class BrokerConnection:
         (corr,) = struct.unpack(">i", frame[:4])
         if corr != self.corr:
             raise ConnectionError(f"correlation id {corr} != {self.corr}")
-        value, _ = entity_reader(response_cls)(frame, 4)
+        pos = 4
+        if flexible and cls.__api_key__ != API_VERSIONS:  # response header v1: skip its tagged fields
+            count, pos = _uvarint(frame, pos)
+            for _ in range(count):
+                _tag, pos = _uvarint(frame, pos)
+                size, pos = _uvarint(frame, pos)
+                pos += size
+        value, _ = entity_reader(response_cls)(frame, pos)
         return value
 
     def _read(self, n: int) -> bytes:

@@ -29,6 +29,17 @@ class ConsumerGroupMemberSerializer(serializers.Serializer):
     host = serializers.CharField(help_text="The member's address as the broker sees it")
     group_instance_id = serializers.CharField(allow_null=True, help_text="Static membership id, if any")
     assignments = MemberAssignmentSerializer(many=True)
+    member_epoch = serializers.IntegerField(
+        allow_null=True,
+        help_text="Consumer protocol: the member's epoch; it reaches the group's assignment epoch once the "
+        "member runs its target assignment (null for classic groups)",
+    )
+    target_assignments = MemberAssignmentSerializer(
+        many=True,
+        allow_null=True,
+        help_text="Consumer protocol: the partitions the coordinator is moving this member to "
+        "(null for classic groups)",
+    )
 
 
 class ConsumerGroupOffsetSerializer(serializers.Serializer):
@@ -46,6 +57,15 @@ class ConsumerGroupSerializer(serializers.Serializer):
     group_id = serializers.CharField()
     state = serializers.CharField()
     type = serializers.CharField()
+    protocol = serializers.CharField(
+        help_text="classic (JoinGroup/SyncGroup) or consumer (group.protocol=consumer: the broker assigns)"
+    )
+    group_epoch = serializers.IntegerField(
+        allow_null=True, help_text="Consumer protocol: bumped by every membership or subscription change"
+    )
+    assignment_epoch = serializers.IntegerField(
+        allow_null=True, help_text="Consumer protocol: the group epoch the target assignment was computed at"
+    )
     simple = serializers.BooleanField()
     partition_assignor = serializers.CharField(allow_null=True)
     coordinator = CoordinatorSerializer(allow_null=True)

@@ -113,3 +113,57 @@ class RuleUpdateSerializer(serializers.Serializer):
 class NotificationFilterSerializer(serializers.Serializer):
     rule = serializers.CharField(required=False, help_text="Only this rule's notifications (alr-…)")
     channel = serializers.CharField(required=False, help_text="Only this channel's notifications (nch-…)")
+
+
+class ClientMetricSerializer(serializers.Serializer):
+    name = serializers.CharField(
+        help_text="The metric's OpenTelemetry name, e.g. org.apache.kafka.producer.node.request.latency.avg"
+    )
+    attributes = serializers.DictField(child=serializers.CharField(), help_text="e.g. node.id")
+    value = serializers.FloatField(help_text="The latest value pushed")
+    points = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField()),
+        help_text="Recent [time ms, value] pairs, oldest first",
+    )
+
+
+class ClientSerializer(serializers.Serializer):
+    client_instance_id = serializers.CharField(help_text="The id the broker gave this client instance")
+    client_id = serializers.CharField()
+    software_name = serializers.CharField(help_text="e.g. confluent-kafka-python")
+    software_version = serializers.CharField()
+    source_address = serializers.CharField()
+    principal = serializers.CharField(help_text="The API key the client authenticated with")
+    active = serializers.BooleanField(help_text="Pushed within three of its push intervals and not closed")
+    push_interval_ms = serializers.IntegerField()
+    last_push_ms = serializers.IntegerField(allow_null=True)
+    pushes = serializers.IntegerField()
+    request_latency_ms = serializers.FloatField(allow_null=True, help_text="Mean request latency it reports")
+    produce_throttle_ms = serializers.FloatField(allow_null=True)
+    record_queue_ms = serializers.FloatField(
+        allow_null=True, help_text="Producers: time records wait to be sent"
+    )
+    fetch_latency_ms = serializers.FloatField(allow_null=True)
+    assigned_partitions = serializers.FloatField(allow_null=True, help_text="Consumers: partitions assigned")
+    commit_latency_ms = serializers.FloatField(allow_null=True)
+    metrics = ClientMetricSerializer(many=True)
+
+
+class ClientMetricsSubscriptionSerializer(serializers.Serializer):
+    name = serializers.CharField(read_only=True)
+    metrics = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Metric name prefixes the matching clients push (* for every metric; empty for none)",
+    )
+    interval_ms = serializers.IntegerField(
+        min_value=100, max_value=3_600_000, default=300_000, help_text="How often matching clients push"
+    )
+    match = serializers.ListField(
+        child=serializers.RegexField(
+            r"^(client_instance_id|client_id|client_software_name|"
+            r"client_software_version|client_source_address|client_source_port)=.+$"
+        ),
+        default=list,
+        help_text="selector=regex pairs (RE2) a client must all match, e.g. client_id=billing-.*; "
+        "empty: every client",
+    )

@@ -9,8 +9,22 @@ channel_test = views.ChannelViewSet.as_view({"post": "test"})
 channel_rotate = views.ChannelViewSet.as_view({"post": "rotate_secret"})
 rules = views.RuleViewSet.as_view({"get": "list", "post": "create"})
 rule = views.RuleViewSet.as_view({"get": "retrieve", "patch": "partial_update", "delete": "destroy"})
+clients = views.ClientViewSet.as_view({"get": "list"})
+subscriptions = views.ClientMetricsSubscriptionViewSet.as_view({"get": "list"})
+subscription = views.ClientMetricsSubscriptionViewSet.as_view({"put": "update", "delete": "destroy"})
 
 urlpatterns = [
+    path("clusters/<str:cluster_id>/clients", clients, name="cluster-client-list"),
+    path(
+        "clusters/<str:cluster_id>/client-metrics-subscriptions",
+        subscriptions,
+        name="client-metrics-subscription-list",
+    ),
+    path(
+        "clusters/<str:cluster_id>/client-metrics-subscriptions/<str:name>",
+        subscription,
+        name="client-metrics-subscription-detail",
+    ),
     path("clusters/<str:cluster_id>/metrics/export", export, name="cluster-metrics-export"),
     path("alerts/channels", channels, name="alert-channel-list"),
     path("alerts/channels/<str:channel_id>", channel, name="alert-channel-detail"),

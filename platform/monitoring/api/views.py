@@ -288,3 +288,73 @@ class NotificationListView(OrganizationScopedMixin, generics.GenericAPIView):
         rows = selectors.notification_list(organization=self.organization, **filters.validated_data)
         page = self.paginate_queryset(rows)
         return self.get_paginated_response(s.NotificationSerializer(page, many=True).data)
+
+
+SUBSCRIPTION_PARAM = OpenApiParameter(
+    "name", str, OpenApiParameter.PATH, description="The subscription's name"
+)
+
+
+class ClientViewSet(ClusterScopedMixin, viewsets.GenericViewSet):
+    serializer_class = s.ClientSerializer
+    roles = {"list": Role.MEMBER}
+
+    @extend_schema(
+        parameters=[CLUSTER_PARAM],
+        responses=s.ClientSerializer(many=True),
+        summary="The clients connected to the cluster, as they report themselves",
+        description="Client ids, software names and versions, and the metrics each client pushes "
+        "(request latency, throttling, queue time, fetch latency, assigned partitions, ...), for clients "
+        "that match a client-metrics subscription and support client telemetry (librdkafka 2.5+, Java 3.7+).",
+    )
+    def list(self, request, cluster_id=None):
+        rows = selectors.client_list(cluster=self.get_cluster())
+        page = self.paginate_queryset(rows)
+        return self.get_paginated_response(s.ClientSerializer(page, many=True).data)
+
+
+class ClientMetricsSubscriptionViewSet(ClusterScopedMixin, viewsets.GenericViewSet):
+    serializer_class = s.ClientMetricsSubscriptionSerializer
+    lookup_field = "name"
+    lookup_value_regex = "[^/]+"
+    roles = {"list": Role.MEMBER, "update": Role.ADMIN, "destroy": Role.ADMIN}
+
+    @extend_schema(
+        parameters=[CLUSTER_PARAM],
+        responses=s.ClientMetricsSubscriptionSerializer(many=True),
+        summary="List the client-metrics subscriptions",
+        description="Which clients are asked to push which metrics, and how often.",
+    )
+    def list(self, request, cluster_id=None):
+        rows = selectors.client_metrics_subscription_list(cluster=self.get_cluster())
+        page = self.paginate_queryset(rows)
+        return self.get_paginated_response(s.ClientMetricsSubscriptionSerializer(page, many=True).data)
+
+    @extend_schema(
+        parameters=[CLUSTER_PARAM, SUBSCRIPTION_PARAM],
+        request=s.ClientMetricsSubscriptionSerializer,
+        responses=s.ClientMetricsSubscriptionSerializer,
+        summary="Create or replace a client-metrics subscription",
+        description="Matching clients fetch it at their next subscription refresh and push the named "
+        "metrics every interval_ms.",
+    )
+    def update(self, request, cluster_id=None, name=None):
+        cluster = self.get_cluster()  # another tenant's cluster is a 404 before any validation
+        data = s.ClientMetricsSubscriptionSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        body = services.client_metrics_subscription_set(
+            cluster=cluster, name=name, actor=Actor.from_request(request), **data.validated_data
+        )
+        return Response(s.ClientMetricsSubscriptionSerializer(body).data)
+
+    @extend_schema(
+        parameters=[CLUSTER_PARAM, SUBSCRIPTION_PARAM],
+        responses={204: None},
+        summary="Delete a client-metrics subscription",
+        description="Matching clients stop pushing the metrics it asked for.",
+    )
+    def destroy(self, request, cluster_id=None, name=None):
+        services.client_metrics_subscription_delete(
+            cluster=self.get_cluster(), name=name, actor=Actor.from_request(request)
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
