@@ -51,10 +51,11 @@ def _topic_entry(ctx, topic, include_ops: bool):
     )
 
 
-def _cluster_entries(ctx, wanted, include_ops: bool) -> list:
+def _cluster_entries(ctx, wanted, include_ops: bool, allow_auto: bool, creating: list) -> list:
     """A cluster's topics as etcd has them: every partition's leader, leader epoch, replicas,
-    ISR and offline replicas. Topics are created through the controller (CreateTopics), so a
-    request for an unknown topic answers UNKNOWN_TOPIC_OR_PARTITION here."""
+    ISR and offline replicas. An unknown topic answers UNKNOWN_TOPIC_OR_PARTITION, or, when it
+    may be auto-created, LEADER_NOT_AVAILABLE while the controller creates it (its name goes
+    into ``creating``: such an answer is not cached)."""
     topics = ctx.broker.replicas.topics(for_clients=True)
     by_id = {topic_id: name for name, (topic_id, _rows) in topics.items()}
     names = list(topics) if wanted is None else [name or by_id.get(tid) for name, tid in wanted]
@@ -68,7 +69,12 @@ def _cluster_entries(ctx, wanted, include_ops: bool) -> list:
                 entries.append(_error_entry(ctx, name, None, ErrorCode.topic_authorization_failed))
             continue
         if name not in topics:
-            entries.append(_error_entry(ctx, name, None, ErrorCode.unknown_topic_or_partition))
+            error = ErrorCode.unknown_topic_or_partition
+            if allow_auto and _may_auto_create(ctx, name):
+                ctx.broker.replicas.auto_create(name)
+                creating.append(name)
+                error = ErrorCode.leader_not_available  # as Kafka: the client asks again
+            entries.append(_error_entry(ctx, name, None, error))
             continue
         topic_id, rows = topics[name]
         ops = TOPIC_OPS if include_ops else NO_OPS
@@ -94,6 +100,20 @@ def _cluster_entries(ctx, wanted, include_ops: bool) -> list:
             )
         )
     return entries
+
+
+def _may_auto_create(ctx, name: str) -> bool:
+    """A legal name, CREATE on the cluster or the topic, and room under the plan's partition cap."""
+    if validate_topic_name(name) is not None:
+        return False
+    if not (acls.cluster_allowed(ctx, acls.CREATE) or acls.allowed(ctx, acls.CREATE, acls.TOPIC, name)):
+        return False
+    broker = ctx.broker
+    try:
+        broker.configs.check_partition_count(broker.logs.partition_count(), broker.config["num.partitions"])
+    except ConfigError:
+        return False
+    return True
 
 
 def _error_entry(ctx, name, topic_id, error):
@@ -138,8 +158,9 @@ def handle(request, ctx):
         return _throttled(ctx, body)
 
     entries = []
+    creating: list[str] = []  # topics being auto-created in the cluster
     if broker.replicas is not None:
-        entries = _cluster_entries(ctx, wanted, include_ops)
+        entries = _cluster_entries(ctx, wanted, include_ops, allow_auto, creating)
     elif wanted is None:
         entries = [
             _topic_entry(ctx, t, include_ops)
@@ -201,7 +222,7 @@ def handle(request, ctx):
     if cache.get("generation") != logs.generation:
         cache.clear()
         cache["generation"] = logs.generation
-    if len(cache) < 512:
+    if len(cache) < 512 and not creating:
         cache[key] = body
     return _throttled(ctx, body)
 

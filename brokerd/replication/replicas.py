@@ -22,6 +22,7 @@ from brokerd.coordination.partitions import alter_isr
 from brokerd.coordination.records import NO_LEADER, IsrMember, PartitionState
 from brokerd.coordination.tasks import cancel_and_wait
 from brokerd.coordination.view import ClusterState
+from brokerd.replication.autocreate import TopicAutoCreator
 from brokerd.replication.client import LeaderAddress
 from brokerd.replication.fetcher import LeaderFetcher, batches_of
 from brokerd.replication.leader import Leadership
@@ -47,6 +48,7 @@ class ReplicaManager:
         self._shrinker: asyncio.Task | None = None
         self.lag_max = broker.config["replica.lag.time.max.ms"] / 1000
         self.session_s = broker.config["broker.session.timeout.ms"] / 1000
+        self.auto_creator = TopicAutoCreator(self)
 
     def start(self) -> None:
         self.membership.view.listeners.append(self.sync)
@@ -54,6 +56,7 @@ class ReplicaManager:
         self._shrinker = asyncio.create_task(self._shrink_loop(), name="isr-shrink")
 
     async def stop(self) -> None:
+        await self.auto_creator.stop()
         await cancel_and_wait(self._shrinker)
         for fetcher in list(self._fetchers.values()):
             await fetcher.stop()
@@ -341,6 +344,10 @@ class ReplicaManager:
         if state is None or session is None or state.leader != self.node_id or state.leader == NO_LEADER:
             return False
         return any(m.broker_id == self.node_id and m.broker_epoch == session.epoch for m in state.isr)
+
+    def auto_create(self, name: str) -> None:
+        """Have the controller create ``name`` (auto.create.topics.enable); see autocreate.py."""
+        self.auto_creator.request(name)
 
     def default_replication_factor(self) -> int:
         """``default.replication.factor`` when set, else 3 once the cluster has 3 brokers (as

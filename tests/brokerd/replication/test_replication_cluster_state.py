@@ -1,5 +1,6 @@
 """State a cluster keeps as one, against one shared cluster of three real brokerd processes (on
-127.0.0.1, .2 and .3) on a real etcd: producer ids unique across the brokers and restarts."""
+127.0.0.1, .2 and .3) on a real etcd: producer ids unique across the brokers and restarts, and
+topics auto-created by any broker with the cluster's defaults."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
+from kio.index import load_payload_module
+from kio.static.constants import EntityType
 
 from tests.brokerd.brokerd_wire import Wire, request_class
 from tests.brokerd.replication.clustertest import ClusterBroker, cluster_brokers, wait_for
 from tests.etcd_server import EtcdServer
 
-COORDINATOR_LOAD_IN_PROGRESS = 14
+UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE, COORDINATOR_LOAD_IN_PROGRESS = 3, 5, 14
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +26,9 @@ def brokers(
     tmp_path_factory: pytest.TempPathFactory, etcd_server: EtcdServer
 ) -> Iterator[list[ClusterBroker]]:
     prefix = f"/kastle-test/{uuid.uuid4().hex[:12]}/"
-    brokers = cluster_brokers(tmp_path_factory.mktemp("state-cluster"), etcd_server, prefix)
+    settings = {"default.replication.factor": 2, "num.partitions": 2}  # auto-created topics get these
+    root = tmp_path_factory.mktemp("state-cluster")
+    brokers = cluster_brokers(root, etcd_server, prefix, settings=settings)
     try:
         for broker in brokers:
             broker.start(timeout=30)
@@ -65,3 +71,44 @@ def test_producer_ids_are_unique_across_brokers_and_restarts(brokers: list[Clust
     victim.start(timeout=30)
     after = [pid for broker in brokers for pid in producer_ids(broker, 5)]
     assert len(set(after)) == len(after) and not set(after) & set(seen)
+
+
+def metadata(broker: ClusterBroker, name: str, *, auto: bool):
+    """Topic ``name`` as ``broker`` alone answers Metadata v12 (allowing auto-creation or not)."""
+    topic = load_payload_module(3, 12, EntityType.request).MetadataRequestTopic(topic_id=None, name=name)
+    with Wire(broker.port, host=broker.host) as w:
+        answer = w.request(request_class(3, 12)(topics=(topic,), allow_auto_topic_creation=auto,
+                                                include_topic_authorized_operations=False))  # fmt: skip
+    return answer
+
+
+def test_topics_are_auto_created_by_any_broker_with_the_cluster_defaults(
+    brokers: list[ClusterBroker],
+) -> None:
+    controller_id = metadata(brokers[0], "x", auto=False).controller_id
+    other = next(b for b in brokers if b.node_id != controller_id)  # not the controller
+    assert metadata(other, "not-asked", auto=False).topics[0].error_code == UNKNOWN_TOPIC_OR_PARTITION
+    first = metadata(other, "auto-made", auto=True).topics[0]
+    assert first.error_code in (0, LEADER_NOT_AVAILABLE)  # created meanwhile, or being created
+
+    def created():
+        t = metadata(other, "auto-made", auto=False).topics[0]
+        return t.error_code == 0 and all(p.leader_id >= 0 for p in t.partitions) and t
+
+    topic = wait_for(created, what="the auto-created topic")
+    assert len(topic.partitions) == 2  # num.partitions
+    assert all(len(p.replica_nodes) == 2 and len(p.isr_nodes) == 2 for p in topic.partitions)
+    assert metadata(other, "not-asked", auto=False).topics[0].error_code == UNKNOWN_TOPIC_OR_PARTITION
+    # a producer writing to a topic nobody created (librdkafka asks with auto-creation allowed)
+    producer = Producer({"bootstrap.servers": bootstrap(brokers), "acks": "all"})
+    for i in range(10):
+        producer.produce("auto-written", f"v{i}".encode(), partition=i % 2)
+    assert producer.flush(60) == 0
+    consumer = Consumer({"bootstrap.servers": bootstrap(brokers), "group.id": uuid.uuid4().hex,
+                         "enable.auto.commit": False})  # fmt: skip
+    consumer.assign([TopicPartition("auto-written", p, 0) for p in (0, 1)])
+    got: list[bytes] = []
+    wait_for(lambda: got.extend(m.value() for m in consumer.consume(10, 0.5) if m.error() is None)
+             or len(got) >= 10, timeout=30, what="the records back")  # fmt: skip
+    consumer.close()
+    assert sorted(got) == sorted(f"v{i}".encode() for i in range(10))
