@@ -251,3 +251,75 @@ def test_consumer_protocol_takes_over_a_classic_groups_offsets(cbroker) -> None:
         assert "CONSUMER" in str(describe(cbroker, group).type)
     finally:
         member.close()
+
+
+def test_regex_subscription_follows_new_topics(cbroker) -> None:
+    admin = AdminClient({"bootstrap.servers": cbroker.bootstrap})
+    for name in ("rx-a", "rx-b", "rx-other"):
+        admin.create_topics([NewTopic(name, 2, 1)], operation_timeout=5)[name].result(10)
+    got: set[tuple[str, int]] = set()
+    consumer = Consumer(consumer_conf(cbroker, "cp-regex"))
+    # librdkafka sends the pattern to the broker, which resolves it (RE2) against the topics
+    consumer.subscribe(
+        ["^rx-[ab]$|^rx-new.*"], on_assign=lambda _c, ps: got.update((p.topic, p.partition) for p in ps)
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while len(got) < 4 and time.monotonic() < deadline:
+            consumer.poll(0.1)
+        assert got == {("rx-a", 0), ("rx-a", 1), ("rx-b", 0), ("rx-b", 1)}
+        admin.create_topics([NewTopic("rx-new-1", 1, 1)], operation_timeout=5)["rx-new-1"].result(10)
+        deadline = time.monotonic() + 30
+        while ("rx-new-1", 0) not in got and time.monotonic() < deadline:
+            consumer.poll(0.1)
+        assert ("rx-new-1", 0) in got  # a new matching topic joins the assignment
+    finally:
+        consumer.close()
+
+
+def test_mixed_protocols_are_answered_as_kafka_does(cbroker) -> None:
+    """group.consumer.migration.policy=disabled: a group with members keeps its protocol."""
+    topic = new_topic(cbroker, 2)
+    classic = Consumer({**consumer_conf(cbroker, "cp-mixed"), "group.protocol": "classic"})
+    classic.subscribe([topic])
+    newcomer = None
+    try:
+        deadline = time.monotonic() + 30
+        while not classic.assignment() and time.monotonic() < deadline:
+            classic.poll(0.1)
+        newcomer = Consumer(consumer_conf(cbroker, "cp-mixed"))
+        newcomer.subscribe([topic])
+        errors = []
+        deadline = time.monotonic() + 30
+        while not errors and time.monotonic() < deadline:
+            classic.poll(0.05)
+            msg = newcomer.poll(0.05)
+            if msg is not None and msg.error():
+                errors.append(msg.error())
+        # librdkafka treats GROUP_ID_NOT_FOUND from ConsumerGroupHeartbeat as fatal
+        assert errors and "group id does not exist" in errors[0].str()
+        assert sorted(p.partition for p in classic.assignment()) == [0, 1]  # the classic member kept all
+    finally:
+        classic.close()
+        if newcomer is not None:
+            newcomer.close()
+
+    # and the other way: a classic member cannot join a consumer-protocol group that has members
+    member = Member(cbroker, "cp-mixed-2", topic, "m")
+    classic = Consumer({**consumer_conf(cbroker, "cp-mixed-2"), "group.protocol": "classic"})
+    try:
+        deadline = time.monotonic() + 30
+        while not member.owned and time.monotonic() < deadline:
+            time.sleep(0.05)
+        classic.subscribe([topic])
+        errors = []
+        deadline = time.monotonic() + 30
+        while not errors and time.monotonic() < deadline:
+            msg = classic.poll(0.1)
+            if msg is not None and msg.error():
+                errors.append(msg.error())
+        assert errors and "inconsistent group protocol" in errors[0].str().lower()
+        assert member.owned == {0, 1}
+    finally:
+        classic.close()
+        member.close()
