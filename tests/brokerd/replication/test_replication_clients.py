@@ -1,14 +1,18 @@
 """Real clients see a three-broker cluster (brokers, replicas, ISR) and keep producing and
-consuming while a partition's leader moves: kafka-python, aiokafka and kcat."""
+consuming while a partition's leader moves: kafka-python, aiokafka, kcat and confluent-kafka."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, Producer
+from confluent_kafka import TopicPartition as CkPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.brokerd.replication.clustertest import cluster_brokers, wait_for
@@ -22,7 +26,7 @@ pytestmark = [
 ]
 
 
-def test_kafka_python_aiokafka_and_kcat_through_a_leader_move(
+def test_kafka_python_aiokafka_kcat_and_confluent_kafka_through_leader_moves(
     tmp_path: Path, etcd_server: EtcdServer, etcd_prefix: str
 ) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -102,6 +106,53 @@ def test_kafka_python_aiokafka_and_kcat_through_a_leader_move(
         values = [m.value for _, m in zip(range(30), consumer, strict=False)]
         consumer.close()
         assert values == got
+
+        # confluent-kafka: metadata, then an idempotent acks=all producer and a consumer both
+        # running while the current leader is killed and the partition moves again.
+        meta = admin.list_topics("moves", timeout=10)
+        row = meta.topics["moves"].partitions[0]
+        assert sorted(meta.brokers) == [1, 2, 3] and sorted(row.replicas) == [1, 2, 3]
+        assert sorted(row.isrs) == [1, 2, 3]
+        acked: list[bytes] = []
+        stop = threading.Event()
+
+        def produce() -> None:
+            producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
+                                 "linger.ms": 5})  # fmt: skip
+            def delivered(err, msg) -> None:
+                if err is None:
+                    acked.append(msg.value())
+
+            n = 0
+            while not stop.is_set():
+                producer.produce("moves", b"ck-%d" % n, partition=0, on_delivery=delivered)
+                producer.poll(0)
+                n += 1
+                time.sleep(0.005)
+            producer.flush(60)
+
+        writer = threading.Thread(target=produce, daemon=True)
+        writer.start()
+        reader = Consumer({"bootstrap.servers": bootstrap, "group.id": "ck-reader",
+                           "enable.auto.commit": False})  # fmt: skip
+        reader.assign([CkPartition("moves", 0, 30)])
+        read: list[bytes] = []
+
+        def poll_until(count: int) -> bool:
+            read.extend(m.value() for m in reader.consume(100, 0.2) if m.error() is None)
+            return len(read) >= count
+
+        wait_for(lambda: poll_until(20) and len(acked) >= 20, what="confluent-kafka producing and consuming")
+        second = next(b for b in brokers if b.node_id == p0().leader)
+        second.kill()
+        before = len(acked)
+        wait_for(lambda: len(acked) > before + 20, timeout=30, what="producing after the leader's kill")
+        stop.set()
+        writer.join(60)
+        wait_for(lambda: poll_until(len(acked)), timeout=30, what="every acknowledged record read")
+        reader.close()
+        assert read == acked == sorted(acked, key=lambda v: int(v[3:]))  # in order, once each
+        assert (p := p0()) and p.leader not in (-1, second.node_id)
     finally:
         for broker in brokers:
             broker.kill()
