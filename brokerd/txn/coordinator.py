@@ -64,6 +64,7 @@ OFFSETS_TOPIC = "__consumer_offsets"
 MAX_EPOCH = 32767
 NO_PRODUCER_ID = -1
 RETRY_S = 0.5
+SETTLE_S = 1.0
 
 
 @dataclass(slots=True)
@@ -91,6 +92,8 @@ class TxnMetadata:
     last_producer_epoch: int = -1
     #: the state a write in flight moves to (another request meanwhile: CONCURRENT_TRANSACTIONS)
     pending: int | None = None
+    #: resolved once a prepared transaction is complete (markers written, Complete* durable)
+    completing: asyncio.Future | None = None
 
     @property
     def state_name(self) -> str:
@@ -160,7 +163,7 @@ class TransactionCoordinator:
             )
         for meta in self.txns.values():
             if meta.state in (PREPARE_COMMIT, PREPARE_ABORT):
-                self._spawn(self._complete(meta))
+                self._begin_completion(meta)
         self._loop_task = asyncio.ensure_future(self._housekeeping())
 
     def _load(self, plog: PartitionLog) -> int:
@@ -275,6 +278,8 @@ class TransactionCoordinator:
             log.error("cannot create %s: %s", txnlog.TOPIC, exc)
             return E.coordinator_not_available, -1, -1
         meta = self.txns.get(transactional_id)
+        if meta is not None:
+            await self._settled(meta)
         now = self._clock()
         fresh = meta is None
         if meta is None:
@@ -295,7 +300,11 @@ class TransactionCoordinator:
         if meta.state == ONGOING:
             # The previous producer's transaction is aborted first, under a bumped epoch.
             error = await self._abort_fencing(meta)
-            return (E.concurrent_transactions if error is E.none else error), -1, -1
+            if error is not E.none:
+                return error, -1, -1
+            await self._settled(meta)
+            if meta.state != COMPLETE_ABORT or meta.pending is not None:
+                return E.concurrent_transactions, -1, -1
         pid, epoch = meta.producer_id, meta.producer_epoch + 1
         if epoch >= MAX_EPOCH - 1:  # the epoch is exhausted: a new producer id
             pid, epoch = allocate(), 0
@@ -334,6 +343,8 @@ class TransactionCoordinator:
     async def add_partitions(
         self, transactional_id: str, producer_id: int, producer_epoch: int, partitions: list[tuple[str, int]]
     ) -> E:
+        if (current := self.txns.get(transactional_id)) is not None:
+            await self._settled(current)
         meta, error = self._producer(transactional_id, producer_id, producer_epoch)
         if meta is None:
             return error
@@ -407,7 +418,7 @@ class TransactionCoordinator:
             )
             error = await self._transition(meta, value)
             if error is E.none:
-                self._spawn(self._complete(meta))
+                self._begin_completion(meta)
             return error
         if state == COMPLETE_COMMIT:
             return E.none if commit else E.invalid_txn_state
@@ -428,12 +439,32 @@ class TransactionCoordinator:
         error = await self._transition(meta, value)
         if error is E.none:
             meta.last_producer_epoch = previous
-            self._spawn(self._complete(meta))
+            self._begin_completion(meta)
         return error
 
-    async def _complete(self, meta: TxnMetadata) -> None:
+    async def _settled(self, meta: TxnMetadata) -> None:
+        """Wait a little for a prepared transaction to complete: the producer's next request
+        (AddPartitionsToTxn of its next transaction, InitProducerId) is answered then rather
+        than with CONCURRENT_TRANSACTIONS, which clients retry only after a backoff."""
+        fut = meta.completing
+        if fut is not None and not fut.done() and meta.state in (PREPARE_COMMIT, PREPARE_ABORT):
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(fut), SETTLE_S)
+
+    def _begin_completion(self, meta: TxnMetadata) -> None:
+        meta.completing = asyncio.get_running_loop().create_future()
+        self._spawn(self._complete(meta, meta.completing))
+
+    async def _complete(self, meta: TxnMetadata, fut: asyncio.Future) -> None:
         """Markers to every partition of a prepared transaction, its group offsets decided, then
         CompleteCommit / CompleteAbort. Retried until done (a storage error, a restart)."""
+        try:
+            await self._write_completion(meta)
+        finally:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def _write_completion(self, meta: TxnMetadata) -> None:
         commit = meta.state == PREPARE_COMMIT
         pid, epoch = meta.producer_id, meta.producer_epoch
         remaining = sorted(meta.partitions)

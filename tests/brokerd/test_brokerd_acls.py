@@ -645,3 +645,23 @@ def test_fetch_denied_read_response_decodes(acl_broker, noread_topic, version: i
                 assert p.preferred_read_replica == -1
             assert p.records is not None and len(p.records) == 0  # empty, never null (librdkafka)
             assert not p.aborted_transactions
+
+
+def test_transactional_ids_are_an_acl_resource(acl_broker) -> None:
+    """WRITE and DESCRIBE on transactional ids under a prefix (what a produce-scoped key gets):
+    a transactional producer with such an id commits; another id is refused at InitProducerId."""
+    admin = _admin(acl_broker, SUPER)
+    granted = [_acl("alice", ResourceType.TRANSACTIONAL_ID, "alice.", op, ResourcePatternType.PREFIXED)
+               for op in (AclOperation.WRITE, AclOperation.DESCRIBE)]
+    assert all(r is None for r in _wait(admin.create_acls(granted)).values())
+    producer = Producer(acl_broker.sasl_config(user="alice", password=USERS["alice"],
+                                               **{"transactional.id": "alice.tx-1"}))
+    producer.init_transactions(15)
+    producer.begin_transaction()
+    producer.produce("alice.shared", value=b"in a transaction", partition=0)
+    producer.commit_transaction(15)
+    outsider = Producer(acl_broker.sasl_config(user="alice", password=USERS["alice"],
+                                               **{"transactional.id": "bob.tx-1"}))
+    with pytest.raises(KafkaException) as info:
+        outsider.init_transactions(10)
+    assert info.value.args[0].code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED

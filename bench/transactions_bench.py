@@ -1,0 +1,103 @@
+"""Transactional produce against idempotent produce, on one brokerd, in the same run.
+
+The same records (100-byte values, one partition per round-robin of 4, lz4) are produced by an
+idempotent producer (the baseline) and by transactional producers committing every N records
+for several N; each transaction costs InitProducerId once, then AddPartitionsToTxn, EndTxn, the
+coordinator's fsynced state records and a marker per partition. Printed: records/s of each and
+its ratio to the baseline (median of the rounds).
+
+    python3 bench/transactions_bench.py [--records 20000] [--rounds 3] [--sizes 10,100,1000,10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import Brokerd, print_results
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+PARTITIONS = 4
+VALUE = b"x" * 100
+CONF = {"linger.ms": 5, "batch.size": 256_000, "compression.type": "lz4", "acks": "all"}
+
+
+def idempotent(bootstrap: str, topic: str, records: int) -> float:
+    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, **CONF})
+    for i in range(PARTITIONS):  # connected, producer id and metadata in hand before timing
+        p.produce(topic, VALUE, partition=i)
+    assert p.flush(30) == 0
+    t0 = time.perf_counter()
+    for i in range(records):
+        while True:
+            try:
+                p.produce(topic, VALUE, partition=i % PARTITIONS)
+                break
+            except BufferError:
+                p.poll(0.01)
+    assert p.flush(60) == 0
+    return records / (time.perf_counter() - t0)
+
+
+def transactional(bootstrap: str, topic: str, records: int, size: int, tid: str) -> float:
+    p = Producer({"bootstrap.servers": bootstrap, "transactional.id": tid, **CONF})
+    p.init_transactions(30)
+    p.begin_transaction()  # connected and metadata in hand before timing, as the baseline
+    for i in range(PARTITIONS):
+        p.produce(topic, VALUE, partition=i)
+    p.commit_transaction(30)
+    t0 = time.perf_counter()
+    for start in range(0, records, size):
+        p.begin_transaction()
+        for i in range(start, min(start + size, records)):
+            while True:
+                try:
+                    p.produce(topic, VALUE, partition=i % PARTITIONS)
+                    break
+                except BufferError:
+                    p.poll(0.01)
+        p.commit_transaction(60)
+    return records / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--records", type=int, default=20_000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--sizes", default="10,100,1000,10000", help="records per transaction")
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    with tempfile.TemporaryDirectory(prefix="txn-bench-") as tmp:
+        broker = Brokerd(Path(tmp), {"transaction.state.log.num.partitions": 4})
+        broker.start()
+        try:
+            admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+            admin.create_topics([NewTopic("bench", PARTITIONS, 1)])["bench"].result(10)
+            runs: dict[str, list[float]] = {"idempotent": []}
+            for size in sizes:
+                runs[f"transactional/{size}"] = []
+            for r in range(args.rounds):  # alternating, so that drift hits every kind alike
+                runs["idempotent"].append(idempotent(broker.bootstrap, "bench", args.records))
+                for size in sizes:
+                    rate = transactional(broker.bootstrap, "bench", args.records, size, f"bench-{size}-{r}")
+                    runs[f"transactional/{size}"].append(rate)
+        finally:
+            broker.stop()
+    base = statistics.median(runs["idempotent"])
+    results: dict[str, float] = {}
+    for name, rates in runs.items():
+        results[f"{name} records/s"] = statistics.median(rates)
+        if name != "idempotent":
+            results[f"{name} / idempotent"] = statistics.median(rates) / base
+    print_results(results, places=3)
+
+
+if __name__ == "__main__":
+    main()
