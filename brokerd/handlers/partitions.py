@@ -110,7 +110,11 @@ async def _create_partitions_in_cluster(request, ctx):
 
 
 def delete_records(request, ctx):
+    """Alone, the broker holds every partition. In a cluster only a partition's leader deletes
+    (NOT_LEADER_OR_FOLLOWER elsewhere, as Kafka), up to its high watermark; the followers move
+    their log start to the leader's as they fetch."""
     logs = ctx.broker.logs
+    replicas = ctx.broker.replicas
     topics = []
     for t in request.topics:
         parts = []
@@ -118,15 +122,22 @@ def delete_records(request, ctx):
         for p in t.partitions:
             plog = logs.log(t.name, p.partition_index)
             low, error = -1, ErrorCode.none
+            end = plog.next_offset if plog is not None else -1
+            if replicas is not None and plog is not None:
+                end = replicas.high_watermark(t.name, p.partition_index)
             if denied:
                 error = ErrorCode.topic_authorization_failed
-            elif plog is None:
+            elif replicas is not None and replicas.partition(t.name, p.partition_index) is None:
+                error = ErrorCode.unknown_topic_or_partition
+            elif replicas is not None and (code := replicas.leader_error(t.name, p.partition_index)):
+                error = ErrorCode(code)
+            elif plog is None or end is None:
                 error = ErrorCode.unknown_topic_or_partition
             elif not plog.settings.delete:  # as Kafka: records of a compact-only log stay
                 error = ErrorCode.policy_violation
             else:
-                offset = plog.next_offset if p.offset == -1 else p.offset
-                if offset < 0 or offset > plog.next_offset:
+                offset = end if p.offset == -1 else p.offset
+                if offset < 0 or offset > end:
                     error = ErrorCode.offset_out_of_range
                 else:
                     low = logs.delete_records(plog, offset)

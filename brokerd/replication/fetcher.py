@@ -194,7 +194,7 @@ class LeaderFetcher:
                     backoff = True  # a leadership change the view has not shown yet, most often
                     continue
                 self.manager.follower_append(topic.topic, part.partition_index, part.records or b"",
-                                             part.high_watermark)  # fmt: skip
+                                             part.high_watermark, part.log_start_offset)  # fmt: skip
         if backoff:
             await asyncio.sleep(RETRY_SECONDS)
 

@@ -194,8 +194,10 @@ class ReplicaManager:
                 out[key] = state
         return out
 
-    def follower_append(self, name: str, index: int, records: bytes, leader_hw: int) -> None:
-        """Append what the leader sent, with its offsets and leader epochs."""
+    def follower_append(self, name: str, index: int, records: bytes, leader_hw: int,
+                        leader_start: int = -1) -> None:
+        """Append what the leader sent, with its offsets and leader epochs; move the log start up to
+        the leader's (records the leader deleted with DeleteRecords stay deleted after a failover)."""
         plog = self.broker.logs.log(name, index)
         cache = self.epoch_cache(name, index)
         if plog is None or cache is None:
@@ -210,6 +212,8 @@ class ReplicaManager:
             # over keeps deduplicating and ordering their retries.
             self.broker.producers.appended(name, index, data, batches)
         self._known_hw[(name, index)] = min(leader_hw, plog.next_offset)
+        if leader_start > plog.start_offset:
+            self.broker.logs.delete_records(plog, min(leader_start, plog.next_offset))
 
     # --- the leader's side -------------------------------------------------------------------------
     def high_watermark(self, name: str, index: int) -> int | None:

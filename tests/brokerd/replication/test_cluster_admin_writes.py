@@ -395,6 +395,61 @@ def test_client_quotas_altered_through_one_broker_apply_on_every_broker(cluster:
     _everywhere(cluster, lambda b: cluster.quotas(b, "alice") == left, "one quota left")
 
 
+def test_delete_records_by_the_leader_reaches_every_replica(cluster: Cluster) -> None:
+    import json
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    kafka_admin()  # kafka-python's modules, loaded under its warning filter
+    from kafka.structs import TopicPartition as KafkaTopicPartition
+
+    admin = cluster.admin(cluster.other)
+    from confluent_kafka.admin import NewTopic
+
+    admin.create_topics([NewTopic("fwd-trim", 1, 3)])["fwd-trim"].result(timeout=20)
+    _everywhere(cluster, lambda b: cluster.topic(b, "fwd-trim") is not None, "the topic")
+    producer = Producer({"bootstrap.servers": ",".join(b.bootstrap for b in cluster.brokers), "acks": "all"})
+    for i in range(100):
+        producer.produce("fwd-trim", b"%d" % i, partition=0)
+    assert producer.flush(30) == 0
+    leader_id = cluster.topic(cluster.brokers[0], "fwd-trim").partitions[0].leader_id
+    follower = next(b for b in cluster.brokers if b.node_id != leader_id)
+
+    mod = _module(21, 2)
+    answer = cluster.call(follower, mod.DeleteRecordsRequest(topics=(mod.DeleteRecordsTopic(
+        name="fwd-trim", partitions=(mod.DeleteRecordsPartition(partition_index=0, offset=40),)),),
+        timeout=datetime.timedelta(seconds=10)))
+    assert answer.topics[0].partitions[0].error_code == 6  # NOT_LEADER_OR_FOLLOWER
+
+    kp_admin = cluster.kafka_python_admin(cluster.other)  # sends it to the partition's leader
+    try:
+        kp_admin.delete_records({KafkaTopicPartition("fwd-trim", 0): 40})
+    finally:
+        kp_admin.close()
+
+    def start_offset(broker: ClusterBroker) -> int | None:
+        path = broker.data_dir / "log-start-offsets.json"
+        return json.loads(path.read_text()).get("fwd-trim:0") if path.exists() else None
+
+    _everywhere(cluster, lambda b: start_offset(b) == 40, "the log start moved to 40")
+    # A follower that takes over keeps the records deleted
+    leader = next(b for b in cluster.brokers if b.node_id == leader_id)
+    leader.kill()
+    try:
+        survivors = [b for b in cluster.brokers if b is not leader]
+        wait_for(lambda: (t := cluster.topic(survivors[0], "fwd-trim")) and t.partitions[0].leader_id
+                 not in (-1, leader_id), what="a new leader")  # fmt: skip
+        bootstrap = ",".join(b.bootstrap for b in survivors)
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "trim"})
+        try:
+            low, high = consumer.get_watermark_offsets(TopicPartition("fwd-trim", 0), timeout=10)
+        finally:
+            consumer.close()
+        assert (low, high) == (40, 100)
+    finally:
+        leader.start(timeout=30)
+
+
 def test_cluster_metadata_survives_a_broker_restart(cluster: Cluster) -> None:
     from confluent_kafka.admin import NewTopic
 
