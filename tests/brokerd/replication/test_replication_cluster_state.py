@@ -9,8 +9,8 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 from kio.index import load_payload_module
 from kio.static.constants import EntityType
 
@@ -112,3 +112,38 @@ def test_topics_are_auto_created_by_any_broker_with_the_cluster_defaults(
              or len(got) >= 10, timeout=30, what="the records back")  # fmt: skip
     consumer.close()
     assert sorted(got) == sorted(f"v{i}".encode() for i in range(10))
+
+
+def test_the_high_watermark_does_not_go_back_when_the_whole_cluster_restarts(
+    brokers: list[ClusterBroker],
+) -> None:
+    """Every broker killed at once and restarted: the first leader is the last in-sync replica,
+    alone in the ISR, so its high watermark is its log end at once; a consumer never sees the
+    end offset below what was acknowledged (no high watermark restarting at 0)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap(brokers)})
+    admin.create_topics([NewTopic("hw", 1, replication_factor=3)])["hw"].result(timeout=20)
+    wait_for(lambda: (t := admin.list_topics("hw", timeout=10).topics["hw"]).error is None
+             and sorted(t.partitions[0].isrs) == [1, 2, 3], what="hw in sync")  # fmt: skip
+    producer = Producer({"bootstrap.servers": bootstrap(brokers), "acks": "all"})
+    for i in range(100):
+        producer.produce("hw", f"r{i}".encode(), partition=0)
+    assert producer.flush(30) == 0
+    for broker in brokers:
+        broker.kill()
+    for broker in reversed(brokers):
+        broker.start(timeout=30)
+    consumer = Consumer({"bootstrap.servers": bootstrap(brokers), "group.id": uuid.uuid4().hex})
+    ends: list[int] = []
+
+    def end_offset() -> int | None:
+        try:
+            _low, high = consumer.get_watermark_offsets(TopicPartition("hw", 0), timeout=2, cached=False)
+        except KafkaException:
+            return None  # no leader yet (LEADER_NOT_AVAILABLE / NOT_LEADER_OR_FOLLOWER)
+        ends.append(high)
+        return high
+
+    wait_for(lambda: (e := end_offset()) is not None and e >= 100 and len(ends) >= 5, timeout=60,
+             interval=0.05, what="the end offset from the restarted leader")  # fmt: skip
+    consumer.close()
+    assert all(end >= 100 for end in ends), ends
