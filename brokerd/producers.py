@@ -438,5 +438,15 @@ class ProducerStateManager:
         producers = self._partitions.get(tp, {})
         return {pid: e.batches[-1].last_offset for pid, e in producers.items() if e.batches}
 
+    def describe(self, tp: TopicPartition) -> list[tuple[int, int, int, int, int]]:
+        """(producer id, epoch, last sequence, last batch timestamp, first offset of its open
+        transaction or -1) of each producer a partition knows (DescribeProducers)."""
+        ongoing = self._ongoing.get(tp, {})
+        out = []
+        for pid, e in self._partitions.get(tp, {}).items():
+            last_ts = e.batches[-1].timestamp_ms if e.batches else -1
+            out.append((pid, e.epoch, e.last_seq, last_ts, ongoing.get(pid, -1)))
+        return out
+
     def producer_count(self) -> int:
         return sum(len(p) for p in self._partitions.values())

@@ -77,6 +77,7 @@ _SPECS = (
     ApiSpec(48, 0, 1, client_quotas.describe_client_quotas),
     ApiSpec(49, 0, 1, client_quotas.alter_client_quotas),
     ApiSpec(60, 0, 2, cluster.describe_cluster),
+    ApiSpec(61, 0, 0, producers.describe_producers),
     ApiSpec(65, 0, 0, txn.describe_transactions),
     ApiSpec(66, 0, 1, txn.list_transactions),
     ApiSpec(68, 0, 1, consumer_groups.consumer_group_heartbeat),

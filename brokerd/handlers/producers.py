@@ -1,5 +1,7 @@
 """InitProducerId 0-5: producer ids for idempotent producers (``broker.producers``), and for
-transactional ones from the transaction coordinator (``broker.transactions``)."""
+transactional ones from the transaction coordinator (``broker.transactions``). DescribeProducers
+0: the producers a partition's leader knows, with their open transactions (how an admin finds a
+hanging transaction)."""
 
 from __future__ import annotations
 
@@ -66,3 +68,33 @@ async def _transactional(request, ctx):
         if error is E.producer_fenced and ctx.api_version < 4:  # before KIP-588
             error = E.invalid_producer_epoch
     return ctx.response(throttle_time=ZERO, error_code=error, producer_id=pid, producer_epoch=epoch)
+
+
+def describe_producers(request, ctx):
+    broker = ctx.broker
+    topics = []
+    for t in request.topics:
+        denied = not acls.allowed(ctx, acls.READ, acls.TOPIC, t.name)
+        parts = []
+        for index in t.partition_indexes:
+            plog = broker.logs.log(t.name, index)
+            states: tuple = ()
+            if denied:
+                error = E.topic_authorization_failed
+            elif plog is None:
+                error = E.unknown_topic_or_partition
+                if broker.replicas is not None and broker.replicas.partition(t.name, index) is not None:
+                    error = E.not_leader_or_follower
+            elif broker.replicas is not None and not broker.replicas.leads(t.name, index):
+                error = E.not_leader_or_follower
+            else:
+                error = E.none
+                states = tuple(
+                    ctx.build("ProducerState", producer_id=pid, producer_epoch=epoch, last_sequence=seq,
+                              last_timestamp=ts, coordinator_epoch=-1, current_txn_start_offset=first)
+                    for pid, epoch, seq, ts, first in broker.producers.sequences.describe((t.name, index))
+                )  # fmt: skip
+            parts.append(ctx.build("PartitionResponse", partition_index=index, error_code=error,
+                                   error_message=None, active_producers=states))
+        topics.append(ctx.build("TopicResponse", name=t.name, partitions=tuple(parts)))
+    return ctx.response(throttle_time=ZERO, topics=tuple(topics))

@@ -19,6 +19,7 @@ from brokerd_wire import KAFKA_41, Wire, make_batch, request_class
 from kio.index import load_payload_module
 from kio.static.constants import EntityType
 
+from brokerd.records import ATTR_TRANSACTIONAL, build_batch
 from tests.brokerd.conftest import Broker
 
 TOPIC = "matrix"
@@ -682,6 +683,29 @@ def check_txn_offset_commit(w: Wire, v: int, b: Broker) -> None:
     assert commit() == 0
 
 
+def check_describe_producers(w: Wire, v: int, b: Broker) -> None:
+    """An open transaction shows as its producer's current_txn_start_offset on the partition."""
+    topic = create_topic(w)
+    tid = unique("tx-producers")
+    pid, epoch = init_txn(w, tid)
+    tp = part(24, 3, "AddPartitionsToTxnTopic", name=topic, partitions=(0,))
+    added = w.request(req(24, 3, v3_and_below_transactional_id=tid, v3_and_below_producer_id=pid,
+                          v3_and_below_producer_epoch=epoch, v3_and_below_topics=(tp,)))
+    assert added.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code == 0
+    batch = build_batch([(None, b"open")], timestamp_ms=1000, producer_id=pid, producer_epoch=epoch,
+                        base_sequence=0, attributes=ATTR_TRANSACTIONAL)
+    data = part(0, 9, "TopicProduceData", name=topic,
+                partition_data=(part(0, 9, "PartitionProduceData", index=0, records=bytes(batch)),))
+    produced = w.request(req(0, 9, transactional_id=tid, acks=-1, timeout=datetime.timedelta(seconds=5),
+                             topic_data=(data,)))
+    assert produced.responses[0].partition_responses[0].error_code == 0
+    resp = w.request(req(61, v, topics=(part(61, v, "TopicRequest", name=topic, partition_indexes=(0, 9)),)))
+    known, unknown = resp.topics[0].partitions
+    assert [(p.producer_id, p.producer_epoch, p.last_sequence, p.current_txn_start_offset)
+            for p in known.active_producers] == [(pid, epoch, 0, 0)]
+    assert unknown.error_code == 3  # UNKNOWN_TOPIC_OR_PARTITION
+
+
 def check_describe_transactions(w: Wire, v: int, b: Broker) -> None:
     tid = unique("tx-describe")
     pid, epoch = init_txn(w, tid)
@@ -1271,6 +1295,7 @@ CHECKS = {
     48: check_describe_client_quotas,
     49: check_alter_client_quotas,
     60: check_describe_cluster,
+    61: check_describe_producers,
     65: check_describe_transactions,
     66: check_list_transactions,
     68: check_consumer_group_heartbeat,
