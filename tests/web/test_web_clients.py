@@ -22,7 +22,7 @@ from tests.web.test_web_portal_live import _log_in
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_clients_view_and_consumer_protocol_group(host_env, live_server, browser_page):  # noqa: F811
+def test_clients_view_and_consumer_protocol_group(host_env, live_server, browser_page, screenshot):  # noqa: F811
     running = Running(Tenant(Role.OWNER))
     cid = running.cluster.public_id
     api = running.tenant.client
@@ -86,12 +86,14 @@ def test_clients_view_and_consumer_protocol_group(host_env, live_server, browser
         expect(row.locator(".client-software")).to_contain_text("confluent-kafka-python")
         expect(row.locator(".client-latency")).not_to_have_text("—")
         expect(page.locator("tr.subscription", has_text="apps")).to_contain_text("client_id=app-.*")
+        screenshot(page, "clients")
         page.get_by_role("link", name="Consumer groups").click()
         listed_group = page.locator("tr", has_text="orders-readers")
         expect(listed_group.locator(".group-protocol")).to_have_text("consumer")
         page.goto(f"{live_server.url}/clusters/{cid}/groups/orders-readers/")
         expect(page.locator("#group-protocol")).to_have_text("consumer")
         expect(page.locator("tr.member .member-epoch")).to_have_text(str(m["member_epoch"]))
+        screenshot(page, "group-consumer-protocol")
 
         # An admin deletes the subscription from the portal.
         page.goto(f"{live_server.url}/clusters/{cid}/clients/")

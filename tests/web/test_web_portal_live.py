@@ -209,6 +209,7 @@ def _portal_walk(page, base: str, shots: Path) -> None:
             ("groups", f"{c}/groups/"),
             ("group", f"{c}/groups/walk-reader/"),
             ("group-delete", f"{c}/groups/walk-reader/delete/"),
+            ("clients", f"{c}/clients/"),
             ("cluster-delete", f"{c}/delete/"),
             ("service-accounts", "/service-accounts/"),
             ("usage", "/usage/"),
@@ -253,7 +254,7 @@ def _portal_walk(page, base: str, shots: Path) -> None:
     page.goto(f"{base}/logout/")
     page.get_by_role("button", name="Log out").click()
     saved += _walk(page, base, [("login", "/login/"), ("signup", "/signup/")], shots)
-    assert len(set(saved)) == 2 * 23 and all(path.stat().st_size > 10_000 for path in saved)
+    assert len(set(saved)) == 2 * 24 and all(path.stat().st_size > 10_000 for path in saved)
 
 
 def _try_listen(ports: list[int]) -> list[socket.socket] | None:
