@@ -52,6 +52,12 @@ class Cluster(models.Model):
         blank=True, help_text="Why the brokers share hosts (less fault tolerance), in words for the tenant"
     )
     bootstrap_servers = models.CharField(max_length=2000, blank=True)
+    restart = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The latest rolling restart: state (running, done, failed), brokers in order, those "
+        "restarted, the one restarting now, an error for the tenant",
+    )
     schemas = models.PositiveIntegerField(
         default=0, help_text="Live schema versions in the cluster's Schema Registry (metered hourly)"
     )

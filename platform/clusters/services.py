@@ -17,7 +17,7 @@ from controlplane.errors import Conflict, ValidationFailed
 from .models import TRANSITIONS, Cluster, ClusterStatus
 from .names import name_problem
 from .plans import PLANS
-from .signals import deprovision_requested, provision_requested
+from .signals import deprovision_requested, provision_requested, restart_requested
 
 NAME_TAKEN = "A cluster with this name already exists in your organization."
 
@@ -204,6 +204,62 @@ def cluster_delete(*, cluster: Cluster, actor: Actor = SYSTEM) -> Cluster:
         )
         _announce_on_commit(deprovision_requested, cluster.pk)
     return cluster
+
+
+def cluster_restart(*, cluster: Cluster, actor: Actor = SYSTEM) -> Cluster:
+    """Restart a RUNNING cluster's brokers one at a time (after commit, provisioning does it).
+
+    Each broker stops cleanly, starts again on its address, and the next waits until every
+    partition is back in full ISR; `Cluster.restart` shows the progress."""
+    with transaction.atomic():
+        locked = Cluster.objects.select_for_update().get(pk=cluster.pk)
+        if locked.status != ClusterStatus.RUNNING:
+            raise Conflict(
+                f"Only a RUNNING cluster can be restarted; {locked.public_id} is {locked.status}.",
+                details={"status": locked.status},
+            )
+        if (locked.restart or {}).get("state") == "running":
+            raise Conflict(
+                f"Cluster {locked.public_id} is being restarted already.", details={"restart": locked.restart}
+            )
+        now = timezone.now()
+        locked.restart = {
+            "state": "running",
+            "brokers": list(locked.brokers.order_by("node_id").values_list("node_id", flat=True)),
+            "restarted": [],
+            "current": None,
+            "started_at": now.isoformat(),
+            "finished_at": None,
+            "error": "",
+        }
+        locked.save(update_fields=["restart", "updated_at"])
+        audit_record(
+            organization=locked.organization, actor=actor, action="cluster.restart", target=locked,
+            details={"brokers": locked.restart["brokers"]},
+        )  # fmt: skip
+        _announce_on_commit(restart_requested, locked.pk)
+    return locked
+
+
+def cluster_restart_progress(*, cluster_id: int, **changes) -> dict:
+    """Update the rolling restart's progress (row-locked); returns it."""
+    with transaction.atomic():
+        locked = Cluster.objects.select_for_update().get(pk=cluster_id)
+        restart = {**(locked.restart or {}), **changes}
+        if changes.get("state") in ("done", "failed"):
+            restart["current"] = None
+            restart["finished_at"] = timezone.now().isoformat()
+        locked.restart = restart
+        locked.save(update_fields=["restart", "updated_at"])
+        if changes.get("state") in ("done", "failed"):
+            details = {"state": restart["state"], "restarted": restart.get("restarted", [])}
+            if restart.get("error"):
+                details["error"] = restart["error"]
+            audit_record(
+                organization=locked.organization, actor=SYSTEM, action="cluster.restart.finished",
+                target=locked, details=details,
+            )  # fmt: skip
+    return restart
 
 
 def cluster_retry(*, cluster: Cluster, actor: Actor = SYSTEM) -> Cluster:

@@ -11,3 +11,6 @@ provision_requested = Signal()
 
 #: A cluster is DELETING. kwargs: cluster_id.
 deprovision_requested = Signal()
+
+#: A RUNNING cluster's brokers are to be restarted one at a time. kwargs: cluster_id.
+restart_requested = Signal()

@@ -9,7 +9,7 @@ Per host (each broker host's worker reads its own):
                           under hosts/<name>/
 Timings (seconds): KASTLE_HEARTBEAT_INTERVAL (5), KASTLE_RECONCILE_INTERVAL (3),
 KASTLE_BROKER_START_TIMEOUT (30), KASTLE_OPERATION_LEASE (20), KASTLE_UNCLAIMED_GRACE (15),
-KASTLE_PORT_RELEASE_WAIT (15).
+KASTLE_PORT_RELEASE_WAIT (15), KASTLE_RESTART_IN_SYNC_TIMEOUT (300).
 KASTLE_BROKERD_FORKSERVER (on): brokers are forked from a fork server with brokerd imported
 (`supervisor.forkserver_enabled`, read from the environment: `0` starts each brokerd afresh).
 Host liveness (KASTLE_HOST_TIMEOUT) is the clusters app's (`clusters/conf.py`).
@@ -76,6 +76,12 @@ def port_release_wait() -> float:
     Clients, replicas and the bootstrap list know a broker by its address, so a restart keeps it
     while its previous process (killed a moment ago) is still releasing its sockets."""
     return _seconds("KASTLE_PORT_RELEASE_WAIT", 15.0)
+
+
+def restart_in_sync_timeout() -> float:
+    """How long a rolling restart waits for a restarted broker's partitions to be back in full ISR
+    before it stops, failed, leaving the remaining brokers alone."""
+    return _seconds("KASTLE_RESTART_IN_SYNC_TIMEOUT", 300.0)
 
 
 def operation_lease() -> float:

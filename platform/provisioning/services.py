@@ -472,6 +472,93 @@ def cluster_mark_deleted_if_done(*, cluster_id: int) -> bool:
     return True
 
 
+# --- rolling restart ---------------------------------------------------------------------------
+def cluster_restart_step(*, cluster_id: int, send=None) -> str:
+    """Control step of a rolling restart: restart the next broker on its host (inline if local).
+
+    The host step queues the next control step once its broker is back in sync, so the brokers
+    restart strictly one after another; the last step marks the restart done."""
+    cluster = Cluster.objects.filter(pk=cluster_id).first()
+    if cluster is None or (cluster.restart or {}).get("state") != "running":
+        return "skipped"
+    if cluster.status != ClusterStatus.RUNNING:
+        cluster_services.cluster_restart_progress(
+            cluster_id=cluster_id, state="failed", error=f"The cluster became {cluster.status}."
+        )
+        return "failed"
+    restart = cluster.restart
+    pending = [n for n in restart.get("brokers", []) if n not in restart.get("restarted", [])]
+    if not pending:
+        cluster_services.cluster_restart_progress(cluster_id=cluster_id, state="done")
+        logger.info("cluster %s: rolling restart done", cluster.public_id)
+        return "done"
+    broker = Broker.objects.select_related("host").filter(cluster=cluster, node_id=pending[0]).first()
+    if broker is None or broker.host is None:
+        cluster_services.cluster_restart_progress(
+            cluster_id=cluster_id, state="failed", error=f"Broker {pending[0]} has no host."
+        )
+        return "failed"
+    cluster_services.cluster_restart_progress(cluster_id=cluster_id, current=broker.node_id)
+    host, node_id = broker.host.name, broker.node_id
+    if host == local_host_name():
+        return host_broker_restart(cluster_id=cluster_id, host_name=host, node_id=node_id)
+    (send or queues.send_to_host)("provisioning.host_broker_restart", host, cluster_id, node_id)
+    return "sent"
+
+
+def host_broker_restart(*, cluster_id: int, host_name: str, node_id: int, send_next=None) -> str:
+    """Host step of a rolling restart: stop the broker cleanly (SIGTERM: it hands its leaderships
+    over), start it again on its address, wait until every partition is back in full ISR, then
+    queue the next control step. Idempotent: a broker already restarted is skipped."""
+    cluster = Cluster.objects.filter(pk=cluster_id).first()
+    restart = (cluster.restart or {}) if cluster is not None else {}
+    if cluster is None or restart.get("state") != "running" or node_id in restart.get("restarted", []):
+        return "skipped"
+    broker = Broker.objects.select_related("host", "cluster").get(cluster=cluster, node_id=node_id)
+    root = host_root(host_name)
+    try:
+        with supervisor.cluster_lock(root, cluster.public_id):  # reconciliation keeps off meanwhile
+            supervisor.stop_broker(broker_paths(broker), timeout=30)
+            broker.refresh_from_db()
+            broker_ensure_running(broker=broker)
+        _wait_in_sync(cluster, node_id)
+    except (TransientError, PermanentError, BrokerStartError) as exc:
+        message = getattr(exc, "message", None) or str(exc)
+        cluster_services.cluster_restart_progress(
+            cluster_id=cluster_id, state="failed", error=f"Broker {node_id}: {message}"
+        )
+        logger.warning("cluster %s: rolling restart stopped at broker %s: %s", cluster.public_id, node_id,
+                       message)  # fmt: skip
+        return "failed"
+    progress = cluster_services.cluster_restart_progress(
+        cluster_id=cluster_id, restarted=[*restart.get("restarted", []), node_id], current=None
+    )
+    logger.info("cluster %s: broker %s restarted (%s)", cluster.public_id, node_id, progress)
+    (send_next or queues.send_lifecycle)("provisioning.cluster_restart_step", cluster_id)
+    return "restarted"
+
+
+def _wait_in_sync(cluster: Cluster, node_id: int) -> None:
+    """Until every broker is up and no partition is under-replicated (replicated clusters)."""
+    if not cluster.plan_limits.replicated:
+        return
+    deadline = time.monotonic() + conf.restart_in_sync_timeout()
+    while True:
+        cluster.refresh_from_db()
+        health = cluster_selectors.cluster_health(cluster=cluster)
+        if health is not None and health.brokers_online == health.brokers and not (
+            health.under_replicated_partitions or health.offline_partitions
+        ):
+            return
+        if time.monotonic() >= deadline:
+            summary = health.summary if health is not None else "the cluster is not running"
+            raise TransientError(
+                f"its partitions were not back in full ISR within {conf.restart_in_sync_timeout():.0f} s "
+                f"({summary})"
+            )
+        time.sleep(0.2)
+
+
 # --- credentials ------------------------------------------------------------------------------
 def cluster_credentials_push(*, cluster_id: int) -> None:
     """After a key is created or revoked (on commit): rewrite the file on each of the cluster's hosts."""

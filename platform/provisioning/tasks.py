@@ -4,10 +4,12 @@ Control queue (`settings.CELERY_DEFAULT_QUEUE`):
   provisioning.cluster_provision(cluster_id)     place, then start on the host (see services)
   provisioning.cluster_deprovision(cluster_id)   stop, collect, remove, free ports, DELETED
   provisioning.reconcile()                       beat, every KASTLE_RECONCILE_INTERVAL seconds
+  provisioning.cluster_restart_step(cluster_id)  the next broker of a rolling restart
 Host queue `host.<name>` (first argument: the host's name):
   provisioning.host_provision(host, cluster_id, owner)
   provisioning.host_deprovision(host, cluster_id, owner)
   provisioning.credentials_sync(host, cluster_id)
+  provisioning.host_broker_restart(host, cluster_id, node_id)
   provisioning.host_reconcile(host)
 
 Transient errors are retried with exponential backoff; when retries are exhausted the cluster
@@ -138,6 +140,18 @@ def host_deprovision(self, host_name: str, cluster_id: int, owner: str) -> str:
     return _run_on_host(
         self, "host_deprovision", host_name, cluster_id, owner, services.host_deprovision, what="deletion"
     )
+
+
+@shared_task(name="provisioning.cluster_restart_step", acks_late=True, ignore_result=True)
+def cluster_restart_step(cluster_id: int) -> str:
+    return services.cluster_restart_step(cluster_id=cluster_id)
+
+
+@shared_task(name="provisioning.host_broker_restart", acks_late=True, ignore_result=True)
+def host_broker_restart(host_name: str, cluster_id: int, node_id: int) -> str:
+    if not _is_local(host_name, "host_broker_restart"):
+        return "misrouted"
+    return services.host_broker_restart(cluster_id=cluster_id, host_name=host_name, node_id=node_id)
 
 
 @shared_task(bind=True, name="provisioning.credentials_sync", acks_late=True, max_retries=MAX_RETRIES)

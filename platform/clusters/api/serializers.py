@@ -41,6 +41,11 @@ class ClusterSerializer(serializers.ModelSerializer):
         help_text="RUNNING, but a host serving one of its brokers stopped reporting: the brokers may "
         "still serve clients, but are not supervised until the host is back"
     )
+    restart = serializers.SerializerMethodField(
+        help_text="The latest rolling restart (POST /clusters/{id}/restart), null if none: state "
+        "(running, done, failed), brokers (node ids in order), restarted (those done), current (the one "
+        "restarting now), started_at, finished_at, error"
+    )
     schema_registry_url = serializers.SerializerMethodField(
         help_text="The cluster's Confluent-compatible Schema Registry: clients set schema.registry.url to "
         "it and authenticate with an API key (basic.auth.user.info=KEY:SECRET). Null until the cluster is "
@@ -59,6 +64,7 @@ class ClusterSerializer(serializers.ModelSerializer):
             "placement_warning",
             "brokers",
             "health",
+            "restart",
             "bootstrap_servers",
             "security_protocol",
             "sasl_mechanisms",
@@ -75,6 +81,10 @@ class ClusterSerializer(serializers.ModelSerializer):
             return None
         health = selectors.cluster_health(cluster=obj)
         return HealthSerializer(health).data if health is not None else None
+
+    @extend_schema_field(serializers.JSONField(allow_null=True))
+    def get_restart(self, obj: Cluster) -> dict | None:
+        return obj.restart or None
 
     def get_schema_registry_url(self, obj: Cluster) -> str | None:
         return selectors.schema_registry_url(obj, self.context.get("request"))

@@ -99,3 +99,18 @@ class ClusterViewSet(
         cluster = services.cluster_retry(cluster=self.get_object(), actor=Actor.from_request(request))
         body = s.ClusterSerializer(cluster, context={"request": request}).data
         return Response(body, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        request=None,
+        responses={202: s.ClusterSerializer},
+        summary="Restart the cluster's brokers one at a time",
+        description="A rolling restart: each broker stops cleanly (its partitions' leadership moves to "
+        "the others), starts again on the same address, and the next one waits until every partition "
+        "is back in full ISR, so clients with acks=all see only retriable errors. The progress is the "
+        "cluster's `restart` field. 409 unless the cluster is RUNNING and no restart is running.",
+    )
+    @action(detail=True, methods=["post"])
+    def restart(self, request, id=None):
+        cluster = services.cluster_restart(cluster=self.get_object(), actor=Actor.from_request(request))
+        body = s.ClusterSerializer(cluster, context={"request": request}).data
+        return Response(body, status=status.HTTP_202_ACCEPTED)

@@ -282,6 +282,43 @@ def test_brokers_are_forked_by_the_fork_server_and_recognised_as_brokers(host):
     _wait_dead(again.pid)
 
 
+def test_a_rolling_restart_restarts_each_broker_in_place_then_is_done(host):
+    from clusters import services as cluster_services
+    from controlplane.errors import Conflict
+
+    cluster = _provision(provisioning_cluster())
+    broker = cluster.brokers.get()
+    cluster = cluster_services.cluster_restart(cluster=cluster)
+    assert cluster.restart["state"] == "running" and cluster.restart["brokers"] == [1]
+    with pytest.raises(Conflict, match="being restarted already"):
+        cluster_services.cluster_restart(cluster=cluster)
+
+    next_steps = []
+
+    def to_host(task, host_name, cluster_id, node_id):  # the host's worker, called in place
+        assert task == "provisioning.host_broker_restart"
+        result = services.host_broker_restart(
+            cluster_id=cluster_id, host_name=host_name, node_id=node_id,
+            send_next=lambda name, cid: next_steps.append((name, cid)),
+        )  # fmt: skip
+        assert result == "restarted"
+
+    assert services.cluster_restart_step(cluster_id=cluster.pk, send=to_host) == "sent"
+    assert next_steps == [("provisioning.cluster_restart_step", cluster.pk)]
+    restarted = Broker.objects.get(pk=broker.pk)
+    assert restarted.pid != broker.pid and restarted.port == broker.port
+    assert supervisor.healthz(broker.host.address, broker.admin_port)
+    assert services.cluster_restart_step(cluster_id=cluster.pk) == "done"
+    cluster.refresh_from_db()
+    assert cluster.restart["state"] == "done" and cluster.restart["restarted"] == [1]
+    assert cluster.restart["current"] is None and cluster.restart["finished_at"]
+    assert services.cluster_restart_step(cluster_id=cluster.pk) == "skipped"  # a repeated step
+
+    Cluster.objects.filter(pk=cluster.pk).update(status=ClusterStatus.DELETING)
+    with pytest.raises(Conflict, match="Only a RUNNING cluster"):
+        cluster_services.cluster_restart(cluster=Cluster.objects.get(pk=cluster.pk))
+
+
 def test_up_shutdown_hook_stops_brokers_and_reconcile_starts_them_again(host):
     cluster = _provision(provisioning_cluster())
     pid = cluster.brokers.get().pid
