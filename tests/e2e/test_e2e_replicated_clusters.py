@@ -368,6 +368,7 @@ def test_standard_cluster_on_three_hosts(three_hosts, etcd):
     # (a broker down, its partitions missing an in-sync replica), and recovers once the host is back.
     host = victim.host.name
     three_hosts.kill(f"worker-{host}")
+    victim.refresh_from_db()  # restarted since
     os.kill(victim.pid, signal.SIGKILL)
     degraded = wait_until(
         lambda: (h := client.get(f"/api/v1/clusters/{cid}").json()["health"])["brokers_online"] == 2 and h,
