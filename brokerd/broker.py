@@ -38,7 +38,6 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from brokerd import records
 from brokerd.acls import Authorizer
 from brokerd.admin_http import AdminServer
 from brokerd.api import ApiSpec, version_table
@@ -58,6 +57,7 @@ from brokerd.server import Connection, start_listener
 from brokerd.settings import Listener, Settings
 from brokerd.storage import Flusher, LogManager, LogSettings, StorageError, Topic
 from brokerd.storage.cleaner import CleanerConfig, LogCleaner
+from brokerd.storage.compaction import bounded_decompress
 from brokerd.telemetry import ClientTelemetry, SubscriptionStore
 from brokerd.txn import TransactionCoordinator, TxnConfig
 
@@ -74,6 +74,10 @@ FAULT_SETTING = "test.fault.produce.drop.after.append"
 
 class StartupError(Exception):
     """Fatal start-up problem; the message is one line for the operator."""
+
+
+#: The most a telemetry push may decompress to (its compressed size is capped at 1 MiB).
+TELEMETRY_DECOMPRESSED = 16 * 1024 * 1024
 
 
 class Broker:
@@ -356,7 +360,11 @@ class Broker:
             subscriptions = SubscriptionStore(data_dir)
         except (OSError, ValueError) as exc:
             raise StartupError(f"client-metrics subscriptions: {exc}") from None
-        self.telemetry = ClientTelemetry(subscriptions, decompress=records.decompress)
+        # pushes decompress within a bound: a small push must not make the broker allocate gigabytes
+        def decompress(codec: int, data: bytes) -> bytes:
+            return bounded_decompress(codec, data, TELEMETRY_DECOMPRESSED)
+
+        self.telemetry = ClientTelemetry(subscriptions, decompress=decompress)
         telemetry = self.telemetry
 
         def route() -> tuple[int, str, bytes]:

@@ -233,11 +233,6 @@ def _decompress(codec: int, data: bytes) -> bytes:
     raise InvalidBatch(f"unknown compression codec {codec}")
 
 
-def decompress(codec: int, data: bytes) -> bytes:
-    """Bytes compressed with a Kafka codec (1 gzip, 2 snappy, 3 lz4, 4 zstd; 0 none)."""
-    return _decompress(codec, data)
-
-
 def record_timestamps(batch: bytes) -> list[tuple[int, int]]:
     """[(offset, timestamp)] for each record of one stored batch (decompressing if needed)."""
     (base, _len, _ple, _magic, _crc, attrs, _ld, base_ts, max_ts, _pid, _pe, _bs, count) = HEADER.unpack_from(

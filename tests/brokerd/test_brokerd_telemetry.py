@@ -194,3 +194,35 @@ def test_confluent_kafka_clients_push_their_metrics(tbroker) -> None:
         consumer.close()
         producer.flush(5)
         silent.flush(5)
+
+
+def test_compressed_pushes_are_decoded_within_a_bound(tbroker) -> None:
+    import gzip
+
+    import zstandard
+
+    with Wire(tbroker.port) as w:
+        assert (
+            alter(
+                w, "raw", ("metrics", 0, "*"), ("interval.ms", 0, "100"), ("match", 0, "client_id=wire-test")
+            )[0]
+            == 0
+        )
+        got = w.request(request_class(71, 0)(client_instance_id=uuid.UUID(int=0)))
+        assert tuple(got.requested_metrics) == ("",)
+
+        def push(codec: int, payload: bytes, terminating: bool = False) -> int:
+            request = request_class(72, 0)(
+                client_instance_id=got.client_instance_id, subscription_id=got.subscription_id,
+                terminating=terminating, compression_type=codec, metrics=payload,
+            )  # fmt: skip
+            return int(w.request(request).error_code)
+
+        assert push(1, gzip.compress(metrics_data("org.apache.kafka.raw.gauge", 4.5, node="1"))) == 0
+        # 1 KiB that would decompress to 64 MiB: refused as not decodable, the broker unharmed
+        bomb = zstandard.ZstdCompressor().compress(b"\0" * (64 << 20))
+        assert len(bomb) < 1 << 20
+        assert push(4, bomb, terminating=True) == 87  # INVALID_RECORD
+    raw = [c for c in telemetry(tbroker) if c["client_id"] == "wire-test"]
+    (gauge,) = [m for c in raw for m in c["metrics"] if m["name"] == "org.apache.kafka.raw.gauge"]
+    assert (gauge["latest"], gauge["attributes"]) == (4.5, {"node": "1"})
