@@ -247,10 +247,16 @@ class MetadataWriter:
 
     # --- ACL bindings ----------------------------------------------------------------------------
     async def create_acls(self, rows: Sequence[Sequence[Any]]) -> None:
-        """Store ACL bindings (already validated), each as its own key."""
-        ops = [e.put(acl_key(self.keys, row), json.dumps(list(row)).encode()) for row in rows]
+        """Store ACL bindings (already validated), each as its own key. Bindings etcd holds
+        already are not written again (the control plane repeats its whole set on every
+        reconciliation): the create takes effect at the read that found them."""
+        revision, entries = await self.etcd.get_prefix(self.keys.acls)
+        present = {entry.key for entry in entries}
+        wanted = {acl_key(self.keys, row): row for row in rows}
+        ops = [e.put(k, json.dumps(list(row)).encode()) for k, row in wanted.items() if k not in present]
         for start in range(0, len(ops), TXN_OPS):
             await self._commit([], ops[start : start + TXN_OPS])
+        await self.view.wait_for(revision)  # this broker enforces what it answered is there
 
     async def delete_acls(self, matchers: Sequence[Callable[[tuple], bool]]) -> list[list[tuple]]:
         """Delete the bindings each matcher matches, as etcd holds them now (a linearizable read,

@@ -11,6 +11,7 @@ over a raw connection to it.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import urllib.request
 import uuid
@@ -42,8 +43,22 @@ TOPIC_RESOURCE, TOPIC_ACL, LITERAL, ANY_ACL, MATCH_ANY_OP = 2, 2, 3, 1, 1
 
 
 class Cluster:
-    def __init__(self, brokers: list[ClusterBroker]) -> None:
+    def __init__(self, brokers: list[ClusterBroker], etcd: EtcdServer, prefix: str) -> None:
         self.brokers = brokers
+        self.etcd = etcd
+        self.prefix = prefix
+
+    def acl_keys(self) -> dict[bytes, int]:
+        """The ACL binding keys in etcd and the revision each was last written at."""
+
+        async def read():
+            client = self.etcd.client()
+            try:
+                return (await client.get_prefix(f"{self.prefix}acls/".encode()))[1]
+            finally:
+                await client.close()
+
+        return {entry.key: entry.mod_revision for entry in asyncio.run(read())}
 
     def controller_id(self) -> int:
         answer = self.call(self.brokers[0], request_class(3, 12)(topics=(), allow_auto_topic_creation=False,
@@ -159,7 +174,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, etcd_server: EtcdServer) -
     try:
         for broker in brokers:
             broker.start(timeout=30)
-        cluster = Cluster(brokers)
+        cluster = Cluster(brokers, etcd_server, prefix)
         wait_for(lambda: cluster.controller_id() in (1, 2, 3), what="a controller")
         yield cluster
     finally:
@@ -331,6 +346,14 @@ def test_acls_created_through_one_broker_are_enforced_on_every_broker(cluster: C
         assert not result["failed"], result
         wanted = {("fwd-locked", "User:alice", 4, 2), ("fwd-locked", "User:alice", 8, 3)}
         _everywhere(cluster, lambda b: cluster.acls(b, "fwd-locked") == wanted, "both bindings")
+        # Creating a binding the cluster holds already writes nothing (the control plane repeats
+        # its whole set on every reconciliation)
+        stored = cluster.acl_keys()
+        for broker in cluster.brokers:
+            again = cluster.admin(broker)
+            for future in again.create_acls([deny]).values():
+                future.result(timeout=20)
+        assert cluster.acl_keys() == stored
 
         # Every partition's leader refuses alice's writes (each broker leads one partition)
         producer = cluster.alice(**{"message.timeout.ms": 10000})
