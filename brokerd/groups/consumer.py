@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import struct
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -276,6 +277,24 @@ def _check_instance(group: ConsumerGroup, req: HeartbeatRequest) -> None:
         raise HeartbeatError(E.unknown_member_id, f"Instance id {req.instance_id} is unknown.")
     if current != req.member_id:
         raise HeartbeatError(E.fenced_instance_id, f"Instance id {req.instance_id} belongs to {current}.")
+
+
+def _string(value: str) -> bytes:
+    raw = value.encode()
+    return struct.pack(">h", len(raw)) + raw
+
+
+def encode_subscription(topics: list[str]) -> bytes:
+    """A ConsumerProtocolSubscription v0 (what a classic consumer sends in JoinGroup)."""
+    return struct.pack(">hi", 0, len(topics)) + b"".join(_string(t) for t in topics) + struct.pack(">i", -1)
+
+
+def encode_assignment(partitions: Mapping[str, list[int]]) -> bytes:
+    """A ConsumerProtocolAssignment v0 (what a classic leader sends in SyncGroup)."""
+    out = struct.pack(">hi", 0, len(partitions))
+    for topic, ps in sorted(partitions.items()):
+        out += _string(topic) + struct.pack(f">i{len(ps)}i", len(ps), *ps)
+    return out + struct.pack(">i", -1)
 
 
 def compile_regex(regex: str):

@@ -30,6 +30,8 @@ from brokerd.groups.consumer import (
     HeartbeatRequest,
     HeartbeatResult,
     TopicsView,
+    encode_assignment,
+    encode_subscription,
     group_from_document,
 )
 from brokerd.groups.consumer import GroupDescription as ConsumerDescription
@@ -1268,9 +1270,9 @@ class GroupCoordinator:
                 out.append(GroupDescription(E.none, group_id, GroupState.DEAD.value, "", ""))
                 continue
             if group.consumer is not None:
-                # Kafka's DescribeGroups only describes classic groups; admin clients describe
-                # consumer-protocol groups with ConsumerGroupDescribe.
-                out.append(GroupDescription(E.group_id_not_found, group_id, "", "", ""))
+                # As Kafka 4 (ConsumerGroup.asDescribedGroup): older admin clients see the members
+                # with their subscriptions and assignments in the classic consumer protocol's bytes.
+                out.append(self._describe_consumer_group_classically(group.consumer))
                 continue
             stable = group.is_(GroupState.STABLE) and group.protocol_name is not None
             members = []
@@ -1302,6 +1304,30 @@ class GroupCoordinator:
                 )
             )
         return out
+
+    def _describe_consumer_group_classically(self, consumer: ConsumerGroup) -> GroupDescription:
+        names = {tid: name for name, (tid, _n) in self.consumer.topics().items()}
+        members = [
+            MemberDescription(
+                m.member_id,
+                m.instance_id,
+                m.client_id,
+                m.client_host,
+                encode_subscription(sorted(m.subscribed_names)),
+                encode_assignment(
+                    {names[t]: sorted(ps) for t, ps in m.assigned.items() if t in names}
+                ),
+            )
+            for m in consumer.members.values()
+        ]
+        return GroupDescription(
+            E.none,
+            consumer.group_id,
+            consumer.state.value,
+            CONSUMER_PROTOCOL_TYPE,
+            consumer.assignor_name or self.consumer.config.assignors[0],
+            members,
+        )
 
     def list_groups(
         self, states: Iterable[str] | None = None, types: Iterable[str] | None = None

@@ -16,7 +16,8 @@ from kio.schema.errors import ErrorCode
 
 from brokerd.groups import CommitEntry
 from brokerd.groups.assignors import MemberSpec, range_assign, uniform_assign
-from brokerd.groups.consumer import HeartbeatRequest
+from brokerd.groups.consumer import HeartbeatRequest, encode_assignment
+from brokerd.groups.group import parse_subscription_topics
 
 E = ErrorCode
 T1, T2 = uuid.UUID(int=1), uuid.UUID(int=2)
@@ -201,6 +202,17 @@ def test_commits_check_the_member_epoch(tmp_path) -> None:
             assert [(g.group_id, g.group_type, g.state) for g in listed] == [("g", "consumer", "Stable")]
             joined = await join(coord, "g", version=3)
             assert joined.error is E.inconsistent_group_protocol
+            # DescribeGroups shows it as Kafka 4 does: the consumer protocol's bytes per member
+            (classic_view,) = coord.describe_groups(["g"])
+            assert (classic_view.error, classic_view.state, classic_view.protocol_type) == (
+                E.none,
+                "Stable",
+                "consumer",
+            )
+            (m,) = classic_view.members
+            assert parse_subscription_topics(m.metadata) == ["orders"]
+            assert m.assignment == encode_assignment({"orders": [0, 1, 2, 3, 4, 5]})
+            assert m.assignment[:6] == b"\x00\x00\x00\x00\x00\x01"  # version 0, one topic
             assert (await coord.delete_groups(["g"]))["g"] is E.non_empty_group
 
     run(go())
