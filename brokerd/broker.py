@@ -286,8 +286,9 @@ class Broker:
 
         self.replicas = ReplicaManager(self, self.cluster)
         self.replicas.start()
-        from brokerd.cluster_metadata import MetadataFollower
+        from brokerd.cluster_metadata import MetadataFollower, adopt_local_files
 
+        await adopt_local_files(self)
         MetadataFollower(self, self.cluster.view).start()
         self.metadata_cache.clear()
 

@@ -9,11 +9,16 @@ every replica. A broker alone keeps these in its own files instead.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 from brokerd.acls import Acl
+from brokerd.coordination.etcd import CoordinationError
 from brokerd.coordination.view import ClusterState, ClusterView
+from brokerd.quotas import make_entity
 
 log = logging.getLogger("brokerd.cluster")
 
@@ -60,3 +65,36 @@ def _acls(state: ClusterState) -> set[Acl]:
         except TypeError:  # only brokerd writes these; a row it cannot read is skipped
             log.error("unreadable ACL binding in the cluster metadata: %r", row)
     return out
+
+
+async def adopt_local_files(broker: Any) -> None:
+    """A broker that ran before its cluster held ACLs and quotas in etcd kept them in
+    ``acls.json`` and ``quotas.json``: the first such broker to start brings them into etcd
+    (once per cluster), so that an upgraded cluster keeps enforcing them. The files are then
+    renamed (``.adopted``): etcd is the only store from here on."""
+    data_dir = Path(broker.logs.data_dir)
+    acl_file, quota_file = data_dir / "acls.json", data_dir / "quotas.json"
+    if not acl_file.exists() and not quota_file.exists():
+        return
+    try:
+        rows = json.loads(acl_file.read_text()).get("acls", []) if acl_file.exists() else []
+        entries = json.loads(quota_file.read_text()).get("entries", []) if quota_file.exists() else []
+        quotas = [(make_entity(row["entity"].items()), {k: float(v) for k, v in row["values"].items()})
+                  for row in entries]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.error("cannot read this broker's own ACL or quota file (%s); not adopted", exc)
+        return
+    try:
+        adopted = await broker.cluster.writes.adopt([list(r) for r in rows], quotas)
+    except (CoordinationError, TimeoutError) as exc:
+        log.warning("the ACLs and quotas of this broker's own files were not brought into the cluster "
+                    "yet (%s); the next start tries again", exc)
+        return
+    for path in (acl_file, quota_file):
+        if path.exists():
+            os.replace(path, path.with_name(path.name + ".adopted"))
+    if adopted:
+        log.info("brought %d ACL binding(s) and %d quota entity(ies) from this broker's files into the "
+                 "cluster", len(rows), len(quotas))
+    else:
+        log.info("the cluster held its ACLs and quotas already; this broker's own files are set aside")

@@ -309,3 +309,23 @@ class MetadataWriter:
                 return
             await asyncio.sleep(0)
         raise e.CoordinationError("client quotas kept changing while being altered; try again")
+
+    # --- a cluster's first start on brokers that kept their own files ----------------------------
+    async def adopt(self, acl_rows: Sequence[Sequence[Any]],
+                    quotas: Sequence[tuple[tuple, dict[str, float]]]) -> bool:
+        """Store the ACL bindings and dynamic quotas a broker kept in its own files before its
+        cluster held them in etcd, once per cluster: only the first broker to get here writes
+        (its marker key is created in the same transaction); False for every later one, whose
+        files are older than what the cluster holds."""
+        ops = [e.put(acl_key(self.keys, row), json.dumps(list(row)).encode()) for row in acl_rows]
+        for entity, values in quotas:
+            doc = {"entity": [list(p) for p in entity], "values": values}
+            ops.append(e.put(quota_key(self.keys, entity), json.dumps(doc, sort_keys=True).encode()))
+        first, rest = ops[: TXN_OPS - 1], ops[TXN_OPS - 1 :]
+        marker = self.keys.prefix + b"adopted-local-metadata"
+        result = await self._commit([e.created_at(marker, 0)], [e.put(marker, b"1"), *first])
+        if not result.succeeded:
+            return False
+        for start in range(0, len(rest), TXN_OPS):
+            await self._commit([], rest[start : start + TXN_OPS])
+        return True

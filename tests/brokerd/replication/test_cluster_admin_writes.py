@@ -494,3 +494,37 @@ def test_cluster_metadata_survives_a_broker_restart(cluster: Cluster) -> None:
     # Held in etcd, not in the broker's files
     assert not (restarted.data_dir / "acls.json").exists()
     assert not (restarted.data_dir / "quotas.json").exists()
+
+
+def test_the_first_broker_of_an_upgraded_cluster_brings_its_own_acls_and_quotas_into_etcd(
+    tmp_path, etcd_server: EtcdServer, etcd_prefix: str
+) -> None:
+    import json
+
+    settings = {"authorizer.enable": True, "allow.everyone.if.no.acl.found": True,
+                "super.users": "User:ANONYMOUS"}
+    brokers = cluster_brokers(tmp_path, etcd_server, etcd_prefix, count=2, settings=settings)
+    # What each broker kept in its own files before its cluster held ACLs and quotas in etcd
+    kept = {1: ("old-1", "bob"), 2: ("old-2", "carol")}
+    for broker in brokers:
+        topic, user = kept[broker.node_id]
+        broker.data_dir.mkdir(parents=True)
+        (broker.data_dir / "acls.json").write_text(json.dumps(
+            {"version": 1, "acls": [[TOPIC_ACL, topic, LITERAL, "User:bob", "*", 3, 3]]}))
+        (broker.data_dir / "quotas.json").write_text(json.dumps(
+            {"entries": [{"entity": {"user": user}, "values": {"producer_byte_rate": 1000.0}}]}))
+    cluster = Cluster(brokers, etcd_server, etcd_prefix)
+    try:
+        for broker in brokers:  # one after the other: broker 1 is the first
+            broker.start(timeout=30)
+        for broker in brokers:
+            assert cluster.acls(broker, "old-1") == {("old-1", "User:bob", 3, 3)}
+            assert cluster.quotas(broker, "bob") == {"producer_byte_rate": 1000.0}
+            # broker 2's files were older than what the cluster held by then: set aside
+            assert cluster.acls(broker, "old-2") == set()
+            assert cluster.quotas(broker, "carol") == {}
+            assert not (broker.data_dir / "acls.json").exists()
+            assert (broker.data_dir / "acls.json.adopted").exists()
+    finally:
+        for broker in brokers:
+            broker.kill()
