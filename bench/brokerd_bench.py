@@ -19,8 +19,11 @@ Debian, run on the librdkafka that the confluent-kafka wheel bundles, as Debian'
 talk to Tansu), ``kcat -P`` from a file of 1 KB lines and ``kcat -C -o 0 -c N`` to /dev/null.
 ``--client python`` uses confluent-kafka's Python loop instead (slower than brokerd's consume).
 Per run: MB/s; the client's CPU over the wall time (``client_cpu``: near 1.0 or above, the client
-was the limit); the broker's CPU seconds per GB moved (``broker_cpu_s_per_gb``, user + system,
-all threads: a cost a busy machine shifts far less than it shifts throughput). First, what the
+was the limit); the broker's CPU seconds per GB moved (``broker_cpu_s_per_gb``, user + system of
+its threads in nanoseconds from the scheduler: a cost a busy machine shifts far less than it
+shifts throughput; on a machine whose cores are all busy, a broker's throughput is about the CPU
+share it gets over this cost, and a single-threaded broker gets a smaller share than a
+multi-threaded one). First, what the
 client takes alone: kcat into ``bench/ack_sink.py`` and from its endless source (there the Python
 source is the limit: see its ``client_cpu``).
 
@@ -587,9 +590,20 @@ class Kcat:
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system, all threads) a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time (user + system) a process's live threads have used so far.
+
+    From the scheduler's nanosecond run times (``/proc/PID/task/*/schedstat``): the clock ticks
+    of ``/proc/PID/stat`` are 10 ms, a tenth of a second per GB over a 100 MB run.
+    """
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
+                total += int((task / "schedstat").read_text().split()[0])
+        return total / 1e9
+    except OSError:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _throughput(target: Target, phase: str, topic: str, args: argparse.Namespace, kcat: Kcat | None) -> dict:
@@ -681,14 +695,15 @@ def summarize(rounds: dict[str, list[dict[str, float]]]) -> list[str]:
             lines.append(f"{name}_{key:<32} {spread([f[key] for f in figs])}")
     tree = rounds["tree"]
     for other in (name for name in rounds if name != "tree"):
-        for key in ("produce_mb_s", "consume_mb_s", "produce_p99_ms", "e2e_p99_ms"):
+        for key in ("produce_mb_s", "consume_mb_s", "produce_broker_cpu_s_per_gb",
+                    "consume_broker_cpu_s_per_gb", "produce_p99_ms", "e2e_p99_ms"):  # fmt: skip
             if key not in tree[0]:
                 continue
             a, b = [f[key] for f in tree], [f[key] for f in rounds[other]]
             of_medians = statistics.median(a) / statistics.median(b)
             paired = [x / y for x, y in zip(a, b, strict=True)]
             label = f"tree_vs_{other}_{key}_ratio"
-            lines.append(f"{label:<38} {of_medians:8.2f} (per round: {spread(paired).strip()})")
+            lines.append(f"{label:<48} {of_medians:8.2f} (per round: {spread(paired).strip()})")
         if other == "tansu":
             for key in ("produce_mb_s", "consume_mb_s"):
                 a, b = (statistics.median(f[key] for f in figs) for figs in (tree, rounds[other]))
