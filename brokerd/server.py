@@ -58,8 +58,15 @@ class _Slot:
 # gets a buffer of its own that the transport reads the rest into, so a large Produce frame is
 # copied once (socket to its buffer) instead of appended to the stream buffer and sliced out.
 READ_BYTES = 256 * 1024
+# A client that sends a large frame's size and little else must not make the broker allocate
+# the whole frame, for each of its connections: frames above OWN_FRAME_MAX (Produce requests
+# are about 1 MB, the clients' max.request.size), and any while the buffers of frames not yet
+# complete hold OWN_FRAMES_BYTES in all, are gathered as they arrive, as small ones are.
+OWN_FRAME_MAX = 8 * 1024 * 1024
+OWN_FRAMES_BYTES = 16 * 1024 * 1024
 # One scratch buffer per event-loop thread, shared by its connections: a read is taken out of
-# it (buffer_updated) before the loop runs anything else.
+# it (buffer_updated) before the loop runs anything else. Also the loop's spare frame buffer
+# and the bytes its connections' incomplete own-buffer frames hold.
 _scratch = threading.local()
 
 
@@ -67,6 +74,7 @@ def _read_scratch() -> memoryview:
     view = getattr(_scratch, "view", None)
     if view is None:
         view = _scratch.view = memoryview(bytearray(READ_BYTES))
+        _scratch.own_frames = 0
     return view
 
 
@@ -213,6 +221,9 @@ class Connection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._frame is not None:  # never completed: its memory goes back to the budget
+            _scratch.own_frames -= len(self._frame)
+            self._frame = None
         self.broker.connections.discard(self)
         self._pending.clear()
         if self._counted_ip is not None:
@@ -434,6 +445,7 @@ class Connection(asyncio.BufferedProtocol):
                     if self._frame_got < len(frame):
                         break
                     self._frame = None
+                    _scratch.own_frames -= len(frame)
                     self._handle_frame(frame if frame[:2] == b"\0\0" else bytes(frame))
                     _scratch.spare = frame
                     continue
@@ -445,7 +457,9 @@ class Connection(asyncio.BufferedProtocol):
                     self.close(f"frame of {size} bytes refused (limit {limit})")
                     return
                 if len(buf) - pos - 4 < size:
-                    if size > READ_BYTES:  # the rest is read straight into the frame's own buffer
+                    if READ_BYTES < size <= OWN_FRAME_MAX and _scratch.own_frames + size <= OWN_FRAMES_BYTES:
+                        # the rest is read straight into the frame's own buffer
+                        _scratch.own_frames += size
                         frame = self._frame = _frame_buffer(size)
                         got = len(buf) - pos - 4
                         frame[:got] = memoryview(buf)[pos + 4 :]

@@ -164,3 +164,46 @@ def test_valid_requests_still_answered(tmp_path) -> None:
     errors, closed, out = asyncio.run(_replay(tmp_path, [api_versions]))
     assert not closed and out > 0
     assert not errors
+
+
+def test_frames_read_into_their_own_buffers_hold_a_bounded_total(tmp_path, monkeypatch) -> None:
+    """Clients announcing large frames and sending little else: past the budget a frame is gathered
+    as it arrives (nothing allocated ahead for it), and a closed connection gives its share back."""
+    fz = _fuzz_module()
+    from brokerd import server
+    from brokerd.broker import Broker
+    from brokerd.server import Connection
+    from brokerd.settings import Settings
+
+    monkeypatch.setattr(server, "OWN_FRAMES_BYTES", 3 << 20)
+    announce = struct.pack(">i", 2 << 20) + fz.header(0, 9, 1, True)  # a 2 MB Produce v9, begun
+
+    async def run() -> None:
+        config = Settings.resolve(flags={"data.dir": str(tmp_path / "data"),
+                                         "listeners": ["PLAINTEXT://127.0.0.1:0"]})
+        broker = Broker(config)
+        await broker.start()
+        try:
+            listener, _server, port = broker.servers[0]
+            conns = [Connection(broker, listener, port) for _ in range(3)]
+            before = server._scratch.own_frames
+            for conn in conns:
+                conn.connection_made(fz.MemoryTransport(conn))
+                conn.data_received(announce)
+            assert [conn._frame is not None for conn in conns] == [True, False, False]
+            assert server._scratch.own_frames - before == 2 << 20
+            assert len(conns[1]._buf) == len(announce)  # gathered as it comes
+            conns[0].close()
+            await asyncio.sleep(0.01)
+            assert server._scratch.own_frames == before
+            conns[1].data_received(b"x" * 1000)  # room again: the rest goes to a buffer of its own
+            assert conns[1]._frame is not None and conns[1]._frame_got == len(announce) - 4 + 1000
+            assert server._scratch.own_frames - before == 2 << 20
+            for conn in conns[1:]:
+                conn.close()
+            await asyncio.sleep(0.01)
+            assert server._scratch.own_frames == before
+        finally:
+            await broker.stop()
+
+    asyncio.run(run())
