@@ -15,6 +15,7 @@ attribute             what                                               module
 ``quotas``            client quotas and connection limits                brokerd/quotas.py
 ``authorizer``        ACLs (None when authorizer.enable is false)        brokerd/acls.py
 ``producers``         idempotent-producer ids and sequences              brokerd/idempotence.py
+``internal_topics``   internal topics: creation, appends as the leader     brokerd/coordination/
 ``groups``            the group coordinator and committed offsets        brokerd/groups/
 ``transactions``      the transaction coordinator (None in a cluster)    brokerd/txn/
 ``cleaner``           compaction of compacted topics (threads)           brokerd/storage/cleaner.py
@@ -42,10 +43,13 @@ from brokerd.acls import Authorizer
 from brokerd.admin_http import AdminServer
 from brokerd.api import ApiSpec, version_table
 from brokerd.auth import CredentialStore
+from brokerd.coordination.internal_topics import OFFSETS, CoordinatorLoader, InternalTopics, partition_for
 from brokerd.durable import atomic_write, atomic_write_json
-from brokerd.groups import GroupConfig, GroupCoordinator
+from brokerd.groups import GroupConfig, GroupCoordinator, OffsetsStore
 from brokerd.groups.config import KAFKA_NAMES
+from brokerd.groups.coordinator import OFFSETS_DIR
 from brokerd.groups.metrics import GroupsCollector
+from brokerd.groups.topic_store import OffsetsTopicStore
 from brokerd.handlers import APIS, api_versions
 from brokerd.idempotence import ProducerState
 from brokerd.kafka_configs import BrokerConfigs, TopicConfig, static_from_settings
@@ -108,6 +112,10 @@ class Broker:
         self.groups: GroupCoordinator | None = None
         self.telemetry: ClientTelemetry | None = None
         self.transactions: TransactionCoordinator | None = None
+        # internal topics (__consumer_offsets): created on first need, written by the coordinators
+        # that run on their partitions' leaders (the group coordinator through group_loader)
+        self.internal_topics = InternalTopics(self)
+        self.group_loader: CoordinatorLoader | None = None
         self.cleaner: LogCleaner | None = None
         # The replica manager's seat: alone (no coordination), a broker leads every partition it
         # has and this stays None; in a cluster, brokerd/replication/replicas.py fills it (local
@@ -230,6 +238,9 @@ class Broker:
         self._describe_started()
         self._write_runtime_files()
         await self._start_cluster()
+        if self.groups is not None and self.groups.legacy is not None:
+            self.internal_topics.ensure(OFFSETS)  # where the former offsets file's groups go
+        self.internal_topics.notify()
         interval = cfg["credentials.poll.ms"] / 1000
         if self.credentials.path:
             self._tasks.append(asyncio.ensure_future(self.credentials.watch(interval)))
@@ -285,6 +296,7 @@ class Broker:
         from brokerd.replication.replicas import ReplicaManager
 
         self.replicas = ReplicaManager(self, self.cluster)
+        self.replicas.on_sync.append(self.internal_topics.notify)
         self.replicas.start()
         from brokerd.cluster_metadata import MetadataFollower, adopt_local_files
 
@@ -340,10 +352,7 @@ class Broker:
                 fault_every=int(self.config.get(FAULT_SETTING) or 0),
             )  # fmt: skip
             self.producers.start(self.logs.all_logs())
-            self.groups = GroupCoordinator(
-                data_dir, group_config, node_id=self.node_id, topics=self._topics_for_assignment
-            )
-            self.groups.start_nowait()
+            self._start_group_coordinator(data_dir, group_config)
         except (OSError, ValueError) as exc:
             raise StartupError(f"group coordinator state: {exc}") from None
         assert self.metering is not None
@@ -404,6 +413,46 @@ class Broker:
             self.transactions.start()
         except (OSError, ValueError) as exc:
             raise StartupError(f"transaction coordinator state: {exc}") from None
+    def _start_group_coordinator(self, data_dir: str, group_config: GroupConfig) -> None:
+        """The group coordinator over ``__consumer_offsets``: it serves the groups of the
+        partitions this broker leads, loaded from their logs when leadership arrives."""
+        topics = self.internal_topics
+        timeout = self.config["offsets.commit.timeout.ms"] / 1000
+
+        def partition_of(group_id: str) -> int:
+            return partition_for(group_id, topics.partition_count(OFFSETS.name) or 1)
+
+        def append(partition: int, records: list) -> asyncio.Future:
+            epoch = self.group_loader.epochs.get(partition, -1) if self.group_loader else -1
+            return topics.append(OFFSETS.name, partition, records, leader_epoch=epoch, timeout=timeout)
+
+        self.groups = GroupCoordinator(
+            data_dir, group_config, node_id=self.node_id, topics=self._topics_for_assignment,
+            store=OffsetsTopicStore(partition_of, append), partition_of=partition_of,
+        )  # fmt: skip
+        legacy_store = OffsetsStore(Path(data_dir) / OFFSETS_DIR, fsync=False)
+        if legacy_store.path.exists():  # groups kept in the broker's own file by earlier versions
+            legacy = legacy_store.load()
+            legacy_store.close_sync()
+            if legacy.groups or legacy.offsets:
+                self.groups.legacy = legacy
+                self._tasks.append(asyncio.ensure_future(self._retire_legacy_offsets(legacy_store.path)))
+            else:
+                legacy_store.path.rename(legacy_store.path.with_name(legacy_store.path.name + ".imported"))
+        self.groups.start_nowait()
+        self.group_loader = CoordinatorLoader(topics, OFFSETS, self.groups)
+
+    async def _retire_legacy_offsets(self, path: Path) -> None:
+        """Once every group of the former offsets file is in __consumer_offsets (and acknowledged
+        there), rename the file so that it is never imported again."""
+        groups = self.groups
+        assert groups is not None
+        while groups.legacy is not None and (groups.legacy.groups or groups.legacy.offsets):
+            await asyncio.sleep(1)
+        await groups.store.flush()
+        path.rename(path.with_name(path.name + ".imported"))
+        groups.legacy = None
+        log.info("the broker's former offsets file is in __consumer_offsets now; renamed it")
 
     def _start_cleaner(self) -> None:
         """The log cleaner's threads (compacted topics), with the producer state it keeps."""
@@ -522,6 +571,19 @@ class Broker:
             await self.stop()
 
     async def stop(self) -> None:
+        if self.cluster is not None and self.cluster.ready and self.config["controlled.shutdown.enable"]:
+            # Leaderships (the group coordinators' with them) move to other in-sync replicas while
+            # this broker still answers, so clients see NOT_LEADER_OR_FOLLOWER / NOT_COORDINATOR
+            # and go to the new leaders, not a dead socket.
+            started = time.monotonic()
+            timeout = self.config["controlled.shutdown.timeout.ms"] / 1000
+            try:
+                moved = await asyncio.wait_for(self.cluster.controlled_shutdown(timeout), timeout + 1)
+            except Exception as exc:  # etcd unreachable: stop anyway, as an uncontrolled stop
+                log.warning("controlled shutdown failed: %s", exc)
+                moved = False
+            log.info("controlled shutdown: leaderships %s in %.0f ms", "moved" if moved else "not all moved",
+                     (time.monotonic() - started) * 1000)  # fmt: skip
         self.serving = False
         if self.replicas is not None:
             await self.replicas.stop()
@@ -546,6 +608,8 @@ class Broker:
             await self.transactions.close()
         if self.producers is not None:
             await self.producers.stop()
+        if self.group_loader is not None:
+            await self.group_loader.stop()
         if self.groups is not None:
             await self.groups.close()
         if self.metering is not None:

@@ -104,6 +104,21 @@ class ProducerState:
                     self.sequences.begin_txn(tp, h.producer_id, h.base_offset)
         return applied
 
+    def truncated(self, plog: PartitionLog) -> None:
+        """A follower cut its log back (KIP-101 truncation): forget the batches past the new log
+        end, then take from the log's active segment the producers whose every remembered batch
+        was cut, so that as a new leader it still recognises their retries of older batches."""
+        tp = (plog.topic, plog.partition)
+        self.sequences.truncate(tp, plog.next_offset)
+        if not plog.segments:
+            return
+        known = set(self.sequences.last_offsets(tp))
+        for h in plog.batch_headers_from(plog.active.base):
+            if h.producer_id >= 0 and h.producer_id not in known and h.last_offset < plog.next_offset:
+                self.sequences.on_append(tp, h.producer_id, h.producer_epoch, h.base_sequence,
+                                         h.last_offset - h.base_offset + 1, h.base_offset, h.last_offset)
+        self._dirty = True
+
     async def _snapshot_loop(self) -> None:
         while True:
             await asyncio.sleep(SNAPSHOT_INTERVAL_S)

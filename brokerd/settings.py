@@ -144,8 +144,17 @@ register("transaction.abort.timed.out.transaction.cleanup.interval.ms", "int", 1
          "how often transactions open longer than their timeout are aborted", minimum=1)
 register("transactional.id.expiration.ms", "int", 604800000,
          "remove a transactional id whose producer sent nothing for this long", minimum=1)
-register("offsets.topic.num.partitions", "int", 50,
-         "partitions of __consumer_offsets (the group's partition a transaction adds)", minimum=1)
+register("offsets.topic.num.partitions", "int", 50, "partitions of __consumer_offsets when it is created "
+         "(the group's partition a transaction adds)", minimum=1)
+register("offsets.topic.replication.factor", "int", 3, "replication factor of __consumer_offsets (at most "
+         "the live brokers when it is created)", minimum=1)
+register("offsets.commit.timeout.ms", "int", 5000, "how long an offset commit waits for the in-sync replicas "
+         "of __consumer_offsets (then COORDINATOR_NOT_AVAILABLE)", minimum=1)
+# --- stopping ---------------------------------------------------------------------------
+register("controlled.shutdown.enable", "bool", True, "on SIGTERM, move this broker's leaderships to other "
+         "in-sync replicas before it stops")
+register("controlled.shutdown.timeout.ms", "int", 5000, "longest wait for the leaderships to move on a "
+         "controlled shutdown (a supervisor's SIGKILL usually follows SIGTERM after 10 s)", minimum=0)
 # --- ACLs: the authorizer (brokerd/acls.py) ---------------------------------------
 register("authorizer.enable", "bool", False, "enforce ACLs (Kafka AclAuthorizer; super.users bypass)")
 register("allow.everyone.if.no.acl.found", "bool", False,

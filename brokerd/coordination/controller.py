@@ -30,9 +30,10 @@ from brokerd.coordination.leadership import reconcile
 from brokerd.coordination.metadata import (
     Fence,
     MetadataWriter,
+    TopicExistsError,
     UnknownTopicError,
 )
-from brokerd.coordination.placement import check_assignment
+from brokerd.coordination.placement import AssignmentError, check_assignment
 from brokerd.coordination.records import ControllerRecord, PartitionState, TopicRecord
 from brokerd.coordination.session import BrokerSession
 from brokerd.coordination.tasks import cancel_and_wait
@@ -130,6 +131,7 @@ class Controller:
             self.epoch = 0
             return
         await self.reconcile_all(state)
+        await self.create_internal_topics(state)
 
     async def campaign(self) -> bool:
         record = ControllerRecord(self.session.node_id, self.session.epoch)
@@ -155,13 +157,16 @@ class Controller:
     async def reconcile_all(self, state: ClusterState) -> int:
         """Bring every partition in line with the live brokers; return how many changed."""
         live = state.live_epochs()
+        shutting_down = {node_id for node_id, reg in state.brokers.items() if reg.shutting_down}
         changed = 0
         for (name, index), partition in list(state.partitions.items()):
             topic = state.topics.get(name)
             if topic is None or topic.topic_id != partition.topic_id:
                 continue
             unclean = topic.configs.get("unclean.leader.election.enable", "false").lower() == "true"
-            wanted = reconcile(partition, live, unclean=unclean) or reassignment.complete(partition)
+            wanted = reconcile(partition, live, unclean=unclean, shutting_down=shutting_down) or (
+                reassignment.complete(partition)
+            )
             if wanted is None:
                 continue
             if await self.write_partition(name, index, partition, wanted):
@@ -279,6 +284,27 @@ class Controller:
         raise e.CoordinationError(f"partition {name}-{index} kept changing during the election; try again")
 
     # --- topics (the same writes any broker makes, under the controller's fence) -----------------
+    async def create_internal_topics(self, state: ClusterState) -> None:
+        """Create the internal topics brokers asked for (``{prefix}internal/{name}``: the first
+        FindCoordinator for it), with the replication factor asked for, at most the live
+        brokers (``offsets.topic.replication.factor`` 3 on a cluster of 3 or more)."""
+        for name, request in list(state.internal_requests.items()):
+            if name not in state.topics:
+                replication = max(1, min(int(request.get("replication_factor", 3)), len(state.brokers)))
+                try:
+                    await self.create_topic(
+                        name, int(request["partitions"]), replication, dict(request.get("configs") or {})
+                    )
+                except TopicExistsError:
+                    pass
+                except (ValueError, KeyError, TypeError, AssignmentError) as exc:
+                    log.error("cannot create internal topic %s as asked (%s): %s", name, request, exc)
+                    continue
+                else:
+                    log.info("created internal topic %s: %s partitions, replication factor %d",
+                             name, request["partitions"], replication)  # fmt: skip
+            await self.etcd.txn([self._fence()], [e.delete(self.keys.internal_request(name))])
+
     async def create_topic(self, name: str, partitions: int, replication_factor: int,
                            configs: dict[str, str] | None = None, **options) -> TopicRecord:
         return await self.writes.create_topic(name, partitions, replication_factor, configs, **options)

@@ -13,6 +13,9 @@
                                     (the epoch it saw); bound to ``by``'s lease
     {prefix}acls/{digest}           one ACL binding (its digest names it)
     {prefix}quotas/{digest}         one client-quota entity and its values
+    {prefix}internal/{name}         a broker's request that the controller create an internal
+                                    topic (partitions, replication factor, configs); removed
+                                    with the topic's creation
 
 Topic names cannot hold ``/`` (Kafka's legal characters are letters, digits, ``.``, ``_``
 and ``-``), so a name is a single path element.
@@ -35,12 +38,16 @@ class Keys:
         self.producer_ids = self.prefix + b"producer_ids"
         self.acls = self.prefix + b"acls/"
         self.quotas = self.prefix + b"quotas/"
+        self.internal = self.prefix + b"internal/"
 
     def broker(self, node_id: int) -> bytes:
         return self.brokers + str(node_id).encode()
 
     def topic(self, name: str) -> bytes:
         return self.topics + name.encode()
+
+    def internal_request(self, name: str) -> bytes:
+        return self.internal + name.encode()
 
     def topic_partitions(self, name: str) -> bytes:
         return self.partitions + name.encode() + b"/"
@@ -60,6 +67,9 @@ class Keys:
 
     def topic_name(self, key: bytes) -> str:
         return key[len(self.topics) :].decode()
+
+    def internal_name(self, key: bytes) -> str:
+        return key[len(self.internal) :].decode()
 
     def partition_of(self, key: bytes) -> tuple[str, int]:
         name, _, index = key[len(self.partitions) :].decode().rpartition("/")

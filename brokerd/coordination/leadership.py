@@ -18,11 +18,25 @@ from __future__ import annotations
 from brokerd.coordination.records import NO_LEADER, IsrMember, PartitionState
 
 
-def reconcile(state: PartitionState, live: dict[int, int], *, unclean: bool = False) -> PartitionState | None:
+def reconcile(
+    state: PartitionState,
+    live: dict[int, int],
+    *,
+    unclean: bool = False,
+    shutting_down: frozenset[int] | set[int] = frozenset(),
+) -> PartitionState | None:
     def alive(member: IsrMember) -> bool:
         return live.get(member.broker_id) == member.broker_epoch
 
     live_isr = tuple(m for m in state.isr if alive(m))
+    staying = tuple(m for m in live_isr if m.broker_id not in shutting_down)
+    if staying and len(staying) < len(live_isr):
+        # A controlled shutdown: the brokers going away leave the ISR, and lead no more, while
+        # another in-sync replica remains (else they keep it until they are gone).
+        if state.leader in {m.broker_id for m in staying}:
+            return state.next(isr=staying)
+        candidates = [r for r in state.replicas if any(m.broker_id == r for m in staying)]
+        return state.next(leader=candidates[0], isr=staying, new_leader_epoch=True)
     leader_member = next((m for m in state.isr if m.broker_id == state.leader), None)
     leader_ok = leader_member is not None and alive(leader_member)
 

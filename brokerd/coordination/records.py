@@ -25,6 +25,9 @@ class BrokerRegistration:
     incarnation: str  # a fresh id per process start
     epoch: int = 0  # the registration key's create revision; not stored in the value
     lease: int = 0  # the lease it is bound to; not stored in the value
+    #: a controlled shutdown began: the controller moves the broker's leaderships away and takes
+    #: it out of ISRs where other in-sync replicas remain (Kafka's controlled shutdown)
+    shutting_down: bool = False
 
     def to_bytes(self) -> bytes:
         return json.dumps(
@@ -33,6 +36,7 @@ class BrokerRegistration:
                 "rack": self.rack,
                 "endpoints": [e.__dict__ for e in self.endpoints],
                 "incarnation": self.incarnation,
+                "shutting_down": self.shutting_down,
             },
             sort_keys=True,
         ).encode()
@@ -47,6 +51,7 @@ class BrokerRegistration:
             incarnation=data.get("incarnation", ""),
             epoch=epoch,
             lease=lease,
+            shutting_down=bool(data.get("shutting_down", False)),
         )
 
 

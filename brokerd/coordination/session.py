@@ -124,6 +124,18 @@ class BrokerSession:
         await cancel_and_wait(self._keepalive)
         self._keepalive = None
 
+    async def announce_shutdown(self) -> bool:
+        """Mark this broker's registration as shutting down (same key, same lease, same epoch);
+        False when the registration is not this process's any more."""
+        if not self.epoch or self.lost.is_set():
+            return False
+        key = self.keys.broker(self.node_id)
+        self.registration = replace(self.registration, shutting_down=True)
+        result = await self.etcd.txn(
+            [e.created_at(key, self.epoch)], [e.put(key, self.registration.to_bytes(), self.lease_id)]
+        )
+        return result.succeeded
+
     async def close(self) -> None:
         """Leave the cluster now (a clean stop): revoking the lease deletes the
         registration, so the controller moves this broker's leaderships without waiting."""

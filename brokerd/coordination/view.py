@@ -50,6 +50,8 @@ class ClusterState:
     quotas: dict[bytes, tuple[tuple, dict[str, float]]] = field(default_factory=dict)
     acls_serial: int = field(default_factory=lambda: next(_SERIALS))
     quotas_serial: int = field(default_factory=lambda: next(_SERIALS))
+    #: internal topics brokers asked the controller to create: name -> the request (JSON)
+    internal_requests: dict[str, dict] = field(default_factory=dict)
 
     def live_epochs(self) -> dict[int, int]:
         return {node_id: reg.epoch for node_id, reg in self.brokers.items()}
@@ -146,6 +148,12 @@ class ClusterView:
                     state.topics.pop(name, None)
                 else:
                     state.topics[name] = TopicRecord.from_bytes(entry.value)
+            elif key.startswith(keys.internal):
+                name = keys.internal_name(key)
+                if event.deleted:
+                    state.internal_requests.pop(name, None)
+                else:
+                    state.internal_requests[name] = json.loads(entry.value)
             elif key.startswith(keys.partitions):
                 where = keys.partition_of(key)
                 if event.deleted:

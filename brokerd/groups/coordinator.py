@@ -16,7 +16,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +45,10 @@ from brokerd.groups.group import (
     SyncResult,
     new_member_id,
 )
-from brokerd.groups.store import OffsetAndMetadata, OffsetsStore, StoreError, TopicPartition
+from brokerd.groups.store import LoadedState, OffsetAndMetadata, OffsetsStore, StoreError, TopicPartition
+from brokerd.groups.topic_store import OffsetsTopicStore, fold
+
+GroupStore = OffsetsStore | OffsetsTopicStore
 
 log = logging.getLogger("brokerd.groups")
 
@@ -148,7 +151,13 @@ class GroupCoordinator:
         clock: Callable[[], int] = _wall_ms,
         fsync: bool = True,
         topics: Callable[[], TopicsView] | None = None,
+        store: GroupStore | None = None,
+        partition_of: Callable[[str], int] | None = None,
     ) -> None:
+        """Without ``store``, every group lives in the broker's own offsets file, loaded at
+        start. With a ``store`` over ``__consumer_offsets`` and ``partition_of`` (a group's
+        partition), this coordinator serves only the groups of the partitions loaded into it
+        (:meth:`begin_load`, :meth:`load`, :meth:`unload`: the partitions this broker leads)."""
         self.config = config or GroupConfig()
         cfg = self.config
         self.consumer = ConsumerProtocol(
@@ -164,12 +173,18 @@ class GroupCoordinator:
         self._consumer_writes: dict[str, asyncio.Future[None]] = {}
         self.node_id = node_id
         self.directory = Path(data_dir) / OFFSETS_DIR
-        self.store = OffsetsStore(
+        self.store: GroupStore = store if store is not None else OffsetsStore(
             self.directory,
             flush_window_ms=self.config.commit_flush_window_ms,
             compaction_min_records=self.config.compaction_min_records,
             fsync=fsync,
         )
+        self._partition_of = partition_of
+        self._owned: set[int] = set()  # partitions whose groups this coordinator serves
+        self._loading_partitions: set[int] = set()
+        #: groups of the broker's own offsets file from before ``__consumer_offsets``, written into
+        #: their partition when it is first loaded here without them
+        self.legacy: LoadedState | None = None
         self._is_coordinator_for = is_coordinator_for
         self._clock = clock
         self._groups: dict[str, Group] = {}
@@ -194,21 +209,15 @@ class GroupCoordinator:
         if self._active:
             return
         self._loop = asyncio.get_running_loop()
+        if self._partition_of is not None:  # groups arrive partition by partition
+            self._active = True
+            self._schedule_expiry()
+            return
         self._loading = True
         started = time.perf_counter()
+        assert isinstance(self.store, OffsetsStore)
         state = self.store.load()
-        now = self._clock()
-        for group_id, doc in state.groups.items():
-            self._groups[group_id] = self._group_from_document(group_id, doc, now)
-        for group_id, offsets in state.offsets.items():
-            group = self._groups.get(group_id)
-            if group is None:
-                group = self._groups[group_id] = Group(group_id, GroupState.EMPTY, now)
-            group.offsets = offsets
-        for group in self._groups.values():
-            for member in group.members.values():
-                self._reschedule_heartbeat(group, member)
-        self.consumer.start(self._loop, [g.consumer for g in self._groups.values() if g.consumer is not None])
+        self._adopt(state)
         self.load_seconds = time.perf_counter() - started
         self._loading = False
         self._active = True
@@ -219,6 +228,92 @@ class GroupCoordinator:
             self.load_seconds * 1000,
         )
         self._schedule_expiry()
+
+    def _adopt(self, state: LoadedState) -> None:
+        """Serve the groups and offsets of ``state`` (read from a log); members restored from
+        it must heartbeat within their session timeout."""
+        now = self._clock()
+        adopted = []
+        for group_id, doc in state.groups.items():
+            group = self._groups[group_id] = self._group_from_document(group_id, doc, now)
+            adopted.append(group)
+        for group_id, offsets in state.offsets.items():
+            group = self._groups.get(group_id)
+            if group is None:
+                group = self._groups[group_id] = Group(group_id, GroupState.EMPTY, now)
+                adopted.append(group)
+            group.offsets = offsets
+        for group in adopted:
+            for member in group.members.values():
+                self._reschedule_heartbeat(group, member)
+        self.consumer.start(self._loop, [g.consumer for g in adopted if g.consumer is not None])
+
+    # ==== partitions of __consumer_offsets (brokerd/coordination/internal_topics.py) ==========
+
+    def begin_load(self, partition: int) -> None:
+        """This broker leads ``partition`` now: its groups answer COORDINATOR_LOAD_IN_PROGRESS
+        until :meth:`load` has read them."""
+        self._loading_partitions.add(partition)
+
+    async def load(self, partition: int, records: AsyncIterator[tuple[bytes | None, bytes | None]]) -> None:
+        """Rebuild the groups of ``partition`` from its records, then serve them."""
+        started = time.perf_counter()
+        state = await fold(records)
+        if partition not in self._loading_partitions:
+            return  # unloaded meanwhile
+        self._import_legacy(partition, state)
+        self._adopt(state)
+        self._loading_partitions.discard(partition)
+        self._owned.add(partition)
+        self.load_seconds = time.perf_counter() - started
+        log.info(
+            "group coordinator: partition %d loaded, %d groups (%d records) in %.1f ms",
+            partition, len(set(state.groups) | set(state.offsets)), state.records, self.load_seconds * 1000,
+        )  # fmt: skip
+
+    def _import_legacy(self, partition: int, state: LoadedState) -> None:
+        """Groups of the broker's former offsets file that map to ``partition`` and that the
+        topic does not hold yet are written into it (once) and served from it."""
+        legacy = self.legacy
+        if legacy is None or self._partition_of is None:
+            return
+        for group_id in sorted(set(legacy.groups) | set(legacy.offsets)):
+            if self._partition_of(group_id) != partition:
+                continue
+            doc = legacy.groups.pop(group_id, None)
+            offsets = legacy.offsets.pop(group_id, None)
+            if group_id in state.groups or group_id in state.offsets:
+                continue  # the topic knows the group already: it is the newer truth
+            if doc is not None:
+                doc = {**doc, "members": []}  # members rejoin; their sessions did not survive
+                state.groups[group_id] = doc
+                self._track(self.store.put_group(group_id, doc))
+            if offsets:
+                state.offsets[group_id] = offsets
+                self._track(self.store.commit(group_id, list(offsets.items())))
+            log.info("group %s: moved from the broker's offsets file into __consumer_offsets", group_id)
+
+    def unload(self, partition: int) -> None:
+        """This broker no longer leads ``partition``: forget its groups. Requests parked in a
+        join or sync get NOT_COORDINATOR and the clients find the new coordinator."""
+        self._loading_partitions.discard(partition)
+        self._owned.discard(partition)
+        if self._partition_of is None:
+            return
+        for group_id in [g for g in self._groups if self._partition_of(g) == partition]:
+            group = self._groups.pop(group_id)
+            if group.consumer is not None:
+                self.consumer.stop([group.consumer])
+            self._cancel_timers(group)
+            for member in group.members.values():
+                member.cancel_heartbeat()
+                group.complete_join(member, JoinResult(E.not_coordinator, member.member_id))
+                member.complete_sync(SyncResult(E.not_coordinator))
+            group.pending_members.clear()
+            group.transition(GroupState.DEAD, self._now())
+
+    def owns(self, group_id: str) -> bool:
+        return self._partition_of is None or self._partition_of(group_id) in self._owned
 
     def _group_from_document(self, group_id: str, doc: dict, now: int) -> Group:
         if doc.get("type") == "consumer":
@@ -290,6 +385,12 @@ class GroupCoordinator:
     def _not_serving(self, key: str) -> ErrorCode | None:
         """The error while not serving, or while ``key`` belongs to another coordinator."""
         error = self._unavailable()
+        if error is None and self._partition_of is not None:
+            partition = self._partition_of(key)
+            if partition in self._loading_partitions:
+                return E.coordinator_load_in_progress
+            if partition not in self._owned:
+                return E.not_coordinator
         if error is None and self._is_coordinator_for is not None and not self._is_coordinator_for(key):
             return E.not_coordinator
         return error
@@ -915,7 +1016,9 @@ class GroupCoordinator:
             if not (group.is_(GroupState.COMPLETING_REBALANCE) and group.generation_id == generation):
                 return
             if f.cancelled() or f.exception() is not None:
-                self._reset_and_propagate_assignment_error(group, E.coordinator_not_available)
+                exc = None if f.cancelled() else f.exception()
+                error = exc.code if isinstance(exc, StoreError) else E.coordinator_not_available
+                self._reset_and_propagate_assignment_error(group, error)
                 self._maybe_prepare_rebalance(group, "failed to store the group assignment")
                 return
             for m in group.members.values():
@@ -1125,9 +1228,9 @@ class GroupCoordinator:
             pending[tp] += 1
         try:
             await self.store.commit(group_id, to_store)
-        except StoreError:
+        except StoreError as exc:
             for tp, _ in to_store:
-                results[tp] = E.coordinator_not_available
+                results[tp] = exc.code
         else:
             live = not group.is_(GroupState.DEAD)
             for tp, om in to_store:
@@ -1333,6 +1436,8 @@ class GroupCoordinator:
         self, states: Iterable[str] | None = None, types: Iterable[str] | None = None
     ) -> tuple[ErrorCode, list[GroupListing]]:
         error = self._unavailable()
+        if error is None and self._loading_partitions:
+            error = E.coordinator_load_in_progress
         if error is not None:
             return error, []
         state_filter = {s.lower() for s in states or ()}
@@ -1368,8 +1473,9 @@ class GroupCoordinator:
             elif group.consumer is not None and group.consumer.members:
                 results[group_id] = E.non_empty_group
             elif group.is_(GroupState.EMPTY):
+                offsets = list(group.offsets)
                 self._kill_group(group)
-                stores[group_id] = self.store.delete_group(group_id)
+                stores[group_id] = self.store.delete_group(group_id, offsets)
                 results[group_id] = E.none
             else:
                 results[group_id] = E.non_empty_group

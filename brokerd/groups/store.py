@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from crc32c import crc32c
+from kio.schema.errors import ErrorCode
 
 from brokerd.durable import atomic_write
 
@@ -48,7 +49,13 @@ TopicPartition = tuple[str, int]
 
 
 class StoreError(Exception):
-    """The offsets log could not be written; nothing of the failed append is acknowledged."""
+    """The offsets log could not be written; nothing of the failed append is acknowledged.
+    ``code`` is the error the coordinator answers for it (COORDINATOR_NOT_AVAILABLE unless
+    the store knows better, e.g. NOT_COORDINATOR once leadership of the partition moved)."""
+
+    def __init__(self, message: str, code: ErrorCode = ErrorCode.coordinator_not_available) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(slots=True)
@@ -271,7 +278,8 @@ class OffsetsStore:
     def put_group(self, group: str, document: dict[str, Any]) -> asyncio.Future[None]:
         return self._append([("G", group, None, encode_group(group, document))])
 
-    def delete_group(self, group: str) -> asyncio.Future[None]:
+    def delete_group(self, group: str, offsets: Iterable[TopicPartition] = ()) -> asyncio.Future[None]:
+        """Every record of the group (its one tombstone covers ``offsets`` too)."""
         return self._append([("D", group, None, encode_group_tombstone(group))])
 
     def _append(self, ops: list[_Op]) -> asyncio.Future[None]:

@@ -14,6 +14,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from brokerd import acls
+from brokerd.coordination.internal_topics import OFFSETS
 from brokerd.groups import CommitEntry
 
 log = logging.getLogger("brokerd.groups")
@@ -40,10 +41,17 @@ def _client_host(ctx) -> str:
 SHARE_KEY_TYPE = 2
 
 
+def _address(broker, ctx, node_id: int) -> tuple[str, int] | None:
+    """A broker's address on the listener this client came in through."""
+    for node, host, port, _rack in broker.cluster_brokers(ctx.conn.listener, ctx.conn.port):
+        if node == node_id:
+            return host, port
+    return None
+
+
 def find_coordinator(request, ctx):
     coord = ctx.broker.groups
     broker = ctx.broker
-    host, port = broker.advertised(ctx.conn.listener, ctx.conn.port)
     v = ctx.api_version
     key_type = getattr(request, "key_type", 0)
     keys = list(request.coordinator_keys) if v >= 4 else [request.key]
@@ -59,12 +67,17 @@ def find_coordinator(request, ctx):
         if key_type != 1 and not acls.allowed(ctx, acls.DESCRIBE, acls.GROUP, key):
             found.append((key, -1, "", -1, E.group_authorization_failed, "Authorization failed."))
             continue
-        if key_type == 1:
+        if key_type == 0:  # the leader of the group's __consumer_offsets partition
+            error, node = broker.internal_topics.coordinator(OFFSETS, key)
+        elif key_type == 1:
             error, node = _transaction_coordinator(broker)
         else:
             error, node = coord.find_coordinator(key, key_type)
+        address = _address(broker, ctx, node) if error is E.none else None
+        if error is E.none and address is None:
+            error = E.coordinator_not_available  # its broker is not on this listener (yet)
         if error is E.none:
-            found.append((key, node, host, port, error, None))
+            found.append((key, node, *address, error, None))
         else:
             found.append((key, -1, "", -1, error, error.name))
     if v >= 4:

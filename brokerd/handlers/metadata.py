@@ -9,6 +9,7 @@ import uuid
 from kio.schema.errors import ErrorCode
 
 from brokerd import acls
+from brokerd.coordination.internal_topics import is_internal
 from brokerd.errors import CloseConnection
 from brokerd.kafka_configs import ConfigError
 from brokerd.protocol import kio_adapter
@@ -45,7 +46,7 @@ def _topic_entry(ctx, topic, include_ops: bool):
         error_code=ErrorCode.none,
         name=topic.name,
         topic_id=topic.id,
-        is_internal=False,
+        is_internal=is_internal(topic.name),
         partitions=parts,
         topic_authorized_operations=ops,
     )
@@ -96,7 +97,7 @@ def _cluster_entries(ctx, wanted, include_ops: bool, allow_auto: bool, creating:
         entries.append(
             ctx.build(
                 "MetadataResponseTopic", error_code=ErrorCode.none, name=name, topic_id=topic_id,
-                is_internal=False, partitions=parts, topic_authorized_operations=ops,
+                is_internal=is_internal(name), partitions=parts, topic_authorized_operations=ops,
             )
         )
     return entries
@@ -262,7 +263,8 @@ def _paged_topic(ctx, name, topic_id, rows, start: int, limit: int):
         for index, leader, epoch, replicas, isr, offline in chosen
     )
     topic = ctx.build("DescribeTopicPartitionsResponseTopic", error_code=ErrorCode.none, name=name,
-                      topic_id=topic_id, is_internal=False, partitions=parts, topic_authorized_operations=ops)
+                      topic_id=topic_id, is_internal=is_internal(name), partitions=parts,
+                      topic_authorized_operations=ops)
     return topic, resume
 
 

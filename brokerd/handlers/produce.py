@@ -20,6 +20,7 @@ import uuid
 
 from brokerd import acls
 from brokerd.api import count_errors
+from brokerd.coordination.internal_topics import is_internal
 from brokerd.errors import CloseConnection
 from brokerd.idempotence import ProduceRefused
 from brokerd.protocol.fastpath import encode_produce_response
@@ -47,6 +48,7 @@ INVALID_REQUIRED_ACKS = 21
 TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
 KAFKA_STORAGE_ERROR = 56
 TOPIC_AUTHORIZATION_FAILED = 29
+INVALID_TOPIC_EXCEPTION = 17
 PRODUCE_QUOTA = "producer_byte_rate"
 INVALID_RECORD = 87
 INVALID_PRODUCER_EPOCH = 47
@@ -123,6 +125,9 @@ def handle(request, ctx):
                 error = TRANSACTIONAL_ID_AUTHORIZATION_FAILED
             elif denied:
                 error = TOPIC_AUTHORIZATION_FAILED
+            elif is_internal(name):  # only the coordinators append there (Kafka: internalTopicsAllowed)
+                error = INVALID_TOPIC_EXCEPTION
+                message = f"Cannot append to internal topic {name}"
             elif unknown_id:
                 error = unknown_id
             elif topic is None or not 0 <= index < len(topic.partitions):

@@ -15,6 +15,7 @@ from kio.schema.errors import ErrorCode
 
 from brokerd import acls
 from brokerd.coordination.etcd import CoordinationError
+from brokerd.coordination.internal_topics import is_internal
 from brokerd.coordination.metadata import TopicExistsError, UnknownTopicError
 from brokerd.coordination.placement import AssignmentError, PlacementError, check_assignment
 from brokerd.kafka_configs import ConfigError, InvalidConfig, TopicConfig, validate_topic_configs
@@ -68,6 +69,8 @@ def create_topics(request, ctx):
             error, message = ErrorCode.topic_authorization_failed, "Authorization failed."
         elif (msg := validate_topic_name(t.name)) is not None:
             error, message = ErrorCode.invalid_topic_exception, msg
+        elif is_internal(t.name):  # the brokers create it when its coordinator is first needed
+            error, message = ErrorCode.invalid_request, f"Creation of internal topic {t.name} is prohibited."
         elif t.name in existing:
             error, message = ErrorCode.topic_already_exists, f"Topic '{t.name}' already exists."
         elif t.assignments and (partitions != -1 or rf != -1):
@@ -216,6 +219,9 @@ def delete_topics(request, ctx):
             ctx, topic, name
         ):
             error, message, topic = ErrorCode.topic_authorization_failed, "Authorization failed.", None
+        if topic is not None and is_internal(topic.name):
+            error, message = ErrorCode.invalid_topic_exception, _INTERNAL_DELETE.format(topic.name)
+            topic = None
         if topic is not None and not broker.config["delete.topic.enable"]:
             error, message = ErrorCode.topic_deletion_disabled, "Topic deletion is disabled."
         elif topic is not None:
@@ -231,6 +237,10 @@ def delete_topics(request, ctx):
             )
         )
     return ctx.response(throttle_time=_ZERO, responses=tuple(results))
+
+
+# Consumer groups' committed offsets (and transactions) live there: deleting it loses them all.
+_INTERNAL_DELETE = "Topic {} is an internal topic and cannot be deleted."
 
 
 def _may_delete(ctx, topic, name) -> bool:
@@ -268,6 +278,8 @@ async def _delete_in_cluster(request, ctx):
                 error, message = ErrorCode.topic_authorization_failed, "Authorization failed."
             elif not exists:
                 error, message = ErrorCode.unknown_topic_or_partition, "This server does not host this topic"
+            elif is_internal(name):
+                error, message = ErrorCode.invalid_topic_exception, _INTERNAL_DELETE.format(name)
             elif not broker.config["delete.topic.enable"]:
                 error, message = ErrorCode.topic_deletion_disabled, "Topic deletion is disabled."
             else:

@@ -121,6 +121,7 @@ class LeaderFetcher:
             if plog.next_offset > plog.start_offset:
                 # Data without epochs: nothing tells where it diverges, so copy it all again.
                 self.manager.broker.logs.truncate(plog, plog.start_offset)
+                self.manager.broker.producers.truncated(plog)
             return
         mod = kio_adapter.request_module(23, EPOCH_VERSION)
         request = kio_adapter.request_class(23, EPOCH_VERSION)(
@@ -150,6 +151,7 @@ class LeaderFetcher:
             log.info("%s-%d: truncating from %d to %d before following leader epoch %d",
                      name, index, plog.next_offset, end, state.leader_epoch)  # fmt: skip
             self.manager.broker.logs.truncate(plog, end)
+            self.manager.broker.producers.truncated(plog)
         cache.truncate_from_end(plog.next_offset)
 
     async def _fetch(self, conn: BrokerConnection, partitions: dict) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from brokerd.coordination.controller import Controller, LeaderRebalance
-from brokerd.coordination.etcd import CoordinationDenied, CoordinationError, Etcd
+from brokerd.coordination.etcd import CoordinationDenied, CoordinationError, Etcd, created_at, put
 from brokerd.coordination.fencing import FailureDetector
 from brokerd.coordination.keys import Keys
 from brokerd.coordination.metadata import Fence, MetadataWriter, NotRegisteredError
@@ -173,6 +174,48 @@ class ClusterMembership:
 
     def _unregistered(self) -> NotRegisteredError:
         return NotRegisteredError(f"broker {self.node_id} is not registered in the cluster right now")
+    async def controlled_shutdown(self, timeout: float) -> bool:
+        """Kafka's controlled shutdown: mark this broker's registration as shutting down, then
+        wait (at most ``timeout`` seconds) until the controller has moved every leadership it
+        can to another live in-sync replica and taken this broker out of the ISRs where others
+        remain. True when that happened in time."""
+        session = self.session
+        if session is None or not await session.announce_shutdown():
+            return False
+        node_id = self.node_id
+
+        def moved(state: ClusterState) -> bool:
+            if state.controller is None:
+                return True  # nobody to move them: stop now, as an uncontrolled stop would
+            for partition in state.partitions.values():
+                if partition.leader != node_id and all(m.broker_id != node_id for m in partition.isr):
+                    continue
+                for member in partition.isr:
+                    other = state.brokers.get(member.broker_id)
+                    if (
+                        member.broker_id != node_id
+                        and other is not None
+                        and other.epoch == member.broker_epoch
+                        and not other.shutting_down
+                    ):
+                        return False  # another in-sync replica could take over: not done yet
+            return True
+
+        try:
+            await self.view.wait_until(moved, timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def request_internal_topic(
+        self, name: str, partitions: int, replication_factor: int, configs: dict[str, str]
+    ) -> None:
+        """Ask the controller to create internal topic ``name`` (any broker may; the controller
+        acts on the first request and removes it)."""
+        key = self.keys.internal_request(name)
+        request = {"partitions": partitions, "replication_factor": replication_factor, "configs": configs}
+        value = json.dumps(request, sort_keys=True).encode()
+        await self.etcd.txn([created_at(key, 0)], [put(key, value)])
 
     def _changed(self, state: ClusterState) -> None:
         now = time.monotonic()

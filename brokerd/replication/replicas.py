@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from brokerd.coordination.etcd import CoordinationError
@@ -46,6 +47,8 @@ class ReplicaManager:
         self._known_hw: dict[tuple[str, int], int] = {}  # a follower's high watermark, from its leader
         self._fetchers: dict[int, LeaderFetcher] = {}
         self._shrinker: asyncio.Task | None = None
+        self.on_sync: list[Callable[[], None]] = []  # after each change of leaderships
+        self._stopped = False
         self.lag_max = broker.config["replica.lag.time.max.ms"] / 1000
         self.session_s = broker.config["broker.session.timeout.ms"] / 1000
         self.auto_creator = TopicAutoCreator(self)
@@ -56,6 +59,10 @@ class ReplicaManager:
         self._shrinker = asyncio.create_task(self._shrink_loop(), name="isr-shrink")
 
     async def stop(self) -> None:
+        # no new fetchers or leaderships from metadata changes arriving while this stops
+        self._stopped = True
+        if self.sync in self.membership.view.listeners:
+            self.membership.view.listeners.remove(self.sync)
         await self.auto_creator.stop()
         await cancel_and_wait(self._shrinker)
         for fetcher in list(self._fetchers.values()):
@@ -67,7 +74,7 @@ class ReplicaManager:
 
     def sync(self, state: ClusterState) -> None:
         """Create and remove local logs so that they match the assignment in etcd."""
-        if not self.membership.view.caught_up.is_set():
+        if self._stopped or not self.membership.view.caught_up.is_set():
             return  # a partial read must not delete anything
         logs = self.broker.logs
         wanted: dict[str, uuid.UUID] = {}
@@ -133,6 +140,8 @@ class ReplicaManager:
             if leader_id not in self._fetchers:
                 self._fetchers[leader_id] = LeaderFetcher(self, leader_id)
             self._fetchers[leader_id].wake.set()
+        for callback in list(self.on_sync):
+            callback()
 
     # --- the follower's side ----------------------------------------------------------------------
     def leader_address(self, leader_id: int) -> LeaderAddress | None:
@@ -239,6 +248,7 @@ class ReplicaManager:
             replica_id not in state.isr_ids
             and fetch_offset >= max(leadership.high_watermark, epoch_start)
             and replica_id in self.membership.view.state.brokers
+            and not self.membership.view.state.brokers[replica_id].shutting_down
         ):
             epoch = self.membership.view.state.brokers[replica_id].epoch
             self._change_isr(name, index, leadership, state, (*state.isr, IsrMember(replica_id, epoch)))

@@ -205,7 +205,10 @@ class LogManager:
             self.refresh_settings(topic)
 
     def partition_count(self) -> int:
-        return sum(len(t.partitions) for t in self.topics.values())
+        """Partitions of the tenant's topics: what a plan's partition cap counts. Internal topics
+        (``__consumer_offsets``, ``__transaction_state``: Kafka names them with ``__``) are the
+        cluster's own bookkeeping and do not count."""
+        return sum(len(t.partitions) for name, t in self.topics.items() if not name.startswith("__"))
 
     def add_partitions(self, topic: Topic, count: int) -> None:
         """Grow ``topic`` to ``count`` partitions, durably (topics.json)."""

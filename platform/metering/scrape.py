@@ -91,6 +91,10 @@ def parse(text: str) -> Scrape:
             key = (labels.get("principal", ""), labels.get("topic", ""))
             row = scrape.counters.setdefault(key, [0, 0, 0, 0])
             row[slot] = value
+        elif labels.get("topic", "").startswith("__"):
+            # internal topics (__consumer_offsets): the cluster's own bookkeeping, not the tenant's
+            # data, are billed by no managed Kafka service
+            continue
         elif name == STORED:
             topic = labels.get("topic", "")
             scrape.stored[topic] = scrape.stored.get(topic, 0) + value

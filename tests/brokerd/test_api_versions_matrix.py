@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import struct
+import time
 import uuid
 from dataclasses import fields
 from itertools import count
@@ -82,6 +83,12 @@ def broker(tmp_path_factory):
         )
         assert created.topics[0].error_code == 0
         produce(w, 9, TOPIC, 0, [(b"k", b"v0"), (b"k", b"v1"), (b"k", b"v2")])
+        # As clients do before any group request: FindCoordinator (which creates
+        # __consumer_offsets), then group requests once its partitions are loaded.
+        assert w.request(req(10, 3, key="g", key_type=0)).error_code == 0
+        deadline = time.monotonic() + 15
+        while w.request(req(16, 4, states_filter=())).error_code != 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
     yield b
     b.stop()
 

@@ -113,3 +113,40 @@ def test_expiry_and_head_truncation(tmp_path):
     assert ps.entry(TP, 1) is None and ps.entry(TP, 2) is not None
     ps.truncate_head(TP, 2)
     assert ps.producer_count() == 0
+
+
+def test_a_truncated_follower_forgets_cut_batches_and_keeps_older_ones(tmp_path):
+    """KIP-101 truncation of a follower's log: sequences past the new log end are forgotten, and
+    a producer whose remembered batches were all cut is taken again from the log."""
+    from compaction_checks import build_batch
+
+    from brokerd.idempotence import ProducerState
+    from brokerd.records import validate_and_stamp
+    from brokerd.storage import LogSettings, PartitionLog
+    from brokerd.storage.manager import LogManager
+
+    manager = LogManager(str(tmp_path), LogSettings())
+    plog = PartitionLog.open("t", 0, str(tmp_path / "t-0"), LogSettings(), clean=False)
+    state = ProducerState(str(tmp_path), expiration_ms=86_400_000)
+
+    def append(pid: int, sequence: int) -> None:
+        batch = build_batch([(b"k", b"v", 0)], producer_id=pid, epoch=0, sequence=sequence)
+        batches, count = validate_and_stamp(batch, plog.next_offset, 1 << 24)
+        plog.append(batch, batches, count)
+        state.appended("t", 0, batch, batches)
+
+    append(7, 0)  # offset 0
+    append(9, 0)  # offset 1: producer 9's only batch before the cut
+    append(7, 1)  # offset 2
+    for sequence in range(1, 6):
+        append(9, sequence)  # offsets 3-7: the 5 batches producer 9 is remembered by
+    manager.truncate(plog, 3)
+    state.truncated(plog)
+    tp = ("t", 0)
+    assert state.sequences.entry(tp, 7).last_seq == 1
+    assert state.sequences.check(tp, 7, 0, 1, 1).duplicate.first_offset == 2
+    # producer 9's sequences 1-5 are gone with the cut; its sequence 0 at offset 1 is known again
+    assert state.sequences.entry(tp, 9).last_seq == 0
+    assert state.sequences.check(tp, 9, 0, 0, 1).duplicate.first_offset == 1
+    assert state.sequences.check(tp, 9, 0, 3, 1).error is E.out_of_order_sequence_number
+    assert state.sequences.check(tp, 9, 0, 1, 1).error is E.none

@@ -58,3 +58,29 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1, what: str 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
         time.sleep(interval)
+
+
+def start_cluster(brokers: list[ClusterBroker], topic: str | None = None, partitions: int = 1) -> str:
+    """Start the brokers, wait until clients see all of them, optionally create ``topic``
+    (replication factor 3) and wait for its full ISR; returns the bootstrap list."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    for broker in brokers:
+        broker.start(timeout=30)
+    bootstrap = ",".join(b.bootstrap for b in brokers)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    wait_for(lambda: len(admin.list_topics(timeout=10).brokers) == len(brokers), what="every broker")
+    if topic is not None:
+        admin.create_topics([NewTopic(topic, partitions, replication_factor=3)])[topic].result(timeout=20)
+        for index in range(partitions):
+            wait_for(lambda i=index: (p := partition_of(bootstrap, topic, i)) and len(p.isrs) == 3,
+                     what=f"{topic}-{index} in sync")  # fmt: skip
+    return bootstrap
+
+
+def partition_of(bootstrap: str, topic: str, index: int = 0):
+    """A partition's metadata as clients see it (leader, replicas, isrs), or None."""
+    from confluent_kafka.admin import AdminClient
+
+    metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10).topics[topic]
+    return None if metadata.error is not None else metadata.partitions.get(index)

@@ -39,7 +39,7 @@ def broker():
 def test_parse_reads_usage_and_gauges_only():
     text = metrics_text(
         {("KEY1", "orders"): (1000, 10, 500, 5), ('we"ird', "a.b-c_d"): (1, 1, 0, 0)},
-        {("orders", 0): 700, ("orders", 1): 300},
+        {("orders", 0): 700, ("orders", 1): 300, ("__consumer_offsets", 7): 4096},
     )
     scrape = parse(text)
     assert scrape.counters == {("KEY1", "orders"): [1000, 10, 500, 5], ('we"ird', "a.b-c_d"): [1, 1, 0, 0]}
