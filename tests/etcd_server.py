@@ -64,9 +64,10 @@ class EtcdServer:
             last_error = (server.root / "etcd.log").read_text()[-2000:]
         raise RuntimeError(f"etcd did not start:\n{last_error}")
 
-    def _launch(self) -> bool:
+    def _launch(self, *, fresh: bool = True) -> bool:
         data = self.root / "data"
-        shutil.rmtree(data, ignore_errors=True)
+        if fresh:
+            shutil.rmtree(data, ignore_errors=True)
         client = f"http://127.0.0.1:{self.client_port}"
         peer = f"http://127.0.0.1:{self.peer_port}"
         args = [
@@ -122,6 +123,18 @@ class EtcdServer:
 
         asyncio.run(run())
         self.auth = True
+
+    def crash(self) -> None:
+        """SIGKILL etcd, as a machine losing power would (``relaunch`` brings it back)."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def relaunch(self) -> None:
+        """Start a crashed etcd again on the same ports and data directory: its keys and
+        leases survive."""
+        if not self._launch(fresh=False):
+            raise RuntimeError(f"etcd did not restart:\n{(self.root / 'etcd.log').read_text()[-2000:]}")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
