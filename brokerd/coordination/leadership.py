@@ -8,7 +8,13 @@ returns the state the partition should have, or None when it is right already:
 - the ISR never becomes empty: when its last member dies the member stays, the partition
   goes offline (leader -1), and that member leads again when it comes back, since its log
   is the only one known to hold every acknowledged write;
-- a new leader comes from the live ISR only, in replica order. Only a topic with
+- a new leader comes from the live ISR only: the member in sync the longest (the ISR keeps
+  join order, and a new partition's ISR is its replica order, so until replicas leave and
+  rejoin this is Kafka's first live replica in replica order). A replica that has just caught
+  up after a restart comes last: a broker that just restarted is the likeliest to fail again,
+  and clients may still be backing off from reconnecting to it (librdkafka doubles its
+  reconnect back-off per attempt for 10 s). The preferred-leader rebalance gives partitions
+  back to their preferred replicas later. Only a topic with
   ``unclean.leader.election.enable=true`` may elect a live replica outside the ISR, which
   can lose acknowledged writes.
 """
@@ -45,8 +51,8 @@ def reconcile(
             if live_isr == state.isr:
                 return None
             return state.next(isr=live_isr)
-        candidates = [r for r in state.replicas if any(m.broker_id == r for m in live_isr)]
-        return state.next(leader=candidates[0], isr=live_isr, new_leader_epoch=True)
+        # The replica in sync the longest leads (the ISR keeps the order replicas joined in).
+        return state.next(leader=live_isr[0].broker_id, isr=live_isr, new_leader_epoch=True)
 
     # No ISR member is alive with the epoch it joined with.
     last = next((m for m in state.isr if m.broker_id == state.leader), None) or (

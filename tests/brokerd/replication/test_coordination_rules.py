@@ -70,6 +70,14 @@ def test_a_dead_leader_is_replaced_from_the_isr_with_a_new_leader_epoch() -> Non
     assert (new.leader, new.isr_ids, new.leader_epoch, new.partition_epoch) == (2, (2, 3), 5, 10)
 
 
+def test_the_replica_in_sync_the_longest_leads_not_one_that_just_rejoined() -> None:
+    # 1 restarted and rejoined the ISR last; when 2 dies, 3 leads although 1 comes first in
+    # replica order (clients may still be backing off from 1).
+    state = _state(2, [(2, 20), (3, 30), (1, 11)])
+    new = reconcile(state, {1: 11, 3: 30})
+    assert new is not None and (new.leader, new.isr_ids) == (3, (3, 1))
+
+
 def test_a_dead_follower_leaves_the_isr_and_the_leader_epoch_stays() -> None:
     new = reconcile(_state(1, [(1, 10), (2, 20), (3, 30)]), {1: 10, 2: 20})
     assert new is not None and (new.leader, new.isr_ids, new.leader_epoch) == (1, (1, 2), 4)
