@@ -51,6 +51,8 @@ TOPIC_AUTHORIZATION_FAILED = 29
 INVALID_TOPIC_EXCEPTION = 17
 PRODUCE_QUOTA = "producer_byte_rate"
 INVALID_RECORD = 87
+INVALID_TOPIC_EXCEPTION = 17
+TRANSACTION_STATE_TOPIC = "__transaction_state"
 INVALID_PRODUCER_EPOCH = 47
 INVALID_TXN_STATE = 48
 CONCURRENT_TRANSACTIONS = 51
@@ -130,6 +132,9 @@ def handle(request, ctx):
                 message = f"Cannot append to internal topic {name}"
             elif unknown_id:
                 error = unknown_id
+            elif name == TRANSACTION_STATE_TOPIC:  # only the transaction coordinator writes there
+                error = INVALID_TOPIC_EXCEPTION
+                message = f"Cannot append to internal topic {name}"
             elif topic is None or not 0 <= index < len(topic.partitions):
                 error = UNKNOWN_TOPIC_OR_PARTITION
                 if broker.replicas is not None and broker.replicas.partition(name, index) is not None:

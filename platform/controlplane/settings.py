@@ -109,6 +109,7 @@ INSTALLED_APPS = [
     "provisioning",
     "topics",
     "consumergroups",
+    "transactions",
     "metering",
     "pki",
     "monitoring",

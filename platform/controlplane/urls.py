@@ -22,6 +22,7 @@ api_v1 = [
     path("", include("acls.api.urls")),
     path("", include("topics.api.urls")),
     path("", include("consumergroups.api.urls")),
+    path("", include("transactions.api.urls")),
     path("", include("metering.api.urls")),
     path("", include("pki.api.urls")),
     path("", include("monitoring.api.urls")),

@@ -340,3 +340,14 @@ def test_kafka_python_transactional_producer(broker) -> None:
         p.close(timeout=5)
     assert consume(broker, topic, 1, "read_committed") == {0: [b"kp-1", b"kp-2"]}
     assert consume(broker, topic, 1, "read_uncommitted") == {0: [b"kp-1", b"kp-aborted", b"kp-2"]}
+
+
+def test_clients_cannot_write_the_transaction_state_topic(broker) -> None:
+    producer(broker, unique("tx"))  # the topic exists from the first transactional producer on
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    errors = []
+    p.produce(
+        "__transaction_state", value=b"forged", partition=0, on_delivery=lambda err, _m: errors.append(err)
+    )
+    p.flush(15)
+    assert [e.code() for e in errors] == [KafkaError.TOPIC_EXCEPTION]

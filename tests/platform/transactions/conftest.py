@@ -1,0 +1,3 @@
+from tests.platform.inline_cluster import host_env
+
+__all__ = ["host_env"]
