@@ -15,6 +15,8 @@ Reports:
 - the same for --standard (10) Standard clusters (3 brokers meeting in an etcd started under the
   bench's var/ as `manage.py up` starts it; all on this one host), target p50 <= 3 s, and the
   ratio of its p50 to the Basic p50 measured in the same run;
+- with --standard, the duration of --restarts (1) rolling restarts of a Standard cluster (3
+  brokers, 3 partitions): POST /api/v1/clusters/{id}/restart until its progress says done;
 - for both, where the time goes: p50 seconds from the request until the brokers are placed (the
   lifecycle task ran), the first and the last brokerd spawned, every broker healthy (registered in
   etcd), and RUNNING. Brokers are forked from the workers' brokerd fork server; run the bench with
@@ -54,6 +56,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--clusters", type=int, default=20, help="clusters timed one at a time (default 20)")
     p.add_argument("--keys", type=int, default=10, help="API keys timed (default 10)")
     p.add_argument("--standard", type=int, default=10, help="Standard clusters timed (default 10)")
+    p.add_argument(
+        "--restarts", type=int, default=1, help="rolling restarts of a Standard cluster timed (default 1)"
+    )
     p.add_argument("--idle", type=int, default=100, help="idle clusters started at once (default 100)")
     p.add_argument("--concurrency", type=int, default=4, help="worker processes (default 4)")
     p.add_argument(
@@ -357,6 +362,32 @@ def bench_lifecycle(api: Api, n: int, plan: str = "basic") -> dict:
     }
 
 
+def bench_rolling_restart(api: Api, n: int) -> dict:
+    """POST /clusters/{id}/restart on a Standard cluster (3 brokers, one host, 3 partitions): until
+    its progress says done, every broker restarted and every partition back in full ISR."""
+    cid = api.create(plan="standard")
+    api.wait(cid, "RUNNING")
+    topic = {"name": "bench", "partitions": 3}
+    made = api.client.post(f"/api/v1/clusters/{cid}/topics", topic, format="json")
+    assert made.status_code == 201, made.content
+    durations = []
+    for _ in range(n):
+        start = time.monotonic()
+        response = api.client.post(f"/api/v1/clusters/{cid}/restart")
+        assert response.status_code == 202, response.content
+        deadline = time.monotonic() + 300
+        while (restart := api.get(cid)["restart"])["state"] == "running":
+            if time.monotonic() > deadline:
+                raise SystemExit(f"rolling restart not done within 300 s: {restart}")
+            time.sleep(0.05)
+        if restart["state"] != "done":
+            raise SystemExit(f"rolling restart failed: {restart}")
+        durations.append(time.monotonic() - start)
+    api.delete(cid)
+    api.wait(cid, "DELETED")
+    return {"rolling_restart": summary(durations)}
+
+
 def bench_keys(api: Api, n: int) -> dict:
     cid = api.create("SASL_PLAINTEXT")
     bootstrap = api.wait(cid, "RUNNING")["bootstrap_servers"]
@@ -490,6 +521,8 @@ def main() -> None:
             results["standard_create_to_running"] = standard["create_to_running"]
             results["standard_phases_p50_s"] = standard["phases_p50_s"]
             results["standard_delete_to_deleted"] = standard["delete_to_deleted"]
+        if args.standard and args.restarts:
+            results.update(bench_rolling_restart(api, args.restarts))
         if args.keys:
             results.update(bench_keys(api, args.keys))
         if args.idle:
@@ -513,6 +546,7 @@ def main() -> None:
         ("delete -> DELETED", "delete_to_deleted", ""),
         ("Standard -> RUNNING", "standard_create_to_running", "p50 <= 3 s"),
         ("Standard -> DELETED", "standard_delete_to_deleted", ""),
+        ("rolling restart", "rolling_restart", "3 brokers, full ISR"),
         ("new key works", "new_key_works", "<= 2 s"),
         ("revoked key refused", "revoked_key_refused", "<= 2 s"),
     ]

@@ -206,11 +206,12 @@ def cluster_delete(*, cluster: Cluster, actor: Actor = SYSTEM) -> Cluster:
     return cluster
 
 
-def cluster_restart(*, cluster: Cluster, actor: Actor = SYSTEM) -> Cluster:
+def cluster_restart(*, cluster: Cluster, actor: Actor = SYSTEM, node_ids: list[int] | None = None) -> Cluster:
     """Restart a RUNNING cluster's brokers one at a time (after commit, provisioning does it).
 
     Each broker stops cleanly, starts again on its address, and the next waits until every
-    partition is back in full ISR; `Cluster.restart` shows the progress."""
+    partition is back in full ISR; `Cluster.restart` shows the progress. `node_ids`: only these
+    brokers (an operator draining a host), else all."""
     with transaction.atomic():
         locked = Cluster.objects.select_for_update().get(pk=cluster.pk)
         if locked.status != ClusterStatus.RUNNING:
@@ -223,9 +224,10 @@ def cluster_restart(*, cluster: Cluster, actor: Actor = SYSTEM) -> Cluster:
                 f"Cluster {locked.public_id} is being restarted already.", details={"restart": locked.restart}
             )
         now = timezone.now()
+        brokers = list(locked.brokers.order_by("node_id").values_list("node_id", flat=True))
         locked.restart = {
             "state": "running",
-            "brokers": list(locked.brokers.order_by("node_id").values_list("node_id", flat=True)),
+            "brokers": [n for n in brokers if node_ids is None or n in node_ids],
             "restarted": [],
             "current": None,
             "started_at": now.isoformat(),

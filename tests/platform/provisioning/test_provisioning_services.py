@@ -319,6 +319,35 @@ def test_a_rolling_restart_restarts_each_broker_in_place_then_is_done(host):
         cluster_services.cluster_restart(cluster=Cluster.objects.get(pk=cluster.pk))
 
 
+def test_drain_host_restarts_the_hosts_brokers_of_each_running_cluster(
+    celery_queue, django_capture_on_commit_callbacks
+):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    from tests.platform.factories import BrokerFactory
+
+    a, b = HostFactory(name="a"), HostFactory(name="b")
+    cluster = ClusterFactory(plan="standard", broker_count=3)  # RUNNING
+    for node_id, on in ((1, a), (2, b), (3, a)):
+        BrokerFactory(cluster=cluster, node_id=node_id, host=on)
+    other = ClusterFactory()
+    BrokerFactory(cluster=other, node_id=1, host=b)
+    out = StringIO()
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("drain_host", "a", stdout=out)
+    cluster.refresh_from_db()
+    assert cluster.restart["state"] == "running" and cluster.restart["brokers"] == [1, 3]
+    assert Cluster.objects.get(pk=other.pk).restart == {}  # nothing of it on host a
+    assert f"{cluster.public_id}: restarting broker(s) [1, 3] on a" in out.getvalue()
+    assert [(m["task"], m["args"]) for m in celery_queue()] == [
+        ("provisioning.cluster_restart_step", [cluster.pk])
+    ]
+    with pytest.raises(CommandError, match="No host"):
+        call_command("drain_host", "nowhere")
+
+
 def test_up_shutdown_hook_stops_brokers_and_reconcile_starts_them_again(host):
     cluster = _provision(provisioning_cluster())
     pid = cluster.brokers.get().pid
