@@ -383,6 +383,7 @@ def bench_rolling_restart(api: Api, n: int) -> dict:
         if restart["state"] != "done":
             raise SystemExit(f"rolling restart failed: {restart}")
         durations.append(time.monotonic() - start)
+        print(f"rolling restart: seconds per broker and step {restart.get('steps')}")
     api.delete(cid)
     api.wait(cid, "DELETED")
     return {"rolling_restart": summary(durations)}

@@ -516,12 +516,17 @@ def host_broker_restart(*, cluster_id: int, host_name: str, node_id: int, send_n
         return "skipped"
     broker = Broker.objects.select_related("host", "cluster").get(cluster=cluster, node_id=node_id)
     root = host_root(host_name)
+    took: dict[str, float] = {}  # seconds per step, for operators (the progress shows them)
     try:
         with supervisor.cluster_lock(root, cluster.public_id):  # reconciliation keeps off meanwhile
+            t0 = time.monotonic()
             supervisor.stop_broker(broker_paths(broker), timeout=30)
+            t1 = time.monotonic()
             broker.refresh_from_db()
             broker_ensure_running(broker=broker)
+            t2 = time.monotonic()
         _wait_in_sync(cluster, node_id)
+        took = {"stop": t1 - t0, "start": t2 - t1, "in_sync": time.monotonic() - t2}
     except (TransientError, PermanentError, BrokerStartError) as exc:
         message = getattr(exc, "message", None) or str(exc)
         cluster_services.cluster_restart_progress(
@@ -530,8 +535,9 @@ def host_broker_restart(*, cluster_id: int, host_name: str, node_id: int, send_n
         logger.warning("cluster %s: rolling restart stopped at broker %s: %s", cluster.public_id, node_id,
                        message)  # fmt: skip
         return "failed"
+    steps = {**restart.get("steps", {}), str(node_id): {k: round(v, 2) for k, v in took.items()}}
     progress = cluster_services.cluster_restart_progress(
-        cluster_id=cluster_id, restarted=[*restart.get("restarted", []), node_id], current=None
+        cluster_id=cluster_id, restarted=[*restart.get("restarted", []), node_id], current=None, steps=steps
     )
     logger.info("cluster %s: broker %s restarted (%s)", cluster.public_id, node_id, progress)
     (send_next or queues.send_lifecycle)("provisioning.cluster_restart_step", cluster_id)

@@ -44,7 +44,8 @@ class ClusterSerializer(serializers.ModelSerializer):
     restart = serializers.SerializerMethodField(
         help_text="The latest rolling restart (POST /clusters/{id}/restart), null if none: state "
         "(running, done, failed), brokers (node ids in order), restarted (those done), current (the one "
-        "restarting now), started_at, finished_at, error"
+        "restarting now), steps (seconds each broker took to stop, start and be back in full ISR), "
+        "started_at, finished_at, error"
     )
     schema_registry_url = serializers.SerializerMethodField(
         help_text="The cluster's Confluent-compatible Schema Registry: clients set schema.registry.url to "
