@@ -377,7 +377,9 @@ class TransactionCoordinator:
 
     def offsets_partition(self, group_id: str) -> tuple[str, int]:
         """The ``__consumer_offsets`` partition of a group (Kafka's partitionFor)."""
-        return OFFSETS_TOPIC, txnlog.partition_for(group_id, self.config.offsets_partitions)
+        topic = self.logs.topics.get(OFFSETS_TOPIC)  # the group coordinator's own partitioning
+        count = len(topic.partitions) if topic is not None else self.config.offsets_partitions
+        return OFFSETS_TOPIC, txnlog.partition_for(group_id, count)
 
     # --- TxnOffsetCommit ----------------------------------------------------------------------
     def check_offset_commit(
