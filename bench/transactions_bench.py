@@ -6,7 +6,7 @@ for several N; each transaction costs InitProducerId once, then AddPartitionsToT
 coordinator's fsynced state records and a marker per partition. Printed: records/s of each and
 its ratio to the baseline (median of the rounds).
 
-    python3 bench/transactions_bench.py [--records 20000] [--rounds 3] [--sizes 10,100,1000,10000]
+    python3 bench/transactions_bench.py [--records 10000] [--rounds 2] [--sizes 10,100,1000,10000]
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ def transactional(bootstrap: str, topic: str, records: int, size: int, tid: str)
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--records", type=int, default=20_000)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--records", type=int, default=10_000)
+    ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--sizes", default="10,100,1000,10000", help="records per transaction")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
