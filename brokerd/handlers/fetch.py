@@ -58,6 +58,12 @@ def replica_id_of(request) -> int:
     return int(getattr(request, "replica_id", -1))
 
 
+def replica_epoch_of(request) -> int:
+    """A follower's broker epoch (ReplicaState.ReplicaEpoch, v15+); -1 when not sent."""
+    state = getattr(request, "replica_state", None)
+    return int(state.replica_epoch) if state is not None else -1
+
+
 def _below(records: bytes, high_watermark: int) -> bytes:
     """The whole batches of ``records`` below the high watermark: consumers never see a record
     that not every in-sync replica holds."""
@@ -110,7 +116,8 @@ def _collect(ctx, request, resolved):
                 continue
             plog = topic.partitions[idx]
             if follower >= 0:  # a follower's fetch offset says what it holds (the high watermark)
-                replicas.follower_fetched(topic.name, idx, follower, p.fetch_offset)
+                epoch = replica_epoch_of(request)
+                replicas.follower_fetched(topic.name, idx, follower, p.fetch_offset, epoch)
             records = b""
             err = 0
             hw = plog.next_offset

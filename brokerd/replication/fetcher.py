@@ -1,5 +1,6 @@
 """Follower fetchers: a broker copies the partitions it follows from their leaders with
-Kafka's Fetch (``replica_id`` set to its node id), one task per leader.
+Kafka's Fetch at v15 (ReplicaState: its node id and broker epoch, so that the leader adds
+it back to an ISR only as the incarnation now registered, KIP-903), one task per leader.
 
 Before fetching in a new leader epoch, a follower finds where its log and the leader's
 diverge (OffsetForLeaderEpoch for its latest epoch, KIP-101/279) and truncates there, never
@@ -13,6 +14,7 @@ import asyncio
 import datetime
 import logging
 import time
+import uuid
 from typing import Any
 
 from brokerd.protocol import kio_adapter
@@ -22,7 +24,7 @@ from brokerd.replication.client import BrokerConnection, BrokerUnavailable
 log = logging.getLogger("brokerd.replication")
 
 MS = datetime.timedelta(milliseconds=1)
-FETCH_VERSION = 12
+FETCH_VERSION = 15  # ReplicaState (KIP-903); topics by id (KIP-516)
 EPOCH_VERSION = 4
 RETRY_SECONDS = 0.2
 RECONNECT_SECONDS = 0.01  # after a lost connection: a refusal now tells the leader died
@@ -156,11 +158,19 @@ class LeaderFetcher:
 
     async def _fetch(self, conn: BrokerConnection, partitions: dict) -> None:
         mod = kio_adapter.request_module(1, FETCH_VERSION)
+        cluster = self.manager.membership.view.state
+        session = self.manager.membership.session
+        if session is None or not session.epoch:
+            await asyncio.sleep(RETRY_SECONDS)
+            return
         topics: dict[str, list] = {}
+        names: dict[uuid.UUID, str] = {}
         for (name, index), state in partitions.items():
             plog = self.manager.broker.logs.log(name, index)
-            if plog is None:
+            topic = cluster.topics.get(name)
+            if plog is None or topic is None:
                 continue
+            names[uuid.UUID(topic.topic_id)] = name
             topics.setdefault(name, []).append(
                 kio_adapter.build(
                     mod.FetchPartition,
@@ -175,27 +185,29 @@ class LeaderFetcher:
         if not topics:
             await asyncio.sleep(RETRY_SECONDS)
             return
+        ids = {name: topic_id for topic_id, name in names.items()}
         request = kio_adapter.build(
             kio_adapter.request_class(1, FETCH_VERSION),
-            replica_id=self.node_id,
+            replica_state=mod.ReplicaState(replica_id=self.node_id, replica_epoch=session.epoch),
             max_wait=500 * MS,
             min_bytes=1,
             max_bytes=32 << 20,
             isolation_level=0,
             session_id=0,
             session_epoch=-1,
-            topics=tuple(mod.FetchTopic(topic=n, partitions=tuple(p)) for n, p in topics.items()),
+            topics=tuple(mod.FetchTopic(topic_id=ids[n], partitions=tuple(p)) for n, p in topics.items()),
             forgotten_topics_data=(),
             rack_id="",
         )
         response = await conn.request(request, timeout=10)
         backoff = False
         for topic in response.responses:
+            name = names.get(topic.topic_id)
             for part in topic.partitions:
-                if part.error_code:
+                if part.error_code or name is None:
                     backoff = True  # a leadership change the view has not shown yet, most often
                     continue
-                self.manager.follower_append(topic.topic, part.partition_index, part.records or b"",
+                self.manager.follower_append(name, part.partition_index, part.records or b"",
                                              part.high_watermark, part.log_start_offset)  # fmt: skip
         if backoff:
             await asyncio.sleep(RETRY_SECONDS)

@@ -21,6 +21,14 @@ from brokerd.coordination.records import PartitionState
 class Follower:
     log_end: int = -1  # unknown until it fetches in this leader epoch
     caught_up_at: float = field(default_factory=time.monotonic)
+    broker_epoch: int = -1  # the registration its fetches came from (KIP-903), -1 unknown
+
+    def restart(self, broker_epoch: int) -> None:
+        """Fetches now come from another incarnation of the broker: what the old one held
+        says nothing about the new one."""
+        self.broker_epoch = broker_epoch
+        self.log_end = -1
+        self.caught_up_at = time.monotonic()
 
 
 @dataclass

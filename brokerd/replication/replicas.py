@@ -229,14 +229,23 @@ class ReplicaManager:
         leadership = self._led.get((name, index))
         return leadership.high_watermark if leadership is not None else None
 
-    def follower_fetched(self, name: str, index: int, replica_id: int, fetch_offset: int) -> None:
-        """A follower fetched from ``fetch_offset``: it holds everything below it."""
+    def follower_fetched(self, name: str, index: int, replica_id: int, fetch_offset: int,
+                         replica_epoch: int = -1) -> None:
+        """A follower fetched from ``fetch_offset``: it holds everything below it.
+
+        ``replica_epoch`` is the broker epoch the follower sent (Fetch v15, KIP-903; -1 when
+        not sent). A fetch from an epoch other than the one last seen starts the follower's
+        progress afresh (a restarted broker may have lost its unflushed tail), and the leader
+        adds a follower back to the ISR only as the incarnation registered now: a fetch from
+        a stale epoch never does."""
         leadership = self._led.get((name, index))
         state = self.partition(name, index)
         plog = self.broker.logs.log(name, index)
         if leadership is None or state is None or plog is None or replica_id not in state.replicas:
             return
         follower = leadership.follower(replica_id)
+        if replica_epoch >= 0 and replica_epoch != follower.broker_epoch:
+            follower.restart(replica_epoch)
         follower.log_end = fetch_offset
         if fetch_offset >= plog.next_offset:
             follower.caught_up_at = time.monotonic()
@@ -244,14 +253,16 @@ class ReplicaManager:
             plog.wake_waiters()
         cache = self.epoch_cache(name, index)
         epoch_start = cache.entries[-1][1] if cache is not None and cache.entries else 0
+        registered = self.membership.view.state.brokers.get(replica_id)
         if (
             replica_id not in state.isr_ids
             and fetch_offset >= max(leadership.high_watermark, epoch_start)
-            and replica_id in self.membership.view.state.brokers
-            and not self.membership.view.state.brokers[replica_id].shutting_down
+            and registered is not None
+            and not registered.shutting_down
+            and replica_epoch in (-1, registered.epoch)
         ):
-            epoch = self.membership.view.state.brokers[replica_id].epoch
-            self._change_isr(name, index, leadership, state, (*state.isr, IsrMember(replica_id, epoch)))
+            joined = IsrMember(replica_id, registered.epoch)
+            self._change_isr(name, index, leadership, state, (*state.isr, joined))
 
     def appended(self, name: str, index: int) -> None:
         leadership = self._led.get((name, index))
