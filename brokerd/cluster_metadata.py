@@ -1,5 +1,6 @@
 """A clustered broker's subsystems follow the cluster metadata in etcd: ACL bindings (the
-authorizer), client quotas (the quota store) and topic configs (the local logs' settings).
+authorizer), client quotas (the quota store), client-metrics subscriptions (the telemetry
+service) and topic configs (the local logs' settings).
 
 Whichever broker took an admin write wrote it to etcd (brokerd/coordination/metadata.py); every
 broker's watched view then carries it here, so a binding created through one broker is enforced
@@ -29,6 +30,7 @@ class MetadataFollower:
         self.view = view
         self._acls_seen = -1
         self._quotas_seen = -1
+        self._client_metrics_seen = -1
 
     def start(self) -> None:
         self.view.listeners.append(self.sync)
@@ -45,6 +47,9 @@ class MetadataFollower:
         if broker.quotas is not None and state.quotas_serial != self._quotas_seen:
             broker.quotas.store.replace_dynamic(dict(state.quotas.values()))
             self._quotas_seen = state.quotas_serial
+        if broker.telemetry is not None and state.client_metrics_serial != self._client_metrics_seen:
+            broker.telemetry.subscriptions.follow(state.client_metrics)
+            self._client_metrics_seen = state.client_metrics_serial
         logs = broker.logs
         for name, record in state.topics.items():
             local = logs.topics.get(name)

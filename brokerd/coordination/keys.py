@@ -13,6 +13,7 @@
                                     (the epoch it saw); bound to ``by``'s lease
     {prefix}acls/{digest}           one ACL binding (its digest names it)
     {prefix}quotas/{digest}         one client-quota entity and its values
+    {prefix}client-metrics/{name}   one client-metrics subscription's configs (KIP-714)
     {prefix}internal/{name}         a broker's request that the controller create an internal
                                     topic (partitions, replication factor, configs); removed
                                     with the topic's creation
@@ -38,6 +39,7 @@ class Keys:
         self.producer_ids = self.prefix + b"producer_ids"
         self.acls = self.prefix + b"acls/"
         self.quotas = self.prefix + b"quotas/"
+        self.client_metrics = self.prefix + b"client-metrics/"
         self.internal = self.prefix + b"internal/"
 
     def broker(self, node_id: int) -> bytes:
@@ -48,6 +50,9 @@ class Keys:
 
     def internal_request(self, name: str) -> bytes:
         return self.internal + name.encode()
+
+    def client_metrics_resource(self, name: str) -> bytes:
+        return self.client_metrics + name.encode()
 
     def topic_partitions(self, name: str) -> bytes:
         return self.partitions + name.encode() + b"/"

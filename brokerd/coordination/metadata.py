@@ -1,5 +1,5 @@
 """Cluster metadata that any registered broker writes: topics and their partitions, topic
-configs, ACL bindings and client quotas.
+configs, ACL bindings, client quotas and client-metrics subscriptions.
 
 Kafka 4 brokers forward these admin writes to the active controller. Here the metadata lives
 in etcd, whose transactions are linearizable compare-and-sets, so the broker that receives the
@@ -9,7 +9,8 @@ through its watched view. Each write compares exactly the state it was decided o
 - a new topic: its key is absent and every chosen replica is still registered with the epoch
   its ISR entry names (the same compares the controller made when it created topics);
 - new partitions, a topic's configs, a deleted topic: the topic key's mod revision as read;
-- client quotas: each entity's key at the mod revision read (a read-modify-write);
+- client quotas, a client-metrics subscription: each key at the mod revision read (a
+  read-modify-write);
 - ACL bindings: one key per binding, so creating one twice keeps one copy, and deleting one
   that is gone already is harmless.
 
@@ -244,6 +245,25 @@ class MetadataWriter:
             if result.succeeded:
                 return configs
         raise e.CoordinationError(f"topic {name!r} kept changing while its configs were altered; try again")
+
+    # --- client-metrics subscriptions ----------------------------------------------------------
+    async def alter_client_metrics(
+        self, name: str, change: Callable[[dict[str, str]], dict[str, str]], *, validate_only: bool = False
+    ) -> None:
+        """Replace a client-metrics subscription's configs by ``change(current configs)`` (which
+        validates and may raise; empty deletes it), under a compare of its key's mod revision,
+        read again if another broker wrote between."""
+        key = self.keys.client_metrics_resource(name)
+        for _attempt in range(ATTEMPTS):
+            current = await self.etcd.get(key)
+            configs = change({} if current is None else json.loads(current.value))
+            if validate_only:
+                return
+            op = e.put(key, json.dumps(configs, sort_keys=True).encode()) if configs else e.delete(key)
+            if (await self._commit([e.modified_at(key, 0 if current is None else current.mod_revision)],
+                                   [op])).succeeded:
+                return
+        raise e.CoordinationError(f"client-metrics subscription {name!r} kept changing; try again")
 
     # --- ACL bindings ----------------------------------------------------------------------------
     async def create_acls(self, rows: Sequence[Sequence[Any]]) -> None:

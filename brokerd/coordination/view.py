@@ -50,6 +50,9 @@ class ClusterState:
     quotas: dict[bytes, tuple[tuple, dict[str, float]]] = field(default_factory=dict)
     acls_serial: int = field(default_factory=lambda: next(_SERIALS))
     quotas_serial: int = field(default_factory=lambda: next(_SERIALS))
+    #: client-metrics subscriptions: name -> configs (metrics, interval.ms, match)
+    client_metrics: dict[str, dict[str, str]] = field(default_factory=dict)
+    client_metrics_serial: int = field(default_factory=lambda: next(_SERIALS))
     #: internal topics brokers asked the controller to create: name -> the request (JSON)
     internal_requests: dict[str, dict] = field(default_factory=dict)
 
@@ -184,6 +187,13 @@ class ClusterView:
                     doc = json.loads(entry.value)
                     entity = tuple((str(t), None if n is None else str(n)) for t, n in doc["entity"])
                     state.quotas[key] = (entity, {str(k): float(v) for k, v in doc["values"].items()})
+            elif key.startswith(keys.client_metrics):
+                state.client_metrics_serial = next(_SERIALS)
+                name = key[len(keys.client_metrics):].decode()
+                if event.deleted:
+                    state.client_metrics.pop(name, None)
+                else:
+                    state.client_metrics[name] = {str(k): str(v) for k, v in json.loads(entry.value).items()}
         except (ValueError, KeyError, TypeError) as exc:
             # Only brokerd writes here; a value it cannot read is logged, never fatal.
             log.error("unreadable metadata at %r: %s", key, exc)

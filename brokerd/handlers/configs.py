@@ -115,20 +115,34 @@ def _client_metrics_entries(ctx, name: str, keys, docs: bool) -> list[DescribedC
     ]
 
 
+def _client_metrics_change(res, incremental: bool):
+    """The alteration as a function of the subscription's current configs (validating; raises
+    ConfigError with Kafka's error code): AlterConfigs replaces them, IncrementalAlterConfigs
+    applies its operations."""
+    name = res.resource_name
+    if incremental:
+        ops = [(c.name, int(c.config_operation), c.value) for c in res.configs]
+        change = lambda current: subscriptions.altered(name, current, ops)  # noqa: E731
+    else:
+        wanted = {c.name: c.value for c in res.configs}
+        change = lambda _current: subscriptions.validated(name, wanted)  # noqa: E731
+
+    def checked(current: dict[str, str]) -> dict[str, str]:
+        try:
+            return change(current)
+        except subscriptions.SubscriptionError as exc:
+            error = ConfigError(name, str(exc))
+            code = ErrorCode.invalid_request if exc.unknown_name else ErrorCode.invalid_config
+            error.error_code = int(code)
+            raise error from None
+    return checked
+
+
 def _alter_client_metrics(ctx, res, validate_only: bool, incremental: bool) -> None:
-    """Alter one client-metrics subscription; raises ConfigError with Kafka's error code."""
+    """Alter one client-metrics subscription of a broker alone (its own file)."""
     store = ctx.broker.telemetry.subscriptions
-    try:
-        if incremental:
-            store.alter(res.resource_name, [(c.name, int(c.config_operation), c.value) for c in res.configs],
-                        validate_only=validate_only)
-        else:
-            wanted = {c.name: c.value for c in res.configs}
-            store.replace(res.resource_name, wanted, validate_only=validate_only)
-    except subscriptions.SubscriptionError as exc:
-        error = ConfigError(res.resource_name, str(exc))
-        error.error_code = int(ErrorCode.invalid_request if exc.unknown_name else ErrorCode.invalid_config)
-        raise error from None
+    configs = _client_metrics_change(res, incremental)(store.configs(res.resource_name) or {})
+    store.replace(res.resource_name, configs, validate_only=validate_only)
 
 
 def _topic_overrides(broker, name: str) -> dict[str, str] | None:
@@ -158,7 +172,7 @@ def _alter(ctx, resources, validate_only: bool, incremental: bool):
     broker = ctx.broker
     out = []
     changed_broker = False
-    in_cluster = []  # (row index, topic, alteration): written to etcd by this broker
+    in_cluster = []  # (row index, resource name, etcd write, alteration): written by this broker
     for res in resources:
         rtype = int(res.resource_type)
         error, message = ErrorCode.none, None
@@ -168,7 +182,7 @@ def _alter(ctx, resources, validate_only: bool, incremental: bool):
                 if not acls.allowed(ctx, acls.ALTER_CONFIGS, acls.TOPIC, res.resource_name):
                     error, message = ErrorCode.topic_authorization_failed, "Authorization failed."
                 elif broker.cluster is not None:
-                    in_cluster.append((len(out), res.resource_name,
+                    in_cluster.append((len(out), res.resource_name, broker.cluster.writes.alter_topic_configs,
                                        _topic_change(res, incremental, broker.configs)))
                 elif topic is None:
                     error, message = ErrorCode.unknown_topic_or_partition, \
@@ -204,6 +218,10 @@ def _alter(ctx, resources, validate_only: bool, incremental: bool):
             elif rtype == ResourceType.CLIENT_METRICS:
                 if not acls.cluster_allowed(ctx, acls.ALTER_CONFIGS):  # ALTER_CONFIGS on the cluster
                     error, message = ErrorCode.cluster_authorization_failed, "Authorization failed."
+                elif broker.cluster is not None:
+                    in_cluster.append((len(out), res.resource_name,
+                                       broker.cluster.writes.alter_client_metrics,
+                                       _client_metrics_change(res, incremental)))
                 else:
                     _alter_client_metrics(ctx, res, validate_only, incremental)
             else:
@@ -225,13 +243,13 @@ def _altered(ctx, rows):
 
 
 async def _alter_in_cluster(ctx, rows, alterations, validate_only: bool):
-    """Topic configs of a cluster: read from etcd, altered and written back by this broker
-    (brokerd/coordination/metadata.py); every replica applies them as its view follows."""
-    writes = ctx.broker.cluster.writes
-    for index, name, change in alterations:
+    """Topic configs and client-metrics subscriptions of a cluster: read from etcd, altered and
+    written back by this broker (brokerd/coordination/metadata.py); every broker applies them as
+    its view follows."""
+    for index, name, write, change in alterations:
         error, message = ErrorCode.none, None
         try:
-            await writes.alter_topic_configs(name, change, validate_only=validate_only)
+            await write(name, change, validate_only=validate_only)
         except ConfigError as exc:
             error, message = ErrorCode(exc.error_code), exc.message
         except UnknownTopicError:

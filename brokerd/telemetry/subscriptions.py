@@ -4,12 +4,14 @@ Each named subscription has ``metrics`` (metric name prefixes; ``*`` for all, em
 ``interval.ms`` (how often matching clients push) and ``match`` (``selector=regex`` pairs over
 client_instance_id, client_id, client_software_name, client_software_version,
 client_source_address and client_source_port; empty matches every client). Regexes use RE2
-syntax, matched against the whole value. The set is kept in ``<data dir>/client-metrics.json``.
+syntax, matched against the whole value. A broker alone keeps the set in
+``<data dir>/client-metrics.json``; a cluster keeps it in etcd, the same on every broker.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -38,6 +40,8 @@ DOCS = {
     "client_software_name, client_software_version, client_source_address, client_source_port.",
 }
 FILE = "client-metrics.json"
+
+log = logging.getLogger("brokerd.telemetry")
 
 
 class SubscriptionError(ValueError):
@@ -121,42 +125,66 @@ class SubscriptionStore:
         self, name: str, changes: Iterable[tuple[str, int, str | None]], *, validate_only: bool
     ) -> None:
         """IncrementalAlterConfigs: (key, op, value) with op 0 SET, 1 DELETE, 2 APPEND, 3 SUBTRACT."""
-        current = self.configs(name) or {}
-        for key, op, value in changes:
-            if key not in KEYS:
-                raise SubscriptionError(f"Unknown client metrics configuration: {key}", unknown_name=True)
-            if op == 0:
-                current[key] = value or ""
-            elif op == 1:
-                current.pop(key, None)
-            elif op in (2, 3) and key != INTERVAL_MS:
-                items = _split(current.get(key))
-                for v in _split(value):
-                    if op == 2 and v not in items:
-                        items.append(v)
-                    elif op == 3 and v in items:
-                        items.remove(v)
-                current[key] = ",".join(items)
-            else:
-                raise SubscriptionError(f"Config operation {op} is not allowed for {key}")
-        self.replace(name, current, validate_only=validate_only)
+        self.replace(name, altered(name, self.configs(name) or {}, changes), validate_only=validate_only)
 
     def replace(self, name: str, configs: Mapping[str, str | None], *, validate_only: bool) -> None:
         """AlterConfigs: the resource's configs become exactly ``configs`` (none: it is deleted)."""
-        kept = {k: v for k, v in configs.items() if v is not None and v != ""}
-        sub = parse(name, kept) if kept else None
+        kept = validated(name, configs)
         if validate_only:
             return
-        if sub is None:
-            self.subscriptions.pop(name, None)
+        if kept:
+            self.subscriptions[name] = parse(name, kept)
         else:
-            self.subscriptions[name] = sub
+            self.subscriptions.pop(name, None)
         self.version += 1
         payload = {n: s.configs() for n, s in sorted(self.subscriptions.items())}
         atomic_write(self.path, json.dumps(payload, indent=1).encode())
 
+    def follow(self, configs: Mapping[str, Mapping[str, str]]) -> None:
+        """A cluster's subscriptions as etcd holds them (every broker follows the same set);
+        the local file is not written: etcd is the store."""
+        subs = {}
+        for name, values in configs.items():
+            try:
+                subs[name] = parse(name, values)
+            except SubscriptionError as exc:  # only brokerd writes them, validated; skip, never fail
+                log.error("unreadable client-metrics subscription %s in the cluster metadata: %s", name, exc)
+        if subs != self.subscriptions:
+            self.subscriptions = subs
+            self.version += 1
+
     def matching(self, client: Mapping[str, str]) -> list[Subscription]:
         return [s for _, s in sorted(self.subscriptions.items()) if s.matches(client)]
+
+
+def altered(name: str, current: Mapping[str, str], changes: Iterable[tuple[str, int, str | None]]) -> dict:
+    """A subscription's configs after IncrementalAlterConfigs operations (validated)."""
+    current = dict(current)
+    for key, op, value in changes:
+        if key not in KEYS:
+            raise SubscriptionError(f"Unknown client metrics configuration: {key}", unknown_name=True)
+        if op == 0:
+            current[key] = value or ""
+        elif op == 1:
+            current.pop(key, None)
+        elif op in (2, 3) and key != INTERVAL_MS:
+            items = _split(current.get(key))
+            for v in _split(value):
+                if op == 2 and v not in items:
+                    items.append(v)
+                elif op == 3 and v in items:
+                    items.remove(v)
+            current[key] = ",".join(items)
+        else:
+            raise SubscriptionError(f"Config operation {op} is not allowed for {key}")
+    return validated(name, current)
+
+
+def validated(name: str, configs: Mapping[str, str | None]) -> dict[str, str]:
+    """The configs a subscription keeps (empty values dropped; none left deletes it), validated;
+    as stored (normalised by the parse)."""
+    kept = {k: v for k, v in configs.items() if v is not None and v != ""}
+    return parse(name, kept).configs() if kept else {}
 
 
 def subscription_id(subs: list[Subscription], instance_id: str) -> int:

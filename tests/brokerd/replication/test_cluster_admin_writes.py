@@ -1,6 +1,6 @@
 """Admin writes through a broker that is not the controller, carried out cluster-wide: topics,
-topic configs, ACLs and client quotas are cluster metadata in etcd, the same on every broker and
-enforced by every broker, and they survive a broker's restart.
+topic configs, ACLs, client quotas and client-metrics subscriptions are cluster metadata in
+etcd, the same on every broker and enforced by every broker, and they survive a broker's restart.
 
 One shared cluster of three real brokerd processes (127.0.0.1, .2, .3) on a real etcd, with the
 authorizer on. ``User:ANONYMOUS`` (the PLAINTEXT listeners) is the super user that administers;
@@ -39,6 +39,7 @@ from tests.etcd_server import EtcdServer
 ALICE = "alice-secret"
 TOPIC_ALREADY_EXISTS, INVALID_PARTITIONS, INVALID_REPLICATION_FACTOR = 36, 37, 38
 UNKNOWN_TOPIC_OR_PARTITION, INVALID_CONFIG = 3, 40
+CLIENT_METRICS = 16  # Kafka's config resource type of client-metrics subscriptions
 TOPIC_RESOURCE, TOPIC_ACL, LITERAL, ANY_ACL, MATCH_ANY_OP = 2, 2, 3, 1, 1
 
 
@@ -416,6 +417,51 @@ def test_client_quotas_altered_through_one_broker_apply_on_every_broker(cluster:
     assert cluster.alter_quotas(third, "alice", [("producer_byte_rate", 0, True)]) == [(0, None)]
     left = {"consumer_byte_rate": 5000.0}
     _everywhere(cluster, lambda b: cluster.quotas(b, "alice") == left, "one quota left")
+
+
+def _alter_client_metrics(cluster: Cluster, broker: ClusterBroker, name: str, *changes,
+                          validate_only: bool = False) -> tuple[int, str | None]:
+    mod = _module(44, 1)
+    resource = mod.AlterConfigsResource(resource_type=CLIENT_METRICS, resource_name=name, configs=tuple(
+        mod.AlterableConfig(name=k, config_operation=op, value=v) for k, op, v in changes))
+    [row] = cluster.call(broker, mod.IncrementalAlterConfigsRequest(
+        resources=(resource,), validate_only=validate_only)).responses
+    return int(row.error_code), row.error_message
+
+
+def _client_metrics(cluster: Cluster, broker: ClusterBroker, name: str) -> dict[str, str]:
+    mod = _module(32, 4)
+    [result] = cluster.call(broker, mod.DescribeConfigsRequest(
+        resources=(mod.DescribeConfigsResource(resource_type=CLIENT_METRICS, resource_name=name,
+                                               configuration_keys=None),),
+        include_synonyms=False, include_documentation=False)).results
+    assert result.error_code == 0, result.error_message
+    return {c.name: c.value for c in result.configs}
+
+
+def test_client_metrics_subscriptions_altered_through_one_broker_apply_on_every_broker(
+    cluster: Cluster,
+) -> None:
+    other = cluster.other
+    changes = [("metrics", 0, "org.apache.kafka.producer."), ("interval.ms", 0, "2000"),
+               ("match", 0, "client_id=pay-.*")]
+    assert _alter_client_metrics(cluster, other, "fwd-sub", *changes, validate_only=True) == (0, None)
+    assert _client_metrics(cluster, other, "fwd-sub") == {}
+    assert _alter_client_metrics(cluster, other, "fwd-sub", *changes) == (0, None)
+    wanted = {"metrics": "org.apache.kafka.producer.", "interval.ms": "2000", "match": "client_id=pay-.*"}
+    _everywhere(cluster, lambda b: _client_metrics(cluster, b, "fwd-sub") == wanted, "the subscription")
+    # an APPEND through another broker starts from what the cluster holds
+    third = next(b for b in cluster.brokers if b is not other)
+    assert _alter_client_metrics(cluster, third, "fwd-sub", ("metrics", 2, "org.apache.kafka.consumer.")) \
+        == (0, None)
+    both = {**wanted, "metrics": "org.apache.kafka.producer.,org.apache.kafka.consumer."}
+    _everywhere(cluster, lambda b: _client_metrics(cluster, b, "fwd-sub") == both, "the appended metrics")
+    code, _message = _alter_client_metrics(cluster, other, "fwd-sub", ("interval.ms", 0, "5"))
+    assert code == INVALID_CONFIG
+    assert _client_metrics(cluster, third, "fwd-sub") == both
+    removed = [(k, 1, None) for k in wanted]
+    assert _alter_client_metrics(cluster, third, "fwd-sub", *removed) == (0, None)
+    _everywhere(cluster, lambda b: _client_metrics(cluster, b, "fwd-sub") == {}, "the deletion")
 
 
 def test_delete_records_by_the_leader_reaches_every_replica(cluster: Cluster) -> None:
