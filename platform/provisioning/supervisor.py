@@ -295,7 +295,10 @@ def _fork_broker(paths: BrokerPaths) -> Forked | None:
     import json
     import socket
 
-    path = forkserver_start(paths.root.parents[2], wait=0.0)
+    host_root = paths.root.parents[2]
+    with _forkserver_lock:  # only a process that started one (a host's worker) forks brokers:
+        known = _forkserver_socket(host_root) in _forkservers  # elsewhere a server would not pay off
+    path = forkserver_start(host_root, wait=0.0) if known else None  # (started again if it died)
     if path is None:
         return None
     request = {"argv": brokerd_command(paths)[3:], "cwd": str(paths.root), "stderr": str(paths.stderr)}
