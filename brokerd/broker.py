@@ -570,6 +570,15 @@ class Broker:
         finally:
             await self.stop()
 
+    @staticmethod
+    async def _bounded(what: str, stopping, timeout: float = 15.0) -> None:
+        """A part that does not stop in time is left behind (the process exits anyway): a stop
+        must end before a supervisor's SIGKILL, which would cost a recovery at the next start."""
+        try:
+            await asyncio.wait_for(stopping, timeout)
+        except TimeoutError:
+            log.warning("stopping: %s did not end within %.0f s; going on", what, timeout)
+
     async def stop(self) -> None:
         if self.cluster is not None and self.cluster.ready and self.config["controlled.shutdown.enable"]:
             # Leaderships (the group coordinators' with them) move to other in-sync replicas while
@@ -586,9 +595,9 @@ class Broker:
                      (time.monotonic() - started) * 1000)  # fmt: skip
         self.serving = False
         if self.replicas is not None:
-            await self.replicas.stop()
+            await self._bounded("the replica manager", self.replicas.stop())
         if self.cluster is not None:  # leave first, so that leaderships move at once
-            await self.cluster.stop()
+            await self._bounded("leaving the cluster", self.cluster.stop())
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -611,7 +620,7 @@ class Broker:
         if self.group_loader is not None:
             await self.group_loader.stop()
         if self.groups is not None:
-            await self.groups.close()
+            await self._bounded("the group coordinator", self.groups.close())
         if self.metering is not None:
             self.metering.close()
         if self.flusher is not None:
