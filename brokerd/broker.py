@@ -238,6 +238,8 @@ class Broker:
         self._describe_started()
         self._write_runtime_files()
         await self._start_cluster()
+        for _listener, server, _port in self.servers:  # clients only once ACLs and quotas are known
+            await server.start_serving()
         if self.groups is not None and self.groups.legacy is not None:
             self.internal_topics.ensure(OFFSETS)  # where the former offsets file's groups go
         self.internal_topics.notify()
@@ -301,7 +303,19 @@ class Broker:
         from brokerd.cluster_metadata import MetadataFollower, adopt_local_files
 
         await adopt_local_files(self)
-        MetadataFollower(self, self.cluster.view).start()
+        follower = MetadataFollower(self, self.cluster.view)
+        follower.start()
+        # An authorizer without the cluster's bindings would deny every tenant request (or
+        # allow them all with allow.everyone.if.no.acl.found): the listeners stay closed until
+        # the cluster's ACLs, quotas and topic configs are applied here.
+        timeout = cfg["coordination.start.timeout.ms"] / 1000
+        try:
+            await asyncio.wait_for(follower.loaded.wait(), timeout)
+        except TimeoutError:
+            raise StartupError(
+                f"the cluster metadata (ACLs, quotas, topic configs) was not read from etcd within "
+                f"{timeout:g} s; check that etcd runs"
+            ) from None
         self.metadata_cache.clear()
 
     def _start_tls(self) -> None:

@@ -10,6 +10,7 @@ every replica. A broker alone keeps these in its own files instead.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -31,6 +32,9 @@ class MetadataFollower:
         self._acls_seen = -1
         self._quotas_seen = -1
         self._client_metrics_seen = -1
+        # set once a caught-up view was applied: until then the authorizer holds no binding and
+        # the quota store no dynamic quota, so the broker serves no client before it
+        self.loaded = asyncio.Event()
 
     def start(self) -> None:
         self.view.listeners.append(self.sync)
@@ -60,6 +64,7 @@ class MetadataFollower:
                     log.error("cannot apply the configs of topic %s: %s", name, exc)
                 else:
                     log.info("topic %s configs now %s", name, record.configs)
+        self.loaded.set()
 
 
 def _acls(state: ClusterState) -> set[Acl]:

@@ -673,6 +673,8 @@ class Connection(asyncio.BufferedProtocol):
 
 
 async def start_listener(broker: Broker, listener: Listener) -> asyncio.AbstractServer:
+    """Bind the listener without accepting yet (its port is known, connections are refused):
+    the broker starts serving once its metadata view is loaded (``Broker.start``)."""
     loop = asyncio.get_running_loop()
     holder: dict[str, int] = {}
 
@@ -683,7 +685,7 @@ async def start_listener(broker: Broker, listener: Listener) -> asyncio.Abstract
     ssl_context = broker.tls.listening if listener.tls else None  # SASL_SSL
     server = await loop.create_server(
         factory, listener.host, listener.port, reuse_address=True, backlog=512, ssl=ssl_context,
-        ssl_handshake_timeout=10.0 if ssl_context is not None else None,
+        ssl_handshake_timeout=10.0 if ssl_context is not None else None, start_serving=False,
     )
     holder["port"] = server.sockets[0].getsockname()[1]
     return server
