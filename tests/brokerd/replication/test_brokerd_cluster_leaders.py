@@ -58,13 +58,21 @@ def _offset_for_epoch(wire: Wire, topic: str, epoch: int, current: int = -1) -> 
     return answer.error_code, answer.leader_epoch, answer.end_offset
 
 
-def _topic_id(wire: Wire, topic: str):
+def _metadata_topic(wire: Wire, topic: str):
     mod = kio_adapter.request_module(3, 12)
     wanted = (mod.MetadataRequestTopic(name=topic, topic_id=None),)
     answer = wire.request(kio_adapter.build(request_class(3, 12), topics=wanted,
                                             allow_auto_topic_creation=False,
-                                            include_topic_authorized_operations=False))
-    return answer.topics[0].topic_id
+                                            include_topic_authorized_operations=False))  # fmt: skip
+    return answer.topics[0]
+
+
+def _topic_id(wire: Wire, topic: str):
+    return _metadata_topic(wire, topic).topic_id
+
+
+def _offline_replicas(wire: Wire, topic: str) -> list[int]:
+    return sorted(_metadata_topic(wire, topic).partitions[0].offline_replicas)
 
 
 def _produce_by_id(wire: Wire, topic_id, records: bytes) -> int:
@@ -117,6 +125,8 @@ def test_only_the_leader_serves_a_partition_and_leader_epochs_are_checked(
         new = next(b for b in brokers if b.node_id == p0.leader)
         with Wire(new.port, host=new.host) as w:
             wait_for(lambda: _list_offsets(w, "t", -1)[0] == 0, what="the new leader to serve")
+            # Metadata names the killed broker's replica offline once its registration is gone.
+            wait_for(lambda: _offline_replicas(w, "t") == [leader.node_id], what="the replica offline")
             _error, epoch = _list_offsets(w, "t", -1)
             assert epoch >= 1
             assert _fetch(w, "t", 0) == FENCED_LEADER_EPOCH

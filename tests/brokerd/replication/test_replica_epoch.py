@@ -99,5 +99,3 @@ def test_a_fetch_from_a_stale_broker_epoch_never_brings_a_replica_back_into_the_
             os.kill(paused, signal.SIGCONT)
         for broker in brokers:
             broker.kill()
-
-
