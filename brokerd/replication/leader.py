@@ -1,9 +1,10 @@
 """What a partition leader knows about its followers: how far each has fetched, when it was
 last caught up, and the high watermark that follows from the ISR.
 
-The high watermark is the smallest log end over the ISR *as etcd last committed it* (the
-view's state): a follower the leader has asked to add counts only once etcd committed it,
-and one it has asked to remove keeps counting until then (Kafka's maximal ISR). It never
+The high watermark is the smallest log end over Kafka's *maximal ISR*: the ISR as etcd last
+committed it (the view's state) plus any follower the leader has asked etcd to add (it may
+be in the ISR already, so nothing it lacks may be acknowledged), while one the leader has
+asked to remove keeps counting until the removal is committed. It never
 moves backwards while this broker leads, and acks=all waiters are resolved as it passes
 their offsets.
 """
@@ -38,6 +39,7 @@ class Leadership:
     followers: dict[int, Follower] = field(default_factory=dict)
     waiters: list[tuple[int, asyncio.Future]] = field(default_factory=list)
     isr_change: asyncio.Task | None = None
+    joining: set[int] = field(default_factory=set)  # additions asked of etcd, not yet seen
 
     def follower(self, node_id: int) -> Follower:
         found = self.followers.get(node_id)
@@ -48,7 +50,7 @@ class Leadership:
     def advance(self, state: PartitionState, node_id: int, log_end: int) -> bool:
         """Recompute the high watermark from the committed ISR; True when it moved."""
         ends = [log_end]
-        for member in state.isr_ids:
+        for member in {*state.isr_ids, *self.joining}:
             if member != node_id:
                 ends.append(self.follower(member).log_end)
         candidate = min(ends)

@@ -35,6 +35,7 @@ log = logging.getLogger("brokerd.replication")
 NOT_LEADER_OR_FOLLOWER = 6
 FENCED_LEADER_EPOCH = 74
 UNKNOWN_LEADER_EPOCH = 75
+ISR_SHOWN_TIMEOUT_S = 10.0  # a committed ISR change reaches the watched view well within this
 
 
 class ReplicaManager:
@@ -296,15 +297,27 @@ class ReplicaManager:
         if leadership.isr_change is not None and not leadership.isr_change.done():
             return
         session = self.membership.session
+        joining = {m.broker_id for m in isr} - set(seen.isr_ids)
+        leadership.joining |= joining  # counted from now on: etcd may commit it at any moment
 
         async def change() -> None:
             try:
                 committed = await alter_isr(session, name, index, seen, tuple(isr))
+                if committed is not None:
+                    log.info("%s-%d: ISR %s -> %s", name, index, list(seen.isr_ids), list(committed.isr_ids))
+                    # until the view shows the new ISR, the high watermark still needs the joiners
+                    shown = committed.partition_epoch
+                    def in_view(state: ClusterState) -> bool:
+                        now = state.partitions.get((name, index))
+                        return now is None or now.partition_epoch >= shown
+
+                    await self.membership.view.wait_until(in_view, ISR_SHOWN_TIMEOUT_S)
             except CoordinationError as exc:
                 log.warning("%s-%d: ISR change failed: %s", name, index, exc)
-                return
-            if committed is not None:
-                log.info("%s-%d: ISR %s -> %s", name, index, list(seen.isr_ids), list(committed.isr_ids))
+            except TimeoutError:
+                log.warning("%s-%d: the committed ISR change is not in the metadata view yet", name, index)
+            finally:
+                leadership.joining -= joining
 
         leadership.isr_change = asyncio.ensure_future(change())
 

@@ -120,3 +120,22 @@ def test_the_same_broker_leading_after_a_restart_gets_a_new_leader_epoch() -> No
 def test_a_new_partition_has_every_replica_in_sync() -> None:
     state = initial_state("id", [2, 3, 1], {1: 10, 2: 20, 3: 30})
     assert (state.leader, state.isr_ids, state.leader_epoch) == (2, (2, 3, 1), 0)
+
+
+
+def test_the_high_watermark_counts_kafkas_maximal_isr() -> None:
+    """A follower the leader has asked etcd to add counts at once (etcd may commit it at any
+    moment, and then nothing it lacks may have been acknowledged), and one the leader has
+    asked to remove keeps counting until the removal is committed."""
+    from brokerd.replication.leader import Leadership
+
+    committed = _state(1, [(1, 10), (2, 20)])
+    leadership = Leadership(leader_epoch=4, high_watermark=0)
+    leadership.follower(2).log_end = 5  # lagging: were its removal asked, it still counts
+    leadership.follower(3).log_end = 5  # caught up to the high watermark: asked to join
+    assert leadership.advance(committed, 1, 100) and leadership.high_watermark == 5
+    leadership.joining.add(3)
+    leadership.follower(2).log_end = 60
+    assert not leadership.advance(committed, 1, 100)  # the joiner holds it back
+    leadership.follower(3).log_end = 40
+    assert leadership.advance(committed, 1, 100) and leadership.high_watermark == 40
