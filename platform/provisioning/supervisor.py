@@ -291,6 +291,20 @@ def forkserver_stop(host_root: Path) -> None:
             server.wait(timeout=5)
 
 
+def forkserver_stop_all() -> None:
+    """Stop every fork server this process started: a worker (or pool process) that exits takes
+    its servers with it, so none outlives it (the brokers they forked keep running)."""
+    with _forkserver_lock:
+        servers = list(_forkservers.values())
+        _forkservers.clear()
+    for server in servers:
+        if server.poll() is None:
+            server.terminate()
+    for server in servers:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.wait(timeout=5)
+
+
 def _fork_broker(paths: BrokerPaths) -> Forked | None:
     import json
     import socket

@@ -23,7 +23,7 @@ import logging
 import threading
 
 from celery import current_app, shared_task
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 
@@ -241,7 +241,13 @@ def _warm_forkserver(**kwargs) -> None:
         supervisor.forkserver_start(conf.host_root())
 
 
+@worker_process_shutdown.connect
+def _stop_pool_forkservers(**kwargs) -> None:
+    supervisor.forkserver_stop_all()
+
+
 @worker_shutdown.connect
 def _stop_heartbeat(**kwargs) -> None:
+    supervisor.forkserver_stop_all()
     if _heartbeat is not None:
         _heartbeat.stopping.set()
