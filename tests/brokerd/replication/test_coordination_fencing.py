@@ -106,7 +106,7 @@ def test_a_suspect_that_accepts_connections_is_not_fenced(etcd_server: EtcdServe
             reporter = next(n for n in nodes if n not in (controller, suspect))
             epoch = suspect.session.epoch
             reporter.detector.suspect(suspect.session.node_id)
-            for _ in range(100):
+            for _ in range(600):  # generous: the probe waits for etcd's watch on a loaded machine
                 if controller.detector.probes:
                     break
                 await asyncio.sleep(0.05)
