@@ -109,6 +109,12 @@ OPERATIONS: dict[str, str] = {
     "clusters_consumer_groups_reset_offsets_create": "Move a group's committed offsets to the earliest "
     "or latest message, a time, or an offset, for a topic or some partitions. With `dry_run` nothing "
     "changes and the new offsets are shown. The group must have no active members. Admin role.",
+    "clusters_transactions_list": "The cluster's open transactions, oldest first: transactional id, "
+    "producer id and epoch, state, age and the partitions each has written. A long-running one may be "
+    "hanging.",
+    "clusters_transactions_abort_create": "Abort a hanging transaction on one partition, as Kafka's "
+    "`kafka-transactions.sh abort` does: only a producer that has a transaction open there, at the "
+    "epoch the partition knows. Admin role.",
     # --- usage and billing -----------------------------------------------------------------------
     "usage_list": "Metered usage per hour or day: bytes and records in and out, storage and partitions, "
     "by cluster, API key and topic. Usage is what billing prices.",
