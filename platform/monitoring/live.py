@@ -184,6 +184,8 @@ def _add_family(family, snap: Snapshot, requests: dict, throttle: dict, traffic:
     column = PARTITION_COUNTERS.get(name)
     for sample in family.samples:
         labels, value = sample.labels, sample.value
+        if labels.get("topic", "").startswith("__"):
+            continue  # internal topics (__consumer_offsets, __transaction_state) are the platform's
         if column is not None and sample.name.endswith("_total"):
             topic, partition = labels.get("topic", ""), int(labels.get("partition", "0"))
             row = traffic.setdefault((topic, partition), [topic, partition, 0, 0, 0, 0])
