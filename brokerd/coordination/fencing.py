@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 
 from brokerd.coordination import etcd as e
 from brokerd.coordination.controller import Controller
@@ -47,17 +48,30 @@ PROBE_TIMEOUT_S = 1.0
 
 
 async def listener_gone(endpoint: Endpoint, timeout: float = PROBE_TIMEOUT_S) -> bool:
-    """True only when a connection to the listener is refused: nothing listens there."""
+    """True only when a connection to the listener is refused: nothing listens there.
+
+    A bare socket rather than a stream: whatever happens (a timeout racing the connect's
+    completion included), the socket is closed here and no transport is left behind."""
+    loop = asyncio.get_running_loop()
     try:
-        connecting = asyncio.open_connection(endpoint.host, endpoint.port)
-        _reader, writer = await asyncio.wait_for(connecting, timeout)
+        infos = await asyncio.wait_for(
+            loop.getaddrinfo(endpoint.host, endpoint.port, type=socket.SOCK_STREAM), timeout
+        )
+    except (OSError, TimeoutError):
+        return False  # unresolvable or slow: no proof either way
+    if not infos:
+        return False
+    family, kind, proto, _name, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setblocking(False)
+        await asyncio.wait_for(loop.sock_connect(sock, address), timeout)
     except ConnectionRefusedError:
         return True
     except (OSError, TimeoutError):
         return False  # unreachable or slow: no proof either way
-    writer.close()
-    with contextlib.suppress(OSError, TimeoutError):
-        await asyncio.wait_for(writer.wait_closed(), timeout)
+    finally:
+        sock.close()
     return False
 
 
