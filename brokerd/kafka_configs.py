@@ -451,10 +451,10 @@ BROKER_CONFIG_DEFS: dict[str, ConfigDef] = {d.name: d for d in [
               (at_least(1),), dynamic=False),
     ConfigDef("group.consumer.assignors", ConfigType.LIST, "uniform,range",
               "The server-side assignors; the first one is used by default.", dynamic=False),
-    ConfigDef("group.consumer.migration.policy", ConfigType.STRING, "disabled",
+    ConfigDef("group.consumer.migration.policy", ConfigType.STRING, "bidirectional",
               "The config that enables converting the non-empty classic group using the consumer "
               "embedded protocol to the non-empty consumer group using the consumer group protocol "
-              "and vice versa (brokerd serves disabled: empty groups change protocol).",
+              "and vice versa; conversions of empty groups are always supported.",
               dynamic=False),
     ConfigDef("offsets.retention.minutes", ConfigType.INT, "10080",
               "For subscribed consumers, committed offset of a specific partition will be expired "

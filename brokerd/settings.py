@@ -132,8 +132,8 @@ register("group.consumer.max.size", "int", 2147483647, "members allowed in one c
          minimum=1)
 register("group.consumer.assignors", "list", ["uniform", "range"], "server-side assignors (uniform, range); "
          "the first is the default")
-register("group.consumer.migration.policy", "str", "disabled", "disabled only: a group changes protocol "
-         "while empty, keeping its committed offsets")
+register("group.consumer.migration.policy", "str", "bidirectional", "online protocol changes of groups "
+         "with members: disabled, upgrade, downgrade or bidirectional")
 # --- transactions: the transaction coordinator (brokerd/txn/) ----------------------------
 register("transaction.max.timeout.ms", "int", 900000, "longest transaction timeout a producer may ask for",
          minimum=1)

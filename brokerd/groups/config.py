@@ -25,10 +25,10 @@ KAFKA_NAMES: dict[str, str] = {
     "group.consumer.migration.policy": "consumer_migration_policy",
 }
 
-#: group.consumer.migration.policy values brokerd serves: a group changes protocol only while it
-#: is empty (its committed offsets kept), which Kafka does under every policy; converting a group
-#: that has members (Kafka's upgrade, downgrade and bidirectional) is not built.
-MIGRATION_POLICIES = ("disabled",)
+#: group.consumer.migration.policy values, as Kafka's: whether a group with members changes
+#: protocol (upgrade: a consumer-protocol member joins a classic group; downgrade: the last one
+#: leaves a group of classic members). Empty groups change protocol under every policy.
+MIGRATION_POLICIES = ("disabled", "upgrade", "downgrade", "bidirectional")
 
 #: (Kafka name, type, default, doc, minimum) for registration with brokerd.settings.
 SETTINGS_DOC: tuple[tuple[str, str, Any, str, int | None], ...] = (
@@ -85,8 +85,8 @@ SETTINGS_DOC: tuple[tuple[str, str, Any, str, int | None], ...] = (
     (
         "group.consumer.migration.policy",
         "str",
-        "disabled",
-        "protocol changes of non-empty groups (only disabled: empty groups change protocol, keeping offsets)",
+        "bidirectional",
+        "online protocol changes of groups with members: disabled, upgrade, downgrade or bidirectional",
         None,
     ),
 )
@@ -113,13 +113,13 @@ class GroupConfig:
     consumer_heartbeat_interval_ms: int = 5_000
     consumer_max_size: int = 2**31 - 1
     consumer_assignors: tuple[str, ...] = ("uniform", "range")
-    consumer_migration_policy: str = "disabled"
+    consumer_migration_policy: str = "bidirectional"
 
     def __post_init__(self) -> None:
         if self.consumer_migration_policy.lower() not in MIGRATION_POLICIES:
             raise ValueError(
-                f"group.consumer.migration.policy={self.consumer_migration_policy}: only "
-                f"{', '.join(MIGRATION_POLICIES)} is served (empty groups change protocol under it)"
+                f"group.consumer.migration.policy={self.consumer_migration_policy}: one of "
+                f"{', '.join(MIGRATION_POLICIES)}"
             )
         if not self.consumer_assignors or any(a not in ("uniform", "range") for a in self.consumer_assignors):
             raise ValueError(

@@ -41,6 +41,8 @@ STATIC_LEAVE_EPOCH = -2
 #: topic name -> (topic id, partition count), as the broker's metadata has them
 TopicsView = Mapping[str, tuple[uuid.UUID, int]]
 INTERNAL_TOPIC_PREFIX = "__"
+#: the protocol type of a classic consumer's JoinGroup
+CLASSIC_PROTOCOL_TYPE = "consumer"
 
 
 class MemberState(enum.Enum):
@@ -91,6 +93,40 @@ class HeartbeatResult:
     assignment: Assignment | None = None
 
 
+@dataclass(slots=True)
+class ClassicJoin:
+    """A JoinGroup into a consumer group, its embedded subscription already read."""
+
+    member_id: str
+    unknown_member: bool
+    instance_id: str | None
+    protocol_type: str
+    protocols: list[tuple[str, bytes]]
+    session_timeout_ms: int
+    rebalance_timeout_ms: int
+    topics: list[str]
+    owned: Assignment
+    rack_id: str | None = None
+    client_id: str = ""
+    client_host: str = ""
+    #: a dynamic member without a member id (JoinGroup v4+) is first given one: MEMBER_ID_REQUIRED
+    require_known_id: bool = False
+
+
+def _supports_classic(group: ConsumerGroup, protocol_type: str, names: list[str]) -> bool:
+    """The classic members must share a protocol (Kafka's ConsumerGroup.supportsClassicProtocols)."""
+    if protocol_type != CLASSIC_PROTOCOL_TYPE or not names:
+        return False
+    classic = [m.classic for m in group.members.values() if m.classic is not None]
+    return any(all(name in c.names() for c in classic) for name in names)
+
+
+def _waits_for_release(group: ConsumerGroup, member: ConsumerMember) -> bool:
+    """Whether a partition of the member's target is still owned by another member."""
+    pending = _minus(group.target.get(member.member_id, {}), member.assigned)
+    return any(group.owners.get(tp, member.member_id) != member.member_id for tp in _pairs(pending))
+
+
 def _copy(a: Mapping[uuid.UUID, Iterable[int]]) -> Assignment:
     return {t: set(ps) for t, ps in a.items() if ps}
 
@@ -117,6 +153,31 @@ def _undoc(d: Mapping[str, Iterable[int]] | None) -> Assignment:
     return {uuid.UUID(t): set(ps) for t, ps in (d or {}).items() if ps}
 
 
+@dataclass(slots=True)
+class ClassicMetadata:
+    """A member speaking the classic protocol inside a consumer group: its JoinGroup session
+    timeout and protocols (name, embedded subscription bytes)."""
+
+    session_timeout_ms: int
+    protocols: list[tuple[str, bytes]]
+
+    def names(self) -> list[str]:
+        return list(dict.fromkeys(name for name, _ in self.protocols))
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "session_timeout_ms": self.session_timeout_ms,
+            "protocols": [[name, bytes(data).hex()] for name, data in self.protocols],
+        }
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any] | None) -> ClassicMetadata | None:
+        if not doc:
+            return None
+        protocols = [(name, bytes.fromhex(data)) for name, data in doc.get("protocols") or []]
+        return cls(int(doc["session_timeout_ms"]), protocols)
+
+
 @dataclass(slots=True, eq=False)
 class ConsumerMember:
     member_id: str
@@ -133,6 +194,8 @@ class ConsumerMember:
     state: MemberState = MemberState.STABLE
     assigned: Assignment = field(default_factory=dict)
     revoking: Assignment = field(default_factory=dict)
+    #: set for a member that joined with JoinGroup (the classic protocol)
+    classic: ClassicMetadata | None = None
     session_timer: asyncio.TimerHandle | None = None
     rebalance_timer: asyncio.TimerHandle | None = None
 
@@ -158,6 +221,7 @@ class ConsumerMember:
             "state": self.state.value,
             "assigned": _doc(self.assigned),
             "revoking": _doc(self.revoking),
+            "classic": self.classic.to_document() if self.classic is not None else None,
         }
 
 
@@ -264,10 +328,39 @@ def group_from_document(group_id: str, doc: Mapping[str, Any]) -> ConsumerGroup:
             MemberState(md.get("state", "stable")),
             _undoc(md.get("assigned")),
             _undoc(md.get("revoking")),
+            ClassicMetadata.from_document(md.get("classic")),
         )
         group.add_member(member)
     group.target = {m: _undoc(a) for m, a in (doc.get("target") or {}).items() if m in group.members}
     return group
+
+
+def _replace_static(
+    group: ConsumerGroup, current: ConsumerMember, member_id: str, client_id: str, client_host: str
+) -> ConsumerMember:
+    """A static member coming back (with a new member id) takes over its predecessor's
+    assignment and epoch."""
+    group.remove_member(current.member_id)
+    replacement = ConsumerMember(
+        member_id,
+        current.instance_id,
+        current.rack_id,
+        client_id,
+        client_host,
+        current.rebalance_timeout_ms,
+        current.subscribed_names,
+        current.subscribed_regex,
+        current.server_assignor,
+        current.previous_epoch if current.member_epoch == STATIC_LEAVE_EPOCH else current.member_epoch,
+        current.previous_epoch,
+        current.state,
+        _copy(current.assigned),
+        _copy(current.revoking),
+        current.classic,
+    )
+    group.add_member(replacement)
+    group.target[member_id] = group.target.pop(current.member_id, _copy(current.assigned))
+    return replacement
 
 
 def _check_instance(group: ConsumerGroup, req: HeartbeatRequest) -> None:
@@ -340,6 +433,9 @@ class ConsumerProtocol:
         self.topics = topics
         self._on_change = on_change
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: asked before a member is removed: True when the group became a classic group
+        #: without it instead (the downgrade of an online migration)
+        self.downgrade: Callable[[ConsumerGroup, str], bool] | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop, groups: Iterable[ConsumerGroup]) -> None:
         self._loop = loop
@@ -356,7 +452,6 @@ class ConsumerProtocol:
             return HeartbeatResult(exc.error, exc.message, req.member_id or None)
 
     def _heartbeat(self, group: ConsumerGroup, req: HeartbeatRequest, new_group: bool) -> HeartbeatResult:
-        topics = self.topics()
         cfg = self.config
         if req.server_assignor is not None and req.server_assignor not in ASSIGNORS:
             raise HeartbeatError(E.unsupported_assignor, f"Assignor {req.server_assignor} is not supported.")
@@ -397,20 +492,8 @@ class ConsumerProtocol:
             member.client_id = req.client_id
         if req.client_host:
             member.client_host = req.client_host
-        # The subscribed topics' partition counts (topics created, deleted or grown) too.
-        metadata = {n: topics[n] for n in sorted(group.subscribed_topic_names(topics))}
-        if metadata != group.subscription_metadata:
-            group.subscription_metadata = metadata
-            bump = True
-        if bump:
-            group.group_epoch += 1
+        if self._advance(group, member, bump, req.owned):
             changed = True
-        if group.group_epoch > group.assignment_epoch:
-            self._compute_target(group)
-            changed = True
-        if self._reconcile(group, member, req.owned):
-            changed = True
-        self._schedule_session(group, member)
         if changed or member.member_epoch != old_epoch:
             self._on_change(group)
         send = req.member_epoch == 0 or member.assigned != old_assigned
@@ -422,6 +505,29 @@ class ConsumerProtocol:
             cfg.heartbeat_interval_ms,
             _copy(member.assigned) if send else None,
         )
+
+    def _advance(
+        self, group: ConsumerGroup, member: ConsumerMember, bump: bool, owned: Assignment | None
+    ) -> bool:
+        """Bump the group epoch if ``bump`` or the subscribed topics changed (created, deleted or
+        grown), compute a new target if the epoch moved, and reconcile ``member``; True if the
+        group changed."""
+        topics = self.topics()
+        changed = False
+        metadata = {n: topics[n] for n in sorted(group.subscribed_topic_names(topics))}
+        if metadata != group.subscription_metadata:
+            group.subscription_metadata = metadata
+            bump = True
+        if bump:
+            group.group_epoch += 1
+            changed = True
+        if group.group_epoch > group.assignment_epoch:
+            self._compute_target(group)
+            changed = True
+        if self._reconcile(group, member, owned):
+            changed = True
+        self._schedule_session(group, member)
+        return changed
 
     def _join(self, group: ConsumerGroup, req: HeartbeatRequest) -> tuple[ConsumerMember, bool]:
         """(member, whether membership changed) for a heartbeat at epoch 0."""
@@ -440,29 +546,7 @@ class ConsumerProtocol:
                         E.unreleased_instance_id,
                         f"Static member {current_id} with instance id {req.instance_id} is not released yet.",
                     )
-                # A static member coming back takes over its predecessor's assignment and epoch.
-                group.remove_member(current_id)
-                replacement = ConsumerMember(
-                    member_id,
-                    req.instance_id,
-                    current.rack_id,
-                    req.client_id,
-                    req.client_host,
-                    current.rebalance_timeout_ms,
-                    current.subscribed_names,
-                    current.subscribed_regex,
-                    current.server_assignor,
-                    current.previous_epoch
-                    if current.member_epoch == STATIC_LEAVE_EPOCH
-                    else current.member_epoch,
-                    current.previous_epoch,
-                    current.state,
-                    _copy(current.assigned),
-                    _copy(current.revoking),
-                )
-                group.add_member(replacement)
-                group.target[member_id] = group.target.pop(current_id, _copy(current.assigned))
-                return replacement, False
+                return _replace_static(group, current, member_id, req.client_id, req.client_host), False
         existing = group.members.get(member_id)
         if existing is not None:
             # A member rejoining with epoch 0 (it lost its state) starts over with nothing owned.
@@ -470,14 +554,27 @@ class ConsumerProtocol:
             existing.assigned, existing.revoking = {}, {}
             existing.member_epoch, existing.state = 0, MemberState.STABLE
             return existing, True
+        return self._add_new(
+            group, member_id, req.instance_id, req.rack_id, req.client_id, req.client_host
+        ), True
+
+    def _add_new(
+        self,
+        group: ConsumerGroup,
+        member_id: str,
+        instance_id: str | None,
+        rack_id: str | None,
+        client_id: str,
+        client_host: str,
+    ) -> ConsumerMember:
         if len(group.members) >= self.config.max_size:
             raise HeartbeatError(
                 E.group_max_size_reached,
                 f"The consumer group has reached its maximum capacity of {self.config.max_size} members.",
             )
-        member = ConsumerMember(member_id, req.instance_id, req.rack_id, req.client_id, req.client_host)
+        member = ConsumerMember(member_id, instance_id, rack_id, client_id, client_host)
         group.add_member(member)
-        return member, True
+        return member
 
     def _existing(self, group: ConsumerGroup, req: HeartbeatRequest) -> ConsumerMember:
         member = group.members.get(req.member_id)
@@ -532,8 +629,11 @@ class ConsumerProtocol:
 
     def remove(self, group: ConsumerGroup, member_id: str) -> None:
         """Remove a member (leave, session or rebalance timeout): its partitions are free at once."""
-        if group.remove_member(member_id) is None:
+        if member_id not in group.members:
             return
+        if self.downgrade is not None and self.downgrade(group, member_id):
+            return
+        group.remove_member(member_id)
         group.group_epoch += 1
         if group.members:
             self._compute_target(group)
@@ -612,6 +712,117 @@ class ConsumerProtocol:
         group._claim(member)
         return before != (member.member_epoch, member.state, member.assigned, member.revoking)
 
+    # -- members speaking the classic protocol (JoinGroup / SyncGroup / Heartbeat) -----------------
+
+    def classic_join(self, group: ConsumerGroup, req: ClassicJoin) -> ConsumerMember:
+        """JoinGroup into a consumer group (Kafka's classicGroupJoinToConsumerGroup): the
+        member's subscription and owned partitions move it towards its target as a heartbeat
+        would; its epoch is the generation it is told."""
+        names = list(dict.fromkeys(name for name, _ in req.protocols))
+        if not _supports_classic(group, req.protocol_type, names):
+            raise HeartbeatError(
+                E.inconsistent_group_protocol, f"Member {req.member_id}'s protocols are not supported."
+            )
+        if req.require_known_id:
+            if req.member_id not in group.members and len(group.members) >= self.config.max_size:
+                raise HeartbeatError(E.group_max_size_reached)
+            raise HeartbeatError(E.member_id_required)
+        member, bump = self._classic_member_for_join(group, req)
+        topics_names = tuple(sorted(set(req.topics)))
+        if topics_names != member.subscribed_names:
+            member.subscribed_names = topics_names
+            bump = True
+        if member.subscribed_regex is not None:
+            member.subscribed_regex = None
+            bump = True
+        if req.rebalance_timeout_ms > 0:
+            member.rebalance_timeout_ms = req.rebalance_timeout_ms
+        if req.rack_id is not None:
+            member.rack_id = req.rack_id
+        member.client_id, member.client_host = req.client_id, req.client_host
+        member.classic = ClassicMetadata(req.session_timeout_ms, list(req.protocols))
+        self._advance(group, member, bump, req.owned)
+        self._on_change(group)
+        return member
+
+    def _classic_member_for_join(self, group: ConsumerGroup, req: ClassicJoin) -> tuple[ConsumerMember, bool]:
+        """(member, whether it is new to the group)."""
+        member_id = req.member_id
+        if req.instance_id is not None:
+            current_id = group.static_members.get(req.instance_id)
+            if current_id is not None:
+                if current_id == member_id:
+                    return group.members[current_id], False
+                if not req.unknown_member:
+                    raise HeartbeatError(
+                        E.fenced_instance_id, f"Instance id {req.instance_id} belongs to {current_id}."
+                    )
+                current = group.members[current_id]
+                return _replace_static(group, current, member_id, req.client_id, req.client_host), False
+        member = group.members.get(member_id)
+        if member is not None:
+            return member, False
+        return self._add_new(
+            group, member_id, req.instance_id, req.rack_id, req.client_id, req.client_host
+        ), True
+
+    def _classic_member(
+        self, group: ConsumerGroup, member_id: str, instance_id: str | None, generation: int
+    ) -> ConsumerMember:
+        member = group.members.get(member_id)
+        if member is None or member.classic is None:
+            raise HeartbeatError(
+                E.unknown_member_id, f"Member {member_id} is not a classic member of the group."
+            )
+        if instance_id is not None and group.static_members.get(instance_id) != member_id:
+            raise HeartbeatError(E.fenced_instance_id, f"Instance id {instance_id} is fenced.")
+        if generation != member.member_epoch:
+            raise HeartbeatError(
+                E.illegal_generation, f"Generation {generation} is not {member.member_epoch}."
+            )
+        return member
+
+    def classic_sync(
+        self,
+        group: ConsumerGroup,
+        member_id: str,
+        instance_id: str | None,
+        generation: int,
+        protocol_type: str | None,
+        protocol_name: str | None,
+    ) -> Assignment:
+        """SyncGroup of a classic member: its current assignment, or REBALANCE_IN_PROGRESS when
+        the group moved on and the member must rejoin first."""
+        member = self._classic_member(group, member_id, instance_id, generation)
+        assert member.classic is not None
+        if (protocol_type is not None and protocol_type != CLASSIC_PROTOCOL_TYPE) or (
+            protocol_name is not None and protocol_name != member.classic.names()[0]
+        ):
+            raise HeartbeatError(E.inconsistent_group_protocol)
+        # A member still revoking has rejoined already: it finishes this step first.
+        if group.group_epoch > member.member_epoch and member.state is not MemberState.UNREVOKED_PARTITIONS:
+            raise HeartbeatError(E.rebalance_in_progress)
+        self._schedule_session(group, member)
+        return _copy(member.assigned)
+
+    def classic_heartbeat(
+        self, group: ConsumerGroup, member_id: str, instance_id: str | None, generation: int
+    ) -> ErrorCode:
+        """Heartbeat of a classic member: REBALANCE_IN_PROGRESS when it must rejoin to catch up
+        with the group epoch, to report partitions it revoked, or to collect released ones."""
+        try:
+            member = self._classic_member(group, member_id, instance_id, generation)
+        except HeartbeatError as exc:
+            return exc.error
+        self._schedule_session(group, member)
+        if (
+            member.member_epoch < group.group_epoch
+            or member.state is MemberState.UNREVOKED_PARTITIONS
+            or (member.state is MemberState.UNRELEASED_PARTITIONS and not _waits_for_release(group, member))
+        ):
+            return E.rebalance_in_progress
+        return E.none
+
     # -- timers ----------------------------------------------------------------------------------
 
     def _schedule_session(self, group: ConsumerGroup, member: ConsumerMember) -> None:
@@ -619,8 +830,10 @@ class ConsumerProtocol:
             return
         if member.session_timer is not None:
             member.session_timer.cancel()
+        # A classic member keeps the session timeout it asked for in JoinGroup.
+        timeout_ms = member.classic.session_timeout_ms if member.classic else self.config.session_timeout_ms
         member.session_timer = self._loop.call_later(
-            self.config.session_timeout_ms / 1000, self._expire, group, member, "session timeout"
+            timeout_ms / 1000, self._expire, group, member, "session timeout"
         )
 
     def _schedule_rebalance_timeout(self, group: ConsumerGroup, member: ConsumerMember) -> None:

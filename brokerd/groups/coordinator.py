@@ -45,6 +45,7 @@ from brokerd.groups.group import (
     SyncResult,
     new_member_id,
 )
+from brokerd.groups.mixed import MixedGroups
 from brokerd.groups.store import LoadedState, OffsetAndMetadata, OffsetsStore, StoreError, TopicPartition
 from brokerd.groups.topic_store import OffsetsTopicStore, fold
 
@@ -138,7 +139,7 @@ def _wall_ms() -> int:
     return int(time.time() * 1000)
 
 
-class GroupCoordinator:
+class GroupCoordinator(MixedGroups):
     """One broker's group coordinator (single node: coordinator for every group)."""
 
     def __init__(
@@ -170,6 +171,7 @@ class GroupCoordinator:
             topics or dict,
             self._consumer_group_changed,
         )
+        self.consumer.downgrade = self._downgrade
         self._consumer_writes: dict[str, asyncio.Future[None]] = {}
         self.node_id = node_id
         self.directory = Path(data_dir) / OFFSETS_DIR
@@ -492,9 +494,7 @@ class GroupCoordinator:
         created = False
         if group is not None and group.consumer is not None:
             if group.consumer.members:
-                # Classic members may not join a consumer-protocol group that has members
-                # (group.consumer.migration.policy=disabled).
-                return respond(JoinResult(E.inconsistent_group_protocol, member_id))
+                return self._classic_join_to_consumer(group, req, respond)
             # An empty consumer group becomes a classic one, keeping its committed offsets.
             log.info("group %s: empty consumer group becomes a classic group", group_id)
             group.consumer = None
@@ -966,6 +966,13 @@ class GroupCoordinator:
             )
             return
         group = self._groups.get(group_id)
+        if group is not None and group.consumer is not None:
+            fut.set_result(
+                self._classic_sync_to_consumer(
+                    group, generation_id, member_id, instance_id, protocol_type, protocol_name
+                )
+            )
+            return
         if group is None or group.is_(GroupState.EMPTY):
             fut.set_result(SyncResult(E.unknown_member_id))
             return
@@ -1040,6 +1047,9 @@ class GroupCoordinator:
         group = self._groups.get(group_id)
         if group is None:
             return E.unknown_member_id
+        if group.consumer is not None:
+            consumer = group.consumer
+            return self.consumer.classic_heartbeat(consumer, member_id, group_instance_id, generation_id)
         if group.is_(GroupState.DEAD):
             return E.coordinator_not_available
         error = group.validate_member(member_id, group_instance_id)
@@ -1068,6 +1078,9 @@ class GroupCoordinator:
             return E.unknown_member_id, []
         if group.is_(GroupState.DEAD):
             return E.coordinator_not_available, []
+        if group.consumer is not None:
+            left = self._classic_leave_from_consumer(group.consumer, members)
+            return E.none, [LeaveMemberResult(m, i, e) for m, i, e in left]
         results = []
         for member_id, instance_id in members:
             if member_id == "":
@@ -1118,12 +1131,14 @@ class GroupCoordinator:
             group.consumer = ConsumerGroup(group_id)
             new_group = True
         elif group.consumer is None:
-            # A classic group changes protocol only while empty (no member, none joining); its
-            # committed offsets stay, so consumer-protocol members resume from them.
-            if group.members or group.pending_members or not group.is_(GroupState.EMPTY) or not joining:
+            # An empty classic group (no member, none joining) becomes a consumer group whatever
+            # the migration policy; its committed offsets stay, so members resume from them.
+            empty = not group.members and not group.pending_members and group.is_(GroupState.EMPTY)
+            if not joining or (not empty and self._upgrade(group) is None):
                 return HeartbeatResult(
                     E.group_id_not_found, f"Group {group_id} is not a consumer group.", request.member_id
                 )
+        if group.consumer is None:
             log.info("group %s: empty classic group becomes a consumer group", group_id)
             self._cancel_timers(group)
             group.generation_id = 0
@@ -1272,7 +1287,8 @@ class GroupCoordinator:
     def _validate_consumer_member(
         consumer: ConsumerGroup, member_id: str, member_epoch: int
     ) -> ErrorCode | None:
-        """A consumer-protocol member commits and fetches at its current member epoch."""
+        """A consumer-protocol member commits and fetches at its current member epoch (a classic
+        member of the group at its generation, which is that epoch)."""
         if member_epoch < 0 and not member_id:
             # the admin client or a consumer without group management
             return None if not consumer.members else E.unknown_member_id
@@ -1280,7 +1296,7 @@ class GroupCoordinator:
         if member is None:
             return E.unknown_member_id
         if member_epoch != member.member_epoch:
-            return E.stale_member_epoch
+            return E.illegal_generation if member.classic is not None else E.stale_member_epoch
         return None
 
     # ==== TxnOffsetCommit (offsets committed inside a transaction) ===============================

@@ -197,10 +197,11 @@ def test_commits_check_the_member_epoch(tmp_path) -> None:
             error, fetched = coord.fetch_offsets("g", [("orders", 0)], member_id="a", member_epoch=1)
             assert (error, fetched[0].offset) == (E.none, 42)
             assert coord.fetch_offsets("g", None, member_id="a", member_epoch=3)[0] is E.stale_member_epoch
-            # the group is of the consumer type for ListGroups, and a classic member cannot join it
+            # the group is of the consumer type for ListGroups; a JoinGroup of another protocol
+            # type cannot join it (a classic consumer can: tests/brokerd/groups/test_migration.py)
             _, listed = coord.list_groups(types=["consumer"])
             assert [(g.group_id, g.group_type, g.state) for g in listed] == [("g", "consumer", "Stable")]
-            joined = await join(coord, "g", version=3)
+            joined = await join(coord, "g", version=3, protocol_type="connect")
             assert joined.error is E.inconsistent_group_protocol
             # DescribeGroups shows it as Kafka 4 does: the consumer protocol's bytes per member
             (classic_view,) = coord.describe_groups(["g"])
@@ -219,8 +220,11 @@ def test_commits_check_the_member_epoch(tmp_path) -> None:
 
 
 def test_empty_classic_group_is_taken_over_with_its_offsets(tmp_path) -> None:
+    """Empty groups change protocol under every group.consumer.migration.policy, even disabled."""
+    disabled = dataclasses.replace(CONFIG, consumer_migration_policy="disabled")
+
     async def go():
-        async with coordinator(tmp_path, CONFIG, topics=lambda: TOPICS) as coord:
+        async with coordinator(tmp_path, disabled, topics=lambda: TOPICS) as coord:
             classic = await join_new(coord, "g", protocols=PROTOCOLS)
             member = classic.member_id
             await coord.sync("g", classic.generation_id, member, assignments={member: b""})
@@ -230,7 +234,7 @@ def test_empty_classic_group_is_taken_over_with_its_offsets(tmp_path) -> None:
                 generation_id=classic.generation_id,
                 member_id=classic.member_id,
             )
-            # a consumer-protocol member cannot join while the classic member is there
+            # with the policy disabled, a consumer-protocol member cannot join the classic member
             refused = await coord.consumer_heartbeat("g", hb("a", 0, names=["orders"], owned={}))
             assert refused.error is E.group_id_not_found
             coord.leave("g", [(classic.member_id, None)])

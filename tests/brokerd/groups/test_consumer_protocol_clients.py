@@ -2,7 +2,8 @@
 
 Several members split a topic's partitions (disjoint, covering all), rebalance incrementally as
 members come and go (no member ever gives up a partition it keeps), survive a ``kill -9`` of a
-member, and take over the committed offsets of a classic group.
+member, and take over the committed offsets of a classic group; a classic group is upgraded to
+the consumer protocol while it has members (a rolling upgrade), and downgraded back.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import threading
 import time
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.brokerd.conftest import Broker
@@ -65,8 +66,12 @@ def consumer_conf(b: Broker, group: str, **extra) -> dict:
 class Member:
     """A consumer polled by its own thread; what it owns comes from its rebalance callbacks."""
 
-    def __init__(self, b: Broker, group: str, topic: str, name: str, **extra) -> None:
+    def __init__(self, b: Broker, group: str, topic: str, name: str, commit: bool = False, **extra) -> None:
         self.name = name
+        self.commit = commit
+        self.committed = 0
+        #: (monotonic time, "assign" or "revoke", partitions), from the rebalance callbacks
+        self.events: list[tuple[float, str, set[int]]] = []
         self.owned: set[int] = set()
         self.revoked: list[set[int]] = []
         self.errors: list = []
@@ -79,9 +84,11 @@ class Member:
 
     def _assign(self, _c, partitions) -> None:
         self.owned |= {p.partition for p in partitions}
+        self.events.append((time.monotonic(), "assign", {p.partition for p in partitions}))
 
     def _revoke(self, _c, partitions) -> None:
         gone = {p.partition for p in partitions}
+        self.events.append((time.monotonic(), "revoke", gone))
         self.revoked.append(gone)
         self.owned -= gone
 
@@ -94,8 +101,16 @@ class Member:
                 self.errors.append(msg.error())
             else:
                 self.messages.append((msg.partition(), msg.offset()))
+                if self.commit:
+                    # processed, then committed: a rebalance may refuse it (the next owner
+                    # then reads the record again, never misses it)
+                    with contextlib.suppress(KafkaException):
+                        self.consumer.commit(message=msg, asynchronous=False)
+                        self.committed += 1
 
     def close(self) -> None:
+        if self._stop.is_set():
+            return
         self._stop.set()
         self.thread.join(10)
         self.consumer.close()  # leaves the group (member epoch -1)
@@ -277,49 +292,94 @@ def test_regex_subscription_follows_new_topics(cbroker) -> None:
         consumer.close()
 
 
-def test_mixed_protocols_are_answered_as_kafka_does(cbroker) -> None:
-    """group.consumer.migration.policy=disabled: a group with members keeps its protocol."""
-    topic = new_topic(cbroker, 2)
-    classic = Consumer({**consumer_conf(cbroker, "cp-mixed"), "group.protocol": "classic"})
-    classic.subscribe([topic])
-    newcomer = None
-    try:
-        deadline = time.monotonic() + 30
-        while not classic.assignment() and time.monotonic() < deadline:
-            classic.poll(0.1)
-        newcomer = Consumer(consumer_conf(cbroker, "cp-mixed"))
-        newcomer.subscribe([topic])
-        errors = []
-        deadline = time.monotonic() + 30
-        while not errors and time.monotonic() < deadline:
-            classic.poll(0.05)
-            msg = newcomer.poll(0.05)
-            if msg is not None and msg.error():
-                errors.append(msg.error())
-        # librdkafka treats GROUP_ID_NOT_FOUND from ConsumerGroupHeartbeat as fatal
-        assert errors and "group id does not exist" in errors[0].str()
-        assert sorted(p.partition for p in classic.assignment()) == [0, 1]  # the classic member kept all
-    finally:
-        classic.close()
-        if newcomer is not None:
-            newcomer.close()
+CLASSIC = {"group.protocol": "classic", "heartbeat.interval.ms": 100, "session.timeout.ms": 6000}
 
-    # and the other way: a classic member cannot join a consumer-protocol group that has members
-    member = Member(cbroker, "cp-mixed-2", topic, "m")
-    classic = Consumer({**consumer_conf(cbroker, "cp-mixed-2"), "group.protocol": "classic"})
-    try:
-        deadline = time.monotonic() + 30
-        while not member.owned and time.monotonic() < deadline:
+
+def never_shared(members: list[Member]) -> None:
+    """No partition was ever owned by two members at once (from each member's callbacks)."""
+    events = sorted((t, m.name, kind, ps) for m in members for t, kind, ps in m.events)
+    owner: dict[int, str] = {}
+    for _t, name, kind, partitions in events:
+        for p in partitions:
+            if kind == "assign":
+                assert owner.get(p, name) == name, (p, owner.get(p), name)
+                owner[p] = name
+            elif owner.get(p) == name:
+                del owner[p]
+
+
+def test_rolling_upgrade_to_the_consumer_protocol_and_back(cbroker) -> None:
+    """Classic consumers replaced one by one by consumer-protocol ones (the group converts while
+    it has members, group.consumer.migration.policy=bidirectional, Kafka 4's default), then the
+    reverse: the last consumer-protocol member leaving turns it back into a classic group."""
+    partitions, group = 4, "cp-rolling"
+    topic = new_topic(cbroker, partitions)
+    producer = Producer({"bootstrap.servers": cbroker.bootstrap, "linger.ms": 5})
+    produced: set[tuple[int, int]] = set()
+
+    def produce(n: int) -> None:
+        for i in range(n):
+            producer.produce(
+                topic, value=b"x", partition=i % partitions,
+                on_delivery=lambda err, msg: err or produced.add((msg.partition(), msg.offset())),
+            )  # fmt: skip
+        assert producer.flush(15) == 0
+
+    def consumed(ms: list[Member]) -> set[tuple[int, int]]:
+        return {rec for m in ms for rec in m.messages}
+
+    def wait_for(what, timeout=30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not what() and time.monotonic() < deadline:
             time.sleep(0.05)
-        classic.subscribe([topic])
-        errors = []
-        deadline = time.monotonic() + 30
-        while not errors and time.monotonic() < deadline:
-            msg = classic.poll(0.1)
-            if msg is not None and msg.error():
-                errors.append(msg.error())
-        assert errors and "inconsistent group protocol" in errors[0].str().lower()
-        assert member.owned == {0, 1}
+        assert what()
+
+    produce(40)
+    first = set(produced)
+    everyone: list[Member] = []
+
+    def member(name: str, **extra) -> Member:
+        m = Member(cbroker, group, topic, name, **{"enable.auto.commit": False, **extra}, commit=True)
+        everyone.append(m)
+        return m
+
+    try:
+        k1, k2 = member("k1", **CLASSIC), member("k2", **CLASSIC)
+        wait_split(cbroker, group, [k1, k2], partitions)
+        wait_for(lambda: first <= consumed([k1, k2]) and k1.committed + k2.committed >= len(first))
+        assert "CLASSIC" in str(describe(cbroker, group).type)
+
+        started = time.monotonic()
+        c1 = member("c1")  # the group converts, the classic members stay in it
+        wait_split(cbroker, group, [k1, k2, c1], partitions)
+        assert "CONSUMER" in str(describe(cbroker, group).type)
+        produce(20)
+        k1.close()
+        wait_split(cbroker, group, [k2, c1], partitions)
+        c2 = member("c2")
+        wait_split(cbroker, group, [k2, c1, c2], partitions)
+        k2.close()
+        wait_split(cbroker, group, [c1, c2], partitions)
+        upgrade_s = time.monotonic() - started
+        produce(20)
+        wait_for(lambda: produced <= consumed(everyone))
+        # the consumer-protocol members resumed from the classic group's commits
+        assert not first & consumed([c1, c2])
+
+        # and back: a classic member joins, the consumer-protocol members leave
+        k3 = member("k3", **CLASSIC)
+        wait_split(cbroker, group, [c1, c2, k3], partitions)
+        c1.close()
+        wait_split(cbroker, group, [c2, k3], partitions)
+        c2.close()
+        views = wait_split(cbroker, group, [k3], partitions)
+        assert views == [set(range(partitions))]
+        assert "CLASSIC" in str(describe(cbroker, group).type)
+        produce(20)
+        wait_for(lambda: produced <= consumed(everyone))  # no record lost on the way
+        never_shared(everyone)
+        assert not [e for m in everyone for e in m.errors if e.fatal()]
+        print(f"rolling upgrade of 2 classic members: {upgrade_s:.1f} s")
     finally:
-        classic.close()
-        member.close()
+        for m in everyone:
+            m.close()
