@@ -300,9 +300,10 @@ class Broker:
         self.replicas = ReplicaManager(self, self.cluster)
         self.replicas.on_sync.append(self.internal_topics.notify)
         self.replicas.start()
-        from brokerd.cluster_metadata import MetadataFollower, adopt_local_files
+        from brokerd.cluster_metadata import MetadataFollower, adopt_client_metrics_file, adopt_local_files
 
         await adopt_local_files(self)
+        await adopt_client_metrics_file(self)
         follower = MetadataFollower(self, self.cluster.view)
         follower.start()
         # An authorizer without the cluster's bindings would deny every tenant request (or

@@ -21,6 +21,7 @@ from brokerd.acls import Acl
 from brokerd.coordination.etcd import CoordinationError
 from brokerd.coordination.view import ClusterState, ClusterView
 from brokerd.quotas import make_entity
+from brokerd.telemetry import subscriptions
 
 log = logging.getLogger("brokerd.cluster")
 
@@ -108,3 +109,31 @@ async def adopt_local_files(broker: Any) -> None:
                  "cluster", len(rows), len(quotas))
     else:
         log.info("the cluster held its ACLs and quotas already; this broker's own files are set aside")
+
+
+async def adopt_client_metrics_file(broker: Any) -> None:
+    """A broker that ran alone kept its client-metrics subscriptions in ``client-metrics.json``:
+    once it runs in a cluster, the first such broker brings them into etcd (once per cluster;
+    a later start, or another broker's file, finds the cluster's marker and writes nothing). The
+    file is then renamed (``.adopted``): etcd is the only store from here on."""
+    path = Path(broker.logs.data_dir) / subscriptions.FILE
+    if not path.exists():
+        return
+    try:
+        raw = json.loads(path.read_text())
+        kept = {str(name): subscriptions.validated(str(name), configs) for name, configs in raw.items()}
+    except (OSError, ValueError, AttributeError) as exc:  # SubscriptionError is a ValueError
+        log.error("cannot read this broker's own client-metrics file (%s); not adopted", exc)
+        return
+    try:
+        adopted = await broker.cluster.writes.adopt_client_metrics({n: c for n, c in kept.items() if c})
+    except (CoordinationError, TimeoutError) as exc:
+        log.warning("the client-metrics subscriptions of this broker's own file were not brought into "
+                    "the cluster yet (%s); the next start tries again", exc)
+        return
+    os.replace(path, path.with_name(path.name + ".adopted"))
+    if adopted:
+        log.info("brought %d client-metrics subscription(s) from this broker's file into the cluster",
+                 len(kept))
+    else:
+        log.info("the cluster adopted client-metrics subscriptions already; this broker's file is set aside")

@@ -28,7 +28,7 @@ import json
 import random
 import re
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -341,8 +341,27 @@ class MetadataWriter:
         for entity, values in quotas:
             doc = {"entity": [list(p) for p in entity], "values": values}
             ops.append(e.put(quota_key(self.keys, entity), json.dumps(doc, sort_keys=True).encode()))
+        return await self._once(b"adopted-local-metadata", ops)
+
+    async def adopt_client_metrics(self, subscriptions: Mapping[str, Mapping[str, str]]) -> bool:
+        """Store the client-metrics subscriptions a broker alone kept in its own file, once per
+        cluster (as :meth:`adopt`, with a marker of its own: a cluster upgraded before these were
+        kept in etcd adopts them on its next start). A subscription the cluster holds already
+        stays as it is: it was written later."""
+        _revision, entries = await self.etcd.get_prefix(self.keys.client_metrics)
+        present = {entry.key for entry in entries}
+        ops = [
+            e.put(key, json.dumps(dict(configs), sort_keys=True).encode())
+            for name, configs in sorted(subscriptions.items())
+            if (key := self.keys.client_metrics_resource(name)) not in present
+        ]
+        return await self._once(b"adopted-client-metrics", ops)
+
+    async def _once(self, marker_name: bytes, ops: list) -> bool:
+        """Apply ``ops`` if this call creates the marker key (in the same transaction as the
+        first ops); False, writing nothing, once the marker exists."""
         first, rest = ops[: TXN_OPS - 1], ops[TXN_OPS - 1 :]
-        marker = self.keys.prefix + b"adopted-local-metadata"
+        marker = self.keys.prefix + marker_name
         result = await self._commit([e.created_at(marker, 0)], [e.put(marker, b"1"), *first])
         if not result.succeeded:
             return False

@@ -5,7 +5,9 @@ Each named subscription has ``metrics`` (metric name prefixes; ``*`` for all, em
 client_instance_id, client_id, client_software_name, client_software_version,
 client_source_address and client_source_port; empty matches every client). Regexes use RE2
 syntax, matched against the whole value. A broker alone keeps the set in
-``<data dir>/client-metrics.json``; a cluster keeps it in etcd, the same on every broker.
+``<data dir>/client-metrics.json``; a cluster keeps it in etcd, the same on every broker (a
+broker that ran alone brings its file's subscriptions into the cluster once:
+brokerd/cluster_metadata.py).
 """
 
 from __future__ import annotations
