@@ -4,6 +4,7 @@ Every test produces before it administers and consumes after, and compares what 
 
 from __future__ import annotations
 
+import time
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 
 from brokerd.protocol import kio_adapter
 from tests.brokerd.brokerd_wire import Wire, request_class
-from tests.brokerd.replication.clustertest import ClusterBroker, cluster_brokers, wait_for
+from tests.brokerd.replication.clustertest import ClusterBroker, cluster_brokers, start_brokers, wait_for
 from tests.etcd_server import EtcdServer
 
 UNKNOWN_TOPIC_OR_PARTITION, INVALID_PARTITIONS, NO_REASSIGNMENT_IN_PROGRESS = 3, 37, 85
@@ -89,8 +90,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, etcd_server: EtcdServer) -
     prefix = f"/kastle-test/{uuid.uuid4().hex[:12]}/"
     brokers = cluster_brokers(tmp_path_factory.mktemp("admin-cluster"), etcd_server, prefix)
     try:
-        for broker in brokers:
-            broker.start(timeout=30)
+        start_brokers(brokers)
         cluster = Cluster(brokers)
         wait_for(lambda: len(cluster.admin.list_topics(timeout=10).brokers) == 3, what="3 brokers")
         yield cluster
@@ -206,6 +206,65 @@ def test_preferred_and_unclean_elections_through_the_controller(cluster: Cluster
     assert sorted(cluster.consume("elect", len(sent))) == sorted(sent)
 
 
+def test_unclean_elections_bring_a_leaderless_partition_back(cluster: Cluster) -> None:
+    """Both replicas of two partitions go down, the in-sync one last; the other comes back
+    outside the ISR. The topic does not allow unclean elections, so the partitions stay
+    leaderless until an operator asks for one: confluent-kafka for partition 0, kafka-python
+    for partition 1. Nothing was written after the ISR shrank, so nothing is lost."""
+    controller = cluster.admin.describe_cluster().result(timeout=20).controller.id
+    in_sync, behind = (b for b in cluster.brokers if b.node_id != controller)  # the controller stays up
+    order = [in_sync.node_id, behind.node_id]
+    created = cluster.admin.create_topics([NewTopic("dirty", 2, replica_assignment=[order, order])])
+    created["dirty"].result(timeout=20)
+    wait_for(lambda: all(sorted(_partition(cluster, "dirty", i).isrs) == sorted(order) for i in (0, 1)),
+             what="dirty in sync")  # fmt: skip
+    sent = cluster.produce("dirty", 200)
+
+    def led_by(index: int) -> int:
+        return _partition(cluster, "dirty", index).leader
+
+    try:
+        behind.kill()
+        wait_for(lambda: all(_partition(cluster, "dirty", i).isrs == [in_sync.node_id] for i in (0, 1)),
+                 what="the ISR without the killed replica")  # fmt: skip
+        in_sync.kill()
+        wait_for(lambda: led_by(0) == led_by(1) == -1, what="no leader")
+        # (the brokers report no leader before the controller has written it: until then the
+        # dead preferred replica is still the leader on record, and the election not needed)
+        refused = "PREFERRED_LEADER_NOT_AVAILABLE"
+        wait_for(lambda: _elect(cluster, ElectionType.PREFERRED, "dirty", 0) == refused,
+                 what="the controller to record no leader")  # fmt: skip
+        assert _elect(cluster, ElectionType.UNCLEAN, "dirty", 0) == "ELIGIBLE_LEADERS_NOT_AVAILABLE"
+        behind.start(timeout=30)
+        wait_for(lambda: len(cluster.admin.list_topics(timeout=10).brokers) == 2, what="the replica back")
+        # live but not in sync: never made leader without being asked
+        for _ in range(10):
+            assert led_by(0) == led_by(1) == -1
+            time.sleep(0.1)
+
+        assert _elect(cluster, ElectionType.UNCLEAN, "dirty", 0) is None
+        admin = cluster.kafka_python_admin()
+        try:
+            answer = admin.elect_leaders(1, {"dirty": [1]})  # 1: unclean
+            assert [(r.topic, [(p.partition_id, p.error_code) for p in r.partition_result])
+                    for r in answer.replica_election_results] == [("dirty", [(1, 0)])]  # fmt: skip
+        finally:
+            admin.close()
+        wait_for(lambda: led_by(0) == led_by(1) == behind.node_id, what="the unclean leader")
+        assert _elect(cluster, ElectionType.UNCLEAN, "dirty", 0) == "ELECTION_NOT_NEEDED"
+        assert all(_partition(cluster, "dirty", i).isrs == [behind.node_id] for i in (0, 1))
+        assert sorted(cluster.consume("dirty", len(sent))) == sorted(sent)
+    finally:
+        for broker in (behind, in_sync):
+            if broker.proc is None or broker.proc.poll() is not None:
+                broker.start(timeout=30)
+    # the other replica comes back, follows and rejoins the ISR; writes go on
+    wait_for(lambda: all(sorted(_partition(cluster, "dirty", i).isrs) == sorted(order) for i in (0, 1)),
+             timeout=30, what="both replicas in sync again")  # fmt: skip
+    sent += cluster.produce("dirty", 100)
+    assert sorted(cluster.consume("dirty", len(sent))) == sorted(sent)
+
+
 def test_the_controller_gives_leaderships_back_to_preferred_replicas(
     tmp_path: Path, etcd_server: EtcdServer
 ) -> None:
@@ -213,8 +272,7 @@ def test_the_controller_gives_leaderships_back_to_preferred_replicas(
     settings = {"leader.imbalance.check.interval.seconds": 1, "leader.imbalance.per.broker.percentage": 10}
     brokers = cluster_brokers(tmp_path, etcd_server, prefix, settings=settings)
     try:
-        for broker in brokers:
-            broker.start(timeout=30)
+        start_brokers(brokers)
         cluster = Cluster(brokers)
         wait_for(lambda: len(cluster.admin.list_topics(timeout=10).brokers) == 3, what="3 brokers")
         cluster.create_topic("rebalanced", 3)
@@ -341,6 +399,23 @@ def test_describe_log_dirs_lists_every_replica_a_broker_hosts(cluster: Cluster) 
         (result,) = answer.results
         hosted = sorted(p.partition_index for t in result.topics if t.name == "dirs" for p in t.partitions)
         assert hosted == sorted(i for i, p in meta.partitions.items() if broker.node_id in p.replicas)
+    # kafka-python asks every broker the metadata names, for this topic only
+    admin = cluster.kafka_python_admin()
+    try:
+        answers = admin.describe_log_dirs(["dirs"])
+    finally:
+        admin.close()
+    hosted_by = {}
+    for answer in answers:
+        (log_dir,) = answer["log_dirs"]
+        assert log_dir["error_code"] == 0
+        partitions = [p for t in log_dir["topics"] for p in t["partitions"]]
+        hosted_by[answer["broker"]] = sorted((p["partition_index"], p["partition_size"] > 0)
+                                             for p in partitions)  # fmt: skip
+    assert hosted_by == {
+        b.node_id: sorted((i, True) for i, p in meta.partitions.items() if b.node_id in p.replicas)
+        for b in cluster.brokers
+    }
     assert sorted(cluster.consume("dirs", len(sent))) == sorted(sent)
 
 
@@ -406,6 +481,11 @@ def test_cancel_a_running_reassignment_and_describe_the_cluster(cluster: Cluster
     described = cluster.admin.describe_cluster().result(timeout=20)
     assert described.controller.id == cluster.admin.list_topics(timeout=10).controller_id
     assert described.controller.id in {b.node_id for b in cluster.brokers}
+    admin = cluster.kafka_python_admin()
+    try:
+        assert admin.describe_cluster()["controller_id"] == described.controller.id
+    finally:
+        admin.close()
 
     cluster.create_topic("unmoved", 1, rf=1)
     sent = cluster.produce("unmoved", 200)
