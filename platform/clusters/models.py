@@ -58,6 +58,18 @@ class Cluster(models.Model):
         help_text="The latest rolling restart: state (running, done, failed), brokers in order, those "
         "restarted, the one restarting now, an error for the tenant",
     )
+    scale = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The latest growth of a Dedicated cluster: state (starting, reassigning, done, failed), "
+        "broker counts from and to, partitions to move and moved, an error for the tenant",
+    )
+    replacement = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Brokers of a lost host being replaced on other hosts: state (waiting, replacing, "
+        "blocked, done), the brokers and hosts, a reason for the tenant",
+    )
     schemas = models.PositiveIntegerField(
         default=0, help_text="Live schema versions in the cluster's Schema Registry (metered hourly)"
     )
@@ -110,9 +122,7 @@ class Cluster(models.Model):
         its certificate is issued. pki issues it (`pki.models.BrokerCertificate`, one per cluster,
         reached here by its reverse relation so that clusters need not import pki); read fresh
         each time, as a renewal may change it."""
-        return (
-            Cluster.objects.filter(pk=self.pk).values_list("tls_certificate__ca_pem", flat=True).first()
-        )
+        return Cluster.objects.filter(pk=self.pk).values_list("tls_certificate__ca_pem", flat=True).first()
 
 
 class Host(models.Model):

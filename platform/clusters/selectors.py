@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
@@ -47,6 +47,15 @@ def live_hosts() -> QuerySet[Host]:
     return Host.objects.filter(heartbeat_at__gte=_heartbeat_cutoff())
 
 
+def hosts_with_room(*, exclude_cluster: Cluster | None = None) -> int:
+    """Live hosts with room for one more broker (a broker with a port occupies its host), not
+    counting those that already run a broker of `exclude_cluster` (one host per broker)."""
+    hosts = live_hosts().annotate(load=Count("brokers", filter=Q(brokers__port__isnull=False)))
+    if exclude_cluster is not None:
+        hosts = hosts.exclude(brokers__cluster=exclude_cluster, brokers__port__isnull=False)
+    return sum(1 for host in hosts if host.load < host.capacity)
+
+
 def _stale_broker_q() -> Q:
     cutoff = _heartbeat_cutoff()
     return Q(host__isnull=False) & (Q(host__heartbeat_at__isnull=True) | Q(host__heartbeat_at__lt=cutoff))
@@ -64,6 +73,32 @@ def is_degraded(cluster: Cluster) -> bool:
     if cluster.status != ClusterStatus.RUNNING:
         return False
     return Broker.objects.filter(_stale_broker_q(), cluster=cluster).exists()
+
+
+def degraded_reason(cluster: Cluster, health: Health | None = None) -> str:
+    """Why a RUNNING cluster is not fully healthy, in words for the tenant; "" when it is.
+
+    A lost host's brokers first wait for it (it may come back), then are replaced on other hosts
+    and copy their partitions from the surviving replicas; the replacement's own words say which
+    step it is at."""
+    if cluster.status != ClusterStatus.RUNNING:
+        return ""
+    replacement = cluster.replacement or {}
+    if replacement.get("state") in ("waiting", "replacing", "blocked"):
+        return replacement.get("reason", "")
+    stale = list(
+        Broker.objects.filter(_stale_broker_q(), cluster=cluster).select_related("host").order_by("node_id")
+    )
+    if stale:
+        hosts = sorted({b.host.name for b in stale})
+        nodes = ", ".join(str(b.node_id) for b in stale)
+        return (
+            f"Host {', '.join(hosts)} stopped reporting: broker{'s' if len(stale) > 1 else ''} {nodes} "
+            "may still serve clients but nobody supervises them until the host is back."
+        )
+    if health is not None and health.state != "healthy":
+        return health.summary
+    return ""
 
 
 # --- replicated clusters: brokers and partitions as etcd sees them ----------------------------------

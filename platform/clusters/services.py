@@ -17,7 +17,8 @@ from controlplane.errors import Conflict, ValidationFailed
 from .models import TRANSITIONS, Cluster, ClusterStatus
 from .names import name_problem
 from .plans import PLANS
-from .signals import deprovision_requested, provision_requested, restart_requested
+from .selectors import hosts_with_room
+from .signals import deprovision_requested, provision_requested, restart_requested, scale_requested
 
 NAME_TAKEN = "A cluster with this name already exists in your organization."
 
@@ -223,6 +224,11 @@ def cluster_restart(*, cluster: Cluster, actor: Actor = SYSTEM, node_ids: list[i
             raise Conflict(
                 f"Cluster {locked.public_id} is being restarted already.", details={"restart": locked.restart}
             )
+        if (locked.scale or {}).get("state") in ("starting", "reassigning"):
+            raise Conflict(
+                f"Cluster {locked.public_id} is growing; restart it once that is done.",
+                details={"scale": locked.scale},
+            )
         now = timezone.now()
         brokers = list(locked.brokers.order_by("node_id").values_list("node_id", flat=True))
         locked.restart = {
@@ -262,6 +268,110 @@ def cluster_restart_progress(*, cluster_id: int, **changes) -> dict:
                 target=locked, details=details,
             )  # fmt: skip
     return restart
+
+
+def cluster_scale(*, cluster: Cluster, count: int, actor: Actor = SYSTEM) -> Cluster:
+    """Grow a RUNNING Dedicated cluster to `count` brokers (after commit, provisioning starts them
+    and moves replicas over to balance); `Cluster.scale` shows the progress. Shrinking is refused."""
+    with transaction.atomic():
+        locked = Cluster.objects.select_for_update().get(pk=cluster.pk)
+        plan = locked.plan_limits
+        if not plan.brokers_chosen:
+            raise ValidationFailed(
+                f"A {plan.display_name} cluster runs a fixed number of brokers ({plan.brokers}); only "
+                "Dedicated clusters grow.",
+                details={"plan": locked.plan},
+            )
+        if locked.status != ClusterStatus.RUNNING:
+            raise Conflict(
+                f"Only a RUNNING cluster can grow; {locked.public_id} is {locked.status}.",
+                details={"status": locked.status},
+            )
+        current = locked.broker_count
+        if count < current:
+            raise ValidationFailed(
+                f"The cluster runs {current} brokers; shrinking a cluster is not supported yet: its "
+                "partitions would first have to move off the brokers removed.",
+                details={"count": [f"Choose more than {current}."]},
+            )
+        if count == current:
+            raise ValidationFailed(
+                f"The cluster runs {current} brokers already.",
+                details={"count": [f"Choose more than {current}."]},
+            )
+        if count > plan.brokers_max:
+            raise ValidationFailed(
+                f"The {plan.display_name} plan runs at most {plan.brokers_max} brokers.",
+                details={"count": [f"Choose at most {plan.brokers_max}."]},
+            )
+        for busy, what in (("scale", "growing"), ("restart", "being restarted")):
+            if (getattr(locked, busy) or {}).get("state") in ("starting", "reassigning", "running"):
+                raise Conflict(
+                    f"Cluster {locked.public_id} is {what} already; try again when that is done.",
+                    details={busy: getattr(locked, busy)},
+                )
+        free = hosts_with_room(exclude_cluster=locked)
+        if free < count - current:
+            raise Conflict(
+                f"Growing to {count} brokers needs {count - current} more broker host"
+                f"{'s' if count - current > 1 else ''} with room, one per broker, and only {free} "
+                f"{'is' if free == 1 else 'are'} available now. Choose fewer brokers, or try again once the "
+                "operators add hosts.",
+                code="insufficient_capacity",
+                details={"hosts_available": free, "hosts_needed": count - current},
+            )
+        locked.broker_count = count
+        locked.scale = {
+            "state": "starting",
+            "from": current,
+            "to": count,
+            "partitions": 0,
+            "moved": 0,
+            "started_at": timezone.now().isoformat(),
+            "finished_at": None,
+            "error": "",
+        }
+        locked.save(update_fields=["broker_count", "scale", "updated_at"])
+        audit_record(
+            organization=locked.organization, actor=actor, action="cluster.scale", target=locked,
+            details={"from": current, "to": count},
+        )  # fmt: skip
+        _announce_on_commit(scale_requested, locked.pk)
+    return locked
+
+
+def cluster_scale_progress(*, cluster_id: int, **changes) -> dict:
+    """Update the growth's progress (row-locked); returns it. The end is audited."""
+    with transaction.atomic():
+        locked = Cluster.objects.select_for_update().get(pk=cluster_id)
+        scale = {**(locked.scale or {}), **changes}
+        ended = changes.get("state") in ("done", "failed")
+        if ended:
+            scale["finished_at"] = timezone.now().isoformat()
+        locked.scale = scale
+        locked.save(update_fields=["scale", "updated_at"])
+        if ended:
+            audit_record(
+                organization=locked.organization, actor=SYSTEM, action="cluster.scale.finished",
+                target=locked, details={k: scale.get(k) for k in ("state", "from", "to", "moved", "error")},
+            )  # fmt: skip
+    return scale
+
+
+def cluster_replacement_progress(*, cluster_id: int, audit: str = "", **changes) -> dict:
+    """Record where the replacement of a lost host's brokers stands (row-locked); `audit` names an
+    audit log action to record with the new state (the replacement, and its return to health)."""
+    with transaction.atomic():
+        locked = Cluster.objects.select_for_update().get(pk=cluster_id)
+        replacement = {**(locked.replacement or {}), **changes, "updated_at": timezone.now().isoformat()}
+        locked.replacement = replacement
+        locked.save(update_fields=["replacement", "updated_at"])
+        if audit:
+            audit_record(
+                organization=locked.organization, actor=SYSTEM, action=audit, target=locked,
+                details={k: v for k, v in replacement.items() if k != "updated_at"},
+            )  # fmt: skip
+    return replacement
 
 
 def cluster_retry(*, cluster: Cluster, actor: Actor = SYSTEM) -> Cluster:

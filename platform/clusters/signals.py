@@ -14,3 +14,6 @@ deprovision_requested = Signal()
 
 #: A RUNNING cluster's brokers are to be restarted one at a time. kwargs: cluster_id.
 restart_requested = Signal()
+
+#: A RUNNING Dedicated cluster grows (its broker count was raised). kwargs: cluster_id.
+scale_requested = Signal()

@@ -337,6 +337,7 @@ CELERY_TASK_ROUTES = {
     "provisioning.cluster_deprovision": {"queue": CELERY_DEFAULT_QUEUE},
     "provisioning.reconcile": {"queue": CELERY_DEFAULT_QUEUE},
     "provisioning.cluster_restart_step": {"queue": CELERY_DEFAULT_QUEUE},
+    "provisioning.cluster_scale_step": {"queue": CELERY_DEFAULT_QUEUE},
     # metering (platform/metering/tasks.py); metering.host_collect goes to `host.<name>`
     "metering.collect": {"queue": CELERY_DEFAULT_QUEUE},
     "metering.close_invoices": {"queue": CELERY_DEFAULT_QUEUE},

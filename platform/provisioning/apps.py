@@ -10,17 +10,21 @@ class ProvisioningConfig(AppConfig):
         from django.db.models.signals import post_save
 
         from clusters.models import Cluster
-        from clusters.signals import deprovision_requested, provision_requested, restart_requested
+        from clusters.signals import (
+            deprovision_requested,
+            provision_requested,
+            restart_requested,
+            scale_requested,
+        )
         from iam.signals import api_keys_changed
         from sharedkit import kafka_admin
 
         from . import receivers
 
         provision_requested.connect(receivers.start_provisioning, dispatch_uid="provisioning.provision")
-        deprovision_requested.connect(
-            receivers.start_deprovisioning, dispatch_uid="provisioning.deprovision"
-        )
+        deprovision_requested.connect(receivers.start_deprovisioning, dispatch_uid="provisioning.deprovision")
         restart_requested.connect(receivers.start_restart, dispatch_uid="provisioning.restart")
+        scale_requested.connect(receivers.start_scale, dispatch_uid="provisioning.scale")
         api_keys_changed.connect(receivers.push_credentials, dispatch_uid="provisioning.credentials")
         # Every Kafka client the control plane caches for a cluster is closed once it stops running,
         # in the process that saved it. A Celery worker has several pool processes, and the one that

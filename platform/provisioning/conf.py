@@ -9,7 +9,8 @@ Per host (each broker host's worker reads its own):
                           under hosts/<name>/
 Timings (seconds): KASTLE_HEARTBEAT_INTERVAL (5), KASTLE_RECONCILE_INTERVAL (3),
 KASTLE_BROKER_START_TIMEOUT (30), KASTLE_OPERATION_LEASE (20), KASTLE_UNCLAIMED_GRACE (15),
-KASTLE_PORT_RELEASE_WAIT (15), KASTLE_RESTART_IN_SYNC_TIMEOUT (300).
+KASTLE_PORT_RELEASE_WAIT (15), KASTLE_RESTART_IN_SYNC_TIMEOUT (300), KASTLE_REPLACE_AFTER (300).
+KASTLE_REASSIGN_BATCH (4): how many partitions a growing cluster moves at a time.
 KASTLE_BROKERD_FORKSERVER (on): brokers are forked from a fork server with brokerd imported
 (`supervisor.forkserver_enabled`, read from the environment: `0` starts each brokerd afresh).
 Host liveness (KASTLE_HOST_TIMEOUT) is the clusters app's (`clusters/conf.py`).
@@ -82,6 +83,26 @@ def restart_in_sync_timeout() -> float:
     """How long a rolling restart waits for a restarted broker's partitions to be back in full ISR
     before it stops, failed, leaving the remaining brokers alone."""
     return _seconds("KASTLE_RESTART_IN_SYNC_TIMEOUT", 300.0)
+
+
+def replace_after() -> float:
+    """How long a host's heartbeat may be missing before the brokers it ran for replicated clusters
+    are started again on other hosts (with the same node ids, from empty data directories). Never
+    sooner than the host counts as gone (KASTLE_HOST_TIMEOUT): a host that merely restarts its
+    worker keeps its brokers and their data."""
+    return _seconds("KASTLE_REPLACE_AFTER", 300.0)
+
+
+def reassign_batch() -> int:
+    """How many partitions a growing cluster moves at once: each move copies a partition's log to
+    a new broker over the network, so fewer at a time leave more of the brokers' bandwidth to
+    clients (brokerd has no replication byte-rate throttle)."""
+    return max(1, integer("KASTLE_REASSIGN_BATCH", 4))
+
+
+def scale_start_timeout() -> float:
+    """How long a growing cluster waits for its new brokers to start and register."""
+    return _seconds("KASTLE_SCALE_START_TIMEOUT", 120.0)
 
 
 def operation_lease() -> float:

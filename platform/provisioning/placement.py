@@ -199,14 +199,36 @@ def place_cluster(cluster: Cluster) -> list[Broker]:
             broker.status = BrokerStatus.PENDING
             broker.save(update_fields=["status", "updated_at"])
             used_hosts.add(host.pk)
-        hosts = len(used_hosts)
-        warning = ""
-        if hosts < count:
-            warning = (
-                f"The cluster's {count} brokers share {hosts} host{'s' if hosts > 1 else ''} because only "
-                f"{hosts} broker host{'s' if hosts > 1 else ''} had room: losing one host stops several "
-                "brokers at once, so the cluster tolerates fewer failures than its plan promises."
-            )
-        if warning != cluster.placement_warning:
-            Cluster.objects.filter(pk=cluster.pk).update(placement_warning=warning)
+        placement_warning_update(cluster, count=count, hosts=len(used_hosts))
         return [brokers[n] for n in sorted(brokers)]
+
+
+def placement_warning_update(cluster: Cluster, *, count: int, hosts: int) -> None:
+    """Say so on the cluster when its `count` brokers share `hosts` hosts (or stop saying it)."""
+    warning = ""
+    if hosts < count:
+        warning = (
+            f"The cluster's {count} brokers share {hosts} host{'s' if hosts > 1 else ''} because only "
+            f"{hosts} broker host{'s' if hosts > 1 else ''} had room: losing one host stops several "
+            "brokers at once, so the cluster tolerates fewer failures than its plan promises."
+        )
+    if warning != cluster.placement_warning:
+        Cluster.objects.filter(pk=cluster.pk).update(placement_warning=warning)
+        cluster.placement_warning = warning
+
+
+def place_replacement(broker: Broker) -> Host:
+    """Move `broker` (its host lost) to another live host with room, preferring one without a broker
+    of its cluster; call in a transaction with the cluster row locked. Raises NoHostAvailable."""
+    others = set(
+        Broker.objects.filter(cluster_id=broker.cluster_id, port__isnull=False)
+        .exclude(pk=broker.pk)
+        .values_list("host_id", flat=True)
+    )
+    host = _lock_host_with_room(prefer_not=others)
+    lease_ports(broker, host)  # drops its leases on the lost host
+    Broker.objects.filter(pk=broker.pk).update(status=BrokerStatus.PENDING, pid=None)
+    broker.status, broker.pid = BrokerStatus.PENDING, None
+    cluster = Cluster.objects.get(pk=broker.cluster_id)
+    placement_warning_update(cluster, count=cluster.broker_count, hosts=len(others | {host.pk}))
+    return host

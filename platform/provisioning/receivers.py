@@ -28,6 +28,10 @@ def start_restart(sender, cluster_id: int, **kwargs) -> None:
     tasks.cluster_restart_step.delay(cluster_id)
 
 
+def start_scale(sender, cluster_id: int, **kwargs) -> None:
+    tasks.cluster_scale_step.delay(cluster_id)
+
+
 def push_credentials(sender, cluster_id: int, **kwargs) -> None:
     acl_services.cluster_sync_on_commit(cluster_id=cluster_id)
     transaction.on_commit(lambda: services.cluster_credentials_push(cluster_id=cluster_id))

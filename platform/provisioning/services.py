@@ -216,7 +216,14 @@ def cluster_mark_running_if_ready(*, cluster_id: int) -> bool:
 
 
 def _bootstrap(brokers: list[Broker]) -> str:
-    return ",".join(f"{b.host.address}:{b.port}" for b in brokers)
+    return ",".join(f"{b.host.address}:{b.port}" for b in brokers if b.host and b.port)
+
+
+def bootstrap_rewrite(*, cluster_id: int) -> None:
+    """The cluster's bootstrap list names each broker where it runs now (call in a transaction
+    holding the cluster's row lock): a broker moved to another host, or brokers were added."""
+    brokers = list(Broker.objects.filter(cluster_id=cluster_id).select_related("host").order_by("node_id"))
+    Cluster.objects.filter(pk=cluster_id).update(bootstrap_servers=_bootstrap(brokers))
 
 
 # --- etcd (replicated clusters) --------------------------------------------------------------
@@ -382,8 +389,7 @@ def _move_ports(broker: Broker, busy: set[int]) -> None:
     with transaction.atomic():
         cluster = Cluster.objects.select_for_update().get(pk=broker.cluster_id)
         if cluster.bootstrap_servers:
-            brokers = list(cluster.brokers.select_related("host").order_by("node_id"))
-            Cluster.objects.filter(pk=cluster.pk).update(bootstrap_servers=_bootstrap(brokers))
+            bootstrap_rewrite(cluster_id=cluster.pk)
 
 
 # --- deprovision -----------------------------------------------------------------------------
@@ -552,8 +558,10 @@ def _wait_in_sync(cluster: Cluster, node_id: int) -> None:
     while True:
         cluster.refresh_from_db()
         health = cluster_selectors.cluster_health(cluster=cluster)
-        if health is not None and health.brokers_online == health.brokers and not (
-            health.under_replicated_partitions or health.offline_partitions
+        if (
+            health is not None
+            and health.brokers_online == health.brokers
+            and not (health.under_replicated_partitions or health.offline_partitions)
         ):
             return
         if time.monotonic() >= deadline:
@@ -734,30 +742,45 @@ def _reconcile_broker(broker: Broker, root: Path, report: dict[str, list[str]]) 
 
 
 def _remove_orphans(host: Host, root: Path, report: dict[str, list[str]]) -> None:
-    def wanted(public_id: str) -> bool:
-        return (
-            PortLease.objects.filter(broker__cluster__public_id=public_id, host=host)
-            .exclude(broker__cluster__status=ClusterStatus.DELETED)
-            .exists()
+    """Stop and remove what no lease on this host asks for: a deleted cluster's brokers, and a
+    broker replaced on another host while this one was gone (its copy here is stale)."""
+
+    def leases(public_id: str):
+        return PortLease.objects.filter(broker__cluster__public_id=public_id, host=host).exclude(
+            broker__cluster__status=ClusterStatus.DELETED
         )
+
+    def wanted(public_id: str) -> bool:
+        return leases(public_id).exists()
+
+    def broker_wanted(public_id: str, broker_dir: str) -> bool:
+        node = broker_dir.removeprefix("broker-")
+        return node.isdigit() and leases(public_id).filter(broker__node_id=int(node)).exists()
 
     for config, pid in supervisor.brokerd_processes(root).items():
         public_id = config.parent.parent.name
-        if not wanted(public_id):
+        if not broker_wanted(public_id, config.parent.name):
             with supervisor.cluster_lock(root, public_id, blocking=False) as acquired:
                 paths = BrokerPaths(config.parent)
-                if acquired and not wanted(public_id) and supervisor.stop_pid(pid, paths):
+                if (
+                    acquired
+                    and not broker_wanted(public_id, config.parent.name)
+                    and supervisor.stop_pid(pid, paths)
+                ):
                     report["stopped"].append(f"{public_id} (orphan pid {pid})")
     clusters = supervisor.clusters_root(root)
     if not clusters.is_dir():
         return
     for entry in clusters.iterdir():
-        if not entry.is_dir() or wanted(entry.name):
+        if not entry.is_dir():
             continue
         try:
             if time.time() - entry.stat().st_mtime < 2.0:
                 continue  # just created: its lease may not be visible to us yet
         except FileNotFoundError:
+            continue
+        if wanted(entry.name):
+            _remove_replaced(entry, report, lambda d, c=entry.name: broker_wanted(c, d), root)
             continue
         with supervisor.cluster_lock(root, entry.name, blocking=False) as acquired:
             if not acquired or wanted(entry.name):
@@ -766,6 +789,22 @@ def _remove_orphans(host: Host, root: Path, report: dict[str, list[str]]) -> Non
                 supervisor.stop_broker(BrokerPaths(sub))
             supervisor.remove_tree(entry)
             report["removed"].append(entry.name)
+
+
+def _remove_replaced(cluster_dir: Path, report: dict[str, list[str]], wanted, root: Path) -> None:
+    """Broker directories of a cluster still served here whose broker now lives on another host."""
+    stale = [sub for sub in cluster_dir.glob("broker-*") if sub.is_dir() and not wanted(sub.name)]
+    if not stale:
+        return
+    with supervisor.cluster_lock(root, cluster_dir.name, blocking=False) as acquired:
+        if not acquired:
+            return
+        for sub in stale:
+            if wanted(sub.name):
+                continue
+            supervisor.stop_broker(BrokerPaths(sub))
+            supervisor.remove_tree(sub)
+            report["removed"].append(f"{cluster_dir.name}/{sub.name}")
 
 
 def local_brokers_stop() -> list[int]:

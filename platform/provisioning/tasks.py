@@ -3,8 +3,10 @@
 Control queue (`settings.CELERY_DEFAULT_QUEUE`):
   provisioning.cluster_provision(cluster_id)     place, then start on the host (see services)
   provisioning.cluster_deprovision(cluster_id)   stop, collect, remove, free ports, DELETED
-  provisioning.reconcile()                       beat, every KASTLE_RECONCILE_INTERVAL seconds
+  provisioning.reconcile()                       beat, every KASTLE_RECONCILE_INTERVAL seconds;
+                                                 also replaces the brokers of lost hosts (replacement)
   provisioning.cluster_restart_step(cluster_id)  the next broker of a rolling restart
+  provisioning.cluster_scale_step(cluster_id)    one step of a growing cluster (queues the next)
 Host queue `host.<name>` (first argument: the host's name):
   provisioning.host_provision(host, cluster_id, owner)
   provisioning.host_deprovision(host, cluster_id, owner)
@@ -30,7 +32,7 @@ from django.db import DatabaseError, close_old_connections
 from clusters.models import Cluster
 from sharedkit.retry import backoff
 
-from . import conf, placement, services, supervisor
+from . import conf, placement, replacement, scaling, services, supervisor
 from .errors import PermanentError, TransientError
 from .queues import host_queue, send_to_host
 
@@ -147,6 +149,11 @@ def cluster_restart_step(cluster_id: int) -> str:
     return services.cluster_restart_step(cluster_id=cluster_id)
 
 
+@shared_task(name="provisioning.cluster_scale_step", acks_late=True, ignore_result=True)
+def cluster_scale_step(cluster_id: int) -> str:
+    return scaling.cluster_scale_step(cluster_id=cluster_id)
+
+
 @shared_task(name="provisioning.host_broker_restart", acks_late=True, ignore_result=True)
 def host_broker_restart(host_name: str, cluster_id: int, node_id: int) -> str:
     if not _is_local(host_name, "host_broker_restart"):
@@ -175,7 +182,10 @@ def host_reconcile(host_name: str) -> dict:
 
 @shared_task(name="provisioning.reconcile", acks_late=True, ignore_result=True)
 def reconcile() -> dict:
-    return services.control_reconcile()
+    report = services.control_reconcile()
+    report["replacement"] = replacement.brokers_replace_lost()
+    report["scales_redriven"] = scaling.scales_redrive()
+    return report
 
 
 def _is_local(host_name: str, what: str) -> bool:

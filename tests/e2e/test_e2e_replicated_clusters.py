@@ -1,5 +1,7 @@
 """Replicated clusters end to end: a Standard cluster of 3 brokers on 3 hosts (127.0.0.1/.2/.3),
-each host with its own worker and data root, brokers meeting in a real etcd with authentication on.
+each host with its own worker and data root, brokers meeting in a real etcd with authentication on;
+a spare host (127.0.0.4) takes over the brokers of a host lost for good, and the room for growing a
+Dedicated cluster.
 
 REST -> PostgreSQL -> Celery (a control worker, three host workers, beat) -> brokerd processes
 registered in etcd -> Kafka clients. The cluster's etcd user is made at provisioning and removed on
@@ -31,6 +33,9 @@ from tests.helpers import environ, wait_until
 from tests.platform.api import Tenant, assert_page
 
 HOSTS = {"a": "127.0.0.1", "b": "127.0.0.2", "c": "127.0.0.3"}
+SPARE = {"d": "127.0.0.4"}
+# A host silent for 6 s is gone; its brokers are replaced elsewhere as soon as it is.
+FAST_REPLACEMENT = {"KASTLE_HOST_TIMEOUT": "6", "KASTLE_REPLACE_AFTER": "6", "KASTLE_REASSIGN_BATCH": "3"}
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +55,7 @@ def _env(etcd):
         environ(
             KASTLE_ETCD_URL=f"http://127.0.0.1:{etcd.client_port}",
             KASTLE_ETCD_ROOT_PASSWORD=EtcdServer.ROOT_PASSWORD,
+            **FAST_REPLACEMENT,
         ),
     ):
         yield
@@ -58,9 +64,9 @@ def _env(etcd):
 @pytest.fixture(scope="module")
 def hosts(_env, celery_services):
     celery_services.start_worker("worker", queues=["kastle"], concurrency=2, wait=False)
-    for name, address in HOSTS.items():
+    for name, address in {**HOSTS, **SPARE}.items():
         celery_services.start_host_worker(name, address, concurrency=1, wait=False)
-    celery_services.wait_ready("worker", *(f"worker-{name}" for name in HOSTS))
+    celery_services.wait_ready("worker", *(f"worker-{name}" for name in {**HOSTS, **SPARE}))
     return celery_services
 
 
@@ -69,11 +75,11 @@ def three_hosts(hosts, celery_worker):
     from clusters.models import Host
 
     # the module's default worker registered `local` before; a previous module's host may linger
-    Host.objects.exclude(name__in=list(HOSTS)).delete()
+    Host.objects.exclude(name__in=[*HOSTS, *SPARE]).delete()
     wait_until(
-        lambda: set(Host.objects.values_list("name", flat=True)) == set(HOSTS),
+        lambda: set(Host.objects.values_list("name", flat=True)) == {*HOSTS, *SPARE},
         timeout=30,
-        message="hosts a, b and c registered",
+        message="hosts a, b, c and d registered",
     )
     yield hosts
     from sharedkit import kafka_admin
@@ -364,43 +370,84 @@ def test_standard_cluster_on_three_hosts(three_hosts, etcd):
     assert client.get(f"/api/v1/clusters/{cid}").json()["health"]["under_replicated_partitions"] == 0
     assert "Rolling restart done" in portal.get(reverse("web:cluster", args=[cid])).content.decode()
 
-    # With its host's worker down too, a killed broker stays down: health degrades, in plain words
-    # (a broker down, its partitions missing an in-sync replica), and recovers once the host is back.
-    host = victim.host.name
-    three_hosts.kill(f"worker-{host}")
+    # A host lost for good (its worker and its brokers stopped), with a producer (acks=all) and a
+    # consumer group running: the cluster is degraded with the reason, then, the grace period over,
+    # its broker starts on the spare host with the same node id and an empty disk, registers with a
+    # new epoch and address, copies its partitions from the other replicas, and every ISR is full
+    # again. Nothing acknowledged is lost; the audit log records the replacement.
     victim.refresh_from_db()  # restarted since
+    lost = victim.host.name
+    epoch_before = coordination.cluster_state(cid).brokers[victim.node_id].epoch
+    traffic = Traffic(cluster["bootstrap_servers"], key["key"], key["secret"], "payments", prefix="h")
+    wait_until(lambda: len(traffic.consumed) > 50, timeout=30, message="traffic flowing")
+    three_hosts.kill(f"worker-{lost}")
     os.kill(victim.pid, signal.SIGKILL)
+    lost_at = time.monotonic()
     degraded = wait_until(
-        lambda: (h := client.get(f"/api/v1/clusters/{cid}").json()["health"])["brokers_online"] == 2 and h,
+        lambda: (c := client.get(f"/api/v1/clusters/{cid}").json())["health"]["state"] == "degraded" and c,
         timeout=20,
         interval=0.2,
         message="health to show a broker down",
     )
-    assert degraded["state"] == "degraded" and degraded["under_replicated_partitions"] >= 1
+    assert degraded["degraded_reason"], degraded
+    replaced = wait_until(
+        lambda: (
+            (c := client.get(f"/api/v1/clusters/{cid}").json())["replacement"]
+            and c["replacement"]["state"] == "replacing"
+            and c
+        ),
+        timeout=40,
+        interval=0.2,
+        message="the lost host's broker to be replaced",
+    )
+    assert replaced["replacement"]["moves"] == {str(victim.node_id): {"from": lost, "to": "d"}}, replaced
+    assert "stopped reporting" in replaced["degraded_reason"] and "host d" in replaced["degraded_reason"]
+    new_address = f"{SPARE['d']}:{Broker.objects.get(pk=victim.pk).port}"
+    assert new_address in replaced["bootstrap_servers"].split(",")
+    portal_text = portal.get(reverse("web:cluster", args=[cid])).content.decode()
     assert (
-        degraded["summary"].startswith("2 of 3 brokers are up.") and "under-replicated" in degraded["summary"]
+        "Replacing a lost host&#x27;s brokers" in portal_text
+        or "Replacing a lost host's brokers" in portal_text
     )
+    healthy = wait_until(
+        lambda: (c := client.get(f"/api/v1/clusters/{cid}").json())["replacement"]["state"] == "done" and c,
+        timeout=90,
+        interval=0.3,
+        message="the replacement back in every ISR",
+    )
+    replaced_in = time.monotonic() - lost_at
+    assert healthy["health"]["state"] == "healthy" and healthy["health"]["under_replicated_partitions"] == 0
+    assert healthy["degraded_reason"] == "" and not healthy["degraded"]
+    registration = coordination.cluster_state(cid).brokers[victim.node_id]
+    assert registration.epoch > epoch_before, "a new broker epoch"
+    metadata = admin.list_topics(timeout=10)
+    assert f"{metadata.brokers[victim.node_id].host}:{metadata.brokers[victim.node_id].port}" == new_address
+    data = (
+        three_hosts.host_data_dir("d")
+        / "hosts"
+        / "d"
+        / "clusters"
+        / cid
+        / f"broker-{victim.node_id}"
+        / "data"
+    )
+    assert any(data.glob("payments-*")), "the replacement holds the partitions it copied"
     statuses = {
-        b["node_id"]: b["status"] for b in assert_page(client.get(f"/api/v1/clusters/{cid}/brokers").json())
+        b["node_id"]: (b["status"], b["host"])
+        for b in assert_page(client.get(f"/api/v1/clusters/{cid}/brokers").json())
     }
-    assert statuses == {1: "online", 2: "offline", 3: "online"}
-    three_hosts.restart(f"worker-{host}")
-    back = wait_until(
-        lambda: (h := client.get(f"/api/v1/clusters/{cid}").json()["health"])["brokers_online"] == 3 and h,
-        timeout=60,
-        interval=0.3,
-        message="the broker restarted in place",
-    )
-    assert back["offline_partitions"] == 0
-    # The restarted broker catches up from the leaders and every ISR is full again.
-    wait_until(
-        lambda: client.get(f"/api/v1/clusters/{cid}").json()["health"]["under_replicated_partitions"] == 0,
-        timeout=60,
-        interval=0.3,
-        message="every partition back in full ISR",
-    )
-    online = assert_page(client.get(f"/api/v1/clusters/{cid}/brokers").json())
-    assert all(b["status"] == "online" for b in online)
+    assert statuses[victim.node_id] == ("online", "d") and {s for s, _ in statuses.values()} == {"online"}
+    traffic.finish()
+    assert not traffic.fatal, traffic.fatal[:3]
+    from accounts.models import AuditEvent
+
+    actions = list(AuditEvent.objects.filter(target_id=cid).values_list("action", flat=True))
+    assert "cluster.broker.replace" in actions and "cluster.broker.replaced" in actions, actions
+    print(f"lost host's broker replaced and in full ISR after {replaced_in:.1f} s")
+    # The lost host comes back (for the next test): its stale copy of the broker is stopped and removed.
+    three_hosts.restart(f"worker-{lost}")
+    stale = three_hosts.host_data_dir(lost) / "hosts" / lost / "clusters" / cid / f"broker-{victim.node_id}"
+    wait_until(lambda: not stale.exists(), timeout=30, message="the returning host's stale broker removed")
 
     # Deleting stops every broker and removes the cluster's keys and user from etcd.
     assert coordination.cluster_keys(cid) > 0
@@ -410,6 +457,92 @@ def test_standard_cluster_on_three_hosts(three_hosts, etcd):
     assert not secret.parent.exists()
 
 
+def test_dedicated_cluster_grows_with_a_reassignment(three_hosts):
+    """A Dedicated cluster of 3 grows to 4 over REST while a producer (acks=all) and a consumer group
+    run: the new broker starts on a host of its own and registers, replicas move over to balance a
+    few partitions at a time (progress on the cluster object and in the portal), the schema registry's
+    `_schemas` gains a replica on it, new topics spread over all four, and nothing is lost."""
+    tenant = Tenant("owner")
+    client = tenant.client
+    made = client.post(
+        "/api/v1/clusters",
+        {"name": "grow", "plan": "dedicated", "brokers": 3, "security_protocol": "SASL_PLAINTEXT"},
+    )
+    assert made.status_code == 202, made.content
+    cluster = wait_status(client, made.json()["id"], "RUNNING", timeout=60)
+    cid = cluster["id"]
+    for refused, code, words in ((3, 400, "already"), (2, 400, "shrinking"), (13, 400, "at most 12")):
+        answer = client.post(f"/api/v1/clusters/{cid}/brokers", {"count": refused}, format="json")
+        assert answer.status_code == code and words in answer.json()["error"]["message"], answer.content
+    answer = client.post(f"/api/v1/clusters/{cid}/brokers", {"count": 6}, format="json")
+    assert answer.status_code == 409 and answer.json()["error"]["code"] == "insufficient_capacity", (
+        answer.content
+    )
+    assert answer.json()["error"]["details"] == {"hosts_available": 1, "hosts_needed": 3}
+
+    key = client.post(f"/api/v1/clusters/{cid}/api-keys", {"description": "grow"}).json()
+    for address in cluster["bootstrap_servers"].split(","):
+        wait_until(lambda a=address: plain_login(a, key["key"], key["secret"]), timeout=10)
+    schema = {"type": "record", "name": "Row", "fields": [{"name": "id", "type": "string"}]}
+    registered = _registry_call(
+        cid, key, "post", "/subjects/rows-value/versions", {"schema": json.dumps(schema)}
+    )
+    assert registered.status_code == 200, registered.content
+    assert client.post(f"/api/v1/clusters/{cid}/topics", {"name": "rows", "partitions": 6}).status_code == 201
+    traffic = Traffic(cluster["bootstrap_servers"], key["key"], key["secret"], "rows", prefix="g")
+    wait_until(lambda: len(traffic.consumed) > 50, timeout=30, message="traffic flowing")
+
+    started = client.post(f"/api/v1/clusters/{cid}/brokers", {"count": 4}, format="json")
+    assert started.status_code == 202, started.content
+    assert started.json()["brokers"] == 4 and started.json()["scale"]["state"] == "starting"
+    assert client.post(f"/api/v1/clusters/{cid}/brokers", {"count": 5}, format="json").status_code == 409
+    seen: set[str] = set()
+
+    def finished():
+        scale = client.get(f"/api/v1/clusters/{cid}").json()["scale"]
+        seen.add(scale["state"])
+        return scale if scale["state"] in ("done", "failed") else None
+
+    scale = wait_until(finished, timeout=120, interval=0.3, message="the growth to finish")
+    assert scale["state"] == "done", scale
+    assert "reassigning" in seen and scale["moved"] == scale["partitions"] > 0, (seen, scale)
+    traffic.finish()
+    assert not traffic.fatal, traffic.fatal[:3]
+
+    brokers = assert_page(client.get(f"/api/v1/clusters/{cid}/brokers").json())
+    assert [b["node_id"] for b in brokers] == [1, 2, 3, 4]
+    assert len({b["host"] for b in brokers}) == 4 and all(b["status"] == "online" for b in brokers)
+    detail = client.get(f"/api/v1/clusters/{cid}").json()
+    assert len(detail["bootstrap_servers"].split(",")) == 4
+    admin = _internal_admin(cid, detail["bootstrap_servers"])
+    topics = admin.list_topics(timeout=10).topics
+    load = {n: 0 for n in (1, 2, 3, 4)}
+    for name, topic in topics.items():
+        if name == "_schemas":
+            assert sorted(topic.partitions[0].replicas) == [1, 2, 3, 4], (
+                "a replica of _schemas on every broker"
+            )
+            continue
+        for part in topic.partitions.values():
+            for replica in part.replicas:
+                load[replica] += 1
+    assert max(load.values()) - min(load.values()) <= 1, load
+    wait_until(
+        lambda: client.get(f"/api/v1/clusters/{cid}").json()["health"]["under_replicated_partitions"] == 0,
+        timeout=30,
+        message="every partition in full ISR after the moves",
+    )
+    assert (
+        client.post(f"/api/v1/clusters/{cid}/topics", {"name": "fresh", "partitions": 4}).status_code == 201
+    )
+    fresh = admin.list_topics(topic="fresh", timeout=10).topics["fresh"]
+    assert {r for p in fresh.partitions.values() for r in p.replicas} == {1, 2, 3, 4}
+    portal = DjangoClient()
+    portal.force_login(tenant.user)
+    assert "Grown to 4 brokers" in portal.get(reverse("web:cluster", args=[cid])).content.decode()
+    assert client.delete(f"/api/v1/clusters/{cid}").status_code == 202
+
+
 def test_dedicated_cluster_needs_a_host_per_broker(three_hosts):
     client = Tenant("owner").client
     refused = client.post("/api/v1/clusters", {"name": "big", "plan": "dedicated", "brokers": 13})
@@ -417,8 +550,8 @@ def test_dedicated_cluster_needs_a_host_per_broker(three_hosts):
     assert "3 to 12 brokers" in refused.json()["error"]["details"]["brokers"][0]
     made = client.post(
         "/api/v1/clusters",
-        {"name": "big", "plan": "dedicated", "brokers": 4, "security_protocol": "SASL_PLAINTEXT"},
+        {"name": "big", "plan": "dedicated", "brokers": 5, "security_protocol": "SASL_PLAINTEXT"},
     )
     assert made.status_code == 202, made.content
     failed = wait_status(client, made.json()["id"], "FAILED", timeout=30)
-    assert "needs 4 broker hosts" in failed["status_reason"] and "only 3" in failed["status_reason"]
+    assert "needs 5 broker hosts" in failed["status_reason"] and "only 4" in failed["status_reason"]

@@ -56,3 +56,37 @@ def test_the_delete_banner_follows_the_clusters_state(client):
     assert "was deleted" in notice.content.decode()
     page = client.get(response["Location"]).content.decode()  # reloaded once it finished
     assert "Cluster brief was deleted." in page and "being deleted" not in page
+
+
+def test_the_overview_shows_a_growth_and_a_replacement_in_words(client):
+    org = _admin(client).organization
+    cluster = ClusterFactory(
+        organization=org,
+        plan="dedicated",
+        broker_count=4,
+        scale={
+            "state": "reassigning",
+            "from": 3,
+            "to": 4,
+            "partitions": 9,
+            "moved": 3,
+            "moving": [["t", 1, [4]]],
+        },
+        replacement={
+            "state": "replacing",
+            "reason": "Host b stopped reporting, so broker 2 was started again.",
+        },
+    )
+    html = client.get(f"/clusters/{cluster.public_id}/").content.decode()
+    assert (
+        "Growing from 3 to 4 brokers:" in html
+        and "3 of 9 partitions moved" in html
+        and "1 moving now" in html
+    )
+    assert "Replacing a lost host" in html and "broker 2 was started again" in html
+    cluster.scale = {**cluster.scale, "state": "failed", "error": "Broker 4 did not start."}
+    cluster.replacement = {"state": "done", "reason": ""}
+    cluster.save()
+    html = client.get(f"/clusters/{cluster.public_id}/").content.decode()
+    assert "Growing to 4 brokers stopped:</strong> Broker 4 did not start." in html
+    assert "Replacing a lost host" not in html

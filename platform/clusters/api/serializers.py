@@ -47,6 +47,22 @@ class ClusterSerializer(serializers.ModelSerializer):
         "restarting now), steps (seconds each broker took to stop, start and be back in full ISR), "
         "started_at, finished_at, error"
     )
+    degraded_reason = serializers.SerializerMethodField(
+        help_text="Why the cluster is not fully healthy, in plain words (empty when it is): a host that "
+        "stopped reporting, brokers being replaced on other hosts and copying their partitions, or "
+        "partitions short of in-sync replicas"
+    )
+    replacement = serializers.SerializerMethodField(
+        help_text="Brokers of a lost host started again on other hosts, null if none: state (waiting for "
+        "the host, replacing: copying partitions from the other replicas, blocked: no host has room, "
+        "done), brokers (node ids), moves ({node id: {from, to}}), reason, in_sync_seconds"
+    )
+    scale = serializers.SerializerMethodField(
+        help_text="The latest growth (POST /clusters/{id}/brokers), null if none: state (starting: new "
+        "brokers starting, reassigning: replicas moving over, a few partitions at a time, done, failed), "
+        "from and to (broker counts), partitions (to move), moved, moving (now), started_at, finished_at, "
+        "error"
+    )
     schema_registry_url = serializers.SerializerMethodField(
         help_text="The cluster's Confluent-compatible Schema Registry: clients set schema.registry.url to "
         "it and authenticate with an API key (basic.auth.user.info=KEY:SECRET). Null until the cluster is "
@@ -62,10 +78,13 @@ class ClusterSerializer(serializers.ModelSerializer):
             "status",
             "status_reason",
             "degraded",
+            "degraded_reason",
             "placement_warning",
             "brokers",
             "health",
             "restart",
+            "replacement",
+            "scale",
             "bootstrap_servers",
             "security_protocol",
             "sasl_mechanisms",
@@ -86,6 +105,26 @@ class ClusterSerializer(serializers.ModelSerializer):
     @extend_schema_field(serializers.JSONField(allow_null=True))
     def get_restart(self, obj: Cluster) -> dict | None:
         return obj.restart or None
+
+    @extend_schema_field(serializers.JSONField(allow_null=True))
+    def get_replacement(self, obj: Cluster) -> dict | None:
+        return obj.replacement or None
+
+    @extend_schema_field(serializers.JSONField(allow_null=True))
+    def get_scale(self, obj: Cluster) -> dict | None:
+        scale = dict(obj.scale or {})
+        if not scale:
+            return None
+        scale["moving"] = len(scale.get("moving", []))
+        scale.pop("plan", None)  # every partition's target: too much for the tenant's view
+        scale.pop("stepped_at", None)
+        return scale
+
+    def get_degraded_reason(self, obj: Cluster) -> str:
+        if obj.status != "RUNNING":
+            return ""
+        health = selectors.cluster_health(cluster=obj) if self.context.get("with_health") else None
+        return selectors.degraded_reason(obj, health)
 
     def get_schema_registry_url(self, obj: Cluster) -> str | None:
         return selectors.schema_registry_url(obj, self.context.get("request"))
@@ -119,9 +158,14 @@ class ClusterCreateSerializer(serializers.Serializer):
         "Fixed at creation.",
     )
 
-
     def validate_name(self, value: str) -> str:
         return _validate_cluster_name(value)
+
+
+class ClusterScaleSerializer(serializers.Serializer):
+    count = serializers.IntegerField(
+        min_value=1, help_text="The broker count to grow to: more than now, at most the plan's maximum"
+    )
 
 
 class ClusterUpdateSerializer(serializers.Serializer):

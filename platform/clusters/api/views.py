@@ -58,9 +58,35 @@ class ClusterViewSet(
         cluster = self.get_object()
         return Response(s.ClusterSerializer(cluster, context={"with_health": True, "request": request}).data)
 
-    @extend_schema(responses=s.BrokerSerializer(many=True), summary="The cluster's brokers and their state")
-    @action(detail=True, methods=["get"])
+    @extend_schema(
+        methods=["GET"],
+        responses=s.BrokerSerializer(many=True),
+        summary="The cluster's brokers and their state",
+    )
+    @extend_schema(
+        methods=["POST"],
+        request=s.ClusterScaleSerializer,
+        responses={202: s.ClusterSerializer},
+        summary="Grow a Dedicated cluster to more brokers",
+        description="The new brokers start on hosts of their own and register; topics created from then on "
+        "spread over every broker, and the existing partitions' replicas move over to balance, a few "
+        "partitions at a time so that clients keep most of the bandwidth. The progress is the cluster's "
+        "`scale` field. 400 unless the plan is Dedicated and the count is more than now and within the "
+        "plan (shrinking is not supported yet); 409 unless the cluster is RUNNING, nothing else is under "
+        "way, and enough broker hosts have room (one per broker).",
+    )
+    @action(detail=True, methods=["get", "post"])
     def brokers(self, request, id=None):
+        if request.method == "POST":
+            data = s.ClusterScaleSerializer(data=request.data)
+            data.is_valid(raise_exception=True)
+            cluster = services.cluster_scale(
+                cluster=self.get_object(),
+                count=data.validated_data["count"],
+                actor=Actor.from_request(request),
+            )
+            body = s.ClusterSerializer(cluster, context={"request": request}).data
+            return Response(body, status=status.HTTP_202_ACCEPTED)
         views = selectors.cluster_brokers(cluster=self.get_object())
         page = self.paginate_queryset(views)
         return self.get_paginated_response(s.BrokerSerializer(page, many=True).data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.utils import timezone
 
 from accounts.models import AuditEvent, Role
 from brokerd.credentials import check_plain
@@ -13,7 +14,7 @@ from clusters.models import TRANSITIONS, Cluster, ClusterStatus
 from clusters.plans import PLANS
 from clusters.services import InvalidTransition
 from tests.platform.api import assert_error, assert_page
-from tests.platform.factories import ClusterFactory
+from tests.platform.factories import BrokerFactory, ClusterFactory, HostFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -247,3 +248,44 @@ def test_broker_count_is_chosen_for_dedicated_only(tenant):
             tenant.client.post(CLUSTERS, {"name": "x", "plan": plan, "brokers": brokers}), 400
         )
         assert words in body["details"]["brokers"][0], body
+
+
+def test_growing_a_cluster_is_for_dedicated_only_and_never_shrinks(
+    tenant, django_capture_on_commit_callbacks
+):
+    org = tenant.organization
+    standard = ClusterFactory(organization=org, plan="standard", broker_count=3)
+    body = assert_error(tenant.client.post(f"{CLUSTERS}/{standard.public_id}/brokers", {"count": 4}), 400)
+    assert "only Dedicated clusters grow" in body["message"]
+    dedicated = ClusterFactory(organization=org, plan="dedicated", broker_count=3)
+    hosts = [HostFactory(heartbeat_at=timezone.now()) for _ in range(4)]
+    for node_id, host in enumerate(hosts[:3], start=1):
+        BrokerFactory(cluster=dedicated, node_id=node_id, host=host)
+    url = f"{CLUSTERS}/{dedicated.public_id}/brokers"
+    assert (
+        "shrinking" in assert_error(tenant.client.post(url, {"count": 2}), 400, "validation_error")["message"]
+    )
+    assert "already" in assert_error(tenant.client.post(url, {"count": 3}), 400)["message"]
+    assert "at most 12" in assert_error(tenant.client.post(url, {"count": 13}), 400)["message"]
+    assert_error(tenant.client.post(url, {"count": "many"}), 400)
+    full = assert_error(tenant.client.post(url, {"count": 5}), 409, "insufficient_capacity")
+    assert full["details"] == {"hosts_available": 1, "hosts_needed": 2}, full
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        grown = tenant.client.post(url, {"count": 4})
+    assert grown.status_code == 202, grown.content
+    assert grown.json()["brokers"] == 4 and grown.json()["scale"]["state"] == "starting"
+    assert len(callbacks) == 1  # provisioning hears of it after the commit
+    assert_error(tenant.client.post(url, {"count": 5}), 409)  # one growth at a time
+    assert_error(tenant.client.post(f"{CLUSTERS}/{dedicated.public_id}/restart"), 409)
+    event = AuditEvent.objects.get(action="cluster.scale")
+    assert event.details == {"from": 3, "to": 4}
+
+
+def test_members_see_brokers_but_do_not_grow_clusters(tenant):
+    cluster = ClusterFactory(organization=tenant.organization, plan="dedicated", broker_count=3)
+    member = tenant.member(Role.MEMBER)
+    assert member.client.get(f"{CLUSTERS}/{cluster.public_id}/brokers").status_code == 200
+    assert_error(
+        member.client.post(f"{CLUSTERS}/{cluster.public_id}/brokers", {"count": 4}), 403, "missing_role"
+    )
