@@ -240,6 +240,8 @@ class ConsumerGroup:
         self.assignor_name = ""
         #: partition -> member owning it (assigned or still revoking)
         self.owners: dict[tuple[uuid.UUID, int], str] = {}
+        #: members whose records the offsets log holds (to be tombstoned once they are gone)
+        self.persisted_members: set[str] = set()
 
     # -- views ---------------------------------------------------------------------------------
 
@@ -332,6 +334,7 @@ def group_from_document(group_id: str, doc: Mapping[str, Any]) -> ConsumerGroup:
         )
         group.add_member(member)
     group.target = {m: _undoc(a) for m, a in (doc.get("target") or {}).items() if m in group.members}
+    group.persisted_members = set(group.members)
     return group
 
 

@@ -302,7 +302,11 @@ class GroupCoordinator(MixedGroups):
         self._owned.discard(partition)
         if self._partition_of is None:
             return
-        for group_id in [g for g in self._groups if self._partition_of(g) == partition]:
+        leaving = [g for g in self._groups if self._partition_of(g) == partition]
+        forget = getattr(self.store, "forget", None)
+        if forget is not None:
+            forget(leaving)
+        for group_id in leaving:
             group = self._groups.pop(group_id)
             if group.consumer is not None:
                 self.consumer.stop([group.consumer])
@@ -1162,7 +1166,10 @@ class GroupCoordinator(MixedGroups):
         entry = self._groups.get(consumer.group_id)
         if entry is None or entry.consumer is not consumer:
             return
-        fut = self.store.put_group(consumer.group_id, consumer.to_document())
+        document = consumer.to_document()
+        document["tombstone_members"] = sorted(consumer.persisted_members - set(consumer.members))
+        consumer.persisted_members = set(consumer.members)
+        fut = self.store.put_group(consumer.group_id, document)
         self._track(fut)
         self._consumer_writes[consumer.group_id] = fut
         if not consumer.members:

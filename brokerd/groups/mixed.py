@@ -126,7 +126,9 @@ class MixedGroups:
         group.state_timestamp_ms = self._now()
         for member in members:
             self._reschedule_heartbeat(group, member)
-        self._track(self.store.put_group(group.group_id, group.to_document()))  # type: ignore[attr-defined]
+        document = group.to_document()
+        document["tombstone_members"] = sorted(consumer.persisted_members | set(consumer.members))
+        self._track(self.store.put_group(group.group_id, document))  # type: ignore[attr-defined]
         log.info(
             "group %s: converted the consumer group to a classic group at generation %d (%s left)",
             group.group_id, group.generation_id, leaving,

@@ -14,10 +14,10 @@ generated serde writes the non-flexible versions (int16-length strings, int32-le
   session timeouts, subscription, assignment). v0-v2 are read too.
 
 A null value is a tombstone: the offset, or the whole group's metadata, is gone.
-Key versions 3 and up are Kafka's consumer-group protocol (KIP-848) records, which this
-coordinator does not write: a consumer-protocol group is kept as one record of brokerd's own,
-key version 32767 (``ConsumerGroupDocumentKey``: group) with the group's JSON document as
-value (version 0), which Kafka's tools show as a record type they do not know.
+Key versions 3 to 8 are Kafka's consumer-group protocol (KIP-848) records
+(brokerd/groups/consumer_records.py). Earlier brokerd versions kept a consumer-protocol group as
+one record of their own, key version 32767 (``ConsumerGroupDocumentKey``: group) with the
+group's JSON document as value (version 0): still read, and tombstoned once rewritten.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from brokerd.groups import consumer_records as cr
 from brokerd.groups.store import OffsetAndMetadata, TopicPartition
 
 OFFSET_COMMIT_KEY_VERSION = 1
@@ -104,10 +105,8 @@ def offset_value(om: OffsetAndMetadata) -> bytes:
     ))  # fmt: skip
 
 
-def group_key(group: str, document: dict[str, Any] | None = None) -> bytes:
-    """The key of a group's metadata record (``document`` tells a consumer-protocol group)."""
-    if document is not None and document.get("type") == "consumer":
-        return _I16.pack(CONSUMER_GROUP_DOCUMENT_KEY_VERSION) + _str(group)
+def group_key(group: str) -> bytes:
+    """The key of a classic group's metadata record."""
     return _I16.pack(GROUP_METADATA_KEY_VERSION) + _str(group)
 
 
@@ -116,10 +115,7 @@ def consumer_group_key(group: str) -> bytes:
 
 
 def group_value(document: dict[str, Any]) -> bytes:
-    """GroupMetadataValue v3 from the coordinator's group document (``Group.to_document``), or
-    a consumer-protocol group's document as JSON."""
-    if document.get("type") == "consumer":
-        return _I16.pack(0) + json.dumps(document, separators=(",", ":")).encode()
+    """GroupMetadataValue v3 from the coordinator's group document (``Group.to_document``)."""
     parts = [
         _I16.pack(GROUP_METADATA_VALUE_VERSION),
         _str(document.get("protocol_type") or ""),
@@ -214,9 +210,11 @@ def _version(buf: bytes) -> int:
     return _I16.unpack_from(buf, 0)[0]
 
 
-def decode_key(key: bytes) -> OffsetKey | GroupKey | None:
+def decode_key(key: bytes) -> OffsetKey | GroupKey | ConsumerGroupKey | cr.ConsumerRecordKey | None:
     """The key of an offsets record; None for a key version this coordinator does not keep."""
     version = _version(key)
+    if version in cr.KINDS:
+        return cr.decode_key(version, key)
     r = _Reader(key)
     if version in (0, 1):
         return OffsetKey(r.str(), r.str(), r.i32())

@@ -20,6 +20,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from brokerd.groups import consumer_records as cr
 from brokerd.groups import records as rec
 from brokerd.groups.store import LoadedState, OffsetAndMetadata, StoreError, TopicPartition
 
@@ -34,6 +35,8 @@ class OffsetsTopicStore:
         self.partition_of = partition_of
         self._append_to = append
         self._pending: set[asyncio.Future[None]] = set()
+        #: consumer group -> its records' keys and values as this store last appended them
+        self._written: dict[str, dict[bytes, bytes]] = {}
 
     # -- appends (the OffsetsStore interface) --------------------------------------------------
     def commit(
@@ -45,15 +48,43 @@ class OffsetsTopicStore:
         return self._append(group, [(rec.offset_key(group, tp), None) for tp in tps])
 
     def put_group(self, group: str, document: dict[str, Any]) -> asyncio.Future[None]:
-        # A group that changed protocol keeps its older record of the other kind until deleted:
-        # the later record wins when the partition is read (compaction keeps their order).
-        return self._append(group, [(rec.group_key(group, document), rec.group_value(document))])
+        """A classic group's GroupMetadata record, or a consumer group's records (only those
+        that changed since this store last wrote them, and tombstones for the members named in
+        ``tombstone_members``). A group that changed protocol: the later record of the two kinds
+        wins when the partition is read; the other kind's are tombstoned when known."""
+        gone = document.get("tombstone_members")
+        if document.get("type") != "consumer":
+            records: Records = [(rec.group_key(group), rec.group_value(document))]
+            if gone is not None:  # it was a consumer group until now
+                records += cr.tombstones(group, gone, whole_group=True)
+            self._written.pop(group, None)
+            return self._append(group, records)
+        written = self._written.get(group)
+        records = []
+        if written is None:  # first write here: what the other kinds left is gone
+            written = self._written[group] = {}
+            records += [(rec.group_key(group), None), (rec.consumer_group_key(group), None)]
+        for key, value in cr.tombstones(group, gone or (), whole_group=False):
+            written.pop(key, None)
+            records.append((key, value))
+        for key, value in cr.group_records(group, document):
+            if written.get(key) != value:
+                written[key] = value
+                records.append((key, value))
+        return self._append(group, records)
+
+    def forget(self, groups: Iterable[str]) -> None:
+        """Another coordinator may write these groups from now on: write them in full next time."""
+        for group in groups:
+            self._written.pop(group, None)
 
     def delete_group(self, group: str, offsets: Iterable[TopicPartition] = ()) -> asyncio.Future[None]:
         """Tombstones for the group's metadata and each of its committed offsets (Kafka's
         DeleteGroups writes both: compaction then drops every record of the group)."""
         records: Records = [(rec.offset_key(group, tp), None) for tp in offsets]
         records += [(rec.group_key(group), None), (rec.consumer_group_key(group), None)]
+        records += cr.tombstones(group, (), whole_group=True)
+        self._written.pop(group, None)
         return self._append(group, records)
 
     def _append(self, group: str, records: Records) -> asyncio.Future[None]:
@@ -69,6 +100,8 @@ class OffsetsTopicStore:
             self._pending.discard(out)
             if out.done():
                 return
+            if f.cancelled() or f.exception() is not None:
+                self._written.pop(group, None)  # unknown what the partition holds: all next time
             if f.cancelled():
                 out.set_exception(StoreError("append cancelled", ErrorCode.coordinator_not_available))
             elif f.exception() is not None:
@@ -96,12 +129,18 @@ async def fold(records: AsyncIterator[tuple[bytes | None, bytes | None]]) -> Loa
     """A partition's live groups and offsets from its records, in log order (the last record of
     a key wins; a tombstone removes it). Records of other kinds are skipped."""
     state = LoadedState()
+    consumer = cr.ConsumerGroupFold()
+    #: group -> log position of its last classic (or former brokerd) metadata record
+    seqs: dict[str, int] = {}
     async for key, value in records:
         state.records += 1
         if key is None:
             continue
         try:
             which = rec.decode_key(key)
+            if isinstance(which, cr.ConsumerRecordKey):
+                consumer.apply(which, value, state.records)
+                continue
             if isinstance(which, rec.OffsetKey):
                 tp = (which.topic, which.partition)
                 if value is None:
@@ -117,8 +156,13 @@ async def fold(records: AsyncIterator[tuple[bytes | None, bytes | None]]) -> Loa
                     state.groups.pop(which.group, None)
                 elif isinstance(which, rec.ConsumerGroupKey):
                     state.groups[which.group] = rec.decode_consumer_group_value(value)
+                    seqs[which.group] = state.records
                 else:
                     state.groups[which.group] = rec.decode_group_value(value)
-        except (rec.RecordError, UnicodeDecodeError) as exc:
+                    seqs[which.group] = state.records
+        except (rec.RecordError, cr.ConsumerRecordError, UnicodeDecodeError) as exc:
             log.error("unreadable record in the offsets topic: %s", exc)
+    for group, (seq, document) in consumer.documents().items():
+        if seq > seqs.get(group, 0):
+            state.groups[group] = document
     return state

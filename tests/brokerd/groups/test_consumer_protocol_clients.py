@@ -19,6 +19,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from tests.brokerd.brokerd_wire import Wire, request_class
 from tests.brokerd.conftest import Broker
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:importlib.resources._legacy")
@@ -383,3 +384,50 @@ def test_rolling_upgrade_to_the_consumer_protocol_and_back(cbroker) -> None:
     finally:
         for m in everyone:
             m.close()
+
+
+def epochs(b: Broker, group: str) -> tuple[int, dict[str, tuple[int, list[int]]]]:
+    """(group epoch, member id -> (member epoch, assigned partitions)) from ConsumerGroupDescribe
+    (waiting while the coordinator loads)."""
+    deadline = time.monotonic() + 20
+    while True:
+        with Wire(b.port) as wire:
+            answer = wire.request(
+                request_class(69, 0)(group_ids=(group,), include_authorized_operations=False)
+            )
+        [g] = answer.groups
+        if g.error_code not in (14, 15) or time.monotonic() > deadline:  # loading, not available
+            break
+        time.sleep(0.1)
+    assert g.error_code == 0, g.error_message
+    members = {
+        m.member_id: (m.member_epoch, sorted(p for t in m.assignment.topic_partitions for p in t.partitions))
+        for m in g.members
+    }
+    return g.group_epoch, members
+
+
+def test_member_epochs_survive_a_coordinator_restart(tmp_path) -> None:
+    """The coordinator rebuilds the group from Kafka's consumer group records after a kill -9:
+    the members carry on at their epochs, nobody is fenced, nobody gives up a partition."""
+    b = Broker(tmp_path / "b", settings={**SETTINGS, "group.consumer.session.timeout.ms": 15000})
+    b.start()
+    members: list[Member] = []
+    try:
+        topic, group = new_topic(b, 4), "cp-restart"
+        members = [Member(b, group, topic, "a"), Member(b, group, topic, "b")]
+        wait_split(b, group, members, 4)
+        before = epochs(b, group)
+        marks = [len(m.revoked) for m in members]
+        b.restart(crash=True)
+        assert epochs(b, group) == before  # as loaded, before any member heartbeats again
+        time.sleep(1.0)  # a few heartbeats at their old epochs
+        views = wait_split(b, group, members, 4)
+        assert epochs(b, group) == before
+        assert [m.revoked[n:] for m, n in zip(members, marks, strict=True)] == [[], []]
+        assert sorted(p for v in views for p in v) == [0, 1, 2, 3]
+        assert not [e for m in members for e in m.errors if e.fatal()]
+    finally:
+        for m in members:
+            m.close()
+        b.stop()
