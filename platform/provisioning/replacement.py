@@ -25,6 +25,7 @@ from clusters import conf as cluster_conf
 from clusters import selectors as cluster_selectors
 from clusters import services as cluster_services
 from clusters.models import Broker, Cluster, ClusterStatus
+from sharedkit import coordination
 
 from . import conf, placement, queues, services
 
@@ -52,10 +53,15 @@ def brokers_replace_lost(*, send_host=None) -> dict[str, list[str]]:
     for brokers in by_cluster.values():
         cluster = brokers[0].cluster
         due = [b for b in brokers if b.host.heartbeat_at is None or b.host.heartbeat_at < replace_before]
-        if not cluster.plan_limits.replicated or not due:
+        serving = _still_serving(cluster, due) if cluster.plan_limits.replicated and due else []
+        if not cluster.plan_limits.replicated or not due or serving is None:
             _note_waiting(cluster, brokers)
             report["waiting"].append(cluster.public_id)
             continue
+        if serving:
+            _note_waiting(cluster, brokers, serving=serving)
+            report["waiting"].append(cluster.public_id)
+        due = [b for b in due if b not in serving]
         for broker in due:
             outcome = _replace(broker, send_host=send_host)
             report[outcome].append(f"{cluster.public_id}/{broker.node_id}")
@@ -73,10 +79,35 @@ def _nodes(brokers: list[Broker]) -> str:
     return ", ".join(str(b.node_id) for b in brokers)
 
 
-def _note_waiting(cluster: Cluster, brokers: list[Broker]) -> None:
+def _still_serving(cluster: Cluster, brokers: list[Broker]) -> list[Broker] | None:
+    """Those of `brokers` still registered in etcd from their lost host: their process runs and
+    serves (only its supervision is gone), so replacing it would leave a second broker with its
+    node id alive there. None when etcd does not answer (nothing is decided then)."""
+    if not coordination.configured():
+        return []  # no registrations to look at
+    try:
+        state = coordination.cluster_state(cluster.public_id)
+    except (coordination.CoordinationError, coordination.NotConfigured):
+        return None
+    return [
+        b for b in brokers if (reg := state.brokers.get(b.node_id)) is not None and reg.rack == b.host.name
+    ]
+
+
+def _note_waiting(cluster: Cluster, brokers: list[Broker], serving: list[Broker] | None = None) -> None:
     current = cluster.replacement or {}
     nodes = [b.node_id for b in brokers]
-    if current.get("state") == "waiting" and current.get("brokers") == nodes:
+    if current.get("state") == "waiting" and current.get("brokers") == nodes and not serving:
+        return
+    if serving:
+        reason = (
+            f"Host {_hosts(serving)} stopped reporting, but broker {_nodes(serving)} still serves from it: "
+            "it is started on another host once it stops."
+        )
+        if current.get("reason") != reason:
+            cluster_services.cluster_replacement_progress(
+                cluster_id=cluster.pk, state="waiting", brokers=nodes, reason=reason
+            )
         return
     if cluster.plan_limits.replicated:
         reason = (
