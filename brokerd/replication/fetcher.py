@@ -87,10 +87,11 @@ class LeaderFetcher:
                 continue
             try:
                 for key, state in partitions.items():
-                    if self.synced_epochs.get(key) != state.leader_epoch:
-                        await self._truncate(conn, key, state)
+                    if self.synced_epochs.get(key) == state.leader_epoch:
+                        continue
+                    if await self._truncate(conn, key, state):
                         self.synced_epochs[key] = state.leader_epoch
-                await self._fetch(conn, partitions)
+                await self._fetch(conn)
                 self._lost_last = False
                 if self.unreachable_since is not None:
                     self.unreachable_since = None
@@ -112,19 +113,21 @@ class LeaderFetcher:
                 log.exception("follower fetch from broker %d failed", self.leader_id)
                 await asyncio.sleep(RETRY_SECONDS)
 
-    async def _truncate(self, conn: BrokerConnection, key: tuple[str, int], state) -> None:
+    async def _truncate(self, conn: BrokerConnection, key: tuple[str, int], state) -> bool:
+        """Truncate where this log and the leader's diverge; False when the partition moved on
+        while the leader was asked (it is tried again in its new state)."""
         name, index = key
         plog = self.manager.broker.logs.log(name, index)
         cache = self.manager.epoch_cache(name, index)
         if plog is None or cache is None:
-            return
+            return True
         latest = cache.latest_epoch
         if latest < 0:
             if plog.next_offset > plog.start_offset:
                 # Data without epochs: nothing tells where it diverges, so copy it all again.
                 self.manager.broker.logs.truncate(plog, plog.start_offset)
                 self.manager.broker.producers.truncated(plog)
-            return
+            return True
         mod = kio_adapter.request_module(23, EPOCH_VERSION)
         request = kio_adapter.request_class(23, EPOCH_VERSION)(
             replica_id=self.node_id,
@@ -139,9 +142,18 @@ class LeaderFetcher:
                 ),
             ),
         )
+        log_end = plog.next_offset
         answer = (await conn.request(request)).topics[0].partitions[0]
         if answer.error_code:
             raise BrokerUnavailable(f"OffsetForLeaderEpoch {name}-{index}: error {answer.error_code}")
+        now = self.manager.membership.view.state.partitions.get(key)
+        if (
+            now is None
+            or (now.leader, now.leader_epoch) != (self.leader_id, state.leader_epoch)
+            or self.manager.broker.logs.log(name, index) is not plog
+            or (plog.next_offset, cache.latest_epoch) != (log_end, latest)
+        ):
+            return False  # this broker may lead the partition now: its log is not to be cut
         if answer.leader_epoch < 0:
             end = plog.start_offset  # the leader knows none of our epochs
         elif answer.leader_epoch == latest:
@@ -155,8 +167,9 @@ class LeaderFetcher:
             self.manager.broker.logs.truncate(plog, end)
             self.manager.broker.producers.truncated(plog)
         cache.truncate_from_end(plog.next_offset)
+        return True
 
-    async def _fetch(self, conn: BrokerConnection, partitions: dict) -> None:
+    async def _fetch(self, conn: BrokerConnection) -> None:
         mod = kio_adapter.request_module(1, FETCH_VERSION)
         cluster = self.manager.membership.view.state
         session = self.manager.membership.session
@@ -165,11 +178,15 @@ class LeaderFetcher:
             return
         topics: dict[str, list] = {}
         names: dict[uuid.UUID, str] = {}
-        for (name, index), state in partitions.items():
+        sent: dict[tuple[str, int], tuple[int, int, Any]] = {}  # leader epoch, fetch offset, log
+        # What the view says now (truncation awaited the leader): a partition in a leader
+        # epoch it has not been truncated for waits for the next round.
+        for (name, index), state in self.manager.followed_from(self.leader_id).items():
             plog = self.manager.broker.logs.log(name, index)
             topic = cluster.topics.get(name)
-            if plog is None or topic is None:
+            if plog is None or topic is None or self.synced_epochs.get((name, index)) != state.leader_epoch:
                 continue
+            sent[(name, index)] = (state.leader_epoch, plog.next_offset, plog)
             names[uuid.UUID(topic.topic_id)] = name
             topics.setdefault(name, []).append(
                 kio_adapter.build(
@@ -207,10 +224,38 @@ class LeaderFetcher:
                 if part.error_code or name is None:
                     backoff = True  # a leadership change the view has not shown yet, most often
                     continue
+                if not self._still_fetching((name, part.partition_index), sent):
+                    continue
                 self.manager.follower_append(name, part.partition_index, part.records or b"",
                                              part.high_watermark, part.log_start_offset)  # fmt: skip
         if backoff:
             await asyncio.sleep(RETRY_SECONDS)
+
+    def _still_fetching(self, key: tuple[str, int], sent: dict) -> bool:
+        """Whether an answer may be appended: the partition is still followed from this leader
+        in the leader epoch the fetch named, and its log still ends where the fetch started.
+        The view moves on while a fetch is out (the controller moves a dead leader's
+        partitions one by one, so this fetcher outlives some of them): this broker may lead the
+        partition now and have appended to it, or have truncated it for a new leader epoch,
+        and what the old leader sent would land at the wrong offsets (Kafka's fetcher drops
+        such answers the same way)."""
+        if key not in sent:
+            return False
+        epoch, fetch_offset, plog = sent[key]
+        state = self.manager.membership.view.state.partitions.get(key)
+        if (
+            state is None
+            or state.leader != self.leader_id
+            or state.leader_epoch != epoch
+            or self.synced_epochs.get(key) != epoch
+            or self.manager.broker.logs.log(*key) is not plog
+            or plog.next_offset != fetch_offset
+        ):
+            log.info("%s-%d: dropping a fetch answer from broker %d for leader epoch %d at offset %d: "
+                     "the partition moved on meanwhile", key[0], key[1], self.leader_id, epoch,
+                     fetch_offset)  # fmt: skip
+            return False
+        return True
 
 
 def batches_of(

@@ -85,6 +85,7 @@ class FaultNet:
     def __init__(self, pids: Callable[[], dict[int, object]]) -> None:
         self.pids = pids  # pid -> broker id of the brokers running now
         self.cut: set[frozenset] = set()
+        self.held: set[tuple[object, object]] = set()  # (sender, receiver): one direction only
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="faultnet", daemon=True)
         self.thread.start()
@@ -96,11 +97,23 @@ class FaultNet:
         """Cut ``node`` from every node of ``others`` (both directions)."""
         self.cut |= {frozenset((node, other)) for other in others if other != node}
 
+    def hold(self, sender: object, receiver: object) -> None:
+        """Hold the bytes ``sender`` sends to ``receiver`` (answers included) while those the
+        other way still flow: a request arrives, its answer does not until the heal."""
+        self.held.add((sender, receiver))
+
+    def release(self, sender: object, receiver: object) -> None:
+        self.held.discard((sender, receiver))
+
     def heal(self) -> None:
         self.cut = set()
+        self.held = set()
 
     def blocked(self, a: object, b: object) -> bool:
         return a is not None and b is not None and frozenset((a, b)) in self.cut
+
+    def _stalled(self, sender: object, receiver: object) -> bool:
+        return self.blocked(sender, receiver) or (sender, receiver) in self.held
 
     # --- proxies ----------------------------------------------------------------------------
     def proxy(
@@ -132,16 +145,16 @@ class FaultNet:
             return
         self.connections.add(up_writer)
         await asyncio.gather(
-            self._pump(reader, up_writer, source, owner), self._pump(up_reader, writer, source, owner)
+            self._pump(reader, up_writer, source, owner), self._pump(up_reader, writer, owner, source)
         )
         self.connections.discard(writer)
         self.connections.discard(up_writer)
 
-    async def _pump(self, reader, writer, a, b) -> None:
+    async def _pump(self, reader, writer, sender, receiver) -> None:
         try:
             while True:
                 data = await reader.read(65536)
-                while self.blocked(a, b):
+                while self._stalled(sender, receiver):
                     await asyncio.sleep(0.05)
                 if not data:
                     break
