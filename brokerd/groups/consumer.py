@@ -198,12 +198,26 @@ class ConsumerMember:
     classic: ClassicMetadata | None = None
     session_timer: asyncio.TimerHandle | None = None
     rebalance_timer: asyncio.TimerHandle | None = None
+    #: a classic member told to rejoin must JoinGroup, and once joined SyncGroup, within its
+    #: rebalance timeout
+    join_timer: asyncio.TimerHandle | None = None
+    sync_timer: asyncio.TimerHandle | None = None
 
     def cancel_timers(self) -> None:
-        for handle in (self.session_timer, self.rebalance_timer):
+        for handle in (self.session_timer, self.rebalance_timer, self.join_timer, self.sync_timer):
             if handle is not None:
                 handle.cancel()
-        self.session_timer = self.rebalance_timer = None
+        self.session_timer = self.rebalance_timer = self.join_timer = self.sync_timer = None
+
+    def cancel_join_timer(self) -> None:
+        if self.join_timer is not None:
+            self.join_timer.cancel()
+            self.join_timer = None
+
+    def cancel_sync_timer(self) -> None:
+        if self.sync_timer is not None:
+            self.sync_timer.cancel()
+            self.sync_timer = None
 
     def to_document(self) -> dict[str, Any]:
         return {
@@ -745,6 +759,12 @@ class ConsumerProtocol:
         member.client_id, member.client_host = req.client_id, req.client_host
         member.classic = ClassicMetadata(req.session_timeout_ms, list(req.protocols))
         self._advance(group, member, bump, req.owned)
+        member.cancel_join_timer()
+        member.cancel_sync_timer()
+        if self._loop is not None:
+            member.sync_timer = self._loop.call_later(
+                member.rebalance_timeout_ms / 1000, self._expire, group, member, "no SyncGroup in time"
+            )
         self._on_change(group)
         return member
 
@@ -804,7 +824,9 @@ class ConsumerProtocol:
             raise HeartbeatError(E.inconsistent_group_protocol)
         # A member still revoking has rejoined already: it finishes this step first.
         if group.group_epoch > member.member_epoch and member.state is not MemberState.UNREVOKED_PARTITIONS:
+            self._schedule_join_timeout(group, member)
             raise HeartbeatError(E.rebalance_in_progress)
+        member.cancel_sync_timer()
         self._schedule_session(group, member)
         return _copy(member.assigned)
 
@@ -823,8 +845,15 @@ class ConsumerProtocol:
             or member.state is MemberState.UNREVOKED_PARTITIONS
             or (member.state is MemberState.UNRELEASED_PARTITIONS and not _waits_for_release(group, member))
         ):
+            self._schedule_join_timeout(group, member)
             return E.rebalance_in_progress
         return E.none
+
+    def _schedule_join_timeout(self, group: ConsumerGroup, member: ConsumerMember) -> None:
+        if self._loop is not None and member.join_timer is None:
+            member.join_timer = self._loop.call_later(
+                member.rebalance_timeout_ms / 1000, self._expire, group, member, "no JoinGroup in time"
+            )
 
     # -- timers ----------------------------------------------------------------------------------
 
@@ -870,6 +899,8 @@ class MemberDescription:
     assignment: list[tuple[uuid.UUID, str, list[int]]]
     target_assignment: list[tuple[uuid.UUID, str, list[int]]]
     state: str
+    #: a member that joined with JoinGroup (the classic protocol)
+    classic: bool = False
 
 
 @dataclass(slots=True)
@@ -905,6 +936,7 @@ def describe(group: ConsumerGroup, topics: TopicsView) -> GroupDescription:
             listed(m.assigned),
             listed(group.target.get(m.member_id, {})),
             m.state.value,
+            m.classic is not None,
         )
         for m in group.members.values()
     ]

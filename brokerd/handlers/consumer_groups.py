@@ -18,7 +18,7 @@ E = ErrorCode
 ZERO = datetime.timedelta(0)
 MS = datetime.timedelta(milliseconds=1)
 AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
-MEMBER_TYPE_CONSUMER = 1
+MEMBER_TYPE_CLASSIC, MEMBER_TYPE_CONSUMER = 0, 1
 
 
 def _client_host(ctx) -> str:
@@ -136,7 +136,7 @@ def consumer_group_describe(request, ctx):
                 subscribed_topic_regex=m.subscribed_topic_regex,
                 assignment=listed(m.assignment),
                 target_assignment=listed(m.target_assignment),
-                member_type=MEMBER_TYPE_CONSUMER,
+                member_type=MEMBER_TYPE_CLASSIC if m.classic else MEMBER_TYPE_CONSUMER,
             )
             for m in d.members
         )

@@ -91,6 +91,8 @@ def test_rolling_upgrade_then_downgrade(tmp_path) -> None:
             _, listed = coord.list_groups()
             assert [(g.group_id, g.group_type) for g in listed] == [("g", "consumer")]
             assert set(owners(coord).values()) == {a, b}
+            (described,) = coord.consumer_describe(["g"])  # ConsumerGroupDescribe's member types
+            assert {m.member_id: m.classic for m in described.members} == {a: True, b: True, "c": False}
             # the classic members learn of the rebalance from their heartbeats
             assert coord.heartbeat("g", generation, a) is E.rebalance_in_progress
             assert coord.heartbeat("g", generation + 5, a) is E.illegal_generation
@@ -175,7 +177,7 @@ def test_mixed_groups_under_each_policy(tmp_path) -> None:
     run(go())
 
 
-def test_classic_member_session_timeout_in_a_consumer_group(tmp_path) -> None:
+def test_classic_member_timeouts_in_a_consumer_group(tmp_path) -> None:
     async def go():
         async with coordinator(tmp_path, CONFIG, topics=lambda: TOPICS) as coord:
             await coord.consumer_heartbeat("g", hb("c", 0, names=["orders"], owned={}))
@@ -183,6 +185,23 @@ def test_classic_member_session_timeout_in_a_consumer_group(tmp_path) -> None:
             assert d.error is E.none
             await asyncio.sleep(0.3)  # d never heartbeats: removed after its own session timeout
             assert "d-1" not in coord.group("g").consumer.members
+            # a classic member must SyncGroup after its JoinGroup, and rejoin when told to, within
+            # its rebalance timeout (though it keeps heartbeating)
+            e = await join(coord, "g", "e-1", protocols=SUB, rebalance_ms=150)
+            for _ in range(5):
+                await asyncio.sleep(0.05)
+                coord.heartbeat("g", e.generation_id, "e-1")
+            assert "e-1" not in coord.group("g").consumer.members
+            f = await join(coord, "g", "f-1", protocols=SUB, rebalance_ms=150)
+            assert (await coord.sync("g", f.generation_id, "f-1")).error is E.none
+            await coord.consumer_heartbeat("g", hb("c2", 0, names=["orders"], owned={}))  # a new epoch
+            assert coord.heartbeat("g", f.generation_id, "f-1") is E.rebalance_in_progress
+            for _ in range(5):
+                await asyncio.sleep(0.05)
+                coord.heartbeat("g", f.generation_id, "f-1")
+            assert "f-1" not in coord.group("g").consumer.members
+            (described,) = coord.consumer_describe(["g"])
+            assert sorted(m.member_id for m in described.members) == ["c", "c2"]
 
     run(go())
 
