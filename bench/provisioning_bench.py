@@ -21,6 +21,12 @@ Reports:
   lifecycle task ran), the first and the last brokerd spawned, every broker healthy (registered in
   etcd), and RUNNING. Brokers are forked from the workers' brokerd fork server; run the bench with
   KASTLE_BROKERD_FORKSERVER=0 to measure a fresh interpreter per broker instead;
+- with --replace-sizes (0,50,200 MB), the replacement of a lost host's broker: four more broker
+  hosts (workers of their own on 127.0.0.2-.5), a Standard cluster with that much data in a topic
+  of 3 partitions (replication factor 3), then one host's worker and its broker killed for good:
+  seconds until the broker is placed on another host (the host timeout and the grace period, 5 s
+  each here), and from there until its empty replacement has copied its partitions back and every
+  ISR is full (the figure that grows with the data);
 - a new API key working, and a revoked key refused, on a new connection (SASL PLAIN login),
   p50/p95 over --keys (10) keys (target <= 2 s);
 - exactly --idle (100) idle clusters started at once: time until all are RUNNING, RSS and PSS
@@ -59,6 +65,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--restarts", type=int, default=1, help="rolling restarts of a Standard cluster timed (default 1)"
     )
+    p.add_argument(
+        "--replace-sizes", default="0,50,200",
+        help="MB of data for each timed replacement of a lost host's broker (default 0,50,200; '' skips)",
+    )  # fmt: skip
     p.add_argument("--idle", type=int, default=100, help="idle clusters started at once (default 100)")
     p.add_argument("--concurrency", type=int, default=4, help="worker processes (default 4)")
     p.add_argument(
@@ -149,14 +159,37 @@ class Stack:
             "--schedule", str(self.workdir / "beat-schedule"),
         ])  # fmt: skip
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
         self.procs[name] = subprocess.Popen(
-            argv, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+            argv, env={**self.env, **(env or {})}, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+    def start_host(self, name: str, address: str) -> None:
+        """Another broker host on this machine: a worker on `host.<name>` with a data root of its own."""
+        env = {
+            "KASTLE_HOST_NAME": name,
+            "KASTLE_HOST_ADDRESS": address,
+            "KASTLE_DATA_DIR": str(self.host_data(name)),
+        }
+        self._spawn(f"worker-{name}", [
+            sys.executable, "-m", "celery", "-A", "controlplane", "worker", "-Q", f"host.{name}",
+            "-n", f"bench-{name}-{os.getpid()}@%h", "--concurrency", "1", "--loglevel", "WARNING",
+            "--without-mingle", "--without-gossip",
+        ], env)  # fmt: skip
+
+    def host_data(self, name: str) -> Path:
+        return self.workdir / f"data-{name}"
+
+    def kill(self, name: str) -> None:
+        proc = self.procs[name]
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
     def alive(self) -> bool:
-        return all(p.poll() is None for p in self.procs.values())
+        return all(p.poll() is None for name, p in self.procs.items() if name in ("worker", "beat"))
 
     def rss(self) -> int:
         """RSS of the worker and its pool processes."""
@@ -389,6 +422,86 @@ def bench_rolling_restart(api: Api, n: int) -> dict:
     return {"rolling_restart": summary(durations)}
 
 
+REPLACE_HOSTS = {"ra": "127.0.0.2", "rb": "127.0.0.3", "rc": "127.0.0.4", "rd": "127.0.0.5"}
+
+
+def bench_replacement(api: Api, stack: Stack, sizes: list[int]) -> dict:
+    """For each size: a Standard cluster with that many MB in a topic (3 partitions, 3 replicas),
+    then one broker's host lost for good (its worker and the broker killed): seconds until the
+    broker is placed on another host, and from there until every ISR is full again."""
+    from confluent_kafka import Producer
+
+    from clusters.models import Broker, Cluster, Host
+
+    for name, address in REPLACE_HOSTS.items():
+        stack.start_host(name, address)
+    time_until(lambda: Host.objects.filter(name__in=list(REPLACE_HOSTS)).count() == len(REPLACE_HOSTS), 90)
+    rows = []
+    for size in sizes:
+        cid = api.create("SASL_PLAINTEXT", plan="standard")
+        body = api.wait(cid, "RUNNING")
+        cluster = Cluster.objects.get(public_id=cid)
+        made = api.client.post(
+            f"/api/v1/clusters/{cid}/topics", {"name": "bench", "partitions": 3}, format="json"
+        )
+        assert made.status_code == 201, made.content
+        producer = Producer({
+            "bootstrap.servers": body["bootstrap_servers"], "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "PLAIN", "sasl.username": cluster.internal_username,
+            "sasl.password": cluster.internal_password(), "acks": "all", "linger.ms": 20,
+            "batch.size": 1_000_000, "queue.buffering.max.kbytes": 262144,
+        })  # fmt: skip
+        value = os.urandom(64 * 1024)
+        failures: list = []
+        started = time.monotonic()
+        for _ in range(size * 16):  # 64 KB records
+            while True:
+                try:
+                    producer.produce("bench", value, on_delivery=lambda e, m, f=failures: e and f.append(e))
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            producer.poll(0)
+        assert producer.flush(300) == 0 and not failures, failures[:3]
+        produced_s = time.monotonic() - started
+        victim = next(
+            b for b in Broker.objects.select_related("host").filter(cluster=cluster).order_by("node_id")
+            if b.host.name in REPLACE_HOSTS
+        )  # fmt: skip
+        lost_at = time.monotonic()
+        stack.kill(f"worker-{victim.host.name}")
+        os.kill(victim.pid, signal.SIGKILL)
+        placed_s = time_until(lambda c=cid: _replacement_state(api, c) == "replacing", 120, 0.05)
+        placed_at = time.monotonic()
+        time_until(lambda c=cid: _replacement_state(api, c) == "done", 600, 0.05)
+        in_sync_s = time.monotonic() - placed_at
+        moved = Broker.objects.select_related("host").get(pk=victim.pk)
+        data = stack.host_data(moved.host.name) / "hosts" / moved.host.name / "clusters" / cid
+        copied = sum(f.stat().st_size for f in data.rglob("*") if f.is_file()) / 1e6
+        rows.append({
+            "mb": size, "produce_s": round(produced_s, 2), "placed_s": round(placed_s, 2),
+            "in_sync_s": round(in_sync_s, 2), "total_s": round(time.monotonic() - lost_at, 2),
+            "copied_mb": round(copied, 1), "from": victim.host.name, "to": moved.host.name,
+        })  # fmt: skip
+        print(f"replacement with {size} MB: {rows[-1]}")
+        stack.start_host(victim.host.name, REPLACE_HOSTS[victim.host.name])  # back for the next round
+        api.delete(cid)
+        api.wait(cid, "DELETED")
+        time_until(lambda n=victim.host.name: Host.objects.filter(name=n).first().heartbeat_at is not None
+                   and api_host_live(n), 90)  # fmt: skip
+    return {"replacement": rows}
+
+
+def _replacement_state(api: Api, cluster_id: str) -> str | None:
+    return (api.get(cluster_id)["replacement"] or {}).get("state")
+
+
+def api_host_live(name: str) -> bool:
+    from clusters.selectors import live_hosts
+
+    return live_hosts().filter(name=name).exists()
+
+
 def bench_keys(api: Api, n: int) -> dict:
     cid = api.create("SASL_PLAINTEXT")
     bootstrap = api.wait(cid, "RUNNING")["bootstrap_servers"]
@@ -488,8 +601,12 @@ def main() -> None:
         "KASTLE_HOST_PORTS": f"{low}-{high}",
         "KASTLE_HOST_CAPACITY": str(max(200, args.idle + 10)),
     }
+    sizes = [int(x) for x in args.replace_sizes.split(",") if x.strip()]
+    if sizes:  # hosts lost quickly: a 1 s heartbeat, gone after 5 s, replaced right then
+        env.update(KASTLE_HEARTBEAT_INTERVAL="1", KASTLE_HOST_TIMEOUT="5", KASTLE_REPLACE_AFTER="5",
+                   KASTLE_RECONCILE_INTERVAL="1")  # fmt: skip
     etcd = None
-    if args.standard:
+    if args.standard or sizes:
         from controlplane.embedded_etcd import EmbeddedEtcd
 
         etcd = EmbeddedEtcd(workdir / "var")
@@ -524,6 +641,8 @@ def main() -> None:
             results["standard_delete_to_deleted"] = standard["delete_to_deleted"]
         if args.standard and args.restarts:
             results.update(bench_rolling_restart(api, args.restarts))
+        if sizes:
+            results.update(bench_replacement(api, stack, sizes))
         if args.keys:
             results.update(bench_keys(api, args.keys))
         if args.idle:
@@ -533,6 +652,8 @@ def main() -> None:
         from provisioning import supervisor
 
         supervisor.stop_all(workdir / "data" / "hosts" / "local", timeout=10)
+        for name in REPLACE_HOSTS:
+            supervisor.stop_all(stack.host_data(name) / "hosts" / name, timeout=10)
         if etcd is not None:
             etcd.stop()
         services.release()
@@ -565,6 +686,20 @@ def main() -> None:
         if key in results:
             steps = ", ".join(f"{name} {value} s" for name, value in results[key].items())
             print(f"{label} create, p50 seconds after the request until: {steps}")
+    if "replacement" in results:
+        print(
+            "\nA lost host's broker replaced (Standard cluster, 3 partitions x 3 replicas; host timeout "
+            "and grace period 5 s each):"
+        )
+        print(f"{'data MB':>8} {'placed s':>9} {'to full ISR s':>14} {'total s':>8} {'copied MB':>10}")
+        for r in results["replacement"]:
+            print(
+                f"{r['mb']:>8} {r['placed_s']:>9} {r['in_sync_s']:>14} {r['total_s']:>8} {r['copied_mb']:>10}"
+            )
+        base = results["replacement"][0]["in_sync_s"]
+        for r in results["replacement"][1:]:
+            print(f"  to full ISR with {r['mb']} MB / with {results['replacement'][0]['mb']} MB: "
+                  f"{r['in_sync_s'] / max(base, 1e-9):.2f}x")  # fmt: skip
     if "idle" in results:
         i = results["idle"]
         print(
