@@ -38,7 +38,8 @@ def main() -> None:
     parser.add_argument("--session-ms", type=int, default=3000, help="coordination.session.timeout.ms")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--keep", metavar="DIR", help="run in DIR and keep the brokers' logs there")
+    parser.add_argument("--keep", metavar="DIR",
+                        help="run in DIR and keep the brokers' logs there, and the history (history.json)")
     args = parser.parse_args()
     kinds = args.faults.split(",")
     unknown = set(kinds) - set(Faults.TYPES)
@@ -52,8 +53,9 @@ def main() -> None:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="fault-bench-") as tmp:
         root = Path(args.keep) if args.keep else Path(tmp)
+        dump = root / "history.json" if args.keep else None
         verdict, _cycles, _history = run(
-            root, faults, settings=settings, partitions=args.partitions, seed=args.seed
+            root, faults, settings=settings, partitions=args.partitions, seed=args.seed, dump=dump
         )
     verdict["run time (s)"] = round(time.monotonic() - started, 1)
     problems = verdict.pop("problems") + verdict.pop("group problems")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import json
 import os
 import random
 import signal
@@ -202,14 +203,30 @@ class FaultCluster:
             what=f"a leader of {TOPIC}-{partition}",
         )
 
-    def coordinator(self) -> int:
+    def coordinator(self, notes: list[str] | None = None) -> int:
+        """The group coordinator's broker id, as DescribeGroups names it. An admin client whose
+        look-up keeps failing is replaced (librdkafka's admin client, after a broker it knew
+        restarted, was seen failing every DescribeGroups for a minute while a new client found
+        the coordinator at once); the failure goes into ``notes``."""
+        errors: list[str] = []
+        started = time.monotonic()
+
         def ask():
             try:
                 return self.admin().describe_consumer_groups([GROUP])[GROUP].result(timeout=5).coordinator.id
-            except KafkaException:
+            except (KafkaException, TimeoutError) as e:  # TimeoutError: no answer within 5 s
+                errors.append(str(e.args[0]) if e.args else type(e).__name__)
+                if time.monotonic() - started > 10 and len(errors) % 3 == 0:
+                    self._admin = None  # a fresh client: its own connections and metadata
                 return None
 
-        return wait_for(ask, timeout=60, what="the group's coordinator")
+        try:
+            found = wait_for(ask, timeout=60)
+        except AssertionError:
+            raise AssertionError(f"no coordinator named for 60 s: {errors[-1:]}") from None
+        if errors and notes is not None:
+            notes.append(f"{len(errors)} failed look-up(s) of the coordinator first, e.g. {errors[-1]}")
+        return found
 
 
 # --- the workload -------------------------------------------------------------------------------
@@ -229,6 +246,8 @@ class History:
     commit_errors: Counter = field(default_factory=Counter)
     consumer_errors: Counter = field(default_factory=Counter)
     log: dict[int, list[tuple[int, str]]] = field(default_factory=dict)  # the final read, per partition
+    read_errors: Counter = field(default_factory=Counter)  # the final read's client errors
+    read_conflicts: list[tuple[int, int, str, str]] = field(default_factory=list)  # two values at an offset
 
 
 class Workload:
@@ -430,25 +449,53 @@ class Workload:
         return worst
 
     def read_back(self, timeout: float = 60) -> None:
-        """The final log: every partition read from offset 0 to its high watermark."""
+        """The final log: every partition read from offset 0 to its high watermark.
+
+        The high watermark is asked again until it no longer moves and covers every
+        acknowledged offset (a leader elected late, the preferred-leader rebalance for one,
+        starts from the high watermark it heard as a follower, which may trail by a fetch), or
+        ``timeout`` passes: an acknowledged offset never below it is then reported lost. A
+        record delivered twice at one offset (the client fetching again after a leader change)
+        is one record; two values at one offset are a problem."""
         consumer = Consumer(
             {
                 "bootstrap.servers": self.bootstrap,
                 "group.id": f"{GROUP}-read-back",
                 "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",  # a reset re-reads; it never skips
+                "log_level": 2,
             }
         )
+        acked_end: dict[int, int] = defaultdict(int)
+        for p, o in self.history.acked.values():
+            acked_end[p] = max(acked_end[p], o + 1)
         try:
             for p in range(self.partitions):
-                _low, high = consumer.get_watermark_offsets(TopicPartition(TOPIC, p), timeout=30)
                 consumer.assign([TopicPartition(TOPIC, p, 0)])
-                log: list[tuple[int, str]] = []
+                at: dict[int, str] = {}
                 deadline = time.monotonic() + timeout
-                while (not log or log[-1][0] < high - 1) and high > 0 and time.monotonic() < deadline:
+                high, rereads = -1, 0
+                while time.monotonic() < deadline:
+                    _low, now = consumer.get_watermark_offsets(TopicPartition(TOPIC, p), timeout=10)
+                    read_to = max(at) + 1 if at else 0
+                    if read_to >= now and now == high and now >= acked_end[p]:
+                        break
+                    high = now
+                    if read_to >= now:
+                        if len(at) < read_to and rereads < 2:  # offsets skipped: read it all again
+                            rereads += 1
+                            consumer.assign([TopicPartition(TOPIC, p, 0)])
+                        else:
+                            time.sleep(0.5)  # the high watermark settling
+                        continue
                     for m in consumer.consume(1000, 0.5):
-                        if m.error() is None:
-                            log.append((m.offset(), m.value().decode()))
-                self.history.log[p] = log
+                        if m.error() is not None:
+                            self.history.read_errors[m.error().name()] += 1
+                            continue
+                        value = m.value().decode()
+                        if at.setdefault(m.offset(), value) != value:
+                            self.history.read_conflicts.append((p, m.offset(), at[m.offset()], value))
+                self.history.log[p] = sorted(at.items())
         finally:
             consumer.close()
 
@@ -526,6 +573,11 @@ def check(history: History) -> dict:
                 f"partition {p}: committed offset {committed} beyond the log's end "
                 f"{len(history.log.get(p, []))}"
             )
+    if history.read_conflicts:
+        problems.append(
+            f"{len(history.read_conflicts)} offset(s) read back with two values (partition, offset, "
+            f"first, second), e.g. {history.read_conflicts[:3]}"
+        )
     if history.fatal:
         problems.append(f"{len(history.fatal)} producer fatal error(s), e.g. {history.fatal[:2]}")
     return {
@@ -551,6 +603,7 @@ class Cycle:
     recovered_s: float | None = None  # from the heal until every ISR was full again
     write_stall_s: float = 0.0  # the longest time a partition went without acknowledgements
     notes: list[str] = field(default_factory=list)
+    client_notes: list[str] = field(default_factory=list)  # the checker's clients, not the cluster
 
 
 class Faults:
@@ -612,7 +665,7 @@ class Faults:
         return partial(victim.start, timeout=60)
 
     def kill_coordinator(self, cycle: Cycle, rng: random.Random):
-        victim = self.cluster.broker(self.cluster.coordinator())
+        victim = self.cluster.broker(self.cluster.coordinator(cycle.client_notes))
         cycle.target = f"broker {victim.node_id}"
         victim.kill()
         self._await_writes(cycle, time.monotonic())
@@ -710,9 +763,11 @@ def run(
     acks: str = "all",
     seed: int = 0,
     log=print,
+    dump: Path | None = None,
 ) -> tuple[dict, list[Cycle], History]:
     """A whole run: the cluster, the workload, ``faults`` in order, the final read and the
-    verdict (``check``), with the cycles measured."""
+    verdict (``check``), with the cycles measured; ``dump``: a JSON file for the acknowledged
+    writes, the final log and the cycles, to tell afterwards which record went where."""
     rng = random.Random(seed)
     cluster = FaultCluster(root, settings=settings)
     try:
@@ -731,9 +786,10 @@ def run(
                     cycle = Cycle(name, "?", notes=[f"cycle abandoned: {e}"])
                 cycles.append(cycle)
                 log(
-                    f"{len(cycles):3d} {cycle.fault:17s} {cycle.target:24s} resumed "
+                    f"{time.strftime('%H:%M:%S')} {len(cycles):3d} {cycle.fault:17s} {cycle.target:24s} "
+                    f"resumed "
                     f"{_s(cycle.writes_resumed_s)} recovered {_s(cycle.recovered_s)} "
-                    f"stall {cycle.write_stall_s:.2f}s {'; '.join(cycle.notes)}"
+                    f"stall {cycle.write_stall_s:.2f}s {'; '.join(cycle.notes + cycle.client_notes)}"
                 )
             try:
                 cluster.wait_in_sync(timeout=180)
@@ -742,9 +798,14 @@ def run(
         finally:
             workload.stop()
         workload.read_back()
+        if dump is not None:
+            h = workload.history
+            record = {"acked": h.acked, "failed": h.failed, "log": h.log, "cycles": [vars(c) for c in cycles]}
+            dump.write_text(json.dumps(record))
         verdict = check(workload.history)
         verdict.update(summarize(cycles))
         verdict["commit errors"] = dict(workload.history.commit_errors)
+        verdict["read-back client errors"] = dict(workload.history.read_errors)
         verdict["notes"] = [f"{c.fault} {c.target}: {n}" for c in cycles for n in c.notes]
         return verdict, cycles, workload.history
     finally:

@@ -73,6 +73,11 @@ def test_the_checker_rules_on_made_up_histories() -> None:
     gap = check(_history({0: [(0, "a"), (2, "b")]}, {}))
     assert any("not contiguous" in p for p in gap["problems"])
 
+    # The final read got two values at one offset (a re-read after a leader change must agree).
+    conflicting = _history({0: [(0, "a")]}, {"a": (0, 0)})
+    conflicting.read_conflicts.append((0, 0, "a", "x"))
+    assert any("two values" in p for p in check(conflicting)["problems"])
+
     moved = check(_history({0: [(0, "b"), (1, "a")]}, {"a": (0, 0)}))
     assert any("not at their acknowledged offset" in p for p in moved["problems"])
 
