@@ -59,7 +59,7 @@ from brokerd.quotas import Quotas
 from brokerd.schemas import SchemaIds
 from brokerd.server import Connection, start_listener
 from brokerd.settings import Listener, Settings
-from brokerd.storage import Flusher, LogManager, LogSettings, StorageError, Topic
+from brokerd.storage import Flusher, LogManager, LogSettings, PartitionLog, StorageError, Topic
 from brokerd.storage.cleaner import CleanerConfig, LogCleaner
 from brokerd.storage.compaction import bounded_decompress
 from brokerd.telemetry import ClientTelemetry, SubscriptionStore
@@ -437,9 +437,11 @@ class Broker:
         def partition_of(group_id: str) -> int:
             return partition_for(group_id, topics.partition_count(OFFSETS.name) or 1)
 
-        def append(partition: int, records: list) -> asyncio.Future:
+        def append(partition: int, records: list, producer: tuple[int, int] | None = None) -> asyncio.Future:
             epoch = self.group_loader.epochs.get(partition, -1) if self.group_loader else -1
-            return topics.append(OFFSETS.name, partition, records, leader_epoch=epoch, timeout=timeout)
+            return topics.append(
+                OFFSETS.name, partition, records, leader_epoch=epoch, timeout=timeout, producer=producer
+            )
 
         self.groups = GroupCoordinator(
             data_dir, group_config, node_id=self.node_id, topics=self._topics_for_assignment,
@@ -456,6 +458,15 @@ class Broker:
                 legacy_store.path.rename(legacy_store.path.with_name(legacy_store.path.name + ".imported"))
         self.groups.start_nowait()
         self.group_loader = CoordinatorLoader(topics, OFFSETS, self.groups)
+        groups = self.groups
+
+        def marker(plog: PartitionLog, producer_id: int, commit: bool) -> None:
+            # a marker in __consumer_offsets decides the offsets committed in the transaction
+            if plog.topic == OFFSETS.name:
+                groups.transaction_marker(plog.partition, producer_id, commit)
+
+        assert self.producers is not None
+        self.producers.marker_listeners.append(marker)
 
     async def _retire_legacy_offsets(self, path: Path) -> None:
         """Once every group of the former offsets file is in __consumer_offsets (and acknowledged

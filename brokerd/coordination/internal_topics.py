@@ -31,7 +31,16 @@ from typing import Any, Protocol
 
 from kio.schema.errors import ErrorCode
 
-from brokerd.records import build_batch, iter_headers, stamp_leader_epoch, validate_and_stamp
+from brokerd.records import (
+    ATTR_TRANSACTIONAL,
+    HEADER_SIZE,
+    BatchHeader,
+    build_batch,
+    control_type,
+    read_header,
+    stamp_leader_epoch,
+    validate_and_stamp,
+)
 from brokerd.storage.compaction import record_heads
 
 log = logging.getLogger("brokerd.coordination")
@@ -41,6 +50,9 @@ OFFSETS_TOPIC = "__consumer_offsets"
 TRANSACTION_TOPIC = "__transaction_state"
 READ_BYTES = 1 << 20
 WHOLE_RECORD = 1 << 31
+
+#: a batch as coordinators read it back: header, control record type or None, records
+Batch = tuple[BatchHeader, int | None, list[tuple[bytes | None, bytes | None]]]
 
 
 @dataclass(frozen=True)
@@ -102,7 +114,9 @@ class PartitionCoordinator(Protocol):
 
     def begin_load(self, partition: int) -> None: ...
 
-    async def load(self, partition: int, records: AsyncIterator[tuple[bytes | None, bytes | None]]) -> None:
+    async def load(self, partition: int, records: AsyncIterator[Any]) -> None:
+        """``records``: (key, value) pairs, or :data:`Batch` es when the coordinator's
+        ``reads_batches`` is true (it needs transactions and their markers)."""
         ...
 
     def unload(self, partition: int) -> None: ...
@@ -211,21 +225,25 @@ class InternalTopics:
     # --- writing and reading, as the leader --------------------------------------------------------
     def append(
         self, name: str, partition: int, records: list[tuple[bytes, bytes | None]], *, leader_epoch: int,
-        timeout: float,
+        timeout: float, producer: tuple[int, int] | None = None,
     ) -> asyncio.Future[int]:
         """Append ``records`` (key, value) as one batch, now, while this broker leads the
         partition in ``leader_epoch``. The future resolves with the base offset once an fsync
         covers the batch and, in a cluster, the high watermark passed it (acks=all); it fails
-        with :class:`AppendError`. Appends made in order land in that order."""
+        with :class:`AppendError`. Appends made in order land in that order.
+
+        With ``producer`` (producer id, epoch) the batch is transactional, part of that
+        producer's open transaction (offsets committed inside it): the partition's producer
+        state holds the transaction open until its commit or abort marker."""
         try:
-            plog, base, end = self._append_now(name, partition, records, leader_epoch)
+            plog, base, end = self._append_now(name, partition, records, leader_epoch, producer)
         except AppendError as exc:
             fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
             fut.set_exception(exc)
             return fut
         return asyncio.ensure_future(self._acknowledge(plog, name, partition, base, end, timeout))
 
-    def _append_now(self, name: str, partition: int, records, leader_epoch: int):
+    def _append_now(self, name: str, partition: int, records, leader_epoch: int, producer=None):
         broker = self.broker
         plog = broker.logs.log(name, partition)
         if plog is None or self.led_epoch(name, partition) != leader_epoch:
@@ -233,7 +251,12 @@ class InternalTopics:
         replicas = broker.replicas
         if replicas is not None and replicas.isr_size(name, partition) < replicas.min_insync(name):
             raise AppendError(E.coordinator_not_available, f"{name}-{partition}: not enough in-sync replicas")
-        data = build_batch(records, timestamp_ms=int(time.time() * 1000))
+        now = int(time.time() * 1000)
+        if producer is None:
+            data = build_batch(records, timestamp_ms=now)
+        else:  # as Kafka's coordinator appends them: no sequence number, never deduplicated
+            data = build_batch(records, timestamp_ms=now, producer_id=producer[0], producer_epoch=producer[1],
+                               attributes=ATTR_TRANSACTIONAL)  # fmt: skip
         batches, count = validate_and_stamp(data, plog.next_offset, len(data) + 1)
         if replicas is not None:
             stamp_leader_epoch(data, batches, leader_epoch)
@@ -241,6 +264,8 @@ class InternalTopics:
             base = plog.append(data, batches, count)
         except OSError as exc:
             raise AppendError(E.not_coordinator, f"append to {name}-{partition} failed: {exc}") from None
+        if producer is not None:
+            broker.producers.sequences.begin_txn((name, partition), producer[0], base)
         if replicas is not None:
             replicas.appended(name, partition)
         return plog, base, base + count
@@ -268,7 +293,14 @@ class InternalTopics:
 
     async def read(self, name: str, partition: int) -> AsyncIterator[tuple[bytes | None, bytes | None]]:
         """Every record (key, value) of a partition from its log start to its log end, yielding
-        to the event loop between chunks."""
+        to the event loop between chunks (control batches left out)."""
+        async for _header, _control, records in self.read_batches(name, partition):
+            for record in records:
+                yield record
+
+    async def read_batches(self, name: str, partition: int) -> AsyncIterator[Batch]:
+        """Every batch of a partition from its log start to its log end: its header, its
+        control record type (commit or abort marker) or None, and its records (key, value)."""
         plog = self.broker.logs.log(name, partition)
         if plog is None:
             return
@@ -278,11 +310,20 @@ class InternalTopics:
             data = plog.read(offset, READ_BYTES, True)
             if not data:
                 break
+            view = memoryview(data)
+            pos = 0
             last = offset
-            for _pos, _base, _size, last_offset, _ts, _attrs in iter_headers(data):
-                last = last_offset
-            for _i, key, value in record_heads(data, WHOLE_RECORD):
-                yield key, value
+            while len(view) - pos >= HEADER_SIZE:
+                h = read_header(view, pos)
+                if pos + h.size > len(view):
+                    break
+                batch = view[pos : pos + h.size]
+                pos += h.size
+                last = h.last_offset
+                if h.is_control:
+                    yield h, control_type(batch), []
+                else:
+                    yield h, None, [(key, value) for _i, key, value in record_heads(batch, WHOLE_RECORD)]
             offset = last + 1
             await asyncio.sleep(0)
 
@@ -323,7 +364,9 @@ class CoordinatorLoader:
     async def _load(self, partition: int, epoch: int) -> None:
         started = time.perf_counter()
         try:
-            await self.coordinator.load(partition, self.topics.read(self.topic.name, partition))
+            batches = getattr(self.coordinator, "reads_batches", False)
+            read = self.topics.read_batches if batches else self.topics.read
+            await self.coordinator.load(partition, read(self.topic.name, partition))
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -142,6 +142,9 @@ def _wall_ms() -> int:
 class GroupCoordinator(MixedGroups):
     """One broker's group coordinator (single node: coordinator for every group)."""
 
+    #: loading a partition needs its batches: transactions and their markers decide offsets
+    reads_batches = True
+
     def __init__(
         self,
         data_dir: str | os.PathLike[str],
@@ -199,6 +202,9 @@ class GroupCoordinator(MixedGroups):
         #: (group, partition) -> whether a transaction holds an offset for it not yet committed or
         #: aborted: OffsetFetch with require_stable answers UNSTABLE_OFFSET_COMMIT (KIP-447)
         self.transactional_pending: Callable[[str, TopicPartition], bool] | None = None
+        #: producer id -> group -> offsets committed inside its open transaction (TxnOffsetCommit),
+        #: in __consumer_offsets as its transactional records until its marker decides them
+        self._txn_offsets: dict[int, dict[str, dict[TopicPartition, OffsetAndMetadata]]] = {}
 
     # ==== lifecycle ===========================================================================
 
@@ -265,6 +271,10 @@ class GroupCoordinator(MixedGroups):
             return  # unloaded meanwhile
         self._import_legacy(partition, state)
         self._adopt(state)
+        for producer_id, groups in state.txn_offsets.items():
+            for group_id, offsets in groups.items():
+                self._get_or_create(group_id)
+                self._txn_offsets.setdefault(producer_id, {}).setdefault(group_id, {}).update(offsets)
         self._loading_partitions.discard(partition)
         self._owned.add(partition)
         self.load_seconds = time.perf_counter() - started
@@ -302,6 +312,11 @@ class GroupCoordinator(MixedGroups):
         self._owned.discard(partition)
         if self._partition_of is None:
             return
+        for producer_id, groups in list(self._txn_offsets.items()):
+            for group_id in [g for g in groups if self._partition_of(g) == partition]:
+                del groups[group_id]
+            if not groups:
+                del self._txn_offsets[producer_id]
         leaving = [g for g in self._groups if self._partition_of(g) == partition]
         forget = getattr(self.store, "forget", None)
         if forget is not None:
@@ -1322,6 +1337,48 @@ class GroupCoordinator(MixedGroups):
             return None if generation_id < 0 else E.illegal_generation
         return self._validate_offset_commit(group, generation_id, member_id, instance_id, transactional=True)
 
+    async def commit_in_transaction(
+        self, group_id: str, producer_id: int, producer_epoch: int,
+        offsets: dict[TopicPartition, OffsetAndMetadata],
+    ) -> None:
+        """TxnOffsetCommit: the offsets become the producer's transactional records in the
+        group's ``__consumer_offsets`` partition (durable, and replicated in a cluster, when this
+        returns; StoreError otherwise), pending until its marker there decides them."""
+        if not offsets:
+            return
+        if isinstance(self.store, OffsetsTopicStore):
+            entries = sorted(offsets.items())
+            await self.store.commit_in_transaction(group_id, producer_id, producer_epoch, entries)
+        self._get_or_create(group_id)
+        self._txn_offsets.setdefault(producer_id, {}).setdefault(group_id, {}).update(offsets)
+
+    def transaction_marker(self, partition: int, producer_id: int, commit: bool) -> None:
+        """A commit or abort marker of the producer was written to ``partition`` of
+        ``__consumer_offsets``: its pending offsets of that partition's groups become the
+        groups' committed offsets, or are dropped (Kafka's onTransactionCompleted)."""
+        groups = self._txn_offsets.get(producer_id)
+        if not groups:
+            return
+        of = self._partition_of
+        for group_id in [g for g in groups if of is None or of(g) == partition]:
+            offsets = groups.pop(group_id)
+            if not commit:
+                continue
+            group = self._get_or_create(group_id)
+            if group.is_(GroupState.DEAD):
+                continue
+            group.offsets.update(offsets)
+            if not isinstance(self.store, OffsetsTopicStore):  # a file store keeps only what it is given
+                self._track(self.store.commit(group_id, sorted(offsets.items())))
+        if not groups:
+            del self._txn_offsets[producer_id]
+
+    def _unstable(self, group_id: str, tp: TopicPartition) -> bool:
+        """Whether an open transaction holds an offset of the group's partition (KIP-447)."""
+        if any(tp in groups.get(group_id, ()) for groups in self._txn_offsets.values()):
+            return True
+        return self.transactional_pending is not None and self.transactional_pending(group_id, tp)
+
     async def commit_transactional(
         self, group_id: str, offsets: list[tuple[TopicPartition, OffsetAndMetadata]]
     ) -> None:
@@ -1370,8 +1427,7 @@ class GroupCoordinator(MixedGroups):
         out = []
         for tp in tps:
             if require_stable and (
-                group.pending_offset_commits.get(tp)
-                or (self.transactional_pending is not None and self.transactional_pending(group_id, tp))
+                group.pending_offset_commits.get(tp) or self._unstable(group_id, tp)
             ):
                 out.append(FetchedOffset(tp[0], tp[1], -1, -1, "", E.unstable_offset_commit))
                 continue
@@ -1594,6 +1650,7 @@ class GroupCoordinator(MixedGroups):
                 and not group.offsets
                 and not group.pending_members
                 and not group.pending_offset_commits
+                and not any(group.group_id in groups for groups in self._txn_offsets.values())
                 and (group.consumer is None or not group.consumer.members)
             ):
                 self._kill_group(group)

@@ -72,6 +72,8 @@ class OffsetAndMetadata:
 class LoadedState:
     offsets: dict[str, dict[TopicPartition, OffsetAndMetadata]] = field(default_factory=dict)
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: producer id -> group -> offsets committed in its transaction, still open at the log end
+    txn_offsets: dict[int, dict[str, dict[TopicPartition, OffsetAndMetadata]]] = field(default_factory=dict)
     records: int = 0
     truncated_bytes: int = 0
     compacted: bool = False

@@ -23,11 +23,15 @@ from kio.schema.errors import ErrorCode
 from brokerd.groups import consumer_records as cr
 from brokerd.groups import records as rec
 from brokerd.groups.store import LoadedState, OffsetAndMetadata, StoreError, TopicPartition
+from brokerd.records import CONTROL_COMMIT, BatchHeader
 
 log = logging.getLogger("brokerd.groups")
 
 Records = list[tuple[bytes, bytes | None]]
-Append = Callable[[int, Records], "asyncio.Future[Any]"]
+#: append(partition, records, producer=None): ``producer`` (id, epoch) makes the batch transactional
+Append = Callable[..., "asyncio.Future[Any]"]
+#: (header, control record type or None, records), as InternalTopics.read_batches reads them back
+Batch = tuple[BatchHeader, int | None, list[tuple[bytes | None, bytes | None]]]
 
 
 class OffsetsTopicStore:
@@ -43,6 +47,15 @@ class OffsetsTopicStore:
         self, group: str, entries: Iterable[tuple[TopicPartition, OffsetAndMetadata]]
     ) -> asyncio.Future[None]:
         return self._append(group, [(rec.offset_key(group, tp), rec.offset_value(om)) for tp, om in entries])
+
+    def commit_in_transaction(
+        self, group: str, producer_id: int, producer_epoch: int,
+        entries: Iterable[tuple[TopicPartition, OffsetAndMetadata]],
+    ) -> asyncio.Future[None]:
+        """Offsets committed inside a producer's transaction (TxnOffsetCommit): a transactional
+        batch of the producer, which its commit or abort marker in the partition decides."""
+        records = [(rec.offset_key(group, tp), rec.offset_value(om)) for tp, om in entries]
+        return self._append(group, records, (producer_id, producer_epoch))
 
     def delete_offsets(self, group: str, tps: Iterable[TopicPartition]) -> asyncio.Future[None]:
         return self._append(group, [(rec.offset_key(group, tp), None) for tp in tps])
@@ -87,13 +100,18 @@ class OffsetsTopicStore:
         self._written.pop(group, None)
         return self._append(group, records)
 
-    def _append(self, group: str, records: Records) -> asyncio.Future[None]:
+    def _append(
+        self, group: str, records: Records, producer: tuple[int, int] | None = None
+    ) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
         out: asyncio.Future[None] = loop.create_future()
         if not records:
             out.set_result(None)
             return out
-        appended = self._append_to(self.partition_of(group), records)
+        if producer is None:
+            appended = self._append_to(self.partition_of(group), records)
+        else:
+            appended = self._append_to(self.partition_of(group), records, producer=producer)
         self._pending.add(out)
 
         def done(f: asyncio.Future[Any]) -> None:
@@ -125,44 +143,66 @@ class OffsetsTopicStore:
         pass
 
 
-async def fold(records: AsyncIterator[tuple[bytes | None, bytes | None]]) -> LoadedState:
-    """A partition's live groups and offsets from its records, in log order (the last record of
-    a key wins; a tombstone removes it). Records of other kinds are skipped."""
+async def fold(batches: AsyncIterator[Batch]) -> LoadedState:
+    """A partition's live groups and offsets from its batches, in log order (the last record of
+    a key wins; a tombstone removes it). Offsets in a producer's transaction are held apart
+    until its commit marker makes them the group's (its abort marker drops them); those of a
+    transaction still open at the log end are ``state.txn_offsets``. Records of other kinds are
+    skipped."""
     state = LoadedState()
     consumer = cr.ConsumerGroupFold()
     #: group -> log position of its last classic (or former brokerd) metadata record
     seqs: dict[str, int] = {}
-    async for key, value in records:
-        state.records += 1
-        if key is None:
+    async for header, control, records in batches:
+        producer_id = header.producer_id
+        if control is not None:
+            held = state.txn_offsets.pop(producer_id, None)
+            if held and control == CONTROL_COMMIT:
+                for group, offsets in held.items():
+                    state.offsets.setdefault(group, {}).update(offsets)
             continue
-        try:
-            which = rec.decode_key(key)
-            if isinstance(which, cr.ConsumerRecordKey):
-                consumer.apply(which, value, state.records)
+        for key, value in records:
+            state.records += 1
+            if key is None:
                 continue
-            if isinstance(which, rec.OffsetKey):
-                tp = (which.topic, which.partition)
-                if value is None:
-                    offsets = state.offsets.get(which.group)
-                    if offsets is not None:
-                        offsets.pop(tp, None)
-                        if not offsets:
-                            del state.offsets[which.group]
-                else:
-                    state.offsets.setdefault(which.group, {})[tp] = rec.decode_offset_value(value)
-            elif isinstance(which, rec.GroupKey | rec.ConsumerGroupKey):
-                if value is None:
-                    state.groups.pop(which.group, None)
-                elif isinstance(which, rec.ConsumerGroupKey):
-                    state.groups[which.group] = rec.decode_consumer_group_value(value)
-                    seqs[which.group] = state.records
-                else:
-                    state.groups[which.group] = rec.decode_group_value(value)
-                    seqs[which.group] = state.records
-        except (rec.RecordError, cr.ConsumerRecordError, UnicodeDecodeError) as exc:
-            log.error("unreadable record in the offsets topic: %s", exc)
+            try:
+                if header.is_transactional:
+                    _fold_transactional(state, producer_id, key, value)
+                    continue
+                which = rec.decode_key(key)
+                if isinstance(which, cr.ConsumerRecordKey):
+                    consumer.apply(which, value, state.records)
+                    continue
+                if isinstance(which, rec.OffsetKey):
+                    tp = (which.topic, which.partition)
+                    if value is None:
+                        offsets = state.offsets.get(which.group)
+                        if offsets is not None:
+                            offsets.pop(tp, None)
+                            if not offsets:
+                                del state.offsets[which.group]
+                    else:
+                        state.offsets.setdefault(which.group, {})[tp] = rec.decode_offset_value(value)
+                elif isinstance(which, rec.GroupKey | rec.ConsumerGroupKey):
+                    if value is None:
+                        state.groups.pop(which.group, None)
+                    elif isinstance(which, rec.ConsumerGroupKey):
+                        state.groups[which.group] = rec.decode_consumer_group_value(value)
+                        seqs[which.group] = state.records
+                    else:
+                        state.groups[which.group] = rec.decode_group_value(value)
+                        seqs[which.group] = state.records
+            except (rec.RecordError, cr.ConsumerRecordError, UnicodeDecodeError) as exc:
+                log.error("unreadable record in the offsets topic: %s", exc)
     for group, (seq, document) in consumer.documents().items():
         if seq > seqs.get(group, 0):
             state.groups[group] = document
     return state
+
+
+def _fold_transactional(state: LoadedState, producer_id: int, key: bytes, value: bytes | None) -> None:
+    which = rec.decode_key(key)
+    if isinstance(which, rec.OffsetKey) and value is not None:
+        held = state.txn_offsets.setdefault(producer_id, {}).setdefault(which.group, {})
+        held[(which.topic, which.partition)] = rec.decode_offset_value(value)
+

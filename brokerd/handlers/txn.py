@@ -19,7 +19,7 @@ import time
 from kio.schema.errors import ErrorCode as E
 
 from brokerd import acls
-from brokerd.groups.store import OffsetAndMetadata
+from brokerd.groups.store import OffsetAndMetadata, StoreError
 from brokerd.idempotence import ProduceRefused
 from brokerd.txn.log import STATES_BY_NAME
 
@@ -197,7 +197,14 @@ async def txn_offset_commit(request, ctx):
                 epoch = int(getattr(p, "committed_leader_epoch", -1))
                 held[tp] = OffsetAndMetadata(int(p.committed_offset), epoch, metadata, now)
         if held:
-            stored = await coord.hold_offsets(request.producer_id, group_id, held)
+            stored = E.none
+            try:
+                await ctx.broker.groups.commit_in_transaction(
+                    group_id, request.producer_id, request.producer_epoch, held
+                )
+            except StoreError as exc:
+                log.error("cannot commit offsets of group %s in a transaction: %s", group_id, exc)
+                stored = exc.code
             for tp in held:
                 errors[tp] = stored
     else:

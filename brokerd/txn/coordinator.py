@@ -15,8 +15,9 @@ InitProducerId, never per transaction):
   transaction of the id is aborted first (CONCURRENT_TRANSACTIONS until that is done).
 * AddPartitionsToTxn / AddOffsetsToTxn: Empty or Complete* -> Ongoing, with the partitions.
 * EndTxn: Ongoing -> PrepareCommit / PrepareAbort (answered once durable), then markers go to
-  every partition of the transaction, the transaction's group offsets are committed or dropped,
-  and the state becomes CompleteCommit / CompleteAbort.
+  every partition of the transaction (the marker in the group's ``__consumer_offsets``
+  partition commits or drops the offsets committed in it), and the state becomes
+  CompleteCommit / CompleteAbort.
 * A transaction open longer than its timeout is aborted with a bumped epoch: its producer is
   fenced (PRODUCER_FENCED at its next request to the coordinator, INVALID_PRODUCER_EPOCH at a
   partition).
@@ -37,8 +38,8 @@ from dataclasses import dataclass, field
 
 from kio.schema.errors import ErrorCode as E
 
+from brokerd.coordination.internal_topics import partition_for as group_partition_for
 from brokerd.groups import GroupCoordinator, StoreError
-from brokerd.groups.store import OffsetAndMetadata
 from brokerd.idempotence import ProduceRefused, ProducerState
 from brokerd.records import build_batch, read_varint, validate_and_stamp
 from brokerd.storage import Flusher, LogManager, PartitionLog
@@ -56,7 +57,7 @@ from brokerd.txn.log import (
     STATE_NAMES,
     TxnLogValue,
 )
-from brokerd.txn.offsets import PendingTxnOffsets
+from brokerd.txn.offsets import LegacyTxnOffsets
 
 log = logging.getLogger("brokerd.txn")
 
@@ -137,7 +138,7 @@ class TransactionCoordinator:
         self.config = config
         self._clock = clock
         self.txns: dict[str, TxnMetadata] = {}
-        self.offsets = PendingTxnOffsets(producers.sequences.directory)
+        self.offsets = LegacyTxnOffsets(producers.sequences.directory)
         self.coordinator_epoch = 0
         self._tasks: set[asyncio.Future] = set()
         self._loop_task: asyncio.Future | None = None
@@ -379,7 +380,7 @@ class TransactionCoordinator:
         """The ``__consumer_offsets`` partition of a group (Kafka's partitionFor)."""
         topic = self.logs.topics.get(OFFSETS_TOPIC)  # the group coordinator's own partitioning
         count = len(topic.partitions) if topic is not None else self.config.offsets_partitions
-        return OFFSETS_TOPIC, txnlog.partition_for(group_id, count)
+        return OFFSETS_TOPIC, group_partition_for(group_id, count)
 
     # --- TxnOffsetCommit ----------------------------------------------------------------------
     def check_offset_commit(
@@ -394,16 +395,6 @@ class TransactionCoordinator:
             or self.offsets_partition(group_id) not in meta.partitions
         ):
             return E.invalid_txn_state  # AddOffsetsToTxn first (and not once the transaction ends)
-        return E.none
-
-    async def hold_offsets(
-        self, producer_id: int, group_id: str, offsets: dict[tuple[str, int], OffsetAndMetadata]
-    ) -> E:
-        try:
-            await self.offsets.add(producer_id, group_id, offsets)
-        except OSError as exc:
-            log.error("cannot hold transactional offsets of group %s: %s", group_id, exc)
-            return E.coordinator_not_available
         return E.none
 
     # --- EndTxn ----------------------------------------------------------------------------
@@ -477,7 +468,7 @@ class TransactionCoordinator:
                 topic, index = tp
                 plog = self.logs.log(topic, index)
                 if plog is None:
-                    continue  # a deleted topic, or the group offsets partition (below)
+                    continue  # a deleted topic
                 try:
                     self.producers.write_marker(
                         plog, pid, epoch, commit, self.coordinator_epoch, now_ms=self._clock()

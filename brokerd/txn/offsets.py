@@ -1,12 +1,13 @@
-"""Offsets committed inside transactions (TxnOffsetCommit), held until the transaction ends.
+"""Offsets held by earlier versions of the broker for open transactions, drained on upgrade.
 
-Kafka keeps them as transactional records in ``__consumer_offsets`` and the commit or abort
-marker there decides them. Here the group coordinator's offsets live in its own store, so the
-pending offsets are kept durably beside the producer state (``pending_txn_offsets.json``,
-replaced atomically on every change) until the transaction coordinator ends the transaction:
-a commit hands them to the group coordinator (durable there before they leave this file), an
-abort drops them. A crash in between leaves them here, and the coordinator, which finishes
-every prepared transaction when it starts, decides them again.
+Offsets committed inside a transaction are now the producer's transactional records in
+``__consumer_offsets``, which its commit or abort marker decides (the group coordinator,
+brokerd/groups). Earlier versions held them in a file beside the producer state
+(``pending_txn_offsets.json``) instead. A broker that finds that file still decides each of
+its transactions from it, as before: when the coordinator completes the transaction (it
+finishes every prepared transaction when it starts, and aborts open ones that time out), a
+commit hands the offsets to the group coordinator, an abort drops them. Nothing new is added
+to it; once empty it is removed.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ FILE = "pending_txn_offsets.json"
 TopicPartition = tuple[str, int]
 
 
-class PendingTxnOffsets:
+class LegacyTxnOffsets:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.path = Path(directory) / FILE
         #: producer id -> group -> partition -> offset
@@ -49,6 +50,11 @@ class PendingTxnOffsets:
                     for topic, partition, offset, epoch, metadata, ts in entries
                 }
                 self._put(int(pid), group, offsets)
+        if self._pending:
+            log.info("offsets of %d transaction(s) held by an earlier version: decided as they end",
+                     len(self._pending))  # fmt: skip
+        else:
+            self.path.unlink()
 
     def _put(self, pid: int, group: str, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
         self._pending.setdefault(pid, {}).setdefault(group, {}).update(offsets)
@@ -74,17 +80,6 @@ class PendingTxnOffsets:
     def unstable(self, group: str, tp: TopicPartition) -> bool:
         return bool(self._by_partition.get((group, tp)))
 
-    def groups_of(self, producer_id: int) -> list[str]:
-        return list(self._pending.get(producer_id, {}))
-
-    async def add(
-        self, producer_id: int, group: str, offsets: dict[TopicPartition, OffsetAndMetadata]
-    ) -> None:
-        """Hold offsets for a transaction (durable when this returns; OSError otherwise)."""
-        async with self._lock:
-            self._put(producer_id, group, offsets)
-            await self._save()
-
     async def complete(self, producer_id: int, commit: bool, groups: GroupCoordinator) -> None:
         """The producer's transaction ended: commit its offsets to their groups, or drop them.
         Raises (StoreError, OSError) when that could not be made durable: the caller retries."""
@@ -103,4 +98,7 @@ class PendingTxnOffsets:
                         pids.discard(producer_id)
                         if not pids:
                             del self._by_partition[(group, tp)]
-            await self._save()
+            if self._pending:
+                await self._save()
+            else:
+                await asyncio.to_thread(self.path.unlink, True)

@@ -18,6 +18,7 @@ from brokerd.groups.consumer import (
     group_from_document,
 )
 from brokerd.groups.topic_store import OffsetsTopicStore, fold
+from brokerd.records import build_batch, read_header
 
 T1, T2 = uuid.UUID(int=1), uuid.UUID(int=2)
 
@@ -35,8 +36,9 @@ class Log:
         return fut
 
     async def read(self):
+        """The records as the coordinator loads them: batches (header, control type, records)."""
         for k, v in list(self.records):
-            yield k, v
+            yield read_header(build_batch([(k, v)], timestamp_ms=0)), None, [(k, v)]
 
 
 def sample() -> ConsumerGroup:
