@@ -13,6 +13,7 @@ from .pages import (
     messages,
     schemas,
     topics,
+    transactions,
 )
 
 app_name = "web"
@@ -55,4 +56,6 @@ urlpatterns = [
     path(C + "clients/", clients.client_list, name="clients"),
     path(C + "groups/<str:group_id>/", groups.group_detail, name="group"),
     path(C + "groups/<str:group_id>/delete/", groups.group_delete, name="group_delete"),
+    path(C + "transactions/", transactions.transaction_list, name="transactions"),
+    path(C + "transactions/abort/", transactions.transaction_abort, name="transaction_abort"),
 ]

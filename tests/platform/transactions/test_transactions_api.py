@@ -14,6 +14,16 @@ from topics import services as topics
 pytestmark = pytest.mark.django_db
 
 
+def read_committed_watermarks(cluster, key: str, topic: str) -> tuple[int, int]:
+    """(log start, last stable offset) of partition 0, as a read_committed consumer sees them."""
+    conf = {"group.id": "check", "isolation.level": "read_committed"}
+    reader = Consumer(sasl(cluster.bootstrap_servers, key, SECRET, **conf))
+    try:
+        return reader.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+    finally:
+        reader.close()
+
+
 def test_list_open_transactions_and_abort_a_hanging_one(host_env):
     tenant = Tenant("owner")
     cluster, key = provision_inline(tenant.organization)
@@ -52,18 +62,7 @@ def test_list_open_transactions_and_abort_a_hanging_one(host_env):
         "first_offset": 0,
     }
     # the partition's last stable offset passed the abort marker; the record stays hidden
-    reader = Consumer(
-        sasl(
-            cluster.bootstrap_servers,
-            key,
-            SECRET,
-            **{"group.id": "check", "isolation.level": "read_committed"},
-        )
-    )
-    try:
-        assert reader.get_watermark_offsets(TopicPartition("orders", 0), timeout=10) == (0, 2)
-    finally:
-        reader.close()
+    assert read_committed_watermarks(cluster, key, "orders") == (0, 2)
     # nothing open there any more: a second abort is refused
     again = client.post(f"{base}/abort", {"topic": "orders", "partition": 0, "producer_id": pid})
     assert assert_error(again, 409)["code"] == "no_open_transaction"
