@@ -30,7 +30,7 @@ from kio.static.primitive import i32
 
 from acls.bindings import SCHEMAS_TOPIC
 from clusters import services as cluster_services
-from clusters.models import Broker, BrokerStatus, Cluster, ClusterStatus
+from clusters.models import Broker, Cluster, ClusterStatus
 from sharedkit import coordination
 from sharedkit.kafka_wire import internal_connection
 
@@ -52,8 +52,9 @@ class ScaleFailed(Exception):
     """The growth cannot go on; the message is for the tenant."""
 
 
-def cluster_scale_step(*, cluster_id: int, again=None) -> str:
-    """One step of a growth; queues the next one (`again(cluster_id, seconds)`) unless it ended."""
+def cluster_scale_step(*, cluster_id: int, again=None, send_host=None) -> str:
+    """One step of a growth; queues the next one (`again(cluster_id, seconds)`) unless it ended.
+    `send_host(host name)` queues a host's reconciliation."""
     cluster = Cluster.objects.filter(pk=cluster_id).first()
     scale = (cluster.scale or {}) if cluster is not None else {}
     state = scale.get("state")
@@ -62,10 +63,17 @@ def cluster_scale_step(*, cluster_id: int, again=None) -> str:
     try:
         if cluster.status != ClusterStatus.RUNNING:
             raise ScaleFailed(f"The cluster became {cluster.status}.")
-        state = _starting(cluster, scale) if state == "starting" else _reassigning(cluster, scale)
+        if state == "starting":
+            state = _starting(cluster, scale, send_host or _send_reconcile)
+        else:
+            state = _reassigning(cluster, scale)
     except ScaleFailed as exc:
-        cluster_services.cluster_scale_progress(cluster_id=cluster_id, state="failed", error=str(exc))
-        logger.warning("cluster %s: growth failed: %s", cluster.public_id, exc)
+        error = str(exc)
+        if state == "starting" and cluster.status == ClusterStatus.RUNNING:
+            _roll_back(cluster, scale)
+            error += f" The cluster stays at {scale['from']} brokers."
+        cluster_services.cluster_scale_progress(cluster_id=cluster_id, state="failed", error=error)
+        logger.warning("cluster %s: growth failed: %s", cluster.public_id, error)
         return "failed"
     except coordination.CoordinationError as exc:
         logger.warning("cluster %s: growth waits for etcd: %s", cluster.public_id, exc)
@@ -77,6 +85,19 @@ def cluster_scale_step(*, cluster_id: int, again=None) -> str:
     cluster_services.cluster_scale_progress(cluster_id=cluster_id, stepped_at=timezone.now().isoformat())
     (again or _again)(cluster_id, STEP_INTERVAL)
     return state
+
+
+def _roll_back(cluster: Cluster, scale: dict) -> None:
+    """A growth that failed before its new brokers joined: they lose their ports (their hosts'
+    reconciliation stops them and removes their directories) and the count goes back."""
+    with transaction.atomic():
+        locked = Cluster.objects.select_for_update().get(pk=cluster.pk)
+        for broker in Broker.objects.filter(cluster=locked, node_id__gt=scale["from"]):
+            placement.release_ports(broker)
+            broker.delete()
+        locked.broker_count = scale["from"]
+        locked.save(update_fields=["broker_count", "updated_at"])
+        services.bootstrap_rewrite(cluster_id=locked.pk)
 
 
 def scales_redrive(*, again=None) -> list[str]:
@@ -98,7 +119,11 @@ def _again(cluster_id: int, seconds: float) -> None:
     current_app.send_task(TASK, args=(cluster_id,), countdown=seconds)
 
 
-def _starting(cluster: Cluster, scale: dict) -> str:
+def _send_reconcile(host_name: str) -> None:
+    queues.send_to_host("provisioning.host_reconcile", host_name, expires=30)
+
+
+def _starting(cluster: Cluster, scale: dict, send_host) -> str:
     try:
         brokers = placement.place_cluster(cluster)
     except placement.PlacementRefused as exc:
@@ -106,16 +131,20 @@ def _starting(cluster: Cluster, scale: dict) -> str:
     except (placement.NoHostAvailable, placement.NoPortAvailable) as exc:
         raise ScaleFailed(f"The new brokers found no host: {exc}") from exc
     new = [b for b in brokers if b.node_id > scale["from"]]
-    state = coordination.cluster_state(cluster.public_id)
+    try:
+        state = coordination.cluster_state(cluster.public_id)
+    except coordination.NotConfigured as exc:
+        raise ScaleFailed(str(exc)) from exc
     waiting = [b for b in new if b.node_id not in state.brokers]
     if waiting:
-        hosts = (
-            Broker.objects.filter(pk__in=[b.pk for b in waiting])
-            .exclude(status=BrokerStatus.STARTING)
-            .values_list("host__name", flat=True)
-        )
-        for name in set(hosts):
-            queues.send_to_host("provisioning.host_reconcile", name, expires=30)
+        # Their hosts' reconciliation starts them (every beat too); tell them now, and again
+        # now and then in case a reconciliation was running already and missed them.
+        told = scale.get("told_at")
+        if told is None or (timezone.now() - datetime.fromisoformat(told)).total_seconds() > 5:
+            hosts = Broker.objects.filter(pk__in=[b.pk for b in waiting]).values_list("host__name", flat=True)
+            for name in sorted(set(hosts)):
+                send_host(name)
+            cluster_services.cluster_scale_progress(cluster_id=cluster.pk, told_at=timezone.now().isoformat())
         started = datetime.fromisoformat(scale["started_at"])
         if (timezone.now() - started).total_seconds() > conf.scale_start_timeout():
             raise ScaleFailed(

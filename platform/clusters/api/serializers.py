@@ -117,7 +117,8 @@ class ClusterSerializer(serializers.ModelSerializer):
             return None
         scale["moving"] = len(scale.get("moving", []))
         scale.pop("plan", None)  # every partition's target: too much for the tenant's view
-        scale.pop("stepped_at", None)
+        for internal in ("stepped_at", "told_at"):
+            scale.pop(internal, None)
         return scale
 
     def get_degraded_reason(self, obj: Cluster) -> str:
