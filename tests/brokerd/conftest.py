@@ -113,6 +113,13 @@ class Broker:
         return cmd + self.extra_args
 
     def start(self, timeout: float = 15.0) -> Broker:
+        self.launch()
+        self.wait_ready(timeout)
+        return self
+
+    def launch(self) -> Broker:
+        """Start the process without waiting for it (``wait_ready``), so that several brokers
+        can come up side by side."""
         assert self.proc is None or self.proc.poll() is not None, "already running"
         (self.data_dir / "listeners.json").unlink(missing_ok=True)
         env = dict(os.environ)
@@ -126,10 +133,9 @@ class Broker:
                 stdout=subprocess.DEVNULL,
                 stderr=err,
             )
-        self._wait_ready(timeout)
         return self
 
-    def _wait_ready(self, timeout: float) -> None:
+    def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         runtime = self.data_dir / "listeners.json"
         while time.monotonic() < deadline:

@@ -60,13 +60,21 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1, what: str 
         time.sleep(interval)
 
 
+def start_brokers(brokers: list[Broker], timeout: float = 30.0) -> None:
+    """Start the brokers side by side, as a cluster's hosts boot, and wait until each is healthy
+    (registered and caught up with the cluster's metadata)."""
+    for broker in brokers:
+        broker.launch()
+    for broker in brokers:
+        broker.wait_ready(timeout)
+
+
 def start_cluster(brokers: list[ClusterBroker], topic: str | None = None, partitions: int = 1) -> str:
     """Start the brokers, wait until clients see all of them, optionally create ``topic``
     (replication factor 3) and wait for its full ISR; returns the bootstrap list."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    for broker in brokers:
-        broker.start(timeout=30)
+    start_brokers(brokers)
     bootstrap = ",".join(b.bootstrap for b in brokers)
     admin = AdminClient({"bootstrap.servers": bootstrap})
     wait_for(lambda: len(admin.list_topics(timeout=10).brokers) == len(brokers), what="every broker")

@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from tests.brokerd.conftest import REPO, Broker, BrokerStartError
-from tests.brokerd.replication.clustertest import ClusterBroker, cluster_brokers, wait_for
+from tests.brokerd.replication.clustertest import ClusterBroker, cluster_brokers, start_brokers, wait_for
 from tests.etcd_server import EtcdServer
 
 
@@ -32,8 +32,7 @@ def test_three_brokers_form_a_cluster_and_the_controller_moves(
 ) -> None:
     brokers = cluster_brokers(tmp_path, etcd_server, etcd_prefix)
     try:
-        for broker in brokers:
-            broker.start(timeout=30)
+        start_brokers(brokers)
         expected = {b.node_id: (b.host, b.port) for b in brokers}
         for broker in brokers:  # each one answers with the whole cluster
             _seen, controller = wait_for(
@@ -142,8 +141,7 @@ def test_topics_are_created_through_the_controller_and_placed_over_the_brokers(
 
     brokers = cluster_brokers(tmp_path, etcd_server, etcd_prefix)
     try:
-        for broker in brokers:
-            broker.start(timeout=30)
+        start_brokers(brokers)
         bootstrap = ",".join(b.bootstrap for b in brokers)
         wait_for(lambda: all(len(_metadata(b).brokers) == 3 for b in brokers), what="3 brokers")
         admin = AdminClient({"bootstrap.servers": bootstrap})

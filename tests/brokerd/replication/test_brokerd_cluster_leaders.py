@@ -14,7 +14,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from brokerd.protocol import kio_adapter
 from tests.brokerd.brokerd_wire import Wire, make_batch, request_class
-from tests.brokerd.replication.clustertest import cluster_brokers, wait_for
+from tests.brokerd.replication.clustertest import cluster_brokers, start_brokers, wait_for
 from tests.brokerd.test_brokerd_wire import fetch_request, produce
 from tests.etcd_server import EtcdServer
 
@@ -90,8 +90,7 @@ def test_only_the_leader_serves_a_partition_and_leader_epochs_are_checked(
 ) -> None:
     brokers = cluster_brokers(tmp_path, etcd_server, etcd_prefix)
     try:
-        for broker in brokers:
-            broker.start(timeout=30)
+        start_brokers(brokers)
         bootstrap = ",".join(b.bootstrap for b in brokers)
         admin = AdminClient({"bootstrap.servers": bootstrap})
         wait_for(lambda: len(admin.list_topics(timeout=10).brokers) == 3, what="3 brokers")

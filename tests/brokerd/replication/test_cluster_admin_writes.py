@@ -33,7 +33,7 @@ from confluent_kafka.admin import (
 )
 
 from tests.brokerd.brokerd_wire import Wire, request_class
-from tests.brokerd.replication.clustertest import ClusterBroker, cluster_brokers, wait_for
+from tests.brokerd.replication.clustertest import ClusterBroker, cluster_brokers, start_brokers, wait_for
 from tests.etcd_server import EtcdServer
 
 ALICE = "alice-secret"
@@ -173,8 +173,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, etcd_server: EtcdServer) -
     brokers = cluster_brokers(tmp_path_factory.mktemp("admin-writes"), etcd_server, prefix,
                               settings=settings, sasl=True, users={"alice": ALICE})
     try:
-        for broker in brokers:
-            broker.start(timeout=30)
+        start_brokers(brokers)
         cluster = Cluster(brokers, etcd_server, prefix)
         wait_for(lambda: cluster.controller_id() in (1, 2, 3), what="a controller")
         yield cluster

@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka import TopicPartition as CkPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.brokerd.replication.clustertest import cluster_brokers, wait_for
+from tests.brokerd.replication.clustertest import cluster_brokers, start_brokers, wait_for
 from tests.etcd_server import EtcdServer
 
 pytestmark = [
@@ -34,8 +34,7 @@ def test_kafka_python_aiokafka_kcat_and_confluent_kafka_through_leader_moves(
 
     brokers = cluster_brokers(tmp_path, etcd_server, etcd_prefix)
     try:
-        for broker in brokers:
-            broker.start(timeout=30)
+        start_brokers(brokers)
         bootstrap = ",".join(b.bootstrap for b in brokers)
         admin = AdminClient({"bootstrap.servers": bootstrap})
         wait_for(lambda: len(admin.list_topics(timeout=10).brokers) == 3, what="3 brokers")

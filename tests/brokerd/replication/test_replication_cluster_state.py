@@ -15,7 +15,7 @@ from kio.index import load_payload_module
 from kio.static.constants import EntityType
 
 from tests.brokerd.brokerd_wire import Wire, request_class
-from tests.brokerd.replication.clustertest import ClusterBroker, cluster_brokers, wait_for
+from tests.brokerd.replication.clustertest import ClusterBroker, cluster_brokers, start_brokers, wait_for
 from tests.etcd_server import EtcdServer
 
 UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE, COORDINATOR_LOAD_IN_PROGRESS = 3, 5, 14
@@ -30,8 +30,7 @@ def brokers(
     root = tmp_path_factory.mktemp("state-cluster")
     brokers = cluster_brokers(root, etcd_server, prefix, settings=settings)
     try:
-        for broker in brokers:
-            broker.start(timeout=30)
+        start_brokers(brokers)
         admin = AdminClient({"bootstrap.servers": bootstrap(brokers)})
         wait_for(lambda: len(admin.list_topics(timeout=10).brokers) == 3, what="3 brokers")
         yield brokers

@@ -11,7 +11,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pki import ca
-from tests.brokerd.replication.clustertest import ClusterBroker, wait_for
+from tests.brokerd.replication.clustertest import ClusterBroker, start_brokers, wait_for
 from tests.etcd_server import EtcdServer
 
 USERS = {"alice": "alice-secret", "replicator": "replicator-secret"}
@@ -56,8 +56,7 @@ def test_followers_authenticate_to_sasl_leaders(
 ) -> None:
     brokers = _brokers(tmp_path, etcd_server, etcd_prefix, credentials=True)
     try:
-        for broker in brokers:
-            broker.start(timeout=30)
+        start_brokers(brokers)
         admin = AdminClient(_conf(brokers))
         wait_for(lambda: len(admin.list_topics(timeout=10).brokers) == 3, what="3 brokers")
         admin.create_topics([NewTopic("t", 1, replication_factor=3)])["t"].result(timeout=20)
@@ -95,8 +94,7 @@ def test_without_inter_broker_credentials_followers_leave_the_isr(
 ) -> None:
     brokers = _brokers(tmp_path, etcd_server, etcd_prefix, credentials=False)
     try:
-        for broker in brokers:
-            broker.start(timeout=30)
+        start_brokers(brokers)
         admin = AdminClient(_conf(brokers))
         wait_for(lambda: len(admin.list_topics(timeout=10).brokers) == 3, what="3 brokers")
         admin.create_topics([NewTopic("t", 1, replication_factor=3)])["t"].result(timeout=20)
@@ -162,8 +160,7 @@ def test_followers_fetch_over_tls_from_sasl_ssl_leaders(
         "sasl.username": "alice", "sasl.password": USERS["alice"],
     }  # fmt: skip
     try:
-        for broker in brokers:
-            broker.start(timeout=30)
+        start_brokers(brokers)
         conf["bootstrap.servers"] = ",".join(f"{b.host}:{b.ports['SASL_SSL']}" for b in brokers)
         admin = AdminClient(conf)
         wait_for(lambda: len(admin.list_topics(timeout=10).brokers) == 3, what="3 brokers")
