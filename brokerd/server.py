@@ -113,6 +113,7 @@ def _frame_buffer(size: int) -> bytearray:
 # Responses queued in one turn of the loop are written once they reach this size (so that
 # pause_writing still stops a pipelining client early).
 WRITE_BATCH_BYTES = 256 * 1024
+LISTEN_BACKLOG = 512  # connections the kernel holds for the broker until it accepts them
 
 
 _IOV_MAX = 512
@@ -673,8 +674,11 @@ class Connection(asyncio.BufferedProtocol):
 
 
 async def start_listener(broker: Broker, listener: Listener) -> asyncio.AbstractServer:
-    """Bind the listener without accepting yet (its port is known, connections are refused):
-    the broker starts serving once its metadata view is loaded (``Broker.start``)."""
+    """Bind and listen without accepting yet, as Kafka's socket server does: the port is
+    known, connections wait in the kernel's backlog, and the broker starts serving them once
+    its metadata view is loaded (``Broker.start``). Refusing them meanwhile would make a
+    broker that has just registered look dead to the failure detector (nothing listening),
+    and get it fenced while it starts."""
     loop = asyncio.get_running_loop()
     holder: dict[str, int] = {}
 
@@ -684,8 +688,11 @@ async def start_listener(broker: Broker, listener: Listener) -> asyncio.Abstract
     holder["port"] = listener.port
     ssl_context = broker.tls.listening if listener.tls else None  # SASL_SSL
     server = await loop.create_server(
-        factory, listener.host, listener.port, reuse_address=True, backlog=512, ssl=ssl_context,
+        factory, listener.host, listener.port, reuse_address=True, backlog=LISTEN_BACKLOG, ssl=ssl_context,
         ssl_handshake_timeout=10.0 if ssl_context is not None else None, start_serving=False,
     )
     holder["port"] = server.sockets[0].getsockname()[1]
+    for sock in server.sockets:
+        with sock.dup() as listening:  # the same socket: asyncio listens only once serving
+            listening.listen(LISTEN_BACKLOG)
     return server

@@ -1,6 +1,6 @@
 """A clustered broker serves no client before it has applied the cluster's ACLs, quotas and
-topic configs from etcd: its listeners refuse connections until then, so no request is ever
-authorized against an empty ACL list.
+topic configs from etcd: connections wait in its listeners' backlog until then, so no request
+is ever authorized against an empty ACL list.
 
 The broker's own ``acls.json`` holds a DENY for ``User:ANONYMOUS`` on one topic, brought into
 etcd at start (adoption) and then followed from there, with ``allow.everyone.if.no.acl.found``
@@ -46,7 +46,7 @@ def _probe(host: str, port: int, answers: list[int], stop: threading.Event) -> N
         try:
             with Wire(port, host=host, timeout=5) as wire:
                 answers.append(wire.request(_metadata_request()).topics[0].error_code)
-        except OSError:  # refused (not serving yet) or closed while stopping
+        except OSError:  # refused (not listening yet), timed out or closed while stopping
             stop.wait(0.002)
 
 
