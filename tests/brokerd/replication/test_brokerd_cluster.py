@@ -7,6 +7,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -78,24 +80,29 @@ def test_bad_coordination_settings_and_etcd_credentials_are_one_line_errors(
     tmp_path: Path, etcd_auth_server: EtcdServer
 ) -> None:
     def serve(*args: str) -> subprocess.CompletedProcess:
-        cmd = [sys.executable, "-m", "brokerd", "serve", "--data-dir", str(tmp_path / "d"),
+        data_dir = tmp_path / f"d-{uuid.uuid4().hex[:8]}"  # its own: several run at once
+        cmd = [sys.executable, "-m", "brokerd", "serve", "--data-dir", str(data_dir),
                "--listener", "PLAINTEXT://127.0.0.1:0", *args]  # fmt: skip
         return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=60)
 
     url = etcd_auth_server.url("/kastle/clusters/auth-test")
-    missing_id = serve("--coordination", url)
+    # each refused at start, without a cluster: run side by side
+    with ThreadPoolExecutor(5) as pool:
+        missing_id, bad, half, slow, down = pool.map(lambda args: serve(*args), [
+            ("--coordination", url),
+            ("--coordination", "etcd://127.0.0.1:2379", "--node-id", "1"),
+            ("--coordination", url, "--node-id", "1", "--coordination-user", "u"),
+            # the session timeout under its first name too; a heartbeat as long as the session cannot work
+            ("--coordination", url, "--node-id", "1", "--set", "coordination.session.timeout.ms=3000",
+             "--set", "broker.heartbeat.interval.ms=3000"),
+            ("--coordination", "etcd://127.0.0.1:9/x", "--node-id", "1",
+             "--set", "coordination.start.timeout.ms=500"),
+        ])  # fmt: skip
     assert missing_id.returncode == 2 and "--coordination needs --node-id N" in missing_id.stderr
-    bad = serve("--coordination", "etcd://127.0.0.1:2379", "--node-id", "1")
     assert bad.returncode == 2 and "no key prefix" in bad.stderr
-    half = serve("--coordination", url, "--node-id", "1", "--coordination-user", "u")
     assert half.returncode == 2 and "--coordination-password-file" in half.stderr
-    # the session timeout under its first name too; a heartbeat as long as the session cannot work
-    slow = serve("--coordination", url, "--node-id", "1", "--set", "coordination.session.timeout.ms=3000",
-                 "--set", "broker.heartbeat.interval.ms=3000")  # fmt: skip
     assert slow.returncode == 2
     assert "broker.heartbeat.interval.ms must be less than broker.session.timeout.ms" in slow.stderr
-    down = serve("--coordination", "etcd://127.0.0.1:9/x", "--node-id", "1",
-                 "--set", "coordination.start.timeout.ms=500")  # fmt: skip
     assert down.returncode == 1 and "cannot reach etcd at etcd://127.0.0.1:9/x" in down.stderr
     assert len(down.stderr.strip().splitlines()) == 1
 
