@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from kio.schema.errors import ErrorCode
 
@@ -44,7 +45,7 @@ class MixedGroups:
     _reschedule_heartbeat: Callable[..., None]
     _prepare_rebalance: Callable[[Group, str], None]
     _track: Callable[[asyncio.Future[None]], None]
-    store: object
+    store: Any  # the coordinator's GroupStore
 
     # ==== changing the group's type ===========================================================
 
@@ -128,7 +129,7 @@ class MixedGroups:
             self._reschedule_heartbeat(group, member)
         document = group.to_document()
         document["tombstone_members"] = sorted(consumer.persisted_members | set(consumer.members))
-        self._track(self.store.put_group(group.group_id, document))  # type: ignore[attr-defined]
+        self._track(self.store.put_group(group.group_id, document))
         log.info(
             "group %s: converted the consumer group to a classic group at generation %d (%s left)",
             group.group_id, group.generation_id, leaving,
