@@ -8,6 +8,8 @@ One brokerd, a 20-partition topic, 10 librdkafka consumers polled by threads. Fo
 
 - join: an 11th member subscribes -> every partition owned again by exactly one member;
 - leave: a member closes -> the same with 10 members;
+- and once, a rolling upgrade of a classic (eager) group to the consumer protocol, member by
+  member (group.consumer.migration.policy=bidirectional): a new member joins, an old one leaves;
 
 as the members' own rebalance callbacks see it (a partition counts as owned once the callback
 gave it), and how many partitions were revoked from members that kept them afterwards (eager
@@ -134,6 +136,38 @@ def run_protocol(bootstrap: str, name: str, conf: dict, rounds: int) -> dict[str
     }
 
 
+def run_rolling_upgrade(bootstrap: str, conf: dict) -> dict[str, float]:
+    """A 10-member classic group replaced member by member by consumer-protocol ones (the group
+    converts while it has members): each step a new member joins, then an old one leaves."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topic = "rebalance-rolling-upgrade"
+    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(10)
+    old = [Member(bootstrap, topic, topic, conf) for _ in range(MEMBERS)]
+    new: list[Member] = []
+    steps = []
+    try:
+        wait_settled(old)
+        time.sleep(1)
+        started = time.monotonic()
+        while old:
+            t0 = time.monotonic()
+            new.append(Member(bootstrap, topic, topic, PROTOCOLS["consumer"]))
+            while not settled(old + new) or not new[-1].owned:
+                time.sleep(0.005)
+            old.pop(0).close()
+            while not settled(old + new):
+                time.sleep(0.005)
+            steps.append(time.monotonic() - t0)
+        total = time.monotonic() - started
+    finally:
+        for m in old + new:
+            m.close()
+    return {
+        "rolling upgrade: per member replaced (s)": statistics.median(steps),
+        "rolling upgrade: total (s)": total,
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rounds", type=int, default=3)
@@ -153,6 +187,7 @@ def main() -> None:
             results: dict[str, float] = {}
             for name, conf in PROTOCOLS.items():
                 results.update(run_protocol(broker.bootstrap, name, conf, args.rounds))
+            results.update(run_rolling_upgrade(broker.bootstrap, PROTOCOLS["classic-eager"]))
         finally:
             broker.stop()
     for phase in ("join", "leave"):
