@@ -1,4 +1,4 @@
-"""kastle cluster create|list|describe|delete|plans."""
+"""kastle cluster create|list|describe|delete|restart|grow|plans."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from kastle.errors import INTERRUPTED, CliError, UsageError
 from kastle.output import Format, OutputOpt, emit, note, spinner
 from kastle.session import ClusterOpt, Session, YesOpt, complete_cluster, confirm
 
-app = typer.Typer(help="Create, list, describe and delete clusters.", no_args_is_help=True)
+app = typer.Typer(help="Create, list, describe, delete, restart and grow clusters.", no_args_is_help=True)
 
 COLUMNS = [
     ("id", "id"),
@@ -26,6 +26,7 @@ DETAIL = [
     *COLUMNS,
     ("reason", "status_reason"),
     ("degraded", "degraded"),
+    ("degraded because", "degraded_reason"),
     ("sasl mechanisms", "sasl_mechanisms"),
     ("created", "created_at"),
 ]
@@ -141,6 +142,69 @@ def delete(
     if wait:
         cluster = wait_for(session, cluster_id, {"DELETED"}, timeout, "Deleting")
     emit(cluster, output, columns=DETAIL)
+
+
+def wait_for_progress(
+    session: Session, cluster_id: str, field: str, running: set[str], timeout: float, verb: str
+) -> dict[str, Any]:
+    """Poll the cluster until its `field` progress (restart, scale) is no longer in `running`."""
+    deadline = time.monotonic() + timeout
+    try:
+        with spinner(f"{verb} cluster {cluster_id}…") as update:
+            while True:
+                cluster = session.cluster(cluster_id)
+                progress = cluster.get(field) or {}
+                if progress.get("state") not in running:
+                    if progress.get("state") == "failed":
+                        raise CliError(
+                            f"cluster {cluster_id}: {verb.lower()} failed: {progress.get('error')}"
+                        )
+                    return cluster
+                if time.monotonic() >= deadline:
+                    raise CliError(
+                        f"cluster {cluster_id} is still {verb.lower()} after {timeout:.0f}s; "
+                        f"`kastle cluster describe {cluster_id} -o json` shows its {field}"
+                    )
+                update(f"{verb} cluster {cluster_id}… {progress.get('state')}")
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        note(f"Stopped waiting; cluster {cluster_id} carries on (`kastle cluster describe {cluster_id}`).")
+        raise typer.Exit(INTERRUPTED) from None
+
+
+@app.command()
+def restart(
+    cluster_id: IdArg = None,
+    cluster: ClusterOpt = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until every broker restarted.")] = False,
+    timeout: WaitTimeoutOpt = 600,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Restart the cluster's brokers one at a time, each back in full ISR before the next."""
+    session = Session()
+    cid = session.cluster_id(cluster_id or cluster)
+    body = session.api.post(f"clusters/{seg(cid)}/restart", what=f"cluster {cid}")
+    if wait:
+        body = wait_for_progress(session, cid, "restart", {"running"}, timeout, "Restarting")
+    emit(body, output, columns=DETAIL)
+
+
+@app.command()
+def grow(
+    count: Annotated[int, typer.Option("--count", "-n", min=1, help="The broker count to grow to.")],
+    cluster_id: IdArg = None,
+    cluster: ClusterOpt = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the replicas are balanced.")] = False,
+    timeout: WaitTimeoutOpt = 1800,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Grow a Dedicated cluster to more brokers; replicas then move over to balance."""
+    session = Session()
+    cid = session.cluster_id(cluster_id or cluster)
+    body = session.api.post(f"clusters/{seg(cid)}/brokers", {"count": count}, what=f"cluster {cid}")
+    if wait:
+        body = wait_for_progress(session, cid, "scale", {"starting", "reassigning"}, timeout, "Growing")
+    emit(body, output, columns=DETAIL)
 
 
 @app.command()

@@ -101,6 +101,16 @@ def test_context_set(logged_in: Cli, cluster) -> None:
     assert logged_in.config()["current_cluster"] == cluster["id"]
 
 
+def test_cluster_restart_waits_and_grow_is_refused_with_the_reason(
+    logged_in: Cli, account: Account, cluster
+) -> None:
+    restarted = logged_in.json("cluster", "restart", "--wait", "--timeout", "120")
+    assert restarted["restart"]["state"] == "done" and restarted["restart"]["restarted"] == [1], restarted
+    assert strip_volatile(restarted) == strip_volatile(account.get(f"clusters/{cluster['id']}"))
+    refused = logged_in.run("cluster", "grow", "--count", "2")
+    assert refused.code == 1 and "only Dedicated clusters grow" in refused.err, refused.err
+
+
 def test_signup_login_with_a_token_and_another_tenant(
     logged_in: Cli, account: Account, cluster, tmp_path
 ) -> None:
