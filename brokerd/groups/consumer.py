@@ -457,6 +457,9 @@ class ConsumerProtocol:
     def start(self, loop: asyncio.AbstractEventLoop, groups: Iterable[ConsumerGroup]) -> None:
         self._loop = loop
         for group in groups:
+            if not group.assignor_name and group.members:
+                # Kafka's records do not keep it: the members' preferred assignor, as computed
+                group.assignor_name = self._choose_assignor(group)
             for member in group.members.values():
                 self._schedule_session(group, member)
 

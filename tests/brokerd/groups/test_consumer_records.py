@@ -14,6 +14,8 @@ from brokerd.groups.consumer import (
     ClassicMetadata,
     ConsumerGroup,
     ConsumerMember,
+    ConsumerProtocol,
+    ConsumerProtocolConfig,
     MemberState,
     group_from_document,
 )
@@ -72,8 +74,13 @@ def test_a_consumer_group_round_trips_through_kafkas_records() -> None:
         kinds = sorted({struct.unpack(">h", k[:2])[0] for k, v in log.records if v is not None})
         assert kinds == [3, 4, 5, 6, 7, 8]  # Kafka's consumer group record types, nothing of brokerd's
         loaded = (await fold(log.read())).groups["g"]
-        back = group_from_document("g", loaded).to_document()
-        assert back == {**doc, "assignor": ""}
+        rebuilt = group_from_document("g", loaded)
+        assert rebuilt.to_document() == {**doc, "assignor": ""}
+        # the assignor is not in Kafka's records: the members' preferred one, as computed
+        protocol = ConsumerProtocol(ConsumerProtocolConfig(), dict, lambda _g: None)
+        protocol.start(asyncio.get_running_loop(), [rebuilt])
+        protocol.stop([rebuilt])
+        assert rebuilt.assignor_name == "range"
 
         # only what changed is written again; a member gone is tombstoned
         before = len(log.records)
