@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -19,6 +20,7 @@ import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from brokerd.coordination.internal_topics import partition_for
 from tests.brokerd.brokerd_wire import Wire, request_class
 from tests.brokerd.conftest import Broker
 
@@ -440,6 +442,20 @@ def test_member_epochs_survive_a_coordinator_restart(tmp_path) -> None:
         assert [m.revoked[n:] for m, n in zip(members, marks, strict=True)] == [[], []]
         assert sorted(p for v in views for p in v) == [0, 1, 2, 3]
         assert not [e for m in members for e in m.errors if e.fatal()]
+        # what the coordinator read back: Kafka's consumer group record types in the group's
+        # partition of __consumer_offsets
+        reader = Consumer(
+            {"bootstrap.servers": b.bootstrap, "group.id": "reader", "enable.auto.commit": False}
+        )
+        reader.assign([TopicPartition("__consumer_offsets", partition_for(group, 50), 0)])
+        kinds: set[int] = set()
+        deadline = time.monotonic() + 20
+        while not {3, 4, 5, 6, 7, 8} <= kinds and time.monotonic() < deadline:
+            message = reader.poll(0.2)
+            if message is not None and message.error() is None and message.value() is not None:
+                kinds.add(struct.unpack_from(">h", message.key())[0])
+        reader.close()
+        assert {3, 4, 5, 6, 7, 8} <= kinds and 32767 not in kinds, kinds
     finally:
         for m in members:
             m.close()
