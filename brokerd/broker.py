@@ -498,11 +498,24 @@ class Broker:
             )
 
         logs = self.logs
+        producers = self.producers
+
+        def last_stable(plog: PartitionLog) -> int:
+            # nothing at or past the LSO is cleaned: an open transaction's outcome is unknown
+            hw = plog.next_offset
+            if self.replicas is not None:
+                led = self.replicas.high_watermark(plog.topic, plog.partition)
+                hw = hw if led is None else led
+            return producers.last_stable_offset(plog, hw)
+
         self.cleaner = LogCleaner(
             logs.all_logs,
             config,
             loop=asyncio.get_running_loop(),
             producer_last_offsets=lambda topic, partition: sequences.last_offsets((topic, partition)),
+            uncleanable_bound=last_stable,
+            aborted_transactions=producers.aborted_between,
+            forget_aborted=producers.forget_aborted,
             close_segments=lambda segments: logs.on_close_segments(segments),  # as retention
             alive=lambda plog: logs.log(plog.topic, plog.partition) is plog,
         )

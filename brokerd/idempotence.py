@@ -257,6 +257,17 @@ class ProducerState:
             return high_watermark
         return min(first, high_watermark)
 
+    def aborted_between(self, plog: PartitionLog, start: int, end: int) -> list[tuple[int, int, int]]:
+        """(producer id, first offset, marker offset) of the aborted transactions with records in
+        [start, end): what the log cleaner removes."""
+        entries = self.txn_index(plog).between(start, end)
+        return [(e.producer_id, e.first_offset, e.last_offset) for e in entries]
+
+    def forget_aborted(self, plog: PartitionLog, spent: set[tuple[int, int]]) -> None:
+        """The log cleaner removed every record of these aborted transactions (producer id,
+        marker offset): Fetch no longer lists them, and their markers may go."""
+        self.txn_index(plog).forget(spent)
+
     def aborted(self, plog: PartitionLog, start: int, end: int) -> list[tuple[int, int]]:
         """(producer id, first offset) of the aborted transactions with records in [start, end)."""
         return self.txn_index(plog).overlapping(start, end)

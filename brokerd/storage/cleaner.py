@@ -18,9 +18,14 @@ Each pass, on a cleaner thread (never the event loop):
    offsets never change (gaps are normal). Tombstones (null values) are kept until
    ``delete.retention.ms`` after the pass that first reached them (Kafka's delete horizon,
    stored in the batch). The last batch of each active idempotent producer stays, empty if
-   every record in it went, so that its sequence survives a restart. Control and
-   transactional batches are kept as they are (transactions are not accepted yet; this keeps
-   their markers and data until it is known to be safe to remove them).
+   every record in it went, so that its sequence survives a restart.
+   Transactions, as Kafka's cleaner treats them: nothing at or past the last stable offset is
+   cleaned (an open transaction's outcome is unknown). Records of aborted transactions (the
+   aborted-transaction index) are removed and never enter the key map; committed ones are
+   compacted as any record. A commit or abort marker stays while any batch of its transaction
+   remains before it; once a pass finds none, the marker gets a delete horizon
+   (``delete.retention.ms``, as a tombstone) and a pass after the horizon removes it, so a
+   consumer that read the transaction's data also sees its marker.
 4. **Swap.** See ``brokerd/storage/swap.py``: the new segment is durable before a manifest
    commits the swap; renaming it into place and splicing the segment list run on the event
    loop in one step, so produce and fetch wait at most that long.
@@ -45,7 +50,15 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from brokerd.durable import atomic_write_json, fsync_dir
-from brokerd.records import HEADER_SIZE, MIN_BATCH_LENGTH, BatchHeader, InvalidBatch, read_header
+from brokerd.records import (
+    CONTROL_ABORT,
+    HEADER_SIZE,
+    MIN_BATCH_LENGTH,
+    BatchHeader,
+    InvalidBatch,
+    control_type,
+    read_header,
+)
 from brokerd.storage import swap
 from brokerd.storage.compaction import decode, empty_batch, rebuild_batch
 from brokerd.storage.log import PartitionLog
@@ -222,7 +235,12 @@ class LogCleaner:
     Optional hooks: ``producer_last_offsets(topic, partition)`` (pid -> offset of the last
     batch of each active idempotent producer; without it every producer's last batch in the
     log is kept), ``uncleanable_bound(plog)`` (an offset cleaning must stay below, e.g. a
-    high watermark or a first unstable offset), ``close_segments(segments)`` (close replaced
+    high watermark or a first unstable offset), ``aborted_transactions(plog, start, end)``
+    ((producer id, first offset, marker offset) of the aborted transactions with records in
+    the range; without it transactional batches and markers are kept as they are),
+    ``forget_aborted(plog, {(producer id, marker offset)})`` (drop aborted transactions no
+    record is left of from the aborted-transaction index, durably),
+    ``close_segments(segments)`` (close replaced
     segments once in-flight fsyncs are done) and ``alive(plog)`` (False once its topic went).
     Hooks run on the owner thread (the event loop) when ``loop`` is given.
     """
@@ -235,6 +253,8 @@ class LogCleaner:
         loop=None,
         producer_last_offsets: Callable[[str, int], dict[int, int]] | None = None,
         uncleanable_bound: Callable[[PartitionLog], int | None] | None = None,
+        aborted_transactions: Callable[[PartitionLog, int, int], list[tuple[int, int, int]]] | None = None,
+        forget_aborted: Callable[[PartitionLog, set[tuple[int, int]]], None] | None = None,
         close_segments: Callable[[list[Segment]], None] | None = None,
         alive: Callable[[PartitionLog], bool] | None = None,
         clock: Callable[[], int] = lambda: int(time.time() * 1000),
@@ -243,6 +263,8 @@ class LogCleaner:
         self.config = config
         self.producer_last_offsets = producer_last_offsets
         self.uncleanable_bound = uncleanable_bound
+        self.aborted_transactions = aborted_transactions
+        self.forget_aborted = forget_aborted
         self.close_segments = close_segments
         self.alive = alive
         self.clock = clock
@@ -475,14 +497,18 @@ class LogCleaner:
             with contextlib.suppress(FileExistsError):
                 os.mkdir(swap.STAGING_DIR, 0o755, dir_fd=dir_fd)
             cfg = self.config()
-            offsets, end = self._build_map(dir_fd, ltc, cfg.map_capacity())
+            txns = self._transactions(ltc)
+            offsets, end = self._build_map(dir_fd, ltc, cfg.map_capacity(), txns)
             keep_last = self._producer_batches(dir_fd, ltc, end)
             result = PassResult(plog.topic, plog.partition, ltc.first_dirty, end)
             horizon = -1
             for group in self._groups(ltc, end):
-                h = self._clean_group(dir_fd, plog, group, offsets, end, keep_last, now, result)
+                h = self._clean_group(dir_fd, plog, group, offsets, end, keep_last, now, result, txns)
                 if h >= 0:
                     horizon = h if horizon < 0 else min(horizon, h)
+            if txns is not None and txns.spent and self.forget_aborted is not None:
+                spent = set(txns.spent)
+                self._owner.call(lambda: self.forget_aborted(plog, spent))
             st.first_dirty = end
             st.horizon = horizon
             self._save_checkpoint(dir_fd, st)
@@ -509,7 +535,20 @@ class LogCleaner:
         )
         return result
 
-    def _build_map(self, dir_fd: int, ltc: LogToClean, capacity: int) -> tuple[dict[bytes, int], int]:
+    def _transactions(self, ltc: LogToClean) -> TxnPass | None:
+        """The aborted transactions of the cleanable range, or None without the hook."""
+        if self.aborted_transactions is None:
+            return None
+        plog, start, end = ltc.plog, ltc.segments[0].base, ltc.first_uncleanable
+        rows = self._owner.call(lambda: list(self.aborted_transactions(plog, start, end)))
+        txns = TxnPass()
+        for pid, first, last in rows:  # type: ignore[union-attr]
+            txns.aborted.setdefault(pid, []).append((first, last))
+        return txns
+
+    def _build_map(
+        self, dir_fd: int, ltc: LogToClean, capacity: int, txns: TxnPass | None = None
+    ) -> tuple[dict[bytes, int], int]:
         """key -> latest offset over [first dirty, end); returns the map and ``end``."""
         offsets: dict[bytes, int] = {}
         end = ltc.first_dirty
@@ -526,7 +565,9 @@ class LogCleaner:
                         continue
                     if h.base_offset >= ltc.first_uncleanable:
                         break
-                    if h.is_control or h.is_transactional or not h.records_count:
+                    undecided = h.is_transactional and txns is None
+                    aborted = h.is_transactional and txns is not None and txns.is_aborted(h)
+                    if h.is_control or undecided or aborted or not h.records_count:
                         end = h.last_offset + 1
                         continue
                     if offsets and len(offsets) + h.records_count > capacity:
@@ -589,7 +630,8 @@ class LogCleaner:
         return groups
 
     def _clean_group(self, dir_fd: int, plog: PartitionLog, group: list[Segment], offsets: dict[bytes, int],
-                     end: int, keep_last: dict[int, int], now: int, result: PassResult) -> int:
+                     end: int, keep_last: dict[int, int], now: int, result: PassResult,
+                     txns: TxnPass | None = None) -> int:
         """Rewrite one group; swap it in if anything changed. Returns its earliest delete horizon."""
         s = plog.settings
         base = group[0].base
@@ -609,7 +651,7 @@ class LogCleaner:
                         self.throttle(len(raw))
                         result.bytes_read += len(raw)
                         out, removed, h_horizon = self._filter(h, raw, offsets, end, keep_last, now,
-                                                               s.delete_retention_ms)
+                                                               s.delete_retention_ms, txns)
                         result.records_removed += removed
                         if out is not raw:
                             changed = True
@@ -698,12 +740,37 @@ class LogCleaner:
         return True
 
     @staticmethod
-    def _filter(h: BatchHeader, raw: bytes, offsets: dict[bytes, int], end: int, keep_last: dict[int, int],
-                now: int, delete_retention_ms: int) -> tuple[bytes | None, int, int]:
+    def _filter(
+        h: BatchHeader, raw: bytes, offsets: dict[bytes, int], end: int, keep_last: dict[int, int], now: int,
+        delete_retention_ms: int, txns: TxnPass | None = None,
+    ) -> tuple[bytes | None, int, int]:
         """(the batch to write or None, records removed, delete horizon of what is kept or -1)."""
+        if h.base_offset >= end or ((h.is_control or h.is_transactional) and txns is None):
+            return raw, 0, -1 if h.delete_horizon is None else h.delete_horizon
+        if txns is not None and h.is_control:
+            return LogCleaner._filter_marker(h, raw, keep_last, now, delete_retention_ms, txns)
+        if txns is not None and h.is_transactional:
+            if txns.is_aborted(h):
+                txns.open.setdefault(h.producer_id, False)
+                if keep_last.get(h.producer_id) == h.last_offset:
+                    return (raw if not h.records_count else empty_batch(h)), h.records_count, -1
+                return None, h.records_count, -1
+            out, removed, horizon = LogCleaner._filter_records(
+                h, raw, offsets, end, keep_last, now, delete_retention_ms
+            )
+            kept = out is not None and read_header(out).records_count > 0
+            txns.open[h.producer_id] = txns.open.get(h.producer_id, False) or kept
+            return out, removed, horizon
+        return LogCleaner._filter_records(h, raw, offsets, end, keep_last, now, delete_retention_ms)
+
+    @staticmethod
+    def _filter_records(
+        h: BatchHeader, raw: bytes, offsets: dict[bytes, int], end: int, keep_last: dict[int, int], now: int,
+        delete_retention_ms: int,
+    ) -> tuple[bytes | None, int, int]:
+        """A data batch below the cleaned range's end: each key's latest record, tombstones until
+        their delete horizon."""
         own_horizon = h.delete_horizon
-        if h.base_offset >= end or h.is_control or h.is_transactional:
-            return raw, 0, -1 if own_horizon is None else own_horizon
         if not h.records_count:  # an empty batch kept earlier for its producer
             return (raw if keep_last.get(h.producer_id) == h.last_offset else None), 0, -1
         try:
@@ -733,3 +800,48 @@ class LogCleaner:
         if h.producer_id >= 0 and keep_last.get(h.producer_id) == h.last_offset:
             return empty_batch(h), removed, -1
         return None, removed, -1
+
+    @staticmethod
+    def _filter_marker(
+        h: BatchHeader, raw: bytes, keep_last: dict[int, int], now: int, delete_retention_ms: int,
+        txns: TxnPass,
+    ) -> tuple[bytes | None, int, int]:
+        """A commit or abort marker: kept while a batch of its transaction remains before it;
+        otherwise given a delete horizon, and removed by a pass after it (Kafka's two passes)."""
+        if txns.open.pop(h.producer_id, False):
+            return raw, 0, -1
+        own_horizon = h.delete_horizon
+        # An abort marker goes only once its transaction left the aborted-transaction index
+        # (at the end of the pass that found it spent): a read_committed consumer told of the
+        # abort skips the producer's records until it meets that marker.
+        indexed = False
+        if control_type(raw) == CONTROL_ABORT:
+            txns.spent.add((h.producer_id, h.base_offset))
+            indexed = any(last == h.base_offset for _f, last in txns.aborted.get(h.producer_id, ()))
+        if own_horizon is not None:
+            if now < own_horizon or indexed or keep_last.get(h.producer_id) == h.last_offset:
+                return raw, 0, own_horizon
+            return None, h.records_count, -1
+        try:
+            _h, data, records = decode(raw)
+        except InvalidBatch:
+            return raw, 0, -1
+        if not records:
+            return raw, 0, -1
+        horizon = now + delete_retention_ms
+        return rebuild_batch(h, data, records, delete_horizon=horizon), 0, horizon
+
+
+@dataclass(slots=True)
+class TxnPass:
+    """What one pass knows of transactions: the aborted ones of its range (producer id ->
+    (first offset, marker offset)), and whether each producer's transaction being read still
+    has a batch in the cleaned log (until its marker)."""
+
+    aborted: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    open: dict[int, bool] = field(default_factory=dict)
+    #: (producer id, marker offset) of aborted transactions with no record left
+    spent: set[tuple[int, int]] = field(default_factory=set)
+
+    def is_aborted(self, h: BatchHeader) -> bool:
+        return any(first <= h.base_offset <= last for first, last in self.aborted.get(h.producer_id, ()))

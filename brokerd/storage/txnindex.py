@@ -20,6 +20,8 @@ import struct
 from bisect import bisect_left
 from typing import NamedTuple
 
+from brokerd.durable import atomic_write
+
 SUFFIX = ".txnindex"
 _ENTRY = struct.Struct(">hqqqq")
 VERSION = 0
@@ -103,6 +105,34 @@ class AbortedTxnIndex:
             if entry.first_offset < end:
                 out.append((entry.producer_id, entry.first_offset))
         return out
+
+    def forget(self, spent: set[tuple[int, int]]) -> None:
+        """Drop the aborted transactions ``(producer id, marker offset)`` that the log cleaner
+        left no record of: each file holding one is rewritten without it (atomically, durable
+        when this returns), so a consumer is never told of an abort whose marker may go next."""
+        spent = spent & self._seen
+        if not spent:
+            return
+        self._entries = [e for e in self._entries if (e.producer_id, e.last_offset) not in spent]
+        self._by_last = [e.last_offset for e in self._entries]
+        self._seen -= spent
+        for name in sorted(n for n in os.listdir(self.directory) if n.endswith(SUFFIX)):
+            path = os.path.join(self.directory, name)
+            with open(path, "rb") as fh:
+                data = fh.read()
+            kept = bytearray()
+            for pos in range(0, len(data) - _ENTRY.size + 1, _ENTRY.size):
+                version, pid, _first, last, _lso = _ENTRY.unpack_from(data, pos)
+                if version != VERSION:
+                    break
+                if (pid, last) not in spent:
+                    kept += data[pos : pos + _ENTRY.size]
+            if len(kept) != len(data):
+                atomic_write(path, bytes(kept))
+
+    def between(self, start: int, end: int) -> list[AbortedTxn]:
+        """The aborted transactions with records in [start, end) (the log cleaner's range)."""
+        return [e for e in self._entries[bisect_left(self._by_last, start) :] if e.first_offset < end]
 
     def __len__(self) -> int:
         return len(self._entries)
