@@ -17,7 +17,7 @@ attribute             what                                               module
 ``producers``         idempotent-producer ids and sequences              brokerd/idempotence.py
 ``internal_topics``   internal topics: creation, appends as the leader     brokerd/coordination/
 ``groups``            the group coordinator and committed offsets        brokerd/groups/
-``transactions``      the transaction coordinator (None in a cluster)    brokerd/txn/
+``transactions``      the transaction coordinator (its partitions)       brokerd/txn/
 ``cleaner``           compaction of compacted topics (threads)           brokerd/storage/cleaner.py
 ``cluster``           membership of an etcd cluster (None: alone)        brokerd/replication/
 ``replicas``          which partitions this broker leads (None: all)     brokerd/replication/
@@ -43,7 +43,13 @@ from brokerd.acls import Authorizer
 from brokerd.admin_http import AdminServer
 from brokerd.api import ApiSpec, version_table
 from brokerd.auth import CredentialStore
-from brokerd.coordination.internal_topics import OFFSETS, CoordinatorLoader, InternalTopics, partition_for
+from brokerd.coordination.internal_topics import (
+    OFFSETS,
+    TRANSACTIONS,
+    CoordinatorLoader,
+    InternalTopics,
+    partition_for,
+)
 from brokerd.durable import atomic_write, atomic_write_json
 from brokerd.groups import GroupConfig, GroupCoordinator, OffsetsStore
 from brokerd.groups.config import KAFKA_NAMES
@@ -64,6 +70,9 @@ from brokerd.storage.cleaner import CleanerConfig, LogCleaner
 from brokerd.storage.compaction import bounded_decompress
 from brokerd.telemetry import ClientTelemetry, SubscriptionStore
 from brokerd.txn import TransactionCoordinator, TxnConfig
+from brokerd.txn.coordinator import STATE_APPEND_TIMEOUT_S
+from brokerd.txn.markers import MarkerSender
+from brokerd.txn.verification import TxnVerifier
 
 if TYPE_CHECKING:
     from brokerd.replication.membership import ClusterMembership
@@ -116,6 +125,9 @@ class Broker:
         # that run on their partitions' leaders (the group coordinator through group_loader)
         self.internal_topics = InternalTopics(self)
         self.group_loader: CoordinatorLoader | None = None
+        self.txn_loader: CoordinatorLoader | None = None
+        self.txn_markers: MarkerSender | None = None  # the coordinator's markers to partition leaders
+        self.txn_verifier: TxnVerifier | None = None  # a leader's question: is this partition in the txn?
         self.cleaner: LogCleaner | None = None
         # The replica manager's seat: alone (no coordination), a broker leads every partition it
         # has and this stays None; in a cluster, brokerd/replication/replicas.py fills it (local
@@ -405,29 +417,43 @@ class Broker:
         return {name: (t.id, len(t.partitions)) for name, t in self.logs.topics.items()}
 
     def _start_transactions(self) -> None:
-        """The transaction coordinator, reading ``__transaction_state`` back. Alone only: in a
-        cluster the state topic is not yet replicated, so no broker coordinates transactions."""
+        """The transaction coordinator: it coordinates the transactional ids of the partitions
+        of ``__transaction_state`` this broker leads (all of them alone), loaded from their
+        logs when leadership arrives."""
         assert self.producers is not None and self.groups is not None and self.flusher is not None
-        logs = self.logs
-        self.producers.log_of = logs.log
-        if getattr(self.config, "coordination", None) is not None:
-            return
+        self.producers.log_of = self.logs.log
         cfg = self.config
+        topics = self.internal_topics
+        timeout = STATE_APPEND_TIMEOUT_S
+
+        def leader_epoch(partition: int) -> int:
+            return self.txn_loader.epochs.get(partition, -1) if self.txn_loader else -1
+
+        def append(partition: int, records: list) -> asyncio.Future:
+            return topics.append(TRANSACTIONS.name, partition, records, leader_epoch=leader_epoch(partition),
+                                 timeout=timeout)  # fmt: skip
+
         config = TxnConfig(
             max_timeout_ms=cfg["transaction.max.timeout.ms"],
-            partitions=cfg["transaction.state.log.num.partitions"],
-            segment_bytes=cfg["transaction.state.log.segment.bytes"],
             abort_interval_ms=cfg["transaction.abort.timed.out.transaction.cleanup.interval.ms"],
             id_expiration_ms=cfg["transactional.id.expiration.ms"],
             offsets_partitions=cfg["offsets.topic.num.partitions"],
         )
+        self.txn_markers = MarkerSender(self)
+        self.txn_verifier = TxnVerifier(self)
         self.transactions = TransactionCoordinator(
-            logs=logs, flusher=self.flusher, producers=self.producers, groups=self.groups, config=config,
-        )
+            producers=self.producers, groups=self.groups, config=config, append=append,
+            send_markers=self.txn_markers.send,
+            partition_count=lambda: topics.partition_count(TRANSACTIONS.name),
+            offsets_partition_count=lambda: topics.partition_count(OFFSETS.name),
+            leader_epoch=lambda partition: max(leader_epoch(partition), 0),
+        )  # fmt: skip
         try:
             self.transactions.start()
         except (OSError, ValueError) as exc:
             raise StartupError(f"transaction coordinator state: {exc}") from None
+        self.txn_loader = CoordinatorLoader(topics, TRANSACTIONS, self.transactions)
+
     def _start_group_coordinator(self, data_dir: str, group_config: GroupConfig) -> None:
         """The group coordinator over ``__consumer_offsets``: it serves the groups of the
         partitions this broker leads, loaded from their logs when leadership arrives."""
@@ -652,8 +678,13 @@ class Broker:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 2)
         await self.admin.close()
+        if self.txn_loader is not None:
+            await self.txn_loader.stop()
         if self.transactions is not None:
             await self.transactions.close()
+        for channels in (self.txn_markers, self.txn_verifier):
+            if channels is not None:
+                await channels.close()
         if self.producers is not None:
             await self.producers.stop()
         if self.group_loader is not None:

@@ -138,6 +138,10 @@ register("group.consumer.migration.policy", "str", "bidirectional", "online prot
 register("transaction.max.timeout.ms", "int", 900000, "longest transaction timeout a producer may ask for",
          minimum=1)
 register("transaction.state.log.num.partitions", "int", 50, "partitions of __transaction_state", minimum=1)
+register("transaction.state.log.replication.factor", "int", 3, "replication factor of __transaction_state "
+         "(at most the live brokers when it is created)", minimum=1)
+register("transaction.state.log.min.isr", "int", 2, "min.insync.replicas of __transaction_state (at most its "
+         "replication factor): a transaction state change is acknowledged by this many replicas", minimum=1)
 register("transaction.state.log.segment.bytes", "int", 104857600, "segment size of __transaction_state",
          minimum=1024)
 register("transaction.abort.timed.out.transaction.cleanup.interval.ms", "int", 10000,

@@ -292,9 +292,11 @@ class Controller:
             if name not in state.topics:
                 replication = max(1, min(int(request.get("replication_factor", 3)), len(state.brokers)))
                 try:
-                    await self.create_topic(
-                        name, int(request["partitions"]), replication, dict(request.get("configs") or {})
-                    )
+                    configs = dict(request.get("configs") or {})
+                    if "min.insync.replicas" in configs:  # never more than the replicas it got
+                        least = min(int(configs["min.insync.replicas"]), replication)
+                        configs["min.insync.replicas"] = str(least)
+                    await self.create_topic(name, int(request["partitions"]), replication, configs)
                 except TopicExistsError:
                     pass
                 except (ValueError, KeyError, TypeError, AssignmentError) as exc:

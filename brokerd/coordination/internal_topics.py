@@ -61,6 +61,8 @@ class InternalTopic:
     partitions_setting: str  # the broker setting naming its partition count
     replication_setting: str  # and its replication factor
     configs: dict[str, str] = field(default_factory=dict)
+    #: broker settings giving topic configs at creation (Kafka's transaction.state.log.min.isr)
+    config_settings: dict[str, str] = field(default_factory=dict)
 
 
 OFFSETS = InternalTopic(
@@ -73,7 +75,11 @@ TRANSACTIONS = InternalTopic(
     TRANSACTION_TOPIC,
     "transaction.state.log.num.partitions",
     "transaction.state.log.replication.factor",
-    {"cleanup.policy": "compact", "compression.type": "uncompressed", "segment.bytes": "104857600"},
+    {"cleanup.policy": "compact", "compression.type": "uncompressed"},
+    {
+        "segment.bytes": "transaction.state.log.segment.bytes",
+        "min.insync.replicas": "transaction.state.log.min.isr",
+    },
 )
 #: Kafka's Topic.isInternal: clients keep these out of pattern subscriptions; tenants cannot
 #: produce to them, delete them or create them.
@@ -143,6 +149,15 @@ class InternalTopics:
         config = self.broker.config
         return int(config[topic.partitions_setting]), int(config[topic.replication_setting])
 
+    def configs(self, topic: InternalTopic) -> dict[str, str]:
+        """The topic configs it is created with: its own, and those set by broker settings."""
+        configs = dict(topic.configs)
+        for name, setting in topic.config_settings.items():
+            configs[name] = str(self.broker.config[setting])
+        if not self.clustered:
+            configs.pop("min.insync.replicas", None)  # one replica alone
+        return configs
+
     def partition_count(self, name: str) -> int | None:
         """The topic's partition count where it exists (the cluster's, else the local one)."""
         replicas = self.broker.replicas
@@ -162,7 +177,7 @@ class InternalTopics:
         partitions, replication = self.settings(topic)
         if not self.clustered:
             log.info("creating internal topic %s (%d partitions)", topic.name, partitions)
-            self.broker.create_topic(topic.name, partitions, dict(topic.configs))
+            self.broker.create_topic(topic.name, partitions, self.configs(topic))
             self.notify()
             return
         if topic.name in self._requested or self.broker.cluster is None:
@@ -172,7 +187,7 @@ class InternalTopics:
         async def request() -> None:
             try:
                 await self.broker.cluster.request_internal_topic(
-                    topic.name, partitions, replication, dict(topic.configs)
+                    topic.name, partitions, replication, self.configs(topic)
                 )
             except Exception as exc:  # asked again on the next FindCoordinator
                 log.warning("could not ask for internal topic %s: %s", topic.name, exc)

@@ -14,7 +14,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from brokerd import acls
-from brokerd.coordination.internal_topics import OFFSETS
+from brokerd.coordination.internal_topics import OFFSETS, TRANSACTIONS
 from brokerd.groups import CommitEntry
 
 log = logging.getLogger("brokerd.groups")
@@ -69,8 +69,8 @@ def find_coordinator(request, ctx):
             continue
         if key_type == 0:  # the leader of the group's __consumer_offsets partition
             error, node = broker.internal_topics.coordinator(OFFSETS, key)
-        elif key_type == 1:
-            error, node = _transaction_coordinator(broker)
+        elif key_type == 1:  # the leader of the transactional id's __transaction_state partition
+            error, node = broker.internal_topics.coordinator(TRANSACTIONS, key)
         else:
             error, node = coord.find_coordinator(key, key_type)
         address = _address(broker, ctx, node) if error is E.none else None
@@ -92,19 +92,6 @@ def find_coordinator(request, ctx):
     return ctx.response(
         throttle_time=ZERO, error_code=error, error_message=message, node_id=node, host=h, port=p
     )
-
-
-def _transaction_coordinator(broker) -> tuple[E, int]:
-    """This broker coordinates every transactional id when alone; ``__transaction_state`` is
-    created on the first look-up, as Kafka does."""
-    if broker.transactions is None:
-        return E.coordinator_not_available, -1
-    try:
-        broker.transactions.ensure_topic()
-    except OSError as exc:
-        log.error("cannot create the transaction state topic: %s", exc)
-        return E.coordinator_not_available, -1
-    return E.none, broker.node_id
 
 
 # --- JoinGroup / SyncGroup / Heartbeat / LeaveGroup ------------------------------------------

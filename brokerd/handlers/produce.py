@@ -9,6 +9,11 @@ without a key is refused, as Kafka's LogValidator does, and with confluent.key/v
 a key or value without a schema id registered under its subject (brokerd/schemas.py); both
 answer INVALID_RECORD, with ``record_errors`` from v8.
 acks=all is answered after a group fsync covering the batch; acks=1 once write() returned.
+
+A producer's first transactional batch to a partition is checked with the transaction
+coordinator first (KIP-890); when the coordinator runs on another broker that answer is awaited
+before the request is handled, and the connection's later Produce requests wait behind it so
+that batches are appended in the order they were sent.
 """
 
 from __future__ import annotations
@@ -59,6 +64,14 @@ CONCURRENT_TRANSACTIONS = 51
 PRODUCER_FENCED = 90
 TRANSACTION_ABORTABLE = 120
 UNKNOWN_TOPIC_ID = 100
+#: the coordinator is moving, loading or finishing the transaction (Kafka answers these to the
+#: producer as NOT_ENOUGH_REPLICAS, which every client retries)
+COORDINATOR_LOAD_IN_PROGRESS = 14
+COORDINATOR_NOT_AVAILABLE = 15
+NOT_COORDINATOR = 16
+_RETRY_VERIFICATION = frozenset(
+    {CONCURRENT_TRANSACTIONS, COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR}
+)
 
 
 class RecordsRefused(Exception):
@@ -90,6 +103,59 @@ def _name_of(broker, topic_id: uuid.UUID) -> tuple[str | None, int]:
 
 
 def handle(request, ctx):
+    conn = ctx.conn
+    prior = getattr(conn, "txn_verifying", None)
+    if prior is not None and prior.done():
+        prior = conn.txn_verifying = None
+    ask = _to_verify(ctx.broker, request, ctx.api_version)
+    if ask is None and prior is None:
+        return _handle(request, ctx, {})
+    task = asyncio.ensure_future(_handle_verified(request, ctx, prior, ask))
+    conn.txn_verifying = task
+    return task
+
+
+def _to_verify(broker, request, version: int) -> tuple[int, int, list[tuple[str, int]]] | None:
+    """(producer id, epoch, partitions) a transactional request needs the answer of a coordinator
+    on another broker for: the partitions led here that are not yet in the producer's open
+    transaction here. None when there are none."""
+    tid = request.transactional_id
+    coord = broker.transactions
+    if tid is None or broker.replicas is None or coord is None or coord.owner_error(tid) is None:
+        return None
+    sequences = broker.producers.sequences
+    found: list[tuple[str, int]] = []
+    pid = epoch = -1
+    for key, partitions in request.topics:
+        name = _name_of(broker, key)[0] if version >= 13 else key
+        if name is None:
+            continue
+        for index, records in partitions:
+            if records is None or len(records) < HEADER_SIZE or not broker.replicas.leads(name, index):
+                continue
+            header = read_header(records)
+            if header.is_control or not header.is_transactional:
+                continue
+            pid, epoch = header.producer_id, header.producer_epoch
+            if sequences.open_transactions((name, index)).get(pid) is None:
+                found.append((name, index))
+    return (pid, epoch, found) if found else None
+
+
+async def _handle_verified(request, ctx, prior, ask):
+    if prior is not None:
+        await asyncio.wait([prior])
+    verified = {}
+    if ask is not None:
+        pid, epoch, tps = ask
+        verified = await ctx.broker.txn_verifier.verify(request.transactional_id, pid, epoch, tps)
+    result = _handle(request, ctx, verified)
+    if isinstance(result, asyncio.Future) or asyncio.iscoroutine(result):
+        result = await result
+    return result
+
+
+def _handle(request, ctx, verified: dict):
     broker = ctx.broker
     logs = broker.logs
     acks = request.acks
@@ -163,7 +229,7 @@ def handle(request, ctx):
                         stamp_leader_epoch(records, batches, epoch)
                     if settings.compact or validates(settings):  # the only look inside a batch
                         _refuse_records(broker, name, index, records, settings)
-                    _check_transaction(broker, tid, name, index, records, version)
+                    _check_transaction(broker, tid, name, index, records, version, verified)
                     # idempotent-producer sequence check (a retry returns its offset)
                     base = producers.check(name, index, records)
                     if base is None:
@@ -233,7 +299,9 @@ def handle(request, ctx):
     return body
 
 
-def _check_transaction(broker, tid: str | None, name: str, index: int, records, version: int) -> None:
+def _check_transaction(
+    broker, tid: str | None, name: str, index: int, records, version: int, verified: dict
+) -> None:
     """The partition side of transactions: no control batch from a client, transactional batches
     only from a transactional producer, and (KIP-890) only to a partition the coordinator has
     in the producer's open transaction: INVALID_TXN_STATE, or TRANSACTION_ABORTABLE from v11."""
@@ -249,14 +317,17 @@ def _check_transaction(broker, tid: str | None, name: str, index: int, records, 
     pid = header.producer_id
     if broker.producers.sequences.open_transactions((name, index)).get(pid) is not None:
         return  # already in the producer's open transaction here (its epoch is checked next)
-    coord = broker.transactions
-    if coord is None:
-        raise ProduceRefused(INVALID_TXN_STATE, "no transaction coordinator to verify the transaction")
-    result = int(coord.verify(tid, pid, header.producer_epoch, (name, index)))
+    result = verified.get((name, index))
+    if result is None:
+        coord = broker.transactions
+        if coord is None:
+            raise ProduceRefused(INVALID_TXN_STATE, "no transaction coordinator to verify the transaction")
+        result = coord.verify(tid, pid, header.producer_epoch, (name, index))
+    result = int(result)
     if result == 0:
         return
-    if result == CONCURRENT_TRANSACTIONS:  # retriable for every client, as Kafka answers it
-        raise ProduceRefused(NOT_ENOUGH_REPLICAS, "the transaction is completing; retry")
+    if result in _RETRY_VERIFICATION:  # retriable for every client, as Kafka answers them
+        raise ProduceRefused(NOT_ENOUGH_REPLICAS, "the transaction coordinator cannot answer yet; retry")
     if result == PRODUCER_FENCED:
         raise ProduceRefused(INVALID_PRODUCER_EPOCH, "the producer's epoch is fenced")
     message = f"{name}-{index} is not in the open transaction of {tid}"

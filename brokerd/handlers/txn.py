@@ -20,8 +20,8 @@ from kio.schema.errors import ErrorCode as E
 
 from brokerd import acls
 from brokerd.groups.store import OffsetAndMetadata, StoreError
-from brokerd.idempotence import ProduceRefused
 from brokerd.txn.log import STATES_BY_NAME
+from brokerd.txn.markers import write_here
 
 log = logging.getLogger("brokerd.txn")
 
@@ -37,8 +37,15 @@ def _fenced(ctx, error: E) -> E:
 
 
 def _coordinator(ctx):
-    """The transaction coordinator, or None where this broker cannot be one (a cluster)."""
+    """The transaction coordinator (it answers NOT_COORDINATOR for ids it does not coordinate)."""
     return ctx.broker.transactions
+
+
+def _exists(broker, topic: str, partition: int) -> bool:
+    """Whether the partition exists: in the cluster (led anywhere), else here."""
+    if broker.replicas is not None:
+        return broker.replicas.partition(topic, partition) is not None
+    return broker.logs.log(topic, partition) is not None
 
 
 # --- AddPartitionsToTxn ----------------------------------------------------------------------
@@ -110,12 +117,11 @@ async def _add_one(ctx, tid, pid, epoch, wanted, *, verify_only: bool) -> dict[t
         return dict.fromkeys(wanted, E.not_coordinator)
     if not acls.allowed(ctx, acls.WRITE, acls.TRANSACTIONAL_ID, tid):
         return dict.fromkeys(wanted, E.transactional_id_authorization_failed)
-    logs = ctx.broker.logs
     problems: dict[tuple[str, int], E] = {}
     for topic, partition in wanted:
         if not acls.allowed(ctx, acls.WRITE, acls.TOPIC, topic):
             problems[(topic, partition)] = E.topic_authorization_failed
-        elif logs.log(topic, partition) is None:
+        elif not _exists(ctx.broker, topic, partition):
             problems[(topic, partition)] = E.unknown_topic_or_partition
     if problems:
         return {tp: problems.get(tp, E.operation_not_attempted) for tp in wanted}
@@ -170,7 +176,8 @@ async def txn_offset_commit(request, ctx):
     entries = [(t.name, p) for t in request.topics for p in t.partitions]
     error = _refused(ctx, coord, tid, group_id)
     if error is None:
-        error = coord.check_offset_commit(tid, request.producer_id, request.producer_epoch, group_id)
+        pid, epoch = request.producer_id, request.producer_epoch
+        error = await _offsets_in_transaction(ctx, coord, tid, pid, epoch, group_id)
         if error is E.none:
             error = (
                 ctx.broker.groups.validate_txn_offset_commit(
@@ -224,54 +231,48 @@ async def txn_offset_commit(request, ctx):
     )
 
 
+async def _offsets_in_transaction(ctx, coord, tid: str, pid: int, epoch: int, group_id: str) -> E:
+    """Whether the group's offsets partition is in the producer's open transaction: asked of the
+    transaction coordinator, here or on another broker (the group coordinator is the leader of
+    the group's ``__consumer_offsets`` partition, the transaction coordinator that of the id's
+    ``__transaction_state`` partition)."""
+    if coord.owner_error(tid) is None:
+        return coord.check_offset_commit(tid, pid, epoch, group_id)
+    tp = coord.offsets_partition(group_id)
+    answer = (await ctx.broker.txn_verifier.verify(tid, pid, epoch, [tp]))[tp]
+    if answer in (E.not_coordinator, E.coordinator_not_available, E.coordinator_load_in_progress):
+        return E.coordinator_load_in_progress  # retriable for the producer; not about the group
+    return answer
+
+
 # --- WriteTxnMarkers -------------------------------------------------------------------------
 
 
 async def write_txn_markers(request, ctx):
     """Markers from a transaction coordinator (CLUSTER_ACTION): appended to the partitions this
-    broker leads, the producer's transaction ended there."""
+    broker leads, the producer's transaction ended there, answered once durable."""
     broker = ctx.broker
     allowed = acls.cluster_allowed(ctx, acls.CLUSTER_ACTION)
     results = []
     for marker in request.markers:
-        topics = []
-        written = []
-        for t in marker.topics:
-            parts = []
-            for index in t.partition_indexes:
-                plog = broker.logs.log(t.name, index)
-                if not allowed:
-                    error = E.cluster_authorization_failed
-                elif plog is None:
-                    error = E.unknown_topic_or_partition
-                elif broker.replicas is not None and not broker.replicas.leads(t.name, index):
-                    error = E.not_leader_or_follower
-                else:
-                    error = E.none
-                    try:
-                        broker.producers.write_marker(
-                            plog,
-                            marker.producer_id,
-                            marker.producer_epoch,
-                            bool(marker.transaction_result),
-                            marker.coordinator_epoch,
-                            now_ms=int(time.time() * 1000),
-                        )
-                        written.append(plog)
-                    except ProduceRefused as exc:
-                        error = E(exc.code)
-                    except OSError as exc:
-                        log.error("cannot write a marker to %s-%d: %s", t.name, index, exc)
-                        error = E.kafka_storage_error
-                parts.append(
-                    ctx.build("WritableTxnMarkerPartitionResult", partition_index=index, error_code=error)
-                )
-            topics.append(ctx.build("WritableTxnMarkerTopicResult", name=t.name, partitions=tuple(parts)))
-        if written:
-            await broker.flusher.wait(written)
-        results.append(
-            ctx.build("WritableTxnMarkerResult", producer_id=marker.producer_id, topics=tuple(topics))
+        tps = [(t.name, int(index)) for t in marker.topics for index in t.partition_indexes]
+        if allowed:
+            errors = await write_here(
+                broker, marker.producer_id, marker.producer_epoch, bool(marker.transaction_result),
+                marker.coordinator_epoch, tps,
+            )  # fmt: skip
+        else:
+            errors = dict.fromkeys(tps, E.cluster_authorization_failed)
+        by_topic: dict[str, list] = {}
+        for (name, index), error in errors.items():
+            by_topic.setdefault(name, []).append(
+                ctx.build("WritableTxnMarkerPartitionResult", partition_index=index, error_code=error)
+            )
+        topics = tuple(
+            ctx.build("WritableTxnMarkerTopicResult", name=name, partitions=tuple(parts))
+            for name, parts in by_topic.items()
         )
+        results.append(ctx.build("WritableTxnMarkerResult", producer_id=marker.producer_id, topics=topics))
     return ctx.response(markers=tuple(results))
 
 
@@ -294,6 +295,8 @@ def describe_transactions(request, ctx):
             error = E.transactional_id_authorization_failed
         elif coord is None:
             error = E.not_coordinator
+        elif (owner := coord.owner_error(tid)) is not None:
+            error = owner
         elif meta is None:
             error = E.transactional_id_not_found
         else:

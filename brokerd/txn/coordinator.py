@@ -3,9 +3,12 @@
 
 Each transactional id's state (producer id and epoch, timeout, state, partitions, times) is a
 record of ``__transaction_state`` (brokerd/txn/log.py), keyed by the id, in the partition its
-hash picks; the topic is compacted and is created on first use. A state change is answered
-only once its record is fsynced; the in-memory state follows the log, and a broker that starts
-reads the topic back and finishes every transaction it finds prepared.
+hash picks; the topic is compacted, replicated in a cluster, and created on first use
+(brokerd/coordination/internal_topics.py). The coordinator of an id is the leader of that
+partition: it loads the partition from its log when it becomes leader (the ids answer
+COORDINATOR_LOAD_IN_PROGRESS meanwhile) and finishes every transaction it finds prepared;
+a former leader forgets the partition's ids (NOT_COORDINATOR). A state change is answered only
+once its record is acknowledged (fsynced, and held by the in-sync replicas in a cluster).
 
 States and transitions are Kafka's (transaction version 1: the epoch is bumped by
 InitProducerId, never per transaction):
@@ -23,8 +26,8 @@ InitProducerId, never per transaction):
   partition).
 * Ids idle for ``transactional.id.expiration.ms`` are removed (a tombstone).
 
-On a standalone broker the markers are appended to the local partitions directly; the
-WriteTxnMarkers API appends them the same way for a coordinator elsewhere.
+Markers go to each partition's current leader (brokerd/txn/markers.py): appended here for the
+partitions this broker leads, sent with WriteTxnMarkers to the other brokers.
 """
 
 from __future__ import annotations
@@ -33,17 +36,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from kio.schema.errors import ErrorCode as E
 
-from brokerd.coordination.internal_topics import partition_for as group_partition_for
+from brokerd.coordination.internal_topics import AppendError, partition_for
 from brokerd.groups import GroupCoordinator, StoreError
-from brokerd.idempotence import ProduceRefused, ProducerState
-from brokerd.records import build_batch, read_varint, validate_and_stamp
-from brokerd.storage import Flusher, LogManager, PartitionLog
-from brokerd.storage.compaction import decode
+from brokerd.idempotence import ProducerState
 from brokerd.txn import log as txnlog
 from brokerd.txn.log import (
     COMPLETE_ABORT,
@@ -66,6 +66,9 @@ MAX_EPOCH = 32767
 NO_PRODUCER_ID = -1
 RETRY_S = 0.5
 SETTLE_S = 1.0
+#: how long a state change waits for its acknowledgement (Kafka: the request timeout), then
+#: COORDINATOR_NOT_AVAILABLE and the client retries
+STATE_APPEND_TIMEOUT_S = 5.0
 
 
 @dataclass(slots=True)
@@ -73,11 +76,15 @@ class TxnConfig:
     """Kafka's transaction coordinator configs."""
 
     max_timeout_ms: int = 900_000  # transaction.max.timeout.ms
-    partitions: int = 50  # transaction.state.log.num.partitions
-    segment_bytes: int = 104_857_600  # transaction.state.log.segment.bytes
     abort_interval_ms: int = 10_000  # transaction.abort.timed.out.transaction.cleanup.interval.ms
     id_expiration_ms: int = 604_800_000  # transactional.id.expiration.ms
     offsets_partitions: int = 50  # offsets.topic.num.partitions (AddOffsetsToTxn's partition)
+
+
+#: append(partition, [(key, value)]) -> the base offset once acknowledged; AppendError otherwise
+Append = Callable[[int, list[tuple[bytes, bytes | None]]], Awaitable[int]]
+#: send(producer id, epoch, commit, coordinator epoch, partitions) -> the partitions to retry
+SendMarkers = Callable[[int, int, bool, int, list[tuple[str, int]]], Awaitable[list[tuple[str, int]]]]
 
 
 @dataclass(slots=True)
@@ -124,83 +131,100 @@ class TransactionCoordinator:
     def __init__(
         self,
         *,
-        logs: LogManager,
-        flusher: Flusher,
         producers: ProducerState,
         groups: GroupCoordinator,
         config: TxnConfig,
+        append: Append,
+        send_markers: SendMarkers,
+        partition_count: Callable[[], int | None],
+        offsets_partition_count: Callable[[], int | None],
+        leader_epoch: Callable[[int], int],
         clock: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
-        self.logs = logs
-        self.flusher = flusher
         self.producers = producers
         self.groups = groups
         self.config = config
+        self._append = append
+        self._send_markers = send_markers
+        self._partition_count = partition_count
+        self._offsets_partition_count = offsets_partition_count
+        self._leader_epoch = leader_epoch  # a partition's loaded leader epoch: its markers' coordinator epoch
         self._clock = clock
-        self.txns: dict[str, TxnMetadata] = {}
+        self.txns: dict[str, TxnMetadata] = {}  # the ids of the partitions loaded here
+        self.loading: set[int] = set()
+        self.loaded: set[int] = set()
         self.offsets = LegacyTxnOffsets(producers.sequences.directory)
-        self.coordinator_epoch = 0
         self._tasks: set[asyncio.Future] = set()
         self._loop_task: asyncio.Future | None = None
         self._closed = False
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
-        """Read ``__transaction_state`` back (when it exists), finish prepared transactions,
-        and start the timeout and expiration loop."""
+        """The transactional offsets held here, and the timeout and expiration loop. The
+        partitions of ``__transaction_state`` come and go with their leadership (:meth:`load`)."""
         self.producers.sequences.directory.mkdir(parents=True, exist_ok=True)
         self.offsets.load()
         self.groups.transactional_pending = self.offsets.unstable
-        topic = self.logs.topics.get(txnlog.TOPIC)
-        if topic is not None:
-            loaded = 0
-            for plog in topic.partitions:
-                loaded += self._load(plog)
-            log.info(
-                "transaction coordinator: %d transactional id(s) from %d record(s) of %s",
-                len(self.txns),
-                loaded,
-                txnlog.TOPIC,
-            )
-        for meta in self.txns.values():
-            if meta.state in (PREPARE_COMMIT, PREPARE_ABORT):
-                self._begin_completion(meta)
         self._loop_task = asyncio.ensure_future(self._housekeeping())
 
-    def _load(self, plog: PartitionLog) -> int:
-        offset = plog.start_offset
-        records = 0
-        while offset < plog.next_offset:
-            data = plog.read(offset, 1 << 20, True)
-            if not data:
-                break
-            pos = 0
-            view = memoryview(data)
-            while pos + 61 <= len(data):
-                h, payload, recs = decode(view[pos:])
-                pos += h.size
-                offset = h.last_offset + 1
-                if h.is_control:
-                    continue
-                for r in recs:
-                    if r.key is None:
-                        continue
-                    tid = txnlog.decode_key(bytes(r.key))
-                    if tid is None:
-                        continue
-                    records += 1
-                    value = _record_value(payload, r)
-                    if value is None:
-                        self.txns.pop(tid, None)
-                        continue
-                    v = txnlog.decode_value(value)
-                    meta = self.txns.get(tid)
-                    if meta is None:
-                        meta = self.txns[tid] = TxnMetadata(
-                            tid, v.producer_id, v.producer_epoch, v.timeout_ms, v.state
-                        )
-                    meta.apply(v)
-        return records
+    # --- partitions of __transaction_state (brokerd/coordination/internal_topics.py) ------------
+    def begin_load(self, partition: int) -> None:
+        self.loading.add(partition)
+
+    async def load(self, partition: int, records: AsyncIterator[tuple[bytes | None, bytes | None]]) -> None:
+        """Rebuild the ids of ``partition`` from its records, then coordinate them: a prepared
+        transaction is completed (its markers sent again), as a new coordinator must."""
+        found: dict[str, TxnMetadata] = {}
+        count = 0
+        async for key, value in records:
+            if key is None:
+                continue
+            tid = txnlog.decode_key(key)
+            if tid is None:
+                continue
+            count += 1
+            if value is None:
+                found.pop(tid, None)
+                continue
+            v = txnlog.decode_value(value)
+            meta = found.get(tid)
+            if meta is None:
+                meta = found[tid] = TxnMetadata(tid, v.producer_id, v.producer_epoch, v.timeout_ms, v.state)
+            meta.apply(v)
+        if partition not in self.loading:
+            return  # unloaded meanwhile
+        self.loading.discard(partition)
+        self.loaded.add(partition)
+        self.txns.update(found)
+        for meta in found.values():
+            if meta.state in (PREPARE_COMMIT, PREPARE_ABORT):
+                self._begin_completion(meta)
+        log.info("transaction coordinator: partition %d loaded, %d transactional id(s) from %d record(s)",
+                 partition, len(found), count)  # fmt: skip
+
+    def unload(self, partition: int) -> None:
+        """Another broker leads ``partition`` now: forget its ids (their requests answer
+        NOT_COORDINATOR; completions in progress stop)."""
+        self.loading.discard(partition)
+        self.loaded.discard(partition)
+        for tid in [t for t in self.txns if self.partition_for(t) == partition]:
+            meta = self.txns.pop(tid)
+            if meta.completing is not None and not meta.completing.done():
+                meta.completing.set_result(None)
+
+    def owner_error(self, transactional_id: str) -> E | None:
+        """None when this broker coordinates the id now, else what to answer for it."""
+        partition = self.partition_for(transactional_id)
+        if partition is None:
+            return E.coordinator_not_available  # __transaction_state is being created
+        if partition in self.loading:
+            return E.coordinator_load_in_progress
+        if partition not in self.loaded:
+            return E.not_coordinator
+        return None
+
+    def _owns(self, meta: TxnMetadata) -> bool:
+        return not self._closed and self.txns.get(meta.transactional_id) is meta
 
     async def close(self) -> None:
         self._closed = True
@@ -218,42 +242,27 @@ class TransactionCoordinator:
         task.add_done_callback(self._tasks.discard)
 
     # --- the log ---------------------------------------------------------------------------
-    def ensure_topic(self) -> None:
-        """Create ``__transaction_state`` on first use (as Kafka does on the first FindCoordinator)."""
-        if txnlog.TOPIC in self.logs.topics:
-            return
-        self.logs.create_topic(
-            txnlog.TOPIC,
-            self.config.partitions,
-            {
-                "cleanup.policy": "compact",
-                "segment.bytes": str(self.config.segment_bytes),
-            },
-        )
-
-    def partition_for(self, transactional_id: str) -> int:
-        topic = self.logs.topics.get(txnlog.TOPIC)
-        count = len(topic.partitions) if topic is not None else self.config.partitions
-        return txnlog.partition_for(transactional_id, count)
+    def partition_for(self, transactional_id: str) -> int | None:
+        count = self._partition_count()
+        return partition_for(transactional_id, count) if count else None
 
     async def _write(self, transactional_id: str, value: TxnLogValue | None) -> None:
-        """Append one state record and wait for its fsync. OSError when it could not be written."""
-        self.ensure_topic()
-        plog = self.logs.topics[txnlog.TOPIC].partitions[self.partition_for(transactional_id)]
+        """Append one state record and wait for its acknowledgement (AppendError otherwise)."""
+        partition = self.partition_for(transactional_id)
+        if partition is None or partition not in self.loaded:
+            raise AppendError(E.not_coordinator, f"partition of {transactional_id} not coordinated here")
         record = txnlog.encode_value(value) if value is not None else None
-        batch = build_batch([(txnlog.encode_key(transactional_id), record)], timestamp_ms=self._clock())
-        stamped, count = validate_and_stamp(batch, plog.next_offset, len(batch) + 1)
-        plog.append(batch, stamped, count)
-        await self.flusher.wait([plog])
+        await self._append(partition, [(txnlog.encode_key(transactional_id), record)])
 
     async def _transition(self, meta: TxnMetadata, value: TxnLogValue) -> E:
-        """Write ``value`` and apply it to ``meta``; COORDINATOR_NOT_AVAILABLE if the write failed."""
+        """Write ``value`` and apply it to ``meta``; NOT_COORDINATOR or COORDINATOR_NOT_AVAILABLE
+        if the write was not acknowledged."""
         meta.pending = value.state
         try:
             await self._write(meta.transactional_id, value)
-        except OSError as exc:
-            log.error("cannot write the state of transactional id %s: %s", meta.transactional_id, exc)
-            return E.coordinator_not_available
+        except AppendError as exc:
+            log.warning("cannot write the state of transactional id %s: %s", meta.transactional_id, exc)
+            return exc.code
         finally:
             meta.pending = None
         meta.apply(value)
@@ -273,11 +282,8 @@ class TransactionCoordinator:
             return E.invalid_request, -1, -1
         if timeout_ms <= 0 or timeout_ms > self.config.max_timeout_ms:
             return E.invalid_transaction_timeout, -1, -1
-        try:
-            self.ensure_topic()
-        except OSError as exc:
-            log.error("cannot create %s: %s", txnlog.TOPIC, exc)
-            return E.coordinator_not_available, -1, -1
+        if (owner := self.owner_error(transactional_id)) is not None:
+            return owner, -1, -1
         meta = self.txns.get(transactional_id)
         if meta is not None:
             await self._settled(meta)
@@ -334,6 +340,8 @@ class TransactionCoordinator:
         self, transactional_id: str, producer_id: int, producer_epoch: int
     ) -> tuple[TxnMetadata | None, E | None]:
         """The id's state if the producer is its current one, else the error to answer."""
+        if (owner := self.owner_error(transactional_id)) is not None:
+            return None, owner
         meta = self.txns.get(transactional_id)
         if meta is None or meta.producer_id != producer_id:
             return None, E.invalid_producer_id_mapping
@@ -365,6 +373,8 @@ class TransactionCoordinator:
 
     def verify(self, transactional_id: str, producer_id: int, producer_epoch: int, tp: tuple[str, int]) -> E:
         """KIP-890's check that a partition is in the producer's open transaction (no write)."""
+        if (owner := self.owner_error(transactional_id)) is not None:
+            return owner
         meta = self.txns.get(transactional_id)
         if meta is None or meta.producer_id != producer_id:
             return E.invalid_producer_id_mapping
@@ -378,9 +388,8 @@ class TransactionCoordinator:
 
     def offsets_partition(self, group_id: str) -> tuple[str, int]:
         """The ``__consumer_offsets`` partition of a group (Kafka's partitionFor)."""
-        topic = self.logs.topics.get(OFFSETS_TOPIC)  # the group coordinator's own partitioning
-        count = len(topic.partitions) if topic is not None else self.config.offsets_partitions
-        return OFFSETS_TOPIC, group_partition_for(group_id, count)
+        count = self._offsets_partition_count() or self.config.offsets_partitions
+        return OFFSETS_TOPIC, partition_for(group_id, count)
 
     # --- TxnOffsetCommit ----------------------------------------------------------------------
     def check_offset_commit(
@@ -460,47 +469,26 @@ class TransactionCoordinator:
     async def _write_completion(self, meta: TxnMetadata) -> None:
         commit = meta.state == PREPARE_COMMIT
         pid, epoch = meta.producer_id, meta.producer_epoch
+        partition = self.partition_for(meta.transactional_id)
+        coordinator_epoch = self._leader_epoch(partition) if partition is not None else 0
         remaining = sorted(meta.partitions)
-        while not self._closed:
-            written: list[PartitionLog] = []
-            failed = []
-            for tp in remaining:
-                topic, index = tp
-                plog = self.logs.log(topic, index)
-                if plog is None:
-                    continue  # a deleted topic
-                try:
-                    self.producers.write_marker(
-                        plog, pid, epoch, commit, self.coordinator_epoch, now_ms=self._clock()
-                    )
-                except ProduceRefused as exc:  # a newer epoch wrote there: nothing to end
-                    log.warning("marker for producer %d on %s-%d refused: %s", pid, topic, index, exc)
-                    continue
-                except OSError as exc:
-                    log.error("cannot write a marker to %s-%d: %s", topic, index, exc)
-                    failed.append(tp)
-                    continue
-                written.append(plog)
+        while self._owns(meta):
             try:
-                if written:
-                    await self.flusher.wait(written)
-                await self.offsets.complete(pid, commit, self.groups)
+                remaining = await self._send_markers(pid, epoch, commit, coordinator_epoch, remaining)
+                if not remaining:  # offsets an earlier version held for it are decided too
+                    await self.offsets.complete(pid, commit, self.groups)
             except (OSError, StoreError) as exc:
                 log.error("cannot finish the transaction of %s: %s", meta.transactional_id, exc)
-                failed = failed or remaining
-            if failed:
-                remaining = failed
-                await asyncio.sleep(RETRY_S)
-                continue
-            break
-        if self._closed:
-            return
+                remaining = remaining or sorted(meta.partitions)
+            if not remaining:
+                break
+            await asyncio.sleep(RETRY_S)
         value = meta.value(
             state=COMPLETE_COMMIT if commit else COMPLETE_ABORT,
             partitions=set(),
             last_update_ms=self._clock(),
         )
-        while not self._closed:
+        while self._owns(meta):
             if await self._transition(meta, value) is E.none:
                 return
             await asyncio.sleep(RETRY_S)
@@ -546,7 +534,7 @@ class TransactionCoordinator:
             meta.pending = DEAD
             try:
                 await self._write(meta.transactional_id, None)
-            except OSError:
+            except AppendError:
                 meta.pending = None
                 continue
             self.txns.pop(meta.transactional_id, None)
@@ -554,19 +542,8 @@ class TransactionCoordinator:
 
     # --- DescribeTransactions / ListTransactions -----------------------------------------------
     def describe(self, transactional_id: str) -> TxnMetadata | None:
-        return self.txns.get(transactional_id)
+        return self.txns.get(transactional_id) if self.owner_error(transactional_id) is None else None
 
     def listing(self) -> list[TxnMetadata]:
         return list(self.txns.values())
 
-
-def _record_value(payload: bytes, r) -> bytes | None:
-    """The value bytes of a decoded record (compaction.decode gives positions, not the value)."""
-    pos = r.rest_at
-    _off, pos = read_varint(payload, pos)
-    key_len, pos = read_varint(payload, pos)
-    pos += max(key_len, 0)
-    value_len, pos = read_varint(payload, pos)
-    if value_len < 0:
-        return None
-    return bytes(payload[pos : pos + value_len])

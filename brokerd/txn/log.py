@@ -38,16 +38,6 @@ _VALUE_HEAD = struct.Struct(">hqhib")
 _VALUE_TAIL = struct.Struct(">qq")
 
 
-def partition_for(transactional_id: str, partitions: int) -> int:
-    """Kafka's ``Utils.abs(transactionalId.hashCode) % partitions`` (Java's String.hashCode)."""
-    h = 0
-    for unit in struct.unpack(
-        f">{len(transactional_id.encode('utf-16-be')) // 2}H", transactional_id.encode("utf-16-be")
-    ):
-        h = (31 * h + unit) & 0xFFFFFFFF
-    return (h & 0x7FFFFFFF) % partitions
-
-
 @dataclass(slots=True)
 class TxnLogValue:
     producer_id: int
