@@ -447,6 +447,7 @@ class Broker:
             partition_count=lambda: topics.partition_count(TRANSACTIONS.name),
             offsets_partition_count=lambda: topics.partition_count(OFFSETS.name),
             leader_epoch=lambda partition: max(leader_epoch(partition), 0),
+            ensure_topic=lambda: topics.ensure(TRANSACTIONS),
         )  # fmt: skip
         try:
             self.transactions.start()

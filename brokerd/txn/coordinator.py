@@ -139,6 +139,7 @@ class TransactionCoordinator:
         partition_count: Callable[[], int | None],
         offsets_partition_count: Callable[[], int | None],
         leader_epoch: Callable[[int], int],
+        ensure_topic: Callable[[], None] = lambda: None,
         clock: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         self.producers = producers
@@ -149,6 +150,7 @@ class TransactionCoordinator:
         self._partition_count = partition_count
         self._offsets_partition_count = offsets_partition_count
         self._leader_epoch = leader_epoch  # a partition's loaded leader epoch: its markers' coordinator epoch
+        self._ensure_topic = ensure_topic  # an InitProducerId may come before any FindCoordinator
         self._clock = clock
         self.txns: dict[str, TxnMetadata] = {}  # the ids of the partitions loaded here
         self.loading: set[int] = set()
@@ -283,6 +285,8 @@ class TransactionCoordinator:
         if timeout_ms <= 0 or timeout_ms > self.config.max_timeout_ms:
             return E.invalid_transaction_timeout, -1, -1
         if (owner := self.owner_error(transactional_id)) is not None:
+            if owner is E.coordinator_not_available:
+                self._ensure_topic()
             return owner, -1, -1
         meta = self.txns.get(transactional_id)
         if meta is not None:
