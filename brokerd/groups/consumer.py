@@ -561,12 +561,17 @@ class ConsumerProtocol:
             current_id = group.static_members.get(req.instance_id)
             if current_id is not None:
                 current = group.members[current_id]
-                if current.member_epoch != STATIC_LEAVE_EPOCH and current_id != member_id:
+                # Between consumer-protocol members the instance must have been released; a
+                # classic member is replaced at once (as Kafka does).
+                released = current.member_epoch == STATIC_LEAVE_EPOCH or current.classic is not None
+                if not released and current_id != member_id:
                     raise HeartbeatError(
                         E.unreleased_instance_id,
                         f"Static member {current_id} with instance id {req.instance_id} is not released yet.",
                     )
-                return _replace_static(group, current, member_id, req.client_id, req.client_host), False
+                replacement = _replace_static(group, current, member_id, req.client_id, req.client_host)
+                replacement.classic = None
+                return replacement, False
         existing = group.members.get(member_id)
         if existing is not None:
             # A member rejoining with epoch 0 (it lost its state) starts over with nothing owned.

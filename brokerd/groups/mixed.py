@@ -95,9 +95,11 @@ class MixedGroups:
         )  # fmt: skip
         return consumer
 
-    def _downgrade(self, consumer: ConsumerGroup, leaving: str) -> bool:
+    def _downgrade(self, consumer: ConsumerGroup, leaving: str, *, rebalance: bool = True) -> bool:
         """Before ``leaving`` is removed: if only classic members would remain and the policy
-        allows it, the group becomes a classic group of them and rebalances (True)."""
+        allows it, the group becomes a classic group of them and rebalances (True). Without
+        ``leaving`` (a classic static member replaced the last consumer-protocol one) it stays
+        stable: nobody's assignment changes."""
         group = self._groups.get(consumer.group_id)
         if (
             group is None
@@ -111,7 +113,7 @@ class MixedGroups:
                 group.group_id,
             )
             return False
-        if len(consumer.members) - 1 > self.config.max_size:
+        if sum(1 for m in consumer.members if m != leaving) > self.config.max_size:
             return False
         members = migration.classic_members_from_consumer(consumer, leaving, self.consumer.topics())
         self.consumer.stop([consumer])
@@ -134,7 +136,8 @@ class MixedGroups:
             "group %s: converted the consumer group to a classic group at generation %d (%s left)",
             group.group_id, group.generation_id, leaving,
         )  # fmt: skip
-        self._prepare_rebalance(group, f"downgrade of group {group.group_id} from consumer to classic")
+        if rebalance:
+            self._prepare_rebalance(group, f"downgrade of group {group.group_id} from consumer to classic")
         return True
 
     # ==== classic requests to a consumer group ================================================
@@ -168,12 +171,16 @@ class MixedGroups:
             req.client_host,
             require_known_id=unknown and req.instance_id is None and req.api_version >= 4,
         )
+        replaced = consumer.members.get(consumer.static_members.get(req.instance_id or "", ""))
         try:
             member = self.consumer.classic_join(consumer, join)
         except HeartbeatError as exc:
             member_id = member_id if exc.error is E.member_id_required else req.member_id
             return respond(JoinResult(exc.error, member_id))
         assert member.classic is not None
+        if replaced is not None and replaced.classic is None and replaced.member_id != member.member_id:
+            # the last consumer-protocol member may have been replaced by this classic one
+            self._downgrade(consumer, "", rebalance=False)
         result = JoinResult(
             E.none,
             member.member_id,

@@ -216,3 +216,38 @@ def test_subscription_bytes_of_every_version() -> None:
     parsed = parse_subscription(v3)
     assert (parsed.topics, parsed.owned, parsed.rack_id) == (["orders"], {"orders": [0, 4]}, "r1")
     assert parse_subscription(subscription("a", "b")).topics == ["a", "b"]
+
+
+def test_a_classic_static_member_replacing_the_last_consumer_member_downgrades(tmp_path) -> None:
+    """Static membership across protocols: the instance's classic successor takes over its
+    assignment, and, being the last consumer-protocol member, the group becomes classic at once
+    (stable: nobody's assignment changes)."""
+
+    async def go():
+        async with coordinator(tmp_path, CONFIG, topics=lambda: TOPICS) as coord:
+            s = await coord.consumer_heartbeat(
+                "g", HeartbeatRequest("s-1", 0, instance_id="i1", subscribed_topic_names=["orders"], owned={})
+            )
+            k = await join_new(coord, "g", protocols=SUB, client_id="k")
+            generation, got_k = k.generation_id, set()
+            owned_s = s.assignment
+            for _ in range(6):  # both move to their share: s by heartbeats, k by rejoining
+                s = await coord.consumer_heartbeat(
+                    "g", HeartbeatRequest("s-1", s.member_epoch, instance_id="i1", owned=owned_s)
+                )
+                owned_s = s.assignment if s.assignment is not None else owned_s
+                if coord.heartbeat("g", generation, k.member_id) is not E.none:
+                    generation, got_k = await rejoin_classic(coord, k.member_id)
+            assert coord.consumer_describe(["g"])[0].state == "Stable"
+            got_s = set(owned_s[T1])
+            assert got_s | got_k == set(range(6)) and not got_s & got_k
+            # the same instance comes back as a classic consumer (a new member id)
+            successor = await join(coord, "g", protocols=SUB, instance="i1", client_id="s")
+            assert successor.error is E.none
+            kinds = {g.group_id: (g.group_type, g.state) for g in coord.list_groups()[1]}
+            assert kinds["g"] == ("classic", "Stable")
+            synced = await coord.sync("g", successor.generation_id, successor.member_id)
+            assert synced.error is E.none
+            assert set(parse_assignment(synced.assignment)["orders"]) == got_s
+
+    run(go())
