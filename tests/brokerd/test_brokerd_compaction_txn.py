@@ -10,6 +10,8 @@ read_uncommitted consumers agree with that before and after a restart of the bro
 
 from __future__ import annotations
 
+import contextlib
+import struct
 import time
 
 import pytest
@@ -133,3 +135,65 @@ def test_compaction_removes_aborted_records_and_spent_markers_and_stops_at_the_l
     again.init_transactions(15)
     in_transaction(again, [(KEYS[1], b"third")], commit=True)
     assert latest(read(broker, "read_committed"))[KEYS[1]] == b"third"
+
+
+def indexed_aborts(pdir) -> set[tuple[int, int]]:
+    """(producer id, marker offset) of every entry of the partition's .txnindex files (Kafka's
+    34-byte layout)."""
+    out = set()
+    for path in pdir.glob("*.txnindex"):
+        data = path.read_bytes()
+        for pos in range(0, len(data) - 33, 34):
+            _version, pid, _first, last, _lso = struct.unpack_from(">hqqqq", data, pos)
+            out.add((pid, last))
+    return out
+
+
+def test_a_crash_at_every_swap_never_leaves_an_indexed_abort_without_its_marker(broker_factory) -> None:
+    """The broker kills itself once each swap is in place (before the pass ends): an aborted
+    transaction whose records are gone stays in the aborted-transaction index until a pass ends,
+    and its marker goes only after that, whenever the crash lands."""
+    quiet = {**FAST_CLEANER, "log.cleaner.threads": 0, "transaction.state.log.num.partitions": 1}
+    broker = broker_factory(settings=quiet)
+    create(broker, TOPIC, **{"cleanup.policy": "compact", "segment.ms": "100",
+                             "min.cleanable.dirty.ratio": "0.01", "delete.retention.ms": "100"})  # fmt: skip
+    pdir = broker.data_dir / f"{TOPIC}-0"
+    writer = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": "writer", "linger.ms": 0})
+    writer.init_transactions(15)
+    in_transaction(writer, [(k, b"first-" + k) for k in KEYS], commit=True)
+    in_transaction(writer, [(k, b"aborted-" + k) for k in KEYS], commit=False)
+    in_transaction(writer, [(k, b"second-" + k) for k in KEYS], commit=True)
+    in_transaction(writer, [(b"roll", b"x")], commit=True)
+    expected = {**{k: b"second-" + k for k in KEYS}, b"roll": b"x"}
+    assert len(indexed_aborts(pdir)) == 1
+
+    crashes = 0
+    for _round in range(6):
+        broker.stop()
+        broker.settings.update({"log.cleaner.threads": 1, "test.cleaner.kill.at": "installed"})
+        with contextlib.suppress(RuntimeError):  # it may die before it reports healthy
+            broker.start()
+        deadline = time.monotonic() + 10
+        steady = False
+        while broker.proc.poll() is None and not steady:
+            assert time.monotonic() < deadline, "neither a swap nor a settled log"
+            time.sleep(0.1)
+            # what stays: the markers of the transactions with records left (second, roll)
+            steady = not indexed_aborts(pdir) and len(markers(broker)) == 2
+        crashes += broker.proc.poll() == -9
+        # read back with the cleaner off: recovery completed the swap the kill interrupted
+        if broker.proc.poll() is None:
+            broker.stop()
+        broker.settings.update(quiet)
+        broker.settings.pop("test.cleaner.kill.at")
+        broker.start()
+        present = set(markers(broker))
+        assert indexed_aborts(pdir) <= present, "an indexed abort lost its marker"
+        assert latest(read(broker, "read_committed")) == expected
+        assert not any(v.startswith(b"aborted-") for _o, _k, v in read(broker, "read_committed"))
+        if steady:
+            break
+    else:
+        raise AssertionError("the cleaner never settled")
+    assert crashes >= 2  # the pass that removed the aborted records, and the one that removed its marker
+    assert latest(read(broker, "read_uncommitted")) == expected
