@@ -1,6 +1,6 @@
 """A consume-transform-produce pipeline, exactly once: run as a process the test SIGKILLs.
 
-``python eos_pipeline.py BOOTSTRAP SOURCE SINK GROUP TRANSACTIONAL_ID PARTITIONS``
+``python eos_pipeline.py BOOTSTRAP SOURCE SINK GROUP TRANSACTIONAL_ID PARTITIONS [PER_TRANSACTION]``
 
 Reads SOURCE with read_committed from the group's committed offsets (partitions assigned, no
 group management, so a killed process leaves no member behind), writes ``out-<value>`` to the
@@ -16,7 +16,9 @@ import sys
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 
-def main(bootstrap: str, source: str, sink: str, group: str, tid: str, partitions: int) -> int:
+def main(
+    bootstrap: str, source: str, sink: str, group: str, tid: str, partitions: int, per_txn: int = 500
+) -> int:
     consumer = Consumer({
         "bootstrap.servers": bootstrap, "group.id": group, "isolation.level": "read_committed",
         "enable.auto.commit": False, "auto.offset.reset": "earliest", "fetch.wait.max.ms": 50,
@@ -29,7 +31,7 @@ def main(bootstrap: str, source: str, sink: str, group: str, tid: str, partition
     committed = consumer.committed(tps, timeout=30)
     consumer.assign([TopicPartition(source, tp.partition, max(tp.offset, 0)) for tp in committed])
     while True:
-        messages = consumer.consume(500, 0.5)
+        messages = consumer.consume(per_txn, 0.5)
         messages = [m for m in messages if not m.error()]
         if not messages:
             continue
@@ -51,4 +53,4 @@ def main(bootstrap: str, source: str, sink: str, group: str, tid: str, partition
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:6], int(sys.argv[6])))
+    sys.exit(main(*sys.argv[1:6], *(int(n) for n in sys.argv[6:8])))
