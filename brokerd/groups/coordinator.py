@@ -1418,7 +1418,13 @@ class GroupCoordinator(MixedGroups):
                 return E.group_id_not_found, []
             if partitions is None:
                 return E.none, []
-            return E.none, [FetchedOffset(t, p, -1, -1, "", E.none) for t, p in partitions]
+            # a transaction may hold offsets of a group that has none committed yet
+            return E.none, [
+                FetchedOffset(t, p, -1, -1, "", E.unstable_offset_commit)
+                if require_stable and self._unstable(group_id, (t, p))
+                else FetchedOffset(t, p, -1, -1, "", E.none)
+                for t, p in partitions
+            ]
         if member_id and group.consumer is not None:
             error = self._validate_consumer_member(group.consumer, member_id, member_epoch)
             if error is not None:

@@ -10,6 +10,7 @@ afterwards applies or drops them.
 from __future__ import annotations
 
 import datetime
+import json
 import time
 
 import pytest
@@ -144,3 +145,32 @@ def test_a_restart_between_the_offsets_and_the_end_of_the_transaction(broker) ->
     broker.start()
     wait_for(broker, group, topic, (0, 5))
     assert not list(broker.data_dir.rglob("pending_txn_offsets.json"))
+
+
+def test_offsets_an_earlier_version_held_in_its_file_are_decided_by_their_transaction(broker) -> None:
+    """A broker upgraded while a transaction held offsets in the former file
+    (``pending_txn_offsets.json``) commits them when that transaction commits, then removes
+    the file."""
+    topic = unique("src")
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(10)
+    group = unique("eos")
+    tid = unique("tx")
+    timeout = datetime.timedelta(seconds=60)
+    init = request_class(22, 4)(
+        transactional_id=tid, transaction_timeout=timeout, producer_id=-1, producer_epoch=-1
+    )
+    resp = call(broker, init)
+    pid, epoch = resp.producer_id, resp.producer_epoch
+    call(broker, request_class(10, 3)(key=group, key_type=0))
+    add = request_class(25, 3)(transactional_id=tid, producer_id=pid, producer_epoch=epoch, group_id=group)
+    assert call(broker, add).error_code == 0
+    broker.stop()
+    held = {"version": 1, "producers": {str(pid): {group: [[topic, 0, 11, -1, "", 1]]}}}
+    path = broker.data_dir / "__producer_state" / "pending_txn_offsets.json"
+    path.write_text(json.dumps(held))
+    broker.start()
+    assert fetch(broker, group, topic) == (UNSTABLE_OFFSET_COMMIT, -1)
+    end_txn(broker, tid, pid, epoch, True)
+    wait_for(broker, group, topic, (0, 11))
+    assert not path.exists()
