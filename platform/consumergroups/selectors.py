@@ -203,6 +203,8 @@ def group_get(*, cluster: Cluster, group_id: str) -> dict[str, Any]:
         known = (epochs or {}).get("members", {}).get(member["member_id"])
         member["member_epoch"] = known["member_epoch"] if known else None
         member["target_assignments"] = known["target"] if known else None
+        classic = kind != "consumer" or bool(known and known["classic"])
+        member["protocol"] = "classic" if classic else "consumer"
     return {
         "group_id": desc.group_id,
         "state": group_state_name(desc.state),

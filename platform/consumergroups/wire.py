@@ -41,7 +41,7 @@ def _assignment(entity) -> list[dict[str, Any]]:
 
 
 def consumer_group_epochs(cluster: Cluster, group_id: str) -> dict[str, Any] | None:
-    """{group_epoch, assignment_epoch, assignor, members: {member_id: {member_epoch, target}}}."""
+    """{group_epoch, assignment_epoch, assignor, members: {member_id: {member_epoch, target, classic}}}."""
     try:
         host, port = _bootstrap(cluster)
         conn = internal_connection(cluster, host, port)
@@ -75,7 +75,12 @@ def consumer_group_epochs(cluster: Cluster, group_id: str) -> dict[str, Any] | N
         "assignment_epoch": int(group.assignment_epoch),
         "assignor": group.assignor_name or None,
         "members": {
-            m.member_id: {"member_epoch": int(m.member_epoch), "target": _assignment(m.target_assignment)}
+            m.member_id: {
+                "member_epoch": int(m.member_epoch),
+                "target": _assignment(m.target_assignment),
+                # ConsumerGroupDescribe v1's MemberType: 0 for a classic consumer in the group
+                "classic": int(getattr(m, "member_type", 1)) == 0,
+            }
             for m in group.members
         },
     }

@@ -77,6 +77,7 @@ def test_clients_view_and_consumer_protocol_group(host_env, live_server, browser
         assert detail["protocol"] == "consumer" and detail["group_epoch"] >= 1
         (m,) = detail["members"]
         assert m["client_id"] == "app-consumer" and m["member_epoch"] == detail["assignment_epoch"]
+        assert m["protocol"] == "consumer"
         assert m["target_assignments"] == m["assignments"] == [{"topic": "orders", "partitions": [0, 1, 2]}]
 
         page = browser_page

@@ -40,6 +40,10 @@ class ConsumerGroupMemberSerializer(serializers.Serializer):
         help_text="Consumer protocol: the partitions the coordinator is moving this member to "
         "(null for classic groups)",
     )
+    protocol = serializers.CharField(
+        help_text="The member's rebalance protocol: consumer, or classic (a classic consumer, also one "
+        "inside a consumer-protocol group while the group migrates between protocols)",
+    )
 
 
 class ConsumerGroupOffsetSerializer(serializers.Serializer):
