@@ -142,7 +142,9 @@ class MixedGroups:
 
     # ==== classic requests to a consumer group ================================================
 
-    def _classic_join_to_consumer(self, group: Group, req, respond: Callable[[JoinResult], None]) -> None:
+    def _classic_join_to_consumer(
+        self, group: Group, req: Any, respond: Callable[[JoinResult], None]
+    ) -> None:
         """JoinGroup of a classic member into a consumer group: answered once the group's new
         state is durable, as a follower's response (the coordinator assigns, not a leader)."""
         consumer = group.consumer
