@@ -111,9 +111,10 @@ def end_txn(b: Broker, tid: str, pid: int, epoch: int, commit: bool) -> None:
     assert resp.error_code == 0
 
 
-def test_a_restart_between_the_offsets_and_the_end_of_the_transaction(broker) -> None:
+def transactional_producer(b: Broker) -> tuple[str, str, str, int, int]:
+    """A new topic, group and transactional id, and the id's producer id and epoch."""
     topic = unique("src")
-    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
     admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(10)
     group = unique("eos")
     tid = unique("tx")
@@ -121,8 +122,12 @@ def test_a_restart_between_the_offsets_and_the_end_of_the_transaction(broker) ->
     init = request_class(22, 4)(
         transactional_id=tid, transaction_timeout=timeout, producer_id=-1, producer_epoch=-1
     )
-    resp = call(broker, init)
-    pid, epoch = resp.producer_id, resp.producer_epoch
+    resp = call(b, init)
+    return topic, group, tid, resp.producer_id, resp.producer_epoch
+
+
+def test_a_restart_between_the_offsets_and_the_end_of_the_transaction(broker) -> None:
+    topic, group, tid, pid, epoch = transactional_producer(broker)
 
     offsets_in_transaction(broker, tid, pid, epoch, group, topic, 5)
     assert fetch(broker, group, topic) == (UNSTABLE_OFFSET_COMMIT, -1)
@@ -151,17 +156,7 @@ def test_offsets_an_earlier_version_held_in_its_file_are_decided_by_their_transa
     """A broker upgraded while a transaction held offsets in the former file
     (``pending_txn_offsets.json``) commits them when that transaction commits, then removes
     the file."""
-    topic = unique("src")
-    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(10)
-    group = unique("eos")
-    tid = unique("tx")
-    timeout = datetime.timedelta(seconds=60)
-    init = request_class(22, 4)(
-        transactional_id=tid, transaction_timeout=timeout, producer_id=-1, producer_epoch=-1
-    )
-    resp = call(broker, init)
-    pid, epoch = resp.producer_id, resp.producer_epoch
+    topic, group, tid, pid, epoch = transactional_producer(broker)
     call(broker, request_class(10, 3)(key=group, key_type=0))
     add = request_class(25, 3)(transactional_id=tid, producer_id=pid, producer_epoch=epoch, group_id=group)
     assert call(broker, add).error_code == 0
