@@ -5,14 +5,16 @@
 Three brokerd (advertised on 127.0.0.1/.2/.3, reached through fault-injecting proxies) with an
 etcd of their own; idempotent acks=all producers on a topic of 4 partitions with three replicas
 and min.insync.replicas 2, a consumer group of two committing what it read, and an observer of
-the committed offsets. The fault types are cycled in order: kill -9 of a partition leader and of
+the committed offsets, and transactional producers (commits and aborts across partitions; off with
+--no-transactions). The fault types are cycled in order: kill -9 of a partition leader and of
 the group coordinator's broker, SIGSTOP/SIGCONT pauses (every other one longer than the etcd
 session), a network partition of one broker from the others and from etcd, an etcd crash and
 restart on its data, and a rolling restart (SIGTERM, one broker at a time, full ISR between).
 
 Printed: one line per cycle, then the verdict of the checker (tests/brokerd/replication/
 fault_checker.py): acknowledged records, lost and duplicated (both must be 0), the other
-violations, and per fault type how long writes took to resume, how long until every ISR was
+violations, the transactions' atomicity (committed partly visible, aborted visible, lost commits:
+all 0), and per fault type how long writes took to resume, how long until every ISR was
 full after the heal, and the longest time a partition went without an acknowledgement.
 """
 
@@ -38,6 +40,8 @@ def main() -> None:
     parser.add_argument("--session-ms", type=int, default=3000, help="coordination.session.timeout.ms")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--no-transactions", action="store_true",
+                        help="without the transactional workload (tests/brokerd/replication/txn_workload.py)")
     parser.add_argument("--keep", metavar="DIR",
                         help="run in DIR and keep the brokers' logs there, and the history (history.json)")
     args = parser.parse_args()
@@ -55,16 +59,20 @@ def main() -> None:
         root = Path(args.keep) if args.keep else Path(tmp)
         dump = root / "history.json" if args.keep else None
         verdict, _cycles, _history = run(
-            root, faults, settings=settings, partitions=args.partitions, seed=args.seed, dump=dump
+            root, faults, settings=settings, partitions=args.partitions, seed=args.seed, dump=dump,
+            transactions=not args.no_transactions,
         )
     verdict["run time (s)"] = round(time.monotonic() - started, 1)
     problems = verdict.pop("problems") + verdict.pop("group problems")
+    problems += verdict.pop("transaction problems", [])
     width = max(len(k) for k in verdict)
     for key, value in verdict.items():
         print(f"{key:<{width}}  {value}")
     for problem in problems:
         print("PROBLEM:", problem)
-    sys.exit(1 if problems or verdict["lost"] or verdict["duplicated"] else 0)
+    broken = ("committed partly visible", "aborted visible", "lost commits")
+    atomicity = sum(verdict.get(k, 0) for k in broken)
+    sys.exit(1 if problems or verdict["lost"] or verdict["duplicated"] or atomicity else 0)
 
 
 if __name__ == "__main__":

@@ -764,16 +764,21 @@ def run(
     seed: int = 0,
     log=print,
     dump: Path | None = None,
+    transactions: bool = False,
 ) -> tuple[dict, list[Cycle], History]:
     """A whole run: the cluster, the workload, ``faults`` in order, the final read and the
     verdict (``check``), with the cycles measured; ``dump``: a JSON file for the acknowledged
-    writes, the final log and the cycles, to tell afterwards which record went where."""
+    writes, the final log and the cycles, to tell afterwards which record went where;
+    ``transactions``: the transactional workload too (txn_workload.py), checked with the rest."""
+    from tests.brokerd.replication.txn_workload import TxnWorkload, check_transactions
+
     rng = random.Random(seed)
     cluster = FaultCluster(root, settings=settings)
     try:
         cluster.start()
         cluster.create_topic(partitions)
         workload = Workload(cluster.bootstrap, partitions, acks=acks).start()
+        txns = TxnWorkload(cluster, partitions=partitions, seed=seed).start() if transactions else None
         injector = Faults(cluster, workload)
         cycles = []
         try:
@@ -797,12 +802,18 @@ def run(
                 cycles.append(Cycle("final", "", notes=[str(e)]))
         finally:
             workload.stop()
+            if txns is not None:
+                txns.stop()
         workload.read_back()
+        if txns is not None:
+            txns.read_back()
         if dump is not None:
             h = workload.history
             record = {"acked": h.acked, "failed": h.failed, "log": h.log, "cycles": [vars(c) for c in cycles]}
             dump.write_text(json.dumps(record))
         verdict = check(workload.history)
+        if txns is not None:
+            verdict.update(check_transactions(txns.history))
         verdict.update(summarize(cycles))
         verdict["commit errors"] = dict(workload.history.commit_errors)
         verdict["read-back client errors"] = dict(workload.history.read_errors)

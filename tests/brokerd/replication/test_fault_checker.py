@@ -4,6 +4,8 @@ idempotent acks=all producers on four partitions (RF 3, min.insync.replicas 2) a
 group committing, through a kill -9 of a partition leader and of the group's coordinator, a
 SIGSTOP pause, a network partition of a leader from the other brokers and etcd, an etcd crash
 and restart, and a rolling restart (SIGTERM one broker at a time). Then Jepsen's checks on the whole history.
+Transactional producers run alongside (txn_workload.py): no committed transaction partly visible,
+no aborted record visible to read_committed, no lost commit.
 
 The negative control runs the same checker on the part-1 unsafe setting (acks=1, the leader
 acknowledging alone) with the fault that makes it lose writes, and the checker must say so.
@@ -22,7 +24,7 @@ def test_no_acknowledged_write_is_lost_or_duplicated_through_kills_pauses_partit
     tmp_path: Path,
 ) -> None:
     faults = ["kill-leader", "kill-coordinator", "pause", "partition", "etcd-restart", "rolling-restart"]
-    verdict, cycles, _history = run(tmp_path, faults, settings=SETTINGS, log=print)
+    verdict, cycles, _history = run(tmp_path, faults, settings=SETTINGS, log=print, transactions=True)
     print({k: v for k, v in verdict.items() if "examples" not in k})
     assert verdict["acknowledged"] > 1000
     assert verdict["lost"] == 0, verdict["lost examples"]
@@ -33,6 +35,13 @@ def test_no_acknowledged_write_is_lost_or_duplicated_through_kills_pauses_partit
     # and the group consumed everything below what it committed, through every fault.
     assert verdict["group problems"] == []
     assert all(c.writes_resumed_s is not None and c.recovered_s is not None for c in cycles), cycles
+    # Transactions are atomic through the same faults, as read_committed consumers see them.
+    assert verdict["transactions committed (acknowledged)"] > 10
+    assert verdict["committed partly visible"] == 0, verdict["committed partly visible examples"]
+    assert verdict["aborted visible"] == 0, verdict["aborted visible examples"]
+    assert verdict["lost commits"] == 0, verdict["lost commits examples"]
+    assert verdict["transactional records twice"] == 0
+    assert verdict["transaction problems"] == []
 
 
 def test_the_checker_reports_loss_when_the_leader_acknowledges_alone(tmp_path: Path) -> None:
