@@ -65,6 +65,7 @@ from brokerd.quotas import Quotas
 from brokerd.schemas import SchemaIds
 from brokerd.server import Connection, start_listener
 from brokerd.settings import Listener, Settings
+from brokerd.shutdown import end_remaining_tasks
 from brokerd.storage import Flusher, LogManager, LogSettings, PartitionLog, StorageError, Topic
 from brokerd.storage.cleaner import CleanerConfig, LogCleaner
 from brokerd.storage.compaction import bounded_decompress
@@ -144,6 +145,7 @@ class Broker:
         self.serving = False
         self._tasks: list[asyncio.Future] = []
         self._stop = asyncio.Event()
+        self.stuck_tasks: list[asyncio.Task] = []  # what did not end when the stop cancelled it
         self._flex_resp: dict[tuple[int, int], bool] = {}
         self.on_serving: list = []  # callables run once the broker serves
 
@@ -635,6 +637,7 @@ class Broker:
             await self._stop.wait()
         finally:
             await self.stop()
+            self.stuck_tasks = await end_remaining_tasks()
 
     @staticmethod
     async def _bounded(what: str, stopping, timeout: float = 15.0) -> None:

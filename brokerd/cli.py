@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
@@ -166,6 +167,14 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         with asyncio.Runner(loop_factory=event_loop_factory(config["event.loop"])) as runner:
             runner.run(broker.run())
+            if broker.stuck_tasks:
+                # Leaving the runner would wait for them without end (it cancels and awaits
+                # every task left); every part has stopped and the logs are closed, so the
+                # process ends here.
+                import logging
+
+                logging.shutdown()
+                os._exit(0)
     except StartupError as exc:
         discard_log()
         _die(str(exc))

@@ -72,12 +72,13 @@ class BrokerConnection:
             if self.ca_file is not None:
                 # the platform's broker certificates name their hosts' addresses
                 tls = ssl.create_default_context(cafile=self.ca_file)
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation that
+            # arrives as what it waits for completes, and a follower's fetcher, cancelled as the
+            # broker stops, then fetched on for ever (the process never exited).
+            async with asyncio.timeout(self.timeout):
+                self._reader, self._writer = await asyncio.open_connection(
                     self.host, self.port, ssl=tls, server_hostname=self.host if tls else None
-                ),
-                self.timeout,
-            )
+                )
         except (OSError, TimeoutError, ssl.SSLError) as exc:
             refused = isinstance(exc, ConnectionRefusedError)
             message = f"cannot connect to {self.host}:{self.port}: {exc}"
@@ -128,7 +129,8 @@ class BrokerConnection:
         try:
             self._writer.write(frame)
             await self._writer.drain()
-            body = await asyncio.wait_for(self._read_frame(), timeout or self.timeout)
+            async with asyncio.timeout(timeout or self.timeout):  # see _connect
+                body = await self._read_frame()
         except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
             await self.close()
             message = f"{self.host}:{self.port}: {exc or type(exc).__name__}"

@@ -57,3 +57,29 @@ def test_requests_and_responses_over_a_broker_connection(broker: Broker) -> None
             await conn.close()
 
     asyncio.run(asyncio.wait_for(body(), 60))
+
+
+def test_a_request_cancelled_as_its_answer_arrives_ends_cancelled(broker: Broker) -> None:
+    # A follower's fetcher is cancelled when the broker stops. Cancelled at any moment of a
+    # request, the answer's arrival included, the request must end cancelled: one that returned
+    # the answer instead let the fetcher fetch on for ever, and the stopped broker never exited.
+    hello = kio_adapter.request_class(18, 3)(client_software_name="t", client_software_version="1")
+
+    async def body() -> list[int]:
+        swallowed = []
+        for attempt in range(240):
+            conn = BrokerConnection("127.0.0.1", broker.port, client_id="brokerd-test")
+            try:
+                await conn.request(hello)  # connected: the next request only waits for its answer
+                task = asyncio.ensure_future(conn.request(hello))
+                for _ in range(attempt % 24):  # cancelled at every step of the exchange in turn
+                    await asyncio.sleep(0)
+                if task.cancel():
+                    await asyncio.wait({task})
+                    if not task.cancelled():
+                        swallowed.append(attempt)
+            finally:
+                await conn.close()
+        return swallowed
+
+    assert asyncio.run(asyncio.wait_for(body(), 120)) == []
