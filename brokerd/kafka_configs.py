@@ -163,6 +163,25 @@ def _non_empty_list(key: str, value: Any) -> None:
         raise InvalidConfig(key, f"Invalid value for configuration {key}: the list must not be empty")
 
 
+def _throttled_replicas(key: str, value: Any) -> None:
+    """Kafka's ThrottledReplicaListValidator: '*' alone, or [PartitionId]:[BrokerId] entries."""
+    if value == ["*"]:
+        return
+    for entry in value:
+        partition, sep, node = entry.partition(":")
+        if not (sep and partition.strip().isdigit() and node.strip().isdigit()):
+            raise InvalidConfig(key, f"Invalid value {','.join(value)} for configuration {key}: "
+                                     "must be the literal '*' or a list of replicas in the form "
+                                     "[PartitionId]:[BrokerId],[PartitionId]:[BrokerId],...")
+
+
+def throttled_replicas(value: list[str]) -> frozenset[tuple[int, int]] | None:
+    """The (partition, broker) pairs of a parsed *.replication.throttled.replicas; None for '*'."""
+    if value == ["*"]:
+        return None
+    return frozenset((int(p), int(b)) for p, _, b in (e.partition(":") for e in value))
+
+
 # ----------------------------------------------------------------------------- definitions
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +309,12 @@ TOPIC_CONFIG_DEFS: dict[str, ConfigDef] = {d.name: d for d in [
         "delete tombstones may be collected before they complete their scan).",
         (at_least(0),), (Synonym("log.cleaner.delete.retention.ms"),)),
     ConfigDef(
+        "follower.replication.throttled.replicas", ConfigType.LIST, "",
+        "A list of replicas for which log replication should be throttled on the follower side. The "
+        "list should describe a set of replicas in the form [PartitionId]:[BrokerId],[PartitionId]:"
+        "[BrokerId]:... or alternatively the wildcard '*' can be used to throttle all replicas for "
+        "this topic.", (_throttled_replicas,)),
+    ConfigDef(
         "max.compaction.lag.ms", ConfigType.LONG, str(LONG_MAX),
         "The maximum time a message will remain ineligible for compaction in the log. Only "
         "applicable for logs that are being compacted.",
@@ -387,6 +412,11 @@ PLAN_LIMIT_KEYS = {
 }
 
 BROKER_CONFIG_DEFS: dict[str, ConfigDef] = {d.name: d for d in [
+    ConfigDef("follower.replication.throttled.rate", ConfigType.LONG, str(LONG_MAX),
+              "A long representing the upper bound (bytes/sec) on replication traffic for followers "
+              "enumerated in the property follower.replication.throttled.replicas (for each topic). "
+              "This property can be only set dynamically. It is suggested that the limit be kept "
+              "above 1MB/s for accurate behaviour.", (at_least(1),)),
     ConfigDef("auto.create.topics.enable", ConfigType.BOOLEAN, "true",
               "Enable auto creation of topic on the server.", dynamic=False),
     ConfigDef("compression.type", ConfigType.STRING, "producer",

@@ -17,6 +17,7 @@ import time
 import uuid
 from typing import Any
 
+from brokerd.kafka_configs import TOPIC_CONFIG_DEFS, ConfigError, throttled_replicas
 from brokerd.protocol import kio_adapter
 from brokerd.records import StampedBatch, iter_headers
 from brokerd.replication.client import BrokerConnection, BrokerUnavailable
@@ -27,6 +28,7 @@ MS = datetime.timedelta(milliseconds=1)
 FETCH_VERSION = 15  # ReplicaState (KIP-903); topics by id (KIP-516)
 EPOCH_VERSION = 4
 RETRY_SECONDS = 0.2
+THROTTLED_REPLICAS = "follower.replication.throttled.replicas"
 RECONNECT_SECONDS = 0.01  # after a lost connection: a refusal now tells the leader died
 
 
@@ -179,6 +181,10 @@ class LeaderFetcher:
         topics: dict[str, list] = {}
         names: dict[uuid.UUID, str] = {}
         sent: dict[tuple[str, int], tuple[int, int, Any]] = {}  # leader epoch, fetch offset, log
+        quota = self.manager.follower_quota
+        hold = quota.exceeded()  # throttled replicas wait while their bytes are ahead of the rate
+        throttled: set[tuple[str, int]] = set()
+        held = False
         # What the view says now (truncation awaited the leader): a partition in a leader
         # epoch it has not been truncated for waits for the next round.
         for (name, index), state in self.manager.followed_from(self.leader_id).items():
@@ -186,6 +192,11 @@ class LeaderFetcher:
             topic = cluster.topics.get(name)
             if plog is None or topic is None or self.synced_epochs.get((name, index)) != state.leader_epoch:
                 continue
+            if quota.limited and self._throttled(topic, index):
+                if hold:
+                    held = True
+                    continue
+                throttled.add((name, index))
             sent[(name, index)] = (state.leader_epoch, plog.next_offset, plog)
             names[uuid.UUID(topic.topic_id)] = name
             topics.setdefault(name, []).append(
@@ -196,11 +207,11 @@ class LeaderFetcher:
                     fetch_offset=plog.next_offset,
                     last_fetched_epoch=-1,
                     log_start_offset=plog.start_offset,
-                    partition_max_bytes=8 << 20,
+                    partition_max_bytes=min(8 << 20, quota.rate) if (name, index) in throttled else 8 << 20,
                 )
             )
         if not topics:
-            await asyncio.sleep(RETRY_SECONDS)
+            await asyncio.sleep(min(RETRY_SECONDS, quota.seconds_until_allowed()) if held else RETRY_SECONDS)
             return
         ids = {name: topic_id for topic_id, name in names.items()}
         request = kio_adapter.build(
@@ -226,10 +237,24 @@ class LeaderFetcher:
                     continue
                 if not self._still_fetching((name, part.partition_index), sent):
                     continue
+                if (name, part.partition_index) in throttled:
+                    quota.record(len(part.records or b""))
                 self.manager.follower_append(name, part.partition_index, part.records or b"",
                                              part.high_watermark, part.log_start_offset)  # fmt: skip
         if backoff:
             await asyncio.sleep(RETRY_SECONDS)
+
+    def _throttled(self, topic, index: int) -> bool:
+        """Whether this broker's replica of the partition is throttled (the topic's
+        follower.replication.throttled.replicas names it, or is '*')."""
+        raw = topic.configs.get(THROTTLED_REPLICAS)
+        if not raw:
+            return False
+        try:
+            pairs = throttled_replicas(TOPIC_CONFIG_DEFS[THROTTLED_REPLICAS].parse(raw))
+        except ConfigError:
+            return False
+        return pairs is None or (index, self.node_id) in pairs
 
     def _still_fetching(self, key: tuple[str, int], sent: dict) -> bool:
         """Whether an answer may be appended: the partition is still followed from this leader

@@ -28,6 +28,7 @@ from brokerd.replication.client import LeaderAddress
 from brokerd.replication.fetcher import LeaderFetcher, batches_of
 from brokerd.replication.leader import Leadership
 from brokerd.replication.membership import ClusterMembership
+from brokerd.replication.quota import ReplicationQuota
 from brokerd.storage.epochs import EpochCacheError, LeaderEpochCache
 
 log = logging.getLogger("brokerd.replication")
@@ -53,6 +54,10 @@ class ReplicaManager:
         self.lag_max = broker.config["replica.lag.time.max.ms"] / 1000
         self.session_s = broker.config["broker.session.timeout.ms"] / 1000
         self.auto_creator = TopicAutoCreator(self)
+        # shared by the fetchers from every leader: the rate is the broker's, not per leader
+        self.follower_quota = ReplicationQuota(
+            lambda: broker.configs.get("follower.replication.throttled.rate")
+        )
 
     def start(self) -> None:
         self.membership.view.listeners.append(self.sync)

@@ -10,7 +10,8 @@ Per host (each broker host's worker reads its own):
 Timings (seconds): KASTLE_HEARTBEAT_INTERVAL (5), KASTLE_RECONCILE_INTERVAL (3),
 KASTLE_BROKER_START_TIMEOUT (30), KASTLE_OPERATION_LEASE (20), KASTLE_UNCLAIMED_GRACE (15),
 KASTLE_PORT_RELEASE_WAIT (15), KASTLE_RESTART_IN_SYNC_TIMEOUT (300), KASTLE_REPLACE_AFTER (300).
-KASTLE_REASSIGN_BATCH (4): how many partitions a growing cluster moves at a time.
+KASTLE_REASSIGN_BATCH (4): how many partitions a growing cluster moves at a time;
+KASTLE_REASSIGN_THROTTLE (52428800): bytes/s a new replica copies at most while it moves (0: off).
 KASTLE_BROKERD_FORKSERVER (on): brokers are forked from a fork server with brokerd imported
 (`supervisor.forkserver_enabled`, read from the environment: `0` starts each brokerd afresh).
 Host liveness (KASTLE_HOST_TIMEOUT) is the clusters app's (`clusters/conf.py`).
@@ -96,8 +97,14 @@ def replace_after() -> float:
 def reassign_batch() -> int:
     """How many partitions a growing cluster moves at once: each move copies a partition's log to
     a new broker over the network, so fewer at a time leave more of the brokers' bandwidth to
-    clients (brokerd has no replication byte-rate throttle)."""
+    clients (on top of the byte rate, `reassign_throttle`)."""
     return max(1, integer("KASTLE_REASSIGN_BATCH", 4))
+
+
+def reassign_throttle() -> int:
+    """Bytes per second the brokers receiving a growing cluster's moved replicas fetch those at most
+    (follower.replication.throttled.rate on them, only for the replicas moving); 0 turns it off."""
+    return max(0, integer("KASTLE_REASSIGN_THROTTLE", 50 * 1024 * 1024))
 
 
 def scale_start_timeout() -> float:

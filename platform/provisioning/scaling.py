@@ -31,10 +31,10 @@ from kio.static.primitive import i32
 from acls.bindings import SCHEMAS_TOPIC
 from clusters import services as cluster_services
 from clusters.models import Broker, Cluster, ClusterStatus
-from sharedkit import coordination
+from sharedkit import coordination, kafka_admin
 from sharedkit.kafka_wire import internal_connection
 
-from . import conf, placement, queues, rebalance, services
+from . import conf, placement, queues, rebalance, services, throttle
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,11 @@ def cluster_scale_step(*, cluster_id: int, again=None, send_host=None) -> str:
         if state == "starting" and cluster.status == ClusterStatus.RUNNING:
             _roll_back(cluster, scale)
             error += f" The cluster stays at {scale['from']} brokers."
+        elif scale.get("throttled") and cluster.status == ClusterStatus.RUNNING:
+            try:
+                throttle.throttle_clear(cluster, scale["throttled"])
+            except (ConnectionError, kafka_admin.ClusterUnavailable) as clear_exc:
+                logger.warning("cluster %s: the moves' throttle stays set: %s", cluster.public_id, clear_exc)
         cluster_services.cluster_scale_progress(cluster_id=cluster_id, state="failed", error=error)
         logger.warning("cluster %s: growth failed: %s", cluster.public_id, error)
         return "failed"
@@ -173,13 +178,18 @@ def _reassigning(cluster: Cluster, scale: dict) -> str:
     moved = scale.get("moved", 0) + len(scale.get("moving", [])) - len(moving)
     plan = list(scale.get("plan", []))
     batch = plan[: max(0, conf.reassign_batch() - len(moving))]
+    throttled = scale.get("throttled") or {"topics": [], "brokers": []}
     if batch:
+        now = throttle.throttle_moves(cluster, state, moving + batch)  # before the moves start
+        throttled = {k: sorted({*throttled.get(k, []), *now[k]}) for k in ("topics", "brokers")}
+        cluster_services.cluster_scale_progress(cluster_id=cluster.pk, throttled=throttled)
         _send_reassignments(cluster, state, batch)
         moving += batch
         plan = plan[len(batch) :]
     if not plan and not moving:
+        throttle.throttle_clear(cluster, throttled)
         cluster_services.cluster_scale_progress(
-            cluster_id=cluster.pk, state="done", moved=moved, plan=[], moving=[]
+            cluster_id=cluster.pk, state="done", moved=moved, plan=[], moving=[], throttled={}
         )
         return "done"
     if batch or moved != scale.get("moved", 0):

@@ -117,7 +117,7 @@ class ClusterSerializer(serializers.ModelSerializer):
             return None
         scale["moving"] = len(scale.get("moving", []))
         scale.pop("plan", None)  # every partition's target: too much for the tenant's view
-        for internal in ("stepped_at", "told_at"):
+        for internal in ("stepped_at", "told_at", "throttled"):
             scale.pop(internal, None)
         return scale
 
