@@ -10,7 +10,7 @@ later, so no worker is held while data copies):
   new partitions on every registered broker), and the balanced target of the existing
   partitions is computed (`rebalance`);
 - reassigning: the moves go to the controller as AlterPartitionReassignments, a few partitions
-  at a time (`conf.reassign_batch()`: the throttle, as brokerd has no replication byte-rate limit);
+  at a time (`conf.reassign_batch()`), the replicas they add throttled to a byte rate (`throttle`);
   a move is done when etcd shows the target replicas and nothing adding or removing;
 - done, or failed with a reason for the tenant.
 """

@@ -184,12 +184,18 @@ def _read_all(conf: dict, topic: str) -> set[bytes]:
         consumer.close()
 
 
-def _broker_config(admin: AdminClient, node_id: int, name: str) -> str | None:
+def _broker_config(cid: str, node_id: int, name: str) -> str | None:
+    """A broker's own config value, asked of that broker (a client bootstrapped before it joined
+    would not know where it is); None while it does not answer."""
+    broker = Broker.objects.select_related("host").filter(cluster__public_id=cid, node_id=node_id).first()
+    if broker is None or broker.port is None:
+        return None
+    admin = _internal_admin(cid, f"{broker.host.address}:{broker.port}")
     try:
-        described = admin.describe_configs([ConfigResource("BROKER", str(node_id))])
+        described = admin.describe_configs([ConfigResource("BROKER", str(node_id))], request_timeout=5)
         return next(iter(described.values())).result(10)[name].value
-    except KafkaException:
-        return None  # the broker is not reachable yet
+    except (KafkaException, TimeoutError):
+        return None
 
 
 def _registry_call(cid: str, key: dict, method: str, path: str, body: dict | None = None):
@@ -505,14 +511,13 @@ def test_dedicated_cluster_grows_with_a_reassignment(three_hosts):
     assert started.json()["brokers"] == 4 and started.json()["scale"]["state"] == "starting"
     assert client.post(f"/api/v1/clusters/{cid}/brokers", {"count": 5}, format="json").status_code == 409
     seen: set[str] = set()
-    admin = _internal_admin(cid, cluster["bootstrap_servers"])
-    rates: set[str] = set()  # the new broker's replication throttle while replicas move to it
+    rates: set[str | None] = set()  # the new broker's replication throttle while replicas move to it
 
     def finished():
         scale = client.get(f"/api/v1/clusters/{cid}").json()["scale"]
         seen.add(scale["state"])
         if scale["state"] == "reassigning":
-            rates.add(_broker_config(admin, 4, "follower.replication.throttled.rate"))
+            rates.add(_broker_config(cid, 4, "follower.replication.throttled.rate"))
         return scale if scale["state"] in ("done", "failed") else None
 
     scale = wait_until(finished, timeout=120, interval=0.3, message="the growth to finish")
@@ -526,8 +531,9 @@ def test_dedicated_cluster_grows_with_a_reassignment(three_hosts):
     assert len({b["host"] for b in brokers}) == 4 and all(b["status"] == "online" for b in brokers)
     detail = client.get(f"/api/v1/clusters/{cid}").json()
     assert len(detail["bootstrap_servers"].split(",")) == 4
+    admin = _internal_admin(cid, detail["bootstrap_servers"])
     assert str(50 * 1024 * 1024) in rates, rates  # the moves were throttled, and the throttle is gone:
-    assert _broker_config(admin, 4, "follower.replication.throttled.rate") == str(2**63 - 1)
+    assert _broker_config(cid, 4, "follower.replication.throttled.rate") == str(2**63 - 1)
     rows_configs = admin.describe_configs([ConfigResource("TOPIC", "rows")])
     assert next(iter(rows_configs.values())).result(10)["follower.replication.throttled.replicas"].value in (
         "",
