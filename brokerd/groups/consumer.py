@@ -164,6 +164,14 @@ class ClassicMetadata:
     def names(self) -> list[str]:
         return list(dict.fromkeys(name for name, _ in self.protocols))
 
+    def metadata(self, name: str) -> bytes:
+        """The subscription bytes the member joined with for protocol ``name`` (its first
+        protocol's when it does not support ``name``)."""
+        for protocol, data in self.protocols:
+            if protocol == name:
+                return bytes(data)
+        return bytes(self.protocols[0][1]) if self.protocols else b""
+
     def to_document(self) -> dict[str, Any]:
         return {
             "session_timeout_ms": self.session_timeout_ms,

@@ -30,7 +30,6 @@ from brokerd.groups.consumer import (
     HeartbeatRequest,
     HeartbeatResult,
     TopicsView,
-    encode_assignment,
     encode_subscription,
     group_from_document,
 )
@@ -45,8 +44,16 @@ from brokerd.groups.group import (
     SyncResult,
     new_member_id,
 )
+from brokerd.groups.migration import assignment_bytes
 from brokerd.groups.mixed import MixedGroups
-from brokerd.groups.store import LoadedState, OffsetAndMetadata, OffsetsStore, StoreError, TopicPartition
+from brokerd.groups.store import (
+    LoadedState,
+    OffsetAndMetadata,
+    OffsetsStore,
+    StoreError,
+    TopicPartition,
+    write_error,
+)
 from brokerd.groups.topic_store import OffsetsTopicStore, fold
 
 GroupStore = OffsetsStore | OffsetsTopicStore
@@ -692,7 +699,8 @@ class GroupCoordinator(MixedGroups):
                 def done(f: asyncio.Future[None]) -> None:
                     if group.members.get(new_id) is not member:
                         return
-                    if f.cancelled() or f.exception() is not None:
+                    error = write_error(f)
+                    if error is not None:
                         log.warning(
                             "group %s: could not persist static member %s; reverting",
                             group.group_id,
@@ -704,7 +712,7 @@ class GroupCoordinator(MixedGroups):
                         if not fut.done():
                             fut.set_result(
                                 JoinResult(
-                                    E.coordinator_not_available,
+                                    error,
                                     "",
                                     generation,
                                     group.protocol_type,
@@ -1041,9 +1049,8 @@ class GroupCoordinator(MixedGroups):
             # The group may have moved on while the assignment was being stored.
             if not (group.is_(GroupState.COMPLETING_REBALANCE) and group.generation_id == generation):
                 return
-            if f.cancelled() or f.exception() is not None:
-                exc = None if f.cancelled() else f.exception()
-                error = exc.code if isinstance(exc, StoreError) else E.coordinator_not_available
+            error = write_error(f)
+            if error is not None:
                 self._reset_and_propagate_assignment_error(group, error)
                 self._maybe_prepare_rebalance(group, "failed to store the group assignment")
                 return
@@ -1173,8 +1180,8 @@ class GroupCoordinator(MixedGroups):
         if write is not None:
             try:
                 await asyncio.shield(write)
-            except StoreError:
-                return HeartbeatResult(E.coordinator_not_available, None, request.member_id)
+            except StoreError as exc:
+                return HeartbeatResult(exc.code, None, request.member_id)
         return result
 
     def _consumer_group_changed(self, consumer: ConsumerGroup) -> None:
@@ -1494,27 +1501,29 @@ class GroupCoordinator(MixedGroups):
         return out
 
     def _describe_consumer_group_classically(self, consumer: ConsumerGroup) -> GroupDescription:
-        names = {tid: name for name, (tid, _n) in self.consumer.topics().items()}
-        members = [
-            MemberDescription(
-                m.member_id,
-                m.instance_id,
-                m.client_id,
-                m.client_host,
-                encode_subscription(sorted(m.subscribed_names)),
-                encode_assignment(
-                    {names[t]: sorted(ps) for t, ps in m.assigned.items() if t in names}
-                ),
+        """A classic member (one staying in the group while it migrates) is described with the
+        subscription bytes it joined with, user data and owned partitions included; a
+        consumer-protocol member with a subscription made of its topics."""
+        topics = self.consumer.topics()
+        protocol = consumer.assignor_name or self.consumer.config.assignors[0]
+        members = []
+        for m in consumer.members.values():
+            if m.classic is not None:
+                metadata = m.classic.metadata(protocol)
+            else:
+                metadata = encode_subscription(sorted(m.subscribed_names))
+            members.append(
+                MemberDescription(
+                    m.member_id,
+                    m.instance_id,
+                    m.client_id,
+                    m.client_host,
+                    metadata,
+                    assignment_bytes(m.assigned, topics),
+                )
             )
-            for m in consumer.members.values()
-        ]
         return GroupDescription(
-            E.none,
-            consumer.group_id,
-            consumer.state.value,
-            CONSUMER_PROTOCOL_TYPE,
-            consumer.assignor_name or self.consumer.config.assignors[0],
-            members,
+            E.none, consumer.group_id, consumer.state.value, CONSUMER_PROTOCOL_TYPE, protocol, members
         )
 
     def list_groups(
@@ -1567,8 +1576,8 @@ class GroupCoordinator(MixedGroups):
         for group_id, fut in stores.items():
             try:
                 await fut
-            except StoreError:
-                results[group_id] = E.unknown_server_error
+            except StoreError as exc:
+                results[group_id] = exc.code
         return results
 
     def _kill_group(self, group: Group) -> None:
@@ -1619,9 +1628,9 @@ class GroupCoordinator(MixedGroups):
                 self._track(self.store.delete_group(group_id))
             try:
                 await fut
-            except StoreError:
+            except StoreError as exc:
                 for tp in removed:
-                    results[tp] = E.unknown_server_error
+                    results[tp] = exc.code
         return E.none, results
 
     # ==== offset expiry =======================================================================

@@ -27,6 +27,7 @@ from brokerd.groups.group import (
     SyncResult,
     new_member_id,
 )
+from brokerd.groups.store import write_error
 
 log = logging.getLogger("brokerd.groups")
 E = ErrorCode
@@ -196,8 +197,8 @@ class MixedGroups:
             return respond(result)
 
         def durable(f: asyncio.Future[None]) -> None:
-            failed = f.cancelled() or f.exception() is not None
-            respond(JoinResult(E.coordinator_not_available, member.member_id) if failed else result)
+            error = write_error(f)
+            respond(result if error is None else JoinResult(error, member.member_id))
 
         write.add_done_callback(durable)
 

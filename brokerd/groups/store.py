@@ -48,14 +48,41 @@ _PART = struct.Struct(">i")
 TopicPartition = tuple[str, int]
 
 
+#: What a group request answers when its records could not be appended, as Kafka's group
+#: coordinator maps the partition's append error: the client retries on COORDINATOR_NOT_AVAILABLE
+#: and looks the coordinator up again on NOT_COORDINATOR (the partition's leadership moved).
+_APPEND_ERRORS = {
+    ErrorCode.unknown_topic_or_partition: ErrorCode.coordinator_not_available,
+    ErrorCode.not_enough_replicas: ErrorCode.coordinator_not_available,
+    ErrorCode.not_enough_replicas_after_append: ErrorCode.coordinator_not_available,
+    ErrorCode.request_timed_out: ErrorCode.coordinator_not_available,
+    ErrorCode.not_leader_or_follower: ErrorCode.not_coordinator,
+    ErrorCode.kafka_storage_error: ErrorCode.not_coordinator,
+    ErrorCode.message_too_large: ErrorCode.unknown_server_error,
+    ErrorCode.record_list_too_large: ErrorCode.unknown_server_error,
+    ErrorCode.invalid_fetch_size: ErrorCode.unknown_server_error,
+}
+
+
 class StoreError(Exception):
     """The offsets log could not be written; nothing of the failed append is acknowledged.
-    ``code`` is the error the coordinator answers for it (COORDINATOR_NOT_AVAILABLE unless
-    the store knows better, e.g. NOT_COORDINATOR once leadership of the partition moved)."""
+    ``code`` is the error the coordinator answers for it: the append's error as Kafka maps it
+    (COORDINATOR_NOT_AVAILABLE unless the store knows better, e.g. NOT_COORDINATOR once
+    leadership of the partition moved)."""
 
     def __init__(self, message: str, code: ErrorCode = ErrorCode.coordinator_not_available) -> None:
         super().__init__(message)
-        self.code = code
+        self.code = _APPEND_ERRORS.get(code, code)
+
+
+def write_error(f: asyncio.Future[Any]) -> ErrorCode | None:
+    """The error a request answers for a finished write of the store (None: it is durable)."""
+    if f.cancelled():
+        return ErrorCode.coordinator_not_available
+    exc = f.exception()
+    if exc is None:
+        return None
+    return exc.code if isinstance(exc, StoreError) else ErrorCode.coordinator_not_available
 
 
 @dataclass(slots=True)

@@ -16,9 +16,11 @@ import uuid
 from grouptest import FAST, coordinator, join, join_new, run, subscription
 from kio.schema.errors import ErrorCode
 
+from brokerd.coordination.internal_topics import AppendError
 from brokerd.groups import CommitEntry
 from brokerd.groups.consumer import HeartbeatRequest
 from brokerd.groups.migration import parse_assignment, parse_subscription
+from brokerd.groups.topic_store import OffsetsTopicStore
 
 E = ErrorCode
 T1 = uuid.UUID(int=1)
@@ -249,5 +251,88 @@ def test_a_classic_static_member_replacing_the_last_consumer_member_downgrades(t
             synced = await coord.sync("g", successor.generation_id, successor.member_id)
             assert synced.error is E.none
             assert set(parse_assignment(synced.assignment)["orders"]) == got_s
+
+    run(go())
+
+
+def test_describe_groups_shows_a_classic_members_own_subscription_bytes(tmp_path) -> None:
+    """DescribeGroups of a group that migrates: a classic member is described with the
+    subscription it joined with (user data and owned partitions kept) and the assignment it
+    was given; a consumer-protocol member with a subscription of its topics."""
+
+    async def go():
+        async with coordinator(tmp_path, CONFIG, topics=lambda: TOPICS) as coord:
+            c = await coord.consumer_heartbeat("g", hb("c", 0, names=["orders"], owned={}))
+            v1 = (
+                struct.pack(">hi", 1, 1) + struct.pack(">h", 6) + b"orders"
+                + struct.pack(">i", 3) + b"udt"  # user data
+                + struct.pack(">i", 1) + struct.pack(">h", 6) + b"orders" + struct.pack(">ii", 1, 5)
+            )  # fmt: skip
+            protocols = [("range", v1), ("roundrobin", subscription("orders"))]
+            d = await join_new(coord, "g", protocols=protocols, client_id="d")
+            assert d.error is E.none
+            synced = await coord.sync("g", d.generation_id, d.member_id)
+            assert synced.error is E.none
+            await coord.consumer_heartbeat("g", hb("c", c.member_epoch, owned=c.assignment))
+            (desc,) = coord.describe_groups(["g"])
+            by_id = {m.member_id: m for m in desc.members}
+            assert by_id[d.member_id].metadata == v1  # the very bytes of its JoinGroup
+            assert parse_assignment(by_id[d.member_id].assignment) == parse_assignment(synced.assignment)
+            assert parse_subscription(by_id["c"].metadata).topics == ["orders"]
+
+    run(go())
+
+
+class Partition:
+    """The group's ``__consumer_offsets`` partition as its leader appends to it; ``failing``: the
+    error its appends fail with (leadership moved, too few in-sync replicas)."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[bytes, bytes | None]] = []
+        self.failing: E | None = None
+
+    def append(self, _partition: int, records, producer=None):
+        fut = asyncio.get_running_loop().create_future()
+        if self.failing is not None:
+            fut.set_exception(AppendError(self.failing, "append refused"))
+        else:
+            self.records += records
+            fut.set_result(0)
+        return fut
+
+
+def test_a_join_whose_write_fails_answers_as_kafka_maps_the_append_error(tmp_path) -> None:
+    """Kafka's group coordinator answers NOT_COORDINATOR when the append failed because the
+    partition's leadership moved (the client looks the coordinator up again) and
+    COORDINATOR_NOT_AVAILABLE when too few replicas are in sync, for classic and consumer
+    members alike."""
+
+    async def go():
+        partition = Partition()
+        store = OffsetsTopicStore(lambda _g: 0, partition.append)
+        async with coordinator(
+            tmp_path, CONFIG, topics=lambda: TOPICS, store=store, partition_of=lambda _g: 0
+        ) as coord:
+            coord.begin_load(0)
+
+            async def nothing():
+                return
+                yield
+
+            await coord.load(0, nothing())
+            c = await coord.consumer_heartbeat("g", hb("c", 0, names=["orders"], owned={}))
+            assert c.error is E.none and partition.records
+            for failing, expected in (
+                (E.not_leader_or_follower, E.not_coordinator),
+                (E.kafka_storage_error, E.not_coordinator),
+                (E.not_enough_replicas, E.coordinator_not_available),
+            ):
+                partition.failing = failing
+                joined = await join_new(coord, "g", protocols=SUB, client_id=f"d-{failing.name}")
+                assert joined.error is expected, failing
+                member = await coord.consumer_heartbeat(
+                    "g", hb(f"e-{failing.name}", 0, names=["orders"], owned={})
+                )
+                assert member.error is expected, failing
 
     run(go())
