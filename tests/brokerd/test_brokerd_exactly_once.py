@@ -1,7 +1,7 @@
 """Exactly-once consume-transform-produce under SIGKILL, on a standalone broker.
 
 10,000 records of topic A go through ``eos_pipeline.py`` (read_committed, transactions of at
-most 100 records with the consumed offsets committed inside them) into topic B. The pipeline
+most 250 records with the consumed offsets committed inside them) into topic B. The pipeline
 process is SIGKILLed again and again, and the broker (the transaction coordinator) once; each
 time a new pipeline process takes over. Topic B, read with read_committed, must then hold every
 input's output exactly once: the test reports the duplicates and the missing records, and both
@@ -46,7 +46,7 @@ def test_pipeline_is_exactly_once_under_sigkill(broker, tmp_path) -> None:
             broker_kills += 1
 
     result = eos_run.run(broker.bootstrap, tmp_path / "pipeline.log", records=RECORDS, partitions=PARTITIONS,
-                         per_txn=100, fault=fault)  # fmt: skip
+                         per_txn=250, fault=fault)  # fmt: skip
     print(f"{result}; {broker_kills} broker kill")
     assert (result.duplicates, result.missing, result.unexpected) == (0, 0, 0)
     assert result.pipeline_kills >= 3 and broker_kills == 1

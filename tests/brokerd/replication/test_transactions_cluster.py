@@ -29,7 +29,8 @@ from kio.static.constants import EntityType
 from brokerd.coordination.internal_topics import partition_for
 from brokerd.records import ATTR_TRANSACTIONAL, build_batch
 from tests.brokerd.replication.clustertest import cluster_brokers, partition_of, start_cluster, wait_for
-from tests.brokerd.test_brokerd_transactions import consume, producer, unique
+from tests.brokerd.test_brokerd_transactions import consume as consume_until_quiet
+from tests.brokerd.test_brokerd_transactions import producer, unique
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning:importlib.resources._legacy"),
@@ -41,6 +42,18 @@ STATE_PARTITIONS = 3
 PARTITIONS = 3
 INVALID_TXN_STATE = 48
 TRANSACTION_ABORTABLE = 120
+
+
+def consume(c, topic: str, partitions: int, isolation: str, *, settle: float = 0.8) -> dict[int, list]:
+    return consume_until_quiet(c, topic, partitions, isolation, settle=settle)
+
+
+def assert_consumed(c, topic: str, partitions: int, isolation: str, expected: dict) -> None:
+    """What a consumer of that isolation level reads becomes ``expected`` (the markers of a
+    transaction are written after EndTxn is answered, so the last stable offset may trail)."""
+    deadline = time.monotonic() + 20
+    while (got := consume(c, topic, partitions, isolation)) != expected:
+        assert time.monotonic() < deadline, f"{got} != {expected}"
 
 
 class Cluster:
@@ -132,14 +145,14 @@ def test_commit_and_abort_across_brokers(cluster) -> None:
     p.begin_transaction()
     p.produce(topic, value=b"c2-0", partition=0)
     p.commit_transaction(15)
-    assert consume(cluster, topic, PARTITIONS, "read_committed") == {
+    assert_consumed(cluster, topic, PARTITIONS, "read_committed", {
         0: [b"c1-0", b"c1-3", b"c2-0"], 1: [b"c1-1", b"c1-4"], 2: [b"c1-2", b"c1-5"],
-    }  # fmt: skip
-    assert consume(cluster, topic, PARTITIONS, "read_uncommitted") == {
+    })  # fmt: skip
+    assert_consumed(cluster, topic, PARTITIONS, "read_uncommitted", {
         0: [b"c1-0", b"c1-3", b"ab-0", b"c2-0"],
         1: [b"c1-1", b"c1-4", b"ab-1"],
         2: [b"c1-2", b"c1-5", b"ab-2"],
-    }  # fmt: skip
+    })  # fmt: skip
 
 
 def test_second_producer_fences_the_first(cluster) -> None:
@@ -158,7 +171,7 @@ def test_second_producer_fences_the_first(cluster) -> None:
     assert info.value.args[0].code() in (
         KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH,
     )  # fmt: skip
-    assert consume(cluster, topic, 1, "read_committed") == {0: [b"winner"]}
+    assert_consumed(cluster, topic, 1, "read_committed", {0: [b"winner"]})
 
 
 def test_timed_out_transaction_is_aborted(cluster) -> None:
@@ -250,14 +263,14 @@ def test_aiokafka_and_kafka_python_transactional_producers(cluster) -> None:
         kp.abort_transaction()
     finally:
         kp.close(timeout=5)
-    assert consume(cluster, topic, PARTITIONS, "read_committed") == {
+    assert_consumed(cluster, topic, PARTITIONS, "read_committed", {
         0: [b"aio-1", b"kp-1"], 1: [b"aio-1", b"kp-1"], 2: [b"aio-1", b"kp-1"],
-    }  # fmt: skip
-    assert consume(cluster, topic, PARTITIONS, "read_uncommitted") == {
+    })  # fmt: skip
+    assert_consumed(cluster, topic, PARTITIONS, "read_uncommitted", {
         0: [b"aio-1", b"aio-aborted", b"kp-1"],
         1: [b"aio-1", b"kp-1", b"kp-aborted"],
         2: [b"aio-1", b"kp-1"],
-    }  # fmt: skip
+    })  # fmt: skip
 
 
 def test_new_coordinator_aborts_what_a_killed_one_left_open(cluster) -> None:
@@ -286,8 +299,8 @@ def test_new_coordinator_aborts_what_a_killed_one_left_open(cluster) -> None:
         for i in range(PARTITIONS):
             second.produce(topic, value=b"after", partition=i)
         second.commit_transaction(15)
-        assert consume(survivors, topic, PARTITIONS, "read_committed") == {
+        assert_consumed(survivors, topic, PARTITIONS, "read_committed", {
             i: [b"committed", b"after"] for i in range(PARTITIONS)
-        }
+        })
     finally:
         dead.start(timeout=60)
