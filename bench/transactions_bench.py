@@ -1,4 +1,4 @@
-"""Transactional produce against idempotent produce, on one brokerd, in the same run.
+"""Transactional produce against idempotent produce, on one brokerd or three, in the same run.
 
 The same records (100-byte values, one partition per round-robin of 4, lz4) are produced by an
 idempotent producer (the baseline) and by transactional producers committing every N records
@@ -6,7 +6,11 @@ for several N; each transaction costs InitProducerId once, then AddPartitionsToT
 coordinator's fsynced state records and a marker per partition. Printed: records/s of each and
 its ratio to the baseline (median of the rounds).
 
-    python3 bench/transactions_bench.py [--records 10000] [--rounds 2] [--sizes 10,100,1000,10000]
+With ``--cluster``: three brokers on an etcd of their own, the topic and ``__transaction_state``
+with three replicas and ``min.insync.replicas`` 2, so every state record and marker waits for the
+in-sync replicas, and the markers of a transaction go to the brokers leading its partitions.
+
+    python3 bench/transactions_bench.py [--records 10000] [--rounds 2] [--sizes 10,100,1000,10000] [--cluster]
 """
 
 from __future__ import annotations
@@ -16,13 +20,17 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT / "platform"), str(ROOT)]
 
-from _common import Brokerd, print_results
-from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from _common import Brokerd, print_results  # noqa: E402
+from confluent_kafka import Producer  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 PARTITIONS = 4
 VALUE = b"x" * 100
@@ -67,29 +75,53 @@ def transactional(bootstrap: str, topic: str, records: int, size: int, tid: str)
     return records / (time.perf_counter() - t0)
 
 
+@contextmanager
+def standalone(root: Path) -> Iterator[tuple[str, int]]:
+    broker = Brokerd(root, {"transaction.state.log.num.partitions": 4})
+    broker.start()
+    try:
+        yield broker.bootstrap, 1
+    finally:
+        broker.stop()
+
+
+@contextmanager
+def cluster(root: Path) -> Iterator[tuple[str, int]]:
+    from tests.brokerd.replication.clustertest import cluster_brokers, start_cluster
+    from tests.etcd_server import EtcdServer
+
+    etcd = EtcdServer.start(root / "etcd")
+    settings = {"transaction.state.log.num.partitions": 4, "broker.session.timeout.ms": 6000}
+    brokers = cluster_brokers(root, etcd, f"/bench/{uuid.uuid4().hex[:8]}/", settings=settings)
+    try:
+        yield start_cluster(brokers), 3
+    finally:
+        for broker in brokers:
+            broker.kill()
+        etcd.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--records", type=int, default=10_000)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--sizes", default="10,100,1000,10000", help="records per transaction")
+    ap.add_argument("--cluster", action="store_true", help="three brokers, replication factor 3")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    with tempfile.TemporaryDirectory(prefix="txn-bench-") as tmp:
-        broker = Brokerd(Path(tmp), {"transaction.state.log.num.partitions": 4})
-        broker.start()
-        try:
-            admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-            admin.create_topics([NewTopic("bench", PARTITIONS, 1)])["bench"].result(10)
-            runs: dict[str, list[float]] = {"idempotent": []}
+    with tempfile.TemporaryDirectory(prefix="txn-bench-") as tmp, (
+        cluster if args.cluster else standalone
+    )(Path(tmp)) as (bootstrap, replicas):
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin.create_topics([NewTopic("bench", PARTITIONS, replicas)])["bench"].result(20)
+        runs: dict[str, list[float]] = {"idempotent": []}
+        for size in sizes:
+            runs[f"transactional/{size}"] = []
+        for r in range(args.rounds):  # alternating, so that drift hits every kind alike
+            runs["idempotent"].append(idempotent(bootstrap, "bench", args.records))
             for size in sizes:
-                runs[f"transactional/{size}"] = []
-            for r in range(args.rounds):  # alternating, so that drift hits every kind alike
-                runs["idempotent"].append(idempotent(broker.bootstrap, "bench", args.records))
-                for size in sizes:
-                    rate = transactional(broker.bootstrap, "bench", args.records, size, f"bench-{size}-{r}")
-                    runs[f"transactional/{size}"].append(rate)
-        finally:
-            broker.stop()
+                rate = transactional(bootstrap, "bench", args.records, size, f"bench-{size}-{r}")
+                runs[f"transactional/{size}"].append(rate)
     base = statistics.median(runs["idempotent"])
     results: dict[str, float] = {}
     for name, rates in runs.items():
