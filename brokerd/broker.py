@@ -489,10 +489,10 @@ class Broker:
         self.group_loader = CoordinatorLoader(topics, OFFSETS, self.groups)
         groups = self.groups
 
-        def marker(plog: PartitionLog, producer_id: int, commit: bool) -> None:
+        def marker(plog: PartitionLog, producer_id: int, commit: bool, offset: int) -> None:
             # a marker in __consumer_offsets decides the offsets committed in the transaction
             if plog.topic == OFFSETS.name:
-                groups.transaction_marker(plog.partition, producer_id, commit)
+                groups.transaction_marker(plog.partition, producer_id, commit, offset)
 
         assert self.producers is not None
         self.producers.marker_listeners.append(marker)

@@ -59,8 +59,8 @@ class ProducerState:
         self._txn_indexes: dict[tuple[str, int], tuple[PartitionLog, AbortedTxnIndex]] = {}
         #: (topic, partition) -> the partition's log or None; set by Broker.start
         self.log_of: Callable[[str, int], PartitionLog | None] | None = None
-        #: told of every marker this broker writes as a leader (log, producer id, commit)
-        self.marker_listeners: list[Callable[[PartitionLog, int, bool], None]] = []
+        #: told of every marker this broker writes as a leader (log, producer id, commit, offset)
+        self.marker_listeners: list[Callable[[PartitionLog, int, bool, int], None]] = []
 
     # --- start / stop ---------------------------------------------------------------------
     def start(self, logs: Iterable[PartitionLog]) -> None:
@@ -247,7 +247,7 @@ class ProducerState:
         kind = CONTROL_COMMIT if commit else CONTROL_ABORT
         self._end_txn(plog, read_header(batch)._replace(base_offset=base), kind)
         for listener in self.marker_listeners:
-            listener(plog, producer_id, commit)
+            listener(plog, producer_id, commit, base)
         return base
 
     def last_stable_offset(self, plog: PartitionLog, high_watermark: int) -> int:

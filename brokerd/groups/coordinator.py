@@ -212,6 +212,8 @@ class GroupCoordinator(MixedGroups):
         #: producer id -> group -> offsets committed inside its open transaction (TxnOffsetCommit),
         #: in __consumer_offsets as its transactional records until its marker decides them
         self._txn_offsets: dict[int, dict[str, dict[TopicPartition, OffsetAndMetadata]]] = {}
+        #: partition -> markers written to it while it loads (producer id, commit, offset)
+        self._markers_while_loading: dict[int, list[tuple[int, bool, int]]] = {}
 
     # ==== lifecycle ===========================================================================
 
@@ -269,6 +271,7 @@ class GroupCoordinator(MixedGroups):
         """This broker leads ``partition`` now: its groups answer COORDINATOR_LOAD_IN_PROGRESS
         until :meth:`load` has read them."""
         self._loading_partitions.add(partition)
+        self._markers_while_loading[partition] = []
 
     async def load(self, partition: int, records: AsyncIterator[tuple[bytes | None, bytes | None]]) -> None:
         """Rebuild the groups of ``partition`` from its records, then serve them."""
@@ -284,6 +287,9 @@ class GroupCoordinator(MixedGroups):
                 self._txn_offsets.setdefault(producer_id, {}).setdefault(group_id, {}).update(offsets)
         self._loading_partitions.discard(partition)
         self._owned.add(partition)
+        for producer_id, commit, offset in self._markers_while_loading.pop(partition, ()):
+            if offset >= state.end_offset:  # past what the load read: decide it now
+                self.transaction_marker(partition, producer_id, commit, offset)
         self.load_seconds = time.perf_counter() - started
         log.info(
             "group coordinator: partition %d loaded, %d groups (%d records) in %.1f ms",
@@ -317,6 +323,7 @@ class GroupCoordinator(MixedGroups):
         join or sync get NOT_COORDINATOR and the clients find the new coordinator."""
         self._loading_partitions.discard(partition)
         self._owned.discard(partition)
+        self._markers_while_loading.pop(partition, None)
         if self._partition_of is None:
             return
         for producer_id, groups in list(self._txn_offsets.items()):
@@ -1359,10 +1366,15 @@ class GroupCoordinator(MixedGroups):
         self._get_or_create(group_id)
         self._txn_offsets.setdefault(producer_id, {}).setdefault(group_id, {}).update(offsets)
 
-    def transaction_marker(self, partition: int, producer_id: int, commit: bool) -> None:
+    def transaction_marker(self, partition: int, producer_id: int, commit: bool, offset: int) -> None:
         """A commit or abort marker of the producer was written to ``partition`` of
-        ``__consumer_offsets``: its pending offsets of that partition's groups become the
-        groups' committed offsets, or are dropped (Kafka's onTransactionCompleted)."""
+        ``__consumer_offsets`` at ``offset``: its pending offsets of that partition's groups
+        become the groups' committed offsets, or are dropped (Kafka's onTransactionCompleted).
+        While the partition loads, the marker waits for the load (which may not read it)."""
+        waiting = self._markers_while_loading.get(partition)
+        if waiting is not None and partition in self._loading_partitions:
+            waiting.append((producer_id, commit, offset))
+            return
         groups = self._txn_offsets.get(producer_id)
         if not groups:
             return

@@ -101,6 +101,8 @@ class LoadedState:
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: producer id -> group -> offsets committed in its transaction, still open at the log end
     txn_offsets: dict[int, dict[str, dict[TopicPartition, OffsetAndMetadata]]] = field(default_factory=dict)
+    #: the offset the records read end at (what a marker written meanwhile is compared to)
+    end_offset: int = 0
     records: int = 0
     truncated_bytes: int = 0
     compacted: bool = False

@@ -155,6 +155,7 @@ async def fold(batches: AsyncIterator[Batch]) -> LoadedState:
     seqs: dict[str, int] = {}
     async for header, control, records in batches:
         producer_id = header.producer_id
+        state.end_offset = header.last_offset + 1
         if control is not None:
             held = state.txn_offsets.pop(producer_id, None)
             if held and control == CONTROL_COMMIT:

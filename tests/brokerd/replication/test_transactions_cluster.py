@@ -304,3 +304,74 @@ def test_new_coordinator_aborts_what_a_killed_one_left_open(cluster) -> None:
         })
     finally:
         dead.start(timeout=60)
+
+
+def group_coordinator(c: Cluster, group: str) -> int:
+    """FindCoordinator(group): the leader of the group's __consumer_offsets partition."""
+
+    def ask() -> int | None:
+        for b in c.brokers:
+            if b.proc is None or b.proc.poll() is not None:
+                continue
+            with Wire(b.ports["PLAINTEXT"], b.host) as w:
+                resp = w.request(request_class(10, 3)(key=group, key_type=0))
+            return resp.node_id if resp.error_code == 0 else None
+        return None
+
+    return wait_for(ask, timeout=30, what=f"coordinator of {group}")
+
+
+def stable_offset(c: Cluster, group: str, topic: str) -> tuple[int, int] | None:
+    """OffsetFetch v8 with require_stable from the group's coordinator: (error, offset), or None
+    while it is moving or loading."""
+    node = c.node(group_coordinator(c, group))
+    module = load_payload_module(9, 8, EntityType.request)
+    request = request_class(9, 8)(
+        require_stable=True,
+        groups=(
+            module.OffsetFetchRequestGroup(
+                group_id=group, topics=(module.OffsetFetchRequestTopics(name=topic, partition_indexes=(0,)),)
+            ),
+        ),
+    )
+    try:
+        with Wire(node.ports["PLAINTEXT"], node.host) as w:
+            [g] = w.request(request).groups
+    except OSError:
+        return None
+    if g.error_code != 0:
+        return None
+    part = g.topics[0].partitions[0]
+    return int(part.error_code), part.committed_offset
+
+
+def test_offsets_in_a_transaction_survive_the_group_coordinators_death(cluster) -> None:
+    """SIGKILL of the group coordinator's broker between TxnOffsetCommit and EndTxn: the new
+    leader of the group's __consumer_offsets partition rebuilds the pending offsets from its
+    replica (UNSTABLE_OFFSET_COMMIT), and the commit marker the transaction coordinator then
+    sends it makes them the group's."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    topic = create_topic(cluster, 1)
+    group = unique("eos")
+    dead = cluster.node(group_coordinator(cluster, group))
+    tid = next(t for t in (unique("tx") for _ in range(50)) if coordinator_of(cluster, t) != dead.node_id)
+    p = producer(cluster, tid)
+    reader = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": group})
+    meta = reader.consumer_group_metadata()
+    reader.close()
+    p.begin_transaction()
+    p.produce(topic, value=b"out", partition=0)
+    p.send_offsets_to_transaction([TopicPartition(topic, 0, 5)], meta, 15)
+    assert stable_offset(cluster, group, topic) == (88, -1)  # UNSTABLE_OFFSET_COMMIT
+    dead.kill()
+    try:
+        moved = lambda: group_coordinator(cluster, group) != dead.node_id  # noqa: E731
+        wait_for(moved, timeout=30, what="a new coordinator")
+        loaded = wait_for(lambda: stable_offset(cluster, group, topic), timeout=30, what="the loaded group")
+        assert loaded == (88, -1)
+        p.commit_transaction(30)
+        committed = lambda: stable_offset(cluster, group, topic) == (0, 5)  # noqa: E731
+        wait_for(committed, timeout=30, what="the committed offset")
+    finally:
+        dead.start(timeout=60)
