@@ -27,6 +27,8 @@ Reports:
   seconds until the broker is placed on another host (the host timeout and the grace period, 5 s
   each here), and from there until its empty replacement has copied its partitions back and every
   ISR is full (the figure that grows with the data);
+- with --grow-mb (200), a Dedicated cluster with that much data grown from 3 to 4 brokers over REST:
+  seconds until the new broker registered, and until the throttled reassignment balanced the replicas;
 - a new API key working, and a revoked key refused, on a new connection (SASL PLAIN login),
   p50/p95 over --keys (10) keys (target <= 2 s);
 - exactly --idle (100) idle clusters started at once: time until all are RUNNING, RSS and PSS
@@ -68,6 +70,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--replace-sizes", default="0,50,200",
         help="MB of data for each timed replacement of a lost host's broker (default 0,50,200; '' skips)",
+    )  # fmt: skip
+    p.add_argument(
+        "--grow-mb", type=int, default=200,
+        help="MB of data in a Dedicated cluster timed growing from 3 to 4 brokers (default 200; 0 skips)",
     )  # fmt: skip
     p.add_argument("--idle", type=int, default=100, help="idle clusters started at once (default 100)")
     p.add_argument("--concurrency", type=int, default=4, help="worker processes (default 4)")
@@ -429,13 +435,9 @@ def bench_replacement(api: Api, stack: Stack, sizes: list[int]) -> dict:
     """For each size: a Standard cluster with that many MB in a topic (3 partitions, 3 replicas),
     then one broker's host lost for good (its worker and the broker killed): seconds until the
     broker is placed on another host, and from there until every ISR is full again."""
-    from confluent_kafka import Producer
+    from clusters.models import Broker, Cluster
 
-    from clusters.models import Broker, Cluster, Host
-
-    for name, address in REPLACE_HOSTS.items():
-        stack.start_host(name, address)
-    time_until(lambda: Host.objects.filter(name__in=list(REPLACE_HOSTS)).count() == len(REPLACE_HOSTS), 90)
+    _start_hosts(stack)
     rows = []
     for size in sizes:
         cid = api.create("SASL_PLAINTEXT", plan="standard")
@@ -445,24 +447,8 @@ def bench_replacement(api: Api, stack: Stack, sizes: list[int]) -> dict:
             f"/api/v1/clusters/{cid}/topics", {"name": "bench", "partitions": 3}, format="json"
         )
         assert made.status_code == 201, made.content
-        producer = Producer({
-            "bootstrap.servers": body["bootstrap_servers"], "security.protocol": "SASL_PLAINTEXT",
-            "sasl.mechanism": "PLAIN", "sasl.username": cluster.internal_username,
-            "sasl.password": cluster.internal_password(), "acks": "all", "linger.ms": 20,
-            "batch.size": 1_000_000, "queue.buffering.max.kbytes": 262144,
-        })  # fmt: skip
-        value = os.urandom(64 * 1024)
-        failures: list = []
         started = time.monotonic()
-        for _ in range(size * 16):  # 64 KB records
-            while True:
-                try:
-                    producer.produce("bench", value, on_delivery=lambda e, m, f=failures: e and f.append(e))
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-            producer.poll(0)
-        assert producer.flush(300) == 0 and not failures, failures[:3]
+        _fill(cluster, body["bootstrap_servers"], "bench", size)
         produced_s = time.monotonic() - started
         victim = next(
             b for b in Broker.objects.select_related("host").filter(cluster=cluster).order_by("node_id")
@@ -487,9 +473,77 @@ def bench_replacement(api: Api, stack: Stack, sizes: list[int]) -> dict:
         stack.start_host(victim.host.name, REPLACE_HOSTS[victim.host.name])  # back for the next round
         api.delete(cid)
         api.wait(cid, "DELETED")
-        time_until(lambda n=victim.host.name: Host.objects.filter(name=n).first().heartbeat_at is not None
-                   and api_host_live(n), 90)  # fmt: skip
+        time_until(lambda n=victim.host.name: api_host_live(n), 90)
     return {"replacement": rows}
+
+
+def _start_hosts(stack: Stack) -> None:
+    from clusters.models import Host
+
+    for name, address in REPLACE_HOSTS.items():
+        if f"worker-{name}" not in stack.procs or stack.procs[f"worker-{name}"].poll() is not None:
+            stack.start_host(name, address)
+    time_until(lambda: all(api_host_live(n) for n in REPLACE_HOSTS) and Host.objects.count() > 0, 90)
+
+
+def _fill(cluster, bootstrap: str, topic: str, mb: int) -> None:
+    """`mb` MB of 64 KB records in `topic`, acks=all, as the cluster's internal user."""
+    from confluent_kafka import Producer
+
+    producer = Producer({
+        "bootstrap.servers": bootstrap, "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanism": "PLAIN", "sasl.username": cluster.internal_username,
+        "sasl.password": cluster.internal_password(), "acks": "all", "linger.ms": 20,
+        "batch.size": 1_000_000, "queue.buffering.max.kbytes": 262144,
+    })  # fmt: skip
+    value = os.urandom(64 * 1024)
+    failures: list = []
+    for _ in range(mb * 16):
+        while True:
+            try:
+                producer.produce(topic, value, on_delivery=lambda e, m: e and failures.append(e))
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    assert producer.flush(300) == 0 and not failures, failures[:3]
+
+
+def bench_grow(api: Api, stack: Stack, mb: int) -> dict:
+    """A Dedicated cluster of 3 brokers with `mb` MB in a topic of 6 partitions (3 replicas) grown
+    to 4 over REST: seconds until the new broker registered, and until the throttled reassignment
+    balanced the replicas (KASTLE_REASSIGN_THROTTLE, KASTLE_REASSIGN_BATCH)."""
+    from clusters.models import Cluster
+
+    _start_hosts(stack)
+    body = {"name": "bench-grow", "plan": "dedicated", "brokers": 3, "security_protocol": "SASL_PLAINTEXT"}
+    made = api.client.post("/api/v1/clusters", body, format="json")
+    assert made.status_code == 202, made.content
+    cid = made.json()["id"]
+    running = api.wait(cid, "RUNNING")
+    cluster = Cluster.objects.get(public_id=cid)
+    topic = api.client.post(
+        f"/api/v1/clusters/{cid}/topics", {"name": "bench", "partitions": 6}, format="json"
+    )
+    assert topic.status_code == 201, topic.content
+    _fill(cluster, running["bootstrap_servers"], "bench", mb)
+    start = time.monotonic()
+    grown = api.client.post(f"/api/v1/clusters/{cid}/brokers", {"count": 4}, format="json")
+    assert grown.status_code == 202, grown.content
+    registered_s = time_until(lambda: (api.get(cid)["scale"] or {}).get("state") != "starting", 300, 0.05)
+    time_until(lambda: (api.get(cid)["scale"] or {}).get("state") in ("done", "failed"), 900, 0.1)
+    scale = api.get(cid)["scale"]
+    if scale["state"] != "done":
+        raise SystemExit(f"growth failed: {scale}")
+    result = {
+        "mb": mb, "registered_s": round(registered_s, 2), "balanced_s": round(time.monotonic() - start, 2),
+        "moved": scale["moved"],
+        "throttle_bytes_s": int(os.environ.get("KASTLE_REASSIGN_THROTTLE") or 50 << 20),
+    }  # fmt: skip
+    print(f"growth 3 -> 4 with {mb} MB: {result}")
+    api.delete(cid)
+    api.wait(cid, "DELETED")
+    return {"grow": result}
 
 
 def _replacement_state(api: Api, cluster_id: str) -> str | None:
@@ -602,11 +656,11 @@ def main() -> None:
         "KASTLE_HOST_CAPACITY": str(max(200, args.idle + 10)),
     }
     sizes = [int(x) for x in args.replace_sizes.split(",") if x.strip()]
-    if sizes:  # hosts lost quickly: a 1 s heartbeat, gone after 5 s, replaced right then
+    if sizes or args.grow_mb:  # hosts lost quickly: a 1 s heartbeat, gone after 5 s, replaced right then
         env.update(KASTLE_HEARTBEAT_INTERVAL="1", KASTLE_HOST_TIMEOUT="5", KASTLE_REPLACE_AFTER="5",
                    KASTLE_RECONCILE_INTERVAL="1")  # fmt: skip
     etcd = None
-    if args.standard or sizes:
+    if args.standard or sizes or args.grow_mb:
         from controlplane.embedded_etcd import EmbeddedEtcd
 
         etcd = EmbeddedEtcd(workdir / "var")
@@ -643,6 +697,8 @@ def main() -> None:
             results.update(bench_rolling_restart(api, args.restarts))
         if sizes:
             results.update(bench_replacement(api, stack, sizes))
+        if args.grow_mb:
+            results.update(bench_grow(api, stack, args.grow_mb))
         if args.keys:
             results.update(bench_keys(api, args.keys))
         if args.idle:
@@ -700,6 +756,13 @@ def main() -> None:
         for r in results["replacement"][1:]:
             print(f"  to full ISR with {r['mb']} MB / with {results['replacement'][0]['mb']} MB: "
                   f"{r['in_sync_s'] / max(base, 1e-9):.2f}x")  # fmt: skip
+    if "grow" in results:
+        g = results["grow"]
+        print(
+            f"\nA Dedicated cluster grown from 3 to 4 brokers with {g['mb']} MB (6 partitions x 3 replicas): "
+            f"new broker registered after {g['registered_s']} s, replicas balanced after {g['balanced_s']} s "
+            f"({g['moved']} partitions moved, throttled at {g['throttle_bytes_s'] / 2**20:.0f} MiB/s)"
+        )
     if "idle" in results:
         i = results["idle"]
         print(
