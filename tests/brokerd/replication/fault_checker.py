@@ -232,7 +232,7 @@ class FaultCluster:
 # --- the workload -------------------------------------------------------------------------------
 @dataclass
 class History:
-    acked: dict[str, tuple[int, int]] = field(default_factory=dict)  # value -> (partition, offset)
+    acked: dict[str, tuple[int, int | None]] = field(default_factory=dict)  # value -> (partition, offset)
     ack_times: dict[int, list[float]] = field(default_factory=lambda: defaultdict(list))
     acked_sent: dict[int, float] = field(default_factory=dict)  # partition -> latest send time acknowledged
     failed: dict[str, str] = field(default_factory=dict)  # value -> delivery error (indeterminate)
@@ -468,7 +468,8 @@ class Workload:
         )
         acked_end: dict[int, int] = defaultdict(int)
         for p, o in self.history.acked.values():
-            acked_end[p] = max(acked_end[p], o + 1)
+            if o is not None:
+                acked_end[p] = max(acked_end[p], o + 1)
         try:
             for p in range(self.partitions):
                 consumer.assign([TopicPartition(TOPIC, p, 0)])
@@ -519,7 +520,13 @@ def check(history: History) -> dict:
         values.update(v for _o, v in log)
     lost = [v for v in history.acked if v not in values]
     duplicated = [v for v, n in values.items() if n > 1]
-    moved = [v for v, (p, o) in history.acked.items() if v in values and at.get(p, {}).get(o) != v]
+    # librdkafka reported an idempotent delivery without its offset in one bench run: such a
+    # record is checked for presence only.
+    moved = [
+        v
+        for v, (p, o) in history.acked.items()
+        if o is not None and v in values and at.get(p, {}).get(o) != v
+    ]
     if moved:
         problems.append(
             f"{len(moved)} acknowledged record(s) not at their acknowledged offset, e.g. {moved[:3]}"

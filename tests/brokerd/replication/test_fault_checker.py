@@ -73,6 +73,11 @@ def test_the_checker_rules_on_made_up_histories() -> None:
     )
     assert check(good)["problems"] == [] and check(good)["lost"] == 0
 
+    # A delivery reported without an offset is checked for presence only.
+    unknown = check(_history({0: [(0, "a"), (1, "b")]}, {"a": (0, 0), "b": (0, None)}))
+    assert unknown["problems"] == [] and unknown["lost"] == 0
+    assert check(_history({0: [(0, "a")]}, {"a": (0, 0), "b": (0, None)}))["lost"] == 1
+
     lost = check(_history({0: [(0, "a")]}, {"a": (0, 0), "b": (0, 1)}))
     assert lost["lost"] == 1 and lost["lost examples"] == ["b"]
 
