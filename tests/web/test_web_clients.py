@@ -1,7 +1,8 @@
 """The Clients view and consumer-protocol groups, in the portal (Chromium) and over REST, on a real
 brokerd provisioned inline: confluent-kafka clients push their telemetry once the cluster has a
 client-metrics subscription, and the portal shows who they are and what they report; a
-``group.protocol=consumer`` group shows its protocol and member epochs."""
+``group.protocol=consumer`` group shows its protocol, epochs and each member's assignment, also
+once a classic consumer joins it (a group migrating between protocols), and only to its tenant."""
 
 from __future__ import annotations
 
@@ -48,12 +49,14 @@ def test_clients_view_and_consumer_protocol_group(host_env, live_server, browser
         )
     )  # fmt: skip
     consumer.subscribe(["orders"])
+    consumers = [consumer]
 
     def traffic() -> None:
         while not stop.is_set():
             producer.produce("orders", b"v")
             producer.poll(0)
-            consumer.poll(0.1)
+            for each in list(consumers):
+                each.poll(0.1)
 
     worker = threading.Thread(target=traffic, daemon=True)
     worker.start()
@@ -93,8 +96,69 @@ def test_clients_view_and_consumer_protocol_group(host_env, live_server, browser
         expect(listed_group.locator(".group-protocol")).to_have_text("consumer")
         page.goto(f"{live_server.url}/clusters/{cid}/groups/orders-readers/")
         expect(page.locator("#group-protocol")).to_have_text("consumer")
-        expect(page.locator("tr.member .member-epoch")).to_have_text(str(m["member_epoch"]))
+        expect(page.locator("#group-epoch")).to_have_text(str(detail["group_epoch"]))
+        expect(page.locator("#assignment-epoch")).to_have_text(str(detail["assignment_epoch"]))
+        row = page.locator("tr.member")
+        expect(row.locator(".member-id")).to_have_text(m["member_id"])
+        expect(row.locator(".member-type")).to_have_text("consumer")
+        expect(row.locator(".member-epoch")).to_have_text(str(m["member_epoch"]))
+        expect(row.locator(".member-assignment")).to_have_text("orders: 0, 1, 2")
+        expect(row.locator(".member-target")).to_have_text("reached")
         screenshot(page, "group-consumer-protocol")
+
+        # A classic consumer joins the same group (as during a migration): a mixed group, both
+        # kinds of member with their epochs and a share of the partitions each.
+        classic = Consumer(
+            running.conf(**{"client.id": "app-classic", "group.id": "orders-readers",
+                            "group.protocol": "classic", "auto.offset.reset": "earliest",
+                            # it learns of each step of the rebalance from its heartbeats
+                            "heartbeat.interval.ms": 300})
+        )  # fmt: skip
+        classic.subscribe(["orders"])
+        consumers.append(classic)
+        deadline = time.monotonic() + 60
+        mixed: dict = {}
+        while time.monotonic() < deadline:
+            mixed = api.get(f"{base}/consumer-groups/orders-readers").json()
+            members = {x["client_id"]: x for x in mixed.get("members", [])}
+            if set(members) == {"app-consumer", "app-classic"} and all(
+                x["assignments"]
+                and x["target_assignments"] == x["assignments"]
+                and x["member_epoch"] == mixed["assignment_epoch"]
+                for x in members.values()
+            ):
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError(f"the mixed group did not settle: {mixed}")
+        assert mixed["protocol"] == "consumer" and mixed["group_epoch"] > detail["group_epoch"]
+        assert {x: members[x]["protocol"] for x in members} == {
+            "app-consumer": "consumer",
+            "app-classic": "classic",
+        }
+        owned = [p for x in members.values() for a in x["assignments"] for p in a["partitions"]]
+        assert sorted(owned) == [0, 1, 2]
+        page.reload()
+        expect(page.locator("tr.member")).to_have_count(2)
+        expect(page.locator("#group-epoch")).to_have_text(str(mixed["group_epoch"]))
+        for client_id, x in members.items():
+            row = page.locator("tr.member", has_text=client_id)
+            expect(row.locator(".member-id")).to_have_text(x["member_id"])
+            expect(row.locator(".member-host")).to_have_text(x["host"])
+            expect(row.locator(".member-type")).to_have_text(x["protocol"])
+            expect(row.locator(".member-epoch")).to_have_text(str(x["member_epoch"]))
+            shown = "orders: " + ", ".join(str(p) for p in x["assignments"][0]["partitions"])
+            expect(row.locator(".member-assignment")).to_have_text(shown)
+        screenshot(page, "group-mixed")
+
+        # Another organization's user: the group page is 404, nothing of the group shown.
+        stranger = Tenant(Role.OWNER)
+        other = page.context.browser.new_context().new_page()
+        _log_in(other, live_server.url, stranger.user.email)
+        response = other.goto(f"{live_server.url}/clusters/{cid}/groups/orders-readers/")
+        assert response is not None and response.status == 404
+        assert "app-classic" not in other.content()
+        other.context.close()
 
         # An admin deletes the subscription from the portal.
         page.goto(f"{live_server.url}/clusters/{cid}/clients/")
@@ -104,7 +168,8 @@ def test_clients_view_and_consumer_protocol_group(host_env, live_server, browser
     finally:
         stop.set()
         worker.join(10)
-        consumer.close()
+        for each in consumers:
+            each.close()
         producer.flush(5)
         # Playwright's thread used a connection of its own: close it before the database is dropped.
         connections.close_all()
