@@ -5,6 +5,8 @@ organization gets 404 for both pages."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from confluent_kafka import Producer
 from django.db import connections
@@ -62,6 +64,7 @@ def test_open_transactions_page_and_abort_a_hanging_one(host_env, live_server, b
         expect(row.locator(".txn-partitions")).to_contain_text("orders-0")
         pid = int(row.locator(".txn-producer").inner_text())
         expect(row.locator(".txn-epoch")).to_have_text("0")
+        expect(row.locator(".txn-age")).to_have_text(re.compile(r"^\d+ (ms|s|min)\b"))
         screenshot(page, "transactions")
 
         row.get_by_role("link", name=f"Abort producer {pid}'s transaction on orders-0").click()

@@ -1,4 +1,4 @@
-"""Portal template filters: money, and the icon sprite."""
+"""Portal template filters: money, durations, and the icon sprite."""
 
 from __future__ import annotations
 
@@ -32,6 +32,30 @@ def money_text(value, currency: str = "$") -> str:
 @register.filter
 def money(value) -> str:
     return money_text(value)
+
+
+@register.filter
+def duration_ms(value) -> str:
+    """Milliseconds as the two largest units a reader needs: 850 ms, 12 s, 3 min 20 s, 2 h 5 min,
+    4 d 3 h."""
+    try:
+        ms = int(value)
+    except (TypeError, ValueError):
+        return "—"
+    if ms < 1000:
+        return f"{max(ms, 0)} ms"
+    seconds = ms // 1000
+    units = [("d", 86400), ("h", 3600), ("min", 60), ("s", 1)]
+    parts = []
+    for name, size in units:
+        if seconds >= size or parts:
+            parts.append(f"{seconds // size} {name}")
+            seconds %= size
+        if len(parts) == 2:
+            break
+    if len(parts) == 2 and parts[1].startswith("0 "):
+        parts.pop()
+    return " ".join(parts)
 
 
 @register.simple_tag
