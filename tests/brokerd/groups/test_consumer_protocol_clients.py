@@ -21,6 +21,7 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaExcepti
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from brokerd.coordination.internal_topics import partition_for
+from brokerd.groups.migration import parse_assignment, parse_subscription
 from tests.brokerd.brokerd_wire import Wire, request_class
 from tests.brokerd.conftest import Broker
 
@@ -358,7 +359,8 @@ def test_rolling_upgrade_to_the_consumer_protocol_and_back(cbroker, strategy) ->
 
     try:
         classic = {**CLASSIC, "partition.assignment.strategy": strategy}
-        k1, k2 = member("k1", **classic), member("k2", **classic)
+        k1 = member("k1", **classic, **{"client.id": "k1"})
+        k2 = member("k2", **classic, **{"client.id": "k2"})
         wait_split(cbroker, group, [k1, k2], partitions)
         wait_for(
             lambda: first <= consumed([k1, k2]) and committed(cbroker, group, topic, partitions) == [10] * 4
@@ -367,8 +369,19 @@ def test_rolling_upgrade_to_the_consumer_protocol_and_back(cbroker, strategy) ->
 
         started = time.monotonic()
         c1 = member("c1")  # the group converts, the classic members stay in it
-        wait_split(cbroker, group, [k1, k2, c1], partitions)
+        k1_view, k2_view, _ = wait_split(cbroker, group, [k1, k2, c1], partitions)
         assert "CONSUMER" in str(describe(cbroker, group).type)
+        # DescribeGroups (the classic API) shows each classic member with the subscription bytes
+        # it joined with (librdkafka's, newer than the v0 a topic list makes) and its partitions
+        with Wire(cbroker.port) as wire:
+            describe_groups = request_class(15, 5)(groups=(group,), include_authorized_operations=False)
+            (described,) = wire.request(describe_groups).groups
+        kept = {m.client_id: m for m in described.members}
+        for name, view in (("k1", k1_view), ("k2", k2_view)):
+            metadata = kept[name].member_metadata
+            assert struct.unpack(">h", metadata[:2])[0] >= 1
+            assert parse_subscription(metadata).topics == [topic]
+            assert set(parse_assignment(kept[name].member_assignment).get(topic, [])) == view
         produce(20)
         k1.close()
         wait_split(cbroker, group, [k2, c1], partitions)
