@@ -8,7 +8,8 @@ first batch with a coordinator elsewhere (AddPartitionsToTxn, verify-only). conf
 aiokafka and kafka-python commit and abort; read_committed sees only committed records; a second
 producer fences the first; a transaction past its timeout is aborted; misuse gets Kafka's
 errors; and when the coordinator's broker is SIGKILLed, the new leader of the partition loads
-the ids and aborts the transaction the dead one left open.
+the ids: it completes a commit that was prepared (its marker sent again once the partition is
+back) and aborts the transaction the dead one left open.
 """
 
 from __future__ import annotations
@@ -271,6 +272,53 @@ def test_aiokafka_and_kafka_python_transactional_producers(cluster) -> None:
         1: [b"aio-1", b"kp-1", b"kp-aborted"],
         2: [b"aio-1", b"kp-1"],
     })  # fmt: skip
+
+
+def _state(c: Cluster, tid: str) -> str | None:
+    """The id's state as its coordinator describes it (DescribeTransactions), or None."""
+    error, node = find_coordinator(c, tid)
+    if error or node <= 0:
+        return None
+    b = c.node(node)
+    try:
+        with Wire(b.ports["PLAINTEXT"], b.host) as w:
+            found = w.request(request_class(65, 0)(transactional_ids=(tid,))).transaction_states[0]
+    except OSError:
+        return None
+    return found.transaction_state if found.error_code == 0 else None
+
+
+def test_a_new_coordinator_completes_a_prepared_commit(cluster) -> None:
+    """EndTxn(commit) is answered once PrepareCommit is durable; the marker cannot be written
+    while the partition's only replica is down. SIGKILL of the coordinator then: the new leader of
+    the id's partition loads PrepareCommit and sends the marker again until the partition is back."""
+    tid = unique("tx")
+    coordinator = cluster.node(coordinator_of(cluster, tid))
+    leader = next(b for b in cluster.brokers if b is not coordinator)
+    topic = unique("txc")
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    admin.create_topics([NewTopic(topic, 1, replica_assignment=[[leader.node_id]])])[topic].result(20)
+    wait_for(lambda: (p := partition_of(cluster.bootstrap, topic, 0)) and p.leader == leader.node_id,
+             what=topic)  # fmt: skip
+    p = producer(cluster, tid)
+    p.begin_transaction()
+    p.produce(topic, value=b"prepared", partition=0)
+    assert p.flush(15) == 0
+    leader.kill()
+    try:
+        p.commit_transaction(30)  # answered: PrepareCommit is durable, the marker is not written
+        assert _state(cluster, tid) == "PrepareCommit"
+        coordinator.kill()
+        wait_for(lambda: (a := find_coordinator(cluster, tid)) and a[0] == 0 and a[1] != coordinator.node_id,
+                 timeout=30, what="a new coordinator")  # fmt: skip
+        wait_for(lambda: _state(cluster, tid) == "PrepareCommit", timeout=30, what="the prepared commit")
+        leader.start(timeout=60)
+        wait_for(lambda: _state(cluster, tid) == "CompleteCommit", timeout=30, what="the commit completed")
+        assert_consumed(cluster, topic, 1, "read_committed", {0: [b"prepared"]})
+    finally:
+        for b in (leader, coordinator):
+            if b.proc is None or b.proc.poll() is not None:
+                b.start(timeout=60)
 
 
 def test_new_coordinator_aborts_what_a_killed_one_left_open(cluster) -> None:
