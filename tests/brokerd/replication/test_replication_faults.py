@@ -145,7 +145,11 @@ def test_the_checker_reports_loss_when_writes_are_acknowledged_by_the_leader_alo
         for n in range(100):  # copied by the followers before the pause
             producer.produce("queue", value=str(n).encode(), partition=0, on_delivery=delivered)
         producer.flush(10)
-        time.sleep(1.0)
+        # the leader's high watermark reaches 100 once every follower has fetched them
+        watcher = Consumer({"bootstrap.servers": leader.bootstrap, "group.id": "watcher"})
+        wait_for(lambda: watcher.get_watermark_offsets(TopicPartition("queue", 0), timeout=5, cached=False)[1]
+                 >= 100, what="the followers to copy the first records")  # fmt: skip
+        watcher.close()
         for follower in followers:
             os.kill(follower.pid, signal.SIGSTOP)
         # Their fetches in flight long-poll at most 0.5 s: let them be answered (empty) before
