@@ -66,6 +66,11 @@ class BrokerConnection:
     def __repr__(self) -> str:
         return f"BrokerConnection({self.host}:{self.port})"
 
+    @property
+    def busy(self) -> bool:
+        """A request is in flight (or waiting for the connection)."""
+        return self._lock.locked()
+
     async def _connect(self) -> None:
         try:
             tls = None

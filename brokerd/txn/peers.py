@@ -5,12 +5,14 @@ markers to each partition's leader (WriteTxnMarkers).
 
 Connections go to the other broker's listener the replication fetchers use, logged in with
 the same inter-broker credentials (``ReplicaManager.leader_address``). Each purpose has its own
-connection per broker (one request in flight on each), so markers never wait behind a
-verification.
+connections per broker, so markers never wait behind a verification; a request goes on an idle
+one, a new one while there are fewer than ``POOL`` (one request in flight on each), so the
+markers of concurrent transactions do not wait for each other's replication.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -24,34 +26,49 @@ log = logging.getLogger("brokerd.txn")
 ADD_PARTITIONS, ADD_PARTITIONS_VERSION = 24, 4
 WRITE_TXN_MARKERS, WRITE_TXN_MARKERS_VERSION = 27, 1
 REQUEST_TIMEOUT_S = 10.0
+POOL = 4
 
 TopicPartition = tuple[str, int]
 
 
 class PeerChannels:
-    """One connection per other broker, opened on first use and replaced when the broker's
-    address or the credentials change."""
+    """Connections to the other brokers, opened on first use (up to ``POOL`` each) and replaced
+    when the broker's address or the credentials change."""
 
     def __init__(self, broker: Any, purpose: str) -> None:
         self.broker = broker
         self.purpose = purpose
-        self._conns: dict[int, BrokerConnection] = {}
+        self._conns: dict[int, list[BrokerConnection]] = {}
+        self._next = 0
+        self._closing: set[asyncio.Future] = set()
 
     def connection(self, node_id: int) -> BrokerConnection | None:
         replicas = self.broker.replicas
         address = replicas.leader_address(node_id) if replicas is not None else None
         if address is None:
             return None
-        conn = self._conns.get(node_id)
-        if conn is None or (conn.host, conn.port, conn.sasl_plain, conn.ca_file) != address:
-            conn = self._conns[node_id] = BrokerConnection(
+        conns = self._conns.setdefault(node_id, [])
+        for conn in [c for c in conns if (c.host, c.port, c.sasl_plain, c.ca_file) != address]:
+            conns.remove(conn)
+            task = asyncio.ensure_future(conn.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        idle = next((c for c in conns if not c.busy), None)
+        if idle is not None:
+            return idle
+        if len(conns) < POOL:
+            conn = BrokerConnection(
                 address.host, address.port, client_id=f"brokerd-{self.broker.node_id}-{self.purpose}",
                 timeout=REQUEST_TIMEOUT_S, sasl_plain=address.sasl_plain, ca_file=address.ca_file,
             )  # fmt: skip
-        return conn
+            conns.append(conn)
+            return conn
+        self._next += 1
+        return conns[self._next % len(conns)]
 
     async def close(self) -> None:
-        conns, self._conns = list(self._conns.values()), {}
+        conns = [c for group in self._conns.values() for c in group]
+        self._conns = {}
         for conn in conns:
             await conn.close()
 

@@ -74,6 +74,9 @@ def cluster(tmp_path_factory, etcd_server):
         "offsets.topic.num.partitions": 3,
         "transaction.max.timeout.ms": 60000,
         "transaction.abort.timed.out.transaction.cleanup.interval.ms": 200,
+        # leaderships go back to their preferred replicas soon after a killed broker returns, so
+        # that each test finds coordinators spread over the three brokers
+        "leader.imbalance.check.interval.seconds": 1,
     }
     root = Path(tmp_path_factory.mktemp("txncluster"))
     brokers = cluster_brokers(root, etcd_server, f"/kastle-test/{uuid.uuid4().hex[:12]}/", settings=settings)
@@ -274,6 +277,19 @@ def test_aiokafka_and_kafka_python_transactional_producers(cluster) -> None:
     })  # fmt: skip
 
 
+def restart(c: Cluster, *brokers) -> None:
+    """Start killed brokers again and wait until the transaction coordinators are spread over
+    the three brokers again (the preferred leaders of ``__transaction_state``)."""
+    for b in brokers:
+        if b.proc is None or b.proc.poll() is not None:
+            b.start(timeout=60)
+    def spread() -> bool:
+        parts = [partition_of(c.bootstrap, STATE, i) for i in range(STATE_PARTITIONS)]
+        return all(parts) and len({p.leader for p in parts}) == STATE_PARTITIONS
+
+    wait_for(spread, timeout=60, what="coordinators on every broker")
+
+
 def _state(c: Cluster, tid: str) -> str | None:
     """The id's state as its coordinator describes it (DescribeTransactions), or None."""
     error, node = find_coordinator(c, tid)
@@ -316,9 +332,7 @@ def test_a_new_coordinator_completes_a_prepared_commit(cluster) -> None:
         wait_for(lambda: _state(cluster, tid) == "CompleteCommit", timeout=30, what="the commit completed")
         assert_consumed(cluster, topic, 1, "read_committed", {0: [b"prepared"]})
     finally:
-        for b in (leader, coordinator):
-            if b.proc is None or b.proc.poll() is not None:
-                b.start(timeout=60)
+        restart(cluster, leader, coordinator)
 
 
 def test_new_coordinator_aborts_what_a_killed_one_left_open(cluster) -> None:
@@ -351,7 +365,7 @@ def test_new_coordinator_aborts_what_a_killed_one_left_open(cluster) -> None:
             i: [b"committed", b"after"] for i in range(PARTITIONS)
         })
     finally:
-        dead.start(timeout=60)
+        restart(cluster, dead)
 
 
 def group_coordinator(c: Cluster, group: str) -> int:
