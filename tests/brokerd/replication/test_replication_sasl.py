@@ -1,6 +1,8 @@
 """Brokers with SASL listeners only replicate too: followers authenticate to the leader's
 SASL_PLAINTEXT listener as ``inter.broker.user`` (SASL/PLAIN), and without those credentials
-they cannot fetch, so they leave the ISR instead of ever being counted."""
+they cannot fetch, so they leave the ISR instead of ever being counted. A transaction coordinator
+logs in the same way to send its markers to the other brokers (and leaders to ask it about a
+producer's first batch)."""
 
 from __future__ import annotations
 
@@ -67,6 +69,7 @@ def test_followers_authenticate_to_sasl_leaders(
         for i in range(50):
             producer.produce("t", value=b"%d" % i, partition=0)
         assert producer.flush(30) == 0
+        _transaction_over_sasl(brokers, admin)
         # Still three in sync well past replica.lag.time.max.ms: the followers keep fetching.
         time.sleep(3)
         assert sorted(_partition(brokers).isrs) == [1, 2, 3]
@@ -87,6 +90,28 @@ def test_followers_authenticate_to_sasl_leaders(
     finally:
         for broker in brokers:
             broker.kill()
+
+
+def _transaction_over_sasl(brokers: list[ClusterBroker], admin: AdminClient) -> None:
+    """A transaction over three partitions led by different brokers: its markers go from the
+    coordinator to the other leaders over their SASL listeners."""
+    admin.create_topics([NewTopic("x", 3, replication_factor=3)])["x"].result(timeout=20)
+    txn = Producer(_conf(brokers, **{"transactional.id": "sasl-tx"}))
+    txn.init_transactions(30)
+    txn.begin_transaction()
+    for i in range(3):
+        txn.produce("x", value=b"in-txn", partition=i)
+    txn.commit_transaction(30)
+    reader = Consumer(_conf(brokers, **{"group.id": "x-reader", "isolation.level": "read_committed"}))
+    reader.assign([TopicPartition("x", i, 0) for i in range(3)])
+    got = []
+    deadline = time.monotonic() + 20
+    while len(got) < 3 and time.monotonic() < deadline:
+        message = reader.poll(0.5)
+        if message is not None and message.error() is None:
+            got.append(message.partition())
+    reader.close()
+    assert sorted(got) == [0, 1, 2]
 
 
 def test_without_inter_broker_credentials_followers_leave_the_isr(
