@@ -24,6 +24,10 @@ from sharedkit import kafka_admin
 from sharedkit.kafka_wire import BrokerConnection, internal_connection
 
 OPEN_STATES = ("Ongoing", "PrepareCommit", "PrepareAbort")
+#: The largest values the wire carries (INT32 partition index, INT64 producer id): input beyond
+#: them is refused as invalid, never sent on to fail in the encoder.
+MAX_PARTITION = 2**31 - 1
+MAX_PRODUCER_ID = 2**63 - 1
 
 
 def addresses(cluster: Cluster) -> list[tuple[str, int]]:

@@ -15,6 +15,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 from transactions import selectors as txn_selectors
 from transactions import services as txn_services
+from transactions.wire import MAX_PARTITION, MAX_PRODUCER_ID
 
 from accounts.audit import Actor
 from accounts.models import Role
@@ -43,8 +44,8 @@ class AbortForm(forms.Form):
     """The transaction to abort, carried from the list's link to the confirmation's POST."""
 
     topic = forms.CharField(max_length=249, widget=forms.HiddenInput)
-    partition = forms.IntegerField(min_value=0, widget=forms.HiddenInput)
-    producer_id = forms.IntegerField(min_value=0, widget=forms.HiddenInput)
+    partition = forms.IntegerField(min_value=0, max_value=MAX_PARTITION, widget=forms.HiddenInput)
+    producer_id = forms.IntegerField(min_value=0, max_value=MAX_PRODUCER_ID, widget=forms.HiddenInput)
 
 
 @portal_view(read=Role.ADMIN)

@@ -1,5 +1,7 @@
 from rest_framework import serializers
 
+from transactions.wire import MAX_PARTITION, MAX_PRODUCER_ID
+
 
 class TransactionPartitionsSerializer(serializers.Serializer):
     topic = serializers.CharField()
@@ -24,8 +26,8 @@ class TransactionSerializer(serializers.Serializer):
 
 class AbortSerializer(serializers.Serializer):
     topic = serializers.CharField(max_length=249)
-    partition = serializers.IntegerField(min_value=0)
-    producer_id = serializers.IntegerField(min_value=0)
+    partition = serializers.IntegerField(min_value=0, max_value=MAX_PARTITION)
+    producer_id = serializers.IntegerField(min_value=0, max_value=MAX_PRODUCER_ID)
 
 
 class AbortResultSerializer(serializers.Serializer):

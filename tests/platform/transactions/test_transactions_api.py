@@ -63,6 +63,10 @@ def test_list_open_transactions_and_abort_a_hanging_one(host_env):
     }
     # the partition's last stable offset passed the abort marker; the record stays hidden
     assert read_committed_watermarks(cluster, key, "orders") == (0, 2)
+    # numbers the wire cannot carry are refused as invalid, not sent to the broker
+    for field, value in (("partition", 2**31), ("producer_id", 2**63)):
+        body = {"topic": "orders", "partition": 0, "producer_id": pid, field: value}
+        assert field in assert_error(client.post(f"{base}/abort", body), 400)["details"]
     # nothing open there any more: a second abort is refused
     again = client.post(f"{base}/abort", {"topic": "orders", "partition": 0, "producer_id": pid})
     assert assert_error(again, 409)["code"] == "no_open_transaction"
