@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -42,33 +43,51 @@ WaitTimeoutOpt = Annotated[
 ]
 
 
-def wait_for(
-    session: Session, cluster_id: str, targets: set[str], timeout: float, verb: str
+def _poll(
+    session: Session,
+    cluster_id: str,
+    timeout: float,
+    verb: str,
+    check: Callable[[dict[str, Any]], tuple[bool, str]],
 ) -> dict[str, Any]:
-    """Poll the cluster until its status is one of `targets` (spinner on stderr); FAILED fails."""
+    """Poll the cluster (spinner on stderr) until `check(cluster)` says it is finished. `check`
+    returns (finished, what it is now, for the spinner and a timeout) and raises CliError when it
+    failed."""
     deadline = time.monotonic() + timeout
     try:
         with spinner(f"{verb} cluster {cluster_id}…") as update:
             while True:
                 cluster = session.cluster(cluster_id)
-                status = cluster["status"]
-                if status in targets:
+                finished, now = check(cluster)
+                if finished:
                     return cluster
-                if status == "FAILED":
-                    raise CliError(
-                        f"cluster {cluster_id} FAILED: {cluster.get('status_reason') or 'no reason given'} "
-                        f"(`kastle cluster delete {cluster_id}`, or retry it in the portal)"
-                    )
                 if time.monotonic() >= deadline:
                     raise CliError(
-                        f"cluster {cluster_id} is still {status} after {timeout:.0f}s; "
-                        f"`kastle cluster describe {cluster_id}` shows its progress"
+                        f"cluster {cluster_id} is still {now} after {timeout:.0f}s; "
+                        f"`kastle cluster describe {cluster_id} -o json` shows its progress"
                     )
-                update(f"{verb} cluster {cluster_id}… {status}")
+                update(f"{verb} cluster {cluster_id}… {now}")
                 time.sleep(0.5)
     except KeyboardInterrupt:
         note(f"Stopped waiting; cluster {cluster_id} carries on (`kastle cluster describe {cluster_id}`).")
         raise typer.Exit(INTERRUPTED) from None
+
+
+def wait_for(
+    session: Session, cluster_id: str, targets: set[str], timeout: float, verb: str
+) -> dict[str, Any]:
+    """Poll the cluster until its status is one of `targets`; FAILED fails."""
+
+    def check(cluster: dict[str, Any]) -> tuple[bool, str]:
+        status = cluster["status"]
+        if status == "FAILED" and status not in targets:
+            raise CliError(
+                f"cluster {cluster_id} FAILED: {cluster.get('status_reason') or 'no reason given'} "
+                f"(`kastle cluster delete {cluster_id}`, or retry it in the portal)"
+            )
+        return status in targets, status
+
+    return _poll(session, cluster_id, timeout, verb, check)
 
 
 @app.command()
@@ -148,28 +167,14 @@ def wait_for_progress(
     session: Session, cluster_id: str, field: str, running: set[str], timeout: float, verb: str
 ) -> dict[str, Any]:
     """Poll the cluster until its `field` progress (restart, scale) is no longer in `running`."""
-    deadline = time.monotonic() + timeout
-    try:
-        with spinner(f"{verb} cluster {cluster_id}…") as update:
-            while True:
-                cluster = session.cluster(cluster_id)
-                progress = cluster.get(field) or {}
-                if progress.get("state") not in running:
-                    if progress.get("state") == "failed":
-                        raise CliError(
-                            f"cluster {cluster_id}: {verb.lower()} failed: {progress.get('error')}"
-                        )
-                    return cluster
-                if time.monotonic() >= deadline:
-                    raise CliError(
-                        f"cluster {cluster_id} is still {verb.lower()} after {timeout:.0f}s; "
-                        f"`kastle cluster describe {cluster_id} -o json` shows its {field}"
-                    )
-                update(f"{verb} cluster {cluster_id}… {progress.get('state')}")
-                time.sleep(0.5)
-    except KeyboardInterrupt:
-        note(f"Stopped waiting; cluster {cluster_id} carries on (`kastle cluster describe {cluster_id}`).")
-        raise typer.Exit(INTERRUPTED) from None
+
+    def check(cluster: dict[str, Any]) -> tuple[bool, str]:
+        progress = cluster.get(field) or {}
+        if progress.get("state") == "failed":
+            raise CliError(f"cluster {cluster_id}: {verb.lower()} failed: {progress.get('error')}")
+        return progress.get("state") not in running, f"{verb.lower()} ({progress.get('state')})"
+
+    return _poll(session, cluster_id, timeout, verb, check)
 
 
 @app.command()
