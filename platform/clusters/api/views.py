@@ -133,7 +133,8 @@ class ClusterViewSet(
         description="A rolling restart: each broker stops cleanly (its partitions' leadership moves to "
         "the others), starts again on the same address, and the next one waits until every partition "
         "is back in full ISR, so clients with acks=all see only retriable errors. The progress is the "
-        "cluster's `restart` field. 409 unless the cluster is RUNNING and no restart is running.",
+        "cluster's `restart` field. 409 unless the cluster is RUNNING and no restart or growth is "
+        "under way.",
     )
     @action(detail=True, methods=["post"])
     def restart(self, request, id=None):
