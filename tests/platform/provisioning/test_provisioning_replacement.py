@@ -3,15 +3,20 @@ blocked with a reason when no host has room; a single-broker cluster waits for i
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
 from accounts.models import AuditEvent
+from brokerd.coordination import etcd as e
+from brokerd.coordination.keys import Keys
+from brokerd.coordination.records import BrokerRegistration
 from clusters import selectors
 from clusters.models import Broker, BrokerStatus
 from provisioning import placement, replacement
+from sharedkit import coordination
 from tests.helpers import environ
 from tests.platform.factories import BrokerFactory, ClusterFactory, HostFactory
 
@@ -46,7 +51,7 @@ def _silent(host, seconds: float) -> None:
 
 def test_a_lost_hosts_broker_waits_then_moves_to_the_spare_host():
     cluster, hosts, brokers = _cluster()
-    lost = brokers[0].host if len(brokers) == 1 else hosts[1]
+    lost = hosts[1]
     _silent(lost, 20)  # gone, but within the grace period
     sent: list[str] = []
     report = replacement.brokers_replace_lost(send_host=sent.append)
@@ -107,3 +112,40 @@ def test_a_single_broker_waits_for_its_host():
     cluster.refresh_from_db()
     assert "waits for the host to come back" in cluster.replacement["reason"]
     assert Broker.objects.get(pk=brokers[0].pk).host.name == "a"
+
+
+def _registration(etcd_server, public_id: str, node_id: int, rack: str | None) -> None:
+    """Write (rack given) or remove a broker's registration in the cluster's etcd prefix, as its
+    process does when it registers and when its lease runs out."""
+    key = Keys(coordination.cluster_prefix(public_id)).broker(node_id)
+    op = (
+        e.put(key, BrokerRegistration(node_id=node_id, rack=rack, endpoints=(), incarnation="x").to_bytes())
+        if rack is not None
+        else e.delete(key)
+    )
+
+    async def write() -> None:
+        client = etcd_server.client()
+        try:
+            await client.txn([], [op])
+        finally:
+            await client.close()
+
+    asyncio.run(write())
+
+
+def test_a_broker_still_registered_from_its_lost_host_is_not_replaced_until_it_stops(etcd_server):
+    with environ(KASTLE_ETCD_URL=f"http://127.0.0.1:{etcd_server.client_port}"):
+        cluster, hosts, brokers = _cluster()
+        _silent(hosts[1], 61)
+        _registration(etcd_server, cluster.public_id, 2, rack="b")  # its process still serves there
+        report = replacement.brokers_replace_lost(send_host=lambda name: None)
+        assert report["waiting"] == [cluster.public_id] and report["replaced"] == [], report
+        assert Broker.objects.get(pk=brokers[1].pk).host.name == "b"
+        cluster.refresh_from_db()
+        assert "broker 2 still serves from it" in cluster.replacement["reason"], cluster.replacement
+
+        _registration(etcd_server, cluster.public_id, 2, rack=None)  # it stopped: its lease ran out
+        report = replacement.brokers_replace_lost(send_host=lambda name: None)
+        assert report["replaced"] == [f"{cluster.public_id}/2"], report
+        assert Broker.objects.select_related("host").get(pk=brokers[1].pk).host.name == "d"
