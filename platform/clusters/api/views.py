@@ -77,17 +77,18 @@ class ClusterViewSet(
     )
     @action(detail=True, methods=["get", "post"])
     def brokers(self, request, id=None):
+        cluster = self.get_object()  # another tenant's cluster is a 404 before any input check
         if request.method == "POST":
             data = s.ClusterScaleSerializer(data=request.data)
             data.is_valid(raise_exception=True)
             cluster = services.cluster_scale(
-                cluster=self.get_object(),
+                cluster=cluster,
                 count=data.validated_data["count"],
                 actor=Actor.from_request(request),
             )
             body = s.ClusterSerializer(cluster, context={"request": request}).data
             return Response(body, status=status.HTTP_202_ACCEPTED)
-        views = selectors.cluster_brokers(cluster=self.get_object())
+        views = selectors.cluster_brokers(cluster=cluster)
         page = self.paginate_queryset(views)
         return self.get_paginated_response(s.BrokerSerializer(page, many=True).data)
 
