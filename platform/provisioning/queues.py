@@ -22,3 +22,9 @@ def host_queue(host_name: str) -> str:
 def send_to_host(task_name: str, host_name: str, *args: Any, **options: Any) -> None:
     """Send a host task to `host.<name>`; the host's name is its first argument."""
     current_app.send_task(task_name, args=(host_name, *args), queue=host_queue(host_name), **options)
+
+
+def host_reconcile_send(host_name: str, expires: float = 30) -> None:
+    """Have a host converge its brokers to the database now (its `provisioning.host_reconcile`),
+    not at its next beat; a request older than `expires` seconds is dropped (a beat follows)."""
+    send_to_host("provisioning.host_reconcile", host_name, expires=expires)

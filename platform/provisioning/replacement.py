@@ -178,12 +178,8 @@ def _replace(broker: Broker, *, send_host=None) -> str:
         "cluster %s: broker %s of lost host %s replaced on host %s",
         cluster.public_id, broker.node_id, lost_host, host.name,
     )  # fmt: skip
-    (send_host or _send_reconcile)(host.name)
+    (send_host or queues.host_reconcile_send)(host.name)
     return "replaced"
-
-
-def _send_reconcile(host_name: str) -> None:
-    queues.send_to_host("provisioning.host_reconcile", host_name, expires=30)
 
 
 def _settled(cluster: Cluster) -> bool:

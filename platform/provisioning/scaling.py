@@ -64,7 +64,7 @@ def cluster_scale_step(*, cluster_id: int, again=None, send_host=None) -> str:
         if cluster.status != ClusterStatus.RUNNING:
             raise ScaleFailed(f"The cluster became {cluster.status}.")
         if state == "starting":
-            state = _starting(cluster, scale, send_host or _send_reconcile)
+            state = _starting(cluster, scale, send_host or queues.host_reconcile_send)
         else:
             state = _reassigning(cluster, scale)
     except ScaleFailed as exc:
@@ -122,10 +122,6 @@ def scales_redrive(*, again=None) -> list[str]:
 
 def _again(cluster_id: int, seconds: float) -> None:
     current_app.send_task(TASK, args=(cluster_id,), countdown=seconds)
-
-
-def _send_reconcile(host_name: str) -> None:
-    queues.send_to_host("provisioning.host_reconcile", host_name, expires=30)
 
 
 def _starting(cluster: Cluster, scale: dict, send_host) -> str:

@@ -682,7 +682,7 @@ def _grace() -> timedelta:
 
 
 def _send_reconcile(host_name: str) -> None:
-    queues.send_to_host("provisioning.host_reconcile", host_name, expires=conf.reconcile_interval() * 3)
+    queues.host_reconcile_send(host_name, expires=conf.reconcile_interval() * 3)
 
 
 # --- reconciliation: host ----------------------------------------------------------------------

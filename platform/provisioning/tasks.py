@@ -34,7 +34,7 @@ from sharedkit.retry import backoff
 
 from . import conf, placement, replacement, scaling, services, supervisor
 from .errors import PermanentError, TransientError
-from .queues import host_queue, send_to_host
+from .queues import host_queue, host_reconcile_send
 
 logger = logging.getLogger(__name__)
 
@@ -220,7 +220,7 @@ class Heartbeat(threading.Thread):
                         logger.info("host %s registered: %s", host.name, host)
                         self.registered.set()
                         # Adopt or restart this host's brokers now, not at the next beat.
-                        send_to_host("provisioning.host_reconcile", host.name, expires=30)
+                        host_reconcile_send(host.name)
             except Exception:
                 logger.exception("host %s heartbeat failed", self.host_name)
             self.stopping.wait(conf.heartbeat_interval())
