@@ -1,6 +1,6 @@
 """Signals other apps connect to, so that clusters depends on none of them.
 
-Provisioning starts and removes the brokers (`provisioning.receivers`). Both are sent after the
+Provisioning starts, removes, restarts and adds brokers (`provisioning.receivers`). All are sent after the
 commit of the write that asks for them, so a rolled-back write never starts anything.
 """
 
