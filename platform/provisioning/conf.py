@@ -9,7 +9,8 @@ Per host (each broker host's worker reads its own):
                           under hosts/<name>/
 Timings (seconds): KASTLE_HEARTBEAT_INTERVAL (5), KASTLE_RECONCILE_INTERVAL (3),
 KASTLE_BROKER_START_TIMEOUT (30), KASTLE_OPERATION_LEASE (20), KASTLE_UNCLAIMED_GRACE (15),
-KASTLE_PORT_RELEASE_WAIT (15), KASTLE_RESTART_IN_SYNC_TIMEOUT (300), KASTLE_REPLACE_AFTER (300).
+KASTLE_PORT_RELEASE_WAIT (15), KASTLE_RESTART_IN_SYNC_TIMEOUT (300), KASTLE_REPLACE_AFTER (300),
+KASTLE_SCALE_START_TIMEOUT (120).
 KASTLE_REASSIGN_BATCH (4): how many partitions a growing cluster moves at a time;
 KASTLE_REASSIGN_THROTTLE (52428800): bytes/s a new replica copies at most while it moves (0: off).
 KASTLE_BROKERD_FORKSERVER (on): brokers are forked from a fork server with brokerd imported
