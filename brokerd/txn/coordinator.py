@@ -197,8 +197,16 @@ class TransactionCoordinator:
             return  # unloaded meanwhile
         self.loading.discard(partition)
         self.loaded.add(partition)
-        self.txns.update(found)
-        for meta in found.values():
+        adopted = []
+        for tid, meta in found.items():
+            current = self.txns.get(tid)
+            # Earlier versions put an id whose hash is negative in another partition than Kafka's
+            # (a broker alone reads both): the newer state wins.
+            if current is not None and current.last_update_ms > meta.last_update_ms:
+                continue
+            self.txns[tid] = meta
+            adopted.append(meta)
+        for meta in adopted:
             if meta.state in (PREPARE_COMMIT, PREPARE_ABORT):
                 self._begin_completion(meta)
         log.info("transaction coordinator: partition %d loaded, %d transactional id(s) from %d record(s)",
