@@ -40,6 +40,11 @@ logger = logging.getLogger(__name__)
 
 TASK = "provisioning.cluster_scale_step"
 STEP_INTERVAL = 0.5  # seconds between steps
+#: A growth whose latest step began this long ago has lost its chain of steps (the worker running
+#: it died). Longer than one step can take against a struggling cluster (etcd 5 s, the
+#: controller's connection 10 s, the throttle's configs 15 s), so that a slow step is never
+#: joined by a second chain.
+REDRIVE_AFTER = 60.0
 #: Topics with a replica on every broker, so they gain one on each new broker.
 EVERY_BROKER_TOPICS = frozenset({SCHEMAS_TOPIC})
 
@@ -60,6 +65,8 @@ def cluster_scale_step(*, cluster_id: int, again=None, send_host=None) -> str:
     state = scale.get("state")
     if cluster is None or state not in ("starting", "reassigning"):
         return "skipped"
+    # the chain is alive: reconciliation leaves it alone while this step runs
+    cluster_services.cluster_scale_progress(cluster_id=cluster_id, stepped_at=timezone.now().isoformat())
     try:
         if cluster.status != ClusterStatus.RUNNING:
             raise ScaleFailed(f"The cluster became {cluster.status}.")
@@ -87,7 +94,6 @@ def cluster_scale_step(*, cluster_id: int, again=None, send_host=None) -> str:
     if state == "done":
         logger.info("cluster %s: grown to %s brokers", cluster.public_id, scale.get("to"))
         return "done"
-    cluster_services.cluster_scale_progress(cluster_id=cluster_id, stepped_at=timezone.now().isoformat())
     (again or _again)(cluster_id, STEP_INTERVAL)
     return state
 
@@ -107,7 +113,7 @@ def _roll_back(cluster: Cluster, scale: dict) -> None:
 
 def scales_redrive(*, again=None) -> list[str]:
     """Growths whose chain of steps broke (the worker running one died) are stepped again."""
-    stale = timezone.now() - timedelta(seconds=STEP_INTERVAL * 30)
+    stale = timezone.now() - timedelta(seconds=REDRIVE_AFTER)
     redriven = []
     for cluster in Cluster.objects.filter(
         status=ClusterStatus.RUNNING, scale__state__in=["starting", "reassigning"]

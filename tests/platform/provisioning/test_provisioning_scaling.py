@@ -68,7 +68,20 @@ def test_a_broker_that_never_registers_fails_the_growth_and_rolls_it_back(dedica
 def test_a_stalled_growth_is_stepped_again(dedicated):
     sent: list[int] = []
     assert scaling.scales_redrive(again=lambda c, s: sent.append(c)) == [] and sent == []
-    stale = (timezone.now() - timedelta(seconds=60)).isoformat()
+    stale = (timezone.now() - timedelta(seconds=scaling.REDRIVE_AFTER + 1)).isoformat()
     Cluster.objects.filter(pk=dedicated.pk).update(scale={**dedicated.scale, "started_at": stale})
     assert scaling.scales_redrive(again=lambda c, s: sent.append(c)) == [dedicated.public_id]
     assert sent == [dedicated.pk]
+
+
+def test_a_step_marks_the_chain_alive_before_its_work(dedicated):
+    """A slow step (etcd, the controller or the throttle's configs taking their time) must not look
+    stalled to reconciliation, which would start a second chain of steps beside it."""
+    during: list[str | None] = []
+
+    def told(_host: str) -> None:  # called in the middle of the step
+        during.append(Cluster.objects.get(pk=dedicated.pk).scale.get("stepped_at"))
+
+    scaling.cluster_scale_step(cluster_id=dedicated.pk, again=lambda c, s: None, send_host=told)
+    assert during and during[0] is not None, during
+    assert scaling.scales_redrive(again=lambda c, s: None) == []
