@@ -42,7 +42,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.brokerd.conftest import Broker
-from tests.brokerd.replication.clustertest import wait_for
+from tests.brokerd.replication.clustertest import start_brokers, wait_for
 from tests.brokerd.replication.faultnet import ETCD, FaultNet, free_port
 from tests.etcd_server import EtcdServer
 
@@ -115,8 +115,7 @@ class FaultCluster:
         return {b.proc.pid: b.node_id for b in self.brokers if b.running}
 
     def start(self) -> FaultCluster:
-        for broker in self.brokers:
-            broker.start(timeout=60)
+        start_brokers(self.brokers, timeout=60)
         wait_for(
             lambda: len(self.admin().list_topics(timeout=10).brokers) == len(self.brokers),
             timeout=60,
