@@ -107,9 +107,14 @@ class ClusterView:
                 for entry in entries:
                     self._apply(state, WatchEvent(False, entry))
                 self.state = state
-                await self._notify()
+                # Caught up before the listeners hear of it: they skip a view that is not (a
+                # partial read must not delete anything), and a read after a broken watch may be
+                # the only news of a leadership this broker took meanwhile. A leader that missed
+                # it served produce without recording where its epoch began, and followers asking
+                # OffsetForLeaderEpoch kept a diverging tail.
                 self.last_error = None
                 self.caught_up.set()
+                await self._notify()
                 async for event in self.etcd.watch_prefix(self.keys.prefix, revision + 1):
                     self._apply(self.state, event)
                     self.state.revision = max(self.state.revision, event.entry.mod_revision)
