@@ -95,7 +95,10 @@ async def _durable(broker: Any, written: list, results: dict[TopicPartition, E])
             results[tp] = E.not_leader_or_follower
             continue
         try:
-            ok = await asyncio.wait_for(asyncio.shield(committed), COMMITTED_TIMEOUT_S)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation that
+            # arrives as the high watermark passes, and a stopping broker would wait on
+            async with asyncio.timeout(COMMITTED_TIMEOUT_S):
+                ok = await asyncio.shield(committed)
         except TimeoutError:
             results[tp] = E.request_timed_out
             continue
