@@ -52,7 +52,10 @@ def hosts_with_room(*, exclude_cluster: Cluster | None = None) -> int:
     counting those that already run a broker of `exclude_cluster` (one host per broker)."""
     hosts = live_hosts().annotate(load=Count("brokers", filter=Q(brokers__port__isnull=False)))
     if exclude_cluster is not None:
-        hosts = hosts.exclude(brokers__cluster=exclude_cluster, brokers__port__isnull=False)
+        # One subquery, so that both conditions hold for the same broker (an exclude() across
+        # a multi-valued relation may match them on two different brokers of the host).
+        running_one = Broker.objects.filter(host=OuterRef("pk"), cluster=exclude_cluster, port__isnull=False)
+        hosts = hosts.exclude(Exists(running_one))
     return sum(1 for host in hosts if host.load < host.capacity)
 
 

@@ -1,11 +1,14 @@
-"""Hosts and brokers: the database enforces one port per host and valid ranges."""
+"""Hosts and brokers: the database enforces one port per host and valid ranges; which hosts
+have room for a cluster's next broker."""
 
 from __future__ import annotations
 
 import pytest
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from clusters.models import Broker, Host
+from clusters.selectors import hosts_with_room
 from tests.platform.factories import BrokerFactory, ClusterFactory, HostFactory
 
 pytestmark = pytest.mark.django_db
@@ -33,3 +36,16 @@ def test_host_names_are_unique_and_ranges_valid():
         HostFactory(name="local")
     with pytest.raises(IntegrityError), transaction.atomic():
         HostFactory(port_min=30000, port_max=29999)
+
+
+def test_a_host_is_left_out_for_a_cluster_only_when_one_broker_of_it_runs_there():
+    """A host holding a cluster's broker that is not placed on a port (it does not run) and
+    another cluster's running broker still has room for the first cluster."""
+    host = HostFactory(capacity=2, heartbeat_at=timezone.now())
+    mine, other = ClusterFactory(), ClusterFactory()
+    Broker.objects.create(cluster=mine, node_id=1, host=host)  # placed, no port yet
+    BrokerFactory(cluster=other, node_id=1, host=host)
+    assert hosts_with_room(exclude_cluster=mine) == 1
+    BrokerFactory(cluster=mine, node_id=2, host=HostFactory(capacity=2, heartbeat_at=timezone.now()))
+    assert hosts_with_room(exclude_cluster=mine) == 1  # the second host runs one of `mine`
+    assert hosts_with_room(exclude_cluster=other) == 1
