@@ -6,10 +6,12 @@ Three brokerd (advertised on 127.0.0.1/.2/.3, reached through fault-injecting pr
 etcd of their own; idempotent acks=all producers on a topic of 4 partitions with three replicas
 and min.insync.replicas 2, a consumer group of two committing what it read, and an observer of
 the committed offsets, and transactional producers (commits and aborts across partitions; off with
---no-transactions). The fault types are cycled in order: kill -9 of a partition leader and of
-the group coordinator's broker, SIGSTOP/SIGCONT pauses (every other one longer than the etcd
-session), a network partition of one broker from the others and from etcd, an etcd crash and
-restart on its data, and a rolling restart (SIGTERM, one broker at a time, full ISR between).
+--no-transactions). The fault types are cycled in order: kill -9 of a partition leader, of
+the group coordinator's broker and of the broker coordinating a transactional producer's id
+(the leader of its __transaction_state partition), SIGSTOP/SIGCONT pauses (every other one
+longer than the etcd session), a network partition of one broker from the others and from
+etcd, an etcd crash and restart on its data, and a rolling restart (SIGTERM, one broker at a
+time, full ISR between).
 
 Printed: one line per cycle, then the verdict of the checker (tests/brokerd/replication/
 fault_checker.py): acknowledged records, lost and duplicated (both must be 0), the other
@@ -36,7 +38,7 @@ from tests.brokerd.replication.fault_checker import Faults, run  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cycles", type=int, default=24)
-    parser.add_argument("--faults", default=",".join(Faults.TYPES), help="fault types, cycled in this order")
+    parser.add_argument("--faults", help="fault types, cycled in this order (default: all)")
     parser.add_argument("--session-ms", type=int, default=3000, help="coordination.session.timeout.ms")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
@@ -45,7 +47,8 @@ def main() -> None:
     parser.add_argument("--keep", metavar="DIR",
                         help="run in DIR and keep the brokers' logs there, and the history (history.json)")
     args = parser.parse_args()
-    kinds = args.faults.split(",")
+    every = [f for f in Faults.TYPES if not (args.no_transactions and f in Faults.NEED_TRANSACTIONS)]
+    kinds = args.faults.split(",") if args.faults else every
     unknown = set(kinds) - set(Faults.TYPES)
     if unknown:
         parser.error(f"unknown fault types {sorted(unknown)}; known: {', '.join(Faults.TYPES)}")

@@ -37,14 +37,19 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from tests.brokerd.brokerd_wire import Wire, request_class
 from tests.brokerd.conftest import Broker
 from tests.brokerd.replication.clustertest import start_brokers, wait_for
 from tests.brokerd.replication.faultnet import ETCD, FaultNet, free_port
 from tests.etcd_server import EtcdServer
+
+if TYPE_CHECKING:
+    from tests.brokerd.replication.txn_workload import TxnWorkload
 
 TOPIC = "jepsen"
 GROUP = "jepsen-group"
@@ -226,6 +231,24 @@ class FaultCluster:
         if errors and notes is not None:
             notes.append(f"{len(errors)} failed look-up(s) of the coordinator first, e.g. {errors[-1]}")
         return found
+
+    def txn_coordinator(self, tid: str) -> int:
+        """The broker id FindCoordinator(transaction) names for ``tid``, asked of a running broker."""
+
+        def ask() -> int | None:
+            for b in self.brokers:
+                if not b.running:
+                    continue
+                try:
+                    with Wire(b.ports["PLAINTEXT"], b.host) as w:
+                        resp = w.request(request_class(10, 3)(key=tid, key_type=1))
+                except OSError:
+                    continue
+                if resp.error_code == 0:
+                    return resp.node_id
+            return None
+
+        return wait_for(ask, timeout=60, what=f"the transaction coordinator of {tid}")
 
 
 # --- the workload -------------------------------------------------------------------------------
@@ -615,11 +638,23 @@ class Cycle:
 class Faults:
     """The fault types, each ``name(rng) -> Cycle``: inject, hold, heal, and measure."""
 
-    TYPES = ("kill-leader", "kill-coordinator", "pause", "partition", "etcd-restart", "rolling-restart")
+    TYPES = (
+        "kill-leader", "kill-coordinator", "kill-txn-coordinator", "pause", "partition", "etcd-restart",
+        "rolling-restart",
+    )  # fmt: skip
+    NEED_TRANSACTIONS = ("kill-txn-coordinator",)
 
-    def __init__(self, cluster: FaultCluster, workload: Workload, *, resume_timeout: float = 60) -> None:
+    def __init__(
+        self,
+        cluster: FaultCluster,
+        workload: Workload,
+        *,
+        txns: TxnWorkload | None = None,
+        resume_timeout: float = 60,
+    ) -> None:
         self.cluster = cluster
         self.workload = workload
+        self.txns = txns
         self.resume_timeout = resume_timeout
         self.pauses = 0
 
@@ -675,6 +710,23 @@ class Faults:
         cycle.target = f"broker {victim.node_id}"
         victim.kill()
         self._await_writes(cycle, time.monotonic())
+        return partial(victim.start, timeout=60)
+
+    def kill_txn_coordinator(self, cycle: Cycle, rng: random.Random):
+        """The broker leading the __transaction_state partition of one of the transactional
+        producers: the new leader takes over its open transactions and markers in flight."""
+        assert self.txns is not None, "kill-txn-coordinator needs the transactional workload"
+        tid = rng.choice(self.txns.transactional_ids)
+        victim = self.cluster.broker(self.cluster.txn_coordinator(tid))
+        cycle.target = f"broker {victim.node_id} ({tid})"
+        committed = self.txns.committed_count()
+        victim.kill()
+        self._await_writes(cycle, time.monotonic())
+        try:  # transactions commit again while the victim is down
+            txns = self.txns
+            wait_for(lambda: txns.committed_count() > committed, timeout=self.resume_timeout, interval=0.05)
+        except AssertionError:
+            cycle.notes.append(f"no transaction committed for {self.resume_timeout:.0f} s after the kill")
         return partial(victim.start, timeout=60)
 
     def pause(self, cycle: Cycle, rng: random.Random):
@@ -785,7 +837,7 @@ def run(
         cluster.create_topic(partitions)
         workload = Workload(cluster.bootstrap, partitions, acks=acks).start()
         txns = TxnWorkload(cluster, partitions=partitions, seed=seed).start() if transactions else None
-        injector = Faults(cluster, workload)
+        injector = Faults(cluster, workload, txns=txns)
         cycles = []
         try:
             wait_for(lambda: workload.writes_resumed(0.0), timeout=60, what="writes to every partition")

@@ -1,7 +1,8 @@
 """The full fault checker, CI-sized (tests/brokerd/replication/fault_checker.py; the long run is
 bench/fault_bench.py): three brokers behind fault-injecting proxies with an etcd of their own,
 idempotent acks=all producers on four partitions (RF 3, min.insync.replicas 2) and a consumer
-group committing, through a kill -9 of a partition leader and of the group's coordinator, a
+group committing, through a kill -9 of a partition leader, of the group's coordinator and of a
+transactional producer's coordinator (the leader of its __transaction_state partition), a
 SIGSTOP pause, a network partition of a leader from the other brokers and etcd, an etcd crash
 and restart, and a rolling restart (SIGTERM one broker at a time). Then Jepsen's checks on the whole history.
 Transactional producers run alongside (txn_workload.py): no committed transaction partly visible,
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.brokerd.replication.fault_checker import History, check, run
+from tests.brokerd.replication.fault_checker import Faults, History, check, run
 
 SETTINGS = {"coordination.session.timeout.ms": 2000, "replica.lag.time.max.ms": 4000}
 
@@ -23,7 +24,7 @@ SETTINGS = {"coordination.session.timeout.ms": 2000, "replica.lag.time.max.ms": 
 def test_no_acknowledged_write_is_lost_or_duplicated_through_kills_pauses_partitions_and_restarts(
     tmp_path: Path,
 ) -> None:
-    faults = ["kill-leader", "kill-coordinator", "pause", "partition", "etcd-restart", "rolling-restart"]
+    faults = list(Faults.TYPES)
     verdict, cycles, _history = run(tmp_path, faults, settings=SETTINGS, log=print, transactions=True)
     print({k: v for k, v in verdict.items() if "examples" not in k})
     assert verdict["acknowledged"] > 1000

@@ -83,10 +83,14 @@ class TxnWorkload:
     def committed_count(self) -> int:
         return len(self.history.committed)
 
+    @property
+    def transactional_ids(self) -> list[str]:
+        return [f"jepsen-txn-{index}" for index in range(self.producers)]
+
     # --- the producers ----------------------------------------------------------------------
     def _producer(self, index: int) -> Producer | None:
         producer = Producer({
-            "bootstrap.servers": self.bootstrap, "transactional.id": f"jepsen-txn-{index}",
+            "bootstrap.servers": self.bootstrap, "transactional.id": self.transactional_ids[index],
             "transaction.timeout.ms": TXN_TIMEOUT_MS, "linger.ms": 5, "log_level": 2,
         })  # fmt: skip
         while not self._stop.is_set():
