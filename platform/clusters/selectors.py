@@ -89,9 +89,11 @@ def degraded_reason(cluster: Cluster, health: Health | None = None) -> str:
     replacement = cluster.replacement or {}
     if replacement.get("state") in ("waiting", "replacing", "blocked"):
         return replacement.get("reason", "")
-    stale = list(
-        Broker.objects.filter(_stale_broker_q(), cluster=cluster).select_related("host").order_by("node_id")
-    )
+    if getattr(cluster, "degraded", None) is False:  # annotate_degraded found no stale broker (lists)
+        stale = []
+    else:
+        brokers = Broker.objects.filter(_stale_broker_q(), cluster=cluster)
+        stale = list(brokers.select_related("host").order_by("node_id"))
     if stale:
         hosts = sorted({b.host.name for b in stale})
         nodes = ", ".join(str(b.node_id) for b in stale)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import AuditEvent, Role
@@ -97,6 +99,21 @@ def test_list_is_paginated_scoped_and_hides_deleted(tenant, other_tenant):
     assert [c["status"] for c in deleted] == ["DELETED"]
     error = assert_error(tenant.client.get(CLUSTERS, {"status": "ASLEEP"}), 400)
     assert "status" in error["details"]
+
+
+def test_the_list_costs_the_same_queries_for_one_running_cluster_or_many(
+    tenant, django_assert_max_num_queries
+):
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as seen:
+            assert tenant.client.get(CLUSTERS).status_code == 200
+        return len(seen)
+
+    ClusterFactory(organization=tenant.organization, status=ClusterStatus.RUNNING)
+    one = queries()
+    ClusterFactory.create_batch(5, organization=tenant.organization, status=ClusterStatus.RUNNING)
+    with django_assert_max_num_queries(one):
+        assert len(tenant.client.get(CLUSTERS).json()["results"]) == 6
 
 
 def test_retrieve_and_rename(tenant):
