@@ -189,8 +189,9 @@ class Connection(asyncio.BufferedProtocol):
         self._reading_paused = False
         self._writing_paused = False
         self.closed = False
-        # a Produce waiting for the transaction coordinator's answer: the connection's next
-        # Produce requests are appended after it, in order (brokerd/handlers/produce.py)
+        # resolved once the connection's latest Produce that waited for the transaction
+        # coordinator's answer is appended: the next ones are appended after it, in order
+        # (brokerd/handlers/produce.py)
         self.txn_verifying: asyncio.Future | None = None
         self.principal: str | None = None
         self.authenticated = not listener.sasl

@@ -110,9 +110,9 @@ def handle(request, ctx):
     ask = _to_verify(ctx.broker, request, ctx.api_version)
     if ask is None and prior is None:
         return _handle(request, ctx, {})
-    task = asyncio.ensure_future(_handle_verified(request, ctx, prior, ask))
-    conn.txn_verifying = task
-    return task
+    appended = asyncio.get_running_loop().create_future()
+    conn.txn_verifying = appended
+    return asyncio.ensure_future(_handle_verified(request, ctx, prior, ask, appended))
 
 
 def _to_verify(broker, request, version: int) -> tuple[int, int, list[tuple[str, int]]] | None:
@@ -142,14 +142,22 @@ def _to_verify(broker, request, version: int) -> tuple[int, int, list[tuple[str,
     return (pid, epoch, found) if found else None
 
 
-async def _handle_verified(request, ctx, prior, ask):
-    if prior is not None:
-        await asyncio.wait([prior])
-    verified = {}
-    if ask is not None:
-        pid, epoch, tps = ask
-        verified = await ctx.broker.txn_verifier.verify(request.transactional_id, pid, epoch, tps)
-    result = _handle(request, ctx, verified)
+async def _handle_verified(request, ctx, prior, ask, appended: asyncio.Future):
+    """Append once the coordinator answered and the connection's previous Produce is appended
+    (``prior``), then wait for the acknowledgement. The next Produce waits only for this one's
+    append (``appended``), not its acknowledgement: partitions led here replicate side by side,
+    and responses still go out in request order."""
+    try:
+        if prior is not None:
+            await asyncio.wait([prior])
+        verified = {}
+        if ask is not None:
+            pid, epoch, tps = ask
+            verified = await ctx.broker.txn_verifier.verify(request.transactional_id, pid, epoch, tps)
+        result = _handle(request, ctx, verified)
+    finally:
+        if not appended.done():
+            appended.set_result(None)
     if isinstance(result, asyncio.Future) or asyncio.iscoroutine(result):
         result = await result
     return result
