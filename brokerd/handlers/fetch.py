@@ -222,6 +222,12 @@ def _wake(fut: asyncio.Future) -> None:
 async def _long_poll(ctx, request, max_wait: float):
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max_wait
+    # What was appended since the first look (requests handled before this coroutine started,
+    # a follower's parked fetch overtaken by the next Produce) woke no waiter: look again
+    # before parking, so it is answered now rather than after max_wait.
+    topics, total, errors = _collect(ctx, request, _resolve(ctx, request))
+    if total >= min(request.min_bytes, _max_bytes(ctx, request)) or errors:
+        return _body(ctx, request, topics, total)
     while True:
         remaining = deadline - loop.time()
         if remaining <= 0 or ctx.conn.closed:

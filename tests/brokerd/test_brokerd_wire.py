@@ -219,6 +219,27 @@ def test_fetch_long_poll_is_woken_by_produce(broker) -> None:
         assert resp.session_id == 0
 
 
+def test_fetch_long_poll_sees_an_append_handled_before_it_parked(broker) -> None:
+    """A Fetch and a Produce in one write: the Produce is appended while the Fetch is on its
+    way to parking. The Fetch answers with the record at once, not after max_wait."""
+    with Wire(broker.port) as w:
+        create(w, "race")
+        fetch = fetch_request("race", 0, max_wait_ms=10_000)
+        append = produce(w, "race", 0, make_batch([(b"k", b"raced")]), acks=1)
+        frames = b""
+        for entity in (fetch, append):
+            cls = type(entity)
+            payload = w.header(cls.__api_key__, cls.__version__, cls.__flexible__) + encode(entity)
+            frames += struct.pack(">i", len(payload)) + payload
+        t0 = time.monotonic()
+        w.sock.sendall(frames)
+        resp = w.recv(1, 12)
+        waited = time.monotonic() - t0
+        assert w.recv(0, 9).responses[0].partition_responses[0].error_code == 0
+        assert waited < 5, f"the parked fetch missed the append and waited {waited:.1f} s"
+        assert batch_offsets(resp.responses[0].partitions[0].records) == [(0, 1)]
+
+
 def test_fetch_byte_limits_and_batch_containing_offset(broker) -> None:
     with Wire(broker.port) as w:
         create(w, "lim")
