@@ -258,6 +258,11 @@ class PartitionLog:
             hint_offset, hint_base, hint_pos = self._pos_hint
             if hint_offset == offset and hint_base == seg.base:
                 pos = hint_pos
+                if pos + HEADER_SIZE > seg.size:
+                    # The previous read ended this segment, below its successor's base: the
+                    # cleaner removed its tail, and the offset's next batch starts the next one.
+                    i += 1
+                    continue
             else:
                 entry = seg.find_batch(offset)
                 if entry is None:

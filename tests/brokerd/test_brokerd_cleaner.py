@@ -5,6 +5,7 @@ Batches are encoded and decoded by kafka-python's record classes, not by brokerd
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -175,4 +176,51 @@ def test_a_small_dedupe_buffer_cleans_in_several_passes(tmp_path) -> None:
     assert len(ends) > 1 and ends == sorted(ends)
     assert latest_by_key(pdir) == expected
     assert check_indexes(pdir) > 0
+    plog.close()
+
+
+def _read_range_through(plog: PartitionLog) -> list[int]:
+    """Every offset a zero-copy Fetch from the log start gets, fetch by fetch (read_range)."""
+    out: list[int] = []
+    offset = plog.start_offset
+    while offset < plog.next_offset:
+        found = plog.read_range(offset, 1 << 24, True)
+        if found is None:
+            break
+        if isinstance(found, bytes):
+            data = found
+        else:
+            fd, pos, size, _count = found
+            try:
+                data = os.pread(fd, size, pos)
+            finally:
+                os.close(fd)
+        batches = read_batches(data)
+        out.extend(r.offset for batch in batches for r in batch)
+        offset = batches[-1].last_offset + 1
+    return out
+
+
+def test_a_fetch_into_a_segments_cleaned_away_tail_gets_the_next_segments_batch(tmp_path) -> None:
+    """A pass removed the last batches of a segment: a fetch continuing where the previous one
+    stopped (that segment's end) gets the next segment's first batch, as Kafka answers an offset
+    in a gap, not an empty answer a consumer would poll for ever."""
+    pdir = tmp_path / "t-0"
+    plog = open_log(pdir, segment_bytes=3000)  # the two segments are cleaned apart
+    now = int(time.time() * 1000)
+
+    def batch(version: int, keys: range) -> bytearray:
+        return build_batch([(f"k{k}".encode(), f"v{version}-{k}".encode() * 50, now) for k in keys])
+
+    append(plog, batch(0, range(5)))
+    append(plog, batch(0, range(5, 10)))  # offsets 5-9: superseded by the next segment
+    plog.roll()
+    append(plog, batch(1, range(5, 10)))
+    plog.roll()
+    append(plog, build_batch([(b"active", b"x", now)]))
+    assert cleaner(plog).run_pass() is not None
+    expected = [r.offset for _b, records in read_partition(pdir) for r in records]
+    second_base = plog.segments[1].base
+    assert max(o for o in expected if o < second_base) + 1 < second_base, "no tail was cleaned away"
+    assert _read_range_through(plog) == expected
     plog.close()
