@@ -42,6 +42,8 @@ class LeaderFetcher:
         self.wake = asyncio.Event()
         self.conn: BrokerConnection | None = None
         self.synced_epochs: dict[tuple[str, int], int] = {}  # leader epoch truncation was done for
+        # where a leader's batch straddled this log's end, by partition: (leader epoch, its base)
+        self.diverged_at: dict[tuple[str, int], tuple[int, int]] = {}
         self._closing: asyncio.Future | None = None
         self._lost_last = False  # the last failure was a lost connection
         # when the connection to the leader broke or was refused, until a fetch succeeds again
@@ -163,6 +165,9 @@ class LeaderFetcher:
         else:  # our logs agree up to the end of an older epoch: where ours ended it, at most
             _epoch, ours = cache.end_offset_for(answer.leader_epoch, plog.next_offset)
             end = min(answer.end_offset, ours)
+        diverged = self.diverged_at.pop(key, None)
+        if diverged is not None and diverged[0] == state.leader_epoch:
+            end = min(end, diverged[1])
         if end < plog.next_offset:
             log.info("%s-%d: truncating from %d to %d before following leader epoch %d",
                      name, index, plog.next_offset, end, state.leader_epoch)  # fmt: skip
@@ -239,10 +244,24 @@ class LeaderFetcher:
                     continue
                 if (name, part.partition_index) in throttled:
                     quota.record(len(part.records or b""))
-                self.manager.follower_append(name, part.partition_index, part.records or b"",
-                                             part.high_watermark, part.log_start_offset)  # fmt: skip
+                try:
+                    self.manager.follower_append(name, part.partition_index, part.records or b"",
+                                                 part.high_watermark, part.log_start_offset)  # fmt: skip
+                except StraddlingBatch as exc:
+                    self._diverged((name, part.partition_index), sent[(name, part.partition_index)][0], exc)
         if backoff:
             await asyncio.sleep(RETRY_SECONDS)
+
+    def _diverged(self, key: tuple[str, int], leader_epoch: int, exc: StraddlingBatch) -> None:
+        """The leader's answer shows this log diverged from its own: nothing of it is appended,
+        and the partition goes through truncation again before its next fetch, cut at the
+        latest to where the leader's straddling batch begins (the leader holds that batch, so
+        the follower copies it whole, and never skips past records it lacks)."""
+        log.warning("%s-%d: the fetch answer from broker %d in leader epoch %d has %s: the logs "
+                    "diverged; truncating again before fetching", key[0], key[1], self.leader_id,
+                    leader_epoch, exc)  # fmt: skip
+        self.synced_epochs.pop(key, None)
+        self.diverged_at[key] = (leader_epoch, exc.base)
 
     def _throttled(self, topic, index: int) -> bool:
         """Whether this broker's replica of the partition is throttled (the topic's
@@ -283,20 +302,35 @@ class LeaderFetcher:
         return True
 
 
+class StraddlingBatch(Exception):
+    """A fetched batch starts below the follower's log end and runs past it. In logs that agree
+    the follower's end is a batch boundary of the leader's log, so the two logs diverged
+    (Kafka's follower append fails the same way, UnexpectedAppendOffsetException): appending
+    the batches after it would leave a hole, skipping it would lose its records."""
+
+    def __init__(self, base: int, last: int, epoch: int, log_end: int) -> None:
+        super().__init__(f"batch {base}-{last} of leader epoch {epoch} straddles the log end {log_end}")
+        self.base, self.last, self.epoch, self.log_end = base, last, epoch, log_end
+
+
 def batches_of(
     records: bytes, next_offset: int
 ) -> tuple[bytes, list[StampedBatch], int, list[tuple[int, int]]]:
     """The whole batches of a fetched ``records`` that start at or after ``next_offset``: (their
     bytes, the batches as the log appends them, how far they move the log end, and each
-    batch's (leader epoch, base offset))."""
+    batch's (leader epoch, base offset)). Raises StraddlingBatch for a batch that starts
+    below ``next_offset`` and ends at or past it."""
     batches: list[StampedBatch] = []
     epochs: list[tuple[int, int]] = []
     start = end = None
     last = next_offset - 1
     view = memoryview(records)
     for pos, base, size, last_offset, max_ts, _attrs in iter_headers(view):
+        if last_offset < next_offset:
+            continue  # wholly here already (a fetch that raced an append); never rewritten
         if base < next_offset:
-            continue  # already here (a fetch that raced an append); never rewritten
+            epoch = int.from_bytes(view[pos + 12 : pos + 16], "big", signed=True)
+            raise StraddlingBatch(base, last_offset, epoch, next_offset)
         if start is None:
             start = pos
         end = pos + size
