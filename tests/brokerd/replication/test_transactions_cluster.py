@@ -450,6 +450,14 @@ def test_a_connections_produce_requests_replicate_side_by_side(cluster) -> None:
     leader while the coordinator is another broker (each first batch is verified with it): the
     second is appended while the first still waits for its paused follower, not once the first
     is acknowledged, and both are acknowledged once the follower runs again."""
+    # A broker killed by an earlier test gets its preferred leaderships back within a second of
+    # returning; a coordinator moving meanwhile would fail the verification this test times.
+    def settled(index: int) -> bool:
+        p = partition_of(cluster.bootstrap, "__transaction_state", index)
+        return p is not None and p.leader == p.replicas[0] and sorted(p.isrs) == sorted(p.replicas)
+
+    for index in range(STATE_PARTITIONS):
+        wait_for(lambda i=index: settled(i), timeout=60, what=f"__transaction_state-{index} settled")
     tid = unique("tx")
     coordinator = cluster.node(coordinator_of(cluster, tid))
     leader, follower = [b for b in cluster.brokers if b is not coordinator]
