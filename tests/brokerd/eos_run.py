@@ -115,7 +115,7 @@ def run(
             )
             # Kills follow progress, not the clock: a pipeline on a quiet machine commits every
             # record within a couple of seconds, before kills on a timer would come.
-            time.sleep(rng.uniform(0.1, 0.4))
+            time.sleep(rng.uniform(0.05, 0.2))
             if proc.poll() is None and done_kills < kills and done > killed_at:
                 proc.kill()  # SIGKILL, mid-transaction or not
                 done_kills += 1

@@ -57,7 +57,7 @@ def test_pipeline_is_exactly_once_when_the_coordinators_broker_is_killed(tmp_pat
         wait_for(lambda: _coordinator(brokers, TID), what="a transaction coordinator")
 
         def fault(kills: int) -> None:
-            if kills in (2, 4):  # the broker coordinating the pipeline's transactions
+            if kills in (1, 2):  # the broker coordinating the pipeline's transactions
                 node = wait_for(lambda: _coordinator(brokers, TID), timeout=30, what="the coordinator")
                 victim = next(b for b in brokers if b.node_id == node)
                 victim.kill()
@@ -68,7 +68,7 @@ def test_pipeline_is_exactly_once_when_the_coordinators_broker_is_killed(tmp_pat
                              tid=TID, per_txn=250, fault=fault, timeout=150)  # fmt: skip
         print(f"{result}; coordinator brokers killed: {killed}")
         assert (result.duplicates, result.missing, result.unexpected) == (0, 0, 0)
-        assert result.pipeline_kills >= 3 and len(killed) == 2
+        assert result.pipeline_kills >= 2 and len(killed) == 2
     finally:
         for b in brokers:
             b.stop()

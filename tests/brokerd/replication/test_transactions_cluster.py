@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import os
-import signal
 import time
 import uuid
 from pathlib import Path
@@ -440,78 +438,3 @@ def test_offsets_in_a_transaction_survive_the_group_coordinators_death(cluster) 
     finally:
         dead.start(timeout=60)
 
-
-def _build(api_key: int, version: int, class_name: str, **fields):
-    return getattr(load_payload_module(api_key, version, EntityType.request), class_name)(**fields)
-
-
-def test_a_connections_produce_requests_replicate_side_by_side(cluster) -> None:
-    """Two transactional Produce requests pipelined on one connection, to two partitions of one
-    leader while the coordinator is another broker (each first batch is verified with it): the
-    second is appended while the first still waits for its paused follower, not once the first
-    is acknowledged, and both are acknowledged once the follower runs again."""
-    # A broker killed by an earlier test gets its preferred leaderships back within a second of
-    # returning; a coordinator moving meanwhile would fail the verification this test times.
-    def settled(index: int) -> bool:
-        p = partition_of(cluster.bootstrap, "__transaction_state", index)
-        return p is not None and p.leader == p.replicas[0] and sorted(p.isrs) == sorted(p.replicas)
-
-    for index in range(STATE_PARTITIONS):
-        wait_for(lambda i=index: settled(i), timeout=60, what=f"__transaction_state-{index} settled")
-    tid = unique("tx")
-    coordinator = cluster.node(coordinator_of(cluster, tid))
-    leader, follower = [b for b in cluster.brokers if b is not coordinator]
-    topic = unique("txp")
-    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
-    pair = [leader.node_id, follower.node_id]
-    admin.create_topics([NewTopic(topic, 2, replica_assignment=[pair, pair])])[topic].result(20)
-    for i in (0, 1):
-        wait_for(lambda i=i: (p := partition_of(cluster.bootstrap, topic, i)) and p.leader == leader.node_id
-                 and len(p.isrs) == 2, what=f"{topic}-{i} in sync")  # fmt: skip
-    with Wire(coordinator.ports["PLAINTEXT"], coordinator.host) as w:
-        init = w.request(request_class(22, 4)(
-            transactional_id=tid, transaction_timeout=datetime.timedelta(seconds=30), producer_id=-1,
-            producer_epoch=-1,
-        ))  # fmt: skip
-        pid, epoch = init.producer_id, init.producer_epoch
-        both = _build(24, 3, "AddPartitionsToTxnTopic", name=topic, partitions=(0, 1))
-        added = w.request(request_class(24, 3)(
-            v3_and_below_transactional_id=tid, v3_and_below_producer_id=pid,
-            v3_and_below_producer_epoch=epoch, v3_and_below_topics=(both,),
-        ))  # fmt: skip
-        results = added.results_by_topic_v3_and_below[0].results_by_partition
-        assert [p.partition_error_code for p in results] == [0, 0]
-
-    def produce(index: int):
-        batch = build_batch([(None, b"v")], timestamp_ms=int(time.time() * 1000), producer_id=pid,
-                            producer_epoch=epoch, base_sequence=0, attributes=ATTR_TRANSACTIONAL)  # fmt: skip
-        partition = _build(0, 9, "PartitionProduceData", index=index, records=bytes(batch))
-        data = _build(0, 9, "TopicProduceData", name=topic, partition_data=(partition,))
-        return request_class(0, 9)(transactional_id=tid, acks=-1, timeout=datetime.timedelta(seconds=20),
-                                   topic_data=(data,))  # fmt: skip
-
-    def open_here(index: int) -> bool:
-        """Whether the leader appended the producer's batch to the partition (acknowledged or not)."""
-        wanted = _build(61, 0, "TopicRequest", name=topic, partition_indexes=(index,))
-        request = request_class(61, 0)(topics=(wanted,))
-        with Wire(leader.ports["PLAINTEXT"], leader.host) as probe:
-            (part,) = probe.request(request).topics[0].partitions
-        return any(p.producer_id == pid for p in part.active_producers)
-
-    with Wire(leader.ports["PLAINTEXT"], leader.host, timeout=30) as w:
-        # paused for less than its etcd session: the follower stays in the ISR, and the
-        # high watermark of both partitions waits for it
-        os.kill(follower.proc.pid, signal.SIGSTOP)
-        try:
-            w.send(produce(0))
-            w.send(produce(1))
-            deadline = time.monotonic() + 1.0
-            while not (appended := open_here(1)) and time.monotonic() < deadline:
-                time.sleep(0.02)
-            appended_first = open_here(0)
-        finally:
-            os.kill(follower.proc.pid, signal.SIGCONT)
-        answers = [w.recv(0, 9).responses[0].partition_responses[0].error_code for _ in range(2)]
-    assert appended_first  # its answer waited for the follower, its append did not
-    assert appended, "the second Produce was appended only after the first was acknowledged"
-    assert answers == [0, 0]
