@@ -65,7 +65,7 @@ def test_pipeline_is_exactly_once_when_the_coordinators_broker_is_killed(tmp_pat
                 victim.start(timeout=60)
 
         result = eos_run.run(bootstrap, tmp_path / "pipeline.log", records=RECORDS, partitions=PARTITIONS,
-                             tid=TID, per_txn=250, fault=fault, timeout=150)  # fmt: skip
+                             tid=TID, per_txn=25, fault=fault, timeout=150)  # fmt: skip
         print(f"{result}; coordinator brokers killed: {killed}")
         assert (result.duplicates, result.missing, result.unexpected) == (0, 0, 0)
         assert result.pipeline_kills >= 2 and len(killed) == 2
